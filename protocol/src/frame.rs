@@ -1,0 +1,749 @@
+//! Typed frames: `Request` (client to server) and `ServerFrame` (server to client).
+//!
+//! Requests are decoded by hand rather than by `serde` so that every error names the offending
+//! field and carries the request's `id` back as `re` whenever it could be read. Everything is
+//! encoded with `serde`, so encode-then-decode is the identity (see the tests).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{DecodeError, ErrorCode};
+use crate::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES};
+
+/// A request's `id`, echoed as `re` in its reply with the same JSON type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Int(i64),
+    UInt(u64),
+    Str(String),
+}
+
+impl From<u64> for RequestId {
+    fn from(n: u64) -> Self {
+        match i64::try_from(n) {
+            Ok(i) => RequestId::Int(i),
+            Err(_) => RequestId::UInt(n),
+        }
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(s: &str) -> Self {
+        RequestId::Str(s.to_owned())
+    }
+}
+
+/// Presence status of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Online,
+    Away,
+    Busy,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Away => "away",
+            Status::Busy => "busy",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        match s {
+            "online" => Some(Status::Online),
+            "away" => Some(Status::Away),
+            "busy" => Some(Status::Busy),
+            _ => None,
+        }
+    }
+}
+
+/// One client request: an optional id and a command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// What a client can ask of the server. The variant name is the wire `type`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    Hello(Hello),
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Say {
+        room: String,
+        text: String,
+    },
+    Dm {
+        to: String,
+        text: String,
+    },
+    Nick {
+        nick: String,
+    },
+    Status {
+        status: Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    Topic {
+        room: String,
+        /// `None` reads the topic; `Some("")` clears it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    Who {
+        room: String,
+    },
+    Rooms {},
+    History(HistoryQuery),
+    Ping {},
+    Pong {},
+    Quit {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Command {
+    /// The wire `type` of this command, which is also the `cmd` of its `ok` reply.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Hello(_) => "hello",
+            Command::Join { .. } => "join",
+            Command::Leave { .. } => "leave",
+            Command::Say { .. } => "say",
+            Command::Dm { .. } => "dm",
+            Command::Nick { .. } => "nick",
+            Command::Status { .. } => "status",
+            Command::Topic { .. } => "topic",
+            Command::Who { .. } => "who",
+            Command::Rooms {} => "rooms",
+            Command::History(_) => "history",
+            Command::Ping {} => "ping",
+            Command::Pong {} => "pong",
+            Command::Quit { .. } => "quit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hello {
+    pub nick: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryQuery {
+    pub room: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl HistoryQuery {
+    pub fn limit_or_default(&self) -> usize {
+        self.limit.map_or(HISTORY_LIMIT_DEFAULT, |l| l as usize)
+    }
+}
+
+impl Request {
+    pub fn new(id: Option<RequestId>, command: Command) -> Self {
+        Request { id, command }
+    }
+
+    /// Decode one line (without its LF) into a request, in the order the protocol specifies:
+    /// JSON, object, `id`, `type`, known type, then the fields of that type.
+    pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
+        let value: Value = serde_json::from_slice(line).map_err(|e| {
+            let what = if std::str::from_utf8(line).is_err() {
+                "line is not valid UTF-8".to_owned()
+            } else {
+                format!("invalid JSON: {e}")
+            };
+            DecodeError::new(ErrorCode::BadJson, what, None)
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(DecodeError::new(
+                ErrorCode::BadJson,
+                "a frame must be a JSON object",
+                None,
+            ));
+        };
+        let id = decode_id(obj.get("id"))?;
+        let mut fields = Fields { obj, re: id };
+        let ty = match fields.obj.remove("type") {
+            Some(Value::String(t)) => t,
+            _ => return Err(fields.bad("type", "a string")),
+        };
+        let command = match ty.as_str() {
+            "hello" => Command::Hello(Hello {
+                nick: fields.string("nick")?,
+                protocol: fields.opt_u64("protocol")?,
+                client: fields.opt_string("client")?,
+                password: fields.opt_string("password")?,
+            }),
+            "join" => Command::Join {
+                room: fields.string("room")?,
+            },
+            "leave" => Command::Leave {
+                room: fields.string("room")?,
+            },
+            "say" => Command::Say {
+                room: fields.string("room")?,
+                text: fields.string("text")?,
+            },
+            "dm" => Command::Dm {
+                to: fields.string("to")?,
+                text: fields.string("text")?,
+            },
+            "nick" => Command::Nick {
+                nick: fields.string("nick")?,
+            },
+            "status" => {
+                let status = fields.string("status")?;
+                let Some(status) = Status::parse(&status) else {
+                    return Err(fields.bad("status", "one of \"online\", \"away\", \"busy\""));
+                };
+                Command::Status {
+                    status,
+                    text: fields.opt_string("text")?,
+                }
+            }
+            "topic" => Command::Topic {
+                room: fields.string("room")?,
+                topic: fields.opt_string("topic")?,
+            },
+            "who" => Command::Who {
+                room: fields.string("room")?,
+            },
+            "rooms" => Command::Rooms {},
+            "history" => {
+                let room = fields.string("room")?;
+                let before = fields.opt_string("before")?;
+                let after = fields.opt_string("after")?;
+                let limit = match fields.opt_u64("limit") {
+                    Ok(None) => None,
+                    Ok(Some(n)) if (1..=HISTORY_LIMIT_MAX as u64).contains(&n) => Some(n as u32),
+                    _ => {
+                        return Err(fields.bad(
+                            "limit",
+                            &format!("an integer from 1 to {HISTORY_LIMIT_MAX}"),
+                        ))
+                    }
+                };
+                Command::History(HistoryQuery {
+                    room,
+                    before,
+                    after,
+                    limit,
+                })
+            }
+            "ping" => Command::Ping {},
+            "pong" => Command::Pong {},
+            "quit" => Command::Quit {
+                reason: fields.opt_string("reason")?,
+            },
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(DecodeError::new(
+                    ErrorCode::UnknownType,
+                    format!("unknown frame type \"{shown}\""),
+                    fields.re,
+                ));
+            }
+        };
+        Ok(Request {
+            id: fields.re,
+            command,
+        })
+    }
+
+    /// Encode as one line, LF included.
+    pub fn encode_line(&self) -> Bytes {
+        encode_line(self)
+    }
+}
+
+fn decode_id(id: Option<&Value>) -> Result<Option<RequestId>, DecodeError> {
+    let bad = || {
+        DecodeError::new(
+            ErrorCode::BadFrame,
+            format!("field `id` must be a string of at most {MAX_ID_BYTES} bytes or an integer"),
+            None,
+        )
+    };
+    match id {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= MAX_ID_BYTES => Ok(Some(RequestId::Str(s.clone()))),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(RequestId::Int(i)))
+            } else if let Some(u) = n.as_u64() {
+                Ok(Some(RequestId::UInt(u)))
+            } else {
+                Err(bad())
+            }
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The fields of a request object being decoded; taking a field moves it out, so no string is
+/// copied.
+struct Fields {
+    obj: Map<String, Value>,
+    re: Option<RequestId>,
+}
+
+impl Fields {
+    fn bad(&self, field: &str, expected: &str) -> DecodeError {
+        DecodeError::new(
+            ErrorCode::BadFrame,
+            format!("field `{field}` must be {expected}"),
+            self.re.clone(),
+        )
+    }
+
+    fn string(&mut self, field: &str) -> Result<String, DecodeError> {
+        match self.obj.remove(field) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err(DecodeError::new(
+                ErrorCode::BadFrame,
+                format!("missing field `{field}` (a string)"),
+                self.re.clone(),
+            )),
+            Some(_) => Err(self.bad(field, "a string")),
+        }
+    }
+
+    fn opt_string(&mut self, field: &str) -> Result<Option<String>, DecodeError> {
+        match self.obj.remove(field) {
+            Some(Value::String(s)) => Ok(Some(s)),
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => Err(self.bad(field, "a string")),
+        }
+    }
+
+    fn opt_u64(&mut self, field: &str) -> Result<Option<u64>, DecodeError> {
+        match self.obj.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(_) => Err(self.bad(field, "a non-negative integer")),
+        }
+    }
+}
+
+/// Encode any serialisable frame as one compact JSON line with its LF.
+pub fn encode_line<T: Serialize + ?Sized>(frame: &T) -> Bytes {
+    let mut buf = Vec::with_capacity(128);
+    serde_json::to_writer(&mut buf, frame).expect("frames always serialise");
+    buf.push(b'\n');
+    Bytes::from(buf)
+}
+
+/// Everything the server sends. The variant name is the wire `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome(Welcome),
+    #[serde(rename = "ok")]
+    Reply(Reply),
+    Error(ErrorFrame),
+    Bye(Bye),
+    Join(RoomNick),
+    Leave(RoomNick),
+    Message(Message),
+    Direct(Direct),
+    Nick(NickChange),
+    Presence(Member),
+    Topic(TopicChange),
+    Quit(QuitEvent),
+    Ping {},
+}
+
+impl ServerFrame {
+    /// Encode as one line, LF included, ready to be shared by every recipient.
+    pub fn encode_line(&self) -> Bytes {
+        encode_line(self)
+    }
+
+    /// Decode one server line (without its LF). Clients should ignore lines whose `type` they do
+    /// not know: new event types may be added without a protocol version change.
+    pub fn decode(line: &[u8]) -> Result<ServerFrame, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<RequestId>,
+    pub protocol: u64,
+    pub server: String,
+    pub name: String,
+    pub session: String,
+    pub nick: String,
+    pub rooms: Vec<String>,
+    pub motd: String,
+    pub limits: Limits,
+}
+
+/// The limits a server announces in `welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_line: usize,
+    pub max_text: usize,
+    pub rate_burst: u32,
+    /// 0 means no rate limit.
+    pub rate_per_sec: u32,
+    pub ping_interval_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: crate::DEFAULT_MAX_LINE,
+            max_text: crate::DEFAULT_MAX_TEXT,
+            rate_burst: crate::DEFAULT_RATE_BURST,
+            rate_per_sec: crate::DEFAULT_RATE_PER_SEC,
+            ping_interval_s: crate::DEFAULT_PING_INTERVAL_S,
+        }
+    }
+}
+
+/// An `ok` frame: the reply to a successful request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<RequestId>,
+    #[serde(flatten)]
+    pub data: ReplyData,
+}
+
+/// The data of an `ok` reply; the variant name is the wire `cmd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ReplyData {
+    Join {
+        room: String,
+        topic: String,
+        members: Vec<Member>,
+    },
+    Leave {
+        room: String,
+    },
+    Say {
+        id: String,
+        ts: u64,
+        room: String,
+    },
+    Dm {
+        id: String,
+        ts: u64,
+        to: String,
+    },
+    Nick {
+        nick: String,
+    },
+    Status {
+        status: Status,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    Topic {
+        room: String,
+        topic: String,
+    },
+    Who {
+        room: String,
+        members: Vec<Member>,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    History {
+        room: String,
+        messages: Vec<Message>,
+    },
+    Ping {},
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub nick: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: usize,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<RequestId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bye {
+    pub reason: crate::ByeReason,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomNick {
+    pub room: String,
+    pub nick: String,
+}
+
+/// A room message, exactly as delivered to members and as stored in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub ts: u64,
+    pub room: String,
+    pub from: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Direct {
+    pub id: String,
+    pub ts: u64,
+    pub from: String,
+    pub to: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NickChange {
+    pub old: String,
+    pub new: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicChange {
+    pub room: String,
+    pub topic: String,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuitEvent {
+    pub nick: String,
+    pub reason: String,
+}
+
+/// Build the `ok` reply to `history` from messages already encoded as lines (each with or without
+/// its trailing LF), so that stored messages are spliced in without being decoded and re-encoded.
+pub fn encode_history_reply<'a>(
+    re: Option<&RequestId>,
+    room: &str,
+    message_lines: impl IntoIterator<Item = &'a [u8]>,
+) -> Bytes {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(br#"{"type":"ok","cmd":"history""#);
+    if let Some(re) = re {
+        buf.extend_from_slice(br#","re":"#);
+        serde_json::to_writer(&mut buf, re).expect("ids serialise");
+    }
+    buf.extend_from_slice(br#","room":"#);
+    serde_json::to_writer(&mut buf, room).expect("strings serialise");
+    buf.extend_from_slice(br#","messages":["#);
+    for (i, line) in message_lines.into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
+    }
+    buf.extend_from_slice(b"]}\n");
+    Bytes::from(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(req: Request) {
+        let line = req.encode_line();
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back = Request::decode(&line[..line.len() - 1]).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let cmds = vec![
+            Command::Hello(Hello {
+                nick: "ann".into(),
+                protocol: Some(1),
+                client: Some("test/1".into()),
+                password: Some("pw".into()),
+            }),
+            Command::Hello(Hello {
+                nick: "ann".into(),
+                protocol: None,
+                client: None,
+                password: None,
+            }),
+            Command::Join { room: "r".into() },
+            Command::Leave { room: "r".into() },
+            Command::Say {
+                room: "r".into(),
+                text: "hi \"there\"\n".into(),
+            },
+            Command::Dm {
+                to: "bob".into(),
+                text: "psst".into(),
+            },
+            Command::Nick { nick: "x".into() },
+            Command::Status {
+                status: Status::Away,
+                text: Some("lunch".into()),
+            },
+            Command::Status {
+                status: Status::Busy,
+                text: None,
+            },
+            Command::Topic {
+                room: "r".into(),
+                topic: None,
+            },
+            Command::Topic {
+                room: "r".into(),
+                topic: Some("".into()),
+            },
+            Command::Who { room: "r".into() },
+            Command::Rooms {},
+            Command::History(HistoryQuery {
+                room: "r".into(),
+                before: Some("a".into()),
+                after: Some("b".into()),
+                limit: Some(200),
+            }),
+            Command::Ping {},
+            Command::Pong {},
+            Command::Quit { reason: None },
+            Command::Quit {
+                reason: Some("bye".into()),
+            },
+        ];
+        for (i, c) in cmds.into_iter().enumerate() {
+            roundtrip(Request::new(None, c.clone()));
+            roundtrip(Request::new(Some(RequestId::Int(i as i64 - 3)), c.clone()));
+            roundtrip(Request::new(Some(RequestId::UInt(u64::MAX)), c.clone()));
+            roundtrip(Request::new(Some(RequestId::Str(format!("q{i}"))), c));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_carry_re() {
+        let e = Request::decode(br#"{"type":"say","id":7,"room":"r","text":5}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadFrame);
+        assert!(e.message.contains("`text`"), "{}", e.message);
+        assert_eq!(e.re, Some(RequestId::Int(7)));
+
+        let e = Request::decode(br#"{"type":"say","id":"a","room":"r"}"#).unwrap_err();
+        assert!(e.message.contains("missing field `text`"), "{}", e.message);
+        assert_eq!(e.re, Some(RequestId::Str("a".into())));
+
+        let e = Request::decode(br#"{"type":"nope","id":1}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownType);
+        assert_eq!(e.re, Some(RequestId::Int(1)));
+
+        let e = Request::decode(br#"{"id":1.5,"type":"ping"}"#).unwrap_err();
+        assert_eq!((e.code, e.re), (ErrorCode::BadFrame, None));
+
+        let e = Request::decode(b"[1]").unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadJson);
+        let e = Request::decode(b"{\"type\":\"\xff\"}").unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadJson);
+        assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let frames = vec![
+            ServerFrame::Reply(Reply {
+                re: Some(RequestId::Int(3)),
+                data: ReplyData::Say {
+                    id: "x".into(),
+                    ts: 5,
+                    room: "r".into(),
+                },
+            }),
+            ServerFrame::Reply(Reply {
+                re: None,
+                data: ReplyData::Ping {},
+            }),
+            ServerFrame::Ping {},
+            ServerFrame::Error(ErrorFrame {
+                code: ErrorCode::NotInRoom,
+                message: "m".into(),
+                re: Some(RequestId::Str("z".into())),
+            }),
+        ];
+        for f in frames {
+            let line = f.encode_line();
+            assert_eq!(ServerFrame::decode(&line).unwrap(), f);
+        }
+        assert_eq!(
+            &ServerFrame::Ping {}.encode_line()[..],
+            b"{\"type\":\"ping\"}\n"
+        );
+    }
+
+    #[test]
+    fn history_reply_splices_stored_lines() {
+        let m = Message {
+            id: "i".into(),
+            ts: 1,
+            room: "r".into(),
+            from: "a".into(),
+            text: "t".into(),
+        };
+        let line = ServerFrame::Message(m.clone()).encode_line();
+        let out = encode_history_reply(Some(&RequestId::Int(9)), "r", [&line[..], &line[..]]);
+        let ServerFrame::Reply(r) = ServerFrame::decode(&out).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.re, Some(RequestId::Int(9)));
+        assert_eq!(
+            r.data,
+            ReplyData::History {
+                room: "r".into(),
+                messages: vec![m.clone(), m]
+            }
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The lanchat wire protocol, version 1: one JSON object per LF-terminated line over TCP (or a
+//! Unix socket), plus JSON datagrams for UDP presence. PROTOCOL.md is the normative description;
+//! this crate is its Rust implementation, shared by the server and the Rust client.
+//!
+//! - [`frame`]: `Request` (client to server, decoded with precise errors) and `ServerFrame`.
+//! - [`codec`]: the bounded line decoder (`Line::TooLong` is an item, not an error).
+//! - [`validate`]: nick, room and text rules.
+//! - [`error`]: error codes, bye reasons, and the decode error.
+//! - [`presence`]: UDP beacon and discover datagrams.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod presence;
+pub mod validate;
+
+pub use codec::{Line, LineCodec};
+pub use error::{ByeReason, DecodeError, ErrorCode};
+pub use frame::{
+    encode_history_reply, encode_line, Bye, Command, Direct, ErrorFrame, Hello, HistoryQuery,
+    Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request, RequestId,
+    RoomInfo, RoomNick, ServerFrame, Status, TopicChange, Welcome,
+};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+/// Default TCP port.
+pub const DEFAULT_PORT: u16 = 7878;
+/// Default UDP presence port.
+pub const DEFAULT_ANNOUNCE_PORT: u16 = 7879;
+/// Default maximum line length in bytes, LF excluded.
+pub const DEFAULT_MAX_LINE: usize = 16384;
+/// Default maximum message text in bytes.
+pub const DEFAULT_MAX_TEXT: usize = 4096;
+pub const DEFAULT_RATE_BURST: u32 = 10;
+pub const DEFAULT_RATE_PER_SEC: u32 = 5;
+pub const DEFAULT_PING_INTERVAL_S: u64 = 60;
+/// Longest request id string, in bytes.
+pub const MAX_ID_BYTES: usize = 64;
+/// Longest nick or room name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+pub const MAX_STATUS_TEXT_CHARS: usize = 100;
+pub const MAX_TOPIC_CHARS: usize = 300;
+pub const HISTORY_LIMIT_DEFAULT: usize = 50;
+pub const HISTORY_LIMIT_MAX: usize = 200;
+/// Extension: how many rooms one session may be in at once.
+pub const MAX_ROOMS_PER_SESSION: usize = 100;
+
+/// The `server` string of welcome and beacons.
+pub fn server_string() -> String {
+    format!("lanchat/{}", env!("CARGO_PKG_VERSION"))
+}

@@ -1,0 +1,114 @@
+//! The rules for nicks, room names and texts, shared by the server and the clients.
+
+use crate::error::ErrorCode;
+use crate::MAX_NAME_CHARS;
+
+/// Check a nick or room name: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    let mut count = 0;
+    for ch in name.chars() {
+        count += 1;
+        if count > MAX_NAME_CHARS {
+            return Err("must be at most 32 characters");
+        }
+        if !(ch.is_alphanumeric() || matches!(ch, '_' | '-' | '.')) {
+            return Err("may contain only letters, digits, '_', '-' and '.'");
+        }
+    }
+    if count == 0 {
+        return Err("must not be empty");
+    }
+    Ok(())
+}
+
+/// Check a nick, giving the protocol's error code and a message on failure.
+pub fn check_nick(nick: &str) -> Result<(), (ErrorCode, String)> {
+    check_name(nick).map_err(|why| (ErrorCode::NickInvalid, format!("a nick {why}")))
+}
+
+/// Check a room name, giving the protocol's error code and a message on failure.
+pub fn check_room(room: &str) -> Result<(), (ErrorCode, String)> {
+    check_name(room).map_err(|why| (ErrorCode::RoomInvalid, format!("a room name {why}")))
+}
+
+/// The key under which names are compared: Unicode lowercase, so `Ann` and `ann` are one nick.
+pub fn name_key(name: &str) -> String {
+    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        name.to_owned()
+    } else {
+        name.to_lowercase()
+    }
+}
+
+/// Check a message text (`say`, `dm`): 1 to `max_bytes` bytes, no control characters other than
+/// newline and tab.
+pub fn check_text(text: &str, max_bytes: usize) -> Result<(), (ErrorCode, String)> {
+    if text.is_empty() {
+        return Err((ErrorCode::TextInvalid, "text must not be empty".into()));
+    }
+    if text.len() > max_bytes {
+        return Err((
+            ErrorCode::TextTooLong,
+            format!("text is {} bytes; the limit is {max_bytes}", text.len()),
+        ));
+    }
+    check_controls(text)
+}
+
+/// Check a short text (status text, topic): at most `max_chars` characters, no control characters
+/// other than newline and tab. May be empty.
+pub fn check_short_text(
+    what: &str,
+    text: &str,
+    max_chars: usize,
+) -> Result<(), (ErrorCode, String)> {
+    if text.chars().count() > max_chars {
+        return Err((
+            ErrorCode::TextTooLong,
+            format!("{what} must be at most {max_chars} characters"),
+        ));
+    }
+    check_controls(text)
+}
+
+fn check_controls(text: &str) -> Result<(), (ErrorCode, String)> {
+    match text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+        Some(c) => Err((
+            ErrorCode::TextInvalid,
+            format!("text contains control character U+{:04X}", c as u32),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "ann", "Ünïcødé", "a_b-c.d", "..", "1234", &"x".repeat(32)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "😀", &"x".repeat(33), "a\u{7}"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(name_key("ÄnN"), "änn");
+        assert_eq!(name_key("ann"), "ann");
+    }
+
+    #[test]
+    fn texts() {
+        assert!(check_text("hi\n\tthere", 10).is_ok());
+        assert_eq!(check_text("", 10).unwrap_err().0, ErrorCode::TextInvalid);
+        assert_eq!(check_text("a\u{7}", 10).unwrap_err().0, ErrorCode::TextInvalid);
+        assert_eq!(check_text("a\r", 10).unwrap_err().0, ErrorCode::TextInvalid);
+        assert_eq!(
+            check_text(&"é".repeat(6), 11).unwrap_err().0,
+            ErrorCode::TextTooLong
+        );
+        assert!(check_text(&"x".repeat(10), 10).is_ok());
+        assert!(check_short_text("topic", &"é".repeat(300), 300).is_ok());
+        assert!(check_short_text("topic", &"é".repeat(301), 300).is_err());
+    }
+}
