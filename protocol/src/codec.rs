@@ -145,7 +145,11 @@ mod tests {
         for cut in 0..input.len() {
             let mut c = LineCodec::new(100);
             let got = decode_all(&mut c, &[&input[..cut], &input[cut..]]);
-            assert_eq!(got, vec![frame("{\"a\":1}"), frame("{\"b\":2}")], "cut {cut}");
+            assert_eq!(
+                got,
+                vec![frame("{\"a\":1}"), frame("{\"b\":2}")],
+                "cut {cut}"
+            );
         }
     }
 
@@ -185,6 +189,9 @@ mod tests {
     #[test]
     fn last_line_without_newline_at_eof() {
         let mut c = LineCodec::new(10);
-        assert_eq!(decode_all(&mut c, &[b"a\nbc"]), vec![frame("a"), frame("bc")]);
+        assert_eq!(
+            decode_all(&mut c, &[b"a\nbc"]),
+            vec![frame("a"), frame("bc")]
+        );
     }
 }

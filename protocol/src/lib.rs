@@ -18,8 +18,8 @@ pub use codec::{Line, LineCodec};
 pub use error::{ByeReason, DecodeError, ErrorCode};
 pub use frame::{
     encode_history_reply, encode_line, Bye, Command, Direct, ErrorFrame, Hello, HistoryQuery,
-    Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request, RequestId,
-    RoomInfo, RoomNick, ServerFrame, Status, TopicChange, Welcome,
+    Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request, RequestId, RoomInfo,
+    RoomNick, ServerFrame, Status, TopicChange, Welcome,
 };
 
 /// The protocol version this crate speaks.

@@ -33,7 +33,10 @@ pub fn check_room(room: &str) -> Result<(), (ErrorCode, String)> {
 
 /// The key under which names are compared: Unicode lowercase, so `Ann` and `ann` are one nick.
 pub fn name_key(name: &str) -> String {
-    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
         name.to_owned()
     } else {
         name.to_lowercase()
@@ -72,7 +75,10 @@ pub fn check_short_text(
 }
 
 fn check_controls(text: &str) -> Result<(), (ErrorCode, String)> {
-    match text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+    match text
+        .chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+    {
         Some(c) => Err((
             ErrorCode::TextInvalid,
             format!("text contains control character U+{:04X}", c as u32),
@@ -87,7 +93,15 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "ann", "Ünïcødé", "a_b-c.d", "..", "1234", &"x".repeat(32)] {
+        for ok in [
+            "a",
+            "ann",
+            "Ünïcødé",
+            "a_b-c.d",
+            "..",
+            "1234",
+            &"x".repeat(32),
+        ] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a b", "a/b", "😀", &"x".repeat(33), "a\u{7}"] {
@@ -101,7 +115,10 @@ mod tests {
     fn texts() {
         assert!(check_text("hi\n\tthere", 10).is_ok());
         assert_eq!(check_text("", 10).unwrap_err().0, ErrorCode::TextInvalid);
-        assert_eq!(check_text("a\u{7}", 10).unwrap_err().0, ErrorCode::TextInvalid);
+        assert_eq!(
+            check_text("a\u{7}", 10).unwrap_err().0,
+            ErrorCode::TextInvalid
+        );
         assert_eq!(check_text("a\r", 10).unwrap_err().0, ErrorCode::TextInvalid);
         assert_eq!(
             check_text(&"é".repeat(6), 11).unwrap_err().0,

@@ -1,0 +1,213 @@
+//! Server settings: the command line (every flag also settable as `LANCHAT_<NAME>`) and the
+//! validated `Config` that `run` takes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use lanchat_protocol::{validate, Limits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// lanchat-server: a chat server for the local network.
+#[derive(Debug, Parser)]
+#[command(name = "lanchat-server", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Address to listen on for TCP; may be repeated [default: 0.0.0.0:7878 and [::]:7878]
+    #[arg(long, env = "LANCHAT_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<SocketAddr>,
+    /// Also listen on this Unix domain socket path
+    #[arg(long, env = "LANCHAT_UNIX")]
+    pub unix: Option<PathBuf>,
+    /// Display name announced in welcome and beacons [default: the host name]
+    #[arg(long, env = "LANCHAT_NAME")]
+    pub name: Option<String>,
+    /// Message of the day sent in welcome
+    #[arg(long, env = "LANCHAT_MOTD", default_value = "")]
+    pub motd: String,
+    /// Password clients must give in hello
+    #[arg(long, env = "LANCHAT_PASSWORD", conflicts_with = "password_file")]
+    pub password: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "LANCHAT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Room every session joins after hello
+    #[arg(long, env = "LANCHAT_DEFAULT_ROOM", default_value = "lobby")]
+    pub default_room: String,
+    /// Keep history on disk in this directory (otherwise in memory only)
+    #[arg(long, env = "LANCHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Messages of history kept per room
+    #[arg(long, env = "LANCHAT_HISTORY", default_value_t = 1000)]
+    pub history: usize,
+    /// Most connections at once
+    #[arg(long, env = "LANCHAT_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+    /// Most connections at once from one IP address
+    #[arg(long, env = "LANCHAT_MAX_PER_IP", default_value_t = 64)]
+    pub max_per_ip: usize,
+    /// Longest accepted line in bytes
+    #[arg(long, env = "LANCHAT_MAX_LINE", default_value_t = lanchat_protocol::DEFAULT_MAX_LINE as u32,
+          value_parser = clap::value_parser!(u32).range(256..=16 * 1024 * 1024))]
+    pub max_line: u32,
+    /// Longest message text in bytes
+    #[arg(long, env = "LANCHAT_MAX_TEXT", default_value_t = lanchat_protocol::DEFAULT_MAX_TEXT as u32,
+          value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
+    pub max_text: u32,
+    /// Messages a session may send in a burst
+    #[arg(long, env = "LANCHAT_RATE_BURST", default_value_t = lanchat_protocol::DEFAULT_RATE_BURST)]
+    pub rate_burst: u32,
+    /// Messages per second a session may sustain (0 = no limit)
+    #[arg(long, env = "LANCHAT_RATE_PER_SEC", default_value_t = lanchat_protocol::DEFAULT_RATE_PER_SEC)]
+    pub rate_per_sec: u32,
+    /// Seconds of client silence before the server pings
+    #[arg(long, env = "LANCHAT_PING_INTERVAL", default_value_t = lanchat_protocol::DEFAULT_PING_INTERVAL_S,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ping_interval: u64,
+    /// Seconds a new connection has to send hello
+    #[arg(long, env = "LANCHAT_HELLO_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub hello_timeout: u64,
+    /// UDP port for presence beacons and discovery
+    #[arg(long, env = "LANCHAT_ANNOUNCE_PORT", default_value_t = lanchat_protocol::DEFAULT_ANNOUNCE_PORT)]
+    pub announce_port: u16,
+    /// Seconds between beacons
+    #[arg(long, env = "LANCHAT_ANNOUNCE_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub announce_interval: u64,
+    /// Do not announce on the LAN or answer discovery
+    #[arg(long, env = "LANCHAT_NO_ANNOUNCE")]
+    pub no_announce: bool,
+    /// Log format on stderr
+    #[arg(long, env = "LANCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Everything `run` needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub motd: String,
+    pub password: Option<String>,
+    pub default_room: String,
+    pub data_dir: Option<PathBuf>,
+    pub history: usize,
+    pub max_clients: usize,
+    pub max_per_ip: usize,
+    pub limits: Limits,
+    pub hello_timeout: Duration,
+    /// Outbound queue bound, in frames and in bytes.
+    pub outbox_frames: usize,
+    pub outbox_bytes: usize,
+    /// How long shutdown waits for sessions to flush before closing them anyway.
+    pub shutdown_grace: Duration,
+    pub announce: Option<AnnounceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnnounceConfig {
+    pub port: u16,
+    pub interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "lanchat".into(),
+            motd: String::new(),
+            password: None,
+            default_room: "lobby".into(),
+            data_dir: None,
+            history: 1000,
+            max_clients: 10_000,
+            max_per_ip: 64,
+            limits: Limits::default(),
+            hello_timeout: Duration::from_secs(10),
+            outbox_frames: 10_000,
+            outbox_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(3),
+            announce: None,
+        }
+    }
+}
+
+impl Args {
+    /// Check the values clap cannot and build the `Config`. The error is one line for the user.
+    pub fn into_config(self) -> Result<Config, String> {
+        validate::check_room(&self.default_room)
+            .map_err(|(_, m)| format!("--default-room: {m}"))?;
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--password-file: cannot read {}: {e}", path.display()))?;
+                let first = text.lines().next().unwrap_or("").to_owned();
+                if first.is_empty() {
+                    return Err(format!("--password-file: {} is empty", path.display()));
+                }
+                Some(first)
+            }
+            (None, None) => None,
+        };
+        if password.as_deref() == Some("") {
+            return Err("--password: must not be empty".into());
+        }
+        if self.max_clients == 0 || self.max_per_ip == 0 {
+            return Err("--max-clients and --max-per-ip must be at least 1".into());
+        }
+        if self.max_text as usize + 256 > self.max_line as usize {
+            return Err(format!(
+                "--max-text {} does not fit in --max-line {} (leave 256 bytes for the frame)",
+                self.max_text, self.max_line
+            ));
+        }
+        if self.rate_per_sec > 0 && self.rate_burst == 0 {
+            return Err("--rate-burst must be at least 1 when --rate-per-sec is set".into());
+        }
+        let name = match self.name {
+            Some(n) if n.trim().is_empty() => return Err("--name: must not be empty".into()),
+            Some(n) => n,
+            None => host_name().unwrap_or_else(|| "lanchat".into()),
+        };
+        Ok(Config {
+            name,
+            motd: self.motd,
+            password,
+            default_room: self.default_room,
+            data_dir: self.data_dir,
+            history: self.history,
+            max_clients: self.max_clients,
+            max_per_ip: self.max_per_ip,
+            limits: Limits {
+                max_line: self.max_line as usize,
+                max_text: self.max_text as usize,
+                rate_burst: self.rate_burst,
+                rate_per_sec: self.rate_per_sec,
+                ping_interval_s: self.ping_interval,
+            },
+            hello_timeout: Duration::from_secs(self.hello_timeout),
+            announce: (!self.no_announce).then(|| AnnounceConfig {
+                port: self.announce_port,
+                interval: Duration::from_secs(self.announce_interval),
+            }),
+            ..Config::default()
+        })
+    }
+}
+
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
+}

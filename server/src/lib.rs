@@ -1,0 +1,195 @@
+//! lanchat-server: a tokio chat server speaking the line-based JSON protocol of PROTOCOL.md.
+//!
+//! The caller binds; [`run`] serves until its shutdown token is cancelled. Modules:
+//! - [`config`]: command line and `Config`.
+//! - [`listener`]: accept loops, connection caps, back-off on accept errors.
+//! - [`session`]: one connection: reading, dispatch, timers, and its writer task.
+//! - [`outbox`]: the bounded per-session outbound queue (slow consumers are dropped).
+//! - [`state`]: nicks, rooms, members and history behind one short-held mutex.
+//! - [`history`]: a room's recent messages, stored as the lines that were sent.
+//! - [`presence`]: UDP beacons and answers to discovery.
+
+pub mod config;
+pub mod history;
+pub mod listener;
+pub mod outbox;
+pub mod presence;
+pub mod session;
+pub mod state;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use config::{Args, Config};
+pub use listener::Listener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::state::{Accepted, State};
+
+/// What can stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// State shared by every task of one server.
+///
+/// The chat state is behind a `std::sync::Mutex`, not tokio's: every critical section is short,
+/// synchronous (no `.await` inside) and never touches a socket, which is exactly the case the
+/// tokio documentation recommends a blocking mutex for.
+pub struct Shared {
+    pub config: Config,
+    state: Mutex<State>,
+    connections: Mutex<Connections>,
+    next_session: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; releases its slot when dropped.
+pub struct ConnectionPermit {
+    shared: Arc<Shared>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut c = self.shared.connections();
+        c.total -= 1;
+        if let Some(ip) = self.ip {
+            if let Some(n) = c.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Shared> {
+        let state = State::new(&config.default_room, config.history);
+        Arc::new(Shared {
+            config,
+            state: Mutex::new(state),
+            connections: Mutex::new(Connections::default()),
+            next_session: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Lock the chat state. A panic while it was held is logged and the state used as it is:
+    /// one broken session must not take every other one down with it.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| {
+            error!("chat state lock was poisoned by a panic; continuing");
+            poisoned.into_inner()
+        })
+    }
+
+    fn connections(&self) -> MutexGuard<'_, Connections> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Take a connection slot, or say why not.
+    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionPermit, &'static str> {
+        let mut c = self.connections();
+        if c.total >= self.config.max_clients {
+            return Err("the server is full; try again later");
+        }
+        if let Some(ip) = ip {
+            let n = c.per_ip.entry(ip).or_insert(0);
+            if *n >= self.config.max_per_ip {
+                return Err("too many connections from your address");
+            }
+            *n += 1;
+        }
+        c.total += 1;
+        Ok(ConnectionPermit {
+            shared: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections open right now (registered or not).
+    pub fn connection_count(&self) -> usize {
+        self.connections().total
+    }
+
+    /// Hand an accepted message to durable storage (a no-op without `--data-dir`).
+    pub(crate) fn persist_message(&self, _accepted: Accepted) {}
+
+    /// Hand a topic change to durable storage (a no-op without `--data-dir`).
+    pub(crate) fn persist_topic(&self, _room_key: String, _topic: String) {}
+}
+
+/// Serve on `listeners` until `shutdown` is cancelled, then say bye to every session, let them
+/// flush (bounded by `config.shutdown_grace`), and return.
+pub async fn run(
+    listeners: Vec<Listener>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let shared = Shared::new(config);
+    let tracker = TaskTracker::new();
+    let addrs: Vec<_> = listeners.iter().filter_map(|l| l.tcp_addr()).collect();
+    let presence = match &shared.config.announce {
+        Some(announce) => Some(presence::Presence::start(
+            announce.clone(),
+            &addrs,
+            shared.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(listener::accept_loop(
+            listener,
+            shared.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+    shutdown.cancelled().await;
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    info!(
+        sessions = shared.connection_count(),
+        "shutting down: saying bye to every session"
+    );
+    for accept in accept_loops {
+        let _ = accept.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(shared.config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        info!("some sessions did not finish flushing in time; closing them");
+    }
+    if let Some(presence) = presence {
+        presence.stop().await;
+    }
+    Ok(())
+}

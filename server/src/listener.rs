@@ -1,0 +1,180 @@
+//! Listening sockets and their accept loops: admission (connection caps) and a back-off when
+//! `accept` fails, so running out of file descriptors never becomes a busy loop or a crash.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::session::{self, Peer};
+use crate::Shared;
+
+/// A bound listening socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// A Unix socket and its path, removed when the listener is dropped.
+    Unix(UnixListener, UnixSocketFile),
+}
+
+impl Listener {
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// What the server prints once ready: `listening <addr>` or `listening unix:<path>`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => a.to_string(),
+                Err(_) => "?".into(),
+            },
+            Listener::Unix(_, f) => format!("unix:{}", f.0.display()),
+        }
+    }
+}
+
+/// Bind a TCP listener the way a server should: SO_REUSEADDR, IPv6 sockets IPv6-only (so
+/// `[::]:P` and `0.0.0.0:P` can both be bound), a deep backlog.
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A Unix socket path that is removed on drop.
+pub struct UnixSocketFile(pub PathBuf);
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bind a Unix socket, replacing a stale socket file but never one a live server is using.
+pub fn bind_unix(path: PathBuf) -> std::io::Result<Listener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running server", path.display()),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    Ok(Listener::Unix(listener, UnixSocketFile(path)))
+}
+
+/// Accept until shutdown, starting one session task per admitted connection.
+pub async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = accept(&listener) => a,
+        };
+        match accepted {
+            Ok(conn) => {
+                backoff = Duration::from_millis(10);
+                start_session(conn, &shared, &shutdown, &tracker);
+            }
+            Err(e) if is_per_connection_error(&e) => debug!(error = %e, "accept: peer gone"),
+            Err(e) => {
+                // Most likely out of file descriptors: wait for sessions to end rather than spin.
+                warn!(error = %e, retry_in = ?backoff, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, a) = l.accept().await?;
+            Ok(Accepted::Tcp(s, a))
+        }
+        Listener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok(Accepted::Unix(s))
+        }
+    }
+}
+
+fn is_per_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
+}
+
+fn start_session(
+    conn: Accepted,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let (peer, ip) = match &conn {
+        Accepted::Tcp(_, a) => (Peer(Some(*a)), Some(a.ip())),
+        Accepted::Unix(_) => (Peer(None), None),
+    };
+    let permit = shared.admit(ip);
+    let (shared, shutdown) = (shared.clone(), shutdown.clone());
+    match (conn, permit) {
+        (Accepted::Tcp(stream, _), Ok(permit)) => {
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            tracker.spawn(session::serve(r, w, peer, shared, shutdown, permit));
+        }
+        (Accepted::Unix(stream), Ok(permit)) => {
+            let (r, w) = stream.into_split();
+            tracker.spawn(session::serve(r, w, peer, shared, shutdown, permit));
+        }
+        (conn, Err(why)) => {
+            debug!(%peer, why, "refusing connection");
+            tracker.spawn(async move {
+                match conn {
+                    Accepted::Tcp(s, _) => session::refuse(s, why).await,
+                    Accepted::Unix(s) => session::refuse(s, why).await,
+                }
+            });
+        }
+    }
+}
