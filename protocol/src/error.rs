@@ -31,6 +31,9 @@ pub enum ErrorCode {
     TooManyErrors,
     /// Extension: a session may be a member of at most `MAX_ROOMS_PER_SESSION` rooms.
     TooManyRooms,
+    /// A code this version does not know (sent by a newer server). Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::ServerFull => "server_full",
             ErrorCode::TooManyErrors => "too_many_errors",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Unknown => "unknown",
         }
     }
 
@@ -115,6 +119,9 @@ pub enum ByeReason {
     ServerFull,
     AuthFailed,
     ProtocolUnsupported,
+    /// A reason this version does not know (sent by a newer server). Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ByeReason {
@@ -129,6 +136,7 @@ impl ByeReason {
             ByeReason::ServerFull => "server_full",
             ByeReason::AuthFailed => "auth_failed",
             ByeReason::ProtocolUnsupported => "protocol_unsupported",
+            ByeReason::Unknown => "unknown",
         }
     }
 }
@@ -155,6 +163,24 @@ impl DecodeError {
             code,
             message: message.into(),
             re,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_codes_decode_as_unknown() {
+        let c: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
+        assert_eq!(c, ErrorCode::Unknown);
+        let r: ByeReason = serde_json::from_str("\"later\"").unwrap();
+        assert_eq!(r, ByeReason::Unknown);
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
         }
     }
 }

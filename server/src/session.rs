@@ -237,7 +237,8 @@ struct Session {
     outbox: Outbox,
     /// Set by a successful hello.
     nick: Option<String>,
-    /// What room-mates are told when this session goes; `None` tells them nothing.
+    /// What room-mates are told when this session goes; `None` tells them nothing. Starts as
+    /// "connection lost" so that any exit path not named below is reported as such.
     quit_reason: Option<String>,
     errors: Window,
     rate_limited: Window,
@@ -247,10 +248,10 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if self.nick.is_some() {
-            let reason = if self.shared.is_shutting_down() {
-                None
-            } else {
-                Some(self.quit_reason.as_deref().unwrap_or("connection lost"))
+            // At shutdown everyone is leaving: no quit storm.
+            let reason = match self.shared.is_shutting_down() {
+                true => None,
+                false => self.quit_reason.as_deref(),
             };
             self.shared.state().remove(self.id, reason);
         }
@@ -265,7 +266,7 @@ impl Session {
             peer,
             outbox,
             nick: None,
-            quit_reason: None,
+            quit_reason: Some("connection lost".into()),
             errors: Window::new(MAX_ERRORS),
             rate_limited: Window::new(MAX_RATE_LIMITED),
             rate: RateLimit::new(limits.rate_burst, limits.rate_per_sec),
@@ -336,7 +337,10 @@ impl Session {
                 }));
             }
             End::Bye(reason, message) => {
-                self.quit_reason = Some(reason.as_str().replace('_', " "));
+                self.quit_reason = match reason {
+                    ByeReason::ShuttingDown => None,
+                    other => Some(other.as_str().replace('_', " ")),
+                };
                 self.push(&ServerFrame::Bye(lanchat_protocol::Bye {
                     reason: *reason,
                     message: message.clone(),
@@ -384,6 +388,11 @@ impl Session {
                 ));
             }
         } else if code.is_protocol_violation() && self.errors.record(now) {
+            self.push(&ServerFrame::Error(ErrorFrame {
+                code: ErrorCode::TooManyErrors,
+                message: format!("{MAX_ERRORS} protocol errors within a minute"),
+                re: None,
+            }));
             return Some(End::Bye(
                 ByeReason::TooManyErrors,
                 format!("{MAX_ERRORS} protocol errors within a minute"),

@@ -1,0 +1,128 @@
+//! Timers and the server's own life: hello timeout, keepalive, shutdown, bad flags.
+
+use std::process::Command;
+use std::time::Duration;
+
+use lanchat_tests::{bin_path, ServerProcess, TestClient};
+use serde_json::json;
+
+#[tokio::test]
+async fn hello_timeout() {
+    let server = ServerProcess::start(&["--hello-timeout", "1"]);
+    let mut c = TestClient::connect(server.addr).await;
+    let frames = c.read_to_close().await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["type"], "bye");
+    assert_eq!(frames[0]["reason"], "hello_timeout");
+}
+
+#[tokio::test]
+async fn keepalive_ping_then_timeout() {
+    let server = ServerProcess::start(&["--ping-interval", "1"]);
+    let (mut alive, w) = TestClient::hello(server.addr, "alive").await;
+    assert_eq!(w["limits"]["ping_interval_s"], 1);
+    let (mut silent, _) = TestClient::hello(server.addr, "silent").await;
+    alive.expect_event("join").await;
+
+    // The live client answers two pings and is still there.
+    for _ in 0..2 {
+        assert_eq!(alive.recv().await, json!({"type":"ping"}));
+        alive.send(json!({"type":"pong"})).await;
+    }
+    // The silent one gets a ping, ignores it, and is closed.
+    let frames = silent.read_to_close().await;
+    assert_eq!(frames[0], json!({"type":"ping"}));
+    let bye = frames.last().unwrap();
+    assert_eq!(
+        (bye["type"].as_str(), bye["reason"].as_str()),
+        (Some("bye"), Some("ping_timeout"))
+    );
+    let quit = alive.skip_until("quit").await;
+    assert_eq!(
+        quit,
+        json!({"type":"quit","nick":"silent","reason":"ping timeout"})
+    );
+    alive.sync().await;
+}
+
+#[tokio::test]
+async fn sigterm_says_bye_to_everyone_and_exits_zero() {
+    let mut server = ServerProcess::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        clients.push(TestClient::hello(server.addr, &format!("c{i}")).await.0);
+    }
+    // One is not registered yet: it is told too.
+    clients.push(TestClient::connect(server.addr).await);
+    for c in &mut clients[..5] {
+        c.sync().await;
+    }
+    server.sigterm();
+    for c in &mut clients {
+        let frames = c.read_to_close().await;
+        let bye = frames.last().expect("a bye");
+        assert_eq!(bye["reason"], "shutting_down", "{frames:?}");
+        assert!(
+            frames.iter().all(|f| f["type"] != "quit"),
+            "no quit storm at shutdown: {frames:?}"
+        );
+    }
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn sigint_also_stops_cleanly() {
+    let mut server = ServerProcess::start(&[]);
+    let (mut c, _) = TestClient::hello(server.addr, "x").await;
+    server.signal(libc::SIGINT);
+    assert_eq!(
+        c.read_to_close().await.last().unwrap()["reason"],
+        "shutting_down"
+    );
+    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    for args in [
+        vec!["--max-clients", "lots"],
+        vec!["--listen", "not-an-address"],
+        vec!["--default-room", "no spaces"],
+        vec!["--max-text", "20000"],
+        vec!["--password-file", "/nonexistent/pw"],
+        vec!["--log-format", "xml"],
+        vec!["--ping-interval", "0"],
+    ] {
+        let out = Command::new(bin_path("lanchat-server"))
+            .args(&args)
+            .args(["--no-announce"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.trim().is_empty(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn env_vars_set_flags() {
+    let server = ServerProcess::start_with(
+        Command::new(bin_path("lanchat-server"))
+            .args(["--listen", "127.0.0.1:0", "--no-announce"])
+            .env("LANCHAT_NAME", "from env")
+            .env("LANCHAT_DEFAULT_ROOM", "hall"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_c, w) = TestClient::hello(server.addr, "x").await;
+        assert_eq!(w["name"], "from env");
+        assert_eq!(w["rooms"], json!(["hall"]));
+    });
+}

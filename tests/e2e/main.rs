@@ -1,0 +1,9 @@
+//! End-to-end tests against the real `lanchat-server` binary (and the clients), all in one test
+//! binary as ripgrep does. Run `cargo build --workspace --bins` first (scripts/test does).
+
+mod commands;
+mod errors;
+mod fanout;
+mod lifecycle;
+mod limits;
+mod vectors;

@@ -1,0 +1,384 @@
+//! End-to-end test harness and load generator support for lanchat.
+//!
+//! - [`ServerProcess`] starts the real `lanchat-server` binary on `127.0.0.1:0`, reads its
+//!   `listening` line, and kills it on drop.
+//! - [`TestClient`] speaks the protocol over a real socket; every wait is bounded by a timeout.
+//! - [`bin_path`] finds workspace binaries (cargo only sets `CARGO_BIN_EXE_*` for the package
+//!   under test): an override variable first, then the workspace target directory.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Path of a workspace binary: `$LANCHAT_SERVER_BIN` / `$LANCHAT_CLIENT_BIN` / `$LANCHAT_LOAD_BIN`
+/// when set, else `<target>/debug/<name>`. Panics with the command to run when it is missing.
+pub fn bin_path(name: &str) -> PathBuf {
+    let var = match name {
+        "lanchat-server" => Some("LANCHAT_SERVER_BIN"),
+        "lanchat" => Some("LANCHAT_CLIENT_BIN"),
+        "lanchat-load" => Some("LANCHAT_LOAD_BIN"),
+        _ => None,
+    };
+    if let Some(p) = var.and_then(std::env::var_os) {
+        return PathBuf::from(p);
+    }
+    let path = target_dir().join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The root of the workspace (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A running `lanchat-server`, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    /// The first TCP listener's address.
+    pub addr: SocketAddr,
+    /// Every `listening ...` line read so far, without the prefix.
+    pub listening: Vec<String>,
+    stdout_lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl ServerProcess {
+    /// Start with `--listen 127.0.0.1:0 --no-announce` and `args`.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--no-announce"];
+        all.extend_from_slice(args);
+        Self::start_raw(&all)
+    }
+
+    /// Start with exactly `args`; the first `listening` line must be a TCP address.
+    pub fn start_raw(args: &[&str]) -> ServerProcess {
+        Self::start_with(Command::new(bin_path("lanchat-server")).args(args))
+    }
+
+    /// Start a prepared command (for extra environment or a `ulimit` wrapper).
+    pub fn start_with(cmd: &mut Command) -> ServerProcess {
+        let mut child = cmd
+            .env_remove("LANCHAT_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lanchat-server");
+        let stdout_lines = spawn_line_reader(child.stdout.take().expect("piped stdout"));
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().expect("piped stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().unwrap();
+                    if s.len() == 200 {
+                        s.pop_front();
+                    }
+                    s.push_back(line);
+                }
+            });
+        }
+        let mut server = ServerProcess {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            listening: Vec::new(),
+            stdout_lines,
+            stderr,
+        };
+        let first = server.next_listening();
+        server.addr = first
+            .parse()
+            .unwrap_or_else(|_| panic!("first listener is not TCP: {first}"));
+        server
+    }
+
+    /// Wait for the next `listening X` line and return X.
+    pub fn next_listening(&mut self) -> String {
+        match self.stdout_lines.recv_timeout(WAIT) {
+            Ok(line) => {
+                let rest = line
+                    .strip_prefix("listening ")
+                    .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
+                    .to_owned();
+                self.listening.push(rest.clone());
+                rest
+            }
+            Err(_) => panic!(
+                "lanchat-server printed no listening line; stderr:\n{}",
+                self.stderr_text()
+            ),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn stderr_text(&self) -> String {
+        let s = self.stderr.lock().unwrap();
+        s.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// SIGKILL, as a crash or power cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size of the server in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        proc_rss_kib(self.child.id())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// VmRSS of a process in KiB (0 if unknown).
+pub fn proc_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn spawn_line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A protocol client over a real socket for tests. Events read while waiting for a reply are
+/// kept and returned by later `recv`/`expect_event` calls, so nothing is lost.
+pub struct TestClient {
+    reader: AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    pending: VecDeque<Value>,
+    next_id: u64,
+    pub nick: String,
+}
+
+impl TestClient {
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        Self::from_stream(stream)
+    }
+
+    /// Wrap an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> TestClient {
+        let (r, w) = stream.into_split();
+        TestClient {
+            reader: AsyncBufReader::new(r),
+            writer: w,
+            pending: VecDeque::new(),
+            next_id: 1,
+            nick: String::new(),
+        }
+    }
+
+    /// Connect and register; returns the welcome.
+    pub async fn hello(addr: SocketAddr, nick: &str) -> (TestClient, Value) {
+        let mut c = TestClient::connect(addr).await;
+        let welcome = c.request(json!({"type": "hello", "nick": nick})).await;
+        assert_eq!(welcome["type"], "welcome", "hello as {nick}: {welcome}");
+        c.nick = nick.to_owned();
+        (c, welcome)
+    }
+
+    /// Write raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// Send one frame (a line is added).
+    pub async fn send(&mut self, frame: Value) {
+        let mut line = serde_json::to_vec(&frame).unwrap();
+        line.push(b'\n');
+        self.send_raw(&line).await;
+    }
+
+    /// Read the next line as JSON (a queued event first). Panics on timeout or EOF.
+    pub async fn recv(&mut self) -> Value {
+        if let Some(v) = self.pending.pop_front() {
+            return v;
+        }
+        self.read_frame().await.expect("connection closed")
+    }
+
+    /// Read the next line from the socket, or `None` at EOF. Panics on timeout.
+    pub async fn read_frame(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.nick))
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        assert!(line.ends_with('\n'), "server line without LF: {line:?}");
+        Some(
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad server line {line:?}: {e}")),
+        )
+    }
+
+    /// Send a request with a fresh id (unless it has one) and return its reply; events that
+    /// arrive first are kept for later.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        if frame.get("id").is_none() {
+            frame["id"] = json!(self.next_id);
+            self.next_id += 1;
+        }
+        let id = frame["id"].clone();
+        self.send(frame).await;
+        self.reply_to(&id).await
+    }
+
+    /// Wait for the reply whose `re` is `id`, keeping events.
+    pub async fn reply_to(&mut self, id: &Value) -> Value {
+        loop {
+            let v = self
+                .read_frame()
+                .await
+                .expect("connection closed before reply");
+            if v.get("re") == Some(id) {
+                return v;
+            }
+            self.pending.push_back(v);
+        }
+    }
+
+    /// The next frame of type `ty`, skipping (and dropping) `ping`s only; any other frame first
+    /// is a test failure.
+    pub async fn expect_event(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+            assert_eq!(v["type"], "ping", "{}: expected {ty}, got {v}", self.nick);
+        }
+    }
+
+    /// Skip frames until one of type `ty` arrives.
+    pub async fn skip_until(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Take the frames queued so far (read while waiting for replies).
+    pub fn drain_pending(&mut self) -> Vec<Value> {
+        self.pending.drain(..).collect()
+    }
+
+    /// A round trip: once `ping`'s reply arrives, everything the server sent this client before
+    /// it has arrived too.
+    pub async fn sync(&mut self) {
+        let r = self.request(json!({"type": "ping"})).await;
+        assert_eq!(r["type"], "ok");
+    }
+
+    /// Assert nothing but what `sync` proves: no frame is waiting beyond the queued ones.
+    pub async fn assert_quiet(&mut self) {
+        self.sync().await;
+        assert!(
+            self.pending.is_empty(),
+            "{}: unexpected frames {:?}",
+            self.nick,
+            self.pending
+        );
+    }
+
+    /// Read until EOF, returning what came; panics if the server does not close in time.
+    pub async fn read_to_close(&mut self) -> Vec<Value> {
+        let mut out: Vec<Value> = self.pending.drain(..).collect();
+        while let Some(v) = self.read_frame().await {
+            out.push(v);
+        }
+        out
+    }
+
+    pub fn into_split(
+        self,
+    ) -> (
+        AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        (self.reader, self.writer)
+    }
+}
