@@ -144,24 +144,31 @@ impl Shared {
     pub(crate) fn persist_topic(&self, _room_key: String, _topic: String) {}
 }
 
-/// Serve on `listeners` until `shutdown` is cancelled, then say bye to every session, let them
-/// flush (bounded by `config.shutdown_grace`), and return.
-pub async fn run(
-    listeners: Vec<Listener>,
-    config: Config,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+/// Everything a server serves on, bound by the caller before it says it is ready.
+pub struct Bound {
+    pub listeners: Vec<Listener>,
+    /// The UDP presence socket from [`presence::bind_socket`], when announcing.
+    pub presence: Option<std::net::UdpSocket>,
+}
+
+/// Serve until `shutdown` is cancelled, then say bye to every session, let them flush (bounded by
+/// `config.shutdown_grace`), and return.
+pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let Bound {
+        listeners,
+        presence,
+    } = bound;
     let shared = Shared::new(config);
     let tracker = TaskTracker::new();
     let addrs: Vec<_> = listeners.iter().filter_map(|l| l.tcp_addr()).collect();
-    let presence = match &shared.config.announce {
-        Some(announce) => Some(presence::Presence::start(
+    let presence = match (presence, &shared.config.announce) {
+        (Some(socket), Some(announce)) => Some(presence::Presence::start(
+            socket,
             announce.clone(),
             &addrs,
             shared.clone(),
-            shutdown.clone(),
         )?),
-        None => None,
+        _ => None,
     };
     let mut accept_loops = Vec::new();
     for listener in listeners {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use lanchat_server::config::LogFormat;
 use lanchat_server::listener::{bind_tcp, bind_unix};
-use lanchat_server::{Args, Listener};
+use lanchat_server::{presence, Args, Bound, Listener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -67,6 +67,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        let presence = match &config.announce {
+            Some(announce) => match presence::bind_socket(announce.port) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    eprintln!(
+                        "lanchat-server: cannot bind UDP presence port {}: {e} (use --announce-port or --no-announce)",
+                        announce.port
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         let mut stdout = std::io::stdout().lock();
@@ -75,7 +88,11 @@ fn main() -> ExitCode {
         }
         let _ = stdout.flush();
         drop(stdout);
-        match lanchat_server::run(listeners, config, shutdown).await {
+        let bound = Bound {
+            listeners,
+            presence,
+        };
+        match lanchat_server::run(bound, config, shutdown).await {
             Ok(()) => {
                 info!("stopped");
                 ExitCode::SUCCESS

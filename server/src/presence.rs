@@ -134,19 +134,14 @@ struct Announcer {
 }
 
 impl Presence {
-    /// Bind the presence port and start announcing for `listeners`.
+    /// Start announcing for `listeners` on a socket from [`bind_socket`].
     pub fn start(
+        socket: std::net::UdpSocket,
         config: AnnounceConfig,
         listeners: &[SocketAddr],
         shared: Arc<Shared>,
-        _shutdown: CancellationToken,
     ) -> Result<Presence, crate::Error> {
-        let socket = bind_presence_socket(config.port).map_err(|e| {
-            crate::Error::Setup(format!(
-                "cannot bind UDP presence port {}: {e} (use --announce-port or --no-announce)",
-                config.port
-            ))
-        })?;
+        let socket = UdpSocket::from_std(socket)?;
         let announcer = Announcer {
             socket,
             config,
@@ -167,7 +162,10 @@ impl Presence {
     }
 }
 
-fn bind_presence_socket(port: u16) -> std::io::Result<UdpSocket> {
+/// Bind the presence port: the wildcard address (broadcasts reach only wildcard-bound sockets),
+/// shared with other servers on this host. The caller binds it before saying it is ready, so a
+/// discover sent right after the `listening` line is answered.
+pub fn bind_socket(port: u16) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
@@ -175,7 +173,7 @@ fn bind_presence_socket(port: u16) -> std::io::Result<UdpSocket> {
     socket.set_broadcast(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 impl Announcer {

@@ -6,4 +6,5 @@ mod errors;
 mod fanout;
 mod lifecycle;
 mod limits;
+mod presence;
 mod vectors;
