@@ -516,6 +516,9 @@ pub struct ErrorFrame {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bye {
+    /// Present when the bye answers a `quit` that had an id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re: Option<RequestId>,
     pub reason: crate::ByeReason,
     pub message: String,
 }

@@ -8,6 +8,7 @@
 //! - [`state`]: nicks, rooms, members and history behind one short-held mutex.
 //! - [`history`]: a room's recent messages, stored as the lines that were sent.
 //! - [`presence`]: UDP beacons and answers to discovery.
+//! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 
 pub mod config;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod outbox;
 pub mod presence;
 pub mod session;
 pub mod state;
+pub mod store;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,6 +49,7 @@ pub enum Error {
 pub struct Shared {
     pub config: Config,
     state: Mutex<State>,
+    store: Option<store::StoreHandle>,
     connections: Mutex<Connections>,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
@@ -81,9 +84,14 @@ impl Drop for ConnectionPermit {
 
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
+        Self::with_store(config, None)
+    }
+
+    pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
         let state = State::new(&config.default_room, config.history);
         Arc::new(Shared {
             config,
+            store,
             state: Mutex::new(state),
             connections: Mutex::new(Connections::default()),
             next_session: AtomicU64::new(1),
@@ -137,11 +145,20 @@ impl Shared {
         self.connections().total
     }
 
-    /// Hand an accepted message to durable storage (a no-op without `--data-dir`).
-    pub(crate) fn persist_message(&self, _accepted: Accepted) {}
+    /// Hand an accepted message to durable storage (a no-op without `--data-dir`). Never
+    /// blocks: the writer thread does the I/O.
+    pub(crate) fn persist_message(&self, accepted: Accepted) {
+        if let Some(store) = &self.store {
+            store.append(accepted.room_key, accepted.message.line);
+        }
+    }
 
     /// Hand a topic change to durable storage (a no-op without `--data-dir`).
-    pub(crate) fn persist_topic(&self, _room_key: String, _topic: String) {}
+    pub(crate) fn persist_topic(&self, room_key: String, room: String, topic: String) {
+        if let Some(store) = &self.store {
+            store.topic(room_key, room, topic);
+        }
+    }
 }
 
 /// Everything a server serves on, bound by the caller before it says it is ready.
@@ -149,6 +166,8 @@ pub struct Bound {
     pub listeners: Vec<Listener>,
     /// The UDP presence socket from [`presence::bind_socket`], when announcing.
     pub presence: Option<std::net::UdpSocket>,
+    /// The locked data directory and what it held, from [`store::Store::open`].
+    pub store: Option<(store::Store, store::Loaded)>,
 }
 
 /// Serve until `shutdown` is cancelled, then say bye to every session, let them flush (bounded by
@@ -157,8 +176,27 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     let Bound {
         listeners,
         presence,
+        store,
     } = bound;
-    let shared = Shared::new(config);
+    let (shared, writer) = match store {
+        Some((store, loaded)) => {
+            let (handle, thread) = store.start();
+            let shared = Shared::with_store(config, Some(handle));
+            {
+                let mut state = shared.state();
+                for (room, messages) in loaded.rooms {
+                    for m in messages {
+                        state.restore_message(&room, m);
+                    }
+                }
+                for (room, topic) in loaded.topics {
+                    state.restore_topic(&room, topic);
+                }
+            }
+            (shared, Some(thread))
+        }
+        None => (Shared::new(config), None),
+    };
     let tracker = TaskTracker::new();
     let addrs: Vec<_> = listeners.iter().filter_map(|l| l.tcp_addr()).collect();
     let presence = match (presence, &shared.config.announce) {
@@ -197,6 +235,15 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     }
     if let Some(presence) = presence {
         presence.stop().await;
+    }
+    if let (Some(handle), Some(thread)) = (&shared.store, writer) {
+        // Flush and fsync what is queued; the thread ends once it has.
+        let handle = handle.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            handle.shutdown(std::time::Duration::from_secs(2));
+            let _ = thread.join();
+        })
+        .await;
     }
     Ok(())
 }

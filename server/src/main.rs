@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use lanchat_server::config::LogFormat;
 use lanchat_server::listener::{bind_tcp, bind_unix};
+use lanchat_server::store::Store;
 use lanchat_server::{presence, Args, Bound, Listener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,6 +35,16 @@ fn main() -> ExitCode {
             eprintln!("lanchat-server: {msg}");
             return ExitCode::from(2);
         }
+    };
+    let store = match &config.data_dir {
+        Some(dir) => match Store::open(dir, config.history) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                eprintln!("lanchat-server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
     };
     raise_fd_limit();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -91,6 +102,7 @@ fn main() -> ExitCode {
         let bound = Bound {
             listeners,
             presence,
+            store,
         };
         match lanchat_server::run(bound, config, shutdown).await {
             Ok(()) => {

@@ -56,8 +56,8 @@ impl std::fmt::Display for Peer {
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
-    /// The client sent `quit`; others see this reason.
-    Quit(String),
+    /// The client sent `quit` (with this id); others see this reason.
+    Quit(Option<RequestId>, String),
     /// The server closes after a bye.
     Bye(ByeReason, String),
     /// EOF or an I/O error.
@@ -87,9 +87,9 @@ pub async fn serve<R, W>(
     let mut reader = FramedRead::new(reader, LineCodec::new(config.limits.max_line));
     let mut session = Session::new(id, peer, shared.clone(), outbox);
     let end = session.run(&mut reader, &shutdown).await;
-    let linger = matches!(end, End::Quit(_) | End::Bye(..));
+    let linger = matches!(end, End::Quit(..) | End::Bye(..));
     let reason = match &end {
-        End::Quit(_) => "quit".to_owned(),
+        End::Quit(..) => "quit".to_owned(),
         End::Bye(r, _) => r.to_string(),
         End::Lost => "connection lost".to_owned(),
         End::SlowConsumer => "slow_consumer".to_owned(),
@@ -329,9 +329,10 @@ impl Session {
             }
         };
         match &end {
-            End::Quit(reason) => {
+            End::Quit(re, reason) => {
                 self.quit_reason = Some(reason.clone());
                 self.push(&ServerFrame::Bye(lanchat_protocol::Bye {
+                    re: re.clone(),
                     reason: ByeReason::Quit,
                     message: "goodbye".into(),
                 }));
@@ -342,6 +343,7 @@ impl Session {
                     other => Some(other.as_str().replace('_', " ")),
                 };
                 self.push(&ServerFrame::Bye(lanchat_protocol::Bye {
+                    re: None,
                     reason: *reason,
                     message: message.clone(),
                 }));
@@ -516,8 +518,8 @@ impl Session {
                 let shared = self.shared.clone();
                 self.apply(re, |st| {
                     let (reply, changed) = st.topic(id, &room, topic)?;
-                    if let Some((key, topic)) = changed {
-                        shared.persist_topic(key, topic);
+                    if let Some(c) = changed {
+                        shared.persist_topic(c.room_key, c.room, c.topic);
                     }
                     Ok(reply)
                 })
@@ -544,7 +546,7 @@ impl Session {
                     .filter(|c| !c.is_control())
                     .take(MAX_TOPIC_CHARS)
                     .collect();
-                Some(End::Quit(reason))
+                Some(End::Quit(re, reason))
             }
         }
     }
@@ -628,6 +630,7 @@ pub async fn refuse<W: AsyncWrite + Unpin>(mut writer: W, message: &str) {
     );
     out.extend_from_slice(
         &ServerFrame::Bye(lanchat_protocol::Bye {
+            re: None,
             reason: ByeReason::ServerFull,
             message: message.to_owned(),
         })

@@ -69,6 +69,14 @@ impl Room {
     }
 }
 
+/// A topic set by `topic`, for durable storage.
+#[derive(Debug, Clone)]
+pub struct TopicChanged {
+    pub room_key: String,
+    pub room: String,
+    pub topic: String,
+}
+
 /// A message accepted by `say`, for durable storage.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -385,7 +393,7 @@ impl State {
         id: SessionId,
         room: &str,
         topic: Option<String>,
-    ) -> Result<(ReplyData, Option<(String, String)>), Refusal> {
+    ) -> Result<(ReplyData, Option<TopicChanged>), Refusal> {
         let key = name_key(room);
         let Some(topic) = topic else {
             let (name, topic) = match self.rooms.get(&key) {
@@ -414,7 +422,11 @@ impl State {
                 room: name.clone(),
                 topic: topic.clone(),
             },
-            Some((key, topic)),
+            Some(TopicChanged {
+                room_key: key,
+                room: name,
+                topic,
+            }),
         ))
     }
 

@@ -2,6 +2,7 @@
 //! binary as ripgrep does. Run `cargo build --workspace --bins` first (scripts/test does).
 
 mod commands;
+mod durable;
 mod errors;
 mod fanout;
 mod lifecycle;

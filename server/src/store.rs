@@ -1,0 +1,507 @@
+//! Durable history (`--data-dir`): one append-only JSON Lines file per room, written by a
+//! dedicated thread so that fan-out never waits for the disk.
+//!
+//! Guarantee: each batch of accepted messages is written to the kernel as soon as the writer
+//! thread wakes (so `kill -9` loses nothing it had written), and the files are fsynced at least
+//! once a second (so a power cut loses at most about the last second), in the spirit of Redis's
+//! `appendfsync everysec`. Files are compacted to the newest `history` lines once they grow past
+//! `COMPACT_FACTOR` times that, through a temporary file, fsync and an atomic rename: a crash at
+//! any point leaves either the old file or the new one whole.
+//!
+//! Layout of the data directory:
+//! - `lock`: held with `flock` by the running server; a second server refuses to start.
+//! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire.
+//! - `topics.json`: `{"<room key>": {"room": "<name>", "topic": "<topic>"}}`, replaced atomically.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lanchat_protocol::Message;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::history::StoredMessage;
+
+/// A room file is compacted once it holds this many times the history size.
+pub const COMPACT_FACTOR: usize = 2;
+/// The longest the writer waits before an fsync of what it has written.
+const FSYNC_EVERY: Duration = Duration::from_secs(1);
+/// Operations queued toward the writer thread at most; beyond, messages are not persisted (and
+/// that is logged) rather than the chat being slowed down.
+const QUEUE: usize = 100_000;
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data dir {0} is in use by another lanchat-server")]
+    Locked(PathBuf),
+    #[error("data dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What was on disk at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Room name and its newest messages, oldest first.
+    pub rooms: Vec<(String, Vec<StoredMessage>)>,
+    /// Room name and topic.
+    pub topics: Vec<(String, String)>,
+}
+
+/// An opened, locked data directory, not yet writing.
+pub struct Store {
+    dir: PathBuf,
+    lock: File,
+    history: usize,
+    /// Line counts of the room files, by file name.
+    line_counts: HashMap<String, usize>,
+    topics: serde_json::Map<String, serde_json::Value>,
+}
+
+enum Op {
+    Append {
+        room_key: String,
+        line: Bytes,
+    },
+    Topic {
+        room_key: String,
+        room: String,
+        topic: String,
+    },
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+/// The sending side, held by the server: never blocks.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: SyncSender<Op>,
+}
+
+/// File name for a room: its key with anything but `[a-z0-9_-]` escaped as `%XX` (so `/`, `..`
+/// and non-ASCII letters are safe), or a base64url form when that would be too long.
+pub fn room_file_name(room_key: &str) -> String {
+    let mut out = String::new();
+    for b in room_key.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.len() > 200 {
+        out = format!("~{}", base64url(room_key.as_bytes()));
+    }
+    out.push_str(".jsonl");
+    out
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Open and lock `dir` (creating it), and read what it holds.
+    pub fn open(dir: &Path, history: usize) -> Result<(Store, Loaded), StoreError> {
+        std::fs::create_dir_all(dir.join("rooms")).map_err(io_err(dir))?;
+        let lock_path = dir.join("lock");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked(dir.to_owned()));
+        }
+        let _ = lock.set_len(0);
+        let _ = writeln!(lock, "{}", std::process::id());
+
+        let mut store = Store {
+            dir: dir.to_owned(),
+            lock,
+            history,
+            line_counts: HashMap::new(),
+            topics: serde_json::Map::new(),
+        };
+        let mut loaded = Loaded::default();
+        let rooms_dir = dir.join("rooms");
+        let entries = std::fs::read_dir(&rooms_dir).map_err(io_err(&rooms_dir))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = rooms_dir.join(&name);
+            if name.ends_with(".tmp") {
+                // A compaction interrupted before its rename: the old file is still whole.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".jsonl") {
+                continue;
+            }
+            let (room, messages, lines) = read_room_file(&path, history)?;
+            store.line_counts.insert(name, lines);
+            if let Some(room) = room {
+                loaded.rooms.push((room, messages));
+            }
+        }
+        let topics_path = dir.join("topics.json");
+        if let Ok(text) = std::fs::read_to_string(&topics_path) {
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+                Ok(map) => {
+                    for v in map.values() {
+                        if let (Some(room), Some(topic)) = (v["room"].as_str(), v["topic"].as_str())
+                        {
+                            loaded.topics.push((room.to_owned(), topic.to_owned()));
+                        }
+                    }
+                    store.topics = map;
+                }
+                Err(e) => {
+                    warn!(path = %topics_path.display(), error = %e, "topics file unreadable; topics start empty")
+                }
+            }
+        }
+        let count: usize = loaded.rooms.iter().map(|(_, m)| m.len()).sum();
+        info!(dir = %dir.display(), rooms = loaded.rooms.len(), messages = count, "history loaded");
+        Ok((store, loaded))
+    }
+
+    /// Start the writer thread.
+    pub fn start(self) -> (StoreHandle, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || Writer::new(self).run(rx))
+            .expect("spawn the history writer");
+        (StoreHandle { tx }, thread)
+    }
+}
+
+/// Read a room file: the room name, the newest `keep` good messages, and the number of lines.
+/// Torn or corrupt lines are skipped with one warning per file.
+fn read_room_file(
+    path: &Path,
+    keep: usize,
+) -> Result<(Option<String>, Vec<StoredMessage>, usize), StoreError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut reader = BufReader::new(file);
+    let mut messages = std::collections::VecDeque::new();
+    let mut room = None;
+    let (mut lines, mut bad) = (0usize, 0usize);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        lines += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let parsed = complete
+            .then(|| serde_json::from_slice::<Message>(&buf).ok())
+            .flatten()
+            .and_then(|m| Some((Uuid::parse_str(&m.id).ok()?, m)));
+        match parsed {
+            Some((id, m)) => {
+                room = Some(m.room);
+                messages.push_back(StoredMessage {
+                    id,
+                    line: Bytes::copy_from_slice(&buf),
+                });
+                if messages.len() > keep {
+                    messages.pop_front();
+                }
+            }
+            None => bad += 1,
+        }
+    }
+    if bad > 0 {
+        warn!(path = %path.display(), skipped = bad, "skipped torn or corrupt history lines");
+    }
+    Ok((room, messages.into(), lines))
+}
+
+impl StoreHandle {
+    /// Queue a message line for disk; never blocks.
+    pub fn append(&self, room_key: String, line: Bytes) {
+        self.send(Op::Append { room_key, line });
+    }
+
+    pub fn topic(&self, room_key: String, room: String, topic: String) {
+        self.send(Op::Topic {
+            room_key,
+            room,
+            topic,
+        });
+    }
+
+    fn send(&self, op: Op) {
+        match self.tx.try_send(op) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                error!("history writer is {QUEUE} operations behind: this one is not persisted")
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Flush and fsync everything queued, then stop the writer. Waits at most `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if self.tx.send(Op::Shutdown(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(timeout);
+        }
+    }
+}
+
+struct RoomFile {
+    file: File,
+    lines: usize,
+    dirty: bool,
+}
+
+struct Writer {
+    store: Store,
+    open: HashMap<String, RoomFile>,
+    last_fsync: Instant,
+    last_error: Option<Instant>,
+}
+
+impl Writer {
+    fn new(store: Store) -> Self {
+        Writer {
+            store,
+            open: HashMap::new(),
+            last_fsync: Instant::now(),
+            last_error: None,
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        loop {
+            let wait = FSYNC_EVERY.saturating_sub(self.last_fsync.elapsed());
+            let first = match rx.recv_timeout(wait) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut ops: Vec<Op> = first.into_iter().collect();
+            while let Ok(op) = rx.try_recv() {
+                ops.push(op);
+                if ops.len() >= 4096 {
+                    break;
+                }
+            }
+            let mut done = None;
+            for op in ops {
+                match op {
+                    Op::Append { room_key, line } => self.append(&room_key, &line),
+                    Op::Topic {
+                        room_key,
+                        room,
+                        topic,
+                    } => self.topic(room_key, room, topic),
+                    Op::Shutdown(tx) => done = Some(tx),
+                }
+            }
+            if done.is_some() || self.last_fsync.elapsed() >= FSYNC_EVERY {
+                self.fsync();
+            }
+            if let Some(tx) = done {
+                let _ = tx.send(());
+                return;
+            }
+        }
+        self.fsync();
+    }
+
+    fn report(&mut self, what: &str, e: &std::io::Error) {
+        // One line a minute at most: a full disk must not flood the log.
+        if self
+            .last_error
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            error!(error = %e, "history {what} failed; messages may not be durable");
+            self.last_error = Some(Instant::now());
+        }
+    }
+
+    fn room_file(&mut self, name: &str) -> std::io::Result<&mut RoomFile> {
+        if !self.open.contains_key(name) {
+            let path = self.store.dir.join("rooms").join(name);
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)?;
+            // After a torn last line, start on a fresh line so what follows survives a restart.
+            let len = file.metadata()?.len();
+            if len > 0 {
+                let mut last = [0u8; 1];
+                file.seek(SeekFrom::Start(len - 1))?;
+                file.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n")?;
+                }
+            }
+            let lines = self.store.line_counts.get(name).copied().unwrap_or(0);
+            self.open.insert(
+                name.to_owned(),
+                RoomFile {
+                    file,
+                    lines,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.open.get_mut(name).expect("just inserted"))
+    }
+
+    fn append(&mut self, room_key: &str, line: &[u8]) {
+        let name = room_file_name(room_key);
+        let limit = COMPACT_FACTOR * self.store.history.max(1);
+        let result = self.room_file(&name).and_then(|rf| {
+            rf.file.write_all(line)?;
+            rf.lines += 1;
+            rf.dirty = true;
+            Ok(rf.lines > limit)
+        });
+        match result {
+            Ok(true) => {
+                if let Err(e) = self.compact(&name) {
+                    self.report("compaction", &e);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => self.report("write", &e),
+        }
+    }
+
+    /// Rewrite a room file to its newest `history` lines: temp file, fsync, rename, fsync dir.
+    fn compact(&mut self, name: &str) -> std::io::Result<()> {
+        let rooms = self.store.dir.join("rooms");
+        let path = rooms.join(name);
+        let tmp = rooms.join(format!("{name}.tmp"));
+        let (_, messages, _) = read_room_file(&path, self.store.history)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        {
+            let mut out = File::create(&tmp)?;
+            for m in &messages {
+                out.write_all(&m.line)?;
+            }
+            out.sync_all()?;
+        }
+        crash_point("compact-before-rename");
+        std::fs::rename(&tmp, &path)?;
+        crash_point("compact-after-rename");
+        File::open(&rooms)?.sync_all()?;
+        self.open.remove(name);
+        self.store
+            .line_counts
+            .insert(name.to_owned(), messages.len());
+        Ok(())
+    }
+
+    fn topic(&mut self, room_key: String, room: String, topic: String) {
+        if topic.is_empty() {
+            self.store.topics.remove(&room_key);
+        } else {
+            self.store
+                .topics
+                .insert(room_key, serde_json::json!({"room": room, "topic": topic}));
+        }
+        let path = self.store.dir.join("topics.json");
+        let tmp = self.store.dir.join("topics.json.tmp");
+        let result = (|| {
+            let mut out = File::create(&tmp)?;
+            serde_json::to_writer(&mut out, &self.store.topics)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            File::open(&self.store.dir)?.sync_all()
+        })();
+        if let Err(e) = result {
+            self.report("topic write", &e);
+        }
+    }
+
+    fn fsync(&mut self) {
+        let mut failed = None;
+        for rf in self.open.values_mut() {
+            if rf.dirty {
+                match rf.file.sync_data() {
+                    Ok(()) => rf.dirty = false,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.report("fsync", &e);
+        }
+        self.last_fsync = Instant::now();
+        let _ = &self.store.lock;
+    }
+}
+
+/// Test hook: `LANCHAT_TEST_CRASH_AT=<point>` aborts the process at that point, to prove that a
+/// crash there loses nothing.
+fn crash_point(point: &str) {
+    if std::env::var("LANCHAT_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_and_distinct() {
+        assert_eq!(room_file_name("lobby"), "lobby.jsonl");
+        assert_eq!(room_file_name(".."), "%2E%2E.jsonl");
+        assert_eq!(room_file_name("a/b"), "a%2Fb.jsonl");
+        assert_eq!(room_file_name("ü"), "%C3%BC.jsonl");
+        let long = "😀".repeat(32);
+        let name = room_file_name(&long);
+        assert!(name.len() < 255 && name.starts_with('~'), "{name}");
+        assert!(!name.contains('/'));
+        assert_ne!(room_file_name("a.b"), room_file_name("a_b"));
+    }
+
+    #[test]
+    fn base64url_known_values() {
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+}

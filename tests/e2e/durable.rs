@@ -1,0 +1,282 @@
+//! Durable history (`--data-dir`): restarts, crashes, torn and corrupt lines, compaction, locking.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lanchat_tests::{bin_path, ServerProcess, TestClient};
+use serde_json::{json, Value};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "lanchat-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &TempDir, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--data-dir", dir.path(), "--rate-per-sec", "0"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
+}
+
+async fn history(addr: std::net::SocketAddr, room: &str) -> Vec<Value> {
+    let (mut c, _) = TestClient::hello(addr, &format!("reader{}", rand_suffix())).await;
+    let h = c
+        .request(json!({"type":"history","room":room,"limit":200}))
+        .await;
+    assert_eq!(h["cmd"], "history", "{h}");
+    h["messages"].as_array().unwrap().clone()
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+async fn say_n(c: &mut TestClient, room: &str, n: usize, prefix: &str) -> Vec<Value> {
+    let mut oks = Vec::new();
+    for i in 0..n {
+        let ok = c
+            .request(json!({"type":"say","room":room,"text":format!("{prefix}{i}")}))
+            .await;
+        assert_eq!(ok["cmd"], "say");
+        oks.push(ok);
+    }
+    oks
+}
+
+/// Wait until the writer's fsync interval has surely passed: the file holds every line.
+fn wait_on_disk(dir: &TempDir, file: &str, lines: usize) {
+    let path = Path::new(dir.path()).join("rooms").join(file);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = std::fs::read_to_string(&path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= lines {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{file} has {n} of {lines} lines"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn kill_9_and_restart_keeps_every_acknowledged_message() {
+    let dir = TempDir::new("durable");
+    let mut server = start(&dir, &[]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    let oks = say_n(&mut ann, "lobby", 30, "m").await;
+    // `/` is not allowed in room names at all (PROTOCOL.md); `..` and non-ASCII letters are.
+    let e = ann.request(json!({"type":"join","room":"Ünï/..x"})).await;
+    assert_eq!(e["code"], "room_invalid");
+    ann.request(json!({"type":"join","room":"Ünï.."})).await;
+    let weird = say_n(&mut ann, "Ünï..", 3, "w").await;
+    ann.request(json!({"type":"topic","room":"Ünï..","topic":"dots and umlauts"}))
+        .await;
+    // Once the writer has handed the lines to the kernel, kill -9 cannot lose them (the fsync
+    // each second is what protects against a power cut, which a test cannot simulate).
+    wait_on_disk(&dir, "lobby.jsonl", 30);
+    wait_on_disk(&dir, "%C3%BCn%C3%AF%2E%2E.jsonl", 3);
+    let topics = Path::new(dir.path()).join("topics.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&topics).is_ok_and(|t| t.contains("dots and umlauts")) {
+        assert!(std::time::Instant::now() < deadline, "topic never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+
+    let server = start(&dir, &[]);
+    let msgs = history(server.addr, "lobby").await;
+    assert_eq!(msgs.len(), 30);
+    for (m, ok) in msgs.iter().zip(&oks) {
+        assert_eq!((&m["id"], &m["ts"]), (&ok["id"], &ok["ts"]));
+        assert_eq!(m["from"], "ann");
+    }
+    let msgs = history(server.addr, "ünï..").await;
+    assert_eq!(
+        msgs.iter().map(|m| m["id"].clone()).collect::<Vec<_>>(),
+        weird.iter().map(|m| m["id"].clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(msgs[0]["room"], "Ünï..");
+    let (mut c, _) = TestClient::hello(server.addr, "topic-reader").await;
+    let t = c.request(json!({"type":"topic","room":"ÜNÏ.."})).await;
+    assert_eq!(t["topic"], "dots and umlauts");
+    assert_eq!(t["room"], "Ünï..");
+}
+
+#[tokio::test]
+async fn sigterm_flushes_before_exit() {
+    let dir = TempDir::new("flush");
+    let mut server = start(&dir, &[]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    let oks = say_n(&mut ann, "lobby", 50, "m").await;
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    let text = std::fs::read_to_string(Path::new(dir.path()).join("rooms/lobby.jsonl")).unwrap();
+    let ids: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, oks.iter().map(|o| o["id"].clone()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn torn_and_corrupt_lines_are_skipped() {
+    let dir = TempDir::new("torn");
+    let rooms = Path::new(dir.path()).join("rooms");
+    {
+        let mut server = start(&dir, &[]);
+        let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+        say_n(&mut ann, "lobby", 4, "m").await;
+        server.sigterm();
+        assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    }
+    // Garbage in the middle, a torn last line (a crash mid-write).
+    let file = rooms.join("lobby.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = &lines[3][..lines[3].len() / 2];
+    let broken = format!(
+        "{}\n{}\n\u{0}garbage{{\n{}\n{}",
+        lines[0], lines[1], lines[2], torn
+    );
+    std::fs::write(&file, broken).unwrap();
+
+    let mut server = start(&dir, &[]);
+    let msgs = history(server.addr, "lobby").await;
+    let texts: Vec<_> = msgs
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["m0", "m1", "m2"]);
+    assert!(
+        server.stderr_text().contains("skipped"),
+        "one warning: {}",
+        server.stderr_text()
+    );
+    // What is written after the torn line survives the next restart too.
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    say_n(&mut ann, "lobby", 2, "after").await;
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    let server = start(&dir, &[]);
+    let texts: Vec<_> = history(server.addr, "lobby")
+        .await
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["m0", "m1", "m2", "after0", "after1"]);
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_newest_and_bounds_the_file() {
+    let dir = TempDir::new("compact");
+    let mut server = start(&dir, &["--history", "10"]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    say_n(&mut ann, "lobby", 45, "m").await;
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    let text = std::fs::read_to_string(Path::new(dir.path()).join("rooms/lobby.jsonl")).unwrap();
+    let n = text.lines().count();
+    assert!(
+        (10..=20).contains(&n),
+        "file holds {n} lines, bounded by 2 x history"
+    );
+    let server = start(&dir, &["--history", "10"]);
+    let texts: Vec<_> = history(server.addr, "lobby")
+        .await
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<_> = (35..45).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test]
+async fn a_crash_during_compaction_loses_nothing() {
+    for point in ["compact-before-rename", "compact-after-rename"] {
+        let dir = TempDir::new("crash");
+        let mut server = ServerProcess::start_with(
+            Command::new(bin_path("lanchat-server"))
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--no-announce",
+                    "--data-dir",
+                    dir.path(),
+                ])
+                .args(["--history", "5", "--rate-per-sec", "0"])
+                .env("LANCHAT_TEST_CRASH_AT", point),
+        );
+        let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+        // 10 lines fill the file to 2 x history; the 11th triggers compaction and the crash,
+        // which may come before its ok reaches us.
+        let oks = say_n(&mut ann, "lobby", 10, "m").await;
+        ann.send(json!({"type":"say","room":"lobby","text":"m10"}))
+            .await;
+        let status = server
+            .wait_exit(Duration::from_secs(10))
+            .expect("crashed at the injected point");
+        assert!(!status.success(), "{point}");
+        let server = start(&dir, &["--history", "5"]);
+        let msgs = history(server.addr, "lobby").await;
+        let texts: Vec<_> = msgs
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<_> = (6..=10).map(|i| format!("m{i}")).collect();
+        assert_eq!(texts, expected, "{point}: the newest 5, whole");
+        let ids: Vec<_> = msgs[..4].iter().map(|m| m["id"].clone()).collect();
+        let acked: Vec<_> = oks[6..].iter().map(|o| o["id"].clone()).collect();
+        assert_eq!(ids, acked, "{point}: same ids as acknowledged");
+        let leftovers: Vec<_> = std::fs::read_dir(Path::new(dir.path()).join("rooms"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_dir_is_refused() {
+    let dir = TempDir::new("lock");
+    let _first = start(&dir, &[]);
+    let out = Command::new(bin_path("lanchat-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-announce",
+            "--data-dir",
+            dir.path(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another lanchat-server"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
