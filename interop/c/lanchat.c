@@ -1,0 +1,1371 @@
+/*
+ * lanchat.c - the lanchat C client: framing, JSON codec (cJSON), requests and
+ * events. See lanchat.h for the contract.
+ *
+ * Reading keeps one buffer per client that grows on demand up to
+ * max_server_line + 2 bytes (the line, a CR and the LF). A line that cannot
+ * fit is reported as LC_ERR_LINE_TOO_LONG and its bytes are skipped up to the
+ * next LF, the rule the server applies too, so memory stays bounded whatever
+ * the peer sends.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "lanchat.h"
+
+#include <cJSON.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LC_CLIENT_NAME "lanchat-c/" LC_VERSION
+
+struct lc_queued {
+    struct lc_queued *next;
+    lc_event event;
+};
+
+struct lc_client {
+    int fd;
+    long long next_id;
+    int timeout_ms;
+    size_t max_line;        /* longest request line (welcome's limits.max_line) */
+    size_t max_server_line; /* longest line accepted from the server */
+
+    char *buf;            /* received bytes not yet returned as lines */
+    size_t len;
+    size_t cap;
+    size_t scanned;       /* bytes of buf already searched for LF */
+    int discarding;       /* inside an overlong line: skip to the next LF */
+    int eof;              /* the peer closed its side */
+    int broken;           /* a write failed half way: the stream is unusable */
+
+    struct lc_queued *head; /* events read while waiting for a reply */
+    struct lc_queued *tail;
+    size_t queued;
+
+    char *server_code;    /* code of the last error reply, or NULL */
+};
+
+/* ---- names --------------------------------------------------------------- */
+
+static const char *const event_names[] = {
+    "unknown", "welcome", "ok", "error", "bye", "join", "leave",
+    "message", "direct", "nick", "presence", "topic", "quit", "ping"
+};
+
+static const char *const request_names[] = {
+    "hello", "join", "leave", "say", "dm", "nick", "status",
+    "topic", "who", "rooms", "history", "ping", "pong", "quit"
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *lc_event_kind_name(lc_event_kind kind)
+{
+    if ((size_t)kind < COUNT(event_names))
+        return event_names[kind];
+    return "unknown";
+}
+
+const char *lc_request_type_name(lc_request_type type)
+{
+    if ((size_t)type < COUNT(request_names))
+        return request_names[type];
+    return "?";
+}
+
+lc_status lc_request_type_from_name(const char *name, lc_request_type *out)
+{
+    size_t i;
+
+    if (name == NULL || out == NULL)
+        return LC_ERR_INVALID_ARG;
+    for (i = 0; i < COUNT(request_names); i++) {
+        if (strcmp(name, request_names[i]) == 0) {
+            *out = (lc_request_type)i;
+            return LC_OK;
+        }
+    }
+    return LC_ERR_INVALID_ARG;
+}
+
+static lc_event_kind kind_from_name(const char *name)
+{
+    size_t i;
+
+    for (i = 1; i < COUNT(event_names); i++) {
+        if (strcmp(name, event_names[i]) == 0)
+            return (lc_event_kind)i;
+    }
+    return LC_EV_UNKNOWN;
+}
+
+const char *lc_strerror(lc_status status)
+{
+    switch (status) {
+    case LC_OK: return "success";
+    case LC_ERR_INVALID_ARG: return "invalid argument";
+    case LC_ERR_NOMEM: return "out of memory";
+    case LC_ERR_RESOLVE: return "cannot resolve host";
+    case LC_ERR_CONNECT: return "cannot connect";
+    case LC_ERR_IO: return "socket error";
+    case LC_ERR_CLOSED: return "connection closed by the server";
+    case LC_ERR_TIMEOUT: return "timed out";
+    case LC_ERR_PROTOCOL: return "invalid frame from the server";
+    case LC_ERR_SERVER: return "the server replied with an error";
+    case LC_ERR_LINE_TOO_LONG: return "line longer than the protocol maximum";
+    case LC_ERR_QUEUE_FULL: return "too many unread events";
+    }
+    return "unknown status";
+}
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *copy = malloc(n + 1);
+
+    if (copy != NULL) {
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+    }
+    return copy;
+}
+
+static char *dup_str(const char *s)
+{
+    return dup_n(s, strlen(s));
+}
+
+/* Monotonic milliseconds; deadlines are absolute, -1 meaning "never". */
+static lc_status now_ms(long long *out)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return LC_ERR_IO;
+    *out = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return LC_OK;
+}
+
+static lc_status deadline_in(int timeout_ms, long long *deadline)
+{
+    long long now;
+    lc_status rc;
+
+    if (timeout_ms < 0) {
+        *deadline = -1;
+        return LC_OK;
+    }
+    rc = now_ms(&now);
+    if (rc == LC_OK)
+        *deadline = now + timeout_ms;
+    return rc;
+}
+
+/* Milliseconds left until deadline, as a poll() timeout. */
+static lc_status time_left(long long deadline, int *left)
+{
+    long long now;
+    lc_status rc;
+
+    if (deadline < 0) {
+        *left = -1;
+        return LC_OK;
+    }
+    rc = now_ms(&now);
+    if (rc != LC_OK)
+        return rc;
+    if (now >= deadline)
+        *left = 0;
+    else if (deadline - now > INT_MAX)
+        *left = INT_MAX;
+    else
+        *left = (int)(deadline - now);
+    return LC_OK;
+}
+
+/* Is s[0..len) well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF)? */
+static int utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t need;
+        unsigned long cp;
+        size_t k;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (len - i - 1 < need)
+            return 0;
+        for (k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* ---- events: freeing and parsing ----------------------------------------- */
+
+static void free_members(lc_member *members, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(members[i].nick);
+        free(members[i].status);
+        free(members[i].text);
+    }
+    free(members);
+}
+
+void lc_event_free(lc_event *ev)
+{
+    size_t i;
+
+    if (ev == NULL)
+        return;
+    free(ev->type);
+    free(ev->raw);
+    free(ev->re);
+    free(ev->cmd);
+    free(ev->code);
+    free(ev->message);
+    free(ev->reason);
+    free(ev->room);
+    free(ev->nick);
+    free(ev->from);
+    free(ev->to);
+    free(ev->text);
+    free(ev->id);
+    free(ev->old_nick);
+    free(ev->new_nick);
+    free(ev->status);
+    free(ev->topic);
+    free(ev->by);
+    free(ev->server);
+    free(ev->name);
+    free(ev->session);
+    free(ev->motd);
+    for (i = 0; i < ev->n_rooms; i++)
+        free(ev->rooms[i]);
+    free(ev->rooms);
+    free_members(ev->members, ev->n_members);
+    for (i = 0; i < ev->n_room_list; i++) {
+        free(ev->room_list[i].name);
+        free(ev->room_list[i].topic);
+    }
+    free(ev->room_list);
+    for (i = 0; i < ev->n_messages; i++)
+        lc_event_free(&ev->messages[i]);
+    free(ev->messages);
+    memset(ev, 0, sizeof *ev);
+}
+
+/* A field that is absent or JSON null counts as absent. */
+static const cJSON *field(const cJSON *obj, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+    return cJSON_IsNull(item) ? NULL : item;
+}
+
+/* Copy an optional string field into *dest (left NULL when absent). */
+static lc_status get_string(const cJSON *obj, const char *name, char **dest)
+{
+    const cJSON *item = field(obj, name);
+
+    if (item == NULL)
+        return LC_OK;
+    if (!cJSON_IsString(item) || item->valuestring == NULL)
+        return LC_ERR_PROTOCOL;
+    *dest = dup_str(item->valuestring);
+    return *dest != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+/* JSON numbers reach us as doubles: accept only integral values in range. */
+static int as_integer(const cJSON *item, long long *out)
+{
+    double d;
+
+    if (!cJSON_IsNumber(item))
+        return 0;
+    d = item->valuedouble;
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
+        return 0;
+    if ((double)(long long)d != d)
+        return 0;
+    *out = (long long)d;
+    return 1;
+}
+
+/* Doubles this large are always integral; the range is that of i64 and u64. */
+static int beyond_2_53(double d)
+{
+    return (d > 9007199254740992.0 && d <= 18446744073709551616.0) ||
+           (d < -9007199254740992.0 && d >= -9223372036854775808.0);
+}
+
+static lc_status get_integer(const cJSON *obj, const char *name, long long *dest, int *present)
+{
+    const cJSON *item = field(obj, name);
+
+    if (item == NULL)
+        return LC_OK;
+    if (!as_integer(item, dest))
+        return LC_ERR_PROTOCOL;
+    if (present != NULL)
+        *present = 1;
+    return LC_OK;
+}
+
+static lc_status parse_re(const cJSON *obj, lc_event *ev)
+{
+    const cJSON *item = field(obj, "re");
+    char digits[64];
+    int n;
+
+    if (item == NULL)
+        return LC_OK;
+    if (cJSON_IsString(item))
+        return get_string(obj, "re", &ev->re);
+    if (as_integer(item, &ev->re_int)) {
+        ev->re_is_int = 1;
+        n = snprintf(digits, sizeof digits, "%lld", ev->re_int);
+    } else if (cJSON_IsNumber(item) && beyond_2_53(item->valuedouble)) {
+        /* An i64/u64 id too big for a double to hold exactly: as near as cJSON allows. */
+        n = snprintf(digits, sizeof digits, "%.0f", item->valuedouble);
+    } else {
+        return LC_ERR_PROTOCOL;
+    }
+    if (n < 0 || (size_t)n >= sizeof digits)
+        return LC_ERR_PROTOCOL;
+    ev->re = dup_str(digits);
+    return ev->re != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+static lc_status parse_limits(const cJSON *obj, lc_event *ev)
+{
+    const cJSON *limits = field(obj, "limits");
+    lc_status rc = LC_OK;
+
+    if (limits == NULL)
+        return LC_OK;
+    if (!cJSON_IsObject(limits))
+        return LC_ERR_PROTOCOL;
+    ev->has_limits = 1;
+    if (rc == LC_OK)
+        rc = get_integer(limits, "max_line", &ev->limits.max_line, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "max_text", &ev->limits.max_text, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "rate_burst", &ev->limits.rate_burst, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "rate_per_sec", &ev->limits.rate_per_sec, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "ping_interval_s", &ev->limits.ping_interval_s, NULL);
+    return rc;
+}
+
+static lc_status parse_members(const cJSON *obj, lc_event *ev)
+{
+    const cJSON *array = field(obj, "members");
+    const cJSON *item;
+    int n;
+
+    if (array == NULL)
+        return LC_OK;
+    if (!cJSON_IsArray(array))
+        return LC_ERR_PROTOCOL;
+    n = cJSON_GetArraySize(array);
+    if (n == 0)
+        return LC_OK;
+    ev->members = calloc((size_t)n, sizeof *ev->members);
+    if (ev->members == NULL)
+        return LC_ERR_NOMEM;
+    cJSON_ArrayForEach(item, array) {
+        lc_member *m = &ev->members[ev->n_members++];
+        lc_status rc;
+
+        if (!cJSON_IsObject(item))
+            return LC_ERR_PROTOCOL;
+        rc = get_string(item, "nick", &m->nick);
+        if (rc == LC_OK)
+            rc = get_string(item, "status", &m->status);
+        if (rc == LC_OK)
+            rc = get_string(item, "text", &m->text);
+        if (rc != LC_OK)
+            return rc;
+        if (m->nick == NULL || m->status == NULL)
+            return LC_ERR_PROTOCOL;
+    }
+    return LC_OK;
+}
+
+/* `rooms` is a list of names in welcome and a list of objects in ok rooms. */
+static lc_status parse_rooms(const cJSON *obj, lc_event *ev)
+{
+    const cJSON *array = field(obj, "rooms");
+    const cJSON *first;
+    const cJSON *item;
+    int n;
+
+    if (array == NULL)
+        return LC_OK;
+    if (!cJSON_IsArray(array))
+        return LC_ERR_PROTOCOL;
+    n = cJSON_GetArraySize(array);
+    if (n == 0)
+        return LC_OK;
+    first = cJSON_GetArrayItem(array, 0);
+    if (cJSON_IsString(first)) {
+        ev->rooms = calloc((size_t)n, sizeof *ev->rooms);
+        if (ev->rooms == NULL)
+            return LC_ERR_NOMEM;
+        cJSON_ArrayForEach(item, array) {
+            if (!cJSON_IsString(item) || item->valuestring == NULL)
+                return LC_ERR_PROTOCOL;
+            ev->rooms[ev->n_rooms] = dup_str(item->valuestring);
+            if (ev->rooms[ev->n_rooms] == NULL)
+                return LC_ERR_NOMEM;
+            ev->n_rooms++;
+        }
+        return LC_OK;
+    }
+    ev->room_list = calloc((size_t)n, sizeof *ev->room_list);
+    if (ev->room_list == NULL)
+        return LC_ERR_NOMEM;
+    cJSON_ArrayForEach(item, array) {
+        lc_room_info *r = &ev->room_list[ev->n_room_list++];
+        int has_members = 0;
+        lc_status rc;
+
+        if (!cJSON_IsObject(item))
+            return LC_ERR_PROTOCOL;
+        rc = get_string(item, "name", &r->name);
+        if (rc == LC_OK)
+            rc = get_integer(item, "members", &r->members, &has_members);
+        if (rc == LC_OK)
+            rc = get_string(item, "topic", &r->topic);
+        if (rc != LC_OK)
+            return rc;
+        if (r->name == NULL || !has_members)
+            return LC_ERR_PROTOCOL;
+    }
+    return LC_OK;
+}
+
+static lc_status event_from_object(const cJSON *obj, lc_event *ev);
+
+/* ok history: each stored message is a full message frame. */
+static lc_status parse_messages(const cJSON *obj, lc_event *ev)
+{
+    const cJSON *array = field(obj, "messages");
+    const cJSON *item;
+    int n;
+
+    if (array == NULL)
+        return LC_OK;
+    if (!cJSON_IsArray(array))
+        return LC_ERR_PROTOCOL;
+    n = cJSON_GetArraySize(array);
+    if (n == 0)
+        return LC_OK;
+    ev->messages = calloc((size_t)n, sizeof *ev->messages);
+    if (ev->messages == NULL)
+        return LC_ERR_NOMEM;
+    cJSON_ArrayForEach(item, array) {
+        lc_event *m = &ev->messages[ev->n_messages++];
+        lc_status rc;
+
+        if (!cJSON_IsObject(item))
+            return LC_ERR_PROTOCOL;
+        rc = event_from_object(item, m);
+        if (rc != LC_OK)
+            return rc;
+        m->raw = cJSON_PrintUnformatted(item);
+        if (m->raw == NULL)
+            return LC_ERR_NOMEM;
+    }
+    return LC_OK;
+}
+
+/* The fields without which a frame of each kind is meaningless. */
+static int has_required_fields(const lc_event *ev)
+{
+    switch (ev->kind) {
+    case LC_EV_WELCOME:
+        return ev->nick != NULL;
+    case LC_EV_OK:
+        return ev->cmd != NULL;
+    case LC_EV_ERROR:
+        return ev->code != NULL && ev->message != NULL;
+    case LC_EV_BYE:
+        return ev->reason != NULL;
+    case LC_EV_JOIN:
+    case LC_EV_LEAVE:
+        return ev->room != NULL && ev->nick != NULL;
+    case LC_EV_MESSAGE:
+        return ev->id != NULL && ev->has_ts && ev->room != NULL && ev->from != NULL &&
+               ev->text != NULL;
+    case LC_EV_DIRECT:
+        return ev->id != NULL && ev->has_ts && ev->from != NULL && ev->to != NULL &&
+               ev->text != NULL;
+    case LC_EV_NICK:
+        return ev->old_nick != NULL && ev->new_nick != NULL;
+    case LC_EV_PRESENCE:
+        return ev->nick != NULL && ev->status != NULL;
+    case LC_EV_TOPIC:
+        return ev->room != NULL && ev->topic != NULL && ev->by != NULL;
+    case LC_EV_QUIT:
+        return ev->nick != NULL && ev->reason != NULL;
+    case LC_EV_PING:
+    case LC_EV_UNKNOWN:
+        return 1;
+    }
+    return 0;
+}
+
+/* Fill ev (zeroed by the caller) from a frame object. On failure ev may be
+ * partly filled; the caller frees it. */
+static lc_status event_from_object(const cJSON *obj, lc_event *ev)
+{
+    struct {
+        const char *name;
+        char **dest;
+    } strings[] = {
+        {"cmd", &ev->cmd}, {"code", &ev->code}, {"message", &ev->message},
+        {"reason", &ev->reason}, {"room", &ev->room}, {"nick", &ev->nick},
+        {"from", &ev->from}, {"to", &ev->to}, {"text", &ev->text},
+        {"id", &ev->id}, {"old", &ev->old_nick}, {"new", &ev->new_nick},
+        {"status", &ev->status}, {"topic", &ev->topic}, {"by", &ev->by},
+        {"server", &ev->server}, {"name", &ev->name}, {"session", &ev->session},
+        {"motd", &ev->motd},
+    };
+    lc_status rc;
+    size_t i;
+
+    rc = get_string(obj, "type", &ev->type);
+    if (rc != LC_OK)
+        return rc;
+    if (ev->type == NULL)
+        return LC_ERR_PROTOCOL;
+    ev->kind = kind_from_name(ev->type);
+    if (ev->kind == LC_EV_UNKNOWN)
+        return LC_OK; /* a newer server's event: keep only type and raw */
+
+    rc = parse_re(obj, ev);
+    for (i = 0; rc == LC_OK && i < COUNT(strings); i++)
+        rc = get_string(obj, strings[i].name, strings[i].dest);
+    if (rc == LC_OK)
+        rc = get_integer(obj, "ts", &ev->ts, &ev->has_ts);
+    if (rc == LC_OK)
+        rc = get_integer(obj, "protocol", &ev->protocol, NULL);
+    if (rc == LC_OK)
+        rc = parse_limits(obj, ev);
+    if (rc == LC_OK)
+        rc = parse_members(obj, ev);
+    if (rc == LC_OK)
+        rc = parse_rooms(obj, ev);
+    if (rc == LC_OK)
+        rc = parse_messages(obj, ev);
+    if (rc == LC_OK && !has_required_fields(ev))
+        rc = LC_ERR_PROTOCOL;
+    return rc;
+}
+
+lc_status lc_parse_event(const char *line, size_t len, lc_event *ev)
+{
+    cJSON *root;
+    lc_status rc;
+
+    if (line == NULL || ev == NULL)
+        return LC_ERR_INVALID_ARG;
+    memset(ev, 0, sizeof *ev);
+    if (!utf8_valid((const unsigned char *)line, len))
+        return LC_ERR_PROTOCOL;
+    root = cJSON_ParseWithLength(line, len);
+    if (root == NULL)
+        return LC_ERR_PROTOCOL;
+    if (cJSON_IsObject(root))
+        rc = event_from_object(root, ev);
+    else
+        rc = LC_ERR_PROTOCOL;
+    cJSON_Delete(root);
+    if (rc == LC_OK) {
+        ev->raw = dup_n(line, len);
+        if (ev->raw == NULL)
+            rc = LC_ERR_NOMEM;
+    }
+    if (rc != LC_OK)
+        lc_event_free(ev);
+    return rc;
+}
+
+/* ---- requests: encoding -------------------------------------------------- */
+
+/* Add a string field; NULL leaves an optional field out. */
+static lc_status add_string(cJSON *obj, const char *name, const char *value, int required)
+{
+    if (value == NULL)
+        return required ? LC_ERR_INVALID_ARG : LC_OK;
+    return cJSON_AddStringToObject(obj, name, value) != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+static lc_status add_integer(cJSON *obj, const char *name, long long value)
+{
+    return cJSON_AddNumberToObject(obj, name, (double)value) != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+/* Is s a JSON integer within i64 or u64 range ("-9223372036854775808" to
+ * "18446744073709551615")? Longer digit strings compare like numbers when
+ * their lengths are equal. */
+static int valid_id_int(const char *s)
+{
+    const char *digits = s[0] == '-' ? s + 1 : s;
+    const char *limit = s[0] == '-' ? "9223372036854775808" : "18446744073709551615";
+    size_t n = strlen(digits);
+    size_t i;
+
+    if (n == 0 || (n > 1 && digits[0] == '0'))
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (digits[i] < '0' || digits[i] > '9')
+            return 0;
+    }
+    return n < strlen(limit) || (n == strlen(limit) && strcmp(digits, limit) <= 0);
+}
+
+/* Integers go out as their exact digits: cJSON would print large ones as doubles. */
+static lc_status add_integer_text(cJSON *obj, const char *name, const char *digits)
+{
+    if (!valid_id_int(digits))
+        return LC_ERR_INVALID_ARG;
+    return cJSON_AddRawToObject(obj, name, digits) != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+static lc_status add_fields(cJSON *obj, const lc_request *req)
+{
+    lc_status rc = LC_OK;
+
+    switch (req->type) {
+    case LC_REQ_HELLO:
+        rc = add_string(obj, "nick", req->nick, 1);
+        if (rc == LC_OK && req->protocol != 0)
+            rc = add_integer(obj, "protocol", req->protocol);
+        if (rc == LC_OK)
+            rc = add_string(obj, "client", req->client, 0);
+        if (rc == LC_OK)
+            rc = add_string(obj, "password", req->password, 0);
+        return rc;
+    case LC_REQ_JOIN:
+    case LC_REQ_LEAVE:
+    case LC_REQ_WHO:
+        return add_string(obj, "room", req->room, 1);
+    case LC_REQ_SAY:
+        rc = add_string(obj, "room", req->room, 1);
+        return rc == LC_OK ? add_string(obj, "text", req->text, 1) : rc;
+    case LC_REQ_DM:
+        rc = add_string(obj, "to", req->to, 1);
+        return rc == LC_OK ? add_string(obj, "text", req->text, 1) : rc;
+    case LC_REQ_NICK:
+        return add_string(obj, "nick", req->nick, 1);
+    case LC_REQ_STATUS:
+        rc = add_string(obj, "status", req->status, 1);
+        return rc == LC_OK ? add_string(obj, "text", req->text, 0) : rc;
+    case LC_REQ_TOPIC:
+        rc = add_string(obj, "room", req->room, 1);
+        return rc == LC_OK ? add_string(obj, "topic", req->topic, 0) : rc;
+    case LC_REQ_HISTORY:
+        rc = add_string(obj, "room", req->room, 1);
+        if (rc == LC_OK)
+            rc = add_string(obj, "before", req->before, 0);
+        if (rc == LC_OK)
+            rc = add_string(obj, "after", req->after, 0);
+        if (rc == LC_OK && req->limit != 0)
+            rc = add_integer(obj, "limit", req->limit);
+        return rc;
+    case LC_REQ_QUIT:
+        return add_string(obj, "reason", req->reason, 0);
+    case LC_REQ_ROOMS:
+    case LC_REQ_PING:
+    case LC_REQ_PONG:
+        return LC_OK;
+    }
+    return LC_ERR_INVALID_ARG;
+}
+
+lc_status lc_encode_request(const lc_request *req, char **out, size_t *len_out)
+{
+    cJSON *obj;
+    lc_status rc;
+
+    if (req == NULL || out == NULL || (size_t)req->type >= COUNT(request_names))
+        return LC_ERR_INVALID_ARG;
+    *out = NULL;
+    obj = cJSON_CreateObject();
+    if (obj == NULL)
+        return LC_ERR_NOMEM;
+    rc = add_string(obj, "type", lc_request_type_name(req->type), 1);
+    if (rc == LC_OK && req->id_str != NULL)
+        rc = add_string(obj, "id", req->id_str, 1);
+    else if (rc == LC_OK && req->id_int != NULL)
+        rc = add_integer_text(obj, "id", req->id_int);
+    if (rc == LC_OK)
+        rc = add_fields(obj, req);
+    if (rc == LC_OK) {
+        *out = cJSON_PrintUnformatted(obj);
+        if (*out == NULL)
+            rc = LC_ERR_NOMEM;
+        else if (len_out != NULL)
+            *len_out = strlen(*out);
+    }
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+static lc_status set_socket_flags(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return LC_ERR_IO;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return LC_ERR_IO;
+    return LC_OK;
+}
+
+lc_status lc_adopt_fd(int fd, lc_client **out)
+{
+    lc_client *c;
+
+    if (out == NULL || fd < 0) {
+        if (fd >= 0)
+            (void)close(fd);
+        return LC_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (set_socket_flags(fd) != LC_OK) {
+        (void)close(fd);
+        return LC_ERR_IO;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        (void)close(fd);
+        return LC_ERR_NOMEM;
+    }
+    c->fd = fd;
+    c->next_id = 1;
+    c->timeout_ms = LC_DEFAULT_TIMEOUT_MS;
+    c->max_line = LC_DEFAULT_MAX_LINE;
+    c->max_server_line = LC_DEFAULT_MAX_SERVER_LINE;
+    *out = c;
+    return LC_OK;
+}
+
+/* Non-blocking connect bounded by timeout_ms; fd is left open for the caller. */
+static lc_status connect_one(int fd, const struct addrinfo *ai, int timeout_ms)
+{
+    struct pollfd p;
+    int err = 0;
+    socklen_t err_len = sizeof err;
+    int n;
+
+    if (set_socket_flags(fd) != LC_OK)
+        return LC_ERR_IO;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return LC_OK;
+    if (errno != EINPROGRESS)
+        return LC_ERR_CONNECT;
+    p.fd = fd;
+    p.events = POLLOUT;
+    p.revents = 0;
+    do {
+        n = poll(&p, 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return LC_ERR_IO;
+    if (n == 0) {
+        errno = ETIMEDOUT;
+        return LC_ERR_TIMEOUT;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
+        return LC_ERR_IO;
+    if (err != 0) {
+        errno = err;
+        return LC_ERR_CONNECT;
+    }
+    return LC_OK;
+}
+
+lc_status lc_connect(const char *host, const char *port, lc_client **out)
+{
+    struct addrinfo hints;
+    struct addrinfo *list = NULL;
+    const struct addrinfo *ai;
+    lc_status rc = LC_ERR_CONNECT;
+    int fd = -1;
+
+    if (host == NULL || port == NULL || out == NULL)
+        return LC_ERR_INVALID_ARG;
+    *out = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, port, &hints, &list) != 0)
+        return LC_ERR_RESOLVE;
+    for (ai = list; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            rc = LC_ERR_IO;
+            continue;
+        }
+        rc = connect_one(fd, ai, LC_DEFAULT_TIMEOUT_MS);
+        if (rc == LC_OK)
+            break;
+        (void)close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(list);
+    if (rc != LC_OK)
+        return rc;
+    return lc_adopt_fd(fd, out);
+}
+
+static void queue_clear(lc_client *c)
+{
+    while (c->head != NULL) {
+        struct lc_queued *q = c->head;
+
+        c->head = q->next;
+        lc_event_free(&q->event);
+        free(q);
+    }
+    c->tail = NULL;
+    c->queued = 0;
+}
+
+void lc_close(lc_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        (void)close(c->fd);
+    queue_clear(c);
+    free(c->buf);
+    free(c->server_code);
+    free(c);
+}
+
+int lc_fd(const lc_client *c)
+{
+    return c != NULL ? c->fd : -1;
+}
+
+void lc_set_timeout(lc_client *c, int timeout_ms)
+{
+    if (c != NULL)
+        c->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+lc_status lc_set_max_server_line(lc_client *c, size_t max_line)
+{
+    if (c == NULL || max_line == 0 || max_line > (size_t)-1 / 2)
+        return LC_ERR_INVALID_ARG;
+    c->max_server_line = max_line;
+    return LC_OK;
+}
+
+size_t lc_max_line(const lc_client *c)
+{
+    return c != NULL ? c->max_line : 0;
+}
+
+const char *lc_server_code(const lc_client *c)
+{
+    return c != NULL && c->server_code != NULL ? c->server_code : "";
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+#define LC_INITIAL_BUFFER 8192
+
+/* Room to read more: grow (doubling) when full, up to a longest line, a CR
+ * and the LF. next_line never lets len reach that bound without a verdict. */
+static lc_status ensure_capacity(lc_client *c)
+{
+    size_t limit = c->max_server_line + 2;
+    size_t want;
+    char *bigger;
+
+    if (c->len < c->cap)
+        return LC_OK;
+    want = c->cap == 0 ? LC_INITIAL_BUFFER : c->cap * 2;
+    if (want > limit)
+        want = limit;
+    if (want <= c->len)
+        return LC_ERR_LINE_TOO_LONG; /* unreachable: next_line rejects first */
+    bigger = realloc(c->buf, want);
+    if (bigger == NULL)
+        return LC_ERR_NOMEM;
+    c->buf = bigger;
+    c->cap = want;
+    return LC_OK;
+}
+
+static void drop(lc_client *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    c->scanned = 0;
+}
+
+/* Read what the socket has into the buffer, waiting at most until deadline. */
+static lc_status fill(lc_client *c, long long deadline)
+{
+    for (;;) {
+        struct pollfd p;
+        ssize_t got;
+        int left;
+        int n;
+        lc_status rc = time_left(deadline, &left);
+
+        if (rc != LC_OK)
+            return rc;
+        p.fd = c->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        n = poll(&p, 1, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return LC_ERR_IO;
+        if (n == 0)
+            return LC_ERR_TIMEOUT;
+        got = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (got > 0) {
+            c->len += (size_t)got;
+            return LC_OK;
+        }
+        if (got == 0 || errno == ECONNRESET) {
+            c->eof = 1;
+            return LC_OK;
+        }
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return LC_ERR_IO;
+    }
+}
+
+/* Find the next non-empty line. On LC_OK it is buf[0..*line_len); the caller
+ * drops *used bytes once done with it. */
+static lc_status next_line(lc_client *c, long long deadline, size_t *line_len, size_t *used)
+{
+    for (;;) {
+        char *lf = c->len > c->scanned ? memchr(c->buf + c->scanned, '\n', c->len - c->scanned)
+                                       : NULL;
+        lc_status rc;
+
+        if (lf != NULL && c->discarding) {
+            drop(c, (size_t)(lf - c->buf) + 1);
+            c->discarding = 0;
+            continue;
+        } else if (lf != NULL) {
+            size_t n = (size_t)(lf - c->buf);
+
+            *used = n + 1;
+            if (n > 0 && c->buf[n - 1] == '\r')
+                n--;
+            if (n > c->max_server_line) {
+                drop(c, *used);
+                return LC_ERR_LINE_TOO_LONG;
+            }
+            if (n == 0) {
+                drop(c, *used);
+                continue;
+            }
+            *line_len = n;
+            return LC_OK;
+        } else if (c->discarding) {
+            c->len = 0;
+            c->scanned = 0;
+        } else {
+            c->scanned = c->len;
+            if (c->len >= c->max_server_line + 2) {
+                /* No LF within the limit: reject the line, skip the rest of it. */
+                c->len = 0;
+                c->scanned = 0;
+                c->discarding = 1;
+                return LC_ERR_LINE_TOO_LONG;
+            }
+        }
+        if (c->eof)
+            return LC_ERR_CLOSED; /* a partial last line is not a frame */
+        rc = ensure_capacity(c);
+        if (rc == LC_OK)
+            rc = fill(c, deadline);
+        if (rc != LC_OK)
+            return rc;
+    }
+}
+
+/* The next frame from the socket (never from the queue). */
+static lc_status read_wire(lc_client *c, long long deadline, lc_event *ev)
+{
+    size_t line_len = 0;
+    size_t used = 0;
+    lc_status rc;
+
+    memset(ev, 0, sizeof *ev);
+    rc = next_line(c, deadline, &line_len, &used);
+    if (rc != LC_OK)
+        return rc;
+    rc = lc_parse_event(c->buf, line_len, ev);
+    drop(c, used);
+    if (rc == LC_OK && ev->kind == LC_EV_WELCOME && ev->has_limits && ev->limits.max_line > 0)
+        c->max_line = (size_t)ev->limits.max_line;
+    return rc;
+}
+
+static lc_status enqueue(lc_client *c, lc_event *ev)
+{
+    struct lc_queued *q;
+
+    if (c->queued >= LC_MAX_QUEUED_EVENTS)
+        return LC_ERR_QUEUE_FULL;
+    q = malloc(sizeof *q);
+    if (q == NULL)
+        return LC_ERR_NOMEM;
+    q->next = NULL;
+    q->event = *ev;
+    memset(ev, 0, sizeof *ev);
+    if (c->tail != NULL)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    c->queued++;
+    return LC_OK;
+}
+
+lc_status lc_read_event(lc_client *c, int timeout_ms, lc_event *ev)
+{
+    long long deadline;
+    lc_status rc;
+
+    if (c == NULL || ev == NULL)
+        return LC_ERR_INVALID_ARG;
+    memset(ev, 0, sizeof *ev);
+    if (c->head != NULL) {
+        struct lc_queued *q = c->head;
+
+        c->head = q->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->queued--;
+        *ev = q->event;
+        free(q);
+        return LC_OK;
+    }
+    rc = deadline_in(timeout_ms, &deadline);
+    if (rc != LC_OK)
+        return rc;
+    return read_wire(c, deadline, ev);
+}
+
+/* ---- writing and requests ------------------------------------------------ */
+
+static lc_status write_all(lc_client *c, const char *data, size_t len)
+{
+    long long deadline;
+    size_t sent = 0;
+    lc_status rc = deadline_in(c->timeout_ms, &deadline);
+
+    while (rc == LC_OK && sent < len) {
+        ssize_t n = send(c->fd, data + sent, len - sent, MSG_NOSIGNAL);
+        struct pollfd p;
+        int left;
+        int ready;
+
+        if (n >= 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (errno == EPIPE || errno == ECONNRESET) {
+            rc = LC_ERR_CLOSED;
+            break;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            rc = LC_ERR_IO;
+            break;
+        }
+        rc = time_left(deadline, &left);
+        if (rc != LC_OK)
+            break;
+        p.fd = c->fd;
+        p.events = POLLOUT;
+        p.revents = 0;
+        ready = poll(&p, 1, left);
+        if (ready == 0)
+            rc = LC_ERR_TIMEOUT;
+        else if (ready < 0 && errno != EINTR)
+            rc = LC_ERR_IO;
+    }
+    if (rc != LC_OK && sent > 0)
+        c->broken = 1; /* half a line went out: nothing after it can be framed */
+    return rc;
+}
+
+lc_status lc_send(lc_client *c, const lc_request *req, long long *id_out)
+{
+    lc_request numbered;
+    char digits[32];
+    char *json = NULL;
+    char *line;
+    size_t len = 0;
+    lc_status rc;
+
+    if (c == NULL || req == NULL)
+        return LC_ERR_INVALID_ARG;
+    if (c->broken)
+        return LC_ERR_IO;
+    numbered = *req;
+    numbered.id_str = NULL;
+    numbered.id_int = NULL;
+    if (req->type != LC_REQ_PONG) { /* pong gets no reply: nothing to match */
+        if (snprintf(digits, sizeof digits, "%lld", c->next_id) < 0)
+            return LC_ERR_INVALID_ARG;
+        numbered.id_int = digits;
+    }
+    rc = lc_encode_request(&numbered, &json, &len);
+    if (rc != LC_OK)
+        return rc;
+    if (len > c->max_line) {
+        free(json);
+        return LC_ERR_LINE_TOO_LONG;
+    }
+    /* One buffer with the LF, so the frame leaves in one send(). */
+    line = realloc(json, len + 2);
+    if (line == NULL) {
+        free(json);
+        return LC_ERR_NOMEM;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    rc = write_all(c, line, len + 1);
+    free(line);
+    if (rc != LC_OK)
+        return rc;
+    if (id_out != NULL)
+        *id_out = numbered.id_int != NULL ? c->next_id : 0;
+    if (numbered.id_int != NULL)
+        c->next_id++;
+    return LC_OK;
+}
+
+static int is_reply(const lc_event *ev, long long id, lc_request_type type)
+{
+    int replies = ev->kind == LC_EV_OK || ev->kind == LC_EV_ERROR ||
+                  ev->kind == LC_EV_WELCOME || ev->kind == LC_EV_BYE;
+
+    if (replies && ev->re_is_int && ev->re_int == id)
+        return 1;
+    /* bye carries no re: for quit it is the reply. */
+    return type == LC_REQ_QUIT && ev->kind == LC_EV_BYE;
+}
+
+static lc_status remember_server_code(lc_client *c, const lc_event *reply)
+{
+    free(c->server_code);
+    c->server_code = NULL;
+    if (reply->code == NULL)
+        return LC_OK;
+    c->server_code = dup_str(reply->code);
+    return c->server_code != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
+lc_status lc_request_wait(lc_client *c, const lc_request *req, int timeout_ms,
+                          lc_event *reply)
+{
+    lc_event scratch;
+    lc_event *out = reply != NULL ? reply : &scratch;
+    long long deadline;
+    long long id = 0;
+    lc_status rc;
+
+    memset(out, 0, sizeof *out); /* first: lc_event_free(reply) is safe whatever happens */
+    if (c == NULL || req == NULL || req->type == LC_REQ_PONG)
+        return LC_ERR_INVALID_ARG;
+    rc = deadline_in(timeout_ms, &deadline);
+    if (rc == LC_OK)
+        rc = lc_send(c, req, &id);
+    while (rc == LC_OK) {
+        lc_event ev;
+
+        rc = read_wire(c, deadline, &ev);
+        if (rc != LC_OK)
+            break;
+        if (is_reply(&ev, id, req->type)) {
+            *out = ev;
+            break;
+        }
+        if (ev.kind == LC_EV_BYE) {
+            *out = ev; /* the server is closing on its own: no reply will come */
+            rc = LC_ERR_CLOSED;
+            break;
+        }
+        rc = enqueue(c, &ev);
+        if (rc != LC_OK)
+            lc_event_free(&ev);
+    }
+    if (rc == LC_OK && out->kind == LC_EV_ERROR) {
+        rc = remember_server_code(c, out);
+        if (rc == LC_OK)
+            rc = LC_ERR_SERVER;
+    }
+    if (out == &scratch)
+        lc_event_free(&scratch);
+    return rc;
+}
+
+/* The shorthands below differ only in the fields they set. */
+static lc_status request(lc_client *c, lc_request *req, lc_event *reply)
+{
+    return lc_request_wait(c, req, c != NULL ? c->timeout_ms : 0, reply);
+}
+
+lc_status lc_hello(lc_client *c, const char *nick, const char *password, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_HELLO;
+    req.nick = nick;
+    req.password = password;
+    req.protocol = LC_PROTOCOL_VERSION;
+    req.client = LC_CLIENT_NAME;
+    return request(c, &req, reply);
+}
+
+lc_status lc_join(lc_client *c, const char *room, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_JOIN;
+    req.room = room;
+    return request(c, &req, reply);
+}
+
+lc_status lc_leave(lc_client *c, const char *room, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_LEAVE;
+    req.room = room;
+    return request(c, &req, reply);
+}
+
+lc_status lc_say(lc_client *c, const char *room, const char *text, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_SAY;
+    req.room = room;
+    req.text = text;
+    return request(c, &req, reply);
+}
+
+lc_status lc_dm(lc_client *c, const char *to, const char *text, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_DM;
+    req.to = to;
+    req.text = text;
+    return request(c, &req, reply);
+}
+
+lc_status lc_nick(lc_client *c, const char *nick, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_NICK;
+    req.nick = nick;
+    return request(c, &req, reply);
+}
+
+lc_status lc_set_status(lc_client *c, const char *status, const char *text, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_STATUS;
+    req.status = status;
+    req.text = text;
+    return request(c, &req, reply);
+}
+
+lc_status lc_ping(lc_client *c, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_PING;
+    return request(c, &req, reply);
+}
+
+lc_status lc_quit(lc_client *c, const char *reason, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_QUIT;
+    req.reason = reason;
+    return request(c, &req, reply);
+}
+
+lc_status lc_pong(lc_client *c)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_PONG;
+    return lc_send(c, &req, NULL);
+}

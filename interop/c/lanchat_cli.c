@@ -1,0 +1,417 @@
+/*
+ * lanchat-c HOST PORT NICK - a line-oriented lanchat client.
+ *
+ * Multiplexes stdin and the server socket with poll(). A plain stdin line is
+ * said to the current room (lobby until /join); /join ROOM, /leave ROOM,
+ * /msg NICK TEXT, /nick NEW and /quit are commands ("//text" says "/text").
+ * Every event is printed on one line. When stdin closes the client sends
+ * quit, waits for the server's bye and exits 0.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "lanchat.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define INPUT_MAX 65536
+#define ROOM_MAX 256
+
+struct input {
+    char buf[INPUT_MAX];
+    size_t len;
+    int overlong; /* skipping the rest of a line that did not fit */
+};
+
+struct session {
+    lc_client *client;
+    char room[ROOM_MAX];      /* where plain lines go */
+    char prev_room[ROOM_MAX]; /* where they went before the pending /join */
+    long long join_id;        /* id of that /join, 0 when none is pending */
+    int done;                 /* the server said bye or closed */
+    int bye_quit;             /* ... after our quit */
+};
+
+static void usage(void)
+{
+    fputs("usage: lanchat-c HOST PORT NICK\n", stderr);
+}
+
+/* Print text on the current line, escaping what would break it. */
+static void put_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+
+    for (; *p != '\0'; p++) {
+        if (*p == '\n')
+            fputs("\\n", stdout);
+        else if (*p == '\\')
+            fputs("\\\\", stdout);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+}
+
+static void print_ok(struct session *s, const lc_event *ev)
+{
+    size_t i;
+
+    if (ev->re_is_int && ev->re_int == s->join_id)
+        s->join_id = 0; /* the pending /join went through */
+    if (strcmp(ev->cmd, "join") == 0 && ev->room != NULL) {
+        printf("* joined %s (", ev->room);
+        for (i = 0; i < ev->n_members; i++)
+            printf("%s%s", i > 0 ? ", " : "", ev->members[i].nick);
+        printf(")");
+        if (ev->topic != NULL && ev->topic[0] != '\0') {
+            printf(" topic: ");
+            put_text(ev->topic);
+        }
+    } else if (strcmp(ev->cmd, "leave") == 0) {
+        printf("* left %s", ev->room != NULL ? ev->room : "?");
+    } else if (strcmp(ev->cmd, "nick") == 0) {
+        printf("* you are now %s", ev->nick != NULL ? ev->nick : "?");
+    } else if (strcmp(ev->cmd, "say") == 0 || strcmp(ev->cmd, "dm") == 0) {
+        return; /* the text is already on screen */
+    } else {
+        printf("* ok %s", ev->cmd);
+    }
+    putchar('\n');
+}
+
+/* Print one event on one line; answer the server's ping. */
+static void handle_event(struct session *s, const lc_event *ev)
+{
+    switch (ev->kind) {
+    case LC_EV_WELCOME:
+        printf("* connected to %s as %s", ev->name != NULL ? ev->name : "lanchat",
+               ev->nick);
+        if (ev->motd != NULL && ev->motd[0] != '\0') {
+            printf(" - ");
+            put_text(ev->motd);
+        }
+        putchar('\n');
+        break;
+    case LC_EV_OK:
+        print_ok(s, ev);
+        break;
+    case LC_EV_ERROR:
+        if (s->join_id != 0 && ev->re_is_int && ev->re_int == s->join_id)
+            strcpy(s->room, s->prev_room); /* the /join failed: back to where we were */
+        printf("! %s: ", ev->code);
+        put_text(ev->message);
+        putchar('\n');
+        break;
+    case LC_EV_BYE:
+        printf("* bye (%s) ", ev->reason);
+        put_text(ev->message);
+        putchar('\n');
+        s->done = 1;
+        s->bye_quit = strcmp(ev->reason, "quit") == 0;
+        break;
+    case LC_EV_JOIN:
+        printf("* %s joined %s\n", ev->nick, ev->room);
+        break;
+    case LC_EV_LEAVE:
+        printf("* %s left %s\n", ev->nick, ev->room);
+        break;
+    case LC_EV_MESSAGE:
+        printf("[%s] <%s> ", ev->room, ev->from);
+        put_text(ev->text);
+        putchar('\n');
+        break;
+    case LC_EV_DIRECT:
+        printf("[dm] <%s -> %s> ", ev->from, ev->to);
+        put_text(ev->text);
+        putchar('\n');
+        break;
+    case LC_EV_NICK:
+        printf("* %s is now %s\n", ev->old_nick, ev->new_nick);
+        break;
+    case LC_EV_PRESENCE:
+        printf("* %s is %s", ev->nick, ev->status);
+        if (ev->text != NULL) {
+            printf(" (");
+            put_text(ev->text);
+            putchar(')');
+        }
+        putchar('\n');
+        break;
+    case LC_EV_TOPIC:
+        printf("* %s set the topic of %s: ", ev->by, ev->room);
+        put_text(ev->topic);
+        putchar('\n');
+        break;
+    case LC_EV_QUIT:
+        printf("* %s quit (", ev->nick);
+        put_text(ev->reason);
+        printf(")\n");
+        break;
+    case LC_EV_PING:
+        if (lc_pong(s->client) != LC_OK)
+            fprintf(stderr, "lanchat-c: cannot answer ping\n");
+        break;
+    case LC_EV_UNKNOWN:
+        printf("? ");
+        put_text(ev->raw);
+        putchar('\n');
+        break;
+    }
+    if (fflush(stdout) != 0)
+        s->done = 1;
+}
+
+/* Print every event already available. LC_OK while the session goes on. */
+static lc_status drain_events(struct session *s)
+{
+    for (;;) {
+        lc_event ev;
+        lc_status rc = lc_read_event(s->client, 0, &ev);
+
+        if (rc == LC_OK) {
+            handle_event(s, &ev);
+            lc_event_free(&ev);
+            continue;
+        }
+        if (rc == LC_ERR_TIMEOUT)
+            return LC_OK;
+        if (rc == LC_ERR_LINE_TOO_LONG || rc == LC_ERR_PROTOCOL) {
+            fprintf(stderr, "lanchat-c: skipped a server line: %s\n", lc_strerror(rc));
+            continue;
+        }
+        return rc;
+    }
+}
+
+static void send_request(struct session *s, const lc_request *req)
+{
+    long long id = 0;
+    lc_status rc = lc_send(s->client, req, &id);
+
+    if (rc != LC_OK) {
+        fprintf(stderr, "lanchat-c: %s failed: %s\n", lc_request_type_name(req->type),
+                lc_strerror(rc));
+        return;
+    }
+    /* Lines typed after /join go to the new room at once: the server handles
+     * requests in order, so they arrive after the join. */
+    if (req->type == LC_REQ_JOIN && strlen(req->room) < sizeof s->room) {
+        strcpy(s->prev_room, s->room);
+        strcpy(s->room, req->room);
+        s->join_id = id;
+    }
+}
+
+/* Split "WORD REST" in place: returns REST (or NULL when there is no WORD). */
+static char *split_word(char *s, char **word)
+{
+    char *space;
+
+    while (*s == ' ')
+        s++;
+    if (*s == '\0')
+        return NULL;
+    *word = s;
+    space = strchr(s, ' ');
+    if (space == NULL)
+        return s + strlen(s);
+    *space = '\0';
+    return space + 1;
+}
+
+/* Returns 1 when the user asked to quit. */
+static int handle_input_line(struct session *s, char *line)
+{
+    lc_request req;
+    char *arg = NULL;
+    char *rest;
+
+    memset(&req, 0, sizeof req);
+    if (line[0] == '\0')
+        return 0;
+    if (line[0] != '/' || line[1] == '/') {
+        req.type = LC_REQ_SAY;
+        req.room = s->room;
+        req.text = line[0] == '/' ? line + 1 : line;
+        send_request(s, &req);
+        return 0;
+    }
+    if (strcmp(line, "/quit") == 0)
+        return 1;
+    if (strncmp(line, "/join ", 6) == 0 && split_word(line + 6, &arg) != NULL) {
+        req.type = LC_REQ_JOIN;
+        req.room = arg;
+    } else if (strncmp(line, "/leave ", 7) == 0 && split_word(line + 7, &arg) != NULL) {
+        req.type = LC_REQ_LEAVE;
+        req.room = arg;
+    } else if (strncmp(line, "/nick ", 6) == 0 && split_word(line + 6, &arg) != NULL) {
+        req.type = LC_REQ_NICK;
+        req.nick = arg;
+    } else if (strncmp(line, "/msg ", 5) == 0 && (rest = split_word(line + 5, &arg)) != NULL &&
+               rest[0] != '\0') {
+        req.type = LC_REQ_DM;
+        req.to = arg;
+        req.text = rest;
+    } else {
+        fputs("commands: /join ROOM, /leave ROOM, /msg NICK TEXT, /nick NEW, /quit\n", stderr);
+        return 0;
+    }
+    send_request(s, &req);
+    return 0;
+}
+
+/* Read what stdin has and act on complete lines. Returns 1 on EOF or /quit,
+ * -1 on a read error, 0 otherwise. */
+static int handle_input(struct session *s, struct input *in)
+{
+    ssize_t got = read(STDIN_FILENO, in->buf + in->len, sizeof in->buf - in->len);
+    size_t start = 0;
+    size_t i;
+
+    if (got < 0)
+        return errno == EINTR || errno == EAGAIN ? 0 : -1;
+    if (got == 0)
+        return 1; /* a last line without LF is dropped, like the protocol does */
+    in->len += (size_t)got;
+    for (i = 0; i < in->len; i++) {
+        if (in->buf[i] != '\n')
+            continue;
+        in->buf[i] = '\0';
+        if (i > start && in->buf[i - 1] == '\r')
+            in->buf[i - 1] = '\0';
+        if (in->overlong)
+            in->overlong = 0;
+        else if (handle_input_line(s, in->buf + start))
+            return 1;
+        start = i + 1;
+    }
+    memmove(in->buf, in->buf + start, in->len - start);
+    in->len -= start;
+    if (in->len == sizeof in->buf) {
+        fputs("lanchat-c: input line too long, ignored\n", stderr);
+        in->len = 0;
+        in->overlong = 1;
+    }
+    return 0;
+}
+
+/* Send quit, print what arrives up to the bye. */
+static int finish(struct session *s)
+{
+    lc_event bye;
+    lc_status rc = lc_quit(s->client, NULL, &bye);
+
+    /* Events queued while waiting come first; after the bye the socket
+     * closes, so the drain ends with LC_ERR_CLOSED, which is expected. */
+    (void)drain_events(s);
+    if (bye.kind == LC_EV_BYE)
+        handle_event(s, &bye);
+    lc_event_free(&bye);
+    if (rc != LC_OK) {
+        fprintf(stderr, "lanchat-c: quit: %s\n", lc_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static int run(struct session *s)
+{
+    struct input *in = calloc(1, sizeof *in);
+    int status = 1;
+
+    if (in == NULL) {
+        fputs("lanchat-c: out of memory\n", stderr);
+        return 1;
+    }
+    for (;;) {
+        struct pollfd fds[2];
+        lc_status rc = drain_events(s);
+        int n;
+
+        if (s->done) {
+            status = s->bye_quit ? 0 : 1;
+            break;
+        }
+        if (rc != LC_OK) {
+            fprintf(stderr, "lanchat-c: %s\n", lc_strerror(rc));
+            break;
+        }
+        fds[0].fd = lc_fd(s->client);
+        fds[0].events = POLLIN;
+        fds[1].fd = STDIN_FILENO;
+        fds[1].events = POLLIN;
+        fds[0].revents = fds[1].revents = 0;
+        n = poll(fds, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            perror("lanchat-c: poll");
+            break;
+        }
+        if (fds[1].revents != 0) {
+            int r = handle_input(s, in);
+
+            if (r < 0) {
+                perror("lanchat-c: stdin");
+                break;
+            }
+            if (r > 0) {
+                status = finish(s);
+                break;
+            }
+        }
+    }
+    free(in);
+    return status;
+}
+
+static int valid_port(const char *s)
+{
+    char *end;
+    long port;
+
+    errno = 0;
+    port = strtol(s, &end, 10);
+    return errno == 0 && *s != '\0' && *end == '\0' && port > 0 && port <= 65535;
+}
+
+int main(int argc, char **argv)
+{
+    struct session s;
+    lc_event welcome;
+    lc_status rc;
+    int status;
+
+    if (argc != 4 || !valid_port(argv[2]) || argv[3][0] == '\0') {
+        usage();
+        return 2;
+    }
+    memset(&s, 0, sizeof s);
+    strcpy(s.room, "lobby");
+    rc = lc_connect(argv[1], argv[2], &s.client);
+    if (rc != LC_OK) {
+        fprintf(stderr, "lanchat-c: %s:%s: %s\n", argv[1], argv[2], lc_strerror(rc));
+        return 1;
+    }
+    rc = lc_hello(s.client, argv[3], NULL, &welcome);
+    if (rc == LC_OK) {
+        if (welcome.n_rooms > 0 && strlen(welcome.rooms[0]) < sizeof s.room)
+            strcpy(s.room, welcome.rooms[0]);
+        handle_event(&s, &welcome);
+        status = run(&s);
+    } else {
+        if (welcome.kind == LC_EV_ERROR || welcome.kind == LC_EV_BYE)
+            handle_event(&s, &welcome);
+        fprintf(stderr, "lanchat-c: hello: %s\n", lc_strerror(rc));
+        status = 1;
+    }
+    lc_event_free(&welcome);
+    lc_close(s.client);
+    return status;
+}

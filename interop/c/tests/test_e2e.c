@@ -1,0 +1,681 @@
+/*
+ * test_e2e.c - the C client against the real lanchat-server.
+ *
+ * Starts `lanchat-server --listen 127.0.0.1:0 --no-announce` (path from
+ * LANCHAT_SERVER_BIN), reads its `listening 127.0.0.1:PORT` line, and drives
+ * it with library clients, the lanchat-c CLI (LANCHAT_C_BIN) and the echo bot
+ * (LANCHAT_ECHO_BOT_BIN) as subprocesses. Every wait is bounded by poll()
+ * timeouts; every child is killed and reaped at the end, on failure too.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "check.h"
+#include "lanchat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000 /* generous: the tests may run under valgrind */
+#define LINE_MAX_BYTES 4096
+
+struct child {
+    pid_t pid;
+    int in;  /* its stdin, or -1 */
+    int out; /* its stdout */
+    int err; /* its stderr, or -1 */
+};
+
+/* Lines from a child's pipe. */
+struct reader {
+    int fd;
+    char buf[LINE_MAX_BYTES];
+    size_t len;
+};
+
+struct paths {
+    const char *server;
+    const char *cli;
+    const char *bot;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int ms_until(long long deadline)
+{
+    long long left = deadline - now_ms();
+
+    return left < 0 ? 0 : (int)left;
+}
+
+/* ---- child processes ------------------------------------------------------ */
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        (void)close(*fd);
+    *fd = -1;
+}
+
+static int cloexec_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        return 0;
+    if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+        close_fd(&fds[0]);
+        close_fd(&fds[1]);
+        return 0;
+    }
+    return 1;
+}
+
+/* Start argv[0] with stdout piped, and stdin / stderr piped when asked. */
+static int spawn(struct child *ch, char *const argv[], int pipe_in, int pipe_err)
+{
+    int in[2] = {-1, -1};
+    int out[2] = {-1, -1};
+    int err[2] = {-1, -1};
+    pid_t pid;
+
+    ch->pid = -1;
+    ch->in = ch->out = ch->err = -1;
+    if ((pipe_in && !cloexec_pipe(in)) || !cloexec_pipe(out) || (pipe_err && !cloexec_pipe(err)))
+        goto fail;
+    pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        /* dup2 clears FD_CLOEXEC on the copies, so only they survive exec. */
+        if ((pipe_in && dup2(in[0], STDIN_FILENO) < 0) || dup2(out[1], STDOUT_FILENO) < 0 ||
+            (pipe_err && dup2(err[1], STDERR_FILENO) < 0))
+            _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&err[1]);
+    ch->pid = pid;
+    ch->in = in[1];
+    ch->out = out[0];
+    ch->err = err[0];
+    return 1;
+fail:
+    close_fd(&in[0]);
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&out[1]);
+    close_fd(&err[0]);
+    close_fd(&err[1]);
+    return 0;
+}
+
+/* Wait (bounded) until fd reaches end of file, discarding what it says. */
+static int drain_to_eof(int fd, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    char scratch[4096];
+
+    for (;;) {
+        struct pollfd p;
+        ssize_t n;
+
+        p.fd = fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, ms_until(deadline)) != 1)
+            return 0;
+        n = read(fd, scratch, sizeof scratch);
+        if (n == 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+/* Wait for a child to exit on its own (its stdout closing is the signal),
+ * killing it if it does not within timeout_ms. Returns its wait status. */
+static int reap(struct child *ch, int timeout_ms, int *exited_alone)
+{
+    int status = -1;
+
+    *exited_alone = 0;
+    if (ch->pid <= 0)
+        return -1;
+    close_fd(&ch->in);
+    if (ch->out >= 0 && drain_to_eof(ch->out, timeout_ms))
+        *exited_alone = 1;
+    else
+        (void)kill(ch->pid, SIGKILL);
+    while (waitpid(ch->pid, &status, 0) < 0 && errno == EINTR)
+        continue;
+    ch->pid = -1;
+    close_fd(&ch->out);
+    close_fd(&ch->err);
+    return status;
+}
+
+static int exited_with(int status, int code)
+{
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+static int write_text(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, s + done, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        done += (size_t)n;
+    }
+    return 1;
+}
+
+/* The next line (without LF) within timeout_ms; 0 on timeout or end of file. */
+static int read_line(struct reader *r, int timeout_ms, char *out, size_t size)
+{
+    long long deadline = now_ms() + timeout_ms;
+
+    for (;;) {
+        char *lf = memchr(r->buf, '\n', r->len);
+        struct pollfd p;
+        ssize_t n;
+
+        if (lf != NULL) {
+            size_t len = (size_t)(lf - r->buf);
+
+            if (len >= size)
+                len = size - 1;
+            memcpy(out, r->buf, len);
+            out[len] = '\0';
+            memmove(r->buf, lf + 1, r->len - (size_t)(lf - r->buf) - 1);
+            r->len -= (size_t)(lf - r->buf) + 1;
+            return 1;
+        }
+        if (r->len == sizeof r->buf)
+            r->len = 0; /* a line too long to matter here */
+        p.fd = r->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, ms_until(deadline)) != 1)
+            return 0;
+        n = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            return 0;
+        if (n > 0)
+            r->len += (size_t)n;
+    }
+}
+
+/* Read lines until one contains `want`. */
+static int wait_output(struct reader *r, const char *want)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    char line[LINE_MAX_BYTES];
+
+    while (read_line(r, ms_until(deadline), line, sizeof line)) {
+        if (strstr(line, want) != NULL)
+            return 1;
+    }
+    printf("  no output line containing \"%s\"\n", want);
+    return 0;
+}
+
+static int start_server(const char *bin, char *const extra[], struct child *server,
+                        char *port, size_t port_size)
+{
+    char *argv[16];
+    struct reader r;
+    char line[256];
+    const char *prefix = "listening 127.0.0.1:";
+    size_t n = 0;
+
+    argv[n++] = (char *)bin;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--no-announce";
+    while (extra != NULL && *extra != NULL && n < 15)
+        argv[n++] = *extra++;
+    argv[n] = NULL;
+    if (!spawn(server, argv, 0, 0))
+        return 0;
+    memset(&r, 0, sizeof r);
+    r.fd = server->out;
+    /* Bytes after the first line stay unread in the pipe: the server prints nothing more. */
+    if (!read_line(&r, WAIT_MS, line, sizeof line) || strncmp(line, prefix, strlen(prefix)) != 0 ||
+        strlen(line + strlen(prefix)) >= port_size) {
+        printf("  server did not print \"%sPORT\"\n", prefix);
+        return 0;
+    }
+    strcpy(port, line + strlen(prefix));
+    return 1;
+}
+
+static void stop_server(struct child *server)
+{
+    int alone;
+
+    if (server->pid > 0) {
+        (void)kill(server->pid, SIGTERM);
+        (void)reap(server, WAIT_MS, &alone);
+    }
+}
+
+/* ---- library helpers ------------------------------------------------------ */
+
+static lc_client *connect_as(struct checks *t, const char *port, const char *nick)
+{
+    lc_client *c = NULL;
+
+    if (!CHECK(t, lc_connect("127.0.0.1", port, &c) == LC_OK))
+        return NULL;
+    lc_set_timeout(c, WAIT_MS);
+    if (!CHECK(t, lc_hello(c, nick, NULL, NULL) == LC_OK)) {
+        lc_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The nick an event is about, for matching. */
+static const char *who(const lc_event *ev)
+{
+    if (ev->kind == LC_EV_MESSAGE || ev->kind == LC_EV_DIRECT)
+        return ev->from;
+    if (ev->kind == LC_EV_NICK)
+        return ev->new_nick;
+    return ev->nick;
+}
+
+/* Read events until one of `kind` about `nick` in `room` (NULL = any) arrives.
+ * Others are skipped; the server's pings are answered. */
+static int wait_event_in(lc_client *c, lc_event_kind kind, const char *nick, const char *room,
+                         lc_event *ev)
+{
+    long long deadline = now_ms() + WAIT_MS;
+
+    for (;;) {
+        lc_status rc = lc_read_event(c, ms_until(deadline), ev);
+
+        if (rc != LC_OK) {
+            printf("  waiting for %s from %s: %s\n", lc_event_kind_name(kind),
+                   nick != NULL ? nick : "anyone", lc_strerror(rc));
+            return 0;
+        }
+        if (ev->kind == kind && (nick == NULL || (who(ev) != NULL && strcmp(who(ev), nick) == 0)) &&
+            (room == NULL || (ev->room != NULL && strcmp(ev->room, room) == 0)))
+            return 1;
+        if (ev->kind == LC_EV_PING && lc_pong(c) != LC_OK)
+            printf("  cannot answer ping\n");
+        lc_event_free(ev);
+    }
+}
+
+static int wait_event(lc_client *c, lc_event_kind kind, const char *nick, lc_event *ev)
+{
+    return wait_event_in(c, kind, nick, NULL, ev);
+}
+
+static int streq(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static void quit_client(struct checks *t, lc_client *c)
+{
+    if (c != NULL)
+        CHECK(t, lc_quit(c, NULL, NULL) == LC_OK);
+    lc_close(c);
+}
+
+/* ---- the tests ------------------------------------------------------------ */
+
+static void test_session(struct checks *t, lc_client *a, lc_client *b)
+{
+    const char *text = "h\xc3\xa9llo \"w\xc3\xb6rld\" \\ \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89\n"
+                       "second line\tend";
+    lc_event reply;
+    lc_event ev;
+
+    CHECK(t, wait_event(a, LC_EV_JOIN, "bob", &ev) && streq(ev.room, "lobby"));
+    lc_event_free(&ev);
+
+    CHECK(t, lc_join(a, "den", &reply) == LC_OK && streq(reply.cmd, "join") &&
+                 streq(reply.room, "den") && reply.n_members == 1 &&
+                 streq(reply.members[0].nick, "alice"));
+    lc_event_free(&reply);
+    CHECK(t, lc_join(b, "den", &reply) == LC_OK && reply.n_members == 2);
+    lc_event_free(&reply);
+    CHECK(t, wait_event(a, LC_EV_JOIN, "bob", &ev) && streq(ev.room, "den"));
+    lc_event_free(&ev);
+
+    /* say: the others get the message, with the id and ts of the sender's ok. */
+    CHECK(t, lc_say(a, "den", text, &reply) == LC_OK && streq(reply.cmd, "say") &&
+                 reply.id != NULL && reply.has_ts);
+    CHECK(t, wait_event(b, LC_EV_MESSAGE, "alice", &ev) && streq(ev.room, "den") &&
+                 streq(ev.text, text) && streq(ev.id, reply.id) && ev.ts == reply.ts);
+    lc_event_free(&ev);
+    lc_event_free(&reply);
+
+    /* dm */
+    CHECK(t, lc_dm(b, "alice", "psst", &reply) == LC_OK && streq(reply.cmd, "dm"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event(a, LC_EV_DIRECT, "bob", &ev) && streq(ev.to, "alice") &&
+                 streq(ev.text, "psst"));
+    lc_event_free(&ev);
+
+    /* error replies surface as LC_ERR_SERVER with the code */
+    CHECK(t, lc_say(a, "nowhere", "hello?", &reply) == LC_ERR_SERVER &&
+                 reply.kind == LC_EV_ERROR && streq(reply.code, "not_in_room") && reply.re_is_int);
+    lc_event_free(&reply);
+    CHECK(t, streq(lc_server_code(a), "not_in_room"));
+    CHECK(t, lc_dm(a, "nobody", "hi", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(a), "no_such_nick"));
+    CHECK(t, lc_hello(a, "alice", NULL, NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(a), "already_registered"));
+
+    /* events that arrive while a request waits are queued, in order */
+    CHECK(t, lc_say(b, "den", "one", NULL) == LC_OK);
+    CHECK(t, lc_say(b, "den", "two", NULL) == LC_OK);
+    CHECK(t, lc_ping(a, &reply) == LC_OK && streq(reply.cmd, "ping"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event(a, LC_EV_MESSAGE, "bob", &ev) && streq(ev.text, "one"));
+    lc_event_free(&ev);
+    CHECK(t, wait_event(a, LC_EV_MESSAGE, "bob", &ev) && streq(ev.text, "two"));
+    lc_event_free(&ev);
+
+    /* nick and status reach the others once */
+    CHECK(t, lc_nick(b, "bobby", &reply) == LC_OK && streq(reply.nick, "bobby"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event(a, LC_EV_NICK, "bobby", &ev) && streq(ev.old_nick, "bob"));
+    lc_event_free(&ev);
+    CHECK(t, lc_set_status(a, "away", "lunch", &reply) == LC_OK && streq(reply.status, "away"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event(b, LC_EV_PRESENCE, "alice", &ev) && streq(ev.status, "away") &&
+                 streq(ev.text, "lunch"));
+    lc_event_free(&ev);
+
+    CHECK(t, lc_leave(b, "den", &reply) == LC_OK && streq(reply.room, "den"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event(a, LC_EV_LEAVE, "bobby", &ev) && streq(ev.room, "den"));
+    lc_event_free(&ev);
+}
+
+static void test_library(struct checks *t, const char *port)
+{
+    lc_client *a = NULL;
+    lc_client *b = NULL;
+    lc_client *c = NULL;
+    lc_event welcome;
+    lc_event ev;
+
+    if (!CHECK(t, lc_connect("127.0.0.1", port, &a) == LC_OK))
+        return;
+    lc_set_timeout(a, WAIT_MS);
+    CHECK(t, lc_hello(a, "alice", NULL, &welcome) == LC_OK && welcome.kind == LC_EV_WELCOME &&
+                 streq(welcome.nick, "alice") && welcome.protocol == 1 && welcome.n_rooms == 1 &&
+                 streq(welcome.rooms[0], "lobby") && welcome.limits.max_line > 0 &&
+                 welcome.re_is_int && welcome.re_int == 1);
+    lc_event_free(&welcome);
+    CHECK(t, lc_max_line(a) == 16384);
+
+    b = connect_as(t, port, "bob");
+    if (b != NULL)
+        test_session(t, a, b);
+
+    /* nick_taken leaves the connection open for another hello */
+    if (CHECK(t, lc_connect("127.0.0.1", port, &c) == LC_OK)) {
+        lc_set_timeout(c, WAIT_MS);
+        CHECK(t, lc_hello(c, "ALICE", NULL, NULL) == LC_ERR_SERVER &&
+                     streq(lc_server_code(c), "nick_taken"));
+        CHECK(t, lc_hello(c, "carl", NULL, NULL) == LC_OK);
+        lc_close(c); /* no quit: the others see "connection lost" */
+        if (b != NULL) {
+            CHECK(t, wait_event(b, LC_EV_QUIT, "carl", &ev) &&
+                         streq(ev.reason, "connection lost"));
+            lc_event_free(&ev);
+        }
+    }
+
+    /* quit gets bye, then the stream ends; the others get quit with the reason */
+    CHECK(t, lc_quit(a, "done for today", &ev) == LC_OK && ev.kind == LC_EV_BYE &&
+                 streq(ev.reason, "quit"));
+    lc_event_free(&ev);
+    for (;;) {
+        lc_status rc = lc_read_event(a, WAIT_MS, &ev);
+
+        lc_event_free(&ev);
+        if (rc != LC_OK) {
+            CHECK(t, rc == LC_ERR_CLOSED);
+            break;
+        }
+    }
+    if (b != NULL) {
+        CHECK(t, wait_event(b, LC_EV_QUIT, "alice", &ev) && streq(ev.reason, "done for today"));
+        lc_event_free(&ev);
+    }
+    lc_close(a);
+    quit_client(t, b);
+}
+
+static void test_cli(struct checks *t, const char *port, const struct paths *paths)
+{
+    char *argv[] = {(char *)paths->cli, "127.0.0.1", (char *)port, "carol", NULL};
+    char *bad_argv[] = {(char *)paths->cli, "127.0.0.1", NULL};
+    lc_client *w = connect_as(t, port, "watcher");
+    struct child cli;
+    struct reader out;
+    lc_event ev;
+    int alone;
+    int status;
+
+    if (w == NULL)
+        return;
+    CHECK(t, lc_join(w, "den", NULL) == LC_OK);
+    if (!CHECK(t, spawn(&cli, argv, 1, 0))) {
+        quit_client(t, w);
+        return;
+    }
+    memset(&out, 0, sizeof out);
+    out.fd = cli.out;
+    CHECK(t, wait_output(&out, "* connected to"));
+    CHECK(t, wait_event(w, LC_EV_JOIN, "carol", &ev) && streq(ev.room, "lobby"));
+    lc_event_free(&ev);
+
+    /* a stdin line is said to lobby */
+    CHECK(t, write_text(cli.in, "hello from the C CLI \xe2\x9c\x93 \"quoted\"\n"));
+    CHECK(t, wait_event(w, LC_EV_MESSAGE, "carol", &ev) && streq(ev.room, "lobby") &&
+                 streq(ev.text, "hello from the C CLI \xe2\x9c\x93 \"quoted\""));
+    lc_event_free(&ev);
+
+    /* what others say is printed */
+    CHECK(t, lc_say(w, "lobby", "hi carol", NULL) == LC_OK);
+    CHECK(t, wait_output(&out, "[lobby] <watcher> hi carol"));
+
+    /* /msg and /join */
+    CHECK(t, write_text(cli.in, "/msg watcher psst\n"));
+    CHECK(t, wait_event(w, LC_EV_DIRECT, "carol", &ev) && streq(ev.text, "psst"));
+    lc_event_free(&ev);
+    CHECK(t, write_text(cli.in, "/join den\nnow in den\n"));
+    CHECK(t, wait_output(&out, "* joined den"));
+    CHECK(t, wait_event(w, LC_EV_MESSAGE, "carol", &ev) && streq(ev.room, "den") &&
+                 streq(ev.text, "now in den"));
+    lc_event_free(&ev);
+
+    /* end of stdin: quit, bye, exit 0 */
+    close_fd(&cli.in);
+    CHECK(t, wait_output(&out, "* bye (quit)"));
+    status = reap(&cli, WAIT_MS, &alone);
+    CHECK(t, alone && exited_with(status, 0));
+    CHECK(t, wait_event(w, LC_EV_QUIT, "carol", &ev));
+    lc_event_free(&ev);
+    quit_client(t, w);
+
+    /* bad arguments: usage on stderr, exit 2 */
+    if (CHECK(t, spawn(&cli, bad_argv, 0, 1))) {
+        struct reader err;
+
+        memset(&err, 0, sizeof err);
+        err.fd = cli.err;
+        CHECK(t, wait_output(&err, "usage: lanchat-c HOST PORT NICK"));
+        status = reap(&cli, WAIT_MS, &alone);
+        CHECK(t, exited_with(status, 2));
+    }
+}
+
+/* The bot stays connected until the server stops; main reaps it then. */
+static void test_echo_bot(struct checks *t, const char *port, const struct paths *paths,
+                          struct child *bot)
+{
+    char *argv[] = {(char *)paths->bot, "127.0.0.1", (char *)port, "echo", "den", NULL};
+    lc_client *p = connect_as(t, port, "pinger");
+    lc_event ev;
+
+    if (p == NULL)
+        return;
+    CHECK(t, lc_join(p, "den", NULL) == LC_OK);
+    if (CHECK(t, spawn(bot, argv, 0, 0))) {
+        CHECK(t, wait_event_in(p, LC_EV_JOIN, "echo", "den", &ev));
+        lc_event_free(&ev);
+        CHECK(t, lc_say(p, "den", "!ping", NULL) == LC_OK);
+        CHECK(t, wait_event(p, LC_EV_MESSAGE, "echo", &ev) && streq(ev.room, "den") &&
+                     streq(ev.text, "pong"));
+        lc_event_free(&ev);
+        CHECK(t, lc_say(p, "lobby", "!ping", NULL) == LC_OK);
+        CHECK(t, wait_event(p, LC_EV_MESSAGE, "echo", &ev) && streq(ev.room, "lobby") &&
+                     streq(ev.text, "pong"));
+        lc_event_free(&ev);
+        CHECK(t, lc_dm(p, "echo", "!ping", NULL) == LC_OK);
+        CHECK(t, wait_event(p, LC_EV_DIRECT, "echo", &ev) && streq(ev.text, "pong"));
+        lc_event_free(&ev);
+    }
+    quit_client(t, p);
+}
+
+/* With a 1 s ping interval: answering ping keeps a session alive, and the CLI answers too. */
+static void test_keepalive(struct checks *t, const struct paths *paths)
+{
+    char *extra[] = {"--ping-interval", "1", NULL};
+    struct child server;
+    struct child cli;
+    struct reader out;
+    char port[16];
+    lc_client *c = NULL;
+    lc_event ev;
+    int alone;
+
+    if (!CHECK(t, start_server(paths->server, extra, &server, port, sizeof port))) {
+        stop_server(&server);
+        return;
+    }
+    c = connect_as(t, port, "keeper");
+    if (c != NULL) {
+        char *argv[] = {(char *)paths->cli, "127.0.0.1", port, "dora", NULL};
+
+        /* Silence brings ping; pong earns another ping instead of bye ping_timeout. */
+        CHECK(t, lc_read_event(c, WAIT_MS, &ev) == LC_OK && ev.kind == LC_EV_PING);
+        lc_event_free(&ev);
+        CHECK(t, lc_pong(c) == LC_OK);
+        CHECK(t, lc_read_event(c, WAIT_MS, &ev) == LC_OK && ev.kind == LC_EV_PING);
+        lc_event_free(&ev);
+        CHECK(t, lc_pong(c) == LC_OK);
+
+        /* The CLI, idle for more than two intervals, is still there to speak. */
+        if (CHECK(t, spawn(&cli, argv, 1, 0))) {
+            long long deadline;
+
+            memset(&out, 0, sizeof out);
+            out.fd = cli.out;
+            CHECK(t, wait_event(c, LC_EV_JOIN, "dora", &ev));
+            lc_event_free(&ev);
+            deadline = now_ms() + 3500;
+            while (ms_until(deadline) > 0) {
+                lc_status rc = lc_read_event(c, ms_until(deadline), &ev);
+
+                /* Failures only: how many pings fit in the window varies. */
+                if (rc == LC_OK && ev.kind == LC_EV_PING && lc_pong(c) != LC_OK)
+                    CHECK(t, !"pong failed");
+                if (rc == LC_OK && ev.kind == LC_EV_QUIT)
+                    CHECK(t, !"the CLI was dropped: it did not answer ping");
+                lc_event_free(&ev);
+                if (rc != LC_OK && rc != LC_ERR_TIMEOUT)
+                    break;
+            }
+            CHECK(t, write_text(cli.in, "still here\n"));
+            CHECK(t, wait_event(c, LC_EV_MESSAGE, "dora", &ev) && streq(ev.text, "still here"));
+            lc_event_free(&ev);
+            close_fd(&cli.in);
+            CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 0) && alone);
+        }
+        quit_client(t, c);
+    }
+    stop_server(&server);
+}
+
+int main(void)
+{
+    struct checks t = {0, 0};
+    struct paths paths;
+    struct child server;
+    struct child bot;
+    char port[16];
+    int alone;
+    int status;
+
+    paths.server = getenv("LANCHAT_SERVER_BIN");
+    if (paths.server == NULL || paths.server[0] == '\0')
+        paths.server = "../../target/debug/lanchat-server";
+    paths.cli = getenv("LANCHAT_C_BIN");
+    if (paths.cli == NULL || paths.cli[0] == '\0')
+        paths.cli = "build/lanchat-c";
+    paths.bot = getenv("LANCHAT_ECHO_BOT_BIN");
+    if (paths.bot == NULL || paths.bot[0] == '\0')
+        paths.bot = "build/echo_bot";
+
+    if (access(paths.server, X_OK) != 0) {
+        printf("FAIL: no lanchat-server at %s: run `cargo build --workspace --bins` first "
+               "(or set LANCHAT_SERVER_BIN)\n",
+               paths.server);
+        t.failed++;
+        return finish_checks(&t, "e2e");
+    }
+    if (!CHECK(&t, signal(SIGPIPE, SIG_IGN) != SIG_ERR) ||
+        !CHECK(&t, setenv("RUST_LOG", "warn", 0) == 0))
+        return finish_checks(&t, "e2e");
+
+    bot.pid = -1;
+    bot.in = bot.out = bot.err = -1;
+    if (CHECK(&t, start_server(paths.server, NULL, &server, port, sizeof port))) {
+        test_library(&t, port);
+        test_cli(&t, port, &paths);
+        test_echo_bot(&t, port, &paths, &bot);
+    }
+    stop_server(&server);
+    if (bot.pid > 0) {
+        /* The server's bye shutting_down ends the bot's session: it exits 0. */
+        status = reap(&bot, WAIT_MS, &alone);
+        CHECK(&t, alone && exited_with(status, 0));
+    }
+    test_keepalive(&t, &paths);
+    return finish_checks(&t, "e2e");
+}
