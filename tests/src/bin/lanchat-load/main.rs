@@ -1,0 +1,2 @@
+//! lanchat-load: the load generator (placeholder; see issue 9).
+fn main() {}
