@@ -46,7 +46,28 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    raise_fd_limit();
+    let mut config = config;
+    let fd_limit = raise_fd_limit();
+    // Keep descriptors in reserve (runtime, listeners, log, history files) so that a connection
+    // over the cap can still be accepted and told `server_full`, rather than left unaccepted.
+    let reserve = 32
+        + if config.data_dir.is_some() {
+            lanchat_server::store::MAX_OPEN_FILES
+        } else {
+            0
+        };
+    if let Some(limit) = fd_limit {
+        let usable = (limit as usize).saturating_sub(reserve).max(1);
+        if config.max_clients > usable {
+            warn!(
+                max_clients = config.max_clients,
+                open_files_limit = limit,
+                lowered_to = usable,
+                "--max-clients lowered to fit the open-files limit"
+            );
+            config.max_clients = usable;
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -145,21 +166,27 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Raise the soft open-files limit to the hard limit: every client is a file descriptor.
-fn raise_fd_limit() {
+/// Raise the soft open-files limit to the hard limit (every client is a file descriptor) and
+/// return the limit in force.
+fn raise_fd_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
-            return;
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
         }
-        let old = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            info!(from = old, to = lim.rlim_max, "raised the open-files limit");
+        if lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                info!(from = old, to = lim.rlim_max, "raised the open-files limit");
+            } else {
+                lim.rlim_cur = old;
+            }
         }
     }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }

@@ -32,6 +32,8 @@ use crate::history::StoredMessage;
 pub const COMPACT_FACTOR: usize = 2;
 /// The longest the writer waits before an fsync of what it has written.
 const FSYNC_EVERY: Duration = Duration::from_secs(1);
+/// Room files the writer keeps open at most (each is a file descriptor).
+pub const MAX_OPEN_FILES: usize = 64;
 /// Operations queued toward the writer thread at most; beyond, messages are not persisted (and
 /// that is logged) rather than the chat being slowed down.
 const QUEUE: usize = 100_000;
@@ -358,6 +360,11 @@ impl Writer {
 
     fn room_file(&mut self, name: &str) -> std::io::Result<&mut RoomFile> {
         if !self.open.contains_key(name) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                // Bound the descriptors this thread holds: sync and close them all.
+                self.fsync();
+                self.open.clear();
+            }
             let path = self.store.dir.join("rooms").join(name);
             let mut file = OpenOptions::new()
                 .create(true)

@@ -5,6 +5,7 @@ mod commands;
 mod durable;
 mod errors;
 mod fanout;
+mod faults;
 mod lifecycle;
 mod limits;
 mod presence;

@@ -373,12 +373,11 @@ impl TestClient {
         out
     }
 
-    pub fn into_split(
-        self,
-    ) -> (
-        AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
-        tokio::net::tcp::OwnedWriteHalf,
-    ) {
-        (self.reader, self.writer)
+    /// The socket itself (for socket options such as SO_LINGER); buffered input is dropped.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader
+            .into_inner()
+            .reunite(self.writer)
+            .expect("halves of one stream")
     }
 }
