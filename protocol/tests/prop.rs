@@ -1,0 +1,198 @@
+//! Property tests: the codec and the request parser never panic and keep memory bounded whatever
+//! the bytes and however they are split; encode-then-decode is the identity; validation agrees
+//! with the rules as PROTOCOL.md states them.
+
+use bytes::BytesMut;
+use lanchat_protocol::validate::{check_name, check_text};
+use lanchat_protocol::{
+    Command, Hello, HistoryQuery, Line, LineCodec, Request, RequestId, ServerFrame, Status,
+};
+use proptest::prelude::*;
+use tokio_util::codec::Decoder;
+
+/// Feed `input` to a codec in pieces cut at `cuts`, returning every item and the largest buffer.
+fn decode_in_pieces(max_line: usize, input: &[u8], cuts: &[usize]) -> (Vec<Line>, usize) {
+    let mut codec = LineCodec::new(max_line);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut peak = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.push(input.len());
+    points.sort_unstable();
+    let mut start = 0;
+    for p in points {
+        buf.extend_from_slice(&input[start..p]);
+        start = p;
+        peak = peak.max(buf.len());
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            out.push(item);
+        }
+        peak = peak.max(buf.len());
+    }
+    while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
+        out.push(item);
+    }
+    (out, peak)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn codec_never_panics_and_stays_bounded(
+        input in proptest::collection::vec(any::<u8>(), 0..4096),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        max_line in 1usize..64,
+    ) {
+        let (items, _) = decode_in_pieces(max_line, &input, &cuts);
+        for item in items {
+            if let Line::Frame(f) = item {
+                prop_assert!(!f.is_empty() && f.len() <= max_line);
+                prop_assert!(!f.contains(&b'\n'));
+            }
+        }
+        // Memory: what stays buffered between reads never exceeds max_line + 2.
+        let mut codec = LineCodec::new(max_line);
+        let mut buf = BytesMut::new();
+        for b in &input {
+            buf.extend_from_slice(&[*b]);
+            while codec.decode(&mut buf).unwrap().is_some() {}
+            prop_assert!(buf.len() <= max_line + 2);
+        }
+    }
+
+    #[test]
+    fn codec_yields_the_lines_however_split(
+        lines in proptest::collection::vec("[^\n\r]{0,40}", 0..20),
+        crlf in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let sep = if crlf { "\r\n" } else { "\n" };
+        let input: String = lines.iter().map(|l| format!("{l}{sep}")).collect();
+        let (items, _) = decode_in_pieces(160, input.as_bytes(), &cuts);
+        let expected: Vec<Line> = lines
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| if l.len() > 160 { Line::TooLong } else { Line::Frame(BytesMut::from(l.as_str())) })
+            .collect();
+        prop_assert_eq!(items, expected);
+    }
+
+    #[test]
+    fn request_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Request::decode(&bytes);
+    }
+
+    #[test]
+    fn request_decoder_never_panics_on_json_objects(
+        ty in prop_oneof![
+            Just("hello".to_owned()), Just("say".to_owned()), Just("history".to_owned()),
+            Just("status".to_owned()), "[a-z]{0,8}"],
+        keys in proptest::collection::vec(prop_oneof![
+            Just("id"), Just("room"), Just("text"), Just("nick"), Just("limit"), Just("before"),
+            Just("after"), Just("status"), Just("protocol"), Just("to"), Just("topic")], 0..6),
+        values in proptest::collection::vec(arb_json(), 0..6),
+    ) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("type".into(), serde_json::Value::String(ty));
+        for (k, v) in keys.iter().zip(values) {
+            obj.insert((*k).into(), v);
+        }
+        let line = serde_json::to_vec(&obj).unwrap();
+        if let Err(e) = Request::decode(&line) {
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity(req in arb_request()) {
+        let line = req.encode_line();
+        prop_assert_eq!(line.last(), Some(&b'\n'));
+        prop_assert!(!line[..line.len() - 1].contains(&b'\n'), "one frame is one line");
+        let back = Request::decode(&line[..line.len() - 1]).unwrap();
+        prop_assert_eq!(back, req);
+    }
+
+    #[test]
+    fn server_messages_round_trip(text in any::<String>(), from in "[a-z]{1,8}", ts in any::<u64>()) {
+        let frame = ServerFrame::Message(lanchat_protocol::Message {
+            id: "019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff".into(), ts, room: "r".into(), from, text,
+        });
+        let line = frame.encode_line();
+        prop_assert!(!line[..line.len() - 1].contains(&b'\n'));
+        prop_assert_eq!(ServerFrame::decode(&line).unwrap(), frame);
+    }
+
+    #[test]
+    fn names_follow_the_documented_rule(name in any::<String>()) {
+        // PROTOCOL.md: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`.
+        let n = name.chars().count();
+        let documented = (1..=32).contains(&n)
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.');
+        prop_assert_eq!(check_name(&name).is_ok(), documented);
+    }
+
+    #[test]
+    fn texts_follow_the_documented_rule(text in any::<String>(), max in 1usize..64) {
+        // PROTOCOL.md: 1 to max_text bytes, no control character but newline and tab.
+        let documented = !text.is_empty()
+            && text.len() <= max
+            && !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+        prop_assert_eq!(check_text(&text, max).is_ok(), documented);
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{json, Value};
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        ".{0,70}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{1,4}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_id() -> impl Strategy<Value = Option<RequestId>> {
+    prop_oneof![
+        Just(None),
+        any::<i64>().prop_map(|n| Some(RequestId::Int(n))),
+        (i64::MAX as u64 + 1..=u64::MAX).prop_map(|n| Some(RequestId::UInt(n))),
+        "(?s).{0,16}".prop_map(|s| Some(RequestId::Str(s))),
+    ]
+}
+
+fn arb_request() -> impl Strategy<Value = Request> {
+    let s = || any::<String>();
+    let os = || proptest::option::of(any::<String>());
+    let status = prop_oneof![Just(Status::Online), Just(Status::Away), Just(Status::Busy)];
+    let command = prop_oneof![
+        (s(), proptest::option::of(any::<u64>()), os(), os()).prop_map(|(nick, protocol, client, password)| {
+            Command::Hello(Hello { nick, protocol, client, password })
+        }),
+        s().prop_map(|room| Command::Join { room }),
+        s().prop_map(|room| Command::Leave { room }),
+        (s(), s()).prop_map(|(room, text)| Command::Say { room, text }),
+        (s(), s()).prop_map(|(to, text)| Command::Dm { to, text }),
+        s().prop_map(|nick| Command::Nick { nick }),
+        (status, os()).prop_map(|(status, text)| Command::Status { status, text }),
+        (s(), os()).prop_map(|(room, topic)| Command::Topic { room, topic }),
+        s().prop_map(|room| Command::Who { room }),
+        Just(Command::Rooms {}),
+        (s(), os(), os(), proptest::option::of(1u32..=200)).prop_map(|(room, before, after, limit)| {
+            Command::History(HistoryQuery { room, before, after, limit })
+        }),
+        Just(Command::Ping {}),
+        Just(Command::Pong {}),
+        os().prop_map(|reason| Command::Quit { reason }),
+    ];
+    (arb_id(), command).prop_map(|(id, command)| Request { id, command })
+}
