@@ -80,9 +80,15 @@ impl Decoder for LineCodec {
                 }
                 None if buf.len() > self.max_line + 1 => {
                     // Even a trailing CR cannot make this fit: drop it now, keep memory bounded.
-                    buf.clear();
+                    // The rest of the buffer may already hold its LF (and the next lines).
                     self.scanned = 0;
-                    self.discarding = true;
+                    match memchr(b'\n', &buf[window..]) {
+                        Some(rel) => buf.advance(window + rel + 1),
+                        None => {
+                            buf.clear();
+                            self.discarding = true;
+                        }
+                    }
                     return Ok(Some(Line::TooLong));
                 }
                 None => {
@@ -106,6 +112,9 @@ impl Decoder for LineCodec {
         let mut line = buf.split();
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
+        }
+        if line.len() > self.max_line {
+            return Ok(Some(Line::TooLong));
         }
         Ok((!line.is_empty()).then_some(Line::Frame(line)))
     }
@@ -158,6 +167,20 @@ mod tests {
         let mut c = LineCodec::new(8);
         let got = decode_all(&mut c, &[b"0123456789abcdef", b"ghij\nok\n"]);
         assert_eq!(got, vec![Line::TooLong, frame("ok")]);
+    }
+
+    #[test]
+    fn overlong_line_and_next_line_in_one_read() {
+        for len in [9, 10, 11, 20, 40] {
+            let mut c = LineCodec::new(8);
+            let mut input = vec![b'x'; len];
+            input.extend_from_slice(b"\nnext\n");
+            assert_eq!(
+                decode_all(&mut c, &[&input]),
+                vec![Line::TooLong, frame("next")],
+                "{len}"
+            );
+        }
     }
 
     #[test]

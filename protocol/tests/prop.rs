@@ -79,6 +79,25 @@ proptest! {
     }
 
     #[test]
+    fn overlong_lines_never_swallow_their_neighbours(
+        lens in proptest::collection::vec(0usize..100, 1..12),
+        cuts in proptest::collection::vec(any::<usize>(), 0..10),
+        max_line in 1usize..40,
+    ) {
+        let lines: Vec<String> = lens.iter().enumerate()
+            .map(|(i, n)| format!("{i}:{}", "x".repeat(*n)))
+            .collect();
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let (items, peak) = decode_in_pieces(max_line, input.as_bytes(), &cuts);
+        let expected: Vec<Line> = lines
+            .iter()
+            .map(|l| if l.len() > max_line { Line::TooLong } else { Line::Frame(BytesMut::from(l.as_str())) })
+            .collect();
+        prop_assert_eq!(items, expected);
+        prop_assert!(peak <= input.len());
+    }
+
+    #[test]
     fn request_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = Request::decode(&bytes);
     }
@@ -149,7 +168,9 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,70}".prop_map(Value::String),
     ];
     leaf.prop_recursive(2, 8, 3, |inner| {
@@ -175,9 +196,16 @@ fn arb_request() -> impl Strategy<Value = Request> {
     let os = || proptest::option::of(any::<String>());
     let status = prop_oneof![Just(Status::Online), Just(Status::Away), Just(Status::Busy)];
     let command = prop_oneof![
-        (s(), proptest::option::of(any::<u64>()), os(), os()).prop_map(|(nick, protocol, client, password)| {
-            Command::Hello(Hello { nick, protocol, client, password })
-        }),
+        (s(), proptest::option::of(any::<u64>()), os(), os()).prop_map(
+            |(nick, protocol, client, password)| {
+                Command::Hello(Hello {
+                    nick,
+                    protocol,
+                    client,
+                    password,
+                })
+            }
+        ),
         s().prop_map(|room| Command::Join { room }),
         s().prop_map(|room| Command::Leave { room }),
         (s(), s()).prop_map(|(room, text)| Command::Say { room, text }),
@@ -187,9 +215,16 @@ fn arb_request() -> impl Strategy<Value = Request> {
         (s(), os()).prop_map(|(room, topic)| Command::Topic { room, topic }),
         s().prop_map(|room| Command::Who { room }),
         Just(Command::Rooms {}),
-        (s(), os(), os(), proptest::option::of(1u32..=200)).prop_map(|(room, before, after, limit)| {
-            Command::History(HistoryQuery { room, before, after, limit })
-        }),
+        (s(), os(), os(), proptest::option::of(1u32..=200)).prop_map(
+            |(room, before, after, limit)| {
+                Command::History(HistoryQuery {
+                    room,
+                    before,
+                    after,
+                    limit,
+                })
+            }
+        ),
         Just(Command::Ping {}),
         Just(Command::Pong {}),
         os().prop_map(|reason| Command::Quit { reason }),

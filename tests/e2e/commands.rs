@@ -280,7 +280,7 @@ async fn quit_says_bye_and_tells_others_once() {
     let rest = bob.read_to_close().await;
     assert_eq!(
         rest,
-        vec![json!({"type":"bye","reason":"quit","message":"goodbye"})]
+        vec![json!({"type":"bye","re":9,"reason":"quit","message":"goodbye"})]
     );
     assert_eq!(
         ann.expect_event("quit").await,

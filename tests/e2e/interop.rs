@@ -33,13 +33,24 @@ fn python_client_suite() {
 #[test]
 fn c_client_suite_and_valgrind() {
     let dir = workspace_root().join("interop/c");
-    let pkg = Command::new("pkg-config").args(["--exists", "libcjson"]).status();
+    let pkg = Command::new("pkg-config")
+        .args(["--exists", "libcjson"])
+        .status();
     assert!(
         matches!(pkg, Ok(s) if s.success()),
         "cJSON is missing: apt-get install -y libcjson-dev pkg-config"
     );
-    run(Command::new("make").arg("-C").arg(&dir).arg("test"), "make test (interop/c)");
+    run(
+        Command::new("make").arg("-C").arg(&dir).arg("test"),
+        "make test (interop/c)",
+    );
     let has_valgrind = Command::new("valgrind").arg("--version").output().is_ok();
-    assert!(has_valgrind, "valgrind is missing: apt-get install -y valgrind");
-    run(Command::new("make").arg("-C").arg(&dir).arg("valgrind"), "make valgrind (interop/c)");
+    assert!(
+        has_valgrind,
+        "valgrind is missing: apt-get install -y valgrind"
+    );
+    run(
+        Command::new("make").arg("-C").arg(&dir).arg("valgrind"),
+        "make valgrind (interop/c)",
+    );
 }

@@ -1,12 +1,15 @@
 //! End-to-end tests against the real `lanchat-server` binary (and the clients), all in one test
 //! binary as ripgrep does. Run `cargo build --workspace --bins` first (scripts/test does).
 
+mod client;
 mod commands;
 mod durable;
 mod errors;
 mod fanout;
 mod faults;
+mod interop;
 mod lifecycle;
 mod limits;
 mod presence;
+mod soak;
 mod vectors;

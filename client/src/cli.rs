@@ -1,0 +1,424 @@
+//! The command line: `lanchat [HOST[:PORT]] [options]` to chat, `lanchat discover` to list the
+//! servers on the LAN. [`run`] chooses the server (given, or discovered), then runs a session in
+//! the mode stdin calls for: the REPL on a terminal, scripting otherwise.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lanchat_protocol::presence::ServerState;
+use lanchat_protocol::validate::check_nick;
+use lanchat_protocol::{DEFAULT_ANNOUNCE_PORT, DEFAULT_PORT};
+use tokio::sync::mpsc;
+
+use crate::discovery::{self, Found};
+use crate::session::{self, Mode, Session, StdScreen};
+use crate::{commands, repl, Error};
+
+/// lanchat: chat with the people on your LAN.
+#[derive(Debug, Parser)]
+#[command(name = "lanchat", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    #[command(flatten)]
+    pub chat: ChatArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// List the lanchat servers on the LAN.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 7878). Without it,
+    /// lanchat looks for servers on the LAN.
+    #[arg(value_name = "HOST[:PORT]")]
+    pub host: Option<String>,
+    /// Your nick (default: your login name).
+    #[arg(long, env = "LANCHAT_NICK")]
+    pub nick: Option<String>,
+    /// Room to join (and, when stdin is not a terminal, to send each input line to).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// File whose first line is the server password.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+    /// Do not ring the terminal bell on mentions and direct messages.
+    #[arg(long)]
+    pub no_bell: bool,
+    /// Print every server frame as received, one JSON object per line (for bots and pipelines).
+    #[arg(long)]
+    pub json: bool,
+    /// How long to look for servers when no HOST is given.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub discover_timeout: f64,
+    /// UDP presence port to look for servers on.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ANNOUNCE_PORT)]
+    pub discover_port: u16,
+    /// Look for servers only on these interfaces (comma-separated names, e.g. eth0).
+    #[arg(
+        long = "interface",
+        value_name = "IFACE",
+        env = "LANCHAT_INTERFACES",
+        value_delimiter = ','
+    )]
+    pub interfaces: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// How long to wait for answers.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub timeout: f64,
+    /// One JSON object per server and line.
+    #[arg(long)]
+    pub json: bool,
+    /// Also ask this host directly (for servers on other subnets); repeatable.
+    #[arg(
+        long = "host",
+        value_name = "HOST",
+        env = "LANCHAT_HOSTS",
+        value_delimiter = ','
+    )]
+    pub hosts: Vec<String>,
+    /// UDP presence port.
+    #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
+    pub port: u16,
+    /// Broadcast only on these interfaces (comma-separated names).
+    #[arg(
+        long = "interface",
+        value_name = "IFACE",
+        env = "LANCHAT_INTERFACES",
+        value_delimiter = ','
+    )]
+    pub interfaces: Vec<String>,
+}
+
+/// Run what the command line asks for.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Fatal(format!("cannot start the runtime: {e}")))?;
+    match cli.command {
+        Some(Sub::Discover(args)) => runtime.block_on(discover_command(args)),
+        None => runtime.block_on(chat(cli.chat)),
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
+    if value.is_finite() && value > 0.0 && value <= 3600.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} must be a number of seconds above 0"
+        )))
+    }
+}
+
+fn interfaces(list: Vec<String>) -> Option<Vec<String>> {
+    let list: Vec<String> = list.into_iter().filter(|s| !s.is_empty()).collect();
+    (!list.is_empty()).then_some(list)
+}
+
+async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
+    let opts = discovery::Options {
+        timeout: seconds(args.timeout, "--timeout")?,
+        port: args.port,
+        hosts: args.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
+        interfaces: interfaces(args.interfaces),
+        broadcast: true,
+    };
+    let report = discovery::discover(&opts)
+        .await
+        .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
+    if report.servers.is_empty() {
+        for line in report.nothing_found() {
+            eprintln!("{line}");
+        }
+        return Err(Error::Fatal("no server found".into()));
+    }
+    let mut stdout = std::io::stdout().lock();
+    let lines = if args.json {
+        report
+            .servers
+            .iter()
+            .map(|s| serde_json::to_string(s).expect("servers serialise"))
+            .collect()
+    } else {
+        discovery::table(&report.servers)
+    };
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    Ok(())
+}
+
+/// `HOST`, `HOST:PORT`, `IP`, `[IPv6]:PORT` to a `host:port` string for connecting.
+pub fn parse_target(host: &str) -> Result<String, Error> {
+    let host = host.trim();
+    if host.is_empty() {
+        return Err(Error::Usage("the host is empty".into()));
+    }
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT).to_string());
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && !name.contains(':') => {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => Ok(format!("{name}:{p}")),
+                _ => Err(Error::Usage(format!("invalid port in {host:?}"))),
+            }
+        }
+        Some(_) => Err(Error::Usage(format!("cannot read {host:?} as HOST[:PORT]"))),
+        None => Ok(format!("{host}:{DEFAULT_PORT}")),
+    }
+}
+
+/// The login name: $USER, else the password database.
+fn login_name() -> Option<String> {
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        return Some(user);
+    }
+    // SAFETY: getpwuid returns a pointer to static storage (or null), read at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+fn read_password(path: &PathBuf) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+async fn chat(args: ChatArgs) -> Result<(), Error> {
+    let interactive = std::io::stdin().is_terminal();
+    let mode = if args.json {
+        Mode::Json
+    } else if interactive {
+        Mode::Interactive
+    } else {
+        Mode::Script
+    };
+    let nick = match &args.nick {
+        Some(n) => {
+            check_nick(n).map_err(|(_, why)| Error::Usage(format!("--nick: {why}")))?;
+            n.clone()
+        }
+        None => session::sanitise_nick(&login_name().unwrap_or_default()),
+    };
+    let room = match &args.room {
+        Some(r) => Some(commands::room_name(r).map_err(|h| Error::Usage(format!("--room: {h}")))?),
+        None => None,
+    };
+    let password = args.password_file.as_ref().map(read_password).transpose()?;
+    let discover_timeout = seconds(args.discover_timeout, "--discover-timeout")?;
+    let target = match &args.host {
+        Some(host) => parse_target(host)?,
+        None => {
+            let opts = discovery::Options {
+                timeout: discover_timeout,
+                port: args.discover_port,
+                hosts: discovery::hosts_from_env(std::env::var("LANCHAT_HOSTS").ok().as_deref()),
+                interfaces: interfaces(args.interfaces.clone()),
+                broadcast: true,
+            };
+            pick_server(&opts, mode == Mode::Interactive).await?
+        }
+    };
+    let color = mode == Mode::Interactive
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or_empty();
+    let opts = session::Options {
+        target,
+        nick,
+        password,
+        room,
+        mode,
+        color,
+        bell: !args.no_bell,
+    };
+
+    if mode == Mode::Interactive {
+        let _terminal = repl::TerminalGuard::save();
+        let mut session = Session::new(opts, Box::new(StdScreen), None);
+        session.start().await?;
+        let shared = Arc::new(repl::Shared::new());
+        session.set_screen(Box::new(StdScreen), Some(shared.clone()));
+        let repl = repl::start(repl::history_path(), shared)?;
+        session.set_screen(Box::new(repl.screen), Some(repl.shared));
+        session.run(repl.input).await
+    } else {
+        let mut session = Session::new(opts, Box::new(StdScreen), None);
+        session.start().await?;
+        session.run(stdin_lines()).await
+    }
+}
+
+trait EmptyIsNone {
+    fn is_none_or_empty(&self) -> bool;
+}
+
+impl EmptyIsNone for Option<std::ffi::OsString> {
+    /// NO_COLOR counts only when set to a non-empty value (no-color.org).
+    fn is_none_or_empty(&self) -> bool {
+        self.as_ref().is_none_or(|v| v.is_empty())
+    }
+}
+
+/// Lines of stdin, read on a thread of their own; the channel closes at end of input.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut reader = stdin.lock();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                    if tx.blocking_send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Discover servers and choose one: the only one, or the user's pick.
+async fn pick_server(opts: &discovery::Options, interactive: bool) -> Result<String, Error> {
+    if interactive {
+        eprintln!("looking for lanchat servers on the LAN...");
+    }
+    let report = discovery::discover(opts)
+        .await
+        .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
+    let servers: Vec<Found> = report
+        .servers
+        .iter()
+        .filter(|s| s.state == ServerState::Up)
+        .cloned()
+        .collect();
+    match servers.len() {
+        0 => {
+            for line in report.nothing_found() {
+                eprintln!("{line}");
+            }
+            Err(if interactive {
+                Error::Fatal("no server found".into())
+            } else {
+                Error::Usage("no server found; give one as HOST[:PORT]".into())
+            })
+        }
+        1 => {
+            let s = &servers[0];
+            eprintln!("found {} at {}", s.name, s.address);
+            Ok(s.address.to_string())
+        }
+        n => {
+            for line in discovery::table(&servers) {
+                eprintln!("{line}");
+            }
+            if !interactive {
+                return Err(Error::Usage(format!(
+                    "{n} servers found; give one as HOST[:PORT]"
+                )));
+            }
+            let choice = tokio::task::spawn_blocking(move || ask_choice(n))
+                .await
+                .map_err(|e| Error::Fatal(e.to_string()))??;
+            Ok(servers[choice].address.to_string())
+        }
+    }
+}
+
+fn ask_choice(n: usize) -> Result<usize, Error> {
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("connect to which server? [1-{n}] ");
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return Err(Error::Fatal("no server chosen".into())),
+            Ok(_) => {}
+        }
+        match line.trim().parse::<usize>() {
+            Ok(i) if (1..=n).contains(&i) => return Ok(i - 1),
+            _ => eprintln!("type a number from 1 to {n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("127.0.0.1").unwrap(), "127.0.0.1:7878");
+        assert_eq!(parse_target("127.0.0.1:9000").unwrap(), "127.0.0.1:9000");
+        assert_eq!(parse_target("chat.lan").unwrap(), "chat.lan:7878");
+        assert_eq!(parse_target("chat.lan:1").unwrap(), "chat.lan:1");
+        assert_eq!(parse_target("::1").unwrap(), "[::1]:7878");
+        assert_eq!(parse_target("[::1]:80").unwrap(), "[::1]:80");
+        assert!(matches!(parse_target("host:x"), Err(Error::Usage(_))));
+        assert!(matches!(parse_target(""), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn command_line_shapes() {
+        let cli = Cli::try_parse_from(["lanchat", "127.0.0.1:9", "--nick", "ann", "--room", "dev"])
+            .unwrap();
+        assert_eq!(cli.chat.host.as_deref(), Some("127.0.0.1:9"));
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from([
+            "lanchat",
+            "discover",
+            "--timeout",
+            "0.5",
+            "--host",
+            "a,b",
+            "--json",
+        ])
+        .unwrap();
+        let Some(Sub::Discover(d)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(d.hosts, vec!["a", "b"]);
+        assert!(d.json);
+        assert!(Cli::try_parse_from(["lanchat", "--bogus"]).is_err());
+        assert!(seconds(0.0, "--timeout").is_err());
+        assert!(seconds(f64::NAN, "--timeout").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+"""Turning server frames into one line of readable text each (pure functions)."""
+
+import datetime
+import unicodedata
+from typing import Any, Iterable, List, Mapping
+
+__all__ = ["format_event", "format_reply", "format_time"]
+
+
+def _one_line(text: Any) -> str:
+    """Keep a text on one line: LF is shown as ``\\n``, other controls but TAB as ``\\xNN``."""
+    out: List[str] = []
+    for char in str(text):
+        if char == "\n":
+            out.append("\\n")
+        elif char != "\t" and unicodedata.category(char) == "Cc":
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def format_time(ts: Any) -> str:
+    """Milliseconds since the epoch -> local ``HH:MM:SS`` (empty if not a number)."""
+    if not isinstance(ts, int):
+        return ""
+    return datetime.datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S")
+
+
+def _member(member: Mapping[str, Any]) -> str:
+    nick = member.get("nick", "?")
+    status = member.get("status", "online")
+    if member.get("text"):
+        return f"{nick} ({status}: {_one_line(member['text'])})"
+    return nick if status == "online" else f"{nick} ({status})"
+
+
+def _members(members: Iterable[Mapping[str, Any]]) -> str:
+    return ", ".join(_member(m) for m in members) or "(nobody)"
+
+
+def format_event(event: Mapping[str, Any]) -> str:
+    """One readable line for an event (or any frame: unknown ones are shown as key=value)."""
+    e = {key: _one_line(value) if isinstance(value, str) else value
+         for key, value in event.items()}
+    kind = e.get("type")
+    if kind == "message":
+        return f"{format_time(e.get('ts'))} [{e['room']}] <{e['from']}> {e['text']}"
+    if kind == "direct":
+        return f"{format_time(e.get('ts'))} *{e['from']} -> {e['to']}* {e['text']}"
+    if kind == "join":
+        return f"[{e['room']}] * {e['nick']} joined"
+    if kind == "leave":
+        return f"[{e['room']}] * {e['nick']} left"
+    if kind == "quit":
+        return f"* {e['nick']} quit ({e.get('reason', '')})"
+    if kind == "nick":
+        return f"* {e['old']} is now known as {e['new']}"
+    if kind == "presence":
+        text = f": {e['text']}" if e.get("text") else ""
+        return f"* {e['nick']} is {e['status']}{text}"
+    if kind == "topic":
+        if e.get("topic"):
+            return f"[{e['room']}] * {e['by']} set the topic: {e['topic']}"
+        return f"[{e['room']}] * {e['by']} cleared the topic"
+    if kind == "error":
+        return f"! error {e.get('code')}: {e.get('message', '')}"
+    if kind == "bye":
+        return f"! disconnected ({e.get('reason')}): {e.get('message', '')}"
+    fields = " ".join(f"{k}={v}" for k, v in e.items() if k != "type")
+    return f"* {kind} {fields}".rstrip()
+
+
+def format_reply(reply: Mapping[str, Any]) -> List[str]:
+    """Readable lines for a reply worth showing (welcome, join, who, rooms, topic, history)."""
+    kind, cmd = reply.get("type"), reply.get("cmd")
+    if kind == "welcome":
+        lines = [f"* connected to {reply.get('name')} ({reply.get('server')}) as {reply.get('nick')}"]
+        if reply.get("motd"):
+            lines.append(f"* {_one_line(reply['motd'])}")
+        return lines
+    if kind == "error":
+        return [format_event(reply)]
+    if cmd == "join":
+        lines = [f"[{reply['room']}] * you joined; members: {_members(reply.get('members', []))}"]
+        if reply.get("topic"):
+            lines.append(f"[{reply['room']}] * topic: {_one_line(reply['topic'])}")
+        return lines
+    if cmd == "who":
+        return [f"[{reply['room']}] members: {_members(reply.get('members', []))}"]
+    if cmd == "rooms":
+        rooms = reply.get("rooms", [])
+        if not rooms:
+            return ["* no rooms"]
+        return [f"* {r.get('name')} ({r.get('members')} members)"
+                + (f": {_one_line(r['topic'])}" if r.get("topic") else "") for r in rooms]
+    if cmd == "topic":
+        topic = _one_line(reply.get("topic", "")) or "(no topic)"
+        return [f"[{reply['room']}] * topic: {topic}"]
+    if cmd == "history":
+        messages = reply.get("messages", [])
+        return [format_event(m) for m in messages] or [f"[{reply['room']}] * no history"]
+    if cmd == "nick":
+        return [f"* you are now known as {_one_line(reply.get('nick', ''))}"]
+    if cmd == "status":
+        text = f": {_one_line(reply['text'])}" if reply.get("text") else ""
+        return [f"* you are {reply.get('status')}{text}"]
+    if cmd == "ping":
+        return ["* pong"]
+    return []

@@ -1,0 +1,93 @@
+"""The command line's pure parts: addresses, input commands, rendering, argument errors."""
+
+import subprocess
+import sys
+import unittest
+
+from support import WAIT, python_env
+
+from lanchat import parse_address
+from lanchat.cli import parse_command
+from lanchat.render import format_event, format_reply
+
+
+class AddressTests(unittest.TestCase):
+    def test_forms(self) -> None:
+        self.assertEqual(parse_address("example"), ("example", 7878))
+        self.assertEqual(parse_address("127.0.0.1:9000"), ("127.0.0.1", 9000))
+        self.assertEqual(parse_address("[::1]:9000"), ("::1", 9000))
+        self.assertEqual(parse_address("::1"), ("::1", 7878))
+
+    def test_errors(self) -> None:
+        for bad in ("", ":80", "host:", "host:0", "host:65536", "host:http", "[::1", "[::1]x"):
+            with self.subTest(bad), self.assertRaises(ValueError):
+                parse_address(bad)
+
+
+class CommandTests(unittest.TestCase):
+    def test_plain_text_is_said_in_the_current_room(self) -> None:
+        self.assertEqual(parse_command("hi there", "lobby"),
+                         ("say", {"room": "lobby", "text": "hi there"}))
+        self.assertEqual(parse_command("//not a command", "lobby"),
+                         ("say", {"room": "lobby", "text": "/not a command"}))
+
+    def test_commands(self) -> None:
+        cases = {
+            "/join rust": ("join", {"room": "rust"}),
+            "/leave": ("leave", {"room": "lobby"}),
+            "/leave rust": ("leave", {"room": "rust"}),
+            "/msg bob hello there": ("dm", {"to": "bob", "text": "hello there"}),
+            "/nick annie": ("nick", {"nick": "annie"}),
+            "/status away at lunch": ("status", {"status": "away", "text": "at lunch"}),
+            "/status online": ("status", {"status": "online", "text": None}),
+            "/topic": ("topic", {"room": "lobby", "topic": None}),
+            "/topic new topic": ("topic", {"room": "lobby", "topic": "new topic"}),
+            "/who": ("who", {"room": "lobby"}),
+            "/rooms": ("rooms", {}),
+            "/history 5": ("history", {"room": "lobby", "limit": 5}),
+            "/ping": ("ping", {}),
+            "/quit bye all": ("quit", {"reason": "bye all"}),
+        }
+        for line, expected in cases.items():
+            with self.subTest(line):
+                self.assertEqual(parse_command(line, "lobby"), expected)
+
+    def test_errors(self) -> None:
+        for line, room in (("/frobnicate", "lobby"), ("/join", "lobby"), ("/msg bob", "lobby"),
+                           ("/history many", "lobby"), ("hello", None), ("/who", None)):
+            with self.subTest(line), self.assertRaises(ValueError):
+                parse_command(line, room)
+
+
+class RenderTests(unittest.TestCase):
+    def test_events_are_one_line(self) -> None:
+        line = format_event({"type": "message", "id": "x", "ts": 0, "room": "lobby",
+                             "from": "bob", "text": "two\nlines\x1b[31m"})
+        self.assertTrue(line.endswith("[lobby] <bob> two\\nlines\\x1b[31m"), line)
+        self.assertEqual(format_event({"type": "nick", "old": "a", "new": "b"}),
+                         "* a is now known as b")
+        self.assertEqual(format_event({"type": "reaction", "emoji": "+1"}), "* reaction emoji=+1")
+
+    def test_replies(self) -> None:
+        who = {"type": "ok", "cmd": "who", "room": "lobby",
+               "members": [{"nick": "ann", "status": "online"},
+                           {"nick": "bob", "status": "away", "text": "lunch"}]}
+        self.assertEqual(format_reply(who), ["[lobby] members: ann, bob (away: lunch)"])
+        self.assertEqual(format_reply({"type": "ok", "cmd": "say", "id": "x", "ts": 1}), [])
+
+
+class ArgumentTests(unittest.TestCase):
+    def test_bad_arguments_exit_2_with_one_line(self) -> None:
+        for args in (["127.0.0.1:1"], ["127.0.0.1:99999", "--nick", "x"], ["--nick", "x"],
+                     ["127.0.0.1", "--nick", "x", "--password-file", "/nonexistent/pw"]):
+            with self.subTest(args):
+                result = subprocess.run([sys.executable, "-m", "lanchat", *args],
+                                        env=python_env(), capture_output=True,
+                                        stdin=subprocess.DEVNULL, timeout=WAIT * 2)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(len(result.stderr.decode().strip().splitlines()), 1,
+                                 result.stderr.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()

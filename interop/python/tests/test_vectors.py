@@ -1,0 +1,139 @@
+"""The shared test vectors in interop/vectors, run against the Python client."""
+
+import unittest
+from typing import Any, Dict
+
+from support import WAIT, fake_client, load_vectors
+
+from lanchat import Client, ConnectionClosed
+from lanchat.protocol import (
+    EVENT_TYPES,
+    ProtocolError,
+    check_request,
+    check_server_frame,
+    decode_line,
+    encode_frame,
+    frame_kind,
+    request_frame,
+    validate,
+)
+from lanchat.render import format_event, format_reply
+
+
+def _call(client: Client, request: Dict[str, Any]) -> None:
+    """Call the Client method named by the request's type with the request's fields."""
+    fields = {k: v for k, v in request.items() if k not in ("type", "id")}
+    type_ = request["type"]
+    if type_ == "hello":  # absent protocol/client must stay absent, not take defaults
+        fields.setdefault("protocol", None)
+        fields.setdefault("client", None)
+    getattr(client, type_)(**fields)
+
+
+class RequestVectors(unittest.TestCase):
+    """requests.jsonl: the client's encoder builds exactly the canonical request."""
+
+    def test_request_frame_encodes_each_vector(self) -> None:
+        for vector in load_vectors("requests.jsonl"):
+            with self.subTest(vector["name"]):
+                request = vector["request"]
+                fields = {k: v for k, v in request.items() if k not in ("type", "id")}
+                frame = request_frame(request["type"], id=request.get("id"), **fields)
+                line = encode_frame(frame)
+                self.assertTrue(line.endswith(b"\n"))
+                self.assertNotIn(b"\n", line[:-1])
+                self.assertEqual(decode_line(line), request)
+
+    def test_client_methods_send_each_vector(self) -> None:
+        for vector in load_vectors("requests.jsonl"):
+            with self.subTest(vector["name"]):
+                request = vector["request"]
+                client, server = fake_client(self)
+                _call(client, request)
+                sent = decode_line(server.next_line())
+                if request["type"] == "pong":
+                    self.assertNotIn("id", sent)  # pong is never answered, so it has no id
+                else:
+                    self.assertIsInstance(sent.pop("id"), int)
+                expected = {k: v for k, v in request.items() if k != "id"}
+                self.assertEqual(sent, expected)
+
+    def test_each_vector_line_passes_the_request_check(self) -> None:
+        for vector in load_vectors("requests.jsonl"):
+            with self.subTest(vector["name"]):
+                frame = decode_line(vector["line"])
+                check_request(frame)  # must not raise
+
+
+class InvalidVectors(unittest.TestCase):
+    """invalid.jsonl: the client-side checks give the same code (and re) as the server."""
+
+    def test_each_invalid_line_gets_its_code(self) -> None:
+        for vector in load_vectors("invalid.jsonl"):
+            with self.subTest(vector["name"]):
+                if "line_hex" in vector:
+                    line: Any = bytes.fromhex(vector["line_hex"])
+                else:
+                    line = vector["line"].encode("utf-8")
+                with self.assertRaises(ProtocolError) as caught:
+                    check_request(decode_line(line))
+                self.assertEqual(caught.exception.code, vector["code"])
+                self.assertEqual(caught.exception.re, vector.get("re"))
+
+
+class ServerVectors(unittest.TestCase):
+    """server.jsonl and server_future.jsonl: every server frame is understood."""
+
+    def test_each_server_frame_parses_and_renders(self) -> None:
+        for vector in load_vectors("server.jsonl"):
+            with self.subTest(vector["name"]):
+                frame = decode_line(vector["line"])
+                check_server_frame(frame)
+                self.assertNotEqual(frame_kind(frame), "ignore")
+                self.assertTrue(format_event(frame))
+                format_reply(frame)  # must not raise
+
+    def test_future_frames_are_classified_as_expected(self) -> None:
+        for vector in load_vectors("server_future.jsonl"):
+            with self.subTest(vector["name"]):
+                frame = decode_line(vector["line"])
+                check_server_frame(frame)
+                self.assertEqual(frame_kind(frame), vector["expect"])
+                self.assertTrue(format_event(frame))
+
+    def test_a_client_reads_every_server_frame(self) -> None:
+        """Stream all frames into a Client: events arrive in order, ping is answered, bye ends it."""
+        vectors = load_vectors("server.jsonl") + load_vectors("server_future.jsonl")
+        frames = [decode_line(v["line"]) for v in vectors]
+        byes = [v["line"] for v, f in zip(vectors, frames) if f["type"] == "bye"]
+        client, server = fake_client(self)
+        for vector, frame in zip(vectors, frames):
+            if frame["type"] != "bye":
+                server.send_line(vector["line"].encode("utf-8") + b"\n")
+        server.send_line(byes[-1].encode("utf-8") + b"\n")
+
+        expected = [f for f in frames
+                    if f["type"] in EVENT_TYPES and f["type"] != "ping"
+                    or f["type"] in ("ok", "error", "welcome") and "re" not in f]  # unsolicited
+        received = list(client.events(timeout=WAIT))
+        self.assertEqual(received, expected)
+        self.assertTrue(client.closed)
+        self.assertIsNotNone(client.close_reason)
+        self.assertEqual(client.close_reason.code, decode_line(byes[-1])["reason"])
+        self.assertEqual(decode_line(server.next_line()), {"type": "pong"})
+        with self.assertRaises(ConnectionClosed):
+            client.next_event(timeout=0)
+
+
+class ValidateVectors(unittest.TestCase):
+    """validate.jsonl: the client's validation helpers agree with the server."""
+
+    def test_each_value(self) -> None:
+        for vector in load_vectors("validate.jsonl"):
+            with self.subTest(vector["name"]):
+                expected = None if vector["ok"] else vector["code"]
+                self.assertEqual(validate(vector["kind"], vector["value"]), expected)
+
+
+if __name__ == "__main__":
+    unittest.main()

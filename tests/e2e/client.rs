@@ -1,0 +1,818 @@
+//! The `lanchat` terminal client against the real server: scripted mode (two clients talking,
+//! line by line), `--json` output, reconnection across a server restart with no message lost, and
+//! the interactive client driven in a real terminal through tmux.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+/// A `lanchat` process in scripting mode: stdin piped, stdout read line by line.
+struct Script {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line read so far (for failure messages and whole-output checks).
+    seen: Vec<String>,
+    name: String,
+}
+
+impl Script {
+    fn start(addr: &str, nick: &str, extra: &[&str]) -> Script {
+        let mut child = Command::new(bin_path("lanchat"))
+            .arg(addr)
+            .args(["--nick", nick])
+            .args(extra)
+            .env_remove("LANCHAT_NICK")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start lanchat");
+        let (tx, lines) = mpsc::channel(10_000);
+        let stdout = child.stdout.take().expect("piped stdout");
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let who = nick.to_owned();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[{who} stderr] {line}");
+            }
+        });
+        Script {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            name: nick.to_owned(),
+        }
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to lanchat");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// The next stdout line matching `pred` (earlier lines are kept in `seen`).
+    async fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = match timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.lines.recv(),
+            )
+            .await
+            {
+                Ok(Some(line)) => line,
+                Ok(None) => panic!(
+                    "{}: output ended before {what}; output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+                Err(_) => panic!(
+                    "{}: no {what} within {WAIT:?}; output:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            };
+            self.seen.push(line.clone());
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// The next line ending with `suffix` (lines start with a local HH:MM timestamp).
+    async fn expect_suffix(&mut self, suffix: &str) -> String {
+        let line = self
+            .expect(&format!("a line ending {suffix:?}"), |l| {
+                l.ends_with(suffix)
+            })
+            .await;
+        assert!(
+            has_timestamp(&line),
+            "{}: no timestamp in {line:?}",
+            self.name
+        );
+        line
+    }
+
+    /// Close stdin and wait for the exit status and the rest of the output.
+    async fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        drop(self.stdin.take());
+        let status = timeout(WAIT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit after stdin closed", self.name))
+            .expect("wait");
+        while let Ok(Some(line)) = timeout(WAIT, self.lines.recv()).await {
+            self.seen.push(line);
+        }
+        (status, self.seen)
+    }
+}
+
+fn has_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 6
+        && b[0..2].iter().all(u8::is_ascii_digit)
+        && b[2] == b':'
+        && b[3..5].iter().all(u8::is_ascii_digit)
+        && b[5] == b' '
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("lanchat-e2e-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn scripted_clients_talk_line_by_line() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr.to_string();
+    let mut ann = Script::start(&addr, "ann", &[]);
+    ann.expect("the connected notice", |l| {
+        l.contains(" -- connected to ") && l.ends_with(" as ann")
+    })
+    .await;
+    let mut bob = Script::start(&addr, "bob", &[]);
+    bob.expect("the connected notice", |l| l.ends_with(" as bob"))
+        .await;
+    ann.expect_suffix("-- bob joined #lobby").await;
+
+    bob.type_line("hello ann").await;
+    bob.expect_suffix("#lobby <bob> hello ann").await;
+    ann.expect_suffix("#lobby <bob> hello ann").await;
+
+    ann.type_line("/me waves").await;
+    bob.expect_suffix("#lobby * ann waves").await;
+    ann.type_line("/msg bob psst").await;
+    ann.expect_suffix("-> *bob* psst").await;
+    bob.expect_suffix("*ann* psst").await;
+    // A line starting with // is said literally, with one slash.
+    ann.type_line("//slash").await;
+    bob.expect_suffix("#lobby <ann> /slash").await;
+
+    let (status, ann_out) = ann.finish().await;
+    assert!(status.success(), "ann exited with {status}");
+    bob.expect_suffix("-- ann quit (quit)").await;
+    let (status, bob_out) = bob.finish().await;
+    assert!(status.success(), "bob exited with {status}");
+    for line in ann_out.iter().chain(&bob_out) {
+        assert!(
+            !line.contains('\x1b') && !line.contains('\x07'),
+            "escape in plain output: {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scripted_client_joins_its_room_shows_history_and_exits_after_replies() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type":"join","room":"dev"})).await;
+    for i in 0..3 {
+        let r = bob
+            .request(json!({"type":"say","room":"dev","text":format!("old {i}")}))
+            .await;
+        assert_eq!(r["type"], "ok");
+    }
+    // Many lines at once: the client paces them under the rate limit and exits only when all
+    // have been answered.
+    let mut ann = Script::start(&server.addr.to_string(), "ann", &["--room", "dev"]);
+    for i in 0..3 {
+        ann.expect_suffix(&format!("#dev <bob> old {i}")).await;
+    }
+    for i in 0..15 {
+        ann.type_line(&format!("line {i}")).await;
+    }
+    let (status, out) = ann.finish().await;
+    assert!(
+        status.success(),
+        "exit {status}; output:\n{}",
+        out.join("\n")
+    );
+    bob.expect_event("join").await;
+    for i in 0..15 {
+        let m = bob.skip_until("message").await;
+        assert_eq!(
+            (m["room"].as_str(), m["text"].as_str()),
+            (Some("dev"), Some(format!("line {i}").as_str()))
+        );
+    }
+    let own: Vec<&String> = out
+        .iter()
+        .filter(|l| l.contains("#dev <ann> line "))
+        .collect();
+    assert_eq!(own.len(), 15, "{out:?}");
+}
+
+#[tokio::test]
+async fn taken_nick_gets_a_suffix_and_the_user_is_told() {
+    let server = ServerProcess::start(&[]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    let mut second = Script::start(&server.addr.to_string(), "ann", &[]);
+    second
+        .expect_suffix("-- the nick ann is taken; you are ann_2")
+        .await;
+    second.type_line("which ann?").await;
+    let m = ann.skip_until("message").await;
+    assert_eq!(m["from"], "ann_2");
+    let (status, _) = second.finish().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn json_mode_prints_every_frame_as_json() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let mut jay = Script::start(
+        &server.addr.to_string(),
+        "jay",
+        &["--json", "--room", "dev"],
+    );
+    jay.expect("the join reply", |l| l.contains(r#""cmd":"join""#))
+        .await;
+    bob.request(json!({"type":"join","room":"dev"})).await;
+    jay.expect("bob's join", |l| l.contains(r#""type":"join""#))
+        .await;
+    bob.request(json!({"type":"say","room":"dev","text":"hi jay"}))
+        .await;
+    jay.expect("bob's message", |l| l.contains("hi jay")).await;
+    jay.type_line("hi bob").await;
+    jay.type_line("/nosuchcommand").await;
+    jay.type_line("/who").await;
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("jay"), Some("hi bob"))
+    );
+    let (status, out) = jay.finish().await;
+    assert!(status.success());
+    let frames: Vec<Value> = out
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    for f in &frames {
+        assert!(f["type"].is_string(), "{f}");
+    }
+    assert_eq!(frames[0]["type"], "welcome");
+    assert!(frames
+        .iter()
+        .any(|f| f["type"] == "message" && f["text"] == "hi jay"));
+    assert!(frames
+        .iter()
+        .any(|f| f["type"] == "ok" && f["cmd"] == "say"));
+    assert!(frames
+        .iter()
+        .any(|f| f["type"] == "ok" && f["cmd"] == "who"));
+    assert_eq!(frames.last().unwrap()["type"], "bye");
+}
+
+#[tokio::test]
+async fn reconnects_rejoins_and_catches_up_after_a_server_restart() {
+    let data = TempDir::new("reconnect");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "--listen",
+        &listen,
+        "--no-announce",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
+    let mut server = ServerProcess::start_raw(&args);
+
+    let mut ann = Script::start(&listen, "ann", &["--room", "dev"]);
+    ann.expect_suffix("-- joined #dev").await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type":"join","room":"dev"})).await;
+    ann.expect_suffix("-- bob joined #dev").await;
+    bob.request(json!({"type":"say","room":"dev","text":"before the crash"}))
+        .await;
+    ann.expect_suffix("#dev <bob> before the crash").await;
+    ann.type_line("/away lunch").await;
+    ann.expect_suffix("-- you are away: lunch").await;
+    drop(bob);
+
+    server.kill();
+    ann.expect("the loss notice", |l| l.contains("connection lost"))
+        .await;
+    // Restart once the client has failed one attempt, so the next messages are sent while it
+    // is still backing off and can only reach it through `history after`.
+    ann.expect("a failed attempt", |l| {
+        l.contains("reconnect attempt 1 failed")
+    })
+    .await;
+    let server = ServerProcess::start_raw(&args);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type":"join","room":"dev"})).await;
+    for text in ["missed in dev", "missed again"] {
+        let r = bob
+            .request(json!({"type":"say","room":"dev","text":text}))
+            .await;
+        assert_eq!(r["type"], "ok", "{r}");
+    }
+    // bob is in the lobby (the default room) too.
+    let r = bob
+        .request(json!({"type":"say","room":"lobby","text":"missed in lobby"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+
+    let caught = ann
+        .expect("the catch-up notice", |l| l.contains("caught up"))
+        .await;
+    assert!(
+        caught.contains("reconnected to") && caught.contains(" as ann"),
+        "{caught}"
+    );
+    // Everything bob said is shown exactly once, in order.
+    let shown = |text: &str| ann.seen.iter().filter(|l| l.ends_with(text)).count();
+    let missing: Vec<&str> = [
+        "#dev <bob> missed in dev",
+        "#dev <bob> missed again",
+        "#lobby <bob> missed in lobby",
+    ]
+    .into_iter()
+    .filter(|t| shown(t) == 0)
+    .collect();
+    // Those not caught up before the notice arrive live after it.
+    for text in &missing {
+        ann.expect_suffix(text).await;
+    }
+    // Caught up plus arrived live after the notice: all three, none twice.
+    let n: usize = caught
+        .split("caught up ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {caught:?}"));
+    assert_eq!(n + missing.len(), 3, "{caught:?}, late: {missing:?}");
+    eprintln!("{caught}; {} arrived live", missing.len());
+    for text in [
+        "#dev <bob> before the crash",
+        "#dev <bob> missed in dev",
+        "#dev <bob> missed again",
+    ] {
+        assert_eq!(
+            ann.seen.iter().filter(|l| l.ends_with(text)).count(),
+            1,
+            "{text:?} shown other than once:\n{}",
+            ann.seen.join("\n")
+        );
+    }
+    let pos = |text: &str| ann.seen.iter().position(|l| l.ends_with(text)).unwrap();
+    assert!(pos("missed in dev") < pos("missed again"));
+
+    // The client is back in #dev (rejoined) and what it says goes there.
+    ann.type_line("back again").await;
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["room"].as_str(), m["from"].as_str(), m["text"].as_str()),
+        (Some("dev"), Some("ann"), Some("back again"))
+    );
+    // Rejoined with the same nick and status.
+    let who = bob.request(json!({"type":"who","room":"dev"})).await;
+    let me = who["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["nick"] == "ann")
+        .cloned();
+    assert_eq!(
+        me,
+        Some(json!({"nick":"ann","status":"away","text":"lunch"})),
+        "{who}"
+    );
+    let (status, _) = ann.finish().await;
+    assert!(status.success());
+}
+
+// ----- discovery (loopback only: servers listen on 127.0.0.1, so they announce on 127/8) -----
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind udp 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run `lanchat` with `args` and `stdin`, bounded by `WAIT`.
+async fn run_client(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(bin_path("lanchat"))
+        .args(args)
+        .env_remove("LANCHAT_HOSTS")
+        .env_remove("LANCHAT_INTERFACES")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start lanchat");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).await.unwrap();
+    drop(pipe);
+    timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("lanchat {args:?} did not finish"))
+        .expect("lanchat output")
+}
+
+fn announcing_server(presence_port: u16) -> ServerProcess {
+    let port = presence_port.to_string();
+    ServerProcess::start_raw(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--announce-port",
+        &port,
+        "--name",
+        "e2e-office",
+    ])
+}
+
+#[tokio::test]
+async fn discover_lists_a_loopback_server() {
+    let up = free_udp_port();
+    let server = announcing_server(up);
+    let port = up.to_string();
+    let out = run_client(
+        &["discover", "--port", &port, "--interface", "lo", "--json"],
+        "",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["name"], "e2e-office");
+    assert_eq!(lines[0]["address"], server.addr.to_string());
+    assert_eq!(
+        (lines[0]["auth"].as_bool(), lines[0]["state"].as_str()),
+        (Some(false), Some("up"))
+    );
+
+    // Probed by unicast only (no interface to broadcast on), shown as a table.
+    let out = run_client(
+        &[
+            "discover",
+            "--port",
+            &port,
+            "--interface",
+            "none",
+            "--host",
+            "127.0.0.1",
+            "--timeout",
+            "0.5",
+        ],
+        "",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().next().unwrap().starts_with("#  NAME"),
+        "{table}"
+    );
+    assert!(
+        table.contains("e2e-office") && table.contains(&server.addr.to_string()),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn no_host_connects_to_the_one_server_found() {
+    let up = free_udp_port();
+    let server = announcing_server(up);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let port = up.to_string();
+    let out = run_client(
+        &[
+            "--discover-port",
+            &port,
+            "--interface",
+            "lo",
+            "--nick",
+            "zed",
+        ],
+        "found you\n",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("zed"), Some("found you"))
+    );
+}
+
+#[tokio::test]
+async fn nothing_found_says_what_was_tried() {
+    let up = free_udp_port().to_string();
+    let out = run_client(
+        &[
+            "discover",
+            "--port",
+            &up,
+            "--interface",
+            "lo",
+            "--timeout",
+            "0.3",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "127.255.255.255 (lo)",
+        &format!("UDP port {up}"),
+        "firewall",
+        "lanchat HOST[:PORT]",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+    // Without a terminal there is nobody to ask: exit status 2.
+    let out = run_client(
+        &[
+            "--discover-port",
+            &up,
+            "--interface",
+            "lo",
+            "--discover-timeout",
+            "0.3",
+            "--nick",
+            "zed",
+        ],
+        "hello?\n",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("firewall") && err.contains("HOST[:PORT]"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_usage_is_one_line_and_exit_2() {
+    for args in [
+        &["--bogus"][..],
+        &["127.0.0.1:1", "--nick", "a b"],
+        &["host:notaport"],
+    ] {
+        let out = run_client(args, "").await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+// ----- the interactive client in a real terminal -----
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        match std::process::Command::new("tmux").arg("-V").output() {
+            Ok(out) if out.status.success() => {}
+            _ => panic!("install tmux: apt-get install -y tmux"),
+        }
+        Tmux {
+            socket: format!("lanchat-e2e-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn send_literal(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "chat", "-l", text]);
+        assert!(
+            out.status.success(),
+            "send-keys: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn send_key(&self, key: &str) {
+        let out = self.run(&["send-keys", "-t", "chat", key]);
+        assert!(
+            out.status.success(),
+            "send-keys {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The visible screen, one string per row, trailing blanks trimmed.
+    fn screen(&self) -> Vec<String> {
+        let out = self.run(&["capture-pane", "-p", "-t", "chat"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    }
+
+    /// Poll the screen until `pred` holds; panics with the screen after `WAIT`.
+    async fn wait_for(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("screen never showed {what}:\n{}", screen.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "chat"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The last non-empty row: where the prompt is.
+fn prompt_row(screen: &[String]) -> &str {
+    screen
+        .iter()
+        .rev()
+        .find(|l| !l.is_empty())
+        .map_or("", |l| l.as_str())
+}
+
+#[tokio::test]
+async fn interactive_prompt_survives_incoming_messages() {
+    let tmux = Tmux::new();
+    let server = ServerProcess::start(&[]);
+    let data = TempDir::new("tmux");
+    let client = bin_path("lanchat");
+    let command = format!(
+        "env XDG_DATA_HOME='{}' TERM=xterm '{}' {} --nick ann --no-bell",
+        data.path().display(),
+        client.display(),
+        server.addr
+    );
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    tmux.wait_for("the prompt", |s| prompt_row(s).starts_with("#lobby>"))
+        .await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    tmux.wait_for("bob's join", |s| {
+        s.iter().any(|l| l.ends_with("-- bob joined #lobby"))
+    })
+    .await;
+
+    // Tab completes a command.
+    tmux.send_literal("/jo");
+    tmux.send_key("Tab");
+    tmux.wait_for("the completed command", |s| {
+        prompt_row(s) == "#lobby> /join"
+    })
+    .await;
+    tmux.send_key("C-u");
+    tmux.wait_for("an empty prompt", |s| prompt_row(s) == "#lobby>")
+        .await;
+
+    // Half a line typed, then a message arrives.
+    tmux.send_literal("half a li");
+    tmux.wait_for("the half line", |s| prompt_row(s) == "#lobby> half a li")
+        .await;
+    bob.request(json!({"type":"say","room":"lobby","text":"incoming while typing"}))
+        .await;
+    let screen = tmux
+        .wait_for("the message above the intact prompt", |s| {
+            let msg = s
+                .iter()
+                .position(|l| l.ends_with("<bob> incoming while typing"));
+            let prompt = s.iter().rposition(|l| !l.is_empty());
+            msg.is_some() && msg < prompt && prompt_row(s) == "#lobby> half a li"
+        })
+        .await;
+    assert_eq!(
+        screen.iter().filter(|l| l.contains("half a li")).count(),
+        1,
+        "the half line was drawn more than once:\n{}",
+        screen.join("\n")
+    );
+
+    // Finishing the line sends it.
+    tmux.send_literal("ne");
+    tmux.send_key("Enter");
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("ann"), Some("half a line"))
+    );
+    tmux.wait_for("own message shown as sent", |s| {
+        s.iter().any(|l| l.ends_with("<ann> half a line"))
+    })
+    .await;
+
+    // /quit leaves; the input history is kept on disk.
+    tmux.send_literal("/quit");
+    tmux.send_key("Enter");
+    let q = bob.skip_until("quit").await;
+    assert_eq!(q["nick"], "ann");
+    let deadline = Instant::now() + WAIT;
+    while tmux.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "lanchat did not exit after /quit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history =
+        std::fs::read_to_string(data.path().join("lanchat/history")).expect("history file");
+    assert!(history.contains("half a line"), "{history}");
+}

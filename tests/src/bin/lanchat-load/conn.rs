@@ -1,0 +1,288 @@
+//! One client connection of any protocol: connect, register, join rooms, and the small
+//! request/reply waits of the setup phase. The hot loops of a run live in `fanout.rs`; they use
+//! the same buffers directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::lines::LineReader;
+use crate::proto::{Event, Proto};
+
+/// Every setup step must finish within this (a registration, a join).
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Conn {
+    pub proto: Proto,
+    pub stream: TcpStream,
+    pub lines: LineReader,
+    /// Pending output, written by `flush`.
+    pub out: Vec<u8>,
+    pub nick: String,
+}
+
+/// IRC operator credentials, used to set user mode +F (no flood throttling) on senders.
+#[derive(Clone, Debug)]
+pub struct Oper {
+    pub name: String,
+    pub password: String,
+}
+
+/// What a setup wait does with one line.
+enum Step {
+    Continue,
+    Done,
+}
+
+impl Conn {
+    pub async fn connect(
+        proto: Proto,
+        addr: SocketAddr,
+        nick: String,
+        read_buffer: usize,
+    ) -> anyhow::Result<Conn> {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "refusing to connect to {addr}: the generator only talks to loopback"
+        );
+        let stream = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .context("connect timed out")?
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            proto,
+            stream,
+            lines: LineReader::new(read_buffer),
+            out: Vec::with_capacity(512),
+            nick,
+        })
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Flush, then read lines (answering pings) until `f` says done. `f` sees the raw line and
+    /// its classification and returns an error to abort.
+    async fn wait<F>(&mut self, what: &str, mut f: F) -> anyhow::Result<()>
+    where
+        F: FnMut(&[u8], &Event) -> anyhow::Result<Step>,
+    {
+        self.flush().await?;
+        let proto = self.proto;
+        let work = async {
+            loop {
+                let mut done = false;
+                while let Some(line) = self.lines.next_line() {
+                    let ev = proto.classify(line);
+                    match &ev {
+                        Event::Ping(arg) => proto.pong(&mut self.out, arg),
+                        Event::Closed => bail!("server closed: {}", String::from_utf8_lossy(line)),
+                        _ => {}
+                    }
+                    if let Step::Done = f(line, &ev)? {
+                        done = true;
+                        break;
+                    }
+                }
+                self.flush().await?;
+                if done {
+                    return Ok(());
+                }
+                if self.lines.fill(&mut self.stream).await? == 0 {
+                    bail!("connection closed by the server");
+                }
+            }
+        };
+        tokio::time::timeout(STEP_TIMEOUT, work)
+            .await
+            .with_context(|| format!("{what} of {} timed out", self.nick))?
+            .with_context(|| format!("{what} of {}", self.nick))
+    }
+
+    /// Register. lanchat: `hello`, then leave the default room so that registering thousands
+    /// of clients does not make every one of them receive everybody's `join` event. IRC:
+    /// NICK/USER until 001, and with `oper`, OPER plus MODE +F. Redis: a PING round trip.
+    pub async fn register(&mut self, oper: Option<&Oper>) -> anyhow::Result<()> {
+        match self.proto {
+            Proto::Redis => {
+                // A PING round trip: the server has accepted and set up the client.
+                crate::proto::resp_command(&mut self.out, &[b"PING"]);
+                self.replies("PING", 1).await
+            }
+            Proto::Lanchat => {
+                let hello = serde_json::json!({"type": "hello", "nick": self.nick, "client": "lanchat-load"});
+                serde_json::to_writer(&mut self.out, &hello)?;
+                self.out.push(b'\n');
+                let mut rooms: Vec<String> = Vec::new();
+                self.wait("hello", |line, ev| match ev {
+                    Event::Reply { ok: true } => {
+                        let v: serde_json::Value = serde_json::from_slice(line)?;
+                        for r in v["rooms"].as_array().into_iter().flatten() {
+                            if let Some(r) = r.as_str() {
+                                rooms.push(r.to_owned());
+                            }
+                        }
+                        Ok(Step::Done)
+                    }
+                    Event::Reply { ok: false } => bail!("{}", String::from_utf8_lossy(line)),
+                    _ => Ok(Step::Continue),
+                })
+                .await?;
+                let n = rooms.len();
+                for r in &rooms {
+                    self.proto.leave(&mut self.out, r);
+                }
+                self.replies("leave the default room", n).await
+            }
+            Proto::Irc => {
+                let nick = self.nick.clone();
+                self.out.extend_from_slice(
+                    format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes(),
+                );
+                self.wait("registration", |line, _| irc_numeric(line, &["001"]))
+                    .await?;
+                if let Some(op) = oper {
+                    self.out.extend_from_slice(
+                        format!("OPER {} {}\r\nMODE {nick} +F\r\n", op.name, op.password)
+                            .as_bytes(),
+                    );
+                    self.wait("OPER", |line, _| irc_numeric(line, &["381"]))
+                        .await?;
+                    self.wait("MODE +F", |line, _| {
+                        if irc_error(line) {
+                            bail!("{}", String::from_utf8_lossy(line));
+                        }
+                        let is_mode =
+                            line.windows(6).any(|w| w == b" MODE ") && line.ends_with(b"+F");
+                        Ok(if is_mode { Step::Done } else { Step::Continue })
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Join (subscribe to) every room in `rooms` and wait until all are confirmed.
+    pub async fn join(&mut self, rooms: &[&str]) -> anyhow::Result<()> {
+        match self.proto {
+            Proto::Lanchat => {
+                for r in rooms {
+                    self.proto.join(&mut self.out, r);
+                }
+                self.replies("join", rooms.len()).await
+            }
+            Proto::Redis => {
+                let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+                args.extend(rooms.iter().map(|r| r.as_bytes()));
+                crate::proto::resp_command(&mut self.out, &args);
+                self.replies("subscribe", rooms.len()).await
+            }
+            Proto::Irc => {
+                let list: Vec<String> = rooms.iter().map(|r| format!("#{r}")).collect();
+                self.out
+                    .extend_from_slice(format!("JOIN {}\r\n", list.join(",")).as_bytes());
+                let mut left = rooms.len();
+                self.wait("join", |line, _| {
+                    if let Step::Done = irc_numeric(line, &["366"])? {
+                        left -= 1;
+                    }
+                    Ok(if left == 0 {
+                        Step::Done
+                    } else {
+                        Step::Continue
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    /// Leave one room and wait for the confirmation.
+    pub async fn leave(&mut self, room: &str) -> anyhow::Result<()> {
+        self.proto.leave(&mut self.out, room);
+        match self.proto {
+            Proto::Lanchat | Proto::Redis => self.replies("leave", 1).await,
+            Proto::Irc => {
+                self.wait("part", |line, _| {
+                    if irc_error(line) {
+                        bail!("{}", String::from_utf8_lossy(line));
+                    }
+                    let sp = line.iter().position(|&b| b == b' ').unwrap_or(0);
+                    Ok(if line[sp..].starts_with(b" PART ") {
+                        Step::Done
+                    } else {
+                        Step::Continue
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    /// Wait for `n` replies (lanchat `ok`, RESP integers); any error reply fails.
+    async fn replies(&mut self, what: &str, n: usize) -> anyhow::Result<()> {
+        let mut left = n;
+        if left == 0 {
+            return self.flush().await.map_err(Into::into);
+        }
+        self.wait(what, |line, ev| match ev {
+            Event::Reply { ok: true } => {
+                left -= 1;
+                Ok(if left == 0 {
+                    Step::Done
+                } else {
+                    Step::Continue
+                })
+            }
+            Event::Reply { ok: false } => bail!("{}", String::from_utf8_lossy(line)),
+            _ => Ok(Step::Continue),
+        })
+        .await
+    }
+}
+
+/// The numeric of an IRC server line `:server NNN ...`, if it has one.
+fn numeric(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b":")?;
+    let sp = rest.iter().position(|&b| b == b' ')?;
+    let code = rest.get(sp + 1..sp + 4)?;
+    (code.iter().all(u8::is_ascii_digit) && rest.get(sp + 4).is_none_or(|&b| b == b' '))
+        .then_some(code)
+}
+
+fn irc_error(line: &[u8]) -> bool {
+    matches!(numeric(line), Some([b'4' | b'5', ..]))
+}
+
+fn irc_numeric(line: &[u8], want: &[&str]) -> anyhow::Result<Step> {
+    if irc_error(line) {
+        bail!("{}", String::from_utf8_lossy(line));
+    }
+    Ok(match numeric(line) {
+        Some(code) if want.iter().any(|w| w.as_bytes() == code) => Step::Done,
+        _ => Step::Continue,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn irc_numerics() {
+        assert_eq!(numeric(b":srv 001 nick :Welcome"), Some(&b"001"[..]));
+        assert_eq!(numeric(b":a!b@c PRIVMSG #r :x"), None);
+        assert!(irc_error(b":srv 433 * nick :Nickname already in use"));
+        assert!(!irc_error(b":srv 366 nick #r :End of NAMES list"));
+    }
+}
