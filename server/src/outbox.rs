@@ -5,7 +5,7 @@
 //! queue is full the push fails, the queue is marked overflowed, and the session ends as a slow
 //! consumer, so no sender and no other session is ever delayed by one slow reader.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,7 +23,17 @@ pub struct Outbox {
 struct Inner {
     queued_bytes: AtomicUsize,
     max_bytes: usize,
+    /// Checked on every push: a plain flag, since a token's check takes a lock.
+    full: AtomicBool,
+    /// Wakes the session and its writer once, when the queue overflows.
     overflowed: CancellationToken,
+}
+
+impl Inner {
+    fn overflow(&self) {
+        self.full.store(true, Ordering::Relaxed);
+        self.overflowed.cancel();
+    }
 }
 
 /// The receiving side, owned by the session's writer task.
@@ -39,6 +49,7 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     let inner = Arc::new(Inner {
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
+        full: AtomicBool::new(false),
         overflowed: CancellationToken::new(),
     });
     (
@@ -54,14 +65,14 @@ impl Outbox {
     /// Queue a line without waiting. Returns false if the line was not queued: the queue
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
-        if self.inner.overflowed.is_cancelled() {
+        if self.inner.full.load(Ordering::Relaxed) {
             return false;
         }
         let len = line.len();
         let queued = self.inner.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
         if queued > self.inner.max_bytes {
             self.inner.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.inner.overflowed.cancel();
+            self.inner.overflow();
             return false;
         }
         match self.tx.try_send(line) {
@@ -69,7 +80,7 @@ impl Outbox {
             Err(err) => {
                 self.inner.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    self.inner.overflowed.cancel();
+                    self.inner.overflow();
                 }
                 false
             }
@@ -82,7 +93,7 @@ impl Outbox {
     }
 
     pub fn is_overflowed(&self) -> bool {
-        self.inner.overflowed.is_cancelled()
+        self.inner.full.load(Ordering::Relaxed)
     }
 }
 

@@ -28,8 +28,10 @@ const MAX_ERRORS: usize = 20;
 /// `rate_limited` replies tolerated within `ERROR_WINDOW` before `bye flood`.
 const MAX_RATE_LIMITED: usize = 50;
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
-/// Writes are coalesced into buffers of about this size.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// Lines written in one vectored write at most (IOV_MAX is 1024 on Linux).
+const MAX_BATCH: usize = 256;
+/// Initial read buffer: enough for a typical line; it grows as a long line needs.
+const READ_BUFFER: usize = 512;
 /// After a bye, how long to keep reading (and discarding) so the peer sees the bye before the
 /// close, rather than a reset that may destroy it.
 const LINGER: Duration = Duration::from_secs(1);
@@ -84,7 +86,8 @@ pub async fn serve<R, W>(
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 
-    let mut reader = FramedRead::new(reader, LineCodec::new(config.limits.max_line));
+    let mut reader =
+        FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
     let mut session = Session::new(id, peer, shared.clone(), outbox);
     let end = session.run(&mut reader, &shutdown).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
@@ -107,7 +110,8 @@ pub async fn serve<R, W>(
         writer.abort();
     }
     if linger {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every session's future for its whole life.
+        let mut sink = vec![0u8; 4096];
         let inner = reader.get_mut();
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = inner.read(&mut sink).await {
@@ -121,10 +125,11 @@ pub async fn serve<R, W>(
     drop(permit);
 }
 
-/// Drain the outbox to the socket, coalescing whatever is already queued into one write.
+/// Drain the outbox to the socket: everything already queued goes out in one vectored write
+/// (up to `MAX_BATCH` lines), straight from the shared buffers, without copying them.
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let overflow = receiver.overflow_token();
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -132,41 +137,57 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
             line = receiver.recv() => line,
         };
         let Some(first) = first else { break };
-        let result = if first.len() >= WRITE_BUFFER {
-            write_or_overflow(&mut writer, &overflow, &first).await
-        } else {
-            buf.extend_from_slice(&first);
-            while buf.len() < WRITE_BUFFER {
-                match receiver.try_recv() {
-                    Some(line) => buf.extend_from_slice(&line),
-                    None => break,
-                }
+        batch.push_back(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Some(line) => batch.push_back(line),
+                None => break,
             }
-            let r = write_or_overflow(&mut writer, &overflow, &buf).await;
-            buf.clear();
-            if buf.capacity() > 4 * WRITE_BUFFER {
-                buf.shrink_to(WRITE_BUFFER);
-            }
-            r
+        }
+        let written = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => return,
+            r = write_batch(&mut writer, &mut batch) => r,
         };
-        if result.is_err() {
+        if written.is_err() {
             return;
+        }
+        // An idle session keeps no batch storage.
+        if batch.capacity() > 16 {
+            batch = VecDeque::new();
         }
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
 }
 
-async fn write_or_overflow<W: AsyncWrite + Unpin>(
+/// Write every line of `batch`, however the kernel splits it; `batch` ends empty.
+async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    overflow: &CancellationToken,
-    bytes: &[u8],
-) -> Result<(), ()> {
-    tokio::select! {
-        biased;
-        _ = overflow.cancelled() => Err(()),
-        r = writer.write_all(bytes) => r.map_err(|_| ()),
+    batch: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    while !batch.is_empty() {
+        let n = {
+            let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+            writer.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let front = batch.front_mut().expect("wrote no more than queued");
+            if front.len() <= left {
+                left -= front.len();
+                batch.pop_front();
+            } else {
+                bytes::Buf::advance(front, left);
+                left = 0;
+            }
+        }
     }
+    Ok(())
 }
 
 /// A sliding window of recent event times.
@@ -177,8 +198,9 @@ struct Window {
 
 impl Window {
     fn new(max: usize) -> Self {
+        // Empty until the first error: most sessions never make one.
         Window {
-            times: VecDeque::with_capacity(max),
+            times: VecDeque::new(),
             max,
         }
     }
@@ -646,6 +668,20 @@ pub async fn refuse<W: AsyncWrite + Unpin>(mut writer: W, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every connected client holds one session future: keep it small (idle memory target of
+    /// 8 KiB per client, BENCHMARKS.md). A 4 KiB array held across an await once hid here.
+    #[test]
+    fn session_future_stays_small() {
+        let shared = crate::Shared::new(crate::Config::default());
+        let (a, _b) = tokio::io::duplex(64);
+        let (r, w) = tokio::io::split(a);
+        let permit = shared.admit(None).unwrap();
+        let token = CancellationToken::new();
+        let fut = serve(r, w, Peer(None), shared.clone(), token, permit);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "session future is {size} bytes");
+    }
 
     #[test]
     fn constant_time_compare() {
