@@ -9,7 +9,6 @@
 //! one bound to the broadcast address gets the broadcasts and nothing else.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CStr;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -91,65 +90,20 @@ pub struct Report {
 /// Every up IPv4 interface with a broadcast address; loopback (which has none) gets the top of
 /// its network (127.255.255.255), which is where a server bound to 127.0.0.1 announces.
 pub fn broadcast_targets(only: Option<&[String]>) -> io::Result<Vec<Target>> {
-    let mut targets = Vec::new();
-    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list that we walk read-only and free exactly once below.
-    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut cursor = addrs;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cursor };
-        cursor = ifa.ifa_next;
-        let flags = ifa.ifa_flags;
-        if flags & libc::IFF_UP as u32 == 0 || ifa.ifa_addr.is_null() {
+    let mut targets: Vec<Target> = Vec::new();
+    for iface in lanchat_protocol::presence::ipv4_interfaces() {
+        if only.is_some_and(|only| !only.contains(&iface.name)) {
             continue;
         }
-        // SAFETY: ifa_addr is non-null and points to a sockaddr whose family we check first.
-        let Some(addr) = (unsafe { ipv4_of(ifa.ifa_addr) }) else {
-            continue;
+        let target = Target {
+            interface: iface.name,
+            broadcast: iface.broadcast,
         };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        if only.is_some_and(|only| !only.contains(&name)) {
-            continue;
-        }
-        let broadcast = if flags & libc::IFF_LOOPBACK as u32 != 0 {
-            // SAFETY: as for ifa_addr; a null netmask is handled.
-            let mask = unsafe { ipv4_of(ifa.ifa_netmask) }.unwrap_or(Ipv4Addr::new(255, 0, 0, 0));
-            Some(Ipv4Addr::from(u32::from(addr) | !u32::from(mask)))
-        } else if flags & libc::IFF_BROADCAST as u32 != 0 {
-            // SAFETY: with IFF_BROADCAST set, ifa_ifu holds the broadcast address.
-            unsafe { ipv4_of(ifa.ifa_ifu) }
-        } else {
-            None
-        };
-        if let Some(broadcast) = broadcast {
-            let target = Target {
-                interface: name,
-                broadcast,
-            };
-            if !targets.contains(&target) {
-                targets.push(target);
-            }
+        if !targets.contains(&target) {
+            targets.push(target);
         }
     }
-    // SAFETY: `addrs` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(addrs) };
     Ok(targets)
-}
-
-/// # Safety
-/// `sa` must be null or point to a valid `sockaddr`.
-unsafe fn ipv4_of(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
-    if sa.is_null() || i32::from((*sa).sa_family) != libc::AF_INET {
-        return None;
-    }
-    let sin = &*(sa as *const libc::sockaddr_in);
-    Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
 }
 
 /// The list of hosts in LANCHAT_HOSTS (commas or whitespace between them).

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanchat_protocol::presence::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
+use lanchat_protocol::presence::{
+    ipv4_interfaces, Beacon, Datagram, Interface, ServerState, MAX_DATAGRAM,
+};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,68 +20,6 @@ use tracing::{debug, info, warn};
 
 use crate::config::AnnounceConfig;
 use crate::Shared;
-
-/// An up IPv4 interface: its address, netmask and directed broadcast address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interface {
-    pub addr: Ipv4Addr,
-    pub netmask: Ipv4Addr,
-    pub broadcast: Ipv4Addr,
-}
-
-impl Interface {
-    fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::from(self.netmask);
-        u32::from(ip) & mask == u32::from(self.addr) & mask
-    }
-}
-
-/// The up IPv4 interfaces that can broadcast (loopback included), from getifaddrs.
-pub fn ipv4_interfaces() -> Vec<Interface> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs; we only read
-    // entries whose address family we have checked.
-    unsafe {
-        if libc::getifaddrs(&mut head) != 0 {
-            return out;
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            cur = ifa.ifa_next;
-            let flags = ifa.ifa_flags;
-            let up = flags & libc::IFF_UP as u32 != 0;
-            let can_broadcast =
-                flags & (libc::IFF_BROADCAST as u32 | libc::IFF_LOOPBACK as u32) != 0;
-            if !up || !can_broadcast || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
-                continue;
-            }
-            if i32::from((*ifa.ifa_addr).sa_family) != libc::AF_INET {
-                continue;
-            }
-            let addr = sockaddr_v4(ifa.ifa_addr);
-            let netmask = sockaddr_v4(ifa.ifa_netmask);
-            let broadcast = Ipv4Addr::from(u32::from(addr) | !u32::from(netmask));
-            if broadcast == addr {
-                continue; // a /32: nobody else to reach
-            }
-            out.push(Interface {
-                addr,
-                netmask,
-                broadcast,
-            });
-        }
-        libc::freeifaddrs(head);
-    }
-    out
-}
-
-/// SAFETY: `sa` must point to a `sockaddr_in`.
-unsafe fn sockaddr_v4(sa: *const libc::sockaddr) -> Ipv4Addr {
-    let sin = &*(sa as *const libc::sockaddr_in);
-    Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))
-}
 
 /// Where beacons go and which TCP port each advertises, given the TCP listeners.
 ///
@@ -272,6 +212,7 @@ mod tests {
         };
         let addr = Ipv4Addr::from(a);
         Interface {
+            name: "test0".into(),
             addr,
             netmask: Ipv4Addr::from(mask),
             broadcast: Ipv4Addr::from(u32::from(addr) | !mask),
@@ -325,12 +266,5 @@ mod tests {
             Some(7000)
         );
         assert_eq!(port_for(&[l], &ifs, "10.9.1.7".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn this_host_has_loopback() {
-        assert!(ipv4_interfaces()
-            .iter()
-            .any(|i| i.broadcast == Ipv4Addr::new(127, 255, 255, 255)));
     }
 }

@@ -10,6 +10,7 @@ mod faults;
 mod interop;
 mod lifecycle;
 mod limits;
+mod netns;
 mod presence;
 mod soak;
 mod vectors;

@@ -34,7 +34,8 @@ LOOPBACK_BROADCAST = "127.255.255.255"
 
 # Linux ioctls and interface flags (from <linux/sockios.h> and <net/if.h>).
 _SIOCGIFFLAGS = 0x8913
-_SIOCGIFBRDADDR = 0x8919
+_SIOCGIFADDR = 0x8915
+_SIOCGIFNETMASK = 0x891B
 _IFF_UP = 0x1
 _IFF_BROADCAST = 0x2
 _IFF_LOOPBACK = 0x8
@@ -128,8 +129,12 @@ def broadcast_addresses() -> List[str]:
                 if flags & _IFF_LOOPBACK:
                     address = LOOPBACK_BROADCAST
                 elif flags & _IFF_BROADCAST:
-                    reply = fcntl.ioctl(sock.fileno(), _SIOCGIFBRDADDR, request)
-                    address = socket.inet_ntoa(reply[20:24])  # sockaddr_in.sin_addr
+                    # Computed from address and netmask, not read with SIOCGIFBRDADDR: an
+                    # address configured without a broadcast reports a useless one there.
+                    addr = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, request)[20:24]
+                    mask = fcntl.ioctl(sock.fileno(), _SIOCGIFNETMASK, request)[20:24]
+                    address = socket.inet_ntoa(
+                        bytes(a | (~m & 0xFF) for a, m in zip(addr, mask)))
                 else:
                     continue
             except OSError:  # no IPv4 address on this interface, or not Linux

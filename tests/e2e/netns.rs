@@ -1,0 +1,245 @@
+//! Presence on a real (simulated) LAN: three network namespaces on one bridge. The server runs in
+//! one on 0.0.0.0; a second runs `lanchat discover`, finds it by broadcast, connects to the address
+//! it learnt and sends a message that a client in the third receives.
+//!
+//! Needs root and iproute2. The addresses (10.77.0.0/24) exist only inside the namespaces this
+//! test creates, and it deletes them, also when it fails. Without root it is skipped with a printed
+//! reason, except under CI (`CI=true`), where it must run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lanchat_tests::{bin_path, ServerProcess, WAIT};
+use serde_json::Value;
+
+/// The namespaces of one run, deleted on drop.
+struct Lan {
+    names: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Lan {
+    /// A bridge in namespace `lan` and one host namespace per address, each with `eth0` on it.
+    fn build(hosts: &[(&str, &str)]) -> Result<Lan, String> {
+        let tag = std::process::id();
+        let bridge_ns = format!("lc{tag}lan");
+        let mut lan = Lan { names: Vec::new() };
+        ip(&["netns", "add", &bridge_ns])?;
+        lan.names.push(bridge_ns.clone());
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"])?;
+        for (i, (host, addr)) in hosts.iter().enumerate() {
+            let ns = format!("lc{tag}{host}");
+            ip(&["netns", "add", &ns])?;
+            lan.names.push(ns.clone());
+            let port = format!("p{i}");
+            // Both ends are created inside namespaces: nothing appears on this host's network.
+            ip(&[
+                "-n", &bridge_ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            ip(&[
+                "-n", &bridge_ns, "link", "set", &port, "master", "br0", "up",
+            ])?;
+            ip(&["-n", &ns, "addr", "add", addr, "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("lc{}{host}", std::process::id())
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for name in self.names.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+/// Why this test cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root to create network namespaces".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("needs iproute2 (apt-get install -y iproute2)".into());
+    }
+    None
+}
+
+fn skip_or_fail(reason: String) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("the simulated-LAN test must run in CI: {reason}");
+    }
+    eprintln!("SKIPPED presence on a simulated LAN: {reason}");
+}
+
+#[test]
+fn discover_and_chat_across_namespaces() {
+    if let Some(reason) = unavailable() {
+        return skip_or_fail(reason);
+    }
+    let lan = match Lan::build(&[
+        ("srv", "10.77.0.1/24"),
+        ("a", "10.77.0.2/24"),
+        ("b", "10.77.0.3/24"),
+    ]) {
+        Ok(lan) => lan,
+        Err(e) => return skip_or_fail(e),
+    };
+    let server_bin = bin_path("lanchat-server");
+    let client_bin = bin_path("lanchat");
+    let server = ServerProcess::start_with(
+        Command::new("ip")
+            .args(["netns", "exec", &lan.ns("srv")])
+            .arg(&server_bin)
+            .args([
+                "--listen",
+                "0.0.0.0:7878",
+                "--announce-interval",
+                "1",
+                "--name",
+                "lan box",
+            ]),
+    );
+    assert_eq!(server.addr.to_string(), "0.0.0.0:7878");
+
+    // Host a: discover by broadcast on its LAN interface.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lan.ns("a")])
+        .arg(&client_bin)
+        .args([
+            "discover",
+            "--json",
+            "--timeout",
+            "2",
+            "--interface",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "discover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["address"], "10.77.0.1:7878");
+    assert_eq!(found[0]["name"], "lan box");
+    let address = found[0]["address"].as_str().unwrap().to_owned();
+
+    // The Python client's discovery finds it the same way.
+    let py = Command::new("ip")
+        .args(["netns", "exec", &lan.ns("a"), "python3", "-c"])
+        .arg("import lanchat; print(' '.join(f'{s.host}:{s.port}' for s in lanchat.discover(timeout=2.0)))")
+        .env("PYTHONPATH", lanchat_tests::workspace_root().join("interop/python"))
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "python discover: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "10.77.0.1:7878");
+
+    // Host b: a client that prints every frame as JSON.
+    let mut bob = Command::new("ip")
+        .args(["netns", "exec", &lan.ns("b")])
+        .arg(&client_bin)
+        .args([&address, "--nick", "bob", "--json"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel::<Value>();
+    let stdout = bob.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let wait_for = |pred: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = lines.recv_timeout(left).expect("bob's output");
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+    wait_for(&|v| v["type"] == "welcome");
+
+    // Host a: connect to the discovered address and say something.
+    let mut ann = Command::new("ip")
+        .args(["netns", "exec", &lan.ns("a")])
+        .arg(&client_bin)
+        .args([&address, "--nick", "ann"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ann.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello across the LAN\n")
+        .unwrap();
+    let m = wait_for(&|v| v["type"] == "message");
+    assert_eq!(m["from"], "ann");
+    assert_eq!(m["text"], "hello across the LAN");
+    assert!(wait_child(&mut ann).success());
+    drop(bob.stdin.take());
+    assert!(wait_child(&mut bob).success());
+    drop(server);
+    drop(lan);
+}
+
+fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("client did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
