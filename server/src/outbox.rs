@@ -4,127 +4,191 @@
 //! memory (many tiny frames, or a few 200-message history replies). A push never waits: when the
 //! queue is full the push fails, the queue is marked overflowed, and the session ends as a slow
 //! consumer, so no sender and no other session is ever delayed by one slow reader.
+//!
+//! Why not a tokio mpsc channel: fan-out pushes one line per recipient, and a channel pays a
+//! semaphore, a slot and a wake-up for each. Here a push is a short uncontended lock and a
+//! `VecDeque` push, and the writer is woken only when it is actually waiting; it then takes
+//! everything queued in one swap (the two sides trade buffers, so steady traffic allocates
+//! nothing). The bound covers what is queued; the batch the writer is writing is at most one
+//! queue's worth more.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The sending side; cheap to clone (one per room the session is in).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Outbox {
-    inner: Arc<Inner>,
-    tx: mpsc::Sender<Bytes>,
+    queue: Arc<Queue>,
+}
+
+/// The receiving side, owned by the session's writer task.
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    queue: Arc<Queue>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    queued_bytes: AtomicUsize,
-    max_bytes: usize,
-    /// Checked on every push: a plain flag, since a token's check takes a lock.
+struct Queue {
+    state: Mutex<State>,
+    /// Wakes the writer when it waits on an empty queue (or the last sender is gone).
+    ready: Notify,
+    /// Live `Outbox` handles; at zero the writer drains what is left and ends.
+    senders: AtomicUsize,
+    /// Checked on every push without taking the lock.
     full: AtomicBool,
     /// Wakes the session and its writer once, when the queue overflows.
     overflowed: CancellationToken,
+    max_frames: usize,
+    max_bytes: usize,
 }
 
-impl Inner {
+#[derive(Debug, Default)]
+struct State {
+    lines: VecDeque<Bytes>,
+    bytes: usize,
+    writer_waiting: bool,
+    /// The writer is gone: nothing more will be read.
+    closed: bool,
+}
+
+/// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
+pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+    let queue = Arc::new(Queue {
+        state: Mutex::new(State::default()),
+        ready: Notify::new(),
+        senders: AtomicUsize::new(1),
+        full: AtomicBool::new(false),
+        overflowed: CancellationToken::new(),
+        max_frames: max_frames.max(1),
+        max_bytes,
+    });
+    (
+        Outbox {
+            queue: queue.clone(),
+        },
+        OutboxReceiver { queue },
+    )
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; recover rather than spread a poison.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn overflow(&self) {
         self.full.store(true, Ordering::Relaxed);
         self.overflowed.cancel();
     }
 }
 
-/// The receiving side, owned by the session's writer task.
-#[derive(Debug)]
-pub struct OutboxReceiver {
-    inner: Arc<Inner>,
-    rx: mpsc::Receiver<Bytes>,
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        Outbox {
+            queue: self.queue.clone(),
+        }
+    }
 }
 
-/// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
-pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(max_frames.max(1));
-    let inner = Arc::new(Inner {
-        queued_bytes: AtomicUsize::new(0),
-        max_bytes,
-        full: AtomicBool::new(false),
-        overflowed: CancellationToken::new(),
-    });
-    (
-        Outbox {
-            inner: inner.clone(),
-            tx,
-        },
-        OutboxReceiver { inner, rx },
-    )
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The writer may be waiting: let it see that nothing more will come.
+            self.queue.ready.notify_one();
+        }
+    }
 }
 
 impl Outbox {
     /// Queue a line without waiting. Returns false if the line was not queued: the queue
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
-        if self.inner.full.load(Ordering::Relaxed) {
+        let q = &*self.queue;
+        if q.full.load(Ordering::Relaxed) {
             return false;
         }
-        let len = line.len();
-        let queued = self.inner.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        if queued > self.inner.max_bytes {
-            self.inner.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.inner.overflow();
+        let mut state = q.lock();
+        if state.closed {
             return false;
         }
-        match self.tx.try_send(line) {
-            Ok(()) => true,
-            Err(err) => {
-                self.inner.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    self.inner.overflow();
-                }
-                false
-            }
+        if state.lines.len() >= q.max_frames || state.bytes + line.len() > q.max_bytes {
+            drop(state);
+            q.overflow();
+            return false;
         }
+        state.bytes += line.len();
+        state.lines.push_back(line);
+        let wake = std::mem::take(&mut state.writer_waiting);
+        drop(state);
+        if wake {
+            q.ready.notify_one();
+        }
+        true
     }
 
     /// Completes once a push has failed for lack of room.
     pub async fn overflowed(&self) {
-        self.inner.overflowed.cancelled().await
+        self.queue.overflowed.cancelled().await
     }
 
     pub fn is_overflowed(&self) -> bool {
-        self.inner.full.load(Ordering::Relaxed)
+        self.queue.full.load(Ordering::Relaxed)
     }
 }
 
 impl OutboxReceiver {
-    /// The next line, or `None` once every `Outbox` handle is dropped and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        let line = self.rx.recv().await?;
-        self.inner
-            .queued_bytes
-            .fetch_sub(line.len(), Ordering::Relaxed);
-        Some(line)
-    }
-
-    /// A line already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Bytes> {
-        let line = self.rx.try_recv().ok()?;
-        self.inner
-            .queued_bytes
-            .fetch_sub(line.len(), Ordering::Relaxed);
-        Some(line)
+    /// Wait for lines and move all of them into `batch` (which must be empty). Returns false,
+    /// with `batch` empty, once every `Outbox` is dropped and nothing is left.
+    pub async fn recv_batch(&mut self, batch: &mut VecDeque<Bytes>) -> bool {
+        debug_assert!(batch.is_empty());
+        loop {
+            {
+                let mut state = self.queue.lock();
+                if !state.lines.is_empty() {
+                    std::mem::swap(&mut state.lines, batch);
+                    state.bytes = 0;
+                    return true;
+                }
+                if self.queue.senders.load(Ordering::Acquire) == 0 {
+                    return false;
+                }
+                state.writer_waiting = true;
+            }
+            // A notify_one before we wait leaves a permit, so no wake-up is lost.
+            self.queue.ready.notified().await;
+        }
     }
 
     /// Cancelled once the queue has overflowed: the writer stops at once, the session is dropped.
     pub fn overflow_token(&self) -> CancellationToken {
-        self.inner.overflowed.clone()
+        self.queue.overflowed.clone()
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.closed = true;
+        state.lines = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn take(rx: &mut OutboxReceiver) -> Vec<Bytes> {
+        let mut batch = VecDeque::new();
+        assert!(rx.recv_batch(&mut batch).await);
+        batch.into_iter().collect()
+    }
 
     #[tokio::test]
     async fn bounded_by_frames_and_bytes() {
@@ -134,12 +198,12 @@ mod tests {
         assert!(!tx.push(Bytes::from_static(b"c\n")));
         assert!(tx.is_overflowed());
         assert!(!tx.push(Bytes::from_static(b"d\n")), "stays overflowed");
-        assert_eq!(rx.recv().await.unwrap(), "a\n");
+        assert_eq!(take(&mut rx).await, ["a\n", "b\n"]);
 
         let (tx, mut rx) = outbox(100, 10);
         assert!(tx.push(Bytes::from(vec![b'x'; 6])));
         assert!(!tx.push(Bytes::from(vec![b'y'; 6])));
-        assert_eq!(rx.recv().await.unwrap().len(), 6);
+        assert_eq!(take(&mut rx).await.len(), 1);
         assert!(tx.is_overflowed());
     }
 
@@ -148,8 +212,35 @@ mod tests {
         let (tx, mut rx) = outbox(100, 10);
         for _ in 0..20 {
             assert!(tx.push(Bytes::from(vec![b'x'; 8])));
-            assert_eq!(rx.try_recv().unwrap().len(), 8);
+            assert_eq!(take(&mut rx).await.len(), 1);
         }
         assert!(!tx.is_overflowed());
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_when_every_sender_is_gone() {
+        let (tx, mut rx) = outbox(100, 1000);
+        let tx2 = tx.clone();
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut batch = VecDeque::new();
+            while rx.recv_batch(&mut batch).await {
+                got.extend(batch.drain(..));
+            }
+            got
+        });
+        assert!(tx.push(Bytes::from_static(b"1\n")));
+        drop(tx);
+        assert!(tx2.push(Bytes::from_static(b"2\n")));
+        drop(tx2);
+        assert_eq!(writer.await.unwrap(), ["1\n", "2\n"]);
+    }
+
+    #[tokio::test]
+    async fn pushes_fail_once_the_writer_is_gone() {
+        let (tx, rx) = outbox(100, 1000);
+        drop(rx);
+        assert!(!tx.push(Bytes::from_static(b"x\n")));
+        assert!(!tx.is_overflowed(), "a closed queue is not a slow consumer");
     }
 }

@@ -28,8 +28,8 @@ const MAX_ERRORS: usize = 20;
 /// `rate_limited` replies tolerated within `ERROR_WINDOW` before `bye flood`.
 const MAX_RATE_LIMITED: usize = 50;
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
-/// Lines written in one vectored write at most (IOV_MAX is 1024 on Linux).
-const MAX_BATCH: usize = 256;
+/// Lines given to one vectored write at most (IOV_MAX is 1024 on Linux).
+const MAX_IOVECS: usize = 1024;
 /// Initial read buffer: enough for a typical line; it grows as a long line needs.
 const READ_BUFFER: usize = 512;
 /// After a bye, how long to keep reading (and discarding) so the peer sees the bye before the
@@ -125,24 +125,19 @@ pub async fn serve<R, W>(
     drop(permit);
 }
 
-/// Drain the outbox to the socket: everything already queued goes out in one vectored write
-/// (up to `MAX_BATCH` lines), straight from the shared buffers, without copying them.
+/// Drain the outbox to the socket: everything already queued goes out in vectored writes
+/// straight from the shared buffers, without copying them.
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
     let overflow = receiver.overflow_token();
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     loop {
-        let first = tokio::select! {
+        let more = tokio::select! {
             biased;
             _ = overflow.cancelled() => return,
-            line = receiver.recv() => line,
+            more = receiver.recv_batch(&mut batch) => more,
         };
-        let Some(first) = first else { break };
-        batch.push_back(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Some(line) => batch.push_back(line),
-                None => break,
-            }
+        if !more {
+            break;
         }
         let written = tokio::select! {
             biased;
@@ -152,8 +147,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
         if written.is_err() {
             return;
         }
-        // An idle session keeps no batch storage.
-        if batch.capacity() > 16 {
+        // An idle session keeps no batch storage to speak of.
+        if batch.capacity() > 64 {
             batch = VecDeque::new();
         }
     }
@@ -169,7 +164,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     use std::io::IoSlice;
     while !batch.is_empty() {
         let n = {
-            let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+            let slices: Vec<IoSlice<'_>> = batch
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|b| IoSlice::new(b))
+                .collect();
             writer.write_vectored(&slices).await?
         };
         if n == 0 {
