@@ -83,6 +83,10 @@ pub struct Args {
     /// Do not announce on the LAN or answer discovery
     #[arg(long, env = "LANCHAT_NO_ANNOUNCE")]
     pub no_announce: bool,
+    /// Runtime worker threads; 0 = one per CPU core. One is the cheapest per message (a chat
+    /// message is little work, and cross-core wake-ups cost more than they give; BENCHMARKS.md)
+    #[arg(long, env = "LANCHAT_THREADS", default_value_t = 1)]
+    pub threads: usize,
     /// Log format on stderr
     #[arg(long, env = "LANCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         ]
     };
     let unix = args.unix.clone();
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let config = match args.into_config() {
         Ok(c) => c,
         Err(msg) => {
@@ -68,7 +72,11 @@ fn main() -> ExitCode {
             config.max_clients = usable;
         }
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lanchat-server: cannot start the runtime: {e}");
