@@ -482,15 +482,8 @@ impl Session {
             },
             Command::Leave { room } => self.apply(re, |st| st.leave(id, &room)),
             Command::Say { room, text } => {
-                if let Err(r) = check_text(&text, max_text) {
-                    return self.refused(re, r);
-                }
-                if !self.rate.allow(Instant::now()) {
-                    return self.error(
-                        re,
-                        ErrorCode::RateLimited,
-                        "too many messages; this one was not delivered".into(),
-                    );
+                if let Err(refusal) = self.admit_message(&text, max_text) {
+                    return self.refused(re, refusal);
                 }
                 let shared = self.shared.clone();
                 self.apply(re, |st| {
@@ -500,15 +493,8 @@ impl Session {
                 })
             }
             Command::Dm { to, text } => {
-                if let Err(r) = check_text(&text, max_text) {
-                    return self.refused(re, r);
-                }
-                if !self.rate.allow(Instant::now()) {
-                    return self.error(
-                        re,
-                        ErrorCode::RateLimited,
-                        "too many messages; this one was not delivered".into(),
-                    );
+                if let Err(refusal) = self.admit_message(&text, max_text) {
+                    return self.refused(re, refusal);
                 }
                 self.apply(re, |st| st.dm(id, &to, &text))
             }
@@ -570,6 +556,19 @@ impl Session {
                 Some(End::Quit(re, reason))
             }
         }
+    }
+
+    /// The checks every message (`say`, `dm`) passes before it touches the state: its text,
+    /// then the rate limit (a refused message is not delivered and costs no token).
+    fn admit_message(&mut self, text: &str, max_text: usize) -> Result<(), Refusal> {
+        check_text(text, max_text)?;
+        if !self.rate.allow(Instant::now()) {
+            return Err((
+                ErrorCode::RateLimited,
+                "too many messages; this one was not delivered".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn hello(&mut self, re: Option<RequestId>, hello: Hello) -> Option<End> {
