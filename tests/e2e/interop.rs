@@ -21,6 +21,8 @@ fn run(cmd: &mut Command, what: &str) {
 
 #[test]
 fn python_client_suite() {
+    let has_python = Command::new("python3").arg("--version").output().is_ok();
+    assert!(has_python, "python3 is missing: apt-get install -y python3");
     let dir = workspace_root().join("interop/python");
     run(
         Command::new("python3")
