@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use lanchat_protocol::{validate, Limits};
 
+/// Longest server display name, in bytes (beacons are at most 1,200 bytes).
+pub const MAX_NAME_BYTES: usize = 200;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -175,8 +178,14 @@ impl Args {
         }
         let name = match self.name {
             Some(n) if n.trim().is_empty() => return Err("--name: must not be empty".into()),
+            // The name travels in every beacon, which must stay under 1,200 bytes.
+            Some(n) if n.len() > MAX_NAME_BYTES => {
+                return Err(format!("--name: at most {MAX_NAME_BYTES} bytes"))
+            }
             Some(n) => n,
-            None => host_name().unwrap_or_else(|| "lanchat".into()),
+            None => host_name()
+                .filter(|n| n.len() <= MAX_NAME_BYTES)
+                .unwrap_or_else(|| "lanchat".into()),
         };
         Ok(Config {
             name,

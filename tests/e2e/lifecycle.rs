@@ -95,6 +95,7 @@ async fn sigint_also_stops_cleanly() {
 
 #[test]
 fn bad_flags_exit_2_with_one_line() {
+    let long_name = "n".repeat(201);
     for args in [
         vec!["--max-clients", "lots"],
         vec!["--listen", "not-an-address"],
@@ -103,6 +104,7 @@ fn bad_flags_exit_2_with_one_line() {
         vec!["--password-file", "/nonexistent/pw"],
         vec!["--log-format", "xml"],
         vec!["--ping-interval", "0"],
+        vec!["--name", &long_name],
     ] {
         let out = Command::new(bin_path("lanchat-server"))
             .args(&args)
