@@ -179,18 +179,6 @@ impl State {
         self.sessions.get(&id).map(|s| s.nick.clone())
     }
 
-    /// The rooms a session is in, as spelled by their creators.
-    pub fn rooms_of(&self, id: SessionId) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .session(id)
-            .rooms
-            .iter()
-            .map(|k| self.rooms[k].name.clone())
-            .collect();
-        names.sort_by_key(|n| name_key(n));
-        names
-    }
-
     fn members(&self, room: &Room) -> Vec<Member> {
         let mut members: Vec<Member> = room
             .members
