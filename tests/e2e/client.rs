@@ -816,3 +816,73 @@ async fn interactive_prompt_survives_incoming_messages() {
         std::fs::read_to_string(data.path().join("lanchat/history")).expect("history file");
     assert!(history.contains("half a line"), "{history}");
 }
+
+#[tokio::test]
+async fn several_servers_found_the_user_picks_one() {
+    let tmux = Tmux::new();
+    let up = free_udp_port();
+    let port = up.to_string();
+    let first = announcing_server(up);
+    let second = ServerProcess::start_raw(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--announce-port",
+        &port,
+        "--name",
+        "e2e-annex",
+    ]);
+    let (mut watcher, _) = TestClient::hello(second.addr, "watcher").await;
+    let data = TempDir::new("pick");
+    let command = format!(
+        "env XDG_DATA_HOME='{}' TERM=xterm '{}' --discover-port {port} --interface lo --nick ann --no-bell",
+        data.path().display(),
+        bin_path("lanchat").display(),
+    );
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = tmux
+        .wait_for("the choice", |s| {
+            s.iter()
+                .any(|l| l.contains("connect to which server? [1-2]"))
+        })
+        .await;
+    // Pick the annex by the number the table gives it.
+    let row = screen
+        .iter()
+        .find(|l| l.contains("e2e-annex"))
+        .unwrap_or_else(|| panic!("annex not listed:\n{}", screen.join("\n")));
+    assert!(
+        screen.iter().any(|l| l.contains("e2e-office")),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(row.contains(&second.addr.to_string()), "{row}");
+    let number = row.split_whitespace().next().unwrap().to_owned();
+    tmux.send_literal("9");
+    tmux.send_key("Enter");
+    tmux.wait_for("a hint for a wrong number", |s| {
+        s.iter().any(|l| l.contains("type a number from 1 to 2"))
+    })
+    .await;
+    tmux.send_literal(&number);
+    tmux.send_key("Enter");
+    tmux.wait_for("the prompt", |s| prompt_row(s).starts_with("#lobby>"))
+        .await;
+    let join = watcher.expect_event("join").await;
+    assert_eq!(join["nick"], "ann", "joined the annex, not the office");
+    drop(first);
+}
