@@ -333,11 +333,7 @@ async fn unix_socket_session() {
     tcp.expect_event("join").await;
     assert_eq!(tcp.expect_event("message").await["text"], "from unix");
 
-    server.sigterm();
-    assert!(server
-        .wait_exit(std::time::Duration::from_secs(5))
-        .unwrap()
-        .success());
+    server.stop();
     assert!(!path.exists(), "socket file removed at exit");
     let _ = std::fs::remove_dir_all(&dir);
 }

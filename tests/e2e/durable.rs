@@ -130,8 +130,7 @@ async fn sigterm_flushes_before_exit() {
     let mut server = start(&dir, &[]);
     let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
     let oks = say_n(&mut ann, "lobby", 50, "m").await;
-    server.sigterm();
-    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    server.stop();
     let text = std::fs::read_to_string(Path::new(dir.path()).join("rooms/lobby.jsonl")).unwrap();
     let ids: Vec<Value> = text
         .lines()
@@ -148,8 +147,7 @@ async fn torn_and_corrupt_lines_are_skipped() {
         let mut server = start(&dir, &[]);
         let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
         say_n(&mut ann, "lobby", 4, "m").await;
-        server.sigterm();
-        assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+        server.stop();
     }
     // Garbage in the middle, a torn last line (a crash mid-write).
     let file = rooms.join("lobby.jsonl");
@@ -177,8 +175,7 @@ async fn torn_and_corrupt_lines_are_skipped() {
     // What is written after the torn line survives the next restart too.
     let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
     say_n(&mut ann, "lobby", 2, "after").await;
-    server.sigterm();
-    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    server.stop();
     let server = start(&dir, &[]);
     let texts: Vec<_> = history(server.addr, "lobby")
         .await
@@ -194,8 +191,7 @@ async fn compaction_keeps_the_newest_and_bounds_the_file() {
     let mut server = start(&dir, &["--history", "10"]);
     let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
     say_n(&mut ann, "lobby", 45, "m").await;
-    server.sigterm();
-    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    server.stop();
     let text = std::fs::read_to_string(Path::new(dir.path()).join("rooms/lobby.jsonl")).unwrap();
     let n = text.lines().count();
     assert!(

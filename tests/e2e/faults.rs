@@ -190,8 +190,7 @@ async fn few_file_descriptors_refuse_the_excess_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     c.sync().await;
-    server.sigterm();
-    assert!(server.wait_exit(Duration::from_secs(5)).unwrap().success());
+    server.stop();
     assert_eq!(
         c.read_to_close().await.last().unwrap()["reason"],
         "shutting_down"

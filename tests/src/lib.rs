@@ -159,6 +159,15 @@ impl ServerProcess {
         self.signal(libc::SIGTERM)
     }
 
+    /// SIGTERM, then assert the server exits with status 0 within the documented 5 s.
+    pub fn stop(&mut self) {
+        self.sigterm();
+        let status = self
+            .wait_exit(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", self.stderr_text()));
+        assert!(status.success(), "{status:?}:\n{}", self.stderr_text());
+    }
+
     /// SIGKILL, as a crash or power cut would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
