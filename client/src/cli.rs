@@ -61,14 +61,8 @@ pub struct ChatArgs {
     /// UDP presence port to look for servers on.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ANNOUNCE_PORT)]
     pub discover_port: u16,
-    /// Look for servers only on these interfaces (comma-separated names, e.g. eth0).
-    #[arg(
-        long = "interface",
-        value_name = "IFACE",
-        env = "LANCHAT_INTERFACES",
-        value_delimiter = ','
-    )]
-    pub interfaces: Vec<String>,
+    #[command(flatten)]
+    pub interfaces: Interfaces,
 }
 
 #[derive(Debug, Args)]
@@ -90,14 +84,8 @@ pub struct DiscoverArgs {
     /// UDP presence port.
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
     pub port: u16,
-    /// Broadcast only on these interfaces (comma-separated names).
-    #[arg(
-        long = "interface",
-        value_name = "IFACE",
-        env = "LANCHAT_INTERFACES",
-        value_delimiter = ','
-    )]
-    pub interfaces: Vec<String>,
+    #[command(flatten)]
+    pub interfaces: Interfaces,
 }
 
 /// Run what the command line asks for.
@@ -123,9 +111,30 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, Error> {
     }
 }
 
-fn interfaces(list: Vec<String>) -> Option<Vec<String>> {
-    let list: Vec<String> = list.into_iter().filter(|s| !s.is_empty()).collect();
-    (!list.is_empty()).then_some(list)
+/// `--interface`, shared by the chat (where to look for servers) and `discover`.
+#[derive(Debug, Clone, Args)]
+pub struct Interfaces {
+    /// Look for servers only on these interfaces (comma-separated names, e.g. eth0).
+    #[arg(
+        long = "interface",
+        value_name = "IFACE",
+        env = "LANCHAT_INTERFACES",
+        value_delimiter = ','
+    )]
+    pub names: Vec<String>,
+}
+
+impl Interfaces {
+    /// The names given, or `None` for every interface.
+    fn selected(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = self
+            .names
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        (!list.is_empty()).then_some(list)
+    }
 }
 
 async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
@@ -133,7 +142,7 @@ async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
         timeout: seconds(args.timeout, "--timeout")?,
         port: args.port,
         hosts: args.hosts.into_iter().filter(|h| !h.is_empty()).collect(),
-        interfaces: interfaces(args.interfaces),
+        interfaces: args.interfaces.selected(),
         broadcast: true,
     };
     let report = discovery::discover(&opts)
@@ -247,7 +256,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
                 timeout: discover_timeout,
                 port: args.discover_port,
                 hosts: discovery::hosts_from_env(std::env::var("LANCHAT_HOSTS").ok().as_deref()),
-                interfaces: interfaces(args.interfaces.clone()),
+                interfaces: args.interfaces.selected(),
                 broadcast: true,
             };
             pick_server(&opts, mode == Mode::Interactive).await?

@@ -269,21 +269,25 @@ impl State {
         }
         let (msg_id, ts) = new_message_id();
         let entry = self.rooms.get_mut(&key).expect("joined room exists");
-        let message = Message {
+        let frame = ServerFrame::Message(Message {
             id: msg_id.to_string(),
             ts,
             room: entry.name.clone(),
             from: session.nick.clone(),
             text: text.to_owned(),
+        });
+        let line = frame.encode_line();
+        let ServerFrame::Message(message) = frame else {
+            unreachable!("built as a message above")
         };
-        let line = ServerFrame::Message(message).encode_line();
         entry.broadcast_except(id, &line);
         let stored = StoredMessage { id: msg_id, line };
         entry.history.push(stored.clone());
+        // The reply reuses the message's strings rather than formatting them again.
         let reply = ReplyData::Say {
-            id: msg_id.to_string(),
+            id: message.id,
             ts,
-            room: entry.name.clone(),
+            room: message.room,
         };
         Ok((
             reply,
@@ -300,19 +304,21 @@ impl State {
         };
         let target = self.session(*target);
         let (msg_id, ts) = new_message_id();
-        let event = ServerFrame::Direct(Direct {
+        let frame = ServerFrame::Direct(Direct {
             id: msg_id.to_string(),
             ts,
             from: self.session(id).nick.clone(),
             to: target.nick.clone(),
             text: text.to_owned(),
-        })
-        .encode_line();
-        target.outbox.push(event);
+        });
+        target.outbox.push(frame.encode_line());
+        let ServerFrame::Direct(direct) = frame else {
+            unreachable!("built as a direct message above")
+        };
         Ok(ReplyData::Dm {
-            id: msg_id.to_string(),
+            id: direct.id,
             ts,
-            to: target.nick.clone(),
+            to: direct.to,
         })
     }
 

@@ -98,44 +98,47 @@ impl Proto {
 
     /// Append a message to a room (lanchat `say`, RESP `PUBLISH`, IRC `PRIVMSG #room`).
     pub fn room_message(&self, out: &mut Vec<u8>, room: &str, text: &[u8]) {
-        match self {
-            Proto::Lanchat => {
-                out.extend_from_slice(b"{\"type\":\"say\",\"room\":\"");
-                out.extend_from_slice(room.as_bytes());
-                out.extend_from_slice(b"\",\"text\":\"");
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\"}\n");
-            }
-            Proto::Redis => resp_command(out, &[b"PUBLISH", room.as_bytes(), text]),
-            Proto::Irc => {
-                out.extend_from_slice(b"PRIVMSG #");
-                out.extend_from_slice(room.as_bytes());
-                out.extend_from_slice(b" :");
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+        self.message(out, ("say", "room", "#"), room, text)
     }
 
     /// Append a direct message (lanchat `dm`, RESP `PUBLISH` to the nick's own channel, IRC
     /// `PRIVMSG nick`).
     pub fn direct_message(&self, out: &mut Vec<u8>, nick: &str, text: &[u8]) {
-        match self {
-            Proto::Lanchat => {
-                out.extend_from_slice(b"{\"type\":\"dm\",\"to\":\"");
-                out.extend_from_slice(nick.as_bytes());
-                out.extend_from_slice(b"\",\"text\":\"");
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\"}\n");
-            }
-            Proto::Redis => resp_command(out, &[b"PUBLISH", nick.as_bytes(), text]),
-            Proto::Irc => {
-                out.extend_from_slice(b"PRIVMSG ");
-                out.extend_from_slice(nick.as_bytes());
-                out.extend_from_slice(b" :");
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\r\n");
-            }
+        self.message(out, ("dm", "to", ""), nick, text)
+    }
+
+    /// The one shape behind both: (lanchat type, lanchat target field, IRC target prefix).
+    fn message(
+        &self,
+        out: &mut Vec<u8>,
+        (ty, field, irc_prefix): (&str, &str, &str),
+        target: &str,
+        text: &[u8],
+    ) {
+        let parts: &[&[u8]] = match self {
+            Proto::Redis => return resp_command(out, &[b"PUBLISH", target.as_bytes(), text]),
+            Proto::Lanchat => &[
+                b"{\"type\":\"",
+                ty.as_bytes(),
+                b"\",\"",
+                field.as_bytes(),
+                b"\":\"",
+                target.as_bytes(),
+                b"\",\"text\":\"",
+                text,
+                b"\"}\n",
+            ],
+            Proto::Irc => &[
+                b"PRIVMSG ",
+                irc_prefix.as_bytes(),
+                target.as_bytes(),
+                b" :",
+                text,
+                b"\r\n",
+            ],
+        };
+        for part in parts {
+            out.extend_from_slice(part);
         }
     }
 
