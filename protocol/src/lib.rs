@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod error;
+mod fields;
 pub mod frame;
 pub mod presence;
 pub mod validate;
@@ -19,7 +20,7 @@ pub use error::{ByeReason, DecodeError, ErrorCode};
 pub use frame::{
     encode_history_reply, encode_line, Bye, Command, Direct, ErrorFrame, Hello, HistoryQuery,
     Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request, RequestId, RoomInfo,
-    RoomNick, ServerFrame, Status, TopicChange, Welcome,
+    RoomNick, SentMessage, ServerFrame, Status, TopicChange, Welcome,
 };
 
 /// The protocol version this crate speaks.

@@ -1,5 +1,7 @@
 //! The rules for nicks, room names and texts, shared by the server and the clients.
 
+use std::borrow::Cow;
+
 use crate::error::ErrorCode;
 use crate::MAX_NAME_CHARS;
 
@@ -33,13 +35,19 @@ pub fn check_room(room: &str) -> Result<(), (ErrorCode, String)> {
 
 /// The key under which names are compared: Unicode lowercase, so `Ann` and `ann` are one nick.
 pub fn name_key(name: &str) -> String {
+    name_key_ref(name).into_owned()
+}
+
+/// [`name_key`] without a copy when the name is already its own key (lowercase ASCII, the
+/// common case): for look-ups on hot paths.
+pub fn name_key_ref(name: &str) -> Cow<'_, str> {
     if name
         .bytes()
         .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
     {
-        name.to_owned()
+        Cow::Borrowed(name)
     } else {
-        name.to_lowercase()
+        Cow::Owned(name.to_lowercase())
     }
 }
 

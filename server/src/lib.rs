@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::state::{Accepted, State};
+use crate::state::State;
 
 /// What can stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -147,9 +147,9 @@ impl Shared {
 
     /// Hand an accepted message to durable storage (a no-op without `--data-dir`). Never
     /// blocks: the writer thread does the I/O.
-    pub(crate) fn persist_message(&self, accepted: Accepted) {
+    pub(crate) fn persist_message(&self, room: &str, line: bytes::Bytes) {
         if let Some(store) = &self.store {
-            store.append(accepted.room_key, accepted.message.line);
+            store.append(lanchat_protocol::validate::name_key(room), line);
         }
     }
 

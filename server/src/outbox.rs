@@ -41,7 +41,7 @@ struct Queue {
     senders: AtomicUsize,
     /// Checked on every push without taking the lock.
     full: AtomicBool,
-    /// Wakes the session and its writer once, when the queue overflows.
+    /// Wakes the session once, when the queue overflows (it then aborts the writer).
     overflowed: CancellationToken,
     max_frames: usize,
     max_bytes: usize,
@@ -132,9 +132,9 @@ impl Outbox {
         true
     }
 
-    /// Completes once a push has failed for lack of room.
-    pub async fn overflowed(&self) {
-        self.queue.overflowed.cancelled().await
+    /// Cancelled once a push has failed for lack of room: the session ends as a slow consumer.
+    pub fn overflow_token(&self) -> CancellationToken {
+        self.queue.overflowed.clone()
     }
 
     pub fn is_overflowed(&self) -> bool {
@@ -163,11 +163,6 @@ impl OutboxReceiver {
             // A notify_one before we wait leaves a permit, so no wake-up is lost.
             self.queue.ready.notified().await;
         }
-    }
-
-    /// Cancelled once the queue has overflowed: the writer stops at once, the session is dropped.
-    pub fn overflow_token(&self) -> CancellationToken {
-        self.queue.overflowed.clone()
     }
 }
 

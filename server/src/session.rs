@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text};
 use lanchat_protocol::{
     ByeReason, Command, ErrorCode, ErrorFrame, Hello, Line, LineCodec, Reply, ReplyData, Request,
@@ -30,6 +30,8 @@ const MAX_RATE_LIMITED: usize = 50;
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
 /// Lines given to one vectored write at most (IOV_MAX is 1024 on Linux).
 const MAX_IOVECS: usize = 1024;
+/// Lines handled per wake-up before the session looks at its timers and cancellation again.
+const DRAIN_LINES: usize = 64;
 /// Initial read buffer: enough for a typical line; it grows as a long line needs.
 const READ_BUFFER: usize = 512;
 /// After a bye, how long to keep reading (and discarding) so the peer sees the bye before the
@@ -91,6 +93,7 @@ pub async fn serve<R, W>(
     let mut session = Session::new(id, peer, shared.clone(), outbox);
     let end = session.run(&mut reader, &shutdown).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
+    let slow = matches!(end, End::SlowConsumer);
     let reason = match &end {
         End::Quit(..) => "quit".to_owned(),
         End::Bye(r, _) => r.to_string(),
@@ -106,7 +109,8 @@ pub async fn serve<R, W>(
     drop(session);
     let grace = shared.config.shutdown_grace;
     let mut writer = writer;
-    if tokio::time::timeout(grace, &mut writer).await.is_err() {
+    // A slow consumer's writer may be stuck on a full socket: stop it now.
+    if slow || tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
     if linger {
@@ -128,23 +132,11 @@ pub async fn serve<R, W>(
 /// Drain the outbox to the socket: everything already queued goes out in vectored writes
 /// straight from the shared buffers, without copying them.
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
-    let overflow = receiver.overflow_token();
+    // No cancellation is watched here (a future per batch costs locks on the hot path): when
+    // the outbox overflows, the session ends and aborts this task.
     let mut batch: VecDeque<Bytes> = VecDeque::new();
-    loop {
-        let more = tokio::select! {
-            biased;
-            _ = overflow.cancelled() => return,
-            more = receiver.recv_batch(&mut batch) => more,
-        };
-        if !more {
-            break;
-        }
-        let written = tokio::select! {
-            biased;
-            _ = overflow.cancelled() => return,
-            r = write_batch(&mut writer, &mut batch) => r,
-        };
-        if written.is_err() {
+    while receiver.recv_batch(&mut batch).await {
+        if write_batch(&mut writer, &mut batch).await.is_err() {
             return;
         }
         // An idle session keeps no batch storage to speak of.
@@ -307,22 +299,41 @@ impl Session {
         let mut pinged = false;
         let timer = tokio::time::sleep_until(hello_deadline);
         tokio::pin!(timer);
-        let end = loop {
+        // Made once, not per line: each of these takes locks when it is created and dropped.
+        let overflow = self.outbox.overflow_token();
+        let overflowed = overflow.cancelled();
+        tokio::pin!(overflowed);
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
+        let end = 'session: loop {
             tokio::select! {
                 biased;
-                _ = self.outbox.overflowed() => break End::SlowConsumer,
-                _ = shutdown.cancelled() => {
+                _ = &mut overflowed => break End::SlowConsumer,
+                _ = &mut shutting_down => {
                     break End::Bye(ByeReason::ShuttingDown, "the server is shutting down".into())
                 }
                 item = reader.next() => {
-                    let line = match item {
-                        Some(Ok(line)) => line,
-                        Some(Err(_)) | None => break End::Lost,
-                    };
                     last_heard = Instant::now();
                     pinged = false;
-                    if let Some(end) = self.handle_line(line) {
-                        break end;
+                    // Then every line already buffered, without a trip through the select.
+                    let mut item = item;
+                    for n in 1.. {
+                        let line = match item {
+                            Some(Ok(line)) => line,
+                            Some(Err(_)) | None => break 'session End::Lost,
+                        };
+                        if let Some(end) = self.handle_line(line) {
+                            break 'session end;
+                        }
+                        if n == DRAIN_LINES {
+                            break;
+                        }
+                        // Polled without a waker: `None` when nothing complete is buffered, and
+                        // the select polls the reader again with the task's own waker.
+                        match reader.next().now_or_never() {
+                            Some(next) => item = next,
+                            None => break,
+                        }
                     }
                 }
                 _ = &mut timer => {
@@ -435,13 +446,28 @@ impl Session {
         re: Option<RequestId>,
         f: impl FnOnce(&mut State) -> Result<ReplyData, Refusal>,
     ) -> Option<End> {
+        self.apply_encoded(re, |state, re| {
+            f(state).map(|data| {
+                ServerFrame::Reply(Reply {
+                    re: re.cloned(),
+                    data,
+                })
+                .encode_line()
+            })
+        })
+    }
+
+    /// [`Session::apply`] for commands that encode their own reply line (`say`, `dm`: the hot
+    /// path, encoded from borrowed strings).
+    fn apply_encoded(
+        &mut self,
+        re: Option<RequestId>,
+        f: impl FnOnce(&mut State, Option<&RequestId>) -> Result<Bytes, Refusal>,
+    ) -> Option<End> {
         let result = {
             let mut state = self.shared.state();
-            f(&mut state).map(|data| {
-                self.push(&ServerFrame::Reply(Reply {
-                    re: re.clone(),
-                    data,
-                }))
+            f(&mut state, re.as_ref()).map(|line| {
+                self.outbox.push(line);
             })
         };
         match result {
@@ -486,9 +512,9 @@ impl Session {
                     return self.refused(re, refusal);
                 }
                 let shared = self.shared.clone();
-                self.apply(re, |st| {
-                    let (reply, accepted) = st.say(id, &room, &text)?;
-                    shared.persist_message(accepted);
+                self.apply_encoded(re, |st, re| {
+                    let (reply, line) = st.say(id, re, &room, &text)?;
+                    shared.persist_message(&room, line);
                     Ok(reply)
                 })
             }
@@ -496,7 +522,7 @@ impl Session {
                 if let Err(refusal) = self.admit_message(&text, max_text) {
                     return self.refused(re, refusal);
                 }
-                self.apply(re, |st| st.dm(id, &to, &text))
+                self.apply_encoded(re, |st, re| st.dm(id, re, &to, &text))
             }
             Command::Nick { nick } => match check_nick(&nick) {
                 Ok(()) => {

@@ -10,10 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lanchat_protocol::validate::name_key;
+use lanchat_protocol::validate::{name_key, name_key_ref};
 use lanchat_protocol::{
-    encode_history_reply, Direct, ErrorCode, HistoryQuery, Member, Message, NickChange, QuitEvent,
-    ReplyData, RoomInfo, RoomNick, ServerFrame, Status, TopicChange, MAX_ROOMS_PER_SESSION,
+    encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, ReplyData,
+    RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
+    MAX_ROOMS_PER_SESSION,
 };
 use uuid::Uuid;
 
@@ -75,13 +76,6 @@ pub struct TopicChanged {
     pub room_key: String,
     pub room: String,
     pub topic: String,
-}
-
-/// A message accepted by `say`, for durable storage.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub room_key: String,
-    pub message: StoredMessage,
 }
 
 /// All sessions and rooms. Methods are the commands; each returns the reply data or a refusal.
@@ -256,70 +250,64 @@ impl State {
     }
 
     /// Accept a room message: fan it out to the other members and keep it in history.
+    /// Send `text` to the members of `room`. Returns the `ok` reply (for `re`) and the message
+    /// line as delivered and stored.
     pub fn say(
         &mut self,
         id: SessionId,
+        re: Option<&RequestId>,
         room: &str,
         text: &str,
-    ) -> Result<(ReplyData, Accepted), Refusal> {
-        let key = name_key(room);
+    ) -> Result<(Bytes, Bytes), Refusal> {
+        let key = name_key_ref(room);
         let session = self.sessions.get(&id).expect("registered session");
-        if !session.rooms.contains(&key) {
+        if !session.rooms.contains(key.as_ref()) {
             return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
         }
+        let entry = self
+            .rooms
+            .get_mut(key.as_ref())
+            .expect("joined room exists");
         let (msg_id, ts) = new_message_id();
-        let entry = self.rooms.get_mut(&key).expect("joined room exists");
-        let frame = ServerFrame::Message(Message {
-            id: msg_id.to_string(),
+        let mut id_buf = Uuid::encode_buffer();
+        let sent = SentMessage {
+            id: msg_id.hyphenated().encode_lower(&mut id_buf),
             ts,
-            room: entry.name.clone(),
-            from: session.nick.clone(),
-            text: text.to_owned(),
-        });
-        let line = frame.encode_line();
-        let ServerFrame::Message(message) = frame else {
-            unreachable!("built as a message above")
+            from: &session.nick,
+            text,
         };
+        let line = sent.message_line(&entry.name);
+        let reply = sent.say_reply_line(re, &entry.name);
         entry.broadcast_except(id, &line);
-        let stored = StoredMessage { id: msg_id, line };
-        entry.history.push(stored.clone());
-        // The reply reuses the message's strings rather than formatting them again.
-        let reply = ReplyData::Say {
-            id: message.id,
-            ts,
-            room: message.room,
-        };
-        Ok((
-            reply,
-            Accepted {
-                room_key: key,
-                message: stored,
-            },
-        ))
+        entry.history.push(StoredMessage {
+            id: msg_id,
+            line: line.clone(),
+        });
+        Ok((reply, line))
     }
 
-    pub fn dm(&mut self, id: SessionId, to: &str, text: &str) -> Result<ReplyData, Refusal> {
-        let Some(target) = self.nicks.get(&name_key(to)) else {
+    /// Send `text` to the session called `to`. Returns the `ok` reply (for `re`).
+    pub fn dm(
+        &mut self,
+        id: SessionId,
+        re: Option<&RequestId>,
+        to: &str,
+        text: &str,
+    ) -> Result<Bytes, Refusal> {
+        let Some(target) = self.nicks.get(name_key_ref(to).as_ref()) else {
             return refuse(ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""));
         };
         let target = self.session(*target);
         let (msg_id, ts) = new_message_id();
-        let frame = ServerFrame::Direct(Direct {
-            id: msg_id.to_string(),
+        let mut id_buf = Uuid::encode_buffer();
+        let sent = SentMessage {
+            id: msg_id.hyphenated().encode_lower(&mut id_buf),
             ts,
-            from: self.session(id).nick.clone(),
-            to: target.nick.clone(),
-            text: text.to_owned(),
-        });
-        target.outbox.push(frame.encode_line());
-        let ServerFrame::Direct(direct) = frame else {
-            unreachable!("built as a direct message above")
+            from: &self.session(id).nick,
+            text,
         };
-        Ok(ReplyData::Dm {
-            id: direct.id,
-            ts,
-            to: direct.to,
-        })
+        target.outbox.push(sent.direct_line(&target.nick));
+        Ok(sent.dm_reply_line(re, &target.nick))
     }
 
     /// Every other session that shares at least one room with `id`, each once.
