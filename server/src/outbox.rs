@@ -143,6 +143,11 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
+    /// Nothing is queued right now.
+    pub fn is_empty(&self) -> bool {
+        self.queue.lock().lines.is_empty()
+    }
+
     /// Wait for lines and move all of them into `batch` (which must be empty). Returns false,
     /// with `batch` empty, once every `Outbox` is dropped and nothing is left.
     pub async fn recv_batch(&mut self, batch: &mut VecDeque<Bytes>) -> bool {

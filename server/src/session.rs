@@ -28,8 +28,10 @@ const MAX_ERRORS: usize = 20;
 /// `rate_limited` replies tolerated within `ERROR_WINDOW` before `bye flood`.
 const MAX_RATE_LIMITED: usize = 50;
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
-/// Lines given to one vectored write at most (IOV_MAX is 1024 on Linux).
-const MAX_IOVECS: usize = 1024;
+/// Bytes given to one `write` at most: lines are gathered into a buffer this large.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// A write buffer larger than this is given back when the outbox runs empty.
+const WRITE_BUFFER_KEPT: usize = 512;
 /// Lines handled per wake-up before the session looks at its timers and cancellation again.
 const DRAIN_LINES: usize = 64;
 /// Initial read buffer: enough for a typical line; it grows as a long line needs.
@@ -129,54 +131,66 @@ pub async fn serve<R, W>(
     drop(permit);
 }
 
-/// Drain the outbox to the socket: everything already queued goes out in vectored writes
-/// straight from the shared buffers, without copying them.
+/// Drain the outbox to the socket: everything already queued goes out together.
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
     // No cancellation is watched here (a future per batch costs locks on the hot path): when
     // the outbox overflows, the session ends and aborts this task.
     let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut out: Vec<u8> = Vec::new();
     while receiver.recv_batch(&mut batch).await {
-        if write_batch(&mut writer, &mut batch).await.is_err() {
+        if write_batch(&mut writer, &mut batch, &mut out)
+            .await
+            .is_err()
+        {
             return;
         }
         // An idle session keeps no batch storage to speak of.
-        if batch.capacity() > 64 {
-            batch = VecDeque::new();
+        if receiver.is_empty() {
+            if batch.capacity() > 64 {
+                batch = VecDeque::new();
+            }
+            if out.capacity() > WRITE_BUFFER_KEPT {
+                out = Vec::new();
+            }
         }
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
 }
 
-/// Write every line of `batch`, however the kernel splits it; `batch` ends empty.
+/// Write every line of `batch`; `batch` ends empty. Lines are copied into `out` and written
+/// with one `write` per `WRITE_CHUNK`: for the small lines of a chat, a copy is cheaper than
+/// handing the kernel one buffer per line. A line of `WRITE_CHUNK` or more (a long history
+/// reply) is written from its own buffer.
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
     batch: &mut VecDeque<Bytes>,
+    out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    use std::io::IoSlice;
-    while !batch.is_empty() {
-        let n = {
-            let slices: Vec<IoSlice<'_>> = batch
-                .iter()
-                .take(MAX_IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            writer.write_vectored(&slices).await?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+    while let Some(front) = batch.front() {
+        if front.len() >= WRITE_CHUNK {
+            writer.write_all(front).await?;
+            batch.pop_front();
+            continue;
         }
-        let mut left = n;
-        while left > 0 {
-            let front = batch.front_mut().expect("wrote no more than queued");
-            if front.len() <= left {
-                left -= front.len();
-                batch.pop_front();
-            } else {
-                bytes::Buf::advance(front, left);
-                left = 0;
+        out.clear();
+        let size: usize = batch
+            .iter()
+            .map(|l| l.len())
+            .scan(0, |total, len| {
+                *total += len;
+                (*total <= WRITE_CHUNK).then_some(len)
+            })
+            .sum();
+        out.reserve(size);
+        while let Some(line) = batch.front() {
+            if out.len() + line.len() > WRITE_CHUNK {
+                break;
             }
+            out.extend_from_slice(line);
+            batch.pop_front();
         }
+        writer.write_all(out).await?;
     }
     Ok(())
 }
