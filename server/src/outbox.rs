@@ -9,7 +9,7 @@
 //! semaphore, a slot and a wake-up for each. Here a push is a short uncontended lock and a
 //! `VecDeque` push, and the writer is woken only when it is actually waiting; it then takes
 //! everything queued in one swap (the two sides trade buffers, so steady traffic allocates
-//! nothing). The bound covers what is queued; the batch the writer is writing is at most one
+//! nothing) and writes it in as few writes as it can (see [`Batch`]). The bound covers what is queued; the batch the writer is writing is at most one
 //! queue's worth more.
 
 use std::collections::VecDeque;
@@ -143,21 +143,17 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Nothing is queued right now.
-    pub fn is_empty(&self) -> bool {
-        self.queue.lock().lines.is_empty()
-    }
-
     /// Wait for lines and move all of them into `batch` (which must be empty). Returns false,
-    /// with `batch` empty, once every `Outbox` is dropped and nothing is left.
-    pub async fn recv_batch(&mut self, batch: &mut VecDeque<Bytes>) -> bool {
-        debug_assert!(batch.is_empty());
+    /// with `batch` empty, once every `Outbox` is dropped and nothing is left. Before it waits
+    /// on an empty queue it lets `batch` give back large buffers: an idle session holds little.
+    pub async fn recv_batch(&mut self, batch: &mut Batch) -> bool {
+        debug_assert!(batch.lines.is_empty());
         loop {
             {
                 let mut state = self.queue.lock();
                 if !state.lines.is_empty() {
-                    std::mem::swap(&mut state.lines, batch);
-                    state.bytes = 0;
+                    std::mem::swap(&mut state.lines, &mut batch.lines);
+                    batch.bytes = std::mem::take(&mut state.bytes);
                     return true;
                 }
                 if self.queue.senders.load(Ordering::Acquire) == 0 {
@@ -165,8 +161,69 @@ impl OutboxReceiver {
                 }
                 state.writer_waiting = true;
             }
+            batch.shrink();
             // A notify_one before we wait leaves a permit, so no wake-up is lost.
             self.queue.ready.notified().await;
+        }
+    }
+}
+
+/// The writer's side: lines taken from the queue in one swap, and the buffer they are gathered
+/// into for writing. The two sides trade line queues, so steady traffic allocates nothing.
+#[derive(Debug, Default)]
+pub struct Batch {
+    lines: VecDeque<Bytes>,
+    /// Bytes in `lines`.
+    bytes: usize,
+    buf: Vec<u8>,
+}
+
+/// The next piece of a batch to write.
+#[derive(Debug)]
+pub enum Chunk<'a> {
+    /// Consecutive small lines copied into one buffer: for the short lines of a chat, a copy
+    /// costs less than handing the kernel one buffer per line.
+    Gathered(&'a [u8]),
+    /// A line of the chunk size or more (a long history reply), written from its own buffer.
+    Line(Bytes),
+}
+
+/// A gathered write buffer larger than this is given back when the queue runs empty.
+const BUFFER_KEPT: usize = 512;
+/// Line queue capacity kept when the queue runs empty.
+const LINES_KEPT: usize = 64;
+
+impl Batch {
+    /// Take the next chunk of at most `max` bytes (or one longer line); `None` once empty.
+    pub fn next_chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        let first = self.lines.front()?.len();
+        if first >= max {
+            self.bytes -= first;
+            return self.lines.pop_front().map(Chunk::Line);
+        }
+        self.buf.clear();
+        self.buf.reserve(self.bytes.min(max));
+        while let Some(line) = self.lines.front() {
+            if self.buf.len() + line.len() > max {
+                break;
+            }
+            self.buf.extend_from_slice(line);
+            self.bytes -= line.len();
+            self.lines.pop_front();
+        }
+        Some(Chunk::Gathered(&self.buf))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn shrink(&mut self) {
+        if self.lines.capacity() > LINES_KEPT {
+            self.lines = VecDeque::new();
+        }
+        if self.buf.capacity() > BUFFER_KEPT {
+            self.buf = Vec::new();
         }
     }
 }
@@ -185,9 +242,9 @@ mod tests {
     use super::*;
 
     async fn take(rx: &mut OutboxReceiver) -> Vec<Bytes> {
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         assert!(rx.recv_batch(&mut batch).await);
-        batch.into_iter().collect()
+        batch.lines.into_iter().collect()
     }
 
     #[tokio::test]
@@ -223,9 +280,9 @@ mod tests {
         let tx2 = tx.clone();
         let writer = tokio::spawn(async move {
             let mut got = Vec::new();
-            let mut batch = VecDeque::new();
+            let mut batch = Batch::default();
             while rx.recv_batch(&mut batch).await {
-                got.extend(batch.drain(..));
+                got.extend(batch.lines.drain(..));
             }
             got
         });
@@ -234,6 +291,34 @@ mod tests {
         assert!(tx2.push(Bytes::from_static(b"2\n")));
         drop(tx2);
         assert_eq!(writer.await.unwrap(), ["1\n", "2\n"]);
+    }
+
+    #[tokio::test]
+    async fn chunks_gather_small_lines_and_pass_long_ones_whole() {
+        let (tx, mut rx) = outbox(100, 1000);
+        for line in ["ab\n", "cd\n", "ef\n", "0123456789\n", "gh\n"] {
+            assert!(tx.push(Bytes::from_static(line.as_bytes())));
+        }
+        let mut batch = Batch::default();
+        assert!(rx.recv_batch(&mut batch).await);
+        let mut got = Vec::new();
+        while let Some(chunk) = batch.next_chunk(7) {
+            got.push(match chunk {
+                Chunk::Gathered(b) => format!("gathered {}", String::from_utf8_lossy(b)),
+                Chunk::Line(b) => format!("line {}", String::from_utf8_lossy(&b)),
+            });
+        }
+        assert_eq!(
+            got,
+            [
+                "gathered ab\ncd\n",
+                "gathered ef\n",
+                "line 0123456789\n",
+                "gathered gh\n"
+            ]
+        );
+        assert!(batch.is_empty());
+        assert_eq!(batch.bytes, 0);
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::outbox::{outbox, Outbox, OutboxReceiver};
+use crate::outbox::{outbox, Batch, Chunk, Outbox, OutboxReceiver};
 use crate::state::{Refusal, SessionId, State};
 use crate::{ConnectionPermit, Shared};
 
@@ -30,8 +30,6 @@ const MAX_RATE_LIMITED: usize = 50;
 const ERROR_WINDOW: Duration = Duration::from_secs(60);
 /// Bytes given to one `write` at most: lines are gathered into a buffer this large.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// A write buffer larger than this is given back when the outbox runs empty.
-const WRITE_BUFFER_KEPT: usize = 512;
 /// Lines handled per wake-up before the session looks at its timers and cancellation again.
 const DRAIN_LINES: usize = 64;
 /// Initial read buffer: enough for a typical line; it grows as a long line needs.
@@ -135,64 +133,20 @@ pub async fn serve<R, W>(
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
     // No cancellation is watched here (a future per batch costs locks on the hot path): when
     // the outbox overflows, the session ends and aborts this task.
-    let mut batch: VecDeque<Bytes> = VecDeque::new();
-    let mut out: Vec<u8> = Vec::new();
+    let mut batch = Batch::default();
     while receiver.recv_batch(&mut batch).await {
-        if write_batch(&mut writer, &mut batch, &mut out)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        // An idle session keeps no batch storage to speak of.
-        if receiver.is_empty() {
-            if batch.capacity() > 64 {
-                batch = VecDeque::new();
-            }
-            if out.capacity() > WRITE_BUFFER_KEPT {
-                out = Vec::new();
+        while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
+            let written = match chunk {
+                Chunk::Gathered(bytes) => writer.write_all(bytes).await,
+                Chunk::Line(line) => writer.write_all(&line).await,
+            };
+            if written.is_err() {
+                return;
             }
         }
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
-}
-
-/// Write every line of `batch`; `batch` ends empty. Lines are copied into `out` and written
-/// with one `write` per `WRITE_CHUNK`: for the small lines of a chat, a copy is cheaper than
-/// handing the kernel one buffer per line. A line of `WRITE_CHUNK` or more (a long history
-/// reply) is written from its own buffer.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    batch: &mut VecDeque<Bytes>,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    while let Some(front) = batch.front() {
-        if front.len() >= WRITE_CHUNK {
-            writer.write_all(front).await?;
-            batch.pop_front();
-            continue;
-        }
-        out.clear();
-        let size: usize = batch
-            .iter()
-            .map(|l| l.len())
-            .scan(0, |total, len| {
-                *total += len;
-                (*total <= WRITE_CHUNK).then_some(len)
-            })
-            .sum();
-        out.reserve(size);
-        while let Some(line) = batch.front() {
-            if out.len() + line.len() > WRITE_CHUNK {
-                break;
-            }
-            out.extend_from_slice(line);
-            batch.pop_front();
-        }
-        writer.write_all(out).await?;
-    }
-    Ok(())
 }
 
 /// A sliding window of recent event times.
