@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text};
 use lanchat_protocol::{
@@ -34,6 +34,10 @@ const WRITE_CHUNK: usize = 64 * 1024;
 const DRAIN_LINES: usize = 64;
 /// Initial read buffer: enough for a typical line; it grows as a long line needs.
 const READ_BUFFER: usize = 512;
+/// Read buffer of a session that sends many lines at once.
+const READ_BUFFER_BUSY: usize = 16 * 1024;
+/// Lines found in one wake-up that make a session busy.
+const BUSY_LINES: usize = 3;
 /// After a bye, how long to keep reading (and discarding) so the peer sees the bye before the
 /// close, rather than a reset that may destroy it.
 const LINGER: Duration = Duration::from_secs(1);
@@ -147,6 +151,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+/// Size the read buffer for the next read, given the lines the last wake-up found. An
+/// interactive session (a line at a time) keeps the small initial buffer; one whose reads
+/// come in full (a bot, a bridge, a busy sender) gets a large one, so that a read takes
+/// hundreds of lines rather than a few. It shrinks back once that session goes quiet.
+fn size_read_buffer(buf: &mut BytesMut, lines: usize) {
+    if lines >= BUSY_LINES {
+        buf.reserve(READ_BUFFER_BUSY);
+    } else if buf.is_empty() && buf.capacity() > READ_BUFFER {
+        *buf = BytesMut::with_capacity(READ_BUFFER);
+    }
 }
 
 /// A sliding window of recent event times.
@@ -300,7 +316,10 @@ impl Session {
                         // the select polls the reader again with the task's own waker.
                         match reader.next().now_or_never() {
                             Some(next) => item = next,
-                            None => break,
+                            None => {
+                                size_read_buffer(reader.read_buffer_mut(), n);
+                                break;
+                            }
                         }
                     }
                 }
