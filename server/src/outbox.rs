@@ -32,40 +32,47 @@ pub struct OutboxReceiver {
     queue: Arc<Queue>,
 }
 
+// Aligned so that a push, which is made once per recipient of every message, touches one cache
+// line of the queue: the lock and everything it guards (see the layout test).
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Queue {
     state: Mutex<State>,
     /// Wakes the writer when it waits on an empty queue (or the last sender is gone).
     ready: Notify,
     /// Live `Outbox` handles; at zero the writer drains what is left and ends.
     senders: AtomicUsize,
-    /// Checked on every push without taking the lock.
+    /// Set with `State::overflowed`, for readers that do not take the lock.
     full: AtomicBool,
     /// Wakes the session once, when the queue overflows (it then aborts the writer).
     overflowed: CancellationToken,
-    max_frames: usize,
-    max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
     lines: VecDeque<Bytes>,
     bytes: usize,
+    max_frames: u32,
+    max_bytes: u32,
     writer_waiting: bool,
     /// The writer is gone: nothing more will be read.
     closed: bool,
+    /// A push failed for lack of room; no push succeeds after that.
+    overflowed: bool,
 }
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     let queue = Arc::new(Queue {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            max_frames: u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX),
+            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            ..State::default()
+        }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
         full: AtomicBool::new(false),
         overflowed: CancellationToken::new(),
-        max_frames: max_frames.max(1),
-        max_bytes,
     });
     (
         Outbox {
@@ -110,14 +117,14 @@ impl Outbox {
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
         let q = &*self.queue;
-        if q.full.load(Ordering::Relaxed) {
-            return false;
-        }
         let mut state = q.lock();
-        if state.closed {
+        if state.closed || state.overflowed {
             return false;
         }
-        if state.lines.len() >= q.max_frames || state.bytes + line.len() > q.max_bytes {
+        if state.lines.len() >= state.max_frames as usize
+            || state.bytes + line.len() > state.max_bytes as usize
+        {
+            state.overflowed = true;
             drop(state);
             q.overflow();
             return false;
@@ -319,6 +326,13 @@ mod tests {
         );
         assert!(batch.is_empty());
         assert_eq!(batch.bytes, 0);
+    }
+
+    #[test]
+    fn a_push_touches_one_cache_line() {
+        assert!(std::mem::size_of::<Mutex<State>>() <= 64);
+        assert_eq!(std::mem::offset_of!(Queue, state), 0);
+        assert_eq!(std::mem::align_of::<Queue>(), 64);
     }
 
     #[tokio::test]
