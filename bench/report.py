@@ -147,6 +147,7 @@ def main() -> None:
     ap.add_argument("markdown")
     ap.add_argument("--duration", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=0)
+    ap.add_argument("--pinned", action="store_true")
     a = ap.parse_args()
     rows = load(a.results)
     g = group(rows)
@@ -165,6 +166,11 @@ def main() -> None:
     if busy:
         out.append(f"- other load: CPU busy just before a run (all cores, other processes): median "
                    f"{med(busy):.0f} %, max {max(busy)} % (run.sh waits up to 15 s for < 15 %)")
+    if a.pinned:
+        out.append("- placement: every server pinned to CPU 1, the generator to CPU 0 (`taskset`), "
+                   "except the two-generator check")
+    else:
+        out.append("- placement: not pinned (PIN=0 or fewer than 2 CPUs)")
     out.append(f"- redis: {sh('redis-server --version')}")
     out.append(f"- ngircd: {sh('ngircd --version')}")
     out.append("")

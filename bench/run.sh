@@ -33,6 +33,15 @@ trap 'exit 130' INT TERM
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
+# With two or more CPUs, every server runs on CPU 1 and the generator on CPU 0 (the same for all
+# three servers): runs vary less when neither migrates nor preempts the other. PIN=0 turns it off.
+SERVER_ON=()
+GEN_ON=()
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_ON=(taskset -c 1)
+    GEN_ON=(taskset -c 0)
+fi
+
 # --- peers from the system packages ------------------------------------------------------------
 install_peers() {
     if command -v redis-server >/dev/null && command -v ngircd >/dev/null; then
@@ -75,7 +84,7 @@ wait_listening() { # PORT PID
 # Each start_* sets SERVER_PID and ADDR and records the pid for the exit trap.
 start_lanchat() { # [extra flags]
     : >"$WORK/lanchat.out"
-    "$ROOT/target/release/lanchat-server" --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 \
+    "${SERVER_ON[@]}" "$ROOT/target/release/lanchat-server" --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 \
         --max-per-ip 100000 --max-clients 100000 "$@" >"$WORK/lanchat.out" 2>>"$WORK/lanchat.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -91,7 +100,7 @@ start_lanchat() { # [extra flags]
 start_redis() {
     local port
     port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+    "${SERVER_ON[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
         --protected-mode yes --maxclients 20000 --daemonize no --dir "$WORK" \
         >>"$WORK/redis.log" 2>&1 &
     SERVER_PID=$!
@@ -105,7 +114,7 @@ start_ngircd() {
     port=$(free_port)
     sed -e "s/@PORT@/$port/" -e "s#@PIDFILE@#$WORK/ngircd.pid#" \
         "$ROOT/bench/ngircd.conf" >"$WORK/ngircd.conf"
-    ngircd --nodaemon --config "$WORK/ngircd.conf" >>"$WORK/ngircd.log" 2>&1 &
+    "${SERVER_ON[@]}" ngircd --nodaemon --config "$WORK/ngircd.conf" >>"$WORK/ngircd.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     ADDR=127.0.0.1:$port
@@ -176,7 +185,7 @@ measure() {
     N=$((N + 1))
     local out rc=0
     # shellcheck disable=SC2046
-    out=$(timeout 180 "$LOAD" --json --timeout 120 --addr "$ADDR" --server-pid "$SERVER_PID" \
+    out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$ADDR" --server-pid "$SERVER_PID" \
         --prefix "g$N" $(proto_args "$server") "$@") || rc=$?
     stop_server
     if [ -z "$out" ]; then
@@ -226,14 +235,15 @@ for round in $(seq 1 "$ROUNDS"); do
     mkdir -p "$WORK/data"
     measure "datadir-on-1x100x10" lanchat "$round" --lanchat-flags "--data-dir $WORK/data" -- "${FAN_A[@]}"
 done
-for round in 1 2; do
+for round in 1 2 3; do
     for s in "${SERVERS[@]}"; do measure "rate-100k" "$s" "$round" -- "${RATE[@]}"; done
 done
 for s in "${SERVERS[@]}"; do measure "mixed-10x20x2" "$s" 1 -- "${MIXED[@]}"; done
 for s in "${SERVERS[@]}"; do measure "idle-10000" "$s" 1 -- "${IDLE[@]}"; done
 
 # The generator is not the bottleneck: the many-rooms fan-out split over two generator
-# processes (25 rooms each, clocks started at the same instant) against one lanchat-server.
+# processes (25 rooms each, clocks started at the same instant, not pinned) against one
+# lanchat-server.
 start_lanchat
 wait_quiet
 t=$(($(date +%s%3N) + 4000))
@@ -257,5 +267,7 @@ log "two generators done"
 
 END=$(date +%s)
 log "benchmark took $((END - START)) s"
-python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md" --duration $((END - START)) --rounds "$ROUNDS"
+PINNED=()
+if [ ${#SERVER_ON[@]} -gt 0 ]; then PINNED=(--pinned); fi
+python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md" --duration $((END - START)) --rounds "$ROUNDS" "${PINNED[@]}"
 log "results written to BENCHMARKS.md"
