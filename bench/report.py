@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -138,6 +139,46 @@ def summary(r: dict) -> str:
     return line
 
 
+def plot_latency(rate: dict[str, list[dict]], path: str) -> bool:
+    """Latency by percentile at the fixed rate, one line per server (the median of the rounds at
+    each percentile). Needs matplotlib; returns False (and draws nothing) without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report.py: matplotlib not installed; no latency plot", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    drawn = False
+    for s in SERVERS:
+        reps = [r for r in rate.get(s, []) if r.get("latency_percentiles_ms")]
+        if not reps:
+            continue
+        pcts = [p for p, _ in reps[0]["latency_percentiles_ms"] if p < 100]
+        ys = [med([dict(map(tuple, r["latency_percentiles_ms"]))[p] for r in reps]) for p in pcts]
+        # x: "nines" (0 = p0, 1 = p90, 2 = p99, 3 = p99.9, ...)
+        xs = [-math.log10(1 - p / 100) for p in pcts]
+        ax.plot(xs, ys, marker="o", markersize=3, label=s)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ticks = [0, 1, 2, 3, 4]
+    ax.set_xticks(ticks, ["p0", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_yscale("log")
+    ax.set_ylabel("delivery latency (ms)")
+    ax.set_xlabel("percentile")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_title("1 room x 100 members, 1,010 messages/s = 100,000 deliveries/s (median of rounds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def main() -> None:
     if len(sys.argv) == 2 and sys.argv[1] == "--summary":
         print(summary(json.load(sys.stdin)))
@@ -234,6 +275,15 @@ def main() -> None:
             f"| {clean(reps)} |"
         )
     out.append("")
+    rounds = ", ".join(
+        f"{s} " + " / ".join(f"{r['latency_ms']['p99']:.2f}" for r in rate[s])
+        for s in SERVERS if rate[s])
+    out.append(f"p99 of each round (ms): {rounds}.")
+    out.append("")
+    png = os.path.join(os.path.dirname(os.path.abspath(a.markdown)), "bench", "latency-100k.png")
+    if plot_latency(rate, png):
+        out.append("![delivery latency by percentile at 100,000 deliveries/s](bench/latency-100k.png)")
+        out.append("")
 
     out.append("### Mixed: 10 rooms x 20 members x 2 senders, every 4th message a DM, 2 members per room leaving and re-joining")
     out.append("")

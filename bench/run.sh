@@ -3,7 +3,7 @@
 # with and without --data-dir (issue 7). Writes the results into BENCHMARKS.md (between the
 # results markers) and the raw reports into bench/results.jsonl.
 #
-#   bench/run.sh             # everything, about 6 minutes on 2 cores
+#   bench/run.sh             # everything, about 12 minutes on 2 cores
 #   ROUNDS=1 bench/run.sh    # one round per comparison, for a quick look
 #
 # Everything listens on 127.0.0.1 only, every run is bounded by a message count and a timeout,
@@ -202,6 +202,10 @@ summary() {
 
 # --- the benchmark -----------------------------------------------------------------------------
 install_peers
+# The latency plot needs matplotlib (the tables do not).
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+    python3 -m pip install --quiet matplotlib >&2 || log "matplotlib not installed: no latency plot"
+fi
 log "building release binaries"
 cargo build --release -p lanchat-server >&2
 cargo build --release -p lanchat-tests --bin lanchat-load >&2
@@ -213,10 +217,11 @@ log "open files limit: $(ulimit -n)"
 START=$(date +%s)
 
 SERVERS=(lanchat redis ngircd)
-# Fan-out at max rate, each window bounded at 32 messages in flight per sender.
-FAN_A=(fanout --rooms 1 --members 100 --senders 10 --messages 3000)
-FAN_B=(fanout --rooms 1 --members 1000 --senders 5 --messages 500)
-FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 1500)
+# Fan-out at max rate, each window bounded at 32 messages in flight per sender. About 10 million
+# deliveries each, so that a run uses seconds of server CPU, not a few hundred milliseconds.
+FAN_A=(fanout --rooms 1 --members 100 --senders 10 --messages 12000)
+FAN_B=(fanout --rooms 1 --members 1000 --senders 5 --messages 2000)
+FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 6000)
 # 1010 messages/s to 99 receivers = 100,000 deliveries/s for 5 s.
 RATE=(fanout --rooms 1 --members 100 --senders 10 --messages 505 --rate 1010 --window 1000)
 MIXED=(mixed --rooms 10 --members 20 --senders 2 --messages 4000 --dm-every 4 --churners 2)
@@ -247,7 +252,7 @@ for s in "${SERVERS[@]}"; do measure "idle-10000" "$s" 1 -- "${IDLE[@]}"; done
 start_lanchat
 wait_quiet
 t=$(($(date +%s%3N) + 4000))
-HALF=(fanout --rooms 25 --members 20 --senders 1 --messages 1500 --start-at "$t")
+HALF=(fanout --rooms 25 --members 20 --senders 1 --messages 6000 --start-at "$t")
 out1="$WORK/two-1.json"
 out2="$WORK/two-2.json"
 timeout 180 "$LOAD" --json --timeout 120 --addr "$ADDR" --server-pid "$SERVER_PID" --prefix ga \

@@ -56,6 +56,12 @@ pub struct Config {
     pub start_at_unix_ms: Option<u64>,
 }
 
+/// Percentiles reported for latency plots.
+const PLOT_PERCENTILES: [f64; 16] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 98.0, 99.0, 99.5, 99.8, 99.9, 99.95, 99.98, 99.99,
+    100.0,
+];
+
 /// The role of one connection.
 struct Plan {
     nick: String,
@@ -365,6 +371,11 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
             "p50": q(0.50), "p99": q(0.99), "p999": q(0.999),
             "max": hist.max() as f64 / 1000.0, "count": hist.len(),
         },
+        // The distribution for plots: [percentile, ms] pairs.
+        "latency_percentiles_ms": PLOT_PERCENTILES
+            .iter()
+            .map(|p| json!([p, q(p / 100.0)]))
+            .collect::<Vec<_>>(),
         "lost": lost,
         "duplicated": dup,
         "reordered": reord,
