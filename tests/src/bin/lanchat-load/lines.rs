@@ -59,7 +59,7 @@ impl LineReader {
     /// The next complete line without its LF (and without a CR before it), if one is buffered.
     pub fn next_line(&mut self) -> Option<&[u8]> {
         let pending = &self.buf[self.start..self.end];
-        let nl = pending.iter().position(|&b| b == b'\n')?;
+        let nl = memchr::memchr(b'\n', pending)?;
         let line_start = self.start;
         self.start += nl + 1;
         let mut line = &self.buf[line_start..line_start + nl];

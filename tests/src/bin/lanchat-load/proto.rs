@@ -62,7 +62,7 @@ pub fn write_payload(out: &mut Vec<u8>, p: Payload, size: usize) {
 
 /// Find and parse the payload in a line.
 pub fn parse_payload(line: &[u8]) -> Option<Payload> {
-    let at = line.iter().position(|&b| b == b'^')?;
+    let at = memchr::memchr(b'^', line)?;
     let mut rest = &line[at + 1..];
     let mut num = |end: u8| -> Option<u64> {
         let mut v: u64 = 0;
