@@ -101,9 +101,10 @@ def fanout_table(g, out: list[str]) -> dict[str, dict[str, float]]:
     best: dict[str, dict[str, float]] = {}
     out.append(
         "| scenario | server | deliveries per server CPU-s (M) | deliveries/s (M) | messages/s "
-        "| p50 ms | p99 ms | p999 ms | server CPU s | generator us/delivery | lost / dup / reordered |"
+        "| p50 ms | p99 ms | p999 ms | server CPU s | server busy % | generator us/delivery "
+        "| generator busy % | lost / dup / reordered |"
     )
-    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, title in FANOUT:
         best[label] = {}
         for s in SERVERS:
@@ -120,7 +121,9 @@ def fanout_table(g, out: list[str]) -> dict[str, dict[str, float]]:
                 f"| {med([r['latency_ms']['p99'] for r in reps]):.2f} "
                 f"| {med([r['latency_ms']['p999'] for r in reps]):.2f} "
                 f"| {med([r['server_cpu_s'] for r in reps]):.2f} "
+                f"| {med([100 * r['server_cpu_s'] / r['wall_s'] for r in reps]):.0f} "
                 f"| {med([r['gen_cpu_us_per_delivery'] for r in reps]):.3f} "
+                f"| {med([100 * r['gen_cpu_s'] / r['wall_s'] for r in reps]):.0f} "
                 f"| {clean(reps)} |"
             )
     return best
@@ -217,6 +220,10 @@ def main() -> None:
     out.append("")
 
     out.append("### Fan-out at max rate (window 32 messages in flight per sender)")
+    out.append("")
+    out.append("Server busy % and generator busy % are CPU time over wall time of the measured "
+               "interval: a server near 100 % is the limit of its run; one well below it was paced "
+               "by something else (the generator, or the window).")
     out.append("")
     out.append("Medians over the rounds; the range of the headline figure over the rounds in "
                "parentheses. Server CPU is utime+stime of the server process over the measured "
