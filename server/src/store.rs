@@ -28,8 +28,10 @@ use uuid::Uuid;
 
 use crate::history::StoredMessage;
 
-/// A room file is compacted once it holds this many times the history size.
-pub const COMPACT_FACTOR: usize = 2;
+/// A room file is compacted once it holds this many times the history size. Each compaction
+/// rewrites `history` lines, so a message costs 1 + 1/(factor - 1) line writes: 4 keeps that to
+/// a third more than the append itself while bounding a file to four times the history.
+pub const COMPACT_FACTOR: usize = 4;
 /// The longest the writer waits before an fsync of what it has written.
 const FSYNC_EVERY: Duration = Duration::from_secs(1);
 /// After a batch, how long the writer lets the next one gather before it looks again: the
@@ -214,6 +216,16 @@ impl Store {
 
 /// Read a room file: the room name, the newest `keep` good messages, and the number of lines.
 /// Torn or corrupt lines are skipped with one warning per file.
+/// A stored line that is whole (LF-terminated) and a `message` with a UUID id; `None` for a
+/// torn or corrupt line.
+fn parse_line(line: &[u8]) -> Option<(Uuid, Message)> {
+    if line.last() != Some(&b'\n') {
+        return None;
+    }
+    let m = serde_json::from_slice::<Message>(line).ok()?;
+    Some((Uuid::parse_str(&m.id).ok()?, m))
+}
+
 fn read_room_file(
     path: &Path,
     keep: usize,
@@ -231,12 +243,7 @@ fn read_room_file(
             break;
         }
         lines += 1;
-        let complete = buf.last() == Some(&b'\n');
-        let parsed = complete
-            .then(|| serde_json::from_slice::<Message>(&buf).ok())
-            .flatten()
-            .and_then(|m| Some((Uuid::parse_str(&m.id).ok()?, m)));
-        match parsed {
+        match parse_line(&buf) {
             Some((id, m)) => {
                 room = Some(m.room);
                 messages.push_back(StoredMessage {
@@ -293,6 +300,9 @@ struct RoomFile {
     file: File,
     lines: usize,
     dirty: bool,
+    /// Bytes from this offset on were written by this writer (or checked by a compaction):
+    /// whole, valid lines that a compaction need not parse again.
+    trusted_from: u64,
 }
 
 struct Writer {
@@ -329,9 +339,21 @@ impl Writer {
                 }
             }
             let mut done = None;
+            // One write per room per batch: (room key, its lines end to end, how many).
+            let mut appends: Vec<(String, Vec<u8>, usize)> = Vec::new();
+            let mut index: HashMap<String, usize> = HashMap::new();
             for op in ops {
                 match op {
-                    Op::Append { room_key, line } => self.append(&room_key, &line),
+                    Op::Append { room_key, line } => match index.get(&room_key) {
+                        Some(&i) => {
+                            appends[i].1.extend_from_slice(&line);
+                            appends[i].2 += 1;
+                        }
+                        None => {
+                            index.insert(room_key.clone(), appends.len());
+                            appends.push((room_key, line.to_vec(), 1));
+                        }
+                    },
                     Op::Topic {
                         room_key,
                         room,
@@ -339,6 +361,9 @@ impl Writer {
                     } => self.topic(room_key, room, topic),
                     Op::Shutdown(tx) => done = Some(tx),
                 }
+            }
+            for (room_key, lines, count) in appends {
+                self.append(&room_key, &lines, count);
             }
             if done.is_some() || self.last_fsync.elapsed() >= FSYNC_EVERY {
                 self.fsync();
@@ -391,24 +416,27 @@ impl Writer {
                 }
             }
             let lines = self.store.line_counts.get(name).copied().unwrap_or(0);
+            let trusted_from = file.metadata()?.len();
             self.open.insert(
                 name.to_owned(),
                 RoomFile {
                     file,
                     lines,
                     dirty: false,
+                    trusted_from,
                 },
             );
         }
         Ok(self.open.get_mut(name).expect("just inserted"))
     }
 
-    fn append(&mut self, room_key: &str, line: &[u8]) {
+    /// Append a batch of lines (whole lines, oldest first) to a room's file with one write.
+    fn append(&mut self, room_key: &str, lines: &[u8], count: usize) {
         let name = room_file_name(room_key);
         let limit = COMPACT_FACTOR * self.store.history.max(1);
         let result = self.room_file(&name).and_then(|rf| {
-            rf.file.write_all(line)?;
-            rf.lines += 1;
+            rf.file.write_all(lines)?;
+            rf.lines += count;
             rf.dirty = true;
             Ok(rf.lines > limit)
         });
@@ -424,16 +452,22 @@ impl Writer {
     }
 
     /// Rewrite a room file to its newest `history` lines: temp file, fsync, rename, fsync dir.
+    /// Lines this writer wrote are known to be whole and valid; older ones are checked as at
+    /// start, and a torn or corrupt one is left out.
     fn compact(&mut self, name: &str) -> std::io::Result<()> {
         let rooms = self.store.dir.join("rooms");
         let path = rooms.join(name);
         let tmp = rooms.join(format!("{name}.tmp"));
-        let (_, messages, _) = read_room_file(&path, self.store.history)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let data = std::fs::read(&path)?;
+        let trusted_from = self
+            .open
+            .get(name)
+            .map_or(data.len(), |rf| rf.trusted_from as usize);
+        let kept = newest_lines(&data, self.store.history, trusted_from);
         {
             let mut out = File::create(&tmp)?;
-            for m in &messages {
-                out.write_all(&m.line)?;
+            for line in &kept {
+                out.write_all(line)?;
             }
             out.sync_all()?;
         }
@@ -442,9 +476,11 @@ impl Writer {
         crash_point("compact-after-rename");
         File::open(&rooms)?.sync_all()?;
         self.open.remove(name);
-        self.store
-            .line_counts
-            .insert(name.to_owned(), messages.len());
+        self.store.line_counts.insert(name.to_owned(), kept.len());
+        // Reopen now, remembering that every line in it was checked.
+        if let Ok(rf) = self.room_file(name) {
+            rf.trusted_from = 0;
+        }
         Ok(())
     }
 
@@ -488,6 +524,29 @@ impl Writer {
     }
 }
 
+/// The newest `keep` lines of a room file's bytes, oldest first. Lines that start at or after
+/// `trusted_from` are taken as they are; older ones must parse (a torn or corrupt line is left
+/// out, as at start).
+fn newest_lines(data: &[u8], keep: usize, trusted_from: usize) -> Vec<&[u8]> {
+    let mut kept = Vec::with_capacity(keep.min(4096));
+    let mut end = data.len();
+    while end > 0 && kept.len() < keep {
+        // The line ending at `end` (its LF included, if any) starts after the previous LF.
+        let start = data[..end - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = &data[start..end];
+        let whole = line.last() == Some(&b'\n');
+        if whole && (start >= trusted_from || parse_line(line).is_some()) {
+            kept.push(line);
+        }
+        end = start;
+    }
+    kept.reverse();
+    kept
+}
+
 /// Test hook: `LANCHAT_TEST_CRASH_AT=<point>` aborts the process at that point, to prove that a
 /// crash there loses nothing.
 fn crash_point(point: &str) {
@@ -519,5 +578,49 @@ mod tests {
         assert_eq!(base64url(b"fo"), "Zm8");
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    fn line(n: u32) -> String {
+        let m = Message {
+            id: Uuid::now_v7().to_string(),
+            ts: 1,
+            room: "r".into(),
+            from: "a".into(),
+            text: format!("m{n}"),
+        };
+        format!("{}\n", serde_json::to_string(&m).unwrap())
+    }
+
+    fn texts(lines: &[&[u8]]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| serde_json::from_slice::<Message>(l).unwrap().text)
+            .collect()
+    }
+
+    #[test]
+    fn newest_lines_skips_bad_lines_before_the_trusted_part_only() {
+        let old = format!("{}garbage\n{}{{\"torn\":", line(1), line(2));
+        let new = format!("\n{}{}", line(3), line(4));
+        let data = format!("{old}{new}");
+        // Everything untrusted: bad lines are left out wherever they are.
+        let all = newest_lines(data.as_bytes(), 10, data.len());
+        assert_eq!(texts(&all), ["m1", "m2", "m3", "m4"]);
+        assert_eq!(
+            texts(&newest_lines(data.as_bytes(), 3, data.len())),
+            ["m2", "m3", "m4"]
+        );
+        // A torn line repaired with an LF ends inside the trusted part but starts before it:
+        // still checked, still left out.
+        let kept = newest_lines(data.as_bytes(), 10, old.len());
+        assert_eq!(texts(&kept), ["m1", "m2", "m3", "m4"]);
+        // Lines that start in the trusted part are taken without parsing.
+        let data = format!("{}junk\n{}", line(1), line(2));
+        let from = line(1).len();
+        let kept = newest_lines(data.as_bytes(), 10, from);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[1], b"junk\n");
+        // A last line without its LF is never kept.
+        assert!(newest_lines(b"{\"a\":1}", 5, 0).is_empty());
     }
 }
