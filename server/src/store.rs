@@ -4,13 +4,15 @@
 //! Guarantee: accepted messages are written to the kernel in batches, a few milliseconds after
 //! they are accepted (so `kill -9` loses nothing but the last few milliseconds), and the files are fsynced at least
 //! once a second (so a power cut loses at most about the last second), in the spirit of Redis's
-//! `appendfsync everysec`. Files are compacted to the newest `history` lines once they grow past
-//! `COMPACT_FACTOR` times that, through a temporary file, fsync and an atomic rename: a crash at
-//! any point leaves either the old file or the new one whole.
+//! `appendfsync everysec`. Nothing is ever rewritten: once a room's file holds `history` lines it
+//! is renamed to `<name>.jsonl.1` (replacing the one before) and a new file is started, so a room
+//! keeps between `history` and twice that many lines on disk, each written once. A crash at any
+//! point leaves whole files; at start both are read and the newest `history` lines are kept.
 //!
 //! Layout of the data directory:
 //! - `lock`: held with `flock` by the running server; a second server refuses to start.
-//! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire.
+//! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire, appended to;
+//!   `rooms/<name>.jsonl.1`: the lines before those, up to `history` of them.
 //! - `topics.json`: `{"<room key>": {"room": "<name>", "topic": "<topic>"}}`, replaced atomically.
 
 use std::collections::HashMap;
@@ -28,10 +30,8 @@ use uuid::Uuid;
 
 use crate::history::StoredMessage;
 
-/// A room file is compacted once it holds this many times the history size. Each compaction
-/// rewrites `history` lines, so a message costs 1 + 1/(factor - 1) line writes: 4 keeps that to
-/// a third more than the append itself while bounding a file to four times the history.
-pub const COMPACT_FACTOR: usize = 4;
+/// Suffix of a room's previous file.
+const PREVIOUS: &str = ".1";
 /// The longest the writer waits before an fsync of what it has written.
 const FSYNC_EVERY: Duration = Duration::from_secs(1);
 /// After a batch, how long the writer lets the next one gather before it looks again: the
@@ -160,24 +160,40 @@ impl Store {
         let mut loaded = Loaded::default();
         let rooms_dir = dir.join("rooms");
         let entries = std::fs::read_dir(&rooms_dir).map_err(io_err(&rooms_dir))?;
-        let mut names: Vec<String> = entries
+        let mut names = std::collections::BTreeSet::new();
+        for name in entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
+        {
+            if name.ends_with(".tmp") {
+                // Left by an interrupted compaction of an earlier version: the file it was
+                // rewriting is still whole.
+                let _ = std::fs::remove_file(rooms_dir.join(&name));
+                continue;
+            }
+            // A room is its current file, its previous one, or both (a crash between the
+            // rename and the first append leaves only the previous one).
+            let base = name.strip_suffix(PREVIOUS).unwrap_or(&name);
+            if base.ends_with(".jsonl") {
+                names.insert(base.to_owned());
+            }
+        }
         for name in names {
             let path = rooms_dir.join(&name);
-            if name.ends_with(".tmp") {
-                // A compaction interrupted before its rename: the old file is still whole.
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            if !name.ends_with(".jsonl") {
-                continue;
-            }
-            let (room, messages, lines) = read_room_file(&path, history)?;
+            let previous = rooms_dir.join(format!("{name}{PREVIOUS}"));
+            let (room_before, mut messages, _) = match previous.exists() {
+                true => read_room_file(&previous, history)?,
+                false => (None, Vec::new(), 0),
+            };
+            let (room, newer, lines) = match path.exists() {
+                true => read_room_file(&path, history)?,
+                false => (None, Vec::new(), 0),
+            };
+            messages.extend(newer);
+            let excess = messages.len().saturating_sub(history);
+            messages.drain(..excess);
             store.line_counts.insert(name, lines);
-            if let Some(room) = room {
+            if let Some(room) = room.or(room_before) {
                 loaded.rooms.push((room, messages));
             }
         }
@@ -300,9 +316,8 @@ struct RoomFile {
     file: File,
     lines: usize,
     dirty: bool,
-    /// Bytes from this offset on were written by this writer (or checked by a compaction):
-    /// whole, valid lines that a compaction need not parse again.
-    trusted_from: u64,
+    /// The file just renamed to `<name>.jsonl.1`, kept open until its data is synced.
+    previous: Option<File>,
 }
 
 struct Writer {
@@ -310,6 +325,8 @@ struct Writer {
     open: HashMap<String, RoomFile>,
     last_fsync: Instant,
     last_error: Option<Instant>,
+    /// A rotation renamed a file since the last fsync of the rooms directory.
+    dir_dirty: bool,
 }
 
 impl Writer {
@@ -319,6 +336,7 @@ impl Writer {
             open: HashMap::new(),
             last_fsync: Instant::now(),
             last_error: None,
+            dir_dirty: false,
         }
     }
 
@@ -416,70 +434,86 @@ impl Writer {
                 }
             }
             let lines = self.store.line_counts.get(name).copied().unwrap_or(0);
-            let trusted_from = file.metadata()?.len();
             self.open.insert(
                 name.to_owned(),
                 RoomFile {
                     file,
                     lines,
                     dirty: false,
-                    trusted_from,
+                    previous: None,
                 },
             );
         }
         Ok(self.open.get_mut(name).expect("just inserted"))
     }
 
-    /// Append a batch of lines (whole lines, oldest first) to a room's file with one write.
-    fn append(&mut self, room_key: &str, lines: &[u8], count: usize) {
+    /// Append a batch of `count` lines (whole lines, oldest first) to a room's file: one write,
+    /// or one per file when the batch fills the current file and it is rotated in between.
+    fn append(&mut self, room_key: &str, mut lines: &[u8], mut count: usize) {
         let name = room_file_name(room_key);
-        let limit = COMPACT_FACTOR * self.store.history.max(1);
-        let result = self.room_file(&name).and_then(|rf| {
-            rf.file.write_all(lines)?;
-            rf.lines += count;
-            rf.dirty = true;
-            Ok(rf.lines > limit)
-        });
-        match result {
-            Ok(true) => {
-                if let Err(e) = self.compact(&name) {
-                    self.report("compaction", &e);
+        let limit = self.store.history.max(1);
+        while count > 0 {
+            let result = self.room_file(&name).and_then(|rf| {
+                let room = limit.saturating_sub(rf.lines).max(1);
+                let (now, n) = if count <= room {
+                    (lines, count)
+                } else {
+                    // Every stored line is one JSON object and its LF: split after the
+                    // `room`-th LF.
+                    let end = lines
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b == b'\n')
+                        .nth(room - 1)
+                        .map_or(lines.len(), |(i, _)| i + 1);
+                    (&lines[..end], room)
+                };
+                rf.file.write_all(now)?;
+                rf.lines += n;
+                rf.dirty = true;
+                Ok((now.len(), n, rf.lines >= limit))
+            });
+            match result {
+                Ok((written, n, full)) => {
+                    lines = &lines[written..];
+                    count -= n;
+                    if full {
+                        if let Err(e) = self.rotate(&name) {
+                            self.report("rotation", &e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.report("write", &e);
+                    return;
                 }
             }
-            Ok(false) => {}
-            Err(e) => self.report("write", &e),
         }
     }
 
-    /// Rewrite a room file to its newest `history` lines: temp file, fsync, rename, fsync dir.
-    /// Lines this writer wrote are known to be whole and valid; older ones are checked as at
-    /// start, and a torn or corrupt one is left out.
-    fn compact(&mut self, name: &str) -> std::io::Result<()> {
+    /// The room's file is full: it becomes `<name>.jsonl.1` (an atomic rename over the previous
+    /// one) and a new file starts. The renamed file is synced with the next periodic fsync, and
+    /// the directory with it.
+    fn rotate(&mut self, name: &str) -> std::io::Result<()> {
         let rooms = self.store.dir.join("rooms");
         let path = rooms.join(name);
-        let tmp = rooms.join(format!("{name}.tmp"));
-        let data = std::fs::read(&path)?;
-        let trusted_from = self
-            .open
-            .get(name)
-            .map_or(data.len(), |rf| rf.trusted_from as usize);
-        let kept = newest_lines(&data, self.store.history, trusted_from);
-        {
-            let mut out = File::create(&tmp)?;
-            for line in &kept {
-                out.write_all(line)?;
-            }
-            out.sync_all()?;
-        }
-        crash_point("compact-before-rename");
-        std::fs::rename(&tmp, &path)?;
-        crash_point("compact-after-rename");
-        File::open(&rooms)?.sync_all()?;
-        self.open.remove(name);
-        self.store.line_counts.insert(name.to_owned(), kept.len());
-        // Reopen now, remembering that every line in it was checked.
-        if let Ok(rf) = self.room_file(name) {
-            rf.trusted_from = 0;
+        crash_point("rotate-before-rename");
+        std::fs::rename(&path, rooms.join(format!("{name}{PREVIOUS}")))?;
+        crash_point("rotate-after-rename");
+        self.dir_dirty = true;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        self.store.line_counts.insert(name.to_owned(), 0);
+        if let Some(rf) = self.open.get_mut(name) {
+            let old = std::mem::replace(&mut rf.file, file);
+            // An earlier previous file not yet synced was just renamed over: its lines are
+            // older than the newest `history`, and nothing needs them any more.
+            rf.previous = rf.dirty.then_some(old);
+            rf.lines = 0;
+            rf.dirty = false;
         }
         Ok(())
     }
@@ -509,11 +543,22 @@ impl Writer {
     fn fsync(&mut self) {
         let mut failed = None;
         for rf in self.open.values_mut() {
+            if let Some(previous) = rf.previous.take() {
+                if let Err(e) = previous.sync_data() {
+                    failed = Some(e);
+                }
+            }
             if rf.dirty {
                 match rf.file.sync_data() {
                     Ok(()) => rf.dirty = false,
                     Err(e) => failed = Some(e),
                 }
+            }
+        }
+        if std::mem::take(&mut self.dir_dirty) {
+            // The renames of rotated files.
+            if let Err(e) = File::open(self.store.dir.join("rooms")).and_then(|d| d.sync_all()) {
+                failed = Some(e);
             }
         }
         if let Some(e) = failed {
@@ -522,29 +567,6 @@ impl Writer {
         self.last_fsync = Instant::now();
         let _ = &self.store.lock;
     }
-}
-
-/// The newest `keep` lines of a room file's bytes, oldest first. Lines that start at or after
-/// `trusted_from` are taken as they are; older ones must parse (a torn or corrupt line is left
-/// out, as at start).
-fn newest_lines(data: &[u8], keep: usize, trusted_from: usize) -> Vec<&[u8]> {
-    let mut kept = Vec::with_capacity(keep.min(4096));
-    let mut end = data.len();
-    while end > 0 && kept.len() < keep {
-        // The line ending at `end` (its LF included, if any) starts after the previous LF.
-        let start = data[..end - 1]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let line = &data[start..end];
-        let whole = line.last() == Some(&b'\n');
-        if whole && (start >= trusted_from || parse_line(line).is_some()) {
-            kept.push(line);
-        }
-        end = start;
-    }
-    kept.reverse();
-    kept
 }
 
 /// Test hook: `LANCHAT_TEST_CRASH_AT=<point>` aborts the process at that point, to prove that a
@@ -580,47 +602,40 @@ mod tests {
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
     }
 
-    fn line(n: u32) -> String {
-        let m = Message {
-            id: Uuid::now_v7().to_string(),
-            ts: 1,
-            room: "r".into(),
-            from: "a".into(),
-            text: format!("m{n}"),
-        };
-        format!("{}\n", serde_json::to_string(&m).unwrap())
-    }
-
-    fn texts(lines: &[&[u8]]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| serde_json::from_slice::<Message>(l).unwrap().text)
-            .collect()
-    }
-
     #[test]
-    fn newest_lines_skips_bad_lines_before_the_trusted_part_only() {
-        let old = format!("{}garbage\n{}{{\"torn\":", line(1), line(2));
-        let new = format!("\n{}{}", line(3), line(4));
-        let data = format!("{old}{new}");
-        // Everything untrusted: bad lines are left out wherever they are.
-        let all = newest_lines(data.as_bytes(), 10, data.len());
-        assert_eq!(texts(&all), ["m1", "m2", "m3", "m4"]);
-        assert_eq!(
-            texts(&newest_lines(data.as_bytes(), 3, data.len())),
-            ["m2", "m3", "m4"]
-        );
-        // A torn line repaired with an LF ends inside the trusted part but starts before it:
-        // still checked, still left out.
-        let kept = newest_lines(data.as_bytes(), 10, old.len());
-        assert_eq!(texts(&kept), ["m1", "m2", "m3", "m4"]);
-        // Lines that start in the trusted part are taken without parsing.
-        let data = format!("{}junk\n{}", line(1), line(2));
-        let from = line(1).len();
-        let kept = newest_lines(data.as_bytes(), 10, from);
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept[1], b"junk\n");
-        // A last line without its LF is never kept.
-        assert!(newest_lines(b"{\"a\":1}", 5, 0).is_empty());
+    fn a_batch_that_fills_a_file_is_split_at_the_rotation() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        let (store, _) = Store::open(&dir, 10).unwrap();
+        let mut writer = Writer::new(store);
+        let line = |i: usize| {
+            let m = Message {
+                id: Uuid::now_v7().to_string(),
+                ts: 1,
+                room: "lobby".into(),
+                from: "ann".into(),
+                text: format!("m{i}"),
+            };
+            format!("{}\n", serde_json::to_string(&m).unwrap())
+        };
+        let batch: String = (0..25).map(line).collect();
+        writer.append("lobby", batch.as_bytes(), 25);
+        writer.fsync();
+        let count = |name: &str| {
+            std::fs::read_to_string(dir.join("rooms").join(name))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        // 0-9 went to a file rotated away and then replaced by 10-19; 20-24 are current.
+        assert_eq!((count("lobby.jsonl.1"), count("lobby.jsonl")), (10, 5));
+        drop(writer);
+        let (_, loaded) = Store::open(&dir, 10).unwrap();
+        let texts: Vec<String> = loaded.rooms[0]
+            .1
+            .iter()
+            .map(|m| serde_json::from_slice::<Message>(&m.line).unwrap().text)
+            .collect();
+        assert_eq!(texts, (15..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -186,17 +186,23 @@ async fn torn_and_corrupt_lines_are_skipped() {
 }
 
 #[tokio::test]
-async fn compaction_keeps_the_newest_and_bounds_the_file() {
-    let dir = TempDir::new("compact");
+async fn rotation_keeps_the_newest_and_bounds_the_files() {
+    let dir = TempDir::new("rotate");
     let mut server = start(&dir, &["--history", "10"]);
     let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
     say_n(&mut ann, "lobby", 45, "m").await;
     server.stop();
-    let text = std::fs::read_to_string(Path::new(dir.path()).join("rooms/lobby.jsonl")).unwrap();
-    let n = text.lines().count();
-    assert!(
-        (10..=40).contains(&n),
-        "file holds {n} lines, bounded by 4 x history"
+    let rooms = Path::new(dir.path()).join("rooms");
+    let count = |name: &str| {
+        std::fs::read_to_string(rooms.join(name))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Rotated when it holds 10 lines: after 45, the previous file holds 31-40, the current 41-45.
+    assert_eq!(
+        (count("lobby.jsonl.1"), count("lobby.jsonl")),
+        (10, 5),
+        "lines in the previous and current files for --history 10"
     );
     let server = start(&dir, &["--history", "10"]);
     let texts: Vec<_> = history(server.addr, "lobby")
@@ -209,8 +215,8 @@ async fn compaction_keeps_the_newest_and_bounds_the_file() {
 }
 
 #[tokio::test]
-async fn a_crash_during_compaction_loses_nothing() {
-    for point in ["compact-before-rename", "compact-after-rename"] {
+async fn a_crash_during_rotation_loses_nothing() {
+    for point in ["rotate-before-rename", "rotate-after-rename"] {
         let dir = TempDir::new("crash");
         let mut server = ServerProcess::start_with(
             Command::new(bin_path("lanchat-server"))
@@ -225,10 +231,10 @@ async fn a_crash_during_compaction_loses_nothing() {
                 .env("LANCHAT_TEST_CRASH_AT", point),
         );
         let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
-        // 20 lines fill the file to 4 x history; the 21st triggers compaction and the crash,
-        // which may come before its ok reaches us.
-        let oks = say_n(&mut ann, "lobby", 20, "m").await;
-        ann.send(json!({"type":"say","room":"lobby","text":"m20"}))
+        // The 5th line fills the file and triggers the rotation and the crash, which may come
+        // before its ok reaches us.
+        let oks = say_n(&mut ann, "lobby", 4, "m").await;
+        ann.send(json!({"type":"say","room":"lobby","text":"m4"}))
             .await;
         let status = server
             .wait_exit(Duration::from_secs(10))
@@ -240,17 +246,23 @@ async fn a_crash_during_compaction_loses_nothing() {
             .iter()
             .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect();
-        let expected: Vec<_> = (16..=20).map(|i| format!("m{i}")).collect();
+        let expected: Vec<_> = (0..5).map(|i| format!("m{i}")).collect();
         assert_eq!(texts, expected, "{point}: the newest 5, whole");
         let ids: Vec<_> = msgs[..4].iter().map(|m| m["id"].clone()).collect();
-        let acked: Vec<_> = oks[16..].iter().map(|o| o["id"].clone()).collect();
+        let acked: Vec<_> = oks.iter().map(|o| o["id"].clone()).collect();
         assert_eq!(ids, acked, "{point}: same ids as acknowledged");
-        let leftovers: Vec<_> = std::fs::read_dir(Path::new(dir.path()).join("rooms"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".tmp"))
+        // And the room goes on: a new line after the restart survives the next one.
+        let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+        say_n(&mut bob, "lobby", 1, "after").await;
+        let mut server = server;
+        server.stop();
+        let server = start(&dir, &["--history", "5"]);
+        let texts: Vec<_> = history(server.addr, "lobby")
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect();
-        assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
+        assert_eq!(texts, ["m1", "m2", "m3", "m4", "after0"], "{point}");
     }
 }
 
