@@ -9,8 +9,8 @@
 //! semaphore, a slot and a wake-up for each. Here a push is a short uncontended lock and a
 //! `VecDeque` push, and the writer is woken only when it is actually waiting; it then takes
 //! everything queued in one swap (the two sides trade buffers, so steady traffic allocates
-//! nothing) and writes it in as few writes as it can (see [`Batch`]). The bound covers what is queued; the batch the writer is writing is at most one
-//! queue's worth more.
+//! nothing) and writes it in as few writes as it can (see [`Batch`]). The bound covers what is
+//! queued; the batch the writer is writing is at most one queue's worth more.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -211,7 +211,12 @@ impl RateLimit {
         }
     }
 
-    fn allow(&mut self, now: Instant) -> bool {
+    /// Take a token if there is one. Reads the clock only when there is a limit.
+    fn allow(&mut self) -> bool {
+        self.per_sec == 0.0 || self.allow_at(Instant::now())
+    }
+
+    fn allow_at(&mut self, now: Instant) -> bool {
         if self.per_sec == 0.0 {
             return true;
         }
@@ -575,7 +580,7 @@ impl Session {
     /// then the rate limit (a refused message is not delivered and costs no token).
     fn admit_message(&mut self, text: &str, max_text: usize) -> Result<(), Refusal> {
         check_text(text, max_text)?;
-        if !self.rate.allow(Instant::now()) {
+        if !self.rate.allow() {
             return Err((
                 ErrorCode::RateLimited,
                 "too many messages; this one was not delivered".into(),
@@ -719,11 +724,12 @@ mod tests {
         let t = Instant::now();
         let mut r = RateLimit::new(2, 1);
         r.last = t;
-        assert!(r.allow(t));
-        assert!(r.allow(t));
-        assert!(!r.allow(t));
-        assert!(r.allow(t + Duration::from_millis(1001)));
+        assert!(r.allow_at(t));
+        assert!(r.allow_at(t));
+        assert!(!r.allow_at(t));
+        assert!(r.allow_at(t + Duration::from_millis(1001)));
         let mut unlimited = RateLimit::new(0, 0);
-        assert!((0..1000).all(|_| unlimited.allow(t)));
+        assert!((0..1000).all(|_| unlimited.allow_at(t)));
+        assert!(unlimited.allow());
     }
 }

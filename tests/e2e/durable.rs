@@ -45,6 +45,13 @@ async fn history(addr: std::net::SocketAddr, room: &str) -> Vec<Value> {
     h["messages"].as_array().unwrap().clone()
 }
 
+/// The texts of a room's history, oldest first.
+fn texts_of(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn rand_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
@@ -162,10 +169,7 @@ async fn torn_and_corrupt_lines_are_skipped() {
 
     let mut server = start(&dir, &[]);
     let msgs = history(server.addr, "lobby").await;
-    let texts: Vec<_> = msgs
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = texts_of(&msgs);
     assert_eq!(texts, ["m0", "m1", "m2"]);
     assert!(
         server.stderr_text().contains("skipped"),
@@ -177,11 +181,7 @@ async fn torn_and_corrupt_lines_are_skipped() {
     say_n(&mut ann, "lobby", 2, "after").await;
     server.stop();
     let server = start(&dir, &[]);
-    let texts: Vec<_> = history(server.addr, "lobby")
-        .await
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = texts_of(&history(server.addr, "lobby").await);
     assert_eq!(texts, ["m0", "m1", "m2", "after0", "after1"]);
 }
 
@@ -205,11 +205,7 @@ async fn rotation_keeps_the_newest_and_bounds_the_files() {
         "lines in the previous and current files for --history 10"
     );
     let server = start(&dir, &["--history", "10"]);
-    let texts: Vec<_> = history(server.addr, "lobby")
-        .await
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = texts_of(&history(server.addr, "lobby").await);
     let expected: Vec<_> = (35..45).map(|i| format!("m{i}")).collect();
     assert_eq!(texts, expected);
 }
@@ -242,10 +238,7 @@ async fn a_crash_during_rotation_loses_nothing() {
         assert!(!status.success(), "{point}");
         let server = start(&dir, &["--history", "5"]);
         let msgs = history(server.addr, "lobby").await;
-        let texts: Vec<_> = msgs
-            .iter()
-            .map(|m| m["text"].as_str().unwrap().to_owned())
-            .collect();
+        let texts = texts_of(&msgs);
         let expected: Vec<_> = (0..5).map(|i| format!("m{i}")).collect();
         assert_eq!(texts, expected, "{point}: the newest 5, whole");
         let ids: Vec<_> = msgs[..4].iter().map(|m| m["id"].clone()).collect();
@@ -257,11 +250,7 @@ async fn a_crash_during_rotation_loses_nothing() {
         let mut server = server;
         server.stop();
         let server = start(&dir, &["--history", "5"]);
-        let texts: Vec<_> = history(server.addr, "lobby")
-            .await
-            .iter()
-            .map(|m| m["text"].as_str().unwrap().to_owned())
-            .collect();
+        let texts = texts_of(&history(server.addr, "lobby").await);
         assert_eq!(texts, ["m1", "m2", "m3", "m4", "after0"], "{point}");
     }
 }
