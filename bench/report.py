@@ -294,14 +294,17 @@ def main() -> None:
 
     out.append("### Mixed: 10 rooms x 20 members x 2 senders, every 4th message a DM, 2 members per room leaving and re-joining")
     out.append("")
+    out.append("Medians over the rounds; the range of the headline figure in parentheses.")
+    out.append("")
     out.append("| server | deliveries per server CPU-s (M) | deliveries/s (M) | messages/s | p99 ms | leave/join ops | lost / dup / reordered |")
     out.append("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for s in SERVERS:
         reps = g.get(("mixed-10x20x2", s), [])
         if not reps:
             continue
+        dpc = [r["deliveries_per_server_cpu_s"] for r in reps if r.get("deliveries_per_server_cpu_s")]
         out.append(
-            f"| {s} | {fmt_m(med([r['deliveries_per_server_cpu_s'] for r in reps]))} "
+            f"| {s} | **{fmt_m(med(dpc))}**{rng(dpc)} "
             f"| {fmt_m(med([r['deliveries_per_s'] for r in reps]))} "
             f"| {med([r['messages_per_s'] for r in reps]):,.0f} "
             f"| {med([r['latency_ms']['p99'] for r in reps]):.2f} "

@@ -224,7 +224,7 @@ FAN_B=(fanout --rooms 1 --members 1000 --senders 5 --messages 2000)
 FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 6000)
 # 1010 messages/s to 99 receivers = 100,000 deliveries/s for 5 s.
 RATE=(fanout --rooms 1 --members 100 --senders 10 --messages 505 --rate 1010 --window 1000)
-MIXED=(mixed --rooms 10 --members 20 --senders 2 --messages 4000 --dm-every 4 --churners 2)
+MIXED=(mixed --rooms 10 --members 20 --senders 2 --messages 16000 --dm-every 4 --churners 2)
 IDLE=(idle --clients 10000 --hold 1)
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -243,7 +243,9 @@ done
 for round in 1 2 3; do
     for s in "${SERVERS[@]}"; do measure "rate-100k" "$s" "$round" -- "${RATE[@]}"; done
 done
-for s in "${SERVERS[@]}"; do measure "mixed-10x20x2" "$s" 1 -- "${MIXED[@]}"; done
+for round in 1 2 3; do
+    for s in "${SERVERS[@]}"; do measure "mixed-10x20x2" "$s" "$round" -- "${MIXED[@]}"; done
+done
 for s in "${SERVERS[@]}"; do measure "idle-10000" "$s" 1 -- "${IDLE[@]}"; done
 
 # The generator is not the bottleneck: the many-rooms fan-out split over two generator
