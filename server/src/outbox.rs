@@ -13,7 +13,7 @@
 //! queued; the batch the writer is writing is at most one queue's worth more.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -42,8 +42,6 @@ struct Queue {
     ready: Notify,
     /// Live `Outbox` handles; at zero the writer drains what is left and ends.
     senders: AtomicUsize,
-    /// Set with `State::overflowed`, for readers that do not take the lock.
-    full: AtomicBool,
     /// Wakes the session once, when the queue overflows (it then aborts the writer).
     overflowed: CancellationToken,
 }
@@ -71,7 +69,6 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
         }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
-        full: AtomicBool::new(false),
         overflowed: CancellationToken::new(),
     });
     (
@@ -89,7 +86,6 @@ impl Queue {
     }
 
     fn overflow(&self) {
-        self.full.store(true, Ordering::Relaxed);
         self.overflowed.cancel();
     }
 }
@@ -142,10 +138,6 @@ impl Outbox {
     /// Cancelled once a push has failed for lack of room: the session ends as a slow consumer.
     pub fn overflow_token(&self) -> CancellationToken {
         self.queue.overflowed.clone()
-    }
-
-    pub fn is_overflowed(&self) -> bool {
-        self.queue.full.load(Ordering::Relaxed)
     }
 }
 
@@ -221,10 +213,6 @@ impl Batch {
         Some(Chunk::Gathered(&self.buf))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
     fn shrink(&mut self) {
         if self.lines.capacity() > LINES_KEPT {
             self.lines = VecDeque::new();
@@ -260,7 +248,7 @@ mod tests {
         assert!(tx.push(Bytes::from_static(b"a\n")));
         assert!(tx.push(Bytes::from_static(b"b\n")));
         assert!(!tx.push(Bytes::from_static(b"c\n")));
-        assert!(tx.is_overflowed());
+        assert!(tx.overflow_token().is_cancelled());
         assert!(!tx.push(Bytes::from_static(b"d\n")), "stays overflowed");
         assert_eq!(take(&mut rx).await, ["a\n", "b\n"]);
 
@@ -268,7 +256,7 @@ mod tests {
         assert!(tx.push(Bytes::from(vec![b'x'; 6])));
         assert!(!tx.push(Bytes::from(vec![b'y'; 6])));
         assert_eq!(take(&mut rx).await.len(), 1);
-        assert!(tx.is_overflowed());
+        assert!(tx.overflow_token().is_cancelled());
     }
 
     #[tokio::test]
@@ -278,7 +266,7 @@ mod tests {
             assert!(tx.push(Bytes::from(vec![b'x'; 8])));
             assert_eq!(take(&mut rx).await.len(), 1);
         }
-        assert!(!tx.is_overflowed());
+        assert!(!tx.overflow_token().is_cancelled());
     }
 
     #[tokio::test]
@@ -324,7 +312,7 @@ mod tests {
                 "gathered gh\n"
             ]
         );
-        assert!(batch.is_empty());
+        assert!(batch.lines.is_empty());
         assert_eq!(batch.bytes, 0);
     }
 
@@ -340,6 +328,9 @@ mod tests {
         let (tx, rx) = outbox(100, 1000);
         drop(rx);
         assert!(!tx.push(Bytes::from_static(b"x\n")));
-        assert!(!tx.is_overflowed(), "a closed queue is not a slow consumer");
+        assert!(
+            !tx.overflow_token().is_cancelled(),
+            "a closed queue is not a slow consumer"
+        );
     }
 }
