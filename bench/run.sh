@@ -3,7 +3,7 @@
 # with and without --data-dir (issue 7). Writes the results into BENCHMARKS.md (between the
 # results markers) and the raw reports into bench/results.jsonl.
 #
-#   bench/run.sh             # everything, about 12 minutes on 2 cores
+#   bench/run.sh             # everything, about 5 minutes on 2 cores
 #   ROUNDS=1 bench/run.sh    # one round per comparison, for a quick look
 #
 # Everything listens on 127.0.0.1 only, every run is bounded by a message count and a timeout,
