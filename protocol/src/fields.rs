@@ -60,31 +60,6 @@ impl<'a> RawObject<'a> {
     }
 }
 
-/// A key, borrowed unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 impl<'de> Deserialize<'de> for Raw<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(RawVisitor)
@@ -149,7 +124,11 @@ impl<'de> Deserialize<'de> for RawFrame<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFrame<'de>, A::Error> {
                 let mut obj = RawObject::default();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                // Keys come through the same visitor as values (a JSON key is always a string).
+                while let Some(key) = map.next_key::<Raw<'de>>()? {
+                    let Raw::Str(key) = key else {
+                        return Err(de::Error::custom("object key is not a string"));
+                    };
                     match KNOWN.iter().position(|k| *k == key) {
                         // A repeated key: the last one counts, as in a full parse.
                         Some(i) => obj.slots[i] = map.next_value::<Raw<'de>>()?,

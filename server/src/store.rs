@@ -357,21 +357,15 @@ impl Writer {
                 }
             }
             let mut done = None;
-            // One write per room per batch: (room key, its lines end to end, how many).
-            let mut appends: Vec<(String, Vec<u8>, usize)> = Vec::new();
-            let mut index: HashMap<String, usize> = HashMap::new();
+            // One write per room per batch: its lines end to end, and how many.
+            let mut appends: HashMap<String, (Vec<u8>, usize)> = HashMap::new();
             for op in ops {
                 match op {
-                    Op::Append { room_key, line } => match index.get(&room_key) {
-                        Some(&i) => {
-                            appends[i].1.extend_from_slice(&line);
-                            appends[i].2 += 1;
-                        }
-                        None => {
-                            index.insert(room_key.clone(), appends.len());
-                            appends.push((room_key, line.to_vec(), 1));
-                        }
-                    },
+                    Op::Append { room_key, line } => {
+                        let (buf, n) = appends.entry(room_key).or_default();
+                        buf.extend_from_slice(&line);
+                        *n += 1;
+                    }
                     Op::Topic {
                         room_key,
                         room,
@@ -380,7 +374,7 @@ impl Writer {
                     Op::Shutdown(tx) => done = Some(tx),
                 }
             }
-            for (room_key, lines, count) in appends {
+            for (room_key, (lines, count)) in appends {
                 self.append(&room_key, &lines, count);
             }
             if done.is_some() || self.last_fsync.elapsed() >= FSYNC_EVERY {
