@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use lanchat_protocol::presence::ServerState;
+use lanchat_protocol::discovery::ServerState;
 use lanchat_protocol::validate::check_nick;
 use lanchat_protocol::{DEFAULT_ANNOUNCE_PORT, DEFAULT_PORT};
 use tokio::sync::mpsc;

@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use lanchat_protocol::presence::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
+use lanchat_protocol::discovery::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -91,7 +91,7 @@ pub struct Report {
 /// its network (127.255.255.255), which is where a server bound to 127.0.0.1 announces.
 pub fn broadcast_targets(only: Option<&[String]>) -> io::Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
-    for iface in lanchat_protocol::presence::ipv4_interfaces() {
+    for iface in lanchat_net::ipv4_interfaces() {
         if only.is_some_and(|only| !only.contains(&iface.name)) {
             continue;
         }

@@ -5,6 +5,7 @@
 //! `line_too_long`. Only I/O failures are errors.
 
 use bytes::{Buf, BytesMut};
+use memchr::memchr;
 use tokio_util::codec::Decoder;
 
 /// One unit read from the peer.
@@ -118,10 +119,6 @@ impl Decoder for LineCodec {
         }
         Ok((!line.is_empty()).then_some(Line::Frame(line)))
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

@@ -6,13 +6,15 @@
 //! - [`codec`]: the bounded line decoder (`Line::TooLong` is an item, not an error).
 //! - [`validate`]: nick, room and text rules.
 //! - [`error`]: error codes, bye reasons, and the decode error.
-//! - [`presence`]: UDP beacon and discover datagrams.
+//! - [`discovery`]: UDP beacon and discover datagrams.
+//! - [`bucket`]: the token bucket behind the server's rate limit and the client's pacer.
 
+pub mod bucket;
 pub mod codec;
+pub mod discovery;
 pub mod error;
 mod fields;
 pub mod frame;
-pub mod presence;
 pub mod validate;
 
 pub use codec::{Line, LineCodec};

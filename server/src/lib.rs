@@ -7,14 +7,14 @@
 //! - [`outbox`]: the bounded per-session outbound queue (slow consumers are dropped).
 //! - [`state`]: nicks, rooms, members and history behind one short-held mutex.
 //! - [`history`]: a room's recent messages, stored as the lines that were sent.
-//! - [`presence`]: UDP beacons and answers to discovery.
+//! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 
 pub mod config;
+pub mod discovery;
 pub mod history;
 pub mod listener;
 pub mod outbox;
-pub mod presence;
 pub mod session;
 pub mod state;
 pub mod store;
@@ -164,8 +164,8 @@ impl Shared {
 /// Everything a server serves on, bound by the caller before it says it is ready.
 pub struct Bound {
     pub listeners: Vec<Listener>,
-    /// The UDP presence socket from [`presence::bind_socket`], when announcing.
-    pub presence: Option<std::net::UdpSocket>,
+    /// The UDP discovery socket from [`discovery::bind_socket`], when announcing.
+    pub discovery: Option<std::net::UdpSocket>,
     /// The locked data directory and what it held, from [`store::Store::open`].
     pub store: Option<(store::Store, store::Loaded)>,
 }
@@ -175,7 +175,7 @@ pub struct Bound {
 pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let Bound {
         listeners,
-        presence,
+        discovery,
         store,
     } = bound;
     let (shared, writer) = match store {
@@ -199,8 +199,8 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     };
     let tracker = TaskTracker::new();
     let addrs: Vec<_> = listeners.iter().filter_map(|l| l.tcp_addr()).collect();
-    let presence = match (presence, &shared.config.announce) {
-        (Some(socket), Some(announce)) => Some(presence::Presence::start(
+    let discovery = match (discovery, &shared.config.announce) {
+        (Some(socket), Some(announce)) => Some(discovery::Discovery::start(
             socket,
             announce.clone(),
             &addrs,
@@ -233,8 +233,8 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     {
         info!("some sessions did not finish flushing in time; closing them");
     }
-    if let Some(presence) = presence {
-        presence.stop().await;
+    if let Some(discovery) = discovery {
+        discovery.stop().await;
     }
     if let (Some(handle), Some(thread)) = (&shared.store, writer) {
         // Flush and fsync what is queued; the thread ends once it has.

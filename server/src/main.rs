@@ -9,7 +9,7 @@ use clap::Parser;
 use lanchat_server::config::LogFormat;
 use lanchat_server::listener::{bind_tcp, bind_unix};
 use lanchat_server::store::Store;
-use lanchat_server::{presence, Args, Bound, Listener};
+use lanchat_server::{discovery, Args, Bound, Listener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -107,12 +107,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let presence = match &config.announce {
-            Some(announce) => match presence::bind_socket(announce.port) {
+        let discovery = match &config.announce {
+            Some(announce) => match discovery::bind_socket(announce.port) {
                 Ok(socket) => Some(socket),
                 Err(e) => {
                     eprintln!(
-                        "lanchat-server: cannot bind UDP presence port {}: {e} (use --announce-port or --no-announce)",
+                        "lanchat-server: cannot bind UDP discovery port {}: {e} (use --announce-port or --no-announce)",
                         announce.port
                     );
                     return ExitCode::from(1);
@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         drop(stdout);
         let bound = Bound {
             listeners,
-            presence,
+            discovery,
             store,
         };
         match lanchat_server::run(bound, config, shutdown).await {

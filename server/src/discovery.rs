@@ -1,7 +1,7 @@
-//! UDP presence: beacons on the interfaces the TCP listeners serve, and answers to `discover`.
+//! UDP discovery: beacons on the interfaces the TCP listeners serve, and answers to `discover`.
 //!
 //! One UDP socket bound to the wildcard address (broadcasts reach only wildcard-bound sockets)
-//! with SO_REUSEADDR and SO_REUSEPORT, so several servers on one host share the presence port.
+//! with SO_REUSEADDR and SO_REUSEPORT, so several servers on one host share the discovery port.
 //! Beacons go to each served interface's directed broadcast address: 255.255.255.255 fails with
 //! ENETUNREACH on a host without a default route, which is common on an isolated LAN.
 
@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanchat_protocol::presence::{
-    ipv4_interfaces, Beacon, Datagram, Interface, ServerState, MAX_DATAGRAM,
-};
+use lanchat_net::{ipv4_interfaces, Interface};
+use lanchat_protocol::discovery::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +57,8 @@ fn port_for(listeners: &[SocketAddr], interfaces: &[Interface], src: Ipv4Addr) -
     })
 }
 
-/// The running presence task.
-pub struct Presence {
+/// The running discovery task (beacons and answers).
+pub struct Discovery {
     task: JoinHandle<()>,
     stop: CancellationToken,
 }
@@ -73,14 +72,14 @@ struct Announcer {
     ignored: AtomicU64,
 }
 
-impl Presence {
+impl Discovery {
     /// Start announcing for `listeners` on a socket from [`bind_socket`].
     pub fn start(
         socket: std::net::UdpSocket,
         config: AnnounceConfig,
         listeners: &[SocketAddr],
         shared: Arc<Shared>,
-    ) -> Result<Presence, crate::Error> {
+    ) -> Result<Discovery, crate::Error> {
         let socket = UdpSocket::from_std(socket)?;
         let announcer = Announcer {
             socket,
@@ -92,7 +91,7 @@ impl Presence {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(announcer.run(stop.clone()));
-        Ok(Presence { task, stop })
+        Ok(Discovery { task, stop })
     }
 
     /// Send the "stopping" beacon and end the task.
@@ -102,7 +101,7 @@ impl Presence {
     }
 }
 
-/// Bind the presence port: the wildcard address (broadcasts reach only wildcard-bound sockets),
+/// Bind the discovery port: the wildcard address (broadcasts reach only wildcard-bound sockets),
 /// shared with other servers on this host. The caller binds it before saying it is ready, so a
 /// discover sent right after the `listening` line is answered.
 pub fn bind_socket(port: u16) -> std::io::Result<std::net::UdpSocket> {
@@ -152,7 +151,7 @@ impl Announcer {
         info!(
             port = self.config.port,
             targets = ?served.iter().map(|(b, _)| b.to_string()).collect::<Vec<_>>(),
-            "announcing presence"
+            "announcing on the LAN"
         );
         let mut tick = tokio::time::interval(self.config.interval);
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -163,7 +162,7 @@ impl Announcer {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, src)) => self.on_datagram(&buf[..n], src).await,
                     Err(e) => {
-                        warn!(error = %e, "presence socket error");
+                        warn!(error = %e, "discovery socket error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -172,7 +171,7 @@ impl Announcer {
         self.announce(ServerState::Stopping).await;
         debug!(
             ignored = self.ignored.load(Ordering::Relaxed),
-            "presence stopped"
+            "discovery stopped"
         );
     }
 
@@ -194,7 +193,7 @@ impl Announcer {
             Some(Datagram::Beacon(_)) => {}
             None => {
                 let n = self.ignored.fetch_add(1, Ordering::Relaxed) + 1;
-                debug!(%src, len = bytes.len(), ignored = n, "ignored presence datagram");
+                debug!(%src, len = bytes.len(), ignored = n, "ignored discovery datagram");
             }
         }
     }

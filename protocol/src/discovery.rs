@@ -1,0 +1,80 @@
+//! UDP discovery datagrams: the server's `beacon` and the client's `discover` query.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest discovery datagram either side sends or accepts.
+pub const MAX_DATAGRAM: usize = 1200;
+
+/// Whether the server is serving or about to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    Up,
+    Stopping,
+}
+
+/// A server's announcement of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beacon {
+    pub protocol: u64,
+    pub server: String,
+    pub name: String,
+    /// One per server process: lets a client de-duplicate beacons heard on several interfaces.
+    pub instance: String,
+    /// The TCP port; the address is the datagram's source address.
+    pub port: u16,
+    pub users: usize,
+    pub rooms: usize,
+    pub auth: bool,
+    pub state: ServerState,
+}
+
+/// A discovery datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Datagram {
+    Beacon(Beacon),
+    Discover { protocol: u64 },
+}
+
+impl Datagram {
+    /// Parse a datagram; `None` for anything too large, not JSON, or of another type.
+    pub fn parse(bytes: &[u8]) -> Option<Datagram> {
+        if bytes.len() > MAX_DATAGRAM {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("datagrams serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage() {
+        let b = Datagram::Beacon(Beacon {
+            protocol: 1,
+            server: "lanchat/0.1.0".into(),
+            name: "n".into(),
+            instance: "i".into(),
+            port: 7878,
+            users: 2,
+            rooms: 1,
+            auth: false,
+            state: ServerState::Up,
+        });
+        assert_eq!(Datagram::parse(&b.encode()), Some(b));
+        assert_eq!(
+            Datagram::parse(br#"{"type":"discover","protocol":1}"#),
+            Some(Datagram::Discover { protocol: 1 })
+        );
+        assert_eq!(Datagram::parse(b"garbage"), None);
+        assert_eq!(Datagram::parse(br#"{"type":"other"}"#), None);
+        assert_eq!(Datagram::parse(&[b' '; 1201]), None);
+    }
+}
