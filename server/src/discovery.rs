@@ -118,7 +118,7 @@ pub fn bind_socket(port: u16) -> std::io::Result<std::net::UdpSocket> {
 impl Announcer {
     fn beacon(&self, port: u16, state: ServerState) -> Vec<u8> {
         let (users, rooms) = {
-            let st = self.shared.state();
+            let st = self.shared.chat.lock();
             (st.users(), st.active_rooms())
         };
         Datagram::Beacon(Beacon {

@@ -3,19 +3,27 @@
 //! The caller binds; [`run`] serves until its shutdown token is cancelled. Modules:
 //! - [`config`]: command line and `Config`.
 //! - [`listener`]: accept loops, connection caps, back-off on accept errors.
-//! - [`session`]: one connection: reading, dispatch, timers, and its writer task.
+//! - [`startup`]: what `main` decides (listeners, limits, the data directory) as a testable function.
+//! - [`session`]: one connection: the read loop, its timers, and its writer task.
+//! - [`dispatch`]: one client as the protocol sees it: each request from decode to effects.
+//! - [`guard`]: per-session protections (rate limit, error and flood windows).
+//! - [`state`]: the chat rules: users, nicks, rooms, members, history; each rule returns effects.
+//! - [`chat`]: the shared state behind one short-held mutex; applies effects (fan-out, persistence).
 //! - [`outbox`]: the bounded per-session outbound queue (slow consumers are dropped).
-//! - [`state`]: nicks, rooms, members and history behind one short-held mutex.
 //! - [`history`]: a room's recent messages, stored as the lines that were sent.
 //! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 
+pub mod chat;
 pub mod config;
 pub mod discovery;
+pub mod dispatch;
+pub mod guard;
 pub mod history;
 pub mod listener;
 pub mod outbox;
 pub mod session;
+pub mod startup;
 pub mod state;
 pub mod store;
 
@@ -24,13 +32,34 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::chat::Chat;
+
 pub use config::{Args, Config};
 pub use listener::Listener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::state::State;
+
+/// Where a connection came from; `None` for a Unix socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl Peer {
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.0.map(|a| a.ip())
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("unix"),
+        }
+    }
+}
 
 /// What can stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +71,9 @@ pub enum Error {
 }
 
 /// State shared by every task of one server.
-///
-/// The chat state is behind a `std::sync::Mutex`, not tokio's: every critical section is short,
-/// synchronous (no `.await` inside) and never touches a socket, which is exactly the case the
-/// tokio documentation recommends a blocking mutex for.
 pub struct Shared {
     pub config: Config,
-    state: Mutex<State>,
-    store: Option<store::StoreHandle>,
+    pub chat: Chat,
     connections: Mutex<Connections>,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
@@ -90,21 +114,11 @@ impl Shared {
     pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
         let state = State::new(&config.default_room, config.history);
         Arc::new(Shared {
+            chat: Chat::new(state, store),
             config,
-            store,
-            state: Mutex::new(state),
             connections: Mutex::new(Connections::default()),
             next_session: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
-        })
-    }
-
-    /// Lock the chat state. A panic while it was held is logged and the state used as it is:
-    /// one broken session must not take every other one down with it.
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| {
-            error!("chat state lock was poisoned by a panic; continuing");
-            poisoned.into_inner()
         })
     }
 
@@ -144,21 +158,6 @@ impl Shared {
     pub fn connection_count(&self) -> usize {
         self.connections().total
     }
-
-    /// Hand an accepted message to durable storage (a no-op without `--data-dir`). Never
-    /// blocks: the writer thread does the I/O.
-    pub(crate) fn persist_message(&self, room: &str, line: bytes::Bytes) {
-        if let Some(store) = &self.store {
-            store.append(lanchat_protocol::validate::name_key(room), line);
-        }
-    }
-
-    /// Hand a topic change to durable storage (a no-op without `--data-dir`).
-    pub(crate) fn persist_topic(&self, room_key: String, room: String, topic: String) {
-        if let Some(store) = &self.store {
-            store.topic(room_key, room, topic);
-        }
-    }
 }
 
 /// Everything a server serves on, bound by the caller before it says it is ready.
@@ -183,7 +182,7 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
             let (handle, thread) = store.start();
             let shared = Shared::with_store(config, Some(handle));
             {
-                let mut state = shared.state();
+                let mut state = shared.chat.lock();
                 for (room, messages) in loaded.rooms {
                     for m in messages {
                         state.restore_message(&room, m);
@@ -236,7 +235,7 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     if let Some(discovery) = discovery {
         discovery.stop().await;
     }
-    if let (Some(handle), Some(thread)) = (&shared.store, writer) {
+    if let (Some(handle), Some(thread)) = (shared.chat.store(), writer) {
         // Flush and fsync what is queued; the thread ends once it has.
         let handle = handle.clone();
         let _ = tokio::task::spawn_blocking(move || {

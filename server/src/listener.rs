@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::session::{self, Peer};
-use crate::Shared;
+use crate::session;
+use crate::{Peer, Shared};
 
 /// A bound listening socket.
 pub enum Listener {

@@ -1,47 +1,133 @@
-//! Shared chat state: sessions and their nicks, rooms and their members, room history.
+//! The chat rules: users and their nicks, rooms and their members, room history, and what each
+//! command changes.
 //!
-//! One `std::sync::Mutex` guards it all (see [`Shared`]). Every command runs as one short critical
-//! section that also queues its reply and the events it causes, so the order in which lines enter
-//! the outboxes is the order in which the state changed: all members of a room see its messages
-//! in one order, and a session's reply is queued before any event that follows from it. Nothing
-//! in here awaits or touches a socket; fan-out is a non-blocking push of a shared `Bytes`.
+//! Every rule is a transition over [`State`] that returns [`Effects`]: the reply to the user who
+//! acted, at most one event and who receives it, and what to persist. Nothing in here pushes to
+//! a queue, awaits, or touches a socket or a file: [`crate::chat`] applies the effects in the same
+//! critical section as the rule (which is where the ordering guarantees come from), and the
+//! rules can be tested alone (see the tests below).
+//!
+//! `State` is generic over the mailbox `M` each user is reached through (the server's
+//! [`crate::outbox::Outbox`], a recorder in tests). The rules only clone and store mailboxes; they
+//! have no way to deliver through one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use lanchat_protocol::validate::{name_key, name_key_ref};
 use lanchat_protocol::{
-    encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, ReplyData,
+    encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, Reply, ReplyData,
     RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
     MAX_ROOMS_PER_SESSION,
 };
 use uuid::Uuid;
 
 use crate::history::{RoomHistory, StoredMessage};
-use crate::outbox::Outbox;
 
 /// Identifies a connection for its whole life (nicks change, this does not).
 pub type SessionId = u64;
 
-/// A refusal that becomes an `error` reply.
+/// A refusal that becomes an `error` reply: the code and a message for the user.
 pub type Refusal = (ErrorCode, String);
 
 fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
     Err((code, message.into()))
 }
 
+/// A room's key: its name folded by [`name_key`]. Shared, so that an effect can name the room
+/// without copying the string.
+pub type RoomKey = Arc<str>;
+
+/// Proof that a session is registered: only [`State::register`] makes one and only
+/// [`State::remove`] takes it back, so a rule given one can rely on the user being there.
 #[derive(Debug)]
-struct Session {
+pub struct Registered {
+    id: SessionId,
+}
+
+impl Registered {
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+}
+
+/// Who receives an event line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every member of a room but one (the user who caused the event).
+    Room { key: RoomKey, except: SessionId },
+    /// These users, each once (a user's neighbours: everyone who shares a room with them).
+    Users(Vec<SessionId>),
+}
+
+/// One event line and who receives it. The line is encoded once, whatever the audience.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub to: Audience,
+    pub line: Bytes,
+}
+
+/// What durable storage must be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persist {
+    /// A message line, appended to its room's history.
+    Message { room_key: RoomKey, line: Bytes },
+    /// A room's topic, replacing the one before (empty: no topic).
+    Topic {
+        room_key: RoomKey,
+        room: String,
+        topic: String,
+    },
+}
+
+/// What one rule causes besides its change to the state, in the order it must happen: the
+/// reply first (a client sees the answer to its request before anything that follows from it),
+/// then the event, then persistence.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Effects {
+    pub reply: Option<Bytes>,
+    pub event: Option<Delivery>,
+    pub persist: Option<Persist>,
+}
+
+impl Effects {
+    fn reply(line: Bytes) -> Self {
+        Effects {
+            reply: Some(line),
+            ..Effects::default()
+        }
+    }
+
+    fn with_event(mut self, to: Audience, line: Bytes) -> Self {
+        self.event = Some(Delivery { to, line });
+        self
+    }
+}
+
+/// The `ok` reply line to request `re`.
+fn ok_line(re: Option<&RequestId>, data: ReplyData) -> Bytes {
+    ServerFrame::Reply(Reply {
+        re: re.cloned(),
+        data,
+    })
+    .encode_line()
+}
+
+/// A registered user.
+#[derive(Debug)]
+struct User<M> {
     nick: String,
     status: Status,
     status_text: Option<String>,
-    /// Keys of the rooms this session is in.
-    rooms: HashSet<String>,
-    outbox: Outbox,
+    /// Keys of the rooms this user is in.
+    rooms: HashSet<RoomKey>,
+    mailbox: M,
 }
 
-impl Session {
+impl<M> User<M> {
     fn member(&self) -> Member {
         Member {
             nick: self.nick.clone(),
@@ -52,46 +138,30 @@ impl Session {
 }
 
 #[derive(Debug)]
-struct Room {
-    /// As first spelled.
+struct Room<M> {
+    key: RoomKey,
+    /// As first spelled: every reply and event names the room this way.
     name: String,
     topic: String,
-    members: HashMap<SessionId, Outbox>,
+    /// Each member's mailbox, held here so that fan-out needs no look-up per recipient.
+    members: HashMap<SessionId, M>,
     history: RoomHistory,
 }
 
-impl Room {
-    fn broadcast_except(&self, except: SessionId, line: &Bytes) {
-        for (id, outbox) in &self.members {
-            if *id != except {
-                outbox.push(line.clone());
-            }
-        }
-    }
-}
-
-/// A topic set by `topic`, for durable storage.
-#[derive(Debug, Clone)]
-pub struct TopicChanged {
-    pub room_key: String,
-    pub room: String,
-    pub topic: String,
-}
-
-/// All sessions and rooms. Methods are the commands; each returns the reply data or a refusal.
+/// All users and rooms. The methods are the rules; each returns its effects or a refusal.
 #[derive(Debug)]
-pub struct State {
-    sessions: HashMap<SessionId, Session>,
+pub struct State<M> {
+    users: HashMap<SessionId, User<M>>,
     nicks: HashMap<String, SessionId>,
-    rooms: HashMap<String, Room>,
+    rooms: HashMap<RoomKey, Room<M>>,
     default_room: String,
     history_len: usize,
 }
 
-impl State {
+impl<M: Clone> State<M> {
     pub fn new(default_room: &str, history_len: usize) -> Self {
         let mut state = State {
-            sessions: HashMap::new(),
+            users: HashMap::new(),
             nicks: HashMap::new(),
             rooms: HashMap::new(),
             default_room: default_room.to_owned(),
@@ -101,8 +171,9 @@ impl State {
         state
     }
 
+    /// Registered users.
     pub fn users(&self) -> usize {
-        self.sessions.len()
+        self.users.len()
     }
 
     /// Rooms that have at least one member.
@@ -113,9 +184,40 @@ impl State {
             .count()
     }
 
-    fn room_entry(&mut self, name: &str) -> &mut Room {
+    /// The mailbox of a user, for delivery.
+    pub fn mailbox(&self, id: SessionId) -> Option<&M> {
+        self.users.get(&id).map(|u| &u.mailbox)
+    }
+
+    /// The members of a room and their mailboxes, for delivery (none if the room is gone).
+    pub fn room_mailboxes(&self, key: &str) -> impl Iterator<Item = (SessionId, &M)> {
+        self.rooms
+            .get(key)
+            .into_iter()
+            .flat_map(|r| r.members.iter().map(|(id, m)| (*id, m)))
+    }
+
+    /// The current nick of a registered user.
+    pub fn nick(&self, who: &Registered) -> &str {
+        &self.user(who).nick
+    }
+
+    fn user(&self, who: &Registered) -> &User<M> {
+        // A `Registered` exists exactly as long as its user is in the map (see its doc).
+        &self.users[&who.id]
+    }
+
+    fn user_mut(&mut self, who: &Registered) -> &mut User<M> {
+        self.users
+            .get_mut(&who.id)
+            .unwrap_or_else(|| unreachable!("a Registered outlives its user"))
+    }
+
+    fn room_entry(&mut self, name: &str) -> &mut Room<M> {
         let history_len = self.history_len;
-        self.rooms.entry(name_key(name)).or_insert_with(|| Room {
+        let key: RoomKey = name_key(name).into();
+        self.rooms.entry(key.clone()).or_insert_with(|| Room {
+            key,
             name: name.to_owned(),
             topic: String::new(),
             members: HashMap::new(),
@@ -133,109 +235,146 @@ impl State {
         self.room_entry(room).topic = topic;
     }
 
-    /// Register a session under `nick` and put it in the default room. `welcome` runs once the
-    /// nick is known to be free, before anyone is told of the join, so the session's welcome is
-    /// queued ahead of every event.
-    pub fn register_with(
+    /// Register session `id` under `nick`, reached through `mailbox`, and put it in the default
+    /// room. `welcome` is the reply: it reaches the new user before anyone is told of the join.
+    pub fn register(
         &mut self,
         id: SessionId,
         nick: &str,
-        outbox: Outbox,
-        welcome: impl FnOnce(),
-    ) -> Result<(), Refusal> {
+        mailbox: M,
+        welcome: Bytes,
+    ) -> Result<(Registered, Effects), Refusal> {
         let key = name_key(nick);
         if self.nicks.contains_key(&key) {
             return refuse(ErrorCode::NickTaken, format!("nick \"{nick}\" is taken"));
         }
-        welcome();
         self.nicks.insert(key, id);
-        self.sessions.insert(
+        self.users.insert(
             id,
-            Session {
+            User {
                 nick: nick.to_owned(),
                 status: Status::Online,
                 status_text: None,
                 rooms: HashSet::new(),
-                outbox,
+                mailbox,
             },
         );
+        let who = Registered { id };
         let default_room = self.default_room.clone();
-        self.join(id, &default_room)?;
-        Ok(())
+        let event = self.enter(&who, &default_room);
+        let effects = Effects::reply(welcome);
+        Ok((
+            who,
+            match event {
+                Some(Delivery { to, line }) => effects.with_event(to, line),
+                None => effects,
+            },
+        ))
     }
 
-    fn session(&self, id: SessionId) -> &Session {
-        self.sessions.get(&id).expect("registered session")
+    /// Put `who` in `room` (made if need be); the join event for the other members, if `who`
+    /// was not already there.
+    fn enter(&mut self, who: &Registered, room: &str) -> Option<Delivery> {
+        let user = self.user(who);
+        let (nick, mailbox) = (user.nick.clone(), user.mailbox.clone());
+        let entry = self.room_entry(room);
+        if entry.members.contains_key(&who.id) {
+            return None;
+        }
+        entry.members.insert(who.id, mailbox);
+        let key = entry.key.clone();
+        let line = ServerFrame::Join(RoomNick {
+            room: entry.name.clone(),
+            nick,
+        })
+        .encode_line();
+        self.user_mut(who).rooms.insert(key.clone());
+        Some(Delivery {
+            to: Audience::Room {
+                key,
+                except: who.id,
+            },
+            line,
+        })
     }
 
-    /// The current nick of a registered session.
-    pub fn nick_of(&self, id: SessionId) -> Option<String> {
-        self.sessions.get(&id).map(|s| s.nick.clone())
-    }
-
-    fn members(&self, room: &Room) -> Vec<Member> {
+    fn members(&self, room: &Room<M>) -> Vec<Member> {
         let mut members: Vec<Member> = room
             .members
             .keys()
-            .map(|id| self.session(*id).member())
+            .filter_map(|id| self.users.get(id))
+            .map(User::member)
             .collect();
         // One key per member, not two per comparison: a join reply in a big room is a big sort.
         members.sort_by_cached_key(|m| name_key(&m.nick));
         members
     }
 
-    pub fn join(&mut self, id: SessionId, room: &str) -> Result<ReplyData, Refusal> {
-        let key = name_key(room);
-        let session = self.sessions.get(&id).expect("registered session");
-        if !session.rooms.contains(&key) {
-            if session.rooms.len() >= MAX_ROOMS_PER_SESSION {
-                return refuse(
-                    ErrorCode::TooManyRooms,
-                    format!("a session may be in at most {MAX_ROOMS_PER_SESSION} rooms"),
-                );
-            }
-            let nick = session.nick.clone();
-            let outbox = session.outbox.clone();
-            let entry = self.room_entry(room);
-            let event = ServerFrame::Join(RoomNick {
-                room: entry.name.clone(),
-                nick,
-            })
-            .encode_line();
-            entry.broadcast_except(id, &event);
-            entry.members.insert(id, outbox);
-            self.sessions
-                .get_mut(&id)
-                .expect("registered session")
-                .rooms
-                .insert(key.clone());
+    pub fn join(
+        &mut self,
+        who: &Registered,
+        re: Option<&RequestId>,
+        room: &str,
+    ) -> Result<Effects, Refusal> {
+        let user = self.user(who);
+        if !user.rooms.contains(name_key_ref(room).as_ref())
+            && user.rooms.len() >= MAX_ROOMS_PER_SESSION
+        {
+            return refuse(
+                ErrorCode::TooManyRooms,
+                format!("a session may be in at most {MAX_ROOMS_PER_SESSION} rooms"),
+            );
         }
-        let room = &self.rooms[&key];
-        Ok(ReplyData::Join {
-            room: room.name.clone(),
-            topic: room.topic.clone(),
-            members: self.members(room),
+        let event = self.enter(who, room);
+        let entry = &self.rooms[name_key_ref(room).as_ref()];
+        let reply = ok_line(
+            re,
+            ReplyData::Join {
+                room: entry.name.clone(),
+                topic: entry.topic.clone(),
+                members: self.members(entry),
+            },
+        );
+        let effects = Effects::reply(reply);
+        Ok(match event {
+            Some(Delivery { to, line }) => effects.with_event(to, line),
+            None => effects,
         })
     }
 
-    pub fn leave(&mut self, id: SessionId, room: &str) -> Result<ReplyData, Refusal> {
-        let key = name_key(room);
-        let session = self.sessions.get_mut(&id).expect("registered session");
-        if !session.rooms.remove(&key) {
+    pub fn leave(
+        &mut self,
+        who: &Registered,
+        re: Option<&RequestId>,
+        room: &str,
+    ) -> Result<Effects, Refusal> {
+        let key = name_key_ref(room);
+        let Some(entry) = self
+            .rooms
+            .get_mut(key.as_ref())
+            .filter(|r| r.members.contains_key(&who.id))
+        else {
             return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
-        }
-        let nick = session.nick.clone();
-        let entry = self.rooms.get_mut(&key).expect("joined room exists");
-        entry.members.remove(&id);
-        let name = entry.name.clone();
-        let event = ServerFrame::Leave(RoomNick {
+        };
+        entry.members.remove(&who.id);
+        let (room_key, name) = (entry.key.clone(), entry.name.clone());
+        let user = self.user_mut(who);
+        user.rooms.remove(key.as_ref());
+        let line = ServerFrame::Leave(RoomNick {
             room: name.clone(),
-            nick,
+            nick: user.nick.clone(),
         })
         .encode_line();
-        entry.broadcast_except(id, &event);
-        self.forget_room_if_unused(&key);
-        Ok(ReplyData::Leave { room: name })
+        self.forget_room_if_unused(&room_key);
+        Ok(
+            Effects::reply(ok_line(re, ReplyData::Leave { room: name })).with_event(
+                Audience::Room {
+                    key: room_key,
+                    except: who.id,
+                },
+                line,
+            ),
+        )
     }
 
     /// Drop a room that has no member, no history and no topic: it would only cost memory.
@@ -250,171 +389,208 @@ impl State {
         }
     }
 
-    /// Accept a room message: fan it out to the other members and keep it in history.
-    /// Send `text` to the members of `room`. Returns the `ok` reply (for `re`) and the message
-    /// line as delivered and stored.
+    /// Accept a room message: the `ok` reply, the message for the other members, kept in
+    /// history and persisted as the same line.
     pub fn say(
         &mut self,
-        id: SessionId,
+        who: &Registered,
         re: Option<&RequestId>,
         room: &str,
         text: &str,
-    ) -> Result<(Bytes, Bytes), Refusal> {
-        let key = name_key_ref(room);
-        let session = self.sessions.get(&id).expect("registered session");
-        if !session.rooms.contains(key.as_ref()) {
-            return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
-        }
-        let entry = self
+    ) -> Result<Effects, Refusal> {
+        let Some(entry) = self
             .rooms
-            .get_mut(key.as_ref())
-            .expect("joined room exists");
+            .get_mut(name_key_ref(room).as_ref())
+            .filter(|r| r.members.contains_key(&who.id))
+        else {
+            return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
+        };
+        // The user is looked up in the map directly: `self.user` would borrow all of `self`.
+        let from = &self.users[&who.id].nick;
         let (msg_id, ts) = new_message_id();
         let mut id_buf = Uuid::encode_buffer();
         let sent = SentMessage {
             id: msg_id.hyphenated().encode_lower(&mut id_buf),
             ts,
-            from: &session.nick,
+            from,
             text,
         };
         let line = sent.message_line(&entry.name);
         let reply = sent.say_reply_line(re, &entry.name);
-        entry.broadcast_except(id, &line);
         entry.history.push(StoredMessage {
             id: msg_id,
             line: line.clone(),
         });
-        Ok((reply, line))
+        let key = entry.key.clone();
+        Ok(Effects {
+            reply: Some(reply),
+            event: Some(Delivery {
+                to: Audience::Room {
+                    key: key.clone(),
+                    except: who.id,
+                },
+                line: line.clone(),
+            }),
+            persist: Some(Persist::Message {
+                room_key: key,
+                line,
+            }),
+        })
     }
 
-    /// Send `text` to the session called `to`. Returns the `ok` reply (for `re`).
+    /// Send `text` to the user called `to`.
     pub fn dm(
-        &mut self,
-        id: SessionId,
+        &self,
+        who: &Registered,
         re: Option<&RequestId>,
         to: &str,
         text: &str,
-    ) -> Result<Bytes, Refusal> {
-        let Some(target) = self.nicks.get(name_key_ref(to).as_ref()) else {
+    ) -> Result<Effects, Refusal> {
+        let Some((target_id, target)) = self
+            .nicks
+            .get(name_key_ref(to).as_ref())
+            .and_then(|id| Some((*id, self.users.get(id)?)))
+        else {
             return refuse(ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""));
         };
-        let target = self.session(*target);
         let (msg_id, ts) = new_message_id();
         let mut id_buf = Uuid::encode_buffer();
         let sent = SentMessage {
             id: msg_id.hyphenated().encode_lower(&mut id_buf),
             ts,
-            from: &self.session(id).nick,
+            from: &self.user(who).nick,
             text,
         };
-        target.outbox.push(sent.direct_line(&target.nick));
-        Ok(sent.dm_reply_line(re, &target.nick))
+        Ok(
+            Effects::reply(sent.dm_reply_line(re, &target.nick)).with_event(
+                Audience::Users(vec![target_id]),
+                sent.direct_line(&target.nick),
+            ),
+        )
     }
 
-    /// Every other session that shares at least one room with `id`, each once.
-    fn neighbours(&self, id: SessionId) -> HashSet<SessionId> {
-        let mut out = HashSet::new();
-        for key in &self.session(id).rooms {
-            out.extend(self.rooms[key].members.keys().copied());
-        }
-        out.remove(&id);
-        out
-    }
-
-    fn tell_neighbours(&self, id: SessionId, line: &Bytes) {
-        for other in self.neighbours(id) {
-            self.session(other).outbox.push(line.clone());
-        }
-    }
-
-    pub fn set_nick(&mut self, id: SessionId, new: &str) -> Result<ReplyData, Refusal> {
-        let new_key = name_key(new);
-        match self.nicks.get(&new_key) {
-            Some(owner) if *owner != id => {
-                return refuse(ErrorCode::NickTaken, format!("nick \"{new}\" is taken"))
+    /// Every other user who shares at least one room with `who`, each once.
+    fn neighbours(&self, who: &Registered) -> Vec<SessionId> {
+        let mut seen = HashSet::new();
+        for key in &self.user(who).rooms {
+            if let Some(room) = self.rooms.get(key) {
+                seen.extend(room.members.keys().copied());
             }
-            _ => {}
         }
-        let old = std::mem::replace(
-            &mut self.sessions.get_mut(&id).expect("registered session").nick,
-            new.to_owned(),
+        seen.remove(&who.id);
+        seen.into_iter().collect()
+    }
+
+    pub fn set_nick(
+        &mut self,
+        who: &Registered,
+        re: Option<&RequestId>,
+        new: &str,
+    ) -> Result<Effects, Refusal> {
+        let new_key = name_key(new);
+        if self
+            .nicks
+            .get(&new_key)
+            .is_some_and(|owner| *owner != who.id)
+        {
+            return refuse(ErrorCode::NickTaken, format!("nick \"{new}\" is taken"));
+        }
+        let old = std::mem::replace(&mut self.user_mut(who).nick, new.to_owned());
+        let reply = ok_line(
+            re,
+            ReplyData::Nick {
+                nick: new.to_owned(),
+            },
         );
         if old == new {
-            return Ok(ReplyData::Nick { nick: old });
+            return Ok(Effects::reply(reply));
         }
         self.nicks.remove(&name_key(&old));
-        self.nicks.insert(new_key, id);
-        let event = ServerFrame::Nick(NickChange {
+        self.nicks.insert(new_key, who.id);
+        let line = ServerFrame::Nick(NickChange {
             old,
             new: new.to_owned(),
         })
         .encode_line();
-        self.tell_neighbours(id, &event);
-        Ok(ReplyData::Nick {
-            nick: new.to_owned(),
-        })
+        Ok(Effects::reply(reply).with_event(Audience::Users(self.neighbours(who)), line))
     }
 
     pub fn set_status(
         &mut self,
-        id: SessionId,
+        who: &Registered,
+        re: Option<&RequestId>,
         status: Status,
         text: Option<String>,
-    ) -> Result<ReplyData, Refusal> {
+    ) -> Result<Effects, Refusal> {
         let text = text.filter(|t| !t.is_empty());
-        let session = self.sessions.get_mut(&id).expect("registered session");
-        session.status = status;
-        session.status_text = text.clone();
-        let event = ServerFrame::Presence(session.member()).encode_line();
-        self.tell_neighbours(id, &event);
-        Ok(ReplyData::Status { status, text })
+        let user = self.user_mut(who);
+        user.status = status;
+        user.status_text = text.clone();
+        let line = ServerFrame::Presence(user.member()).encode_line();
+        let reply = ok_line(re, ReplyData::Status { status, text });
+        Ok(Effects::reply(reply).with_event(Audience::Users(self.neighbours(who)), line))
     }
 
-    /// Read the topic (`topic` = None) or set it; setting needs membership.
+    /// Read a room's topic (`topic` = None; anyone may) or set it (members only).
     pub fn topic(
         &mut self,
-        id: SessionId,
+        who: &Registered,
+        re: Option<&RequestId>,
         room: &str,
         topic: Option<String>,
-    ) -> Result<(ReplyData, Option<TopicChanged>), Refusal> {
-        let key = name_key(room);
+    ) -> Result<Effects, Refusal> {
+        let key = name_key_ref(room);
         let Some(topic) = topic else {
-            let (name, topic) = match self.rooms.get(&key) {
+            let (room, topic) = match self.rooms.get(key.as_ref()) {
                 Some(r) => (r.name.clone(), r.topic.clone()),
                 None => (room.to_owned(), String::new()),
             };
-            return Ok((ReplyData::Topic { room: name, topic }, None));
+            return Ok(Effects::reply(ok_line(
+                re,
+                ReplyData::Topic { room, topic },
+            )));
         };
-        let session = self.sessions.get(&id).expect("registered session");
-        if !session.rooms.contains(&key) {
+        let by = self.user(who).nick.clone();
+        let Some(entry) = self
+            .rooms
+            .get_mut(key.as_ref())
+            .filter(|r| r.members.contains_key(&who.id))
+        else {
             return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
-        }
-        let by = session.nick.clone();
-        let entry = self.rooms.get_mut(&key).expect("joined room exists");
+        };
         entry.topic = topic.clone();
-        let event = ServerFrame::Topic(TopicChange {
+        let line = ServerFrame::Topic(TopicChange {
             room: entry.name.clone(),
             topic: topic.clone(),
             by,
         })
         .encode_line();
-        entry.broadcast_except(id, &event);
-        let name = entry.name.clone();
-        Ok((
+        let reply = ok_line(
+            re,
             ReplyData::Topic {
-                room: name.clone(),
+                room: entry.name.clone(),
                 topic: topic.clone(),
             },
-            Some(TopicChanged {
-                room_key: key,
-                room: name,
+        );
+        Ok(Effects {
+            reply: Some(reply),
+            event: Some(Delivery {
+                to: Audience::Room {
+                    key: entry.key.clone(),
+                    except: who.id,
+                },
+                line,
+            }),
+            persist: Some(Persist::Topic {
+                room_key: entry.key.clone(),
+                room: entry.name.clone(),
                 topic,
             }),
-        ))
+        })
     }
 
-    pub fn who(&self, room: &str) -> ReplyData {
-        match self.rooms.get(&name_key(room)) {
+    pub fn who(&self, re: Option<&RequestId>, room: &str) -> Effects {
+        let data = match self.rooms.get(name_key_ref(room).as_ref()) {
             Some(r) => ReplyData::Who {
                 room: r.name.clone(),
                 members: self.members(r),
@@ -423,41 +599,38 @@ impl State {
                 room: room.to_owned(),
                 members: Vec::new(),
             },
-        }
+        };
+        Effects::reply(ok_line(re, data))
     }
 
-    /// Rooms with members, plus the default room, sorted by name.
-    pub fn rooms(&self) -> ReplyData {
+    /// Rooms with members, plus the default room, sorted by key.
+    pub fn rooms(&self, re: Option<&RequestId>) -> Effects {
         let default_key = name_key(&self.default_room);
-        let mut rooms: Vec<(String, RoomInfo)> = self
+        let mut rooms: Vec<&Room<M>> = self
             .rooms
-            .iter()
-            .filter(|(k, r)| !r.members.is_empty() || **k == default_key)
-            .map(|(k, r)| {
-                (
-                    k.clone(),
-                    RoomInfo {
-                        name: r.name.clone(),
-                        members: r.members.len(),
-                        topic: r.topic.clone(),
-                    },
-                )
+            .values()
+            .filter(|r| !r.members.is_empty() || *r.key == *default_key)
+            .collect();
+        rooms.sort_by(|a, b| a.key.cmp(&b.key));
+        let rooms = rooms
+            .into_iter()
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                members: r.members.len(),
+                topic: r.topic.clone(),
             })
             .collect();
-        rooms.sort_by(|a, b| a.0.cmp(&b.0));
-        ReplyData::Rooms {
-            rooms: rooms.into_iter().map(|(_, r)| r).collect(),
-        }
+        Effects::reply(ok_line(re, ReplyData::Rooms { rooms }))
     }
 
-    /// The encoded `ok` reply to a history request.
-    pub fn history(
-        &self,
-        re: Option<&lanchat_protocol::RequestId>,
-        q: &HistoryQuery,
-    ) -> Result<Bytes, Refusal> {
-        let Some(room) = self.rooms.get(&name_key(&q.room)) else {
-            return Ok(encode_history_reply(re, &q.room, std::iter::empty()));
+    /// The `ok` reply to a history request, spliced from the stored lines.
+    pub fn history(&self, re: Option<&RequestId>, q: &HistoryQuery) -> Result<Effects, Refusal> {
+        let Some(room) = self.rooms.get(name_key_ref(&q.room).as_ref()) else {
+            return Ok(Effects::reply(encode_history_reply(
+                re,
+                &q.room,
+                std::iter::empty(),
+            )));
         };
         let messages = room.history.query(q).map_err(|unknown| {
             (
@@ -465,34 +638,34 @@ impl State {
                 format!("field `{}` must be a message id", unknown.0),
             )
         })?;
-        Ok(encode_history_reply(
+        Ok(Effects::reply(encode_history_reply(
             re,
             &room.name,
             messages.into_iter().map(|m| &m.line[..]),
-        ))
+        )))
     }
 
-    /// Remove a session, telling everyone who shared a room with it (once each) why it left.
-    pub fn remove(&mut self, id: SessionId, reason: Option<&str>) {
-        if !self.sessions.contains_key(&id) {
-            return;
-        }
+    /// Remove a user. With a reason, everyone who shared a room with them is told (once each).
+    pub fn remove(&mut self, who: Registered, reason: Option<&str>) -> Effects {
+        let mut effects = Effects::default();
         if let Some(reason) = reason {
-            let event = ServerFrame::Quit(QuitEvent {
-                nick: self.session(id).nick.clone(),
+            let line = ServerFrame::Quit(QuitEvent {
+                nick: self.user(&who).nick.clone(),
                 reason: reason.to_owned(),
             })
             .encode_line();
-            self.tell_neighbours(id, &event);
+            effects = effects.with_event(Audience::Users(self.neighbours(&who)), line);
         }
-        let session = self.sessions.remove(&id).expect("checked above");
-        self.nicks.remove(&name_key(&session.nick));
-        for key in &session.rooms {
-            if let Some(room) = self.rooms.get_mut(key) {
-                room.members.remove(&id);
+        if let Some(user) = self.users.remove(&who.id) {
+            self.nicks.remove(&name_key(&user.nick));
+            for key in &user.rooms {
+                if let Some(room) = self.rooms.get_mut(key) {
+                    room.members.remove(&who.id);
+                }
+                self.forget_room_if_unused(key);
             }
-            self.forget_room_if_unused(key);
         }
+        effects
     }
 }
 
@@ -512,3 +685,7 @@ fn new_message_id() -> (Uuid, u64) {
         });
     (id, ts)
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -285,6 +285,19 @@ impl StoreHandle {
         self.send(Op::Append { room_key, line });
     }
 
+    /// Hand over what a rule asked to keep.
+    pub fn persist(&self, what: crate::state::Persist) {
+        use crate::state::Persist;
+        match what {
+            Persist::Message { room_key, line } => self.append(room_key.to_string(), line),
+            Persist::Topic {
+                room_key,
+                room,
+                topic,
+            } => self.topic(room_key.to_string(), room, topic),
+        }
+    }
+
     pub fn topic(&self, room_key: String, room: String, topic: String) {
         self.send(Op::Topic {
             room_key,

@@ -1,0 +1,123 @@
+//! The one place where rules meet delivery: [`Chat::apply`] runs a rule on the shared
+//! [`State`] and, in the same critical section, [`deliver`]s its effects to the mailboxes and
+//! hands what must be kept to durable storage.
+//!
+//! Because a rule and its fan-out happen under one lock, the order in which lines enter the
+//! outboxes is the order in which the state changed: every member of a room sees its events in
+//! one order, and a user's reply is queued before any event that follows from it. Delivery is
+//! a non-blocking push of a shared `Bytes` per recipient; nothing here waits.
+
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tracing::error;
+
+use crate::outbox::Outbox;
+use crate::state::{Audience, Effects, Persist, Refusal, State};
+use crate::store::StoreHandle;
+
+/// Something a line can be delivered to without waiting.
+pub trait Mailbox: Clone {
+    fn deliver(&self, line: Bytes);
+}
+
+impl Mailbox for Outbox {
+    fn deliver(&self, line: Bytes) {
+        // A full outbox marks its session as a slow consumer, which then ends: the line is not
+        // lost to anyone who is still reading.
+        self.push(line);
+    }
+}
+
+/// Apply `effects` to the mailboxes in `state`: the reply to `actor`, then the event to its
+/// audience. Returns what must be persisted.
+pub fn deliver<M: Mailbox>(
+    state: &State<M>,
+    actor: Option<&M>,
+    effects: Effects,
+) -> Option<Persist> {
+    let Effects {
+        reply,
+        event,
+        persist,
+    } = effects;
+    if let (Some(line), Some(actor)) = (reply, actor) {
+        actor.deliver(line);
+    }
+    if let Some(event) = event {
+        match event.to {
+            Audience::Room { key, except } => {
+                for (id, mailbox) in state.room_mailboxes(&key) {
+                    if id != except {
+                        mailbox.deliver(event.line.clone());
+                    }
+                }
+            }
+            Audience::Users(ids) => {
+                for id in ids {
+                    if let Some(mailbox) = state.mailbox(id) {
+                        mailbox.deliver(event.line.clone());
+                    }
+                }
+            }
+        }
+    }
+    persist
+}
+
+/// The chat state of one server, and where its durable part goes.
+///
+/// Behind a `std::sync::Mutex`, not tokio's: every critical section is short and synchronous (a
+/// rule and its non-blocking fan-out; no `.await` inside) and never touches a socket, which is
+/// exactly the case the tokio documentation recommends a blocking mutex for.
+pub struct Chat {
+    state: Mutex<State<Outbox>>,
+    store: Option<StoreHandle>,
+}
+
+impl Chat {
+    pub fn new(state: State<Outbox>, store: Option<StoreHandle>) -> Self {
+        Chat {
+            state: Mutex::new(state),
+            store,
+        }
+    }
+
+    /// Lock the state. A panic while it was held is logged and the state used as it is: one
+    /// broken session must not take every other one down with it.
+    pub fn lock(&self) -> MutexGuard<'_, State<Outbox>> {
+        self.state.lock().unwrap_or_else(|poisoned| {
+            error!("chat state lock was poisoned by a panic; continuing");
+            poisoned.into_inner()
+        })
+    }
+
+    pub fn store(&self) -> Option<&StoreHandle> {
+        self.store.as_ref()
+    }
+
+    /// Run `rule` and apply its effects in one critical section; the reply goes to `actor`.
+    pub fn apply<T>(
+        &self,
+        actor: &Outbox,
+        rule: impl FnOnce(&mut State<Outbox>) -> Result<(T, Effects), Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut state = self.lock();
+        let (value, effects) = rule(&mut state)?;
+        let persist = deliver(&state, Some(actor), effects);
+        // Still under the lock: the store sees a room's messages in history order.
+        if let (Some(persist), Some(store)) = (persist, &self.store) {
+            store.persist(persist);
+        }
+        Ok(value)
+    }
+
+    /// [`Chat::apply`] for a rule that returns nothing but effects.
+    pub fn run(
+        &self,
+        actor: &Outbox,
+        rule: impl FnOnce(&mut State<Outbox>) -> Result<Effects, Refusal>,
+    ) -> Result<(), Refusal> {
+        self.apply(actor, |state| rule(state).map(|effects| ((), effects)))
+    }
+}

@@ -1,0 +1,419 @@
+//! One client as the protocol sees it: each line, from its decoded form to what it does.
+//!
+//! A request goes through the checks that need no state (its shape, names and texts, the rate
+//! limit in [`Guard`]), then through its rule in [`crate::state`], applied with its fan-out by
+//! [`Chat`]. Every command reads top to bottom in [`Client::command`]. No I/O happens here: the
+//! only output is lines queued in outboxes, and the session ([`crate::session`]) owns the socket
+//! and the timers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text};
+use lanchat_protocol::{
+    Bye, ByeReason, Command, ErrorCode, ErrorFrame, Hello, Limits, Line, Reply, ReplyData, Request,
+    RequestId, ServerFrame, Welcome, MAX_STATUS_TEXT_CHARS, MAX_TOPIC_CHARS, PROTOCOL_VERSION,
+};
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+use crate::chat::{deliver, Chat};
+use crate::guard::{Guard, Verdict};
+use crate::outbox::Outbox;
+use crate::state::{Refusal, Registered, SessionId};
+use crate::{Peer, Shared};
+
+/// Longest `hello.client` kept for the log, in bytes.
+const MAX_CLIENT_BYTES: usize = 64;
+
+/// Why a session ends.
+#[derive(Debug)]
+pub enum End {
+    /// The client sent `quit` (with this id); others see this reason.
+    Quit(Option<RequestId>, String),
+    /// The server closes after a bye.
+    Bye(ByeReason, String),
+    /// EOF or an I/O error.
+    Lost,
+    /// The outbox overflowed.
+    SlowConsumer,
+}
+
+impl End {
+    /// What the log says.
+    pub fn describe(&self) -> String {
+        match self {
+            End::Quit(..) => "quit".into(),
+            End::Bye(r, _) => r.to_string(),
+            End::Lost => "connection lost".into(),
+            End::SlowConsumer => "slow_consumer".into(),
+        }
+    }
+}
+
+/// One connected client: who it is (once registered), its outbox and its protections. Dropping
+/// it removes the user from the chat and tells their room-mates why.
+pub struct Client {
+    id: SessionId,
+    peer: Peer,
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    registered: Option<Registered>,
+    guard: Guard,
+    /// What room-mates are told when this client goes; `None` tells them nothing. Starts as
+    /// "connection lost" so that any exit path not named in [`Client::end`] is reported as such.
+    quit_reason: Option<String>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let Some(who) = self.registered.take() else {
+            return;
+        };
+        // At shutdown everyone is leaving: no quit storm.
+        let reason = match self.shared.is_shutting_down() {
+            true => None,
+            false => self.quit_reason.as_deref(),
+        };
+        let mut state = self.shared.chat.lock();
+        let effects = state.remove(who, reason);
+        let _ = deliver(&state, None, effects);
+    }
+}
+
+impl Client {
+    pub fn new(
+        id: SessionId,
+        peer: Peer,
+        shared: Arc<Shared>,
+        outbox: Outbox,
+        now: Instant,
+    ) -> Self {
+        Client {
+            id,
+            peer,
+            outbox,
+            registered: None,
+            guard: Guard::new(&shared.config.limits, now),
+            quit_reason: Some("connection lost".into()),
+            shared,
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.is_some()
+    }
+
+    /// The current nick, once registered.
+    pub fn nick(&self) -> Option<String> {
+        let who = self.registered.as_ref()?;
+        Some(self.shared.chat.lock().nick(who).to_owned())
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn push(&self, frame: &ServerFrame) {
+        self.outbox.push(frame.encode_line());
+    }
+
+    /// Handle one line read at `now`; `Some` when the session must end.
+    pub fn line(&mut self, line: Line, now: Instant) -> Option<End> {
+        match line {
+            Line::TooLong => {
+                let max = self.shared.config.limits.max_line;
+                let message = format!("line longer than {max} bytes; it was discarded");
+                self.error(None, (ErrorCode::LineTooLong, message), now)
+            }
+            Line::Frame(bytes) => match Request::decode(&bytes) {
+                Ok(request) => self.request(request, now),
+                Err(e) => self.error(e.re, (e.code, e.message), now),
+            },
+        }
+    }
+
+    /// Queue the last words of a session ending for `end`, and settle what others are told.
+    pub fn end(&mut self, end: &End) {
+        match end {
+            End::Quit(re, reason) => {
+                self.quit_reason = Some(reason.clone());
+                self.push(&ServerFrame::Bye(Bye {
+                    re: re.clone(),
+                    reason: ByeReason::Quit,
+                    message: "goodbye".into(),
+                }));
+            }
+            End::Bye(reason, message) => {
+                self.quit_reason = match reason {
+                    ByeReason::ShuttingDown => None,
+                    other => Some(other.as_str().replace('_', " ")),
+                };
+                self.push(&ServerFrame::Bye(Bye {
+                    re: None,
+                    reason: *reason,
+                    message: message.clone(),
+                }));
+            }
+            End::Lost => self.quit_reason = Some("connection lost".into()),
+            End::SlowConsumer => {
+                tracing::warn!(peer = %self.peer, nick = ?self.nick(), "slow_consumer: outbound queue full, dropping session");
+                self.quit_reason = Some("slow consumer".into());
+            }
+        }
+    }
+
+    /// Reply with an error, and end the session if the client keeps misbehaving.
+    fn error(&mut self, re: Option<RequestId>, refusal: Refusal, now: Instant) -> Option<End> {
+        let (code, message) = refusal;
+        self.push(&ServerFrame::Error(ErrorFrame { code, message, re }));
+        let verdict = self.guard.record_error(code, now);
+        if verdict == Verdict::TooManyErrors {
+            let (_, message) = verdict.bye()?;
+            self.push(&ServerFrame::Error(ErrorFrame {
+                code: ErrorCode::TooManyErrors,
+                message,
+                re: None,
+            }));
+        }
+        verdict
+            .bye()
+            .map(|(reason, message)| End::Bye(reason, message))
+    }
+
+    fn request(&mut self, request: Request, now: Instant) -> Option<End> {
+        let Request { id: re, command } = request;
+        if self.registered.is_none() {
+            return match command {
+                Command::Hello(hello) => self.hello(re, hello, now),
+                Command::Pong {} => None,
+                _ => self.error(
+                    re,
+                    (
+                        ErrorCode::NotRegistered,
+                        "send hello before anything else".into(),
+                    ),
+                    now,
+                ),
+            };
+        }
+        let Client {
+            registered: Some(who),
+            shared,
+            outbox,
+            guard,
+            ..
+        } = self
+        else {
+            unreachable!("checked above");
+        };
+        let turn = Turn {
+            who,
+            chat: &shared.chat,
+            out: outbox,
+            limits: &shared.config.limits,
+            guard,
+        };
+        match turn.command(re.as_ref(), command, now) {
+            Ok(next) => next,
+            Err(refusal) => self.error(re, refusal, now),
+        }
+    }
+
+    fn hello(&mut self, re: Option<RequestId>, hello: Hello, now: Instant) -> Option<End> {
+        let config = &self.shared.config;
+        if hello.protocol.is_some_and(|v| v != PROTOCOL_VERSION) {
+            let message = format!("this server speaks protocol {PROTOCOL_VERSION}");
+            self.error(re, (ErrorCode::ProtocolUnsupported, message.clone()), now);
+            return Some(End::Bye(ByeReason::ProtocolUnsupported, message));
+        }
+        if let Some(expected) = &config.password {
+            let given = hello.password.as_deref().unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                info!(peer = %self.peer, "authentication failed");
+                let message = "wrong or missing password".to_owned();
+                self.error(re, (ErrorCode::AuthFailed, message.clone()), now);
+                return Some(End::Bye(ByeReason::AuthFailed, message));
+            }
+        }
+        if let Err(refusal) = check_nick(&hello.nick) {
+            return self.error(re, refusal, now);
+        }
+        // Encoded before the lock is taken; queued under it, ahead of every event.
+        let welcome = ServerFrame::Welcome(Welcome {
+            re: re.clone(),
+            protocol: PROTOCOL_VERSION,
+            server: lanchat_protocol::server_string(),
+            name: config.name.clone(),
+            session: uuid::Uuid::new_v4().to_string(),
+            nick: hello.nick.clone(),
+            rooms: vec![config.default_room.clone()],
+            motd: config.motd.clone(),
+            limits: config.limits,
+        })
+        .encode_line();
+        let (id, mailbox) = (self.id, self.outbox.clone());
+        let registered = self.shared.chat.apply(&self.outbox, |st| {
+            st.register(id, &hello.nick, mailbox, welcome)
+        });
+        match registered {
+            Ok(who) => {
+                let client =
+                    truncate_bytes(hello.client.as_deref().unwrap_or(""), MAX_CLIENT_BYTES);
+                info!(peer = %self.peer, nick = %hello.nick, %client, "registered");
+                self.registered = Some(who);
+                None
+            }
+            Err(refusal) => self.error(re, refusal, now),
+        }
+    }
+}
+
+/// What one registered client's command works with: the chat, its own outbox and limits.
+struct Turn<'a> {
+    who: &'a Registered,
+    chat: &'a Chat,
+    out: &'a Outbox,
+    limits: &'a Limits,
+    guard: &'a mut Guard,
+}
+
+impl Turn<'_> {
+    /// A registered client's command: its checks, then its rule.
+    fn command(
+        self,
+        re: Option<&RequestId>,
+        command: Command,
+        now: Instant,
+    ) -> Result<Option<End>, Refusal> {
+        let Turn {
+            who,
+            chat,
+            out,
+            limits,
+            guard,
+        } = self;
+        match command {
+            Command::Hello(_) => Err((
+                ErrorCode::AlreadyRegistered,
+                "this session has already said hello".into(),
+            )),
+            Command::Join { room } => {
+                check_room(&room)?;
+                chat.run(out, |st| st.join(who, re, &room))?;
+                Ok(None)
+            }
+            Command::Leave { room } => {
+                chat.run(out, |st| st.leave(who, re, &room))?;
+                Ok(None)
+            }
+            Command::Say { room, text } => {
+                check_text(&text, limits.max_text)?;
+                guard.admit_message(now)?;
+                chat.run(out, |st| st.say(who, re, &room, &text))?;
+                Ok(None)
+            }
+            Command::Dm { to, text } => {
+                check_text(&text, limits.max_text)?;
+                guard.admit_message(now)?;
+                chat.run(out, |st| st.dm(who, re, &to, &text))?;
+                Ok(None)
+            }
+            Command::Nick { nick } => {
+                check_nick(&nick)?;
+                chat.run(out, |st| st.set_nick(who, re, &nick))?;
+                Ok(None)
+            }
+            Command::Status { status, text } => {
+                if let Some(t) = &text {
+                    check_short_text("status text", t, MAX_STATUS_TEXT_CHARS)?;
+                }
+                chat.run(out, |st| st.set_status(who, re, status, text))?;
+                Ok(None)
+            }
+            Command::Topic { room, topic } => {
+                if let Some(t) = &topic {
+                    check_short_text("topic", t, MAX_TOPIC_CHARS)?;
+                }
+                chat.run(out, |st| st.topic(who, re, &room, topic))?;
+                Ok(None)
+            }
+            Command::Who { room } => {
+                chat.run(out, |st| Ok(st.who(re, &room)))?;
+                Ok(None)
+            }
+            Command::Rooms {} => {
+                chat.run(out, |st| Ok(st.rooms(re)))?;
+                Ok(None)
+            }
+            Command::History(query) => {
+                chat.run(out, |st| st.history(re, &query))?;
+                Ok(None)
+            }
+            Command::Ping {} => {
+                out.push(
+                    ServerFrame::Reply(Reply {
+                        re: re.cloned(),
+                        data: ReplyData::Ping {},
+                    })
+                    .encode_line(),
+                );
+                Ok(None)
+            }
+            Command::Pong {} => Ok(None),
+            Command::Quit { reason } => Ok(Some(End::Quit(re.cloned(), quit_reason(reason)))),
+        }
+    }
+}
+
+/// The reason others see for a `quit`: control characters removed, at most a topic's length,
+/// and "quit" when nothing is left.
+fn quit_reason(reason: Option<String>) -> String {
+    let reason: String = reason
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TOPIC_CHARS)
+        .collect();
+    if reason.is_empty() {
+        "quit".into()
+    } else {
+        reason
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quit_reasons() {
+        assert_eq!(quit_reason(None), "quit");
+        assert_eq!(quit_reason(Some(String::new())), "quit");
+        assert_eq!(quit_reason(Some("\u{1}\u{7}\n".into())), "quit");
+        assert_eq!(quit_reason(Some("lunch\u{1b}[2J".into())), "lunch[2J");
+        assert_eq!(quit_reason(Some("x".repeat(400))).len(), MAX_TOPIC_CHARS);
+    }
+
+    #[test]
+    fn client_strings_are_cut_at_64_bytes_on_a_character_boundary() {
+        assert_eq!(truncate_bytes("short", 64), "short");
+        let long = "é".repeat(40); // 80 bytes
+        let cut = truncate_bytes(&long, 64);
+        assert_eq!(cut.len(), 64);
+        let odd = format!("a{}", "é".repeat(40));
+        assert_eq!(truncate_bytes(&odd, 64).len(), 63);
+    }
+}
