@@ -12,8 +12,9 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use tracing::error;
 
+use crate::effects::{Audience, Effects, Persist};
 use crate::outbox::Outbox;
-use crate::state::{Audience, Effects, Persist, Refusal, State};
+use crate::state::{Refusal, State};
 use crate::store::StoreHandle;
 
 /// Something a line can be delivered to without waiting.

@@ -8,6 +8,7 @@
 //! - [`dispatch`]: one client as the protocol sees it: each request from decode to effects.
 //! - [`guard`]: per-session protections (rate limit, error and flood windows).
 //! - [`state`]: the chat rules: users, nicks, rooms, members, history; each rule returns effects.
+//! - [`effects`]: what a rule returns: deliveries (audience + line) and persistence.
 //! - [`chat`]: the shared state behind one short-held mutex; applies effects (fan-out, persistence).
 //! - [`outbox`]: the bounded per-session outbound queue (slow consumers are dropped).
 //! - [`history`]: a room's recent messages, stored as the lines that were sent.
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
+pub mod effects;
 pub mod guard;
 pub mod history;
 pub mod listener;

@@ -12,7 +12,6 @@
 //! have no way to deliver through one.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -24,6 +23,7 @@ use lanchat_protocol::{
 };
 use uuid::Uuid;
 
+pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
 use crate::history::{RoomHistory, StoredMessage};
 
 /// Identifies a connection for its whole life (nicks change, this does not).
@@ -36,10 +36,6 @@ fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> 
     Err((code, message.into()))
 }
 
-/// A room's key: its name folded by [`name_key`]. Shared, so that an effect can name the room
-/// without copying the string.
-pub type RoomKey = Arc<str>;
-
 /// Proof that a session is registered: only [`State::register`] makes one and only
 /// [`State::remove`] takes it back, so a rule given one can rely on the user being there.
 #[derive(Debug)]
@@ -50,60 +46,6 @@ pub struct Registered {
 impl Registered {
     pub fn id(&self) -> SessionId {
         self.id
-    }
-}
-
-/// Who receives an event line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Audience {
-    /// Every member of a room but one (the user who caused the event).
-    Room { key: RoomKey, except: SessionId },
-    /// These users, each once (a user's neighbours: everyone who shares a room with them).
-    Users(Vec<SessionId>),
-}
-
-/// One event line and who receives it. The line is encoded once, whatever the audience.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub to: Audience,
-    pub line: Bytes,
-}
-
-/// What durable storage must be told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Persist {
-    /// A message line, appended to its room's history.
-    Message { room_key: RoomKey, line: Bytes },
-    /// A room's topic, replacing the one before (empty: no topic).
-    Topic {
-        room_key: RoomKey,
-        room: String,
-        topic: String,
-    },
-}
-
-/// What one rule causes besides its change to the state, in the order it must happen: the
-/// reply first (a client sees the answer to its request before anything that follows from it),
-/// then the event, then persistence.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct Effects {
-    pub reply: Option<Bytes>,
-    pub event: Option<Delivery>,
-    pub persist: Option<Persist>,
-}
-
-impl Effects {
-    fn reply(line: Bytes) -> Self {
-        Effects {
-            reply: Some(line),
-            ..Effects::default()
-        }
-    }
-
-    fn with_event(mut self, to: Audience, line: Bytes) -> Self {
-        self.event = Some(Delivery { to, line });
-        self
     }
 }
 

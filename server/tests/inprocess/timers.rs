@@ -1,0 +1,206 @@
+//! Every timer of a session on a paused clock: the runtime jumps to the next deadline as soon as
+//! everything is idle, so a minute of protocol time takes microseconds, and the tests can say
+//! exactly when (in that time) each thing happened.
+
+use std::time::Duration;
+
+use lanchat_server::Config;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::support::Server;
+
+fn config() -> Config {
+    Config::default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hello_within_the_timeout_is_a_bye() {
+    let mut server = Server::new(Config {
+        hello_timeout: Duration::from_secs(10),
+        ..config()
+    });
+    let start = Instant::now();
+    let mut c = server.connect();
+    let frames = c.read_to_close().await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["type"], "bye");
+    assert_eq!(frames[0]["reason"], "hello_timeout");
+    let bye_at = start.elapsed();
+    assert!(
+        bye_at >= Duration::from_secs(10) && bye_at < Duration::from_secs(12),
+        "{bye_at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hello_in_time_is_not_timed_out_later() {
+    let mut server = Server::new(config());
+    let mut c = server.connect();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    c.hello("late").await;
+    // Past the hello deadline, the session is kept by the keepalive rule instead: the first
+    // thing it hears is a ping, a ping interval after the hello.
+    let start = Instant::now();
+    assert_eq!(c.recv().await, json!({"type":"ping"}));
+    let at = start.elapsed();
+    assert!(
+        at >= Duration::from_secs(60) && at < Duration::from_secs(61),
+        "{at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_is_pinged_then_ended_and_the_room_is_told() {
+    let mut server = Server::new(config());
+    let mut alive = server.registered("alive").await;
+    let mut silent = server.registered("silent").await;
+    assert_eq!(alive.recv().await["type"], "join");
+    let start = Instant::now();
+
+    // The live client answers every ping; the silent one answers none.
+    let mut pings = Vec::new();
+    let quit = loop {
+        let v = alive.recv().await;
+        match v["type"].as_str() {
+            Some("ping") => {
+                pings.push(start.elapsed());
+                alive.send(json!({"type":"pong"})).await;
+            }
+            Some("quit") => break (v, start.elapsed()),
+            _ => panic!("unexpected {v}"),
+        }
+    };
+    assert_eq!(
+        quit.0,
+        json!({"type":"quit","nick":"silent","reason":"ping timeout"})
+    );
+    // Pinged after 60 s of silence, closed after 60 more without an answer.
+    let secs = quit.1.as_secs();
+    assert!((120..=121).contains(&secs), "quit at {:?}", quit.1);
+    assert!(!pings.is_empty(), "the live client was pinged too");
+    let frames = silent.read_to_close().await;
+    assert_eq!(frames[0], json!({"type":"ping"}));
+    assert_eq!(frames.last().unwrap()["reason"], "ping_timeout");
+    // The live one, which answered, is still there.
+    let seen = alive.sync().await;
+    assert!(seen.iter().all(|v| v["type"] == "ping"), "{seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limit_refuses_past_the_burst_and_refills_with_time() {
+    let mut server = Server::new(config()); // burst 10, 5 per second
+    let mut ann = server.registered("ann").await;
+    let mut bob = server.registered("bob").await;
+    ann.expect("join").await;
+    for i in 0..12 {
+        ann.send(json!({"type":"say","id":i,"room":"lobby","text":format!("m{i}")}))
+            .await;
+    }
+    let mut replies = Vec::new();
+    for _ in 0..12 {
+        let v = ann.recv().await;
+        replies.push((
+            v["re"].as_i64().unwrap(),
+            v["type"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let refused: Vec<i64> = replies
+        .iter()
+        .filter(|(_, t)| t == "error")
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(refused, [10, 11], "{replies:?}");
+    // A refused message is not delivered.
+    let mut texts = Vec::new();
+    for _ in 0..10 {
+        texts.push(
+            bob.expect("message").await["text"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(texts, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert!(
+        bob.sync().await.is_empty(),
+        "m10 and m11 were not delivered"
+    );
+    // 5 per second: one second later, five more pass and the sixth is refused.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 20..26 {
+        ann.send(json!({"type":"say","id":i,"room":"lobby","text":"again"}))
+            .await;
+    }
+    let kinds: Vec<String> = {
+        let mut k = Vec::new();
+        for _ in 0..6 {
+            k.push(ann.recv().await["type"].as_str().unwrap().to_owned());
+        }
+        k
+    };
+    assert_eq!(kinds, ["ok", "ok", "ok", "ok", "ok", "error"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_protocol_errors_within_a_minute_end_the_session() {
+    let mut server = Server::new(config());
+    let mut c = server.registered("clumsy").await;
+    // 19, then a minute passes: the window forgets them.
+    for _ in 0..19 {
+        c.send_raw("{not json").await;
+        assert_eq!(c.recv().await["code"], "bad_json");
+    }
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    for _ in 0..19 {
+        c.send_raw("{not json").await;
+    }
+    let seen = c.sync().await;
+    let errors = seen.iter().filter(|v| v["type"] == "error").count();
+    assert_eq!(errors, 19, "still connected after 19 within a minute");
+    c.send_raw("{not json").await;
+    let frames = c.read_to_close().await;
+    let tail: Vec<_> = frames
+        .iter()
+        .map(|v| v["code"].as_str().or(v["reason"].as_str()).unwrap_or("?"))
+        .collect();
+    assert_eq!(tail, ["bad_json", "too_many_errors", "too_many_errors"]);
+    assert_eq!(frames.last().unwrap()["type"], "bye");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifty_rate_limited_messages_within_a_minute_are_a_flood() {
+    let mut server = Server::new(config());
+    let mut c = server.registered("flood").await;
+    for i in 0..60 {
+        c.send(json!({"type":"say","id":i,"room":"lobby","text":"x"}))
+            .await;
+    }
+    let frames = c.read_to_close().await;
+    let refused = frames
+        .iter()
+        .filter(|v| v["code"] == "rate_limited")
+        .count();
+    assert_eq!(refused, 50, "{frames:?}");
+    let bye = frames.last().unwrap();
+    assert_eq!(
+        (bye["type"].as_str(), bye["reason"].as_str()),
+        (Some("bye"), Some("flood"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_says_bye_to_registered_and_unregistered_sessions() {
+    let mut server = Server::new(config());
+    let mut ann = server.registered("ann").await;
+    let mut bob = server.registered("bob").await;
+    let mut anon = server.connect();
+    ann.expect("join").await;
+    bob.sync().await;
+    server.shutdown.cancel();
+    for c in [&mut ann, &mut bob, &mut anon] {
+        let frames = c.read_to_close().await;
+        assert_eq!(frames.len(), 1, "no quit storm: {frames:?}");
+        assert_eq!(frames[0]["reason"], "shutting_down");
+    }
+}
