@@ -214,13 +214,6 @@ impl Args {
 }
 
 fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
     (!name.is_empty()).then_some(name)
 }

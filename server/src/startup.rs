@@ -1,1 +1,255 @@
-pub fn placeholder() {}
+//! Starting a server from its command line, as functions `main` calls and tests can too: check
+//! the arguments and open the data directory ([`prepare`]), then bind every socket
+//! ([`bind`], inside the runtime). Each failure is a [`StartError`] that knows its exit code.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+use tracing::{info, warn};
+
+use crate::listener::{bind_tcp, bind_unix};
+use crate::store::{Store, StoreError};
+use crate::{discovery, Args, Bound, Config, Listener};
+
+/// Descriptors kept in reserve (runtime, listeners, log) so that a connection over the cap can
+/// still be accepted and told `server_full`, rather than left unaccepted.
+const RESERVED_FDS: usize = 32;
+
+/// Why a server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag value that cannot work; the message names the flag.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot bind UDP discovery port {port}: {source} (use --announce-port or --no-announce)"
+    )]
+    Discovery { port: u16, source: std::io::Error },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] crate::Error),
+}
+
+impl StartError {
+    /// 2 for what the user asked for (a bad flag, a data directory in use), 1 for what the
+    /// system refused (a port taken, no runtime).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Usage(_) | StartError::Store(_) => 2,
+            StartError::Listen { .. }
+            | StartError::Discovery { .. }
+            | StartError::Runtime(_)
+            | StartError::Serve(_) => 1,
+        }
+    }
+}
+
+/// Everything decided before the first socket is bound.
+pub struct Prepared {
+    pub config: Config,
+    /// Runtime worker threads.
+    pub threads: usize,
+    /// TCP addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Whether `listen` was given (otherwise a missing IPv6 is only a warning).
+    explicit_listen: bool,
+    unix: Option<PathBuf>,
+    /// The locked data directory and what it held.
+    store: Option<(Store, crate::store::Loaded)>,
+}
+
+/// Check the arguments, open the data directory, and fit `--max-clients` to the open-files
+/// limit (raising the soft limit to the hard one first).
+pub fn prepare(args: Args) -> Result<Prepared, StartError> {
+    let explicit_listen = !args.listen.is_empty();
+    let listen = if explicit_listen {
+        args.listen.clone()
+    } else {
+        vec![
+            SocketAddr::from(([0, 0, 0, 0], lanchat_protocol::DEFAULT_PORT)),
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, lanchat_protocol::DEFAULT_PORT)),
+        ]
+    };
+    let unix = args.unix.clone();
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut config = args.into_config().map_err(StartError::Usage)?;
+    let store = match &config.data_dir {
+        Some(dir) => Some(Store::open(dir, config.history)?),
+        None => None,
+    };
+    let reserve = RESERVED_FDS
+        + if config.data_dir.is_some() {
+            crate::store::MAX_OPEN_FILES
+        } else {
+            0
+        };
+    fit_max_clients(&mut config, raise_fd_limit(), reserve);
+    Ok(Prepared {
+        config,
+        threads,
+        listen,
+        explicit_listen,
+        unix,
+        store,
+    })
+}
+
+/// Lower `max_clients` so that every admitted client, and one more to refuse, has a descriptor.
+pub fn fit_max_clients(config: &mut Config, fd_limit: Option<u64>, reserve: usize) {
+    let Some(limit) = fd_limit else {
+        return;
+    };
+    let usable = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(reserve)
+        .max(1);
+    if config.max_clients > usable {
+        warn!(
+            max_clients = config.max_clients,
+            open_files_limit = limit,
+            lowered_to = usable,
+            "--max-clients lowered to fit the open-files limit"
+        );
+        config.max_clients = usable;
+    }
+}
+
+/// Raise the soft open-files limit to the hard limit (every client is a file descriptor) and
+/// return the limit in force (`None`: unlimited or unknown).
+fn raise_fd_limit() -> Option<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let mut current = soft;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        info!(from = soft, to = hard, "raised the open-files limit");
+        current = hard;
+    }
+    (current != RLIM_INFINITY).then_some(current)
+}
+
+/// Bind the listeners and the discovery socket of `prepared`. Must run inside the runtime.
+pub fn bind(prepared: Prepared) -> Result<(Bound, Config), StartError> {
+    let Prepared {
+        config,
+        listen,
+        explicit_listen,
+        unix,
+        store,
+        ..
+    } = prepared;
+    let mut listeners = Vec::new();
+    for addr in listen {
+        match bind_tcp(addr) {
+            Ok(l) => listeners.push(Listener::Tcp(l)),
+            // The default [::] listener is optional: not every host has IPv6.
+            Err(e) if !explicit_listen && addr.is_ipv6() => {
+                warn!(%addr, error = %e, "IPv6 not available; listening on IPv4 only")
+            }
+            Err(source) => {
+                return Err(StartError::Listen {
+                    what: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    if let Some(path) = unix {
+        let what = path.display().to_string();
+        listeners.push(bind_unix(path).map_err(|source| StartError::Listen { what, source })?);
+    }
+    let discovery =
+        match &config.announce {
+            Some(announce) => Some(discovery::bind_socket(announce.port).map_err(|source| {
+                StartError::Discovery {
+                    port: announce.port,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    let bound = Bound {
+        listeners,
+        discovery,
+        store,
+    };
+    Ok((bound, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("lanchat-server").chain(list.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_listen_on_both_families_of_the_default_port() {
+        let p = prepare(args(&["--no-announce"])).unwrap();
+        assert_eq!(
+            p.listen,
+            [
+                "0.0.0.0:7878".parse::<SocketAddr>().unwrap(),
+                "[::]:7878".parse().unwrap()
+            ]
+        );
+        assert!(!p.explicit_listen);
+        assert_eq!(p.threads, 1);
+    }
+
+    #[test]
+    fn a_bad_value_is_a_usage_error_with_exit_code_2() {
+        let Err(e) = prepare(args(&["--default-room", "no spaces"])) else {
+            panic!("refused");
+        };
+        assert!(matches!(e, StartError::Usage(_)));
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("--default-room"), "{e}");
+    }
+
+    #[test]
+    fn max_clients_is_lowered_to_fit_the_descriptors() {
+        let mut config = Config::default();
+        fit_max_clients(&mut config, Some(1024), 32);
+        assert_eq!(config.max_clients, 992);
+        fit_max_clients(&mut config, None, 32);
+        assert_eq!(config.max_clients, 992, "no limit known: unchanged");
+        fit_max_clients(&mut config, Some(10), 32);
+        assert_eq!(config.max_clients, 1, "never zero");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_listen_error_with_exit_code_1() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let p = prepare(args(&["--listen", &addr, "--no-announce"])).unwrap();
+        let Err(e) = bind(p) else {
+            panic!("refused");
+        };
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains(&addr), "{e}");
+    }
+
+    #[tokio::test]
+    async fn binds_what_it_was_given() {
+        let p = prepare(args(&["--listen", "127.0.0.1:0", "--no-announce"])).unwrap();
+        let (bound, config) = bind(p).unwrap();
+        assert_eq!(bound.listeners.len(), 1);
+        assert!(bound.listeners[0].tcp_addr().unwrap().port() != 0);
+        assert!(bound.discovery.is_none() && config.announce.is_none());
+    }
+}

@@ -18,13 +18,15 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bytes::Bytes;
 use lanchat_protocol::Message;
+use nix::fcntl::{Flock, FlockArg};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -74,7 +76,8 @@ pub struct Loaded {
 /// An opened, locked data directory, not yet writing.
 pub struct Store {
     dir: PathBuf,
-    lock: File,
+    /// Held (and the directory locked) for as long as the store is open.
+    lock: Flock<File>,
     history: usize,
     /// Line counts of the room files, by file name.
     line_counts: HashMap<String, usize>,
@@ -119,16 +122,7 @@ pub fn room_file_name(room_key: &str) -> String {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Store {
@@ -136,17 +130,15 @@ impl Store {
     pub fn open(dir: &Path, history: usize) -> Result<(Store, Loaded), StoreError> {
         std::fs::create_dir_all(dir.join("rooms")).map_err(io_err(dir))?;
         let lock_path = dir.join("lock");
-        let mut lock = OpenOptions::new()
+        let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked(dir.to_owned()));
-        }
+        let mut lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StoreError::Locked(dir.to_owned()))?;
         let _ = lock.set_len(0);
         let _ = writeln!(lock, "{}", std::process::id());
 

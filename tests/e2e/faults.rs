@@ -40,24 +40,6 @@ async fn baseline(server: &ServerProcess) -> u64 {
 }
 
 #[tokio::test]
-async fn half_a_line_then_silence() {
-    let server = ServerProcess::start(&["--hello-timeout", "1", "--ping-interval", "1"]);
-    let base = baseline(&server).await;
-    // Before hello: the deadline is not moved by bytes that never make a line.
-    let mut c = TestClient::connect(server.addr).await;
-    c.send_raw(b"{\"type\":\"hel").await;
-    let frames = c.read_to_close().await;
-    assert_eq!(frames.last().unwrap()["reason"], "hello_timeout");
-    // After hello: a stalled half line is silence, so ping, then ping_timeout.
-    let (mut c, _) = TestClient::hello(server.addr, "staller").await;
-    c.send_raw(b"{\"type\":\"say\",\"room\":\"lob").await;
-    let frames = c.read_to_close().await;
-    assert_eq!(frames.first().unwrap(), &json!({"type":"ping"}));
-    assert_eq!(frames.last().unwrap()["reason"], "ping_timeout");
-    assert_healthy(&server, base).await;
-}
-
-#[tokio::test]
 async fn a_hundred_mib_line_is_discarded_in_bounded_memory() {
     let server = ServerProcess::start(&[]);
     let base = baseline(&server).await;

@@ -37,10 +37,12 @@ impl Wire {
     }
 
     pub async fn send_raw(&mut self, line: &str) {
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("write");
+        self.send_raw_bytes(format!("{line}\n").as_bytes()).await;
+    }
+
+    /// Bytes as they are, with no newline added.
+    pub async fn send_raw_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
     }
 
     /// The next line, or `None` at the close.

@@ -88,6 +88,31 @@ async fn silence_is_pinged_then_ended_and_the_room_is_told() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn half_a_line_is_silence() {
+    let mut server = Server::new(config());
+    // Before hello: bytes that never make a line do not move the hello deadline.
+    let start = Instant::now();
+    let mut c = server.connect();
+    c.send_raw_bytes(b"{\"type\":\"hel").await;
+    let frames = c.read_to_close().await;
+    assert_eq!(frames.last().unwrap()["reason"], "hello_timeout");
+    assert!(
+        start.elapsed() < Duration::from_secs(11),
+        "{:?}",
+        start.elapsed()
+    );
+    // After hello: a stalled half line is silence, so a ping, then ping_timeout.
+    let mut c = server.registered("staller").await;
+    let start = Instant::now();
+    c.send_raw_bytes(b"{\"type\":\"say\",\"room\":\"lob").await;
+    let frames = c.read_to_close().await;
+    assert_eq!(frames.first().unwrap(), &json!({"type":"ping"}));
+    assert_eq!(frames.last().unwrap()["reason"], "ping_timeout");
+    let secs = start.elapsed().as_secs();
+    assert!((120..=121).contains(&secs), "{secs}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_rate_limit_refuses_past_the_burst_and_refills_with_time() {
     let mut server = Server::new(config()); // burst 10, 5 per second
     let mut ann = server.registered("ann").await;
