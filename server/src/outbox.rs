@@ -37,7 +37,7 @@ pub struct OutboxReceiver {
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Queue {
-    state: Mutex<State>,
+    state: Mutex<Pending>,
     /// Wakes the writer when it waits on an empty queue (or the last sender is gone).
     ready: Notify,
     /// Live `Outbox` handles; at zero the writer drains what is left and ends.
@@ -46,8 +46,9 @@ struct Queue {
     overflowed: CancellationToken,
 }
 
+/// What the lock guards: the queued lines and the queue's flags.
 #[derive(Debug, Default)]
-struct State {
+struct Pending {
     lines: VecDeque<Bytes>,
     bytes: usize,
     max_frames: u32,
@@ -62,10 +63,10 @@ struct State {
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     let queue = Arc::new(Queue {
-        state: Mutex::new(State {
+        state: Mutex::new(Pending {
             max_frames: u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX),
             max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
-            ..State::default()
+            ..Pending::default()
         }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
@@ -80,7 +81,7 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
 }
 
 impl Queue {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
         // Nothing panics while holding it; recover rather than spread a poison.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -318,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_push_touches_one_cache_line() {
-        assert!(std::mem::size_of::<Mutex<State>>() <= 64);
+        assert!(std::mem::size_of::<Mutex<Pending>>() <= 64);
         assert_eq!(std::mem::offset_of!(Queue, state), 0);
         assert_eq!(std::mem::align_of::<Queue>(), 64);
     }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Before/after: two lanchat-server builds through the same generator, alternating run by run, so
+# that a change is compared with the code before it in one sitting on this shared machine.
+#
+#   bench/ab.sh REV                 # REV (e.g. a commit before the change) against the work tree
+#   ROUNDS=5 bench/ab.sh REV
+#
+# Builds REV in a temporary git worktree (release), runs the fan-out rows of bench/run.sh and the
+# fixed-rate latency row with both servers in turn (pinned as run.sh pins them), and prints a
+# Markdown table of medians with their ranges. Everything listens on 127.0.0.1 only; every run is
+# bounded by a message count and a timeout.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+REV=${1:?usage: bench/ab.sh REV}
+ROUNDS=${ROUNDS:-3}
+WORK=$(mktemp -d /tmp/lanchat-ab.XXXXXX)
+OLD_TREE=$WORK/old
+PIDS=()
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    git -C "$ROOT" worktree remove --force "$OLD_TREE" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf '[ab %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+SERVER_ON=()
+GEN_ON=()
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SERVER_ON=(taskset -c 1)
+    GEN_ON=(taskset -c 0)
+fi
+
+log "building $REV and the work tree (release)"
+git -C "$ROOT" worktree add --detach "$OLD_TREE" "$REV" >&2
+cargo build --release --quiet --manifest-path "$OLD_TREE/Cargo.toml" -p lanchat-server \
+    --target-dir "$WORK/old-target" >&2
+cargo build --release --quiet -p lanchat-server >&2
+cargo build --release --quiet -p lanchat-tests --bin lanchat-load >&2
+declare -A BIN=([before]="$WORK/old-target/release/lanchat-server" [after]="$ROOT/target/release/lanchat-server")
+LOAD=$ROOT/target/release/lanchat-load
+ulimit -n "$(ulimit -Hn)"
+
+# LABEL SIDE -- GENERATOR ARGS: one run against a fresh server; appends the JSON report.
+measure() {
+    local label=$1 side=$2
+    shift 3
+    : >"$WORK/out"
+    "${SERVER_ON[@]}" "${BIN[$side]}" --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 \
+        --max-per-ip 100000 --max-clients 100000 >"$WORK/out" 2>/dev/null &
+    local pid=$!
+    PIDS+=("$pid")
+    local addr="" i
+    for i in $(seq 1 100); do
+        addr=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/out" | head -1)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
+    local out
+    out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$addr" --server-pid "$pid" \
+        --proto lanchat "$@" || echo '{"completed":false}')
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    printf '{"label":"%s","side":"%s","report":%s}\n' "$label" "$side" "$out" >>"$WORK/results.jsonl"
+    log "$label $side: $(python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{(r.get(\"deliveries_per_server_cpu_s\") or 0)/1e6:.2f} M/CPU-s p99 {r.get(\"latency_ms\",{}).get(\"p99\",0):.2f} ms lost {r.get(\"lost\")}")' <<<"$out")"
+}
+
+FAN_A=(fanout --rooms 1 --members 100 --senders 10 --messages 12000)
+FAN_B=(fanout --rooms 1 --members 1000 --senders 5 --messages 2000)
+FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 6000)
+RATE=(fanout --rooms 1 --members 100 --senders 10 --messages 505 --rate 1010 --window 1000)
+: >"$WORK/results.jsonl"
+for round in $(seq 1 "$ROUNDS"); do
+    sides=(before after)
+    if [ $((round % 2)) = 0 ]; then sides=(after before); fi
+    for s in "${sides[@]}"; do measure fanout-1x100x10 "$s" -- "${FAN_A[@]}"; done
+    for s in "${sides[@]}"; do measure fanout-1x1000x5 "$s" -- "${FAN_B[@]}"; done
+    for s in "${sides[@]}"; do measure fanout-50x20x1 "$s" -- "${FAN_C[@]}"; done
+    for s in "${sides[@]}"; do measure rate-100k "$s" -- "${RATE[@]}"; done
+done
+
+python3 - "$WORK/results.jsonl" "$REV" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+rev, rounds = sys.argv[2], sys.argv[3]
+def pick(label, side, key):
+    out = []
+    for r in rows:
+        if r["label"] == label and r["side"] == side and r["report"].get("completed"):
+            out.append(key(r["report"]))
+    return out
+def cell(v, fmt):
+    if not v:
+        return "n/a"
+    return f"**{fmt(statistics.median(v))}** ({fmt(min(v))}-{fmt(max(v))})"
+m = lambda x: f"{x / 1e6:.2f}"
+ms = lambda x: f"{x:.2f}"
+print(f"Medians of {rounds} alternating rounds (range in brackets); before = {rev}, after = the work tree.\n")
+print("| row | before | after | after / before |")
+print("| --- | ---: | ---: | ---: |")
+for label in ["fanout-1x100x10", "fanout-1x1000x5", "fanout-50x20x1"]:
+    b = pick(label, "before", lambda r: r["deliveries_per_server_cpu_s"])
+    a = pick(label, "after", lambda r: r["deliveries_per_server_cpu_s"])
+    ratio = f"{statistics.median(a) / statistics.median(b):.2f}" if a and b else "n/a"
+    print(f"| {label}, deliveries per server CPU-s (M) | {cell(b, m)} | {cell(a, m)} | {ratio} |")
+b = pick("rate-100k", "before", lambda r: r["latency_ms"]["p99"])
+a = pick("rate-100k", "after", lambda r: r["latency_ms"]["p99"])
+ratio = f"{statistics.median(a) / statistics.median(b):.2f}" if a and b else "n/a"
+print(f"| rate-100k, p99 latency (ms) | {cell(b, ms)} | {cell(a, ms)} | {ratio} |")
+bad = sum((r["report"].get("lost") or 0) + (r["report"].get("duplicated") or 0)
+          + (r["report"].get("reordered") or 0) for r in rows)
+incomplete = sum(1 for r in rows if not r["report"].get("completed"))
+print(f"\nLost + duplicated + reordered over all {len(rows)} runs: {bad}; incomplete runs: {incomplete}.")
+EOF
