@@ -4,6 +4,7 @@
 #
 #   bench/ab.sh REV                 # REV (e.g. a commit before the change) against the work tree
 #   ROUNDS=5 bench/ab.sh REV
+#   OLD_BIN=path/to/lanchat-server bench/ab.sh REV   # REV already built: use that binary
 #
 # Builds REV in a temporary git worktree (release), runs the fan-out rows of bench/run.sh and the
 # fixed-rate latency row with both servers in turn (pinned as run.sh pins them), and prints a
@@ -17,32 +18,23 @@ REV=${1:?usage: bench/ab.sh REV}
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/lanchat-ab.XXXXXX)
 OLD_TREE=$WORK/old
-PIDS=()
+remove_old_tree() { git -C "$ROOT" worktree remove --force "$OLD_TREE" 2>/dev/null || true; }
+CLEANUP_EXTRA=remove_old_tree
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    git -C "$ROOT" worktree remove --force "$OLD_TREE" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '[ab %s] %s\n' "$(date +%T)" "$*" >&2; }
-
-SERVER_ON=()
-GEN_ON=()
-if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SERVER_ON=(taskset -c 1)
-    GEN_ON=(taskset -c 0)
+OLD_BIN=${OLD_BIN:-}
+if [ -z "$OLD_BIN" ]; then
+    log "building $REV (release)"
+    git -C "$ROOT" worktree add --detach "$OLD_TREE" "$REV" >&2
+    cargo build --release --quiet --manifest-path "$OLD_TREE/Cargo.toml" -p lanchat-server \
+        --target-dir "$WORK/old-target" >&2
+    OLD_BIN=$WORK/old-target/release/lanchat-server
 fi
-
-log "building $REV and the work tree (release)"
-git -C "$ROOT" worktree add --detach "$OLD_TREE" "$REV" >&2
-cargo build --release --quiet --manifest-path "$OLD_TREE/Cargo.toml" -p lanchat-server \
-    --target-dir "$WORK/old-target" >&2
+log "building the work tree (release)"
 cargo build --release --quiet -p lanchat-server >&2
 cargo build --release --quiet -p lanchat-tests --bin lanchat-load >&2
-declare -A BIN=([before]="$WORK/old-target/release/lanchat-server" [after]="$ROOT/target/release/lanchat-server")
+declare -A BIN=([before]="$OLD_BIN" [after]="$ROOT/target/release/lanchat-server")
 LOAD=$ROOT/target/release/lanchat-load
 ulimit -n "$(ulimit -Hn)"
 

@@ -16,31 +16,8 @@ ROUNDS=${ROUNDS:-3}
 RESULTS=$ROOT/bench/results.jsonl
 WORK=$(mktemp -d /tmp/lanchat-bench.XXXXXX)
 SERVER_PID=""
-PIDS=()
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-
-# With two or more CPUs, every server runs on CPU 1 and the generator on CPU 0 (the same for all
-# three servers): runs vary less when neither migrates nor preempts the other. PIN=0 turns it off.
-SERVER_ON=()
-GEN_ON=()
-if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SERVER_ON=(taskset -c 1)
-    GEN_ON=(taskset -c 0)
-fi
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 # --- peers from the system packages ------------------------------------------------------------
 install_peers() {

@@ -82,25 +82,54 @@ impl Chat {
         user
     }
 
-    /// Apply a rule's effects the way the server does; returns what to persist.
-    fn apply(&self, actor: &User, effects: Result<Effects, Refusal>) -> Option<Persist> {
-        deliver(&self.state, Some(&actor.inbox), effects.expect("allowed"))
+    /// Users registered in the default room, in this order, with nothing left to read.
+    fn users<const N: usize>(&mut self, nicks: [&str; N]) -> [User; N] {
+        let users = nicks.map(|n| self.user(n));
+        for u in &users {
+            u.inbox.take();
+        }
+        users
     }
 
+    /// Run a rule as `actor` and apply its effects the way the server does; returns what to
+    /// persist. What the actor receives stays in its inbox.
+    fn run(&mut self, actor: &User, rule: Rule) -> Option<Persist> {
+        let effects = rule(&mut self.state, &actor.who).expect("allowed");
+        deliver(&self.state, Some(&actor.inbox), effects)
+    }
+
+    /// [`Chat::run`], then everything the actor received (its reply last).
+    fn act(&mut self, actor: &User, rule: Rule) -> Vec<Value> {
+        self.run(actor, rule);
+        actor.inbox.take()
+    }
+
+    /// The code a rule is refused with; a refused rule changes nothing and delivers nothing.
+    fn refused(&mut self, actor: &User, rule: Rule) -> ErrorCode {
+        rule(&mut self.state, &actor.who).expect_err("refused").0
+    }
+
+    /// Join `room`; returns the reply (events that reached the user before it are dropped).
     fn join(&mut self, user: &User, room: &str) -> Value {
-        let effects = self.state.join(&user.who, None, room);
-        self.apply(user, effects);
-        // Events that reached this user earlier are dropped with the reply.
-        let reply = user.inbox.take().pop().expect("a reply");
+        let reply = self
+            .act(user, &mut |st, me| st.join(me, None, room))
+            .pop()
+            .expect("a reply");
         assert_eq!(reply["type"], "ok");
         reply
     }
 
+    fn leave(&mut self, user: &User, room: &str) -> Vec<Value> {
+        self.act(user, &mut |st, me| st.leave(me, None, room))
+    }
+
     fn say(&mut self, user: &User, room: &str, text: &str) -> Option<Persist> {
-        let effects = self.state.say(&user.who, None, room, text);
-        self.apply(user, effects)
+        self.run(user, &mut |st, me| st.say(me, None, room, text))
     }
 }
+
+/// A rule as the tests call it: the state and the acting user.
+type Rule<'a> = &'a mut dyn FnMut(&mut State<Inbox>, &Registered) -> Result<Effects, Refusal>;
 
 fn code<T: std::fmt::Debug>(r: Result<T, Refusal>) -> ErrorCode {
     r.expect_err("refused").0
@@ -145,11 +174,7 @@ fn nicks_are_unique_across_case_and_unicode_case() {
 #[test]
 fn join_replies_with_members_sorted_and_tells_the_room_once() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("Bob");
-    let cy = chat.user("cy");
-    ann.inbox.take();
-    bob.inbox.take();
+    let [ann, bob, cy] = chat.users(["ann", "Bob", "cy"]);
     let reply = chat.join(&ann, "Ops");
     assert_eq!(reply["cmd"], "join");
     assert_eq!(reply["room"], "Ops");
@@ -171,15 +196,13 @@ fn join_replies_with_members_sorted_and_tells_the_room_once() {
 #[test]
 fn join_refuses_more_than_the_room_limit() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
+    let [ann] = chat.users(["ann"]);
     // The default room is one of them.
     for i in 1..MAX_ROOMS_PER_SESSION {
         chat.join(&ann, &format!("r{i}"));
     }
-    assert_eq!(
-        code(chat.state.join(&ann.who, None, "one-too-many")),
-        ErrorCode::TooManyRooms
-    );
+    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-too-many"));
+    assert_eq!(code, ErrorCode::TooManyRooms);
     // A room one is already in can still be joined (it changes nothing).
     chat.join(&ann, "r1");
 }
@@ -187,49 +210,37 @@ fn join_refuses_more_than_the_room_limit() {
 #[test]
 fn leave_tells_the_others_and_refuses_a_room_one_is_not_in() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
+    let [ann, bob] = chat.users(["ann", "bob"]);
     chat.join(&ann, "ops");
     chat.join(&bob, "ops");
     ann.inbox.take();
-    let effects = chat.state.leave(&bob.who, Some(&RequestId::Int(7)), "OPS");
-    chat.apply(&bob, effects);
-    let reply = bob.inbox.take();
+    let reply = chat.act(&bob, &mut |st, me| {
+        st.leave(me, Some(&RequestId::Int(7)), "OPS")
+    });
     assert_eq!(reply[0]["re"], 7);
     assert_eq!(reply[0]["room"], "ops");
     assert_eq!(ann.inbox.types(), ["leave"]);
-    assert_eq!(
-        code(chat.state.leave(&bob.who, None, "ops")),
-        ErrorCode::NotInRoom
-    );
-    assert_eq!(
-        code(chat.state.leave(&bob.who, None, "nowhere")),
-        ErrorCode::NotInRoom
-    );
+    for room in ["ops", "nowhere"] {
+        let code = chat.refused(&bob, &mut |st, me| st.leave(me, None, room));
+        assert_eq!(code, ErrorCode::NotInRoom, "{room}");
+    }
 }
 
 #[test]
 fn rooms_are_forgotten_when_empty_unless_they_hold_something() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
+    let [ann] = chat.users(["ann"]);
     chat.join(&ann, "Tmp");
-    let effects = chat.state.leave(&ann.who, None, "tmp");
-    chat.apply(&ann, effects);
-    ann.inbox.take();
+    chat.leave(&ann, "tmp");
     // Forgotten: the next to join spells it anew.
     assert_eq!(chat.join(&ann, "TMP")["room"], "TMP");
     chat.say(&ann, "tmp", "kept");
-    let effects = chat.state.leave(&ann.who, None, "tmp");
-    chat.apply(&ann, effects);
+    chat.leave(&ann, "tmp");
     assert_eq!(chat.join(&ann, "tmp")["room"], "TMP", "history keeps it");
     // The default room is never forgotten, even empty.
-    let effects = chat.state.leave(&ann.who, None, "lobby");
-    chat.apply(&ann, effects);
-    ann.inbox.take();
-    let effects = chat.state.rooms(None);
-    chat.apply(&ann, Ok(effects));
-    let rooms = &ann.inbox.take()[0]["rooms"];
-    let names: Vec<&str> = rooms
+    chat.leave(&ann, "lobby");
+    let reply = chat.act(&ann, &mut |st, _| Ok(st.rooms(None)));
+    let names: Vec<&str> = reply[0]["rooms"]
         .as_array()
         .unwrap()
         .iter()
@@ -241,11 +252,7 @@ fn rooms_are_forgotten_when_empty_unless_they_hold_something() {
 #[test]
 fn say_replies_to_the_sender_and_delivers_one_line_to_everyone_else() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
-    let cy = chat.user("cy");
-    ann.inbox.take();
-    bob.inbox.take();
+    let [ann, bob, cy] = chat.users(["ann", "bob", "cy"]);
     let persist = chat.say(&ann, "LOBBY", "hi");
     let reply = ann.inbox.take();
     assert_eq!(reply.len(), 1, "no copy of one's own message");
@@ -276,32 +283,24 @@ fn say_replies_to_the_sender_and_delivers_one_line_to_everyone_else() {
 #[test]
 fn say_refuses_a_room_one_is_not_in() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
+    let [ann, bob] = chat.users(["ann", "bob"]);
     chat.join(&bob, "ops");
-    assert_eq!(
-        code(chat.state.say(&ann.who, None, "ops", "x")),
-        ErrorCode::NotInRoom
-    );
-    assert_eq!(
-        code(chat.state.say(&ann.who, None, "nowhere", "x")),
-        ErrorCode::NotInRoom
+    for room in ["ops", "nowhere"] {
+        let code = chat.refused(&ann, &mut |st, me| st.say(me, None, room, "x"));
+        assert_eq!(code, ErrorCode::NotInRoom, "{room}");
+    }
+    assert!(
+        bob.inbox.take().is_empty(),
+        "a refused message reaches nobody"
     );
 }
 
 #[test]
 fn dm_reaches_only_its_target_and_refuses_an_unknown_nick() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("Bob");
-    let cy = chat.user("cy");
-    ann.inbox.take();
-    bob.inbox.take();
-    let effects = chat
-        .state
-        .dm(&ann.who, Some(&RequestId::Str("d".into())), "bob", "psst");
-    chat.apply(&ann, effects);
-    let reply = ann.inbox.take();
+    let [ann, bob, cy] = chat.users(["ann", "Bob", "cy"]);
+    let re = RequestId::Str("d".into());
+    let reply = chat.act(&ann, &mut |st, me| st.dm(me, Some(&re), "bob", "psst"));
     assert_eq!(reply[0]["cmd"], "dm");
     assert_eq!(reply[0]["to"], "Bob", "the target as it spells itself");
     assert_eq!(reply[0]["re"], "d");
@@ -309,28 +308,21 @@ fn dm_reaches_only_its_target_and_refuses_an_unknown_nick() {
     assert_eq!(got[0]["type"], "direct");
     assert_eq!(got[0]["text"], "psst");
     assert!(cy.inbox.take().is_empty());
-    assert_eq!(
-        code(chat.state.dm(&ann.who, None, "nobody", "x")),
-        ErrorCode::NoSuchNick
-    );
+    let code = chat.refused(&ann, &mut |st, me| st.dm(me, None, "nobody", "x"));
+    assert_eq!(code, ErrorCode::NoSuchNick);
 }
 
 #[test]
 fn nick_change_tells_each_neighbour_once_and_frees_the_old_nick() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
-    let loner = chat.user("loner");
+    let [ann, bob, loner] = chat.users(["ann", "bob", "loner"]);
     chat.join(&ann, "ops");
     chat.join(&bob, "ops");
-    let effects = chat.state.leave(&loner.who, None, "lobby");
-    chat.apply(&loner, effects);
-    for u in [&ann, &bob, &loner] {
-        u.inbox.take();
-    }
-    let effects = chat.state.set_nick(&ann.who, None, "anna");
-    chat.apply(&ann, effects);
-    assert_eq!(ann.inbox.take()[0]["nick"], "anna");
+    chat.leave(&loner, "lobby");
+    ann.inbox.take();
+    bob.inbox.take();
+    let reply = chat.act(&ann, &mut |st, me| st.set_nick(me, None, "anna"));
+    assert_eq!(reply[0]["nick"], "anna");
     let got = bob.inbox.take();
     assert_eq!(got.len(), 1, "two shared rooms, one event: {got:?}");
     assert_eq!(got[0]["old"], "ann");
@@ -338,27 +330,20 @@ fn nick_change_tells_each_neighbour_once_and_frees_the_old_nick() {
     assert!(loner.inbox.take().is_empty(), "no shared room, no event");
     assert_eq!(chat.state.nick(&ann.who), "anna");
     chat.user("ann");
-    assert_eq!(
-        code(chat.state.set_nick(&bob.who, None, "ANNA")),
-        ErrorCode::NickTaken
-    );
+    let code = chat.refused(&bob, &mut |st, me| st.set_nick(me, None, "ANNA"));
+    assert_eq!(code, ErrorCode::NickTaken);
     // One's own nick in another case is one's own.
-    let effects = chat.state.set_nick(&ann.who, None, "Anna");
-    chat.apply(&ann, effects);
+    chat.act(&ann, &mut |st, me| st.set_nick(me, None, "Anna"));
     assert_eq!(chat.state.nick(&ann.who), "Anna");
 }
 
 #[test]
 fn status_goes_to_neighbours_and_an_empty_text_is_none() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
-    ann.inbox.take();
-    let effects = chat
-        .state
-        .set_status(&ann.who, None, Status::Away, Some(String::new()));
-    chat.apply(&ann, effects);
-    let reply = ann.inbox.take();
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    let reply = chat.act(&ann, &mut |st, me| {
+        st.set_status(me, None, Status::Away, Some(String::new()))
+    });
     assert_eq!(reply[0]["status"], "away");
     assert!(reply[0].get("text").is_none_or(Value::is_null));
     let got = bob.inbox.take();
@@ -367,21 +352,25 @@ fn status_goes_to_neighbours_and_an_empty_text_is_none() {
     assert_eq!(got[0]["status"], "away");
 }
 
+/// The topic of `room` as `user` reads it: the room's spelling and its topic.
+fn read_topic(chat: &mut Chat, user: &User, room: &str) -> (String, String) {
+    let reply = chat.act(user, &mut |st, me| st.topic(me, None, room, None));
+    let text = |k: &str| reply[0][k].as_str().unwrap().to_owned();
+    (text("room"), text("topic"))
+}
+
 #[test]
 fn topic_is_read_by_anyone_and_set_by_members_only() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
+    let [ann, bob] = chat.users(["ann", "bob"]);
     chat.join(&ann, "Ops");
-    bob.inbox.take();
-    assert_eq!(
-        code(chat.state.topic(&bob.who, None, "ops", Some("mine".into()))),
-        ErrorCode::NotInRoom
-    );
-    let effects = chat
-        .state
-        .topic(&ann.who, None, "OPS", Some("deploys".into()));
-    let persist = chat.apply(&ann, effects);
+    let code = chat.refused(&bob, &mut |st, me| {
+        st.topic(me, None, "ops", Some("mine".into()))
+    });
+    assert_eq!(code, ErrorCode::NotInRoom);
+    let persist = chat.run(&ann, &mut |st, me| {
+        st.topic(me, None, "OPS", Some("deploys".into()))
+    });
     assert_eq!(
         persist,
         Some(Persist::Topic {
@@ -392,92 +381,81 @@ fn topic_is_read_by_anyone_and_set_by_members_only() {
     );
     assert_eq!(ann.inbox.take()[0]["topic"], "deploys");
     assert!(bob.inbox.take().is_empty(), "bob is not in the room");
-    let effects = chat.state.topic(&bob.who, None, "ops", None);
-    chat.apply(&bob, effects);
-    let read = bob.inbox.take();
-    assert_eq!(read[0]["room"], "Ops");
-    assert_eq!(read[0]["topic"], "deploys");
+    assert_eq!(
+        read_topic(&mut chat, &bob, "ops"),
+        ("Ops".into(), "deploys".into())
+    );
     // A room with a topic outlives its last member.
-    let effects = chat.state.leave(&ann.who, None, "ops");
-    chat.apply(&ann, effects);
-    let effects = chat.state.topic(&bob.who, None, "ops", None);
-    chat.apply(&bob, effects);
-    assert_eq!(bob.inbox.take()[0]["topic"], "deploys");
+    chat.leave(&ann, "ops");
+    assert_eq!(read_topic(&mut chat, &bob, "ops").1, "deploys");
     // An unknown room has no topic, and is named as asked.
-    let effects = chat.state.topic(&bob.who, None, "Nowhere", None);
-    chat.apply(&bob, effects);
-    let read = bob.inbox.take();
-    assert_eq!(read[0]["room"], "Nowhere");
-    assert_eq!(read[0]["topic"], "");
+    assert_eq!(
+        read_topic(&mut chat, &bob, "Nowhere"),
+        ("Nowhere".into(), String::new())
+    );
 }
 
 #[test]
 fn who_answers_in_the_rooms_spelling_or_as_asked() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    chat.apply(&ann, Ok(chat.state.who(None, "LOBBY")));
-    let reply = ann.inbox.take();
+    let [ann] = chat.users(["ann"]);
+    let reply = chat.act(&ann, &mut |st, _| Ok(st.who(None, "LOBBY")));
     assert_eq!(reply[0]["room"], "Lobby");
     assert_eq!(nicks(&reply[0]["members"]), ["ann"]);
-    chat.apply(&ann, Ok(chat.state.who(None, "Empty")));
-    let reply = ann.inbox.take();
+    let reply = chat.act(&ann, &mut |st, _| Ok(st.who(None, "Empty")));
     assert_eq!(reply[0]["room"], "Empty");
     assert!(reply[0]["members"].as_array().unwrap().is_empty());
 }
 
-fn history(chat: &Chat, user: &User, q: HistoryQuery) -> Value {
-    let effects = chat.state.history(None, &q);
-    chat.apply(user, effects);
-    user.inbox.take().remove(0)
-}
-
-fn query(room: &str, limit: Option<u32>) -> HistoryQuery {
-    HistoryQuery {
+/// The texts of a history reply to `user`, and the room it names.
+fn history(chat: &mut Chat, user: &User, room: &str, limit: Option<u32>) -> (String, Vec<String>) {
+    let q = HistoryQuery {
         room: room.into(),
         before: None,
         after: None,
         limit,
-    }
+    };
+    let reply = chat.act(user, &mut |st, _| st.history(None, &q)).remove(0);
+    let texts = reply["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    (reply["room"].as_str().unwrap().to_owned(), texts)
 }
 
 #[test]
 fn history_keeps_the_newest_messages_as_sent() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
+    let [ann] = chat.users(["ann"]);
     for i in 0..7 {
         chat.say(&ann, "lobby", &format!("m{i}"));
     }
     ann.inbox.take();
-    let reply = history(&chat, &ann, query("LOBBY", None));
-    assert_eq!(reply["room"], "Lobby");
-    let texts: Vec<&str> = reply["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let (room, texts) = history(&mut chat, &ann, "LOBBY", None);
+    assert_eq!(room, "Lobby");
     assert_eq!(
         texts,
         ["m2", "m3", "m4", "m5", "m6"],
         "five kept, oldest first"
     );
-    let reply = history(&chat, &ann, query("lobby", Some(2)));
-    assert_eq!(reply["messages"].as_array().unwrap().len(), 2);
-    let reply = history(&chat, &ann, query("Nowhere", None));
-    assert_eq!(reply["room"], "Nowhere");
-    assert!(reply["messages"].as_array().unwrap().is_empty());
+    assert_eq!(history(&mut chat, &ann, "lobby", Some(2)).1, ["m5", "m6"]);
+    assert_eq!(
+        history(&mut chat, &ann, "Nowhere", None),
+        ("Nowhere".into(), vec![])
+    );
 }
 
 #[test]
 fn remove_tells_each_neighbour_once_and_frees_the_nick() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
+    let [ann, bob] = chat.users(["ann", "bob"]);
     chat.join(&ann, "ops");
     chat.join(&bob, "ops");
     bob.inbox.take();
     let effects = chat.state.remove(ann.who, Some("lunch"));
-    deliver(&chat.state, None, effects);
+    let _ = deliver(&chat.state, None, effects);
     let got = bob.inbox.take();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "quit");
@@ -492,14 +470,11 @@ fn remove_tells_each_neighbour_once_and_frees_the_nick() {
 #[test]
 fn a_reply_is_queued_before_the_events_that_follow_it() {
     let mut chat = Chat::new();
-    let ann = chat.user("ann");
-    let bob = chat.user("bob");
-    ann.inbox.take();
+    let [ann, bob] = chat.users(["ann", "bob"]);
     // Bob joins a room, then Ann joins it and speaks: Bob sees her join, then her message; Ann
     // sees her join reply, then Bob's message that followed it.
     chat.join(&bob, "ops");
-    let effects = chat.state.join(&ann.who, None, "ops");
-    chat.apply(&ann, effects);
+    chat.run(&ann, &mut |st, me| st.join(me, None, "ops"));
     chat.say(&ann, "ops", "first");
     chat.say(&bob, "ops", "second");
     assert_eq!(ann.inbox.types(), ["ok", "ok", "message"]);
