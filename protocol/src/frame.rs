@@ -10,6 +10,7 @@ use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{DecodeError, ErrorCode};
 use crate::fields::{Raw, RawFrame, RawObject};
+use crate::validate;
 use crate::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES};
 
 /// A request's `id`, echoed as `re` in its reply with the same JSON type.
@@ -154,6 +155,8 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryQuery {
     pub room: String,
+    /// A message id; a decoded request holds only strings that pass
+    /// [`validate::is_message_id`] here and in `after`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,8 +249,8 @@ impl Request {
             CommandType::Rooms => Command::Rooms {},
             CommandType::History => {
                 let room = fields.string("room")?;
-                let before = fields.opt_string("before")?;
-                let after = fields.opt_string("after")?;
+                let before = fields.opt_message_id("before")?;
+                let after = fields.opt_message_id("after")?;
                 let limit = match fields.opt_u64("limit") {
                     Ok(None) => None,
                     Ok(Some(n)) if (1..=HISTORY_LIMIT_MAX as u64).contains(&n) => Some(n as u32),
@@ -329,6 +332,18 @@ impl Fields<'_> {
             Raw::Str(s) => Ok(Some(s.into_owned())),
             Raw::Absent | Raw::Null => Ok(None),
             _ => Err(self.bad(field, "a string")),
+        }
+    }
+
+    /// An optional message id: a string with the shape of a UUID (a shape check only; whether
+    /// the room holds that message is for the server to find out).
+    fn opt_message_id(&mut self, field: &str) -> Result<Option<String>, DecodeError> {
+        match self.opt_string(field)? {
+            Some(id) if !validate::is_message_id(&id) => Err(self.bad(
+                field,
+                "a message id (a UUID such as 019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff)",
+            )),
+            id => Ok(id),
         }
     }
 
@@ -809,8 +824,8 @@ mod tests {
             Command::Rooms {},
             Command::History(HistoryQuery {
                 room: "r".into(),
-                before: Some("a".into()),
-                after: Some("b".into()),
+                before: Some("019aa8dc-64b1-75f2-831e-b62e37c6d382".into()),
+                after: Some("019AA8DC-487B-7A0D-B2C9-5AA144C1D0FF".into()),
                 limit: Some(200),
             }),
             Command::Ping {},
