@@ -17,6 +17,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 __all__ = [
     "PROTOCOL_VERSION",
     "DEFAULT_PORT",
+    "DISCOVERY_PORT",
     "PRESENCE_PORT",
     "DEFAULT_MAX_LINE",
     "DEFAULT_MAX_TEXT",
@@ -44,14 +45,16 @@ PROTOCOL_VERSION = 1
 """The protocol version this package speaks."""
 DEFAULT_PORT = 7878
 """Default TCP port of a lanchat server."""
-PRESENCE_PORT = 7879
+DISCOVERY_PORT = 7879
 """Default UDP port for beacons and discovery queries."""
+PRESENCE_PORT = DISCOVERY_PORT
+"""The former name of :data:`DISCOVERY_PORT`, kept for existing code."""
 DEFAULT_MAX_LINE = 16384
 """Default maximum line length in bytes, LF excluded (the server announces its own)."""
 DEFAULT_MAX_TEXT = 4096
 """Default maximum ``say``/``dm`` text length in bytes."""
 MAX_DATAGRAM = 1200
-"""Largest presence datagram, in bytes."""
+"""Largest discovery datagram, in bytes."""
 MAX_ID_BYTES = 64
 MAX_NAME_CHARS = 32
 MAX_STATUS_TEXT_CHARS = 100

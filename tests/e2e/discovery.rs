@@ -1,4 +1,4 @@
-//! UDP presence on loopback: beacons, discovery answers, the stopping beacon, garbage ignored.
+//! UDP discovery on loopback: beacons, answers to discover, the stopping beacon, garbage ignored.
 //! (The simulated-LAN test with network namespaces is in `netns.rs`.)
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -16,7 +16,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A socket that hears broadcasts on the presence port, as a passive client would.
+/// A socket that hears broadcasts on the discovery port, as a passive client would.
 fn beacon_listener(port: u16) -> UdpSocket {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
@@ -56,7 +56,7 @@ fn start(port: u16) -> ServerProcess {
         "--announce-interval",
         "1",
         "--name",
-        "presence test",
+        "discovery test",
     ])
 }
 
@@ -69,7 +69,7 @@ async fn beacons_follow_users_and_say_stopping() {
     let (beacon, from) = wait_beacon(&listener, |v| v["port"] == tcp_port);
     assert!(from.ip().is_loopback(), "{from}");
     assert_eq!(beacon["protocol"], 1);
-    assert_eq!(beacon["name"], "presence test");
+    assert_eq!(beacon["name"], "discovery test");
     assert!(beacon["server"].as_str().unwrap().starts_with("lanchat/"));
     assert_eq!(beacon["users"], 0);
     assert_eq!(beacon["auth"], false);
@@ -150,8 +150,62 @@ async fn discover_is_answered_at_once_and_garbage_is_ignored() {
     assert_eq!(w["type"], "welcome");
 }
 
+#[test]
+fn discover_without_a_protocol_number_is_not_answered() {
+    let port = free_udp_port();
+    let server = ServerProcess::start_raw(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--announce-port",
+        &port.to_string(),
+        "--announce-interval",
+        "3600",
+    ]);
+    let asker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for query in [
+        &br#"{"type":"discover"}"#[..],
+        br#"{"type":"discover","protocol":null}"#,
+        br#"{"type":"discover","protocol":-1}"#,
+        br#"{"type":"discover","protocol":"1"}"#,
+        br#"{"type":"discover","protocol":1.5}"#,
+    ] {
+        asker.send_to(query, ("127.0.0.1", port)).unwrap();
+    }
+    // The server handles datagrams one at a time, in order: once a second socket's good query is
+    // answered, any answer to the first one's would already be waiting for it.
+    let sentinel = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sentinel
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + WAIT;
+    let n = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the good discover was never answered"
+        );
+        sentinel
+            .send_to(br#"{"type":"discover","protocol":7}"#, ("127.0.0.1", port))
+            .unwrap();
+        if let Ok((n, _)) = sentinel.recv_from(&mut buf) {
+            break n;
+        }
+    };
+    let beacon: Value = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(
+        beacon["port"],
+        server.addr.port(),
+        "any protocol number is answered"
+    );
+    asker.set_nonblocking(true).unwrap();
+    match asker.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a discover without a protocol number was answered: {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn two_servers_share_the_presence_port() {
+async fn two_servers_share_the_discovery_port() {
     let port = free_udp_port();
     let s1 = start(port);
     let s2 = start(port);
