@@ -1,6 +1,7 @@
 //! Error codes and close reasons as they appear on the wire, and the decode error of a request line.
 
 use serde::{Deserialize, Serialize};
+use strum::{IntoStaticStr, VariantArray};
 
 use crate::frame::RequestId;
 
@@ -8,8 +9,13 @@ use crate::frame::RequestId;
 ///
 /// Clients must treat a code they do not know as a generic error: new codes may be added without a
 /// protocol version change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// Wire names come from the variant names, by the same snake_case rule for serde and for
+// `as_str` (strum); the tests check that the two agree for every variant.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     BadJson,
     BadFrame,
@@ -37,52 +43,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
-        ErrorCode::BadJson,
-        ErrorCode::BadFrame,
-        ErrorCode::UnknownType,
-        ErrorCode::LineTooLong,
-        ErrorCode::NotRegistered,
-        ErrorCode::AlreadyRegistered,
-        ErrorCode::ProtocolUnsupported,
-        ErrorCode::AuthFailed,
-        ErrorCode::NickInvalid,
-        ErrorCode::NickTaken,
-        ErrorCode::RoomInvalid,
-        ErrorCode::NotInRoom,
-        ErrorCode::NoSuchNick,
-        ErrorCode::TextInvalid,
-        ErrorCode::TextTooLong,
-        ErrorCode::RateLimited,
-        ErrorCode::ServerFull,
-        ErrorCode::TooManyErrors,
-        ErrorCode::TooManyRooms,
-    ];
+    /// Every code this version sends: all but `Unknown`, which is declared last.
+    pub const ALL: [ErrorCode; 19] = {
+        let variants = <ErrorCode as VariantArray>::VARIANTS;
+        assert!(variants.len() == 20 && matches!(variants[19], ErrorCode::Unknown));
+        let mut all = [ErrorCode::Unknown; 19];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = variants[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The code as written on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::LineTooLong => "line_too_long",
-            ErrorCode::NotRegistered => "not_registered",
-            ErrorCode::AlreadyRegistered => "already_registered",
-            ErrorCode::ProtocolUnsupported => "protocol_unsupported",
-            ErrorCode::AuthFailed => "auth_failed",
-            ErrorCode::NickInvalid => "nick_invalid",
-            ErrorCode::NickTaken => "nick_taken",
-            ErrorCode::RoomInvalid => "room_invalid",
-            ErrorCode::NotInRoom => "not_in_room",
-            ErrorCode::NoSuchNick => "no_such_nick",
-            ErrorCode::TextInvalid => "text_invalid",
-            ErrorCode::TextTooLong => "text_too_long",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::ServerFull => "server_full",
-            ErrorCode::TooManyErrors => "too_many_errors",
-            ErrorCode::TooManyRooms => "too_many_rooms",
-            ErrorCode::Unknown => "unknown",
-        }
+        self.into()
     }
 
     /// Whether this error says the client is broken (as opposed to a user mistake or a busy
@@ -107,8 +83,11 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The `reason` of a `bye` frame: why the server is closing the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ByeReason {
     Quit,
     HelloTimeout,
@@ -125,19 +104,9 @@ pub enum ByeReason {
 }
 
 impl ByeReason {
+    /// The reason as written on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ByeReason::Quit => "quit",
-            ByeReason::HelloTimeout => "hello_timeout",
-            ByeReason::PingTimeout => "ping_timeout",
-            ByeReason::TooManyErrors => "too_many_errors",
-            ByeReason::Flood => "flood",
-            ByeReason::ShuttingDown => "shutting_down",
-            ByeReason::ServerFull => "server_full",
-            ByeReason::AuthFailed => "auth_failed",
-            ByeReason::ProtocolUnsupported => "protocol_unsupported",
-            ByeReason::Unknown => "unknown",
-        }
+        self.into()
     }
 }
 
@@ -177,10 +146,32 @@ mod tests {
         assert_eq!(c, ErrorCode::Unknown);
         let r: ByeReason = serde_json::from_str("\"later\"").unwrap();
         assert_eq!(r, ByeReason::Unknown);
-        for code in ErrorCode::ALL {
-            let json = serde_json::to_string(&code).unwrap();
-            assert_eq!(json, format!("\"{}\"", code.as_str()));
-            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+    }
+
+    /// serde's name and `as_str` come from the same variant name by the same rule: check they
+    /// agree, in both directions, for every variant.
+    fn names_agree<T>(variants: &[T])
+    where
+        T: Copy + PartialEq + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>,
+        &'static str: From<T>,
+    {
+        for &v in variants {
+            let name: &'static str = v.into();
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<T>(&format!("\"{name}\"")).unwrap(),
+                v
+            );
         }
+    }
+
+    #[test]
+    fn wire_names_agree_with_serde() {
+        names_agree(ErrorCode::VARIANTS);
+        names_agree(ByeReason::VARIANTS);
+        assert_eq!(ErrorCode::BadJson.as_str(), "bad_json");
+        assert_eq!(ByeReason::ShuttingDown.to_string(), "shutting_down");
+        assert!(!ErrorCode::ALL.contains(&ErrorCode::Unknown));
+        assert_eq!(ErrorCode::ALL[18], ErrorCode::TooManyRooms);
     }
 }

@@ -6,9 +6,11 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{DecodeError, ErrorCode};
 use crate::fields::{Raw, RawFrame, RawObject};
+use crate::validate;
 use crate::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES};
 
 /// A request's `id`, echoed as `re` in its reply with the same JSON type.
@@ -36,8 +38,23 @@ impl From<&str> for RequestId {
 }
 
 /// Presence status of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+// The wire names come from the variant names, as for `ErrorCode`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    IntoStaticStr,
+    EnumString,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     #[default]
     Online,
@@ -46,21 +63,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status as written on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Online => "online",
-            Status::Away => "away",
-            Status::Busy => "busy",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Status> {
-        match s {
-            "online" => Some(Status::Online),
-            "away" => Some(Status::Away),
-            "busy" => Some(Status::Busy),
-            _ => None,
-        }
+        self.into()
     }
 }
 
@@ -74,8 +79,18 @@ pub struct Request {
 }
 
 /// What a client can ask of the server. The variant name is the wire `type`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// `CommandType` is its field-less twin: the decoder reads `type` into it, then matches on it
+/// exhaustively, so a new command cannot be left out of decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, IntoStaticStr, EnumDiscriminants)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[strum_discriminants(
+    name(CommandType),
+    vis(pub(crate)),
+    derive(Hash, EnumString, IntoStaticStr, VariantArray),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Command {
     Hello(Hello),
     Join {
@@ -122,22 +137,7 @@ pub enum Command {
 impl Command {
     /// The wire `type` of this command, which is also the `cmd` of its `ok` reply.
     pub fn name(&self) -> &'static str {
-        match self {
-            Command::Hello(_) => "hello",
-            Command::Join { .. } => "join",
-            Command::Leave { .. } => "leave",
-            Command::Say { .. } => "say",
-            Command::Dm { .. } => "dm",
-            Command::Nick { .. } => "nick",
-            Command::Status { .. } => "status",
-            Command::Topic { .. } => "topic",
-            Command::Who { .. } => "who",
-            Command::Rooms {} => "rooms",
-            Command::History(_) => "history",
-            Command::Ping {} => "ping",
-            Command::Pong {} => "pong",
-            Command::Quit { .. } => "quit",
-        }
+        self.into()
     }
 }
 
@@ -155,6 +155,8 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryQuery {
     pub room: String,
+    /// A message id; a decoded request holds only strings that pass
+    /// [`validate::is_message_id`] here and in `after`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,33 +197,41 @@ impl Request {
             Raw::Str(t) => t,
             _ => return Err(fields.bad("type", "a string")),
         };
-        let command = match ty.as_ref() {
-            "hello" => Command::Hello(Hello {
+        let Ok(ty) = ty.parse::<CommandType>() else {
+            let shown: String = ty.chars().take(40).collect();
+            return Err(DecodeError::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type \"{shown}\""),
+                fields.re,
+            ));
+        };
+        let command = match ty {
+            CommandType::Hello => Command::Hello(Hello {
                 nick: fields.string("nick")?,
                 protocol: fields.opt_u64("protocol")?,
                 client: fields.opt_string("client")?,
                 password: fields.opt_string("password")?,
             }),
-            "join" => Command::Join {
+            CommandType::Join => Command::Join {
                 room: fields.string("room")?,
             },
-            "leave" => Command::Leave {
+            CommandType::Leave => Command::Leave {
                 room: fields.string("room")?,
             },
-            "say" => Command::Say {
+            CommandType::Say => Command::Say {
                 room: fields.string("room")?,
                 text: fields.string("text")?,
             },
-            "dm" => Command::Dm {
+            CommandType::Dm => Command::Dm {
                 to: fields.string("to")?,
                 text: fields.string("text")?,
             },
-            "nick" => Command::Nick {
+            CommandType::Nick => Command::Nick {
                 nick: fields.string("nick")?,
             },
-            "status" => {
+            CommandType::Status => {
                 let status = fields.string("status")?;
-                let Some(status) = Status::parse(&status) else {
+                let Ok(status) = status.parse::<Status>() else {
                     return Err(fields.bad("status", "one of \"online\", \"away\", \"busy\""));
                 };
                 Command::Status {
@@ -229,18 +239,18 @@ impl Request {
                     text: fields.opt_string("text")?,
                 }
             }
-            "topic" => Command::Topic {
+            CommandType::Topic => Command::Topic {
                 room: fields.string("room")?,
                 topic: fields.opt_string("topic")?,
             },
-            "who" => Command::Who {
+            CommandType::Who => Command::Who {
                 room: fields.string("room")?,
             },
-            "rooms" => Command::Rooms {},
-            "history" => {
+            CommandType::Rooms => Command::Rooms {},
+            CommandType::History => {
                 let room = fields.string("room")?;
-                let before = fields.opt_string("before")?;
-                let after = fields.opt_string("after")?;
+                let before = fields.opt_message_id("before")?;
+                let after = fields.opt_message_id("after")?;
                 let limit = match fields.opt_u64("limit") {
                     Ok(None) => None,
                     Ok(Some(n)) if (1..=HISTORY_LIMIT_MAX as u64).contains(&n) => Some(n as u32),
@@ -258,19 +268,11 @@ impl Request {
                     limit,
                 })
             }
-            "ping" => Command::Ping {},
-            "pong" => Command::Pong {},
-            "quit" => Command::Quit {
+            CommandType::Ping => Command::Ping {},
+            CommandType::Pong => Command::Pong {},
+            CommandType::Quit => Command::Quit {
                 reason: fields.opt_string("reason")?,
             },
-            other => {
-                let shown: String = other.chars().take(40).collect();
-                return Err(DecodeError::new(
-                    ErrorCode::UnknownType,
-                    format!("unknown frame type \"{shown}\""),
-                    fields.re,
-                ));
-            }
         };
         Ok(Request {
             id: fields.re,
@@ -330,6 +332,18 @@ impl Fields<'_> {
             Raw::Str(s) => Ok(Some(s.into_owned())),
             Raw::Absent | Raw::Null => Ok(None),
             _ => Err(self.bad(field, "a string")),
+        }
+    }
+
+    /// An optional message id: a string with the shape of a UUID (a shape check only; whether
+    /// the room holds that message is for the server to find out).
+    fn opt_message_id(&mut self, field: &str) -> Result<Option<String>, DecodeError> {
+        match self.opt_string(field)? {
+            Some(id) if !validate::is_message_id(&id) => Err(self.bad(
+                field,
+                "a message id (a UUID such as 019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff)",
+            )),
+            id => Ok(id),
         }
     }
 
@@ -631,24 +645,24 @@ impl SentMessage<'_> {
 
     /// The `ok` reply to the `say` that sent it to `room`.
     pub fn say_reply_line(&self, re: Option<&RequestId>, room: &str) -> Bytes {
-        self.reply(re, "say", Some(room), None)
+        self.reply(re, CommandType::Say, Some(room), None)
     }
 
     /// The `ok` reply to the `dm` that sent it to `to`.
     pub fn dm_reply_line(&self, re: Option<&RequestId>, to: &str) -> Bytes {
-        self.reply(re, "dm", None, Some(to))
+        self.reply(re, CommandType::Dm, None, Some(to))
     }
 
     fn reply(
         &self,
         re: Option<&RequestId>,
-        cmd: &'static str,
+        cmd: CommandType,
         room: Option<&str>,
         to: Option<&str>,
     ) -> Bytes {
         let r = SentReplyRef {
             re,
-            cmd,
+            cmd: cmd.into(),
             id: self.id,
             ts: self.ts,
             room,
@@ -810,8 +824,8 @@ mod tests {
             Command::Rooms {},
             Command::History(HistoryQuery {
                 room: "r".into(),
-                before: Some("a".into()),
-                after: Some("b".into()),
+                before: Some("019aa8dc-64b1-75f2-831e-b62e37c6d382".into()),
+                after: Some("019AA8DC-487B-7A0D-B2C9-5AA144C1D0FF".into()),
                 limit: Some(200),
             }),
             Command::Ping {},
@@ -821,12 +835,28 @@ mod tests {
                 reason: Some("bye".into()),
             },
         ];
+        let covered: std::collections::HashSet<CommandType> =
+            cmds.iter().map(CommandType::from).collect();
+        assert_eq!(covered.len(), CommandType::VARIANTS.len(), "every command");
         for (i, c) in cmds.into_iter().enumerate() {
             roundtrip(Request::new(None, c.clone()));
             roundtrip(Request::new(Some(RequestId::Int(i as i64 - 3)), c.clone()));
             roundtrip(Request::new(Some(RequestId::UInt(u64::MAX)), c.clone()));
             roundtrip(Request::new(Some(RequestId::Str(format!("q{i}"))), c));
         }
+    }
+
+    #[test]
+    fn status_names_agree_with_serde() {
+        for &status in Status::VARIANTS {
+            let name = status.as_str();
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{name}\"")
+            );
+            assert_eq!(name.parse::<Status>(), Ok(status));
+        }
+        assert!("Away".parse::<Status>().is_err(), "case-sensitive");
     }
 
     #[test]

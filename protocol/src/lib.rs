@@ -1,5 +1,5 @@
 //! The lanchat wire protocol, version 1: one JSON object per LF-terminated line over TCP (or a
-//! Unix socket), plus JSON datagrams for UDP presence. PROTOCOL.md is the normative description;
+//! Unix socket), plus JSON datagrams for UDP discovery. PROTOCOL.md is the normative description;
 //! this crate is its Rust implementation, shared by the server and the Rust client.
 //!
 //! - [`frame`]: `Request` (client to server, decoded with precise errors) and `ServerFrame`.
@@ -29,7 +29,7 @@ pub use frame::{
 pub const PROTOCOL_VERSION: u64 = 1;
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 7878;
-/// Default UDP presence port.
+/// Default UDP discovery port (beacons and discover queries).
 pub const DEFAULT_ANNOUNCE_PORT: u16 = 7879;
 /// Default maximum line length in bytes, LF excluded.
 pub const DEFAULT_MAX_LINE: usize = 16384;

@@ -82,6 +82,17 @@ pub fn check_short_text(
     check_controls(text)
 }
 
+/// Whether `id` has the shape of a message id: a UUID in its 36-character hyphenated form
+/// (8-4-4-4-12 hexadecimal digits, either case), as the server writes message ids. `history`
+/// refuses any other `before` or `after` when the request is decoded.
+pub fn is_message_id(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 fn check_controls(text: &str) -> Result<(), (ErrorCode, String)> {
     match text
         .chars()
@@ -117,6 +128,32 @@ mod tests {
         }
         assert_eq!(name_key("ÄnN"), "änn");
         assert_eq!(name_key("ann"), "ann");
+    }
+
+    #[test]
+    fn message_ids() {
+        for ok in [
+            "019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff",
+            "019AA8DC-487B-7A0D-B2C9-5AA144C1D0FF",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            assert!(is_message_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "not-an-id",
+            "019aa8dc487b7a0db2c95aa144c1d0ff",
+            "{019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff}",
+            "urn:uuid:019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff",
+            "019aa8dc-487b-7a0d-b2c9-5aa144c1d0f",
+            "019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff0",
+            "019aa8dc-487b-7a0d-b2c9-5aa144c1d0fg",
+            "019aa8dc-487b-7a0d-b2c9+5aa144c1d0ff",
+            " 019aa8dc-487b-7a0d-b2c9-5aa144c1d0f",
+            "019aa8dc-487b-7a0d-b2c9-5aa144c1d0ﬀ",
+        ] {
+            assert!(!is_message_id(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -124,6 +124,33 @@ proptest! {
     }
 
     #[test]
+    fn history_cursors_are_checked_when_decoded(cursor in prop_oneof![
+        any::<String>(),
+        "[0-9a-fA-F-]{34,38}",
+        message_id().prop_map(Option::unwrap_or_default),
+    ]) {
+        // PROTOCOL.md: a `before`/`after` that is not a UUID is `bad_frame` naming the field,
+        // whatever the room.
+        let shaped = cursor.len() == 36
+            && cursor.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            });
+        for field in ["before", "after"] {
+            let line = serde_json::json!({"type":"history","id":1,"room":"nowhere",field:cursor});
+            match Request::decode(&serde_json::to_vec(&line).unwrap()) {
+                Ok(_) => prop_assert!(shaped, "{cursor:?} accepted"),
+                Err(e) => {
+                    prop_assert!(!shaped, "{cursor:?} refused");
+                    prop_assert_eq!(e.code, lanchat_protocol::ErrorCode::BadFrame);
+                    prop_assert!(e.message.contains(field), "{}", e.message);
+                    prop_assert_eq!(e.re, Some(RequestId::Int(1)));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn encode_then_decode_is_identity(req in arb_request()) {
         let line = req.encode_line();
         prop_assert_eq!(line.last(), Some(&b'\n'));
@@ -191,6 +218,13 @@ fn arb_id() -> impl Strategy<Value = Option<RequestId>> {
     ]
 }
 
+/// A `history` cursor: absent, or a UUID in hyphenated form, either case.
+fn message_id() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    )
+}
+
 fn arb_request() -> impl Strategy<Value = Request> {
     let s = || any::<String>();
     let os = || proptest::option::of(any::<String>());
@@ -215,16 +249,20 @@ fn arb_request() -> impl Strategy<Value = Request> {
         (s(), os()).prop_map(|(room, topic)| Command::Topic { room, topic }),
         s().prop_map(|room| Command::Who { room }),
         Just(Command::Rooms {}),
-        (s(), os(), os(), proptest::option::of(1u32..=200)).prop_map(
-            |(room, before, after, limit)| {
+        (
+            s(),
+            message_id(),
+            message_id(),
+            proptest::option::of(1u32..=200)
+        )
+            .prop_map(|(room, before, after, limit)| {
                 Command::History(HistoryQuery {
                     room,
                     before,
                     after,
                     limit,
                 })
-            }
-        ),
+            }),
         Just(Command::Ping {}),
         Just(Command::Pong {}),
         os().prop_map(|reason| Command::Quit { reason }),

@@ -11,6 +11,20 @@ use lanchat_protocol::{validate, Limits};
 /// Longest server display name, in bytes (beacons are at most 1,200 bytes).
 pub const MAX_NAME_BYTES: usize = 200;
 
+/// Bytes of a `say` or `dm` request besides its text, with a plain id and room name: what
+/// `max_line` must hold on top of the escaped text.
+pub const REQUEST_OVERHEAD: usize = 512;
+
+/// Smallest `--max-line`: room for the overhead and a text of 256 bytes.
+pub const MIN_MAX_LINE: u32 = 1024;
+
+/// The longest text that always fits in a line of `max_line` bytes. A valid text escapes to at
+/// most 2 bytes a byte in JSON (`\n`, `\t`, `\"`, `\\`; other control characters are refused,
+/// other characters may be sent raw), so 2 x text + overhead must fit.
+pub fn max_text_for(max_line: usize) -> usize {
+    max_line.saturating_sub(REQUEST_OVERHEAD) / 2
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -56,12 +70,13 @@ pub struct Args {
     pub max_per_ip: usize,
     /// Longest accepted line in bytes
     #[arg(long, env = "LANCHAT_MAX_LINE", default_value_t = lanchat_protocol::DEFAULT_MAX_LINE as u32,
-          value_parser = clap::value_parser!(u32).range(256..=16 * 1024 * 1024))]
+          value_parser = clap::value_parser!(u32).range(MIN_MAX_LINE as i64..=16 * 1024 * 1024))]
     pub max_line: u32,
-    /// Longest message text in bytes
-    #[arg(long, env = "LANCHAT_MAX_TEXT", default_value_t = lanchat_protocol::DEFAULT_MAX_TEXT as u32,
+    /// Longest message text in bytes; 2 x max-text + 512 must fit in max-line
+    /// [default: 4096, or (max-line - 512) / 2 when that is smaller]
+    #[arg(long, env = "LANCHAT_MAX_TEXT",
           value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
-    pub max_text: u32,
+    pub max_text: Option<u32>,
     /// Messages a session may send in a burst
     #[arg(long, env = "LANCHAT_RATE_BURST", default_value_t = lanchat_protocol::DEFAULT_RATE_BURST)]
     pub rate_burst: u32,
@@ -76,7 +91,7 @@ pub struct Args {
     #[arg(long, env = "LANCHAT_HELLO_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub hello_timeout: u64,
-    /// UDP port for presence beacons and discovery
+    /// UDP port for discovery: beacons and answers to discover queries
     #[arg(long, env = "LANCHAT_ANNOUNCE_PORT", default_value_t = lanchat_protocol::DEFAULT_ANNOUNCE_PORT)]
     pub announce_port: u16,
     /// Seconds between beacons
@@ -167,12 +182,18 @@ impl Args {
         if self.max_clients == 0 || self.max_per_ip == 0 {
             return Err("--max-clients and --max-per-ip must be at least 1".into());
         }
-        if self.max_text as usize + 256 > self.max_line as usize {
-            return Err(format!(
-                "--max-text {} does not fit in --max-line {} (leave 256 bytes for the frame)",
-                self.max_text, self.max_line
-            ));
-        }
+        let max_line = self.max_line as usize;
+        let fits = max_text_for(max_line);
+        let max_text = match self.max_text {
+            None => fits.min(lanchat_protocol::DEFAULT_MAX_TEXT),
+            Some(t) if t as usize > fits => {
+                return Err(format!(
+                    "--max-text {t} does not fit in --max-line {max_line}: 2 x max-text + \
+                     {REQUEST_OVERHEAD} must be at most max-line, so max-text at most {fits}"
+                ))
+            }
+            Some(t) => t as usize,
+        };
         if self.rate_per_sec > 0 && self.rate_burst == 0 {
             return Err("--rate-burst must be at least 1 when --rate-per-sec is set".into());
         }
@@ -197,8 +218,8 @@ impl Args {
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
             limits: Limits {
-                max_line: self.max_line as usize,
-                max_text: self.max_text as usize,
+                max_line,
+                max_text,
                 rate_burst: self.rate_burst,
                 rate_per_sec: self.rate_per_sec,
                 ping_interval_s: self.ping_interval,
@@ -216,4 +237,59 @@ impl Args {
 fn host_name() -> Option<String> {
     let name = nix::unistd::gethostname().ok()?.into_string().ok()?;
     (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, String> {
+        let args = Args::try_parse_from(["lanchat-server"].iter().chain(flags))
+            .map_err(|e| e.to_string())?;
+        args.into_config()
+    }
+
+    fn text_and_line(flags: &[&str]) -> (usize, usize) {
+        let limits = config(flags).unwrap().limits;
+        (limits.max_text, limits.max_line)
+    }
+
+    #[test]
+    fn max_text_is_derived_from_max_line_when_not_given() {
+        assert_eq!(text_and_line(&[]), (4096, 16384));
+        assert_eq!(text_and_line(&["--max-line", "1024"]), (256, 1024));
+        assert_eq!(text_and_line(&["--max-line", "2048"]), (768, 2048));
+        assert_eq!(text_and_line(&["--max-line", "8703"]), (4095, 8703));
+        assert_eq!(text_and_line(&["--max-line", "8704"]), (4096, 8704));
+        assert_eq!(text_and_line(&["--max-line", "65536"]), (4096, 65536));
+        for max_line in MIN_MAX_LINE..20_000 {
+            let text = max_text_for(max_line as usize).min(lanchat_protocol::DEFAULT_MAX_TEXT);
+            assert!(text >= 1 && 2 * text + REQUEST_OVERHEAD <= max_line as usize);
+        }
+    }
+
+    #[test]
+    fn a_given_max_text_must_fit_in_max_line() {
+        assert_eq!(
+            text_and_line(&["--max-line", "1024", "--max-text", "256"]),
+            (256, 1024)
+        );
+        assert_eq!(text_and_line(&["--max-text", "7936"]), (7936, 16384));
+        assert_eq!(text_and_line(&["--max-text", "1"]), (1, 16384));
+        for flags in [
+            &["--max-line", "1024", "--max-text", "257"][..],
+            &["--max-text", "7937"],
+            &["--max-text", "20000"],
+        ] {
+            let err = config(flags).unwrap_err();
+            assert!(err.starts_with("--max-text "), "{flags:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn max_line_has_a_floor() {
+        assert!(config(&["--max-line", "1023"]).is_err());
+        assert!(config(&["--max-text", "0"]).is_err());
+    }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn framing_errors_keep_the_connection() {
-    let server = ServerProcess::start(&["--max-line", "1024", "--max-text", "500"]);
+    let server = ServerProcess::start(&["--max-line", "1024"]);
     let mut c = TestClient::connect(server.addr).await;
     c.send_raw(b"not json\n").await;
     let e = c.recv().await;

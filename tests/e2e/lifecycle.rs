@@ -1,9 +1,9 @@
 //! Timers and the server's own life: hello timeout, keepalive, shutdown, bad flags.
 
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use lanchat_tests::{bin_path, ServerProcess, TestClient};
+use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
 use serde_json::json;
 
 #[tokio::test]
@@ -92,6 +92,64 @@ fn bad_flags_exit_2_with_one_line() {
         assert!(!stderr.trim().is_empty(), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// Run the server with `args` (on loopback, not announcing) and return how it exited, killing it
+/// if it is still running after `WAIT`.
+fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(bin_path("lanchat-server"))
+        .args(["--listen", "127.0.0.1:0", "--no-announce"])
+        .args(args)
+        .env_remove("LANCHAT_MAX_LINE")
+        .env_remove("LANCHAT_MAX_TEXT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?}: still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn max_text_that_cannot_fit_in_max_line_is_refused_at_start() {
+    // 2 x 257 + 512 = 1026 > 1024; 2 x 7937 + 512 > 16384 (the default line).
+    for args in [
+        &["--max-line", "1024", "--max-text", "257"][..],
+        &["--max-text", "7937"],
+    ] {
+        let out = run_to_exit(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("lanchat-server: --max-text "),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // Below the floor of --max-line, clap refuses (its message takes several lines).
+    assert_eq!(run_to_exit(&["--max-line", "1023"]).status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn max_text_follows_a_small_max_line() {
+    let server = ServerProcess::start(&["--max-line", "1024"]);
+    let (mut c, w) = TestClient::hello(server.addr, "ann").await;
+    assert_eq!(w["limits"]["max_line"], 1024);
+    assert_eq!(w["limits"]["max_text"], 256);
+    // The longest text, every byte escaped to two, fits in one line with a long id.
+    let ok = c
+        .request(json!({"type":"say","id":"x".repeat(64),"room":"lobby","text":"\n".repeat(256)}))
+        .await;
+    assert_eq!(ok["cmd"], "say", "{ok}");
 }
 
 #[test]

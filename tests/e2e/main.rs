@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod discovery;
 mod durable;
 mod errors;
 mod fanout;
@@ -11,6 +12,5 @@ mod interop;
 mod lifecycle;
 mod limits;
 mod netns;
-mod presence;
 mod soak;
 mod vectors;

@@ -1,4 +1,4 @@
-//! Presence on a real (simulated) LAN: three network namespaces on one bridge. The server runs in
+//! Discovery on a real (simulated) LAN: three network namespaces on one bridge. The server runs in
 //! one on 0.0.0.0; a second runs `lanchat discover`, finds it by broadcast, connects to the address
 //! it learnt and sends a message that a client in the third receives.
 //!
@@ -94,7 +94,7 @@ fn skip_or_fail(reason: String) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("the simulated-LAN test must run in CI: {reason}");
     }
-    eprintln!("SKIPPED presence on a simulated LAN: {reason}");
+    eprintln!("SKIPPED discovery on a simulated LAN: {reason}");
 }
 
 #[test]

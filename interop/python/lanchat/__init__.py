@@ -2,7 +2,7 @@
 
 - :class:`Client`: one session over TCP or a Unix socket; requests matched to
   replies by id, events through an iterator or a callback.
-- :func:`discover`: find servers on the LAN by UDP presence.
+- :func:`discover`: find servers on the LAN by UDP discovery.
 - :class:`LanchatError` (``.code``, ``.message``), :class:`ConnectionClosed`
   (``.code`` is the bye reason) and :class:`LanchatTimeout`.
 - :mod:`lanchat.protocol`: the wire format, pure functions and constants.
@@ -24,7 +24,7 @@ import logging
 from .client import CLIENT_NAME, Client, parse_address
 from .discovery import Server, discover
 from .errors import ConnectionClosed, LanchatError, LanchatTimeout
-from .protocol import DEFAULT_PORT, PRESENCE_PORT, PROTOCOL_VERSION, Frame
+from .protocol import DEFAULT_PORT, DISCOVERY_PORT, PRESENCE_PORT, PROTOCOL_VERSION, Frame
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "Frame",
     "LanchatError",
     "LanchatTimeout",
+    "DISCOVERY_PORT",
     "PRESENCE_PORT",
     "PROTOCOL_VERSION",
     "Server",

@@ -1,6 +1,6 @@
-"""Finding lanchat servers on the LAN through UDP presence.
+"""Finding lanchat servers on the LAN through UDP discovery.
 
-Servers announce themselves with beacon datagrams on the presence port (7879)
+Servers announce themselves with beacon datagrams on the discovery port (7879)
 and answer a ``{"type":"discover","protocol":1}`` query at once with a beacon
 sent back to the query's source.  :func:`discover` sends that query to the
 broadcast address of each IPv4 interface (or to the addresses you name) and to
@@ -19,7 +19,7 @@ import struct
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .protocol import MAX_DATAGRAM, PRESENCE_PORT, PROTOCOL_VERSION
+from .protocol import DISCOVERY_PORT, MAX_DATAGRAM, PROTOCOL_VERSION
 
 __all__ = ["Server", "discover", "broadcast_addresses", "parse_beacon", "DISCOVER_QUERY"]
 
@@ -77,7 +77,12 @@ def _int_field(beacon: Mapping[str, Any], name: str, default: int = 0) -> int:
 
 
 def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
-    """Return the :class:`Server` a datagram describes, or None if it is not a valid beacon."""
+    """Return the :class:`Server` a datagram describes, or None if it is not a valid beacon.
+
+    A beacon needs a TCP ``port``, an ``instance`` and a ``state`` of ``"up"`` or
+    ``"stopping"``: a v1 server always sends them, and without them a server can be
+    neither reached, de-duplicated nor told apart from one going away.
+    """
     if len(datagram) > MAX_DATAGRAM:
         return None
     try:
@@ -86,10 +91,10 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         return None
     if not isinstance(beacon, dict) or beacon.get("type") != "beacon":
         return None
-    port, instance = beacon.get("port"), beacon.get("instance")
+    port, instance, state = beacon.get("port"), beacon.get("instance"), beacon.get("state")
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         return None
-    if not isinstance(instance, str) or not instance:
+    if not isinstance(instance, str) or not instance or state not in ("up", "stopping"):
         return None
     return Server(
         name=str(beacon.get("name", "")),
@@ -99,7 +104,7 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         rooms=_int_field(beacon, "rooms"),
         auth=beacon.get("auth") is True,
         instance=instance,
-        state=str(beacon.get("state", "up")),
+        state=state,
         server=str(beacon.get("server", "")),
         protocol=_int_field(beacon, "protocol", PROTOCOL_VERSION),
     )
@@ -160,7 +165,7 @@ def _passive_socket(address: str, port: int) -> Optional[socket.socket]:
     """A socket that hears beacons broadcast to ``address:port``, or None if it cannot bind.
 
     It binds the broadcast address itself, not the wildcard: several sockets share
-    the presence port (SO_REUSEPORT), and the kernel spreads *unicast* datagrams for
+    the discovery port (SO_REUSEPORT), and the kernel spreads *unicast* datagrams for
     a shared port over them, so a wildcard listener here could swallow a query meant
     for a server on this host.  A socket bound to a broadcast address gets broadcasts only.
     """
@@ -178,7 +183,7 @@ def _passive_socket(address: str, port: int) -> Optional[socket.socket]:
     return sock
 
 
-def discover(timeout: float = 1.0, port: int = PRESENCE_PORT,
+def discover(timeout: float = 1.0, port: int = DISCOVERY_PORT,
              hosts: Optional[Iterable[str]] = None,
              broadcast: Union[bool, Sequence[str]] = True,
              listen: bool = True, query: bool = True) -> List[Server]:
@@ -191,9 +196,11 @@ def discover(timeout: float = 1.0, port: int = PRESENCE_PORT,
       the window (heard on each broadcast address in ``broadcast``).
     - ``query``: False sends nothing and only listens for those beacons.
 
-    Servers are de-duplicated by ``instance`` (the latest beacon wins); those
-    that are stopping or speak another protocol version are left out.  The
-    result is sorted by name, then address.
+    Servers are de-duplicated by ``instance``: the latest beacon gives the
+    counts, and the address is the first one heard, or a loopback one when the
+    server also answers on loopback (see :func:`_record`).  Those that are
+    stopping or speak another protocol version are left out.  The result is
+    sorted by name, then address.
     """
     targets: List[Tuple[str, int]] = []
     broadcast_targets: List[str] = []
@@ -243,7 +250,7 @@ def _receive(sock: socket.socket, found: Dict[str, Server]) -> None:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # e.g. ICMP port unreachable from a unicast query
-            log.debug("presence socket error: %s", exc)
+            log.debug("discovery socket error: %s", exc)
             return
         server = parse_beacon(datagram, host)
         if server is None:
@@ -251,7 +258,27 @@ def _receive(sock: socket.socket, found: Dict[str, Server]) -> None:
         elif server.state == "stopping" or server.protocol != PROTOCOL_VERSION:
             found.pop(server.instance, None)  # going away, or a protocol we do not speak
         else:
-            found[server.instance] = server
+            _record(found, server)
+
+
+def _record(found: Dict[str, Server], server: Server) -> None:
+    """Keep ``server``'s latest beacon, at one address per instance.
+
+    A server on several interfaces answers from each, maybe with a different port
+    each.  Any of them reaches it; the first heard is kept (so the address shown
+    does not change), unless a loopback one comes later: the server is on this host.
+    """
+    known = found.get(server.instance)
+    if known is not None and not (_is_loopback(server.host) and not _is_loopback(known.host)):
+        server = dataclasses.replace(server, host=known.host, port=known.port)
+    found[server.instance] = server
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _address_key(host: str) -> Tuple[int, Any]:

@@ -10,12 +10,14 @@ sends events (``message``, ``join``, ...) that carry no ``re``.
 """
 
 import json
+import re as _re
 import unicodedata
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple, Union
 
 __all__ = [
     "PROTOCOL_VERSION",
     "DEFAULT_PORT",
+    "DISCOVERY_PORT",
     "PRESENCE_PORT",
     "DEFAULT_MAX_LINE",
     "DEFAULT_MAX_TEXT",
@@ -32,6 +34,7 @@ __all__ = [
     "decode_line",
     "check_request",
     "check_server_frame",
+    "is_message_id",
     "frame_kind",
     "validate",
     "valid_name",
@@ -42,14 +45,16 @@ PROTOCOL_VERSION = 1
 """The protocol version this package speaks."""
 DEFAULT_PORT = 7878
 """Default TCP port of a lanchat server."""
-PRESENCE_PORT = 7879
+DISCOVERY_PORT = 7879
 """Default UDP port for beacons and discovery queries."""
+PRESENCE_PORT = DISCOVERY_PORT
+"""The former name of :data:`DISCOVERY_PORT`, kept for existing code."""
 DEFAULT_MAX_LINE = 16384
 """Default maximum line length in bytes, LF excluded (the server announces its own)."""
 DEFAULT_MAX_TEXT = 4096
 """Default maximum ``say``/``dm`` text length in bytes."""
 MAX_DATAGRAM = 1200
-"""Largest presence datagram, in bytes."""
+"""Largest discovery datagram, in bytes."""
 MAX_ID_BYTES = 64
 MAX_NAME_CHARS = 32
 MAX_STATUS_TEXT_CHARS = 100
@@ -99,6 +104,9 @@ REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] 
 """Request types and their fields, as in PROTOCOL.md."""
 
 STATUSES: FrozenSet[str] = frozenset({"online", "away", "busy"})
+
+_HEX = "[0-9A-Fa-f]"
+_MESSAGE_ID = _re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 
 # Required fields of each server frame, for check_server_frame.
 _SERVER_FIELDS: Mapping[str, Mapping[str, _Types]] = {
@@ -244,7 +252,8 @@ def check_request(frame: Mapping[str, Any]) -> None:
     Checks, in the protocol's order: ``id``, ``type``, known type, then each
     field's presence and JSON type (``null`` counts as absent, ``id`` included),
     plus the value rules the protocol makes frame errors: ``hello.protocol``
-    non-negative, ``status`` one of three, ``history.limit`` 1..200.
+    non-negative, ``status`` one of three, ``history`` ``before``/``after``
+    shaped like a message id (see :func:`is_message_id`), ``history.limit`` 1..200.
     Raises :class:`ProtocolError` (``bad_frame`` or ``unknown_type``).
     Semantic checks (nick syntax, text length, ...) are left to :func:`valid_name`
     and :func:`check_text`.
@@ -269,9 +278,22 @@ def check_request(frame: Mapping[str, Any]) -> None:
             raise ProtocolError("bad_frame", "protocol must be a non-negative integer", re)
     if type_ == "status" and frame["status"] not in STATUSES:
         raise ProtocolError("bad_frame", "status must be online, away or busy", re)
+    for name in ("before", "after") if type_ == "history" else ():
+        if frame.get(name) is not None and not is_message_id(frame[name]):
+            raise ProtocolError("bad_frame", f"{name} must be a message id (a UUID)", re)
     if type_ == "history" and frame.get("limit") is not None:
         if not 1 <= frame["limit"] <= HISTORY_LIMIT_MAX:
             raise ProtocolError("bad_frame", f"limit must be 1..{HISTORY_LIMIT_MAX}", re)
+
+
+def is_message_id(value: str) -> bool:
+    """True when ``value`` has the shape of a message id (``history`` ``before``/``after``).
+
+    That is a UUID in its 36-character hyphenated form (8-4-4-4-12 hexadecimal
+    digits, either case), the way the server writes message ids.  Other UUID
+    spellings (braces, ``urn:uuid:``, no hyphens) are refused.
+    """
+    return _MESSAGE_ID.fullmatch(value) is not None
 
 
 def _check_fields(frame: Mapping[str, Any], fields: Mapping[str, _Types], what: str) -> None:

@@ -5,12 +5,12 @@ import queue
 import socket
 import threading
 import unittest
-from typing import List
+from typing import Dict, List
 
 from support import WAIT, fake_client
 
 from lanchat import Client, ConnectionClosed, Frame, LanchatError, LanchatTimeout, discover
-from lanchat.discovery import parse_beacon
+from lanchat.discovery import Server, _record, parse_beacon
 from lanchat.protocol import decode_line, encode_frame
 
 
@@ -182,6 +182,29 @@ class DiscoveryUnitTests(unittest.TestCase):
         for bad in (b"", b"{", b"[]", b'{"type":"discover","protocol":1}', b"\xff",
                     json.dumps({**self.BEACON, "port": "x"}).encode(), b" " * 1300):
             self.assertIsNone(parse_beacon(bad, "127.0.0.1"), bad[:40])
+        # PROTOCOL.md, "Incomplete beacons": no instance, no port, or no known state.
+        for name in ("instance", "port", "state"):
+            beacon = {k: v for k, v in self.BEACON.items() if k != name}
+            self.assertIsNone(parse_beacon(json.dumps(beacon).encode(), "127.0.0.1"), name)
+        for state in ("draining", None, 1):
+            beacon = json.dumps({**self.BEACON, "state": state}).encode()
+            self.assertIsNone(parse_beacon(beacon, "127.0.0.1"), state)
+
+    def test_one_address_per_instance(self) -> None:
+        """PROTOCOL.md, "One server, several addresses": first heard, unless loopback comes."""
+        def heard(host: str, port: int, users: int) -> Server:
+            beacon = {**self.BEACON, "port": port, "users": users}
+            server = parse_beacon(json.dumps(beacon).encode(), host)
+            assert server is not None
+            return server
+
+        found: Dict[str, Server] = {}
+        _record(found, heard("192.0.2.17", 7000, 1))
+        _record(found, heard("198.51.100.4", 7001, 2))
+        self.assertEqual((found["i-1"].address, found["i-1"].users), (("192.0.2.17", 7000), 2))
+        _record(found, heard("127.0.0.1", 7002, 3))
+        _record(found, heard("192.0.2.17", 7000, 4))
+        self.assertEqual((found["i-1"].address, found["i-1"].users), (("127.0.0.1", 7002), 4))
 
     def test_unicast_discover_against_a_fake_responder(self) -> None:
         """A loopback UDP socket answering queries like a server would."""

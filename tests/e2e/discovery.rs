@@ -1,4 +1,4 @@
-//! UDP presence on loopback: beacons, discovery answers, the stopping beacon, garbage ignored.
+//! UDP discovery on loopback: beacons, answers to discover, the stopping beacon, garbage ignored.
 //! (The simulated-LAN test with network namespaces is in `netns.rs`.)
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -16,7 +16,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A socket that hears broadcasts on the presence port, as a passive client would.
+/// A socket that hears broadcasts on the discovery port, as a passive client would.
 fn beacon_listener(port: u16) -> UdpSocket {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
@@ -46,18 +46,51 @@ fn wait_beacon(sock: &UdpSocket, pred: impl Fn(&Value) -> bool) -> (Value, Socke
     panic!("no matching beacon within {WAIT:?}");
 }
 
-fn start(port: u16) -> ServerProcess {
+/// A server on loopback whose discovery port is `port`, announcing every `interval` seconds.
+fn start_announcing(port: u16, interval: &str, extra: &[&str]) -> ServerProcess {
     let port = port.to_string();
-    ServerProcess::start_raw(&[
+    let mut args = vec![
         "--listen",
         "127.0.0.1:0",
         "--announce-port",
         &port,
         "--announce-interval",
-        "1",
-        "--name",
-        "presence test",
-    ])
+        interval,
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start_raw(&args)
+}
+
+fn start(port: u16) -> ServerProcess {
+    start_announcing(port, "1", &["--name", "discovery test"])
+}
+
+/// A server whose beacons within a test can only be answers: it announces once an hour.
+fn start_answering(port: u16, extra: &[&str]) -> ServerProcess {
+    start_announcing(port, "3600", extra)
+}
+
+/// Send `{"type":"discover","protocol":<protocol>}` from `socket` to the server's discovery port
+/// until an answer comes (UDP may drop one), within `WAIT`. Returns the beacon, where it came
+/// from, and how long the answered query took.
+fn ask(socket: &UdpSocket, port: u16, protocol: u64) -> (Value, SocketAddr, Duration) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let query = json!({"type":"discover","protocol":protocol}).to_string();
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 2048];
+    loop {
+        assert!(Instant::now() < deadline, "discover never answered");
+        let started = Instant::now();
+        socket
+            .send_to(query.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let beacon = serde_json::from_slice::<Value>(&buf[..n]).unwrap();
+            return (beacon, from, started.elapsed());
+        }
+    }
 }
 
 #[tokio::test]
@@ -69,7 +102,7 @@ async fn beacons_follow_users_and_say_stopping() {
     let (beacon, from) = wait_beacon(&listener, |v| v["port"] == tcp_port);
     assert!(from.ip().is_loopback(), "{from}");
     assert_eq!(beacon["protocol"], 1);
-    assert_eq!(beacon["name"], "presence test");
+    assert_eq!(beacon["name"], "discovery test");
     assert!(beacon["server"].as_str().unwrap().starts_with("lanchat/"));
     assert_eq!(beacon["users"], 0);
     assert_eq!(beacon["auth"], false);
@@ -93,21 +126,8 @@ async fn beacons_follow_users_and_say_stopping() {
 #[tokio::test]
 async fn discover_is_answered_at_once_and_garbage_is_ignored() {
     let port = free_udp_port();
-    // A long interval: any beacon within the test is an answer, not an announcement.
-    let server = ServerProcess::start_raw(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--announce-port",
-        &port.to_string(),
-        "--announce-interval",
-        "3600",
-        "--password",
-        "pw",
-    ]);
+    let server = start_answering(port, &["--password", "pw"]);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     // Garbage first: not JSON, wrong type, oversized, a beacon pretending to be a query.
     let big = vec![b'{'; 1500];
     for _ in 0..200 {
@@ -120,23 +140,8 @@ async fn discover_is_answered_at_once_and_garbage_is_ignored() {
             client.send_to(d, ("127.0.0.1", port)).unwrap();
         }
     }
-    // UDP may drop under the flood: like a real client, repeat the query until answered.
-    let deadline = Instant::now() + WAIT;
-    let mut buf = [0u8; 2048];
-    let (beacon, from, took) = loop {
-        assert!(Instant::now() < deadline, "discover never answered");
-        let started = Instant::now();
-        client
-            .send_to(br#"{"type":"discover","protocol":1}"#, ("127.0.0.1", port))
-            .unwrap();
-        if let Ok((n, from)) = client.recv_from(&mut buf) {
-            break (
-                serde_json::from_slice::<Value>(&buf[..n]).unwrap(),
-                from,
-                started.elapsed(),
-            );
-        }
-    };
+    // UDP may drop under the flood: like a real client, `ask` repeats the query until answered.
+    let (beacon, from, took) = ask(&client, port, 1);
     assert_eq!(from.ip(), server.addr.ip());
     assert_eq!(beacon["port"], server.addr.port());
     assert_eq!(beacon["auth"], true);
@@ -150,8 +155,38 @@ async fn discover_is_answered_at_once_and_garbage_is_ignored() {
     assert_eq!(w["type"], "welcome");
 }
 
+#[test]
+fn discover_without_a_protocol_number_is_not_answered() {
+    let port = free_udp_port();
+    let server = start_answering(port, &[]);
+    let asker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for query in [
+        &br#"{"type":"discover"}"#[..],
+        br#"{"type":"discover","protocol":null}"#,
+        br#"{"type":"discover","protocol":-1}"#,
+        br#"{"type":"discover","protocol":"1"}"#,
+        br#"{"type":"discover","protocol":1.5}"#,
+    ] {
+        asker.send_to(query, ("127.0.0.1", port)).unwrap();
+    }
+    // The server handles datagrams one at a time, in order: once a second socket's good query is
+    // answered, any answer to the first one's would already be waiting for it.
+    let sentinel = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (beacon, _, _) = ask(&sentinel, port, 7);
+    assert_eq!(
+        beacon["port"],
+        server.addr.port(),
+        "any protocol number is answered"
+    );
+    asker.set_nonblocking(true).unwrap();
+    match asker.recv_from(&mut [0u8; 2048]) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a discover without a protocol number was answered: {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn two_servers_share_the_presence_port() {
+async fn two_servers_share_the_discovery_port() {
     let port = free_udp_port();
     let s1 = start(port);
     let s2 = start(port);
