@@ -11,11 +11,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use lanchat_protocol::discovery::ServerState;
 use lanchat_protocol::validate::check_nick;
-use lanchat_protocol::{DEFAULT_ANNOUNCE_PORT, DEFAULT_PORT};
+use lanchat_protocol::{DEFAULT_ANNOUNCE_PORT, DEFAULT_PORT, MAX_NAME_CHARS};
 use tokio::sync::mpsc;
 
 use crate::discovery::{self, Found};
-use crate::session::{self, Mode, Session, StdScreen};
+use crate::link::TcpDialer;
+use crate::output::{Mode, StdScreen};
+use crate::session::{self, Session};
 use crate::{commands, repl, Error};
 
 /// lanchat: chat with the people on your LAN.
@@ -203,17 +205,30 @@ fn login_name() -> Option<String> {
     if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
         return Some(user);
     }
-    // SAFETY: getpwuid returns a pointer to static storage (or null), read at once.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// A nick from a login name: disallowed characters become `_`, at most 32 characters.
+pub fn sanitise_nick(login: &str) -> String {
+    let nick: String = login
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if nick.is_empty() {
+        "guest".into()
+    } else {
+        nick
     }
 }
 
@@ -241,7 +256,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
             check_nick(n).map_err(|(_, why)| Error::Usage(format!("--nick: {why}")))?;
             n.clone()
         }
-        None => session::sanitise_nick(&login_name().unwrap_or_default()),
+        None => sanitise_nick(&login_name().unwrap_or_default()),
     };
     let room = match &args.room {
         Some(r) => Some(commands::room_name(r).map_err(|h| Error::Usage(format!("--room: {h}")))?),
@@ -265,8 +280,8 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
     let color = mode == Mode::Interactive
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or_empty();
+    let dialer = Box::new(TcpDialer::new(target));
     let opts = session::Options {
-        target,
         nick,
         password,
         room,
@@ -277,7 +292,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
 
     if mode == Mode::Interactive {
         let _terminal = repl::TerminalGuard::save();
-        let mut session = Session::new(opts, Box::new(StdScreen), None);
+        let mut session = Session::new(opts, dialer, Box::new(StdScreen), None);
         session.start().await?;
         let shared = Arc::new(repl::Shared::new());
         session.set_screen(Box::new(StdScreen), Some(shared.clone()));
@@ -285,7 +300,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         session.set_screen(Box::new(repl.screen), Some(repl.shared));
         session.run(repl.input).await
     } else {
-        let mut session = Session::new(opts, Box::new(StdScreen), None);
+        let mut session = Session::new(opts, dialer, Box::new(StdScreen), None);
         session.start().await?;
         session.run(stdin_lines()).await
     }
@@ -429,5 +444,13 @@ mod tests {
         assert!(Cli::try_parse_from(["lanchat", "--bogus"]).is_err());
         assert!(seconds(0.0, "--timeout").is_err());
         assert!(seconds(f64::NAN, "--timeout").is_err());
+    }
+
+    #[test]
+    fn login_names_become_valid_nicks() {
+        assert_eq!(sanitise_nick("ann"), "ann");
+        assert_eq!(sanitise_nick("ann smith@corp"), "ann_smith_corp");
+        assert_eq!(sanitise_nick(""), "guest");
+        assert_eq!(sanitise_nick(&"y".repeat(40)).chars().count(), 32);
     }
 }

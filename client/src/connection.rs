@@ -215,43 +215,13 @@ fn reply_id(incoming: &Incoming) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+    use crate::testing::{FakeServer, T};
     use tokio::time::timeout;
-
-    const T: Duration = Duration::from_secs(5);
-
-    struct FakeServer {
-        lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<DuplexStream>>>,
-        write: tokio::io::WriteHalf<DuplexStream>,
-    }
-
-    impl FakeServer {
-        async fn recv(&mut self) -> serde_json::Value {
-            let line = timeout(T, self.lines.next_line())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            serde_json::from_str(&line).unwrap()
-        }
-        async fn send(&mut self, line: &str) {
-            self.write
-                .write_all(format!("{line}\n").as_bytes())
-                .await
-                .unwrap();
-        }
-    }
 
     fn pair() -> (Connection, mpsc::Receiver<Event>, FakeServer) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (conn, events) = Connection::spawn(client);
-        let (read, write) = tokio::io::split(server);
-        let fake = FakeServer {
-            lines: BufReader::new(read).lines(),
-            write,
-        };
-        (conn, events, fake)
+        (conn, events, FakeServer::new(server))
     }
 
     async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {

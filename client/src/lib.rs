@@ -1,20 +1,34 @@
 //! `lanchat`, the terminal client of lanchat.
 //!
 //! - [`cli`]: the command line (clap) and [`run`], which picks a server and starts a session.
+//! - [`session`]: the wiring: input lines to the link, replies and events through the model, what
+//!   the model shows to the output.
+//! - [`model`]: the chat as the user sees it (rooms, current room, members, what was shown);
+//!   replies and events in, what to show out (pure).
+//! - [`link`]: dial (through a `Dialer`), hello, requests, pacing, reconnect with back-off and
+//!   restore.
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
-//! - [`session`]: the chat state, input to requests, events to lines, reconnection.
 //! - [`commands`]: input line to action to request (pure).
-//! - [`render`]: events to display lines (pure).
+//! - [`render`]: what to show to display lines (pure).
+//! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
 //! - [`discovery`]: finding servers on the LAN over UDP presence.
+//!
+//! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
+//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client.
 
 pub mod cli;
 pub mod commands;
 pub mod connection;
 pub mod discovery;
+pub mod link;
+pub mod model;
+pub mod output;
 pub mod render;
 pub mod repl;
 pub mod session;
+#[cfg(test)]
+mod testing;
 
 pub use cli::{run, Cli};
 

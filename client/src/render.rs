@@ -6,6 +6,7 @@
 //! and other notices are dimmed. Without colour (NO_COLOR, or output that is not a terminal) the
 //! same text is produced with no escape sequences and no bell.
 
+use chrono::{Local, TimeZone};
 use lanchat_protocol::validate::name_key;
 use lanchat_protocol::{Direct, Member, Message, RoomInfo, ServerFrame, Status};
 
@@ -246,15 +247,11 @@ pub fn nick_colour(nick: &str) -> u8 {
 
 /// Seconds east of UTC in the local time zone at `ts_ms` (honours TZ and DST).
 pub fn local_utc_offset(ts_ms: u64) -> i64 {
-    let secs = (ts_ms / 1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff
-    }
+    let secs = i64::try_from(ts_ms / 1000).unwrap_or(i64::MAX);
+    Local
+        .timestamp_opt(secs, 0)
+        .single()
+        .map_or(0, |t| i64::from(t.offset().local_minus_utc()))
 }
 
 /// Milliseconds since the Unix epoch now.

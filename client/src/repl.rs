@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::termios::{self, SetArg, Termios};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -21,7 +22,7 @@ use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper
 use tokio::sync::mpsc;
 
 use crate::commands::{self, Action, COMMANDS};
-use crate::session::Screen;
+use crate::output::Screen;
 use crate::Error;
 
 /// Input history entries kept on disk.
@@ -294,17 +295,13 @@ fn read_lines(
 /// Puts the terminal back as it was when dropped, whatever state the input thread left it in
 /// (the process may end while rustyline holds the terminal in raw mode).
 pub struct TerminalGuard {
-    saved: Option<libc::termios>,
+    saved: Option<Termios>,
 }
 
 impl TerminalGuard {
     pub fn save() -> Self {
-        // SAFETY: tcgetattr writes into the zeroed struct we own; fd 0 may not be a terminal,
-        // which it reports by failing.
-        let saved = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            (libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0).then_some(t)
-        };
+        // stdin may not be a terminal, which tcgetattr reports by failing.
+        let saved = termios::tcgetattr(std::io::stdin()).ok();
         TerminalGuard { saved }
     }
 }
@@ -320,10 +317,7 @@ impl Drop for TerminalGuard {
                 let _ = stdout.write_all(b"\x1b[?2004l");
                 let _ = stdout.flush();
             }
-            // SAFETY: restores settings read from the same descriptor.
-            unsafe {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t);
-            }
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, t);
         }
     }
 }

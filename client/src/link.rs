@@ -1,0 +1,495 @@
+//! The link to the server: dialing through a [`Dialer`] (TCP today; TLS or WebSocket plug in
+//! there), hello (taking `nick_2`, `nick_3`, ... while the nick is taken), requests, pacing under
+//! the server's rate limit, and after a loss, reconnecting with back-off and restoring the rooms,
+//! the status and the messages missed. The [`Connection`] task owns the socket; the link holds
+//! its handle and its event channel.
+//!
+//! Requests are made one at a time: while a reply is awaited, arriving events are held (so the
+//! bounded event channel never fills up and stalls the connection task) and handed out after the
+//! reply. The reply to each line has thus arrived before the next line is read, which is what
+//! scripting mode needs to exit only once everything sent has been answered.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use lanchat_protocol::bucket::TokenBucket;
+use lanchat_protocol::{
+    ByeReason, Command, ErrorCode, Hello, Limits, ServerFrame, Welcome, MAX_NAME_CHARS,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use crate::connection::{Closed, Connection, Event, Incoming, Response};
+use crate::model::{Model, Show};
+use crate::Error;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long to wait before sending again a request the server refused as `rate_limited`.
+const RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+/// How many times in all a typed request is sent while the server answers `rate_limited`.
+const RATE_LIMITED_TRIES: u32 = 3;
+
+/// A byte stream to a server.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T> Stream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+/// How the link reaches the server: called for the first connection and for every reconnect.
+/// Its `Display` names the server in messages ("cannot connect to ...").
+pub trait Dialer: fmt::Display + Send {
+    fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>>;
+}
+
+/// A plain TCP connection to `host:port`, resolved again at each dial.
+#[derive(Debug, Clone)]
+pub struct TcpDialer {
+    target: String,
+}
+
+impl TcpDialer {
+    pub fn new(target: impl Into<String>) -> Self {
+        TcpDialer {
+            target: target.into(),
+        }
+    }
+}
+
+impl fmt::Display for TcpDialer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.target)
+    }
+}
+
+impl Dialer for TcpDialer {
+    fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(&self.target).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream) as Box<dyn Stream>)
+        })
+    }
+}
+
+/// Why a request got no reply: the connection is gone.
+#[derive(Debug)]
+pub struct Lost(pub Closed);
+
+/// Why connecting failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// Worth another try later (refused, timed out, server full, connection dropped).
+    Retry(String),
+    /// Trying again cannot help (bad password, incompatible protocol, invalid nick).
+    Fatal(String),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Retry(m) | ConnectError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A connection that said hello and was welcomed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connected {
+    pub welcome: Welcome,
+    /// The nick asked for was taken; the welcome's has a suffix.
+    pub nick_taken: bool,
+}
+
+/// The user's side of a reconnect: the pauses between attempts (the user may type, or quit,
+/// meanwhile) and the lines to show.
+pub trait Reconnecting {
+    /// Wait `pause` before the next attempt; false when the user quit meanwhile.
+    fn wait(&mut self, pause: Duration) -> impl Future<Output = bool>;
+    /// Show these lines to the user whose nick is `me`.
+    fn show(&mut self, show: Vec<Show>, me: &str);
+}
+
+/// The waits between reconnect attempts: from half a second, doubling after each failure up to
+/// ten seconds, each with equal jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    delay: Duration,
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            delay: BACKOFF_START,
+            failures: 0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt.
+    pub fn wait(&self) -> Duration {
+        jitter(self.delay)
+    }
+
+    /// An attempt failed: the delay doubles. Returns how many have failed.
+    pub fn failed(&mut self) -> u32 {
+        self.failures += 1;
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        self.failures
+    }
+
+    /// The longest the next wait can be.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+}
+
+/// The link. Built unconnected by [`Link::new`]; [`Link::connect`] dials.
+pub struct Link {
+    dialer: Box<dyn Dialer>,
+    password: Option<String>,
+    /// Stop reconnecting after this long (a script has no one to press Ctrl-C); `None`: never.
+    give_up: Option<Duration>,
+    conn: Option<Connection>,
+    events: mpsc::Receiver<Event>,
+    /// Frames that arrived while a reply was awaited, to be handled next.
+    held: VecDeque<Incoming>,
+    pacer: TokenBucket,
+}
+
+impl Link {
+    pub fn new(
+        dialer: Box<dyn Dialer>,
+        password: Option<String>,
+        give_up: Option<Duration>,
+    ) -> Self {
+        let (_, events) = mpsc::channel(1);
+        Link {
+            dialer,
+            password,
+            give_up,
+            conn: None,
+            events,
+            held: VecDeque::new(),
+            pacer: pacer(&Limits::default()),
+        }
+    }
+
+    /// What the link dials, for messages.
+    pub fn target(&self) -> String {
+        self.dialer.to_string()
+    }
+
+    /// Dial and say hello as `nick`, or `nick_2`, `nick_3`, ... while the nick is taken.
+    pub async fn connect(&mut self, nick: &str) -> Result<Connected, ConnectError> {
+        self.conn = None;
+        let stream = match timeout(CONNECT_TIMEOUT, self.dialer.dial()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ConnectError::Retry(e.to_string())),
+            Err(_) => return Err(ConnectError::Retry("timed out".into())),
+        };
+        let (conn, events) = Connection::spawn(stream);
+        self.conn = Some(conn);
+        self.events = events;
+        let mut suffix = 1;
+        loop {
+            let hello = Command::Hello(Hello {
+                nick: with_suffix(nick, suffix),
+                protocol: Some(lanchat_protocol::PROTOCOL_VERSION),
+                client: Some(format!("lanchat-cli/{}", env!("CARGO_PKG_VERSION"))),
+                password: self.password.clone(),
+            });
+            let reply = match self.request(hello).await {
+                Ok(r) => r,
+                Err(Lost(closed)) => return Err(ConnectError::Retry(closed.to_string())),
+            };
+            match reply.frame {
+                Some(ServerFrame::Welcome(welcome)) => {
+                    self.pacer = pacer(&welcome.limits);
+                    return Ok(Connected {
+                        welcome,
+                        nick_taken: suffix > 1,
+                    });
+                }
+                Some(ServerFrame::Error(e)) if e.code == ErrorCode::NickTaken && suffix < 99 => {
+                    suffix += 1;
+                }
+                Some(ServerFrame::Error(e)) => {
+                    let message = format!("{}: {}", e.code, e.message);
+                    return Err(match e.code {
+                        ErrorCode::ServerFull | ErrorCode::RateLimited => {
+                            ConnectError::Retry(message)
+                        }
+                        _ => ConnectError::Fatal(message),
+                    });
+                }
+                _ => {
+                    return Err(ConnectError::Fatal(format!(
+                        "unexpected reply to hello: {}",
+                        reply.line
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Send one request and wait for its reply, holding the events that arrive meanwhile.
+    pub async fn request(&mut self, cmd: Command) -> Result<Response, Lost> {
+        let Some(conn) = &self.conn else {
+            return Err(Lost(Closed::default()));
+        };
+        let mut reply = match conn.request(cmd).await {
+            Ok(rx) => rx,
+            Err(_) => return Err(Lost(self.closed_reason().await)),
+        };
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut reply => match r {
+                    Ok(r) => return Ok(r),
+                    Err(_) => return Err(Lost(self.closed_reason().await)),
+                },
+                event = self.events.recv() => match event {
+                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    Some(Event::Closed(closed)) => {
+                        self.conn = None;
+                        return Err(Lost(closed));
+                    }
+                    None => {
+                        self.conn = None;
+                        return Err(Lost(Closed::default()));
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    // A server that stops answering is as good as gone.
+                    self.conn = None;
+                    return Err(Lost(Closed { bye: None, error: Some("the server stopped answering".into()) }));
+                }
+            }
+        }
+    }
+
+    /// A request the user typed: messages are paced under the server's rate limit, and a
+    /// request refused as `rate_limited` is sent again a little later (three tries in all).
+    pub async fn submit(&mut self, cmd: &Command) -> Result<Response, Lost> {
+        let mut tries = 0;
+        loop {
+            if is_paced(cmd) {
+                let wait = self.pacer.take_delay(Instant::now().into_std());
+                if !wait.is_zero() {
+                    self.pause(wait).await;
+                }
+            }
+            let reply = self.request(cmd.clone()).await?;
+            tries += 1;
+            let rate_limited = matches!(&reply.frame, Some(ServerFrame::Error(e)) if e.code == ErrorCode::RateLimited);
+            if !rate_limited || tries == RATE_LIMITED_TRIES {
+                return Ok(reply);
+            }
+            self.pause(RATE_LIMITED_WAIT).await;
+        }
+    }
+
+    /// The next frame that arrived while a reply was awaited.
+    pub fn held(&mut self) -> Option<Incoming> {
+        self.held.pop_front()
+    }
+
+    /// The next frame from the server, or why the connection closed.
+    pub async fn next_event(&mut self) -> Event {
+        self.events
+            .recv()
+            .await
+            .unwrap_or_else(|| Event::Closed(Closed::default()))
+    }
+
+    /// Send `quit` (the server answers `bye` and closes). False when there was no connection to
+    /// say it on.
+    pub async fn send_quit(&mut self, reason: Option<String>) -> bool {
+        let Some(conn) = &self.conn else {
+            return false;
+        };
+        conn.send(Command::Quit { reason }).await.is_ok()
+    }
+
+    /// Reconnect after a loss, waiting longer after each failed attempt, then restore what the
+    /// model had. `Ok(false)` when the user quit while waiting; `Err` when the server ended the
+    /// session for good, a reconnect cannot succeed, or a script gave up.
+    pub async fn reconnect(
+        &mut self,
+        closed: Closed,
+        model: &mut Model,
+        user: &mut impl Reconnecting,
+    ) -> Result<bool, Error> {
+        self.conn = None;
+        if let Some(bye) = &closed.bye {
+            if is_final(bye.reason) {
+                return Err(Error::Fatal(format!(
+                    "disconnected: {} ({})",
+                    bye.message, bye.reason
+                )));
+            }
+        }
+        let notice = format!("connection lost: {closed}; reconnecting");
+        user.show(vec![Show::Info(notice)], model.nick());
+        let started = Instant::now();
+        let mut backoff = Backoff::default();
+        loop {
+            if !user.wait(backoff.wait()).await {
+                return Ok(false);
+            }
+            let failure = match self.connect(model.nick()).await {
+                Ok(connected) => {
+                    let welcome = model.welcomed(&connected.welcome, connected.nick_taken);
+                    user.show(welcome, model.nick());
+                    let mut shown = Vec::new();
+                    let restored = self.restore(model, &connected.welcome, &mut shown).await;
+                    user.show(shown, model.nick());
+                    match restored {
+                        Ok(()) => return Ok(true),
+                        Err(Lost(closed)) => closed.to_string(),
+                    }
+                }
+                Err(ConnectError::Fatal(m)) => {
+                    return Err(Error::Fatal(format!("cannot reconnect: {m}")))
+                }
+                Err(ConnectError::Retry(m)) => m,
+            };
+            let attempt = backoff.failed();
+            if self.give_up.is_some_and(|limit| started.elapsed() > limit) {
+                return Err(Error::Fatal(format!(
+                    "gave up reconnecting to {} after {} s: {failure}",
+                    self.dialer,
+                    started.elapsed().as_secs()
+                )));
+            }
+            if attempt == 1 || attempt % 5 == 0 {
+                let notice = format!(
+                    "reconnect attempt {attempt} failed ({failure}); next try within {:.1} s",
+                    backoff.delay().as_secs_f64()
+                );
+                user.show(vec![Show::Info(notice)], model.nick());
+            }
+        }
+    }
+
+    /// After a reconnect: the same rooms and status, and every message missed meanwhile. What
+    /// to show goes into `shown`, also when the connection is lost again halfway.
+    async fn restore(
+        &mut self,
+        model: &mut Model,
+        welcome: &Welcome,
+        shown: &mut Vec<Show>,
+    ) -> Result<(), Lost> {
+        let plan = model.restore(welcome);
+        for cmd in plan.leave {
+            self.request(cmd).await?;
+        }
+        for (room, cmd) in plan.rejoin {
+            if let Some(frame) = self.request(cmd).await?.frame {
+                shown.extend(model.rejoined(&room, frame));
+            }
+        }
+        if let Some(cmd) = plan.status {
+            self.request(cmd).await?;
+        }
+        let mut caught_up = 0;
+        for room in model.rooms().to_vec() {
+            let mut query = Some(model.catch_up(&room));
+            while let Some(q) = query.take() {
+                let Some(frame) = self.request(Command::History(q.clone())).await?.frame else {
+                    break;
+                };
+                let page = model.caught_up(&q, frame);
+                shown.extend(page.show);
+                caught_up += page.new;
+                query = page.next;
+            }
+        }
+        shown.push(model.reconnected(caught_up));
+        Ok(())
+    }
+
+    /// The connection task has ended: collect its last frames and why it closed.
+    async fn closed_reason(&mut self) -> Closed {
+        self.conn = None;
+        while let Ok(Some(event)) = timeout(Duration::from_secs(1), self.events.recv()).await {
+            match event {
+                Event::Frame(frame) => self.held.push_back(frame),
+                Event::Closed(closed) => return closed,
+            }
+        }
+        Closed::default()
+    }
+
+    /// Wait, holding the frames that arrive meanwhile.
+    async fn pause(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = sleep_until(deadline) => return,
+                event = self.events.recv() => match event {
+                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    // Let the next request find out.
+                    _ => { sleep(deadline - Instant::now()).await; return; }
+                },
+            }
+        }
+    }
+}
+
+/// Messages (`say`, `dm`) are paced under the server's rate limit; other requests are not.
+pub fn is_paced(cmd: &Command) -> bool {
+    matches!(cmd, Command::Say { .. } | Command::Dm { .. })
+}
+
+/// A bucket a little under the server's figures: its bucket and ours do not start at the same
+/// time.
+fn pacer(limits: &Limits) -> TokenBucket {
+    let burst = (f64::from(limits.rate_burst) - 1.0).max(1.0);
+    let per_sec = f64::from(limits.rate_per_sec) * 0.9;
+    TokenBucket::new(burst, per_sec, Instant::now().into_std())
+}
+
+/// A `bye` after which reconnecting cannot help (or is not wanted).
+fn is_final(reason: ByeReason) -> bool {
+    matches!(
+        reason,
+        ByeReason::AuthFailed
+            | ByeReason::ProtocolUnsupported
+            | ByeReason::TooManyErrors
+            | ByeReason::Flood
+            | ByeReason::Quit
+    )
+}
+
+/// `nick`, or `nick_N` cut to fit the 32-character limit.
+pub fn with_suffix(nick: &str, n: u32) -> String {
+    if n <= 1 {
+        return nick.to_owned();
+    }
+    let suffix = format!("_{n}");
+    let keep = MAX_NAME_CHARS - suffix.chars().count();
+    let base: String = nick.chars().take(keep).collect();
+    format!("{base}{suffix}")
+}
+
+/// Equal jitter: half the delay plus a random part of the other half, so clients cut off
+/// together do not come back together.
+fn jitter(delay: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    delay / 2 + delay.mul_f64(0.5 * random)
+}
+
+#[cfg(test)]
+mod tests;

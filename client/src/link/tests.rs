@@ -1,0 +1,414 @@
+//! The link over in-memory connections: a fake dialer hands out `duplex` streams whose other
+//! end a test plays the server on. Tests of waits run on tokio's paused clock, so a two-minute
+//! back-off takes milliseconds and every wait can be checked to the tick.
+
+use lanchat_protocol::{Bye, ReplyData, Status};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio::time::sleep;
+
+use super::*;
+use crate::testing::{fake_dialer, FakeServer, T};
+
+/// The user during a reconnect: waits as asked (or quits at the given wait), keeps what it is
+/// shown.
+#[derive(Default)]
+struct User {
+    waits: Vec<Duration>,
+    shown: Vec<Show>,
+    quit_at_wait: Option<usize>,
+}
+
+impl Reconnecting for User {
+    async fn wait(&mut self, pause: Duration) -> bool {
+        self.waits.push(pause);
+        if self.quit_at_wait == Some(self.waits.len()) {
+            return false;
+        }
+        sleep(pause).await;
+        true
+    }
+
+    fn show(&mut self, show: Vec<Show>, _me: &str) {
+        self.shown.extend(show);
+    }
+}
+
+impl User {
+    fn notices(&self) -> Vec<&str> {
+        self.shown
+            .iter()
+            .filter_map(|s| match s {
+                Show::Info(t) | Show::Error(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A link connected as `ann` to a server task running `script` on its end.
+async fn connected<F, Fut, R>(burst: u32, per_sec: u32, script: F) -> (Link, JoinHandle<R>)
+where
+    F: FnOnce(FakeServer) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send,
+    R: Send + 'static,
+{
+    let (dialer, mut servers, _) = fake_dialer(0);
+    let mut link = Link::new(dialer, None, None);
+    let server = tokio::spawn(async move {
+        let mut server = FakeServer::new(servers.recv().await.expect("a dial"));
+        server.welcome(&[], burst, per_sec).await;
+        script(server).await
+    });
+    link.connect("ann").await.expect("connected");
+    (link, server)
+}
+
+fn say(text: &str) -> Command {
+    Command::Say {
+        room: "lobby".into(),
+        text: text.into(),
+    }
+}
+
+#[tokio::test]
+async fn hello_takes_the_next_suffix_while_the_nick_is_taken() {
+    let (dialer, mut servers, _) = fake_dialer(0);
+    let mut link = Link::new(dialer, Some("secret".into()), None);
+    let server = tokio::spawn(async move {
+        let mut server = FakeServer::new(servers.recv().await.unwrap());
+        let first = server.recv().await;
+        let taken = json!({"type": "error", "code": "nick_taken", "message": "taken"});
+        server.answer(&first, taken).await;
+        let second = server.welcome(&["lobby"], 10, 5).await;
+        (first, second, server)
+    });
+    let connected = link.connect("ann").await.unwrap();
+    assert!(connected.nick_taken);
+    assert_eq!(connected.welcome.nick, "ann_2");
+    assert_eq!(connected.welcome.rooms, ["lobby"]);
+    let (first, second, _server) = server.await.unwrap();
+    assert_eq!(first["nick"], "ann");
+    assert_eq!(first["password"], "secret");
+    assert_eq!(first["protocol"], 1);
+    assert_eq!(second["nick"], "ann_2");
+}
+
+#[tokio::test]
+async fn refused_hellos_are_retried_only_when_waiting_can_help() {
+    for (code, retry) in [
+        ("server_full", true),
+        ("auth_failed", false),
+        ("nick_invalid", false),
+    ] {
+        let (dialer, mut servers, _) = fake_dialer(0);
+        let mut link = Link::new(dialer, None, None);
+        tokio::spawn(async move {
+            let mut server = FakeServer::new(servers.recv().await.unwrap());
+            let hello = server.recv().await;
+            let refusal = json!({"type": "error", "code": code, "message": "no"});
+            server.answer(&hello, refusal).await;
+            server
+        });
+        let message = format!("{code}: no");
+        let expected = if retry {
+            ConnectError::Retry(message)
+        } else {
+            ConnectError::Fatal(message)
+        };
+        assert_eq!(link.connect("ann").await.unwrap_err(), expected);
+    }
+    let (dialer, _servers, _) = fake_dialer(1);
+    let refused = Link::new(dialer, None, None).connect("ann").await;
+    assert_eq!(refused.unwrap_err(), ConnectError::Retry("refused".into()));
+}
+
+/// `ann` in #lobby (last message seen `05`) and #dev, away.
+fn model_before_the_loss() -> Model {
+    let mut model = Model::new("ann");
+    let w: Welcome = serde_json::from_value(json!({"protocol": 1, "server": "fake/1",
+        "name": "office", "session": "s0", "nick": "ann", "rooms": ["lobby"], "motd": "",
+        "limits": {"max_line": 16384, "max_text": 4096, "rate_burst": 10, "rate_per_sec": 5,
+        "ping_interval_s": 60}}))
+    .unwrap();
+    model.welcomed(&w, false);
+    model.started(&w);
+    let frame = |v: Value| ServerFrame::decode(v.to_string().as_bytes()).unwrap();
+    model.apply_reply(frame(
+        json!({"type": "ok", "cmd": "join", "room": "dev", "topic": "",
+        "members": []}),
+    ));
+    model.apply_event(frame(
+        json!({"type": "message", "id": "05", "ts": 1, "room": "lobby",
+        "from": "bob", "text": "before"}),
+    ));
+    model.apply_reply(frame(
+        json!({"type": "ok", "cmd": "status", "status": "away"}),
+    ));
+    model
+}
+
+fn message(id: &str, room: &str) -> Value {
+    json!({"id": id, "ts": 2, "room": room, "from": "bob", "text": "missed"})
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_backs_off_then_restores_rooms_status_and_missed_messages() {
+    let (dialer, mut servers, dials) = fake_dialer(3);
+    let mut link = Link::new(dialer, None, None);
+    let mut model = model_before_the_loss();
+    let server = tokio::spawn(async move {
+        let mut server = FakeServer::new(servers.recv().await.unwrap());
+        server.welcome(&["lobby", "random"], 10, 5).await;
+        let mut requests = Vec::new();
+        while let Some(request) = server.next().await {
+            let reply = match request["type"].as_str().unwrap() {
+                "leave" => json!({"cmd": "leave", "room": request["room"]}),
+                "who" => json!({"cmd": "who", "room": request["room"],
+                    "members": [{"nick": "ann", "status": "online"}]}),
+                "join" => json!({"cmd": "join", "room": request["room"], "topic": "",
+                    "members": [{"nick": "ann", "status": "online"}]}),
+                "status" => json!({"cmd": "status", "status": request["status"]}),
+                "history" if request["room"] == "lobby" => json!({"cmd": "history",
+                    "room": "lobby", "messages": [message("05", "lobby"), message("06", "lobby")]}),
+                "history" => json!({"cmd": "history", "room": "dev",
+                    "messages": [message("07", "dev")]}),
+                other => panic!("unexpected {other}"),
+            };
+            let mut reply = reply;
+            reply["type"] = "ok".into();
+            server.answer(&request, reply).await;
+            requests.push(request);
+        }
+        requests
+    });
+
+    let mut user = User::default();
+    let started = Instant::now();
+    let restored = link
+        .reconnect(Closed::default(), &mut model, &mut user)
+        .await;
+    assert!(restored.unwrap());
+
+    // Each wait is the back-off (0.5 s, doubling) less up to half of it, and nothing else.
+    let dials = dials.lock().unwrap().clone();
+    assert_eq!(dials.len(), 4);
+    let mut previous = started;
+    for (i, (dial, wait)) in dials.iter().zip(&user.waits).enumerate() {
+        let full = BACKOFF_START * 2u32.pow(i as u32);
+        assert!(*wait >= full / 2 && *wait <= full, "wait {i}: {wait:?}");
+        // The paused clock moves in whole milliseconds.
+        let gap = *dial - previous;
+        assert!(
+            gap >= *wait && gap <= *wait + Duration::from_millis(1),
+            "gap {i}: {gap:?}"
+        );
+        previous = *dial;
+    }
+    assert_eq!(
+        user.notices(),
+        [
+            "connection lost: the server closed the connection; reconnecting",
+            "reconnect attempt 1 failed (refused); next try within 1.0 s",
+            "reconnected to office as ann; caught up 2 messages",
+        ]
+    );
+    assert_eq!(model.rooms(), ["lobby", "dev"]);
+
+    drop(link);
+    let requests = timeout(T, server).await.unwrap().unwrap();
+    let asked: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {} {}", r["type"], r["room"], r["after"]))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            r#""leave" "random" null"#,
+            r#""who" "lobby" null"#,
+            r#""join" "dev" null"#,
+            "\"status\" null null",
+            r#""history" "lobby" "05""#,
+            r#""history" "dev" null"#,
+        ]
+    );
+    assert_eq!(requests[3]["status"], "away");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_script_gives_up_after_its_limit_and_waits_stop_growing() {
+    let (dialer, _servers, dials) = fake_dialer(usize::MAX);
+    let mut link = Link::new(dialer, None, Some(Duration::from_secs(120)));
+    let mut model = Model::new("ann");
+    let mut user = User::default();
+    let started = Instant::now();
+    let outcome = link
+        .reconnect(Closed::default(), &mut model, &mut user)
+        .await;
+    let Err(Error::Fatal(why)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let spent = started.elapsed();
+    assert!(spent > Duration::from_secs(120) && spent < Duration::from_secs(131));
+    let expected = format!(
+        "gave up reconnecting to fake after {} s: refused",
+        spent.as_secs()
+    );
+    assert_eq!(why, expected);
+    assert!(user.waits.iter().all(|w| *w <= BACKOFF_MAX));
+    assert!(user.waits[6..].iter().all(|w| *w >= BACKOFF_MAX / 2));
+    assert_eq!(dials.lock().unwrap().len(), user.waits.len());
+    // Failures are reported at the first attempt and every fifth.
+    let reported: Vec<&str> = user.notices()[1..]
+        .iter()
+        .map(|n| n.split(' ').nth(2).unwrap())
+        .collect();
+    let every_fifth: Vec<String> = (0..reported.len())
+        .map(|i| if i == 0 { 1 } else { 5 * i }.to_string())
+        .collect();
+    assert_eq!(reported, every_fifth);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_goodbye_or_a_quit_while_waiting_dials_no_more() {
+    let (dialer, _servers, dials) = fake_dialer(usize::MAX);
+    let mut link = Link::new(dialer, None, None);
+    let mut model = Model::new("ann");
+    let mut user = User::default();
+    let closed = Closed {
+        bye: Some(Bye {
+            re: None,
+            reason: ByeReason::AuthFailed,
+            message: "wrong password".into(),
+        }),
+        error: None,
+    };
+    let outcome = link.reconnect(closed, &mut model, &mut user).await;
+    let Err(Error::Fatal(why)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(why, "disconnected: wrong password (auth_failed)");
+    assert!(user.shown.is_empty());
+
+    let mut user = User {
+        quit_at_wait: Some(3),
+        ..User::default()
+    };
+    let outcome = link
+        .reconnect(Closed::default(), &mut model, &mut user)
+        .await;
+    assert!(!outcome.unwrap());
+    assert_eq!(dials.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_are_paced_a_little_under_the_announced_rate() {
+    // burst 3 and 10/s: the client keeps to a burst of 2 and 9/s.
+    let (mut link, server) = connected(3, 10, |mut server| async move {
+        let mut arrivals = Vec::new();
+        for n in 0..4 {
+            let request = server.recv().await;
+            arrivals.push(Instant::now());
+            if n == 1 {
+                let event = json!({"type": "join", "room": "lobby", "nick": "cat"});
+                server.send(&event.to_string()).await;
+            }
+            let ok = json!({"type": "ok", "cmd": "say", "id": format!("0{n}"), "ts": 1,
+                "room": "lobby"});
+            server.answer(&request, ok).await;
+        }
+        (server, arrivals)
+    })
+    .await;
+    for n in 0..4 {
+        let reply = link.submit(&say(&format!("line {n}"))).await.unwrap();
+        assert!(matches!(reply.frame, Some(ServerFrame::Reply(_))));
+    }
+    let (_server, arrivals) = timeout(T, server).await.unwrap().unwrap();
+    let after_first: Vec<Duration> = arrivals.iter().map(|t| *t - arrivals[0]).collect();
+    // The paused clock moves in whole milliseconds.
+    let ninth = Duration::from_secs(1) / 9;
+    let near = |d: Duration, want: Duration| d >= want && d <= want + Duration::from_millis(2);
+    assert_eq!(after_first[1], Duration::ZERO, "{after_first:?}");
+    assert!(near(after_first[2], ninth), "{after_first:?}");
+    assert!(near(after_first[3], 2 * ninth), "{after_first:?}");
+    // The event that arrived meanwhile was held for later, not lost.
+    let held: Vec<Incoming> = std::iter::from_fn(|| link.held()).collect();
+    assert!(held
+        .iter()
+        .any(|f| matches!(f.frame, Some(ServerFrame::Join(_)))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_requests_are_sent_again_three_times_in_all() {
+    let (mut link, server) = connected(10, 5, |mut server| async move {
+        let limited = json!({"type": "error", "code": "rate_limited", "message": "slow"});
+        let first = server.recv().await;
+        server.answer(&first, limited.clone()).await;
+        let second = server.recv().await;
+        let rooms = json!({"type": "ok", "cmd": "rooms", "rooms": []});
+        server.answer(&second, rooms).await;
+        for _ in 0..3 {
+            let request = server.recv().await;
+            server.answer(&request, limited.clone()).await;
+        }
+        server
+    })
+    .await;
+    let started = Instant::now();
+    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    let Some(ServerFrame::Reply(r)) = reply.frame else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(r.data, ReplyData::Rooms { rooms: vec![] });
+    assert_eq!(started.elapsed(), RATE_LIMITED_WAIT);
+
+    let started = Instant::now();
+    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    let Some(ServerFrame::Error(e)) = reply.frame else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(e.code, ErrorCode::RateLimited);
+    assert_eq!(started.elapsed(), 2 * RATE_LIMITED_WAIT);
+    drop(server);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_stops_answering_counts_as_lost() {
+    let (mut link, server) = connected(10, 5, |mut server| async move {
+        server.recv().await;
+        server
+    })
+    .await;
+    let status = Command::Status {
+        status: Status::Away,
+        text: None,
+    };
+    let started = Instant::now();
+    let Err(Lost(closed)) = link.request(status).await else {
+        panic!("answered")
+    };
+    assert_eq!(closed.to_string(), "the server stopped answering");
+    assert_eq!(started.elapsed(), REPLY_TIMEOUT);
+    drop(server);
+}
+
+#[test]
+fn suffixes_fit_the_nick_limit() {
+    assert_eq!(with_suffix("ann", 1), "ann");
+    assert_eq!(with_suffix("ann", 2), "ann_2");
+    let long = "x".repeat(32);
+    assert_eq!(with_suffix(&long, 12).chars().count(), 32);
+    assert!(with_suffix(&long, 12).ends_with("_12"));
+}
+
+#[test]
+fn jitter_stays_within_half_and_full() {
+    for _ in 0..100 {
+        let d = jitter(Duration::from_secs(2));
+        assert!(
+            d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+            "{d:?}"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Where what the model shows goes: a [`Screen`] (stdout and stderr, or above the REPL prompt),
+//! rendered by [`crate::render`] in the form the [`Mode`] calls for. With `--json`, stdout carries
+//! the server's frames only and client notices go to stderr; in scripting mode errors go to
+//! stderr.
+
+use crate::model::Show;
+use crate::render::{self, Line, View};
+
+/// Where display lines go.
+pub trait Screen: Send {
+    /// A line of the chat (stdout, or above the prompt).
+    fn out(&mut self, text: &str);
+    /// A diagnostic line (stderr in scripting mode, above the prompt interactively).
+    fn err(&mut self, text: &str);
+}
+
+/// Plain stdout and stderr.
+#[derive(Debug, Default)]
+pub struct StdScreen;
+
+impl Screen for StdScreen {
+    fn out(&mut self, text: &str) {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        // A closed stdout (a pipe whose reader left) must not crash the client.
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    }
+
+    fn err(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// How the client talks to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A person at a terminal, through the REPL.
+    Interactive,
+    /// stdin is not a terminal: lines in, plain lines out.
+    Script,
+    /// Scripting, printing every server frame exactly as received.
+    Json,
+}
+
+/// A screen and how to write on it.
+pub struct Output {
+    screen: Box<dyn Screen>,
+    mode: Mode,
+    color: bool,
+    bell: bool,
+}
+
+impl Output {
+    pub fn new(screen: Box<dyn Screen>, mode: Mode, color: bool, bell: bool) -> Self {
+        Output {
+            screen,
+            mode,
+            color,
+            bell,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Print somewhere else from now on (the REPL, once it runs).
+    pub fn set_screen(&mut self, screen: Box<dyn Screen>) {
+        self.screen = screen;
+    }
+
+    /// A server line exactly as received (`--json`).
+    pub fn frame(&mut self, line: &str) {
+        self.screen.out(line);
+    }
+
+    /// A client notice (it renders the same whoever the user is).
+    pub fn info(&mut self, text: &str) {
+        self.show(Show::Info(text.to_owned()), "");
+    }
+
+    /// Show each of `show` to the user whose nick is `me`.
+    pub fn show_all(&mut self, show: Vec<Show>, me: &str) {
+        for s in show {
+            self.show(s, me);
+        }
+    }
+
+    /// Show one thing to the user whose nick is `me`.
+    pub fn show(&mut self, show: Show, me: &str) {
+        let view = View {
+            me,
+            color: self.color,
+            bell: self.bell,
+            show_room: self.mode != Mode::Interactive,
+            now_ms: render::now_ms(),
+            utc_offset: render::local_utc_offset,
+        };
+        match show {
+            Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),
+            Show::Info(text) => self.line(view.info(&text)),
+            Show::Error(text) if self.mode == Mode::Interactive => self.line(view.error(&text)),
+            Show::Error(text) => self.diagnostic(&text),
+            Show::Message {
+                message,
+                room_shown,
+            } => {
+                let view = View {
+                    show_room: view.show_room || room_shown,
+                    ..view
+                };
+                self.line(view.message(&message));
+            }
+            Show::Direct(dm) => self.line(view.direct(&dm)),
+            Show::Event(frame) => {
+                if let Some(line) = view.event(&frame) {
+                    self.line(line);
+                }
+            }
+            Show::Members { room, members } => self.line(view.members(&room, &members)),
+            Show::Rooms(rooms) => {
+                for line in view.rooms(&rooms) {
+                    self.line(line);
+                }
+            }
+        }
+    }
+
+    /// A chat line; none with `--json`, whose stdout is the server's frames.
+    fn line(&mut self, line: Line) {
+        if self.mode == Mode::Json {
+            return;
+        }
+        if line.bell {
+            self.screen.out(&format!("\x07{}", line.text));
+        } else {
+            self.screen.out(&line.text);
+        }
+    }
+
+    fn diagnostic(&mut self, text: &str) {
+        self.screen.err(&format!("lanchat: {text}"));
+    }
+}
