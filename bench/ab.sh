@@ -60,7 +60,7 @@ measure() {
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     printf '{"label":"%s","side":"%s","report":%s}\n' "$label" "$side" "$out" >>"$WORK/results.jsonl"
-    log "$label $side: $(python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{(r.get(\"deliveries_per_server_cpu_s\") or 0)/1e6:.2f} M/CPU-s p99 {r.get(\"latency_ms\",{}).get(\"p99\",0):.2f} ms lost {r.get(\"lost\")}")' <<<"$out")"
+    log "$label $side: $(python3 "$ROOT/bench/report.py" --summary <<<"$out")"
 }
 
 FAN_A=(fanout --rooms 1 --members 100 --senders 10 --messages 12000)

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use lanchat_protocol::ServerFrame;
-use lanchat_server::session::{serve, Peer};
-use lanchat_server::{Config, Shared};
+use lanchat_server::session::serve;
+use lanchat_server::{Config, Peer, Shared};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -19,8 +19,9 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
     rt.block_on(async {
         let mut config = Config::default();
-        config.limits.max_line = 512;
-        config.limits.max_text = 200;
+        // The smallest limits the server accepts (2 x max_text + 512 <= max_line).
+        config.limits.max_line = 1024;
+        config.limits.max_text = 256;
         config.history = 8;
         let shared = Shared::new(config);
         let shutdown = CancellationToken::new();
