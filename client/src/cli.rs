@@ -60,7 +60,7 @@ pub struct ChatArgs {
     /// How long to look for servers when no HOST is given.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub discover_timeout: f64,
-    /// UDP presence port to look for servers on.
+    /// UDP discovery port to look for servers on.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ANNOUNCE_PORT)]
     pub discover_port: u16,
     #[command(flatten)]
@@ -83,7 +83,7 @@ pub struct DiscoverArgs {
         value_delimiter = ','
     )]
     pub hosts: Vec<String>,
-    /// UDP presence port.
+    /// UDP discovery port.
     #[arg(long, default_value_t = DEFAULT_ANNOUNCE_PORT)]
     pub port: u16,
     #[command(flatten)]

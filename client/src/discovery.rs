@@ -1,9 +1,9 @@
-//! LAN discovery (the client side of UDP presence): send `discover` to the directed broadcast
+//! LAN discovery (the client side of UDP discovery): send `discover` to the directed broadcast
 //! address of every up IPv4 interface and to named hosts, listen for passive beacons too, and
 //! return the servers heard from within a timeout, one per server instance.
 //!
 //! Why separate sockets: answers to a query come unicast to the query's source port, so the query
-//! goes out from an ephemeral port of its own. Passive beacons are broadcast to the presence port,
+//! goes out from an ephemeral port of its own. Passive beacons are broadcast to the discovery port,
 //! which servers on this host also hold (SO_REUSEPORT, bound to 0.0.0.0). A listener bound to
 //! 0.0.0.0 would join their reuse group and could be handed a unicast query meant for a server;
 //! one bound to the broadcast address gets the broadcasts and nothing else.
@@ -27,7 +27,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Options {
     pub timeout: Duration,
-    /// The UDP presence port (7879).
+    /// The UDP discovery port (7879).
     pub port: u16,
     /// Hosts probed by unicast (names or addresses, optionally `host:port`).
     pub hosts: Vec<String>,
@@ -80,7 +80,7 @@ pub struct Report {
     /// Named hosts and the address each resolved to (`None`: it did not resolve).
     pub hosts: Vec<(String, Option<SocketAddr>)>,
     pub port: u16,
-    /// Whether the passive listener on the presence port could be opened.
+    /// Whether the passive listener on the discovery port could be opened.
     pub listened: bool,
     /// Sends that failed, as `address: error`.
     pub failures: Vec<String>,
@@ -144,7 +144,7 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
 
     // Passive listeners are bound to each broadcast address rather than to 0.0.0.0: they get
     // the broadcasts but are not in the SO_REUSEPORT group of the servers on this host, so a
-    // unicast query to this host's presence port can never be handed to us instead of a server.
+    // unicast query to this host's discovery port can never be handed to us instead of a server.
     let (heard_tx, mut heard) = mpsc::channel::<(Vec<u8>, SocketAddr)>(256);
     let mut listeners = Vec::new();
     for target in &report.targets {

@@ -12,7 +12,7 @@
 //! - [`render`]: what to show to display lines (pure).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
-//! - [`discovery`]: finding servers on the LAN over UDP presence.
+//! - [`discovery`]: finding servers on the LAN over UDP discovery.
 //!
 //! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
 //! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client.

@@ -30,8 +30,8 @@ impl Mailbox for Outbox {
     }
 }
 
-/// Apply `effects` to the mailboxes in `state`: the reply to `actor`, then the event to its
-/// audience. Returns what must be persisted.
+/// Apply `effects` to the mailboxes in `state`: the event to its audience, then the reply to
+/// `actor` (see [`Effects`] for why in that order). Returns what must be persisted.
 pub fn deliver<M: Mailbox>(
     state: &State<M>,
     actor: Option<&M>,
@@ -42,9 +42,6 @@ pub fn deliver<M: Mailbox>(
         event,
         persist,
     } = effects;
-    if let (Some(line), Some(actor)) = (reply, actor) {
-        actor.deliver(line);
-    }
     if let Some(event) = event {
         match event.to {
             Audience::Room { key, except } => {
@@ -62,6 +59,9 @@ pub fn deliver<M: Mailbox>(
                 }
             }
         }
+    }
+    if let (Some(line), Some(actor)) = (reply, actor) {
+        actor.deliver(line);
     }
     persist
 }

@@ -42,9 +42,12 @@ pub enum Persist {
     },
 }
 
-/// What one rule causes besides its change to the state, in the order it must happen: the
-/// reply first (a client sees the answer to its request before anything that follows from it),
-/// then the event, then persistence.
+/// What one rule causes besides its change to the state. All of it is applied in the rule's
+/// critical section, so the reply precedes every event that follows from a later change. Within
+/// it the event is queued first and the reply last: the acting user is never in a room event's
+/// or a neighbour event's audience, and only a `dm` to oneself shows the `direct` before the `ok`
+/// (PROTOCOL.md allows both). Queued last, the sender's writer is the task woken last, the one
+/// tokio runs next, which is how the server always did it.
 #[derive(Debug, Default)]
 #[must_use]
 pub struct Effects {
