@@ -211,8 +211,7 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
                 found.remove(&beacon.instance);
                 stopped.insert(beacon.instance);
             } else if !stopped.contains(&beacon.instance) {
-                let f = found_from(beacon, from);
-                found.insert(f.instance.clone(), f);
+                merge(&mut found, found_from(beacon, from));
             }
         } else {
             tracing::debug!(%from, "ignored a datagram that is not a beacon");
@@ -225,6 +224,26 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
     servers.sort_by(|a, b| (&a.name, a.address).cmp(&(&b.name, b.address)));
     report.servers = servers;
     Ok(report)
+}
+
+/// Add a server heard from, or update one already listed. A server reached on several interfaces
+/// answers from several addresses: keep a loopback one if there is one (it runs on this host),
+/// otherwise the first heard, so the address shown does not change while the client listens; take
+/// the rest (users, rooms, name) from the latest beacon (PROTOCOL.md, "Finding servers").
+fn merge(found: &mut HashMap<String, Found>, new: Found) {
+    match found.get_mut(&new.instance) {
+        Some(known) => {
+            let address = if new.address.ip().is_loopback() && !known.address.ip().is_loopback() {
+                new.address
+            } else {
+                known.address
+            };
+            *known = Found { address, ..new };
+        }
+        None => {
+            found.insert(new.instance.clone(), new);
+        }
+    }
 }
 
 fn found_from(beacon: Beacon, from: SocketAddr) -> Found {
@@ -367,6 +386,49 @@ pub fn table(servers: &[Found]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn heard(addr: &str, users: usize) -> Found {
+        let beacon = Beacon {
+            protocol: 1,
+            server: "lanchat/0.1.0".into(),
+            name: format!("box-{users}"),
+            instance: "i1".into(),
+            port: 7878,
+            users,
+            rooms: 1,
+            auth: false,
+            state: ServerState::Up,
+        };
+        found_from(beacon, addr.parse().unwrap())
+    }
+
+    #[test]
+    fn one_entry_per_instance_keeping_loopback_or_the_first_address() {
+        let mut found = HashMap::new();
+        merge(&mut found, heard("10.0.0.5:1", 1));
+        merge(&mut found, heard("10.0.1.5:1", 2));
+        assert_eq!(found.len(), 1);
+        let f = &found["i1"];
+        assert_eq!(
+            f.address,
+            "10.0.0.5:7878".parse().unwrap(),
+            "the first heard stays"
+        );
+        assert_eq!(
+            (f.users, f.name.as_str()),
+            (2, "box-2"),
+            "the rest is the latest"
+        );
+        merge(&mut found, heard("127.0.0.1:1", 3));
+        assert_eq!(found["i1"].address, "127.0.0.1:7878".parse().unwrap());
+        merge(&mut found, heard("10.0.0.5:1", 4));
+        assert_eq!(
+            found["i1"].address,
+            "127.0.0.1:7878".parse().unwrap(),
+            "loopback stays"
+        );
+        assert_eq!(found["i1"].users, 4);
+    }
 
     fn beacon(instance: &str, port: u16, state: ServerState) -> Vec<u8> {
         Datagram::Beacon(Beacon {

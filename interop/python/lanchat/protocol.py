@@ -66,7 +66,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
         "bad_json", "bad_frame", "unknown_type", "line_too_long", "not_registered",
         "already_registered", "protocol_unsupported", "auth_failed", "nick_invalid",
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
-        "text_too_long", "rate_limited", "server_full", "too_many_errors",
+        "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""

@@ -1,12 +1,15 @@
 """The shared test vectors in interop/vectors, run against the Python client."""
 
+import re
 import unittest
+from pathlib import Path
 from typing import Any, Dict
 
 from support import WAIT, fake_client, load_vectors
 
 from lanchat import Client, ConnectionClosed
 from lanchat.protocol import (
+    ERROR_CODES,
     EVENT_TYPES,
     ProtocolError,
     check_request,
@@ -28,6 +31,18 @@ def _call(client: Client, request: Dict[str, Any]) -> None:
         fields.setdefault("protocol", None)
         fields.setdefault("client", None)
     getattr(client, type_)(**fields)
+
+
+class ErrorCodes(unittest.TestCase):
+    """ERROR_CODES names exactly the codes of PROTOCOL.md's error table."""
+
+    def test_error_codes_match_the_document(self) -> None:
+        doc = Path(__file__).resolve().parents[3] / "PROTOCOL.md"
+        text = doc.read_text(encoding="utf-8")
+        table = text.split("### Error codes", 1)[1].split("\n### ", 1)[0]
+        documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
+        self.assertGreater(len(documented), 15)
+        self.assertEqual(set(ERROR_CODES), documented)
 
 
 class RequestVectors(unittest.TestCase):
