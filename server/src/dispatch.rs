@@ -183,40 +183,45 @@ impl Client {
 
     fn request(&mut self, request: Request, now: Instant) -> Option<End> {
         let Request { id: re, command } = request;
-        if self.registered.is_none() {
-            return match command {
-                Command::Hello(hello) => self.hello(re, hello, now),
-                Command::Pong {} => None,
-                _ => self.error(
-                    re,
-                    (
-                        ErrorCode::NotRegistered,
-                        "send hello before anything else".into(),
-                    ),
-                    now,
-                ),
-            };
-        }
-        let Client {
-            registered: Some(who),
-            shared,
-            outbox,
-            guard,
-            ..
-        } = self
-        else {
-            unreachable!("checked above");
-        };
-        let turn = Turn {
-            who,
-            chat: &shared.chat,
-            out: outbox,
-            limits: &shared.config.limits,
-            guard,
+        let turn = match self {
+            Client {
+                registered: Some(who),
+                shared,
+                outbox,
+                guard,
+                ..
+            } => Turn {
+                who,
+                chat: &shared.chat,
+                out: outbox,
+                limits: &shared.config.limits,
+                guard,
+            },
+            _ => return self.before_hello(re, command, now),
         };
         match turn.command(re.as_ref(), command, now) {
             Ok(next) => next,
             Err(refusal) => self.error(re, refusal, now),
+        }
+    }
+
+    /// A request before a successful `hello`: only `hello` (and `pong`) is allowed.
+    fn before_hello(
+        &mut self,
+        re: Option<RequestId>,
+        command: Command,
+        now: Instant,
+    ) -> Option<End> {
+        match command {
+            Command::Hello(hello) => self.hello(re, hello, now),
+            Command::Pong {} => None,
+            _ => {
+                let refusal = (
+                    ErrorCode::NotRegistered,
+                    "send hello before anything else".into(),
+                );
+                self.error(re, refusal, now)
+            }
         }
     }
 
