@@ -45,9 +45,12 @@ pub fn deliver<M: Mailbox>(
     if let Some(event) = event {
         match event.to {
             Audience::Room { key, except } => {
-                for (id, mailbox) in state.room_mailboxes(&key) {
-                    if id != except {
-                        mailbox.deliver(event.line.clone());
+                // A plain loop over the members' map: this is the hot loop of the server.
+                if let Some(members) = state.room_mailboxes(&key) {
+                    for (id, mailbox) in members {
+                        if *id != except {
+                            mailbox.deliver(event.line.clone());
+                        }
                     }
                 }
             }

@@ -131,12 +131,9 @@ impl<M: Clone> State<M> {
         self.users.get(&id).map(|u| &u.mailbox)
     }
 
-    /// The members of a room and their mailboxes, for delivery (none if the room is gone).
-    pub fn room_mailboxes(&self, key: &str) -> impl Iterator<Item = (SessionId, &M)> {
-        self.rooms
-            .get(key)
-            .into_iter()
-            .flat_map(|r| r.members.iter().map(|(id, m)| (*id, m)))
+    /// The members of a room and their mailboxes, for delivery (`None` if the room is gone).
+    pub fn room_mailboxes(&self, key: &str) -> Option<impl Iterator<Item = (&SessionId, &M)>> {
+        self.rooms.get(key).map(|r| r.members.iter())
     }
 
     /// The current nick of a registered user.
