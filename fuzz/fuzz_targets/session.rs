@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         for input in [&b"{\"type\":\"hello\",\"nick\":\"watcher\"}\n"[..], data] {
             let (client, server) = tokio::io::duplex(64 * 1024);
             let (r, w) = tokio::io::split(server);
-            let permit = shared.admit(None).unwrap();
+            let permit = shared.admit(lanchat_server::admission::Source::Unknown).unwrap();
             tokio::spawn(serve(
                 r,
                 w,

@@ -17,6 +17,7 @@ use lanchat_protocol::{
 use subtle::ConstantTimeEq;
 use tracing::info;
 
+use crate::admission::{Permit, Source};
 use crate::chat::{deliver, Chat};
 use crate::guard::{Guard, Verdict};
 use crate::outbox::Outbox;
@@ -56,6 +57,8 @@ impl End {
 pub struct Client {
     id: SessionId,
     peer: Peer,
+    /// The connection's slot; `None` once handed back to the session (see [`Client::take_permit`]).
+    permit: Option<Permit>,
     shared: Arc<Shared>,
     outbox: Outbox,
     registered: Option<Registered>,
@@ -85,6 +88,7 @@ impl Client {
     pub fn new(
         id: SessionId,
         peer: Peer,
+        permit: Permit,
         shared: Arc<Shared>,
         outbox: Outbox,
         now: Instant,
@@ -92,6 +96,7 @@ impl Client {
         Client {
             id,
             peer,
+            permit: Some(permit),
             outbox,
             registered: None,
             guard: Guard::new(&shared.config.limits, now),
@@ -108,6 +113,11 @@ impl Client {
     pub fn nick(&self) -> Option<String> {
         let who = self.registered.as_ref()?;
         Some(self.shared.chat.lock().nick(who).to_owned())
+    }
+
+    /// The connection's slot, for the session to hold until its socket is closed.
+    pub fn take_permit(&mut self) -> Option<Permit> {
+        self.permit.take()
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -233,10 +243,24 @@ impl Client {
             return Some(End::Bye(ByeReason::ProtocolUnsupported, message));
         }
         if let Some(expected) = &config.password {
-            let given = hello.password.as_deref().unwrap_or("");
-            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-                info!(peer = %self.peer, "authentication failed");
-                let message = "wrong or missing password".to_owned();
+            let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
+            let admission = &self.shared.admission;
+            let refused = match admission.password_allowed(source, now) {
+                Err(wait) => Some(format!(
+                    "too many wrong passwords from your address; try again in {} s",
+                    wait.as_secs().max(1)
+                )),
+                Ok(()) => {
+                    let given = hello.password.as_deref().unwrap_or("");
+                    let right = bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
+                    if !right {
+                        admission.password_failed(source, now);
+                    }
+                    (!right).then(|| "wrong or missing password".to_owned())
+                }
+            };
+            if let Some(message) = refused {
+                info!(peer = %self.peer, %source, "authentication failed");
                 self.error(re, (ErrorCode::AuthFailed, message.clone()), now);
                 return Some(End::Bye(ByeReason::AuthFailed, message));
             }
@@ -258,8 +282,14 @@ impl Client {
         })
         .encode_line();
         let (id, mailbox) = (self.id, self.outbox.clone());
+        let permit = &mut self.permit;
         let registered = self.shared.chat.apply(&self.outbox, |st| {
-            st.register(id, &hello.nick, mailbox, welcome)
+            let (who, effects) = st.register(id, &hello.nick, mailbox, welcome)?;
+            // Before the welcome can reach the client: from then on it is not waiting any more.
+            if let Some(permit) = permit {
+                permit.registered();
+            }
+            Ok((who, effects))
         });
         match registered {
             Ok(who) => {

@@ -2,7 +2,8 @@
 //!
 //! The caller binds; [`run`] serves until its shutdown token is cancelled. Modules:
 //! - [`config`]: command line and `Config`.
-//! - [`listener`]: accept loops, connection caps, back-off on accept errors.
+//! - [`listener`]: accept loops and back-off on accept errors.
+//! - [`admission`]: connection caps (overall, per source, before hello) and the password throttle.
 //! - [`startup`]: what `main` decides (listeners, limits, the data directory) as a testable function.
 //! - [`session`]: one connection: the read loop, its timers, and its writer task.
 //! - [`dispatch`]: one client as the protocol sees it: each request from decode to effects.
@@ -15,6 +16,7 @@
 //! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 
+pub mod admission;
 pub mod chat;
 pub mod config;
 pub mod discovery;
@@ -29,11 +31,11 @@ pub mod startup;
 pub mod state;
 pub mod store;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use crate::admission::{Admission, Caps, Permit, Source};
 use crate::chat::Chat;
 
 pub use config::{Args, Config};
@@ -76,36 +78,9 @@ pub enum Error {
 pub struct Shared {
     pub config: Config,
     pub chat: Chat,
-    connections: Mutex<Connections>,
+    pub admission: Arc<Admission>,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
-}
-
-#[derive(Default)]
-struct Connections {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// One admitted connection; releases its slot when dropped.
-pub struct ConnectionPermit {
-    shared: Arc<Shared>,
-    ip: Option<IpAddr>,
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        let mut c = self.shared.connections();
-        c.total -= 1;
-        if let Some(ip) = self.ip {
-            if let Some(n) = c.per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    c.per_ip.remove(&ip);
-                }
-            }
-        }
-    }
 }
 
 impl Shared {
@@ -117,15 +92,19 @@ impl Shared {
         let state = State::new(&config.default_room, config.history);
         Arc::new(Shared {
             chat: Chat::new(state, store),
+            admission: Admission::new(Caps {
+                max_clients: config.max_clients,
+                max_per_source: config.max_per_ip,
+                // An operator who raises the connection caps (a NAT, a bot farm, a benchmark)
+                // raises these with them.
+                max_waiting: admission::MAX_WAITING.max(config.max_clients / 10),
+                max_waiting_per_source: admission::MAX_WAITING_PER_SOURCE
+                    .max(config.max_per_ip / 4),
+            }),
             config,
-            connections: Mutex::new(Connections::default()),
             next_session: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         })
-    }
-
-    fn connections(&self) -> MutexGuard<'_, Connections> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn next_session_id(&self) -> u64 {
@@ -137,28 +116,13 @@ impl Shared {
     }
 
     /// Take a connection slot, or say why not.
-    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionPermit, &'static str> {
-        let mut c = self.connections();
-        if c.total >= self.config.max_clients {
-            return Err("the server is full; try again later");
-        }
-        if let Some(ip) = ip {
-            let n = c.per_ip.entry(ip).or_insert(0);
-            if *n >= self.config.max_per_ip {
-                return Err("too many connections from your address");
-            }
-            *n += 1;
-        }
-        c.total += 1;
-        Ok(ConnectionPermit {
-            shared: self.clone(),
-            ip,
-        })
+    pub fn admit(&self, source: Source) -> Result<Permit, admission::Refused> {
+        self.admission.admit(source)
     }
 
     /// Connections open right now (registered or not).
     pub fn connection_count(&self) -> usize {
-        self.connections().total
+        self.admission.open()
     }
 }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::admission::Source;
 use crate::session;
 use crate::{Peer, Shared};
 
@@ -151,11 +152,16 @@ fn start_session(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let (peer, ip) = match &conn {
-        Accepted::Tcp(_, a) => (Peer(Some(*a)), Some(a.ip())),
-        Accepted::Unix(_) => (Peer(None), None),
+    let (peer, source) = match &conn {
+        Accepted::Tcp(_, a) => (Peer(Some(*a)), Source::Ip(a.ip())),
+        // Unix socket peers are told apart by their user id (SO_PEERCRED).
+        Accepted::Unix(s) => (
+            Peer(None),
+            s.peer_cred()
+                .map_or(Source::Unknown, |c| Source::Uid(c.uid())),
+        ),
     };
-    let permit = shared.admit(ip);
+    let permit = shared.admit(source);
     let (shared, shutdown) = (shared.clone(), shutdown.clone());
     match (conn, permit) {
         (Accepted::Tcp(stream, _), Ok(permit)) => {
@@ -168,7 +174,7 @@ fn start_session(
             tracker.spawn(session::serve(r, w, peer, shared, shutdown, permit));
         }
         (conn, Err(why)) => {
-            debug!(%peer, why, "refusing connection");
+            debug!(%peer, %source, why, "refusing connection");
             tracker.spawn(async move {
                 match conn {
                     Accepted::Tcp(s, _) => session::refuse(s, why).await,

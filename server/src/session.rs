@@ -13,9 +13,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::admission::Permit;
 use crate::dispatch::{Client, End};
 use crate::outbox::{outbox, Batch, Chunk, OutboxReceiver};
-use crate::{ConnectionPermit, Peer, Shared};
+use crate::{Peer, Shared};
 
 /// Bytes given to one `write` at most: lines are gathered into a buffer this large.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -38,7 +39,7 @@ pub async fn serve<R, W>(
     peer: Peer,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    permit: ConnectionPermit,
+    permit: Permit,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -51,7 +52,14 @@ pub async fn serve<R, W>(
 
     let mut reader =
         FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
-    let mut client = Client::new(id, peer, shared.clone(), outbox, Instant::now().into_std());
+    let mut client = Client::new(
+        id,
+        peer,
+        permit,
+        shared.clone(),
+        outbox,
+        Instant::now().into_std(),
+    );
     let end = run(&mut client, &mut reader, &shared, &shutdown).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
     let slow = matches!(end, End::SlowConsumer);
@@ -62,6 +70,8 @@ pub async fn serve<R, W>(
     }
     // Leaving the state drops every other handle on the outbox, so the writer drains what is
     // queued (the bye included) and finishes.
+    // The connection keeps its slot until the socket is closed (below), not just until it left.
+    let permit = client.take_permit();
     drop(client);
     let grace = shared.config.shutdown_grace;
     let mut writer = writer;
@@ -238,7 +248,7 @@ mod tests {
         let shared = crate::Shared::new(crate::Config::default());
         let (a, _b) = tokio::io::duplex(64);
         let (r, w) = tokio::io::split(a);
-        let permit = shared.admit(None).unwrap();
+        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
         let token = CancellationToken::new();
         let fut = serve(r, w, Peer(None), shared.clone(), token, permit);
         let size = std::mem::size_of_val(&fut);

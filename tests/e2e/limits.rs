@@ -228,3 +228,65 @@ async fn slow_consumer_is_dropped_and_others_keep_receiving() {
         .collect();
     assert_eq!(nicks, HashSet::from([json!("sender"), json!("fast")]));
 }
+
+/// Idle sockets that never say hello cannot take the slots: at most 16 wait per address, and a
+/// connection stops counting as waiting once it has said hello.
+#[tokio::test]
+async fn connections_waiting_for_hello_are_capped_per_address() {
+    let server = ServerProcess::start(&[]);
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(connect_from(server.addr, Some("127.0.0.3")).await);
+    }
+    expect_refused(server.addr, Some("127.0.0.3")).await;
+    // Another address is not affected.
+    let mut other = from_stream(connect_from(server.addr, Some("127.0.0.4")).await);
+    let w = other.request(json!({"type":"hello","nick":"other"})).await;
+    assert_eq!(w["type"], "welcome");
+    // One of the idle ones registers: a new connection from that address is admitted again.
+    let mut late = from_stream(idle.pop().unwrap());
+    let w = late.request(json!({"type":"hello","nick":"late"})).await;
+    assert_eq!(w["type"], "welcome");
+    let mut next = from_stream(connect_from(server.addr, Some("127.0.0.3")).await);
+    let w = next.request(json!({"type":"hello","nick":"next"})).await;
+    assert_eq!(w["type"], "welcome");
+}
+
+/// On the Unix socket, --max-per-ip applies per peer user id.
+#[tokio::test]
+async fn unix_socket_peers_are_capped_per_user() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("lanchat-unix-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chat.sock");
+    let mut server = ServerProcess::start(&["--unix", path.to_str().unwrap(), "--max-per-ip", "2"]);
+    server.next_listening();
+    let mut held = Vec::new();
+    for nick in ["u1", "u2"] {
+        let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let hello = format!("{{\"type\":\"hello\",\"nick\":\"{nick}\"}}\n");
+        w.write_all(hello.as_bytes()).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        let welcome = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+        assert!(welcome.unwrap().unwrap().contains("\"welcome\""));
+        held.push((lines, w));
+    }
+    let third = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut lines = tokio::io::BufReader::new(third).lines();
+    let mut frames = Vec::new();
+    while let Some(line) = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        frames.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0]["code"], "server_full");
+    assert_eq!(frames[1]["reason"], "server_full");
+    // A TCP client is counted by its address, not by the user id.
+    let (_tcp, _) = TestClient::hello(server.addr, "tcp").await;
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,3 +140,33 @@ async fn a_wrong_protocol_or_password_ends_the_session() {
         .await;
     assert_eq!(ok.recv().await["type"], "welcome");
 }
+
+/// Five wrong passwords within a minute and the source is refused every hello, the right
+/// password included, until the minute has passed.
+#[tokio::test(start_paused = true)]
+async fn password_guessing_is_throttled() {
+    let mut server = Server::new(Config {
+        password: Some("hunter2".into()),
+        ..Config::default()
+    });
+    let mut attempt = |password: &'static str| {
+        let mut c = server.connect();
+        async move {
+            c.send(json!({"type":"hello","nick":"a","password":password}))
+                .await;
+            c.read_to_close().await
+        }
+    };
+    for guess in ["1", "2", "3", "4", "5"] {
+        let frames = attempt(guess).await;
+        assert_eq!(frames[0]["message"], "wrong or missing password");
+    }
+    let frames = attempt("hunter2").await;
+    assert_eq!(frames[0]["code"], "auth_failed");
+    let message = frames[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("too many wrong passwords"), "{message}");
+    tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+    let mut ok = server.connect();
+    ok.hello_with(json!({"type":"hello","nick":"a","password":"hunter2"}))
+        .await;
+}

@@ -79,7 +79,12 @@ impl Wire {
 
     /// Register as `nick`; returns the welcome.
     pub async fn hello(&mut self, nick: &str) -> Value {
-        self.send(json!({"type":"hello","nick":nick})).await;
+        self.hello_with(json!({"type":"hello","nick":nick})).await
+    }
+
+    /// Send this `hello`; returns the welcome it must get.
+    pub async fn hello_with(&mut self, hello: Value) -> Value {
+        self.send(hello).await;
         let welcome = self.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         welcome
@@ -119,7 +124,10 @@ impl Server {
     pub fn connect(&mut self) -> Wire {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let (r, w) = tokio::io::split(theirs);
-        let permit = self.shared.admit(None).expect("a free slot");
+        let permit = self
+            .shared
+            .admit(lanchat_server::admission::Source::Unknown)
+            .expect("a free slot");
         self.tasks.push(tokio::spawn(serve(
             r,
             w,
