@@ -68,6 +68,11 @@ pub struct Args {
     /// Most connections at once from one IP address
     #[arg(long, env = "LANCHAT_MAX_PER_IP", default_value_t = 64)]
     pub max_per_ip: usize,
+    /// Most rooms held in memory (with or without members); beyond, the room without members the
+    /// longest is forgotten, and when all have members a new room is refused
+    #[arg(long, env = "LANCHAT_MAX_ROOMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_rooms: u64,
     /// Longest accepted line in bytes
     #[arg(long, env = "LANCHAT_MAX_LINE", default_value_t = lanchat_protocol::DEFAULT_MAX_LINE as u32,
           value_parser = clap::value_parser!(u32).range(MIN_MAX_LINE as i64..=16 * 1024 * 1024))]
@@ -121,6 +126,8 @@ pub struct Config {
     pub history: usize,
     pub max_clients: usize,
     pub max_per_ip: usize,
+    /// Rooms held in memory at most (see [`Args::max_rooms`]).
+    pub max_rooms: usize,
     pub limits: Limits,
     pub hello_timeout: Duration,
     /// Outbound queue bound, in frames and in bytes.
@@ -148,6 +155,7 @@ impl Default for Config {
             history: 1000,
             max_clients: 10_000,
             max_per_ip: 64,
+            max_rooms: 10_000,
             limits: Limits::default(),
             hello_timeout: Duration::from_secs(10),
             outbox_frames: 10_000,
@@ -217,6 +225,7 @@ impl Args {
             history: self.history,
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
+            max_rooms: self.max_rooms as usize,
             limits: Limits {
                 max_line,
                 max_text,

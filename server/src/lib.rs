@@ -89,7 +89,8 @@ impl Shared {
     }
 
     pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
-        let state = State::new(&config.default_room, config.history);
+        let state =
+            State::new(&config.default_room, config.history).with_max_rooms(config.max_rooms);
         Arc::new(Shared {
             chat: Chat::new(state, store),
             admission: Admission::new(Caps {

@@ -11,7 +11,7 @@
 //! [`crate::outbox::Outbox`], a recorder in tests). The rules only clone and store mailboxes; they
 //! have no way to deliver through one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -88,6 +88,9 @@ struct Room<M> {
     /// Each member's mailbox, held here so that fan-out needs no look-up per recipient.
     members: HashMap<SessionId, M>,
     history: RoomHistory,
+    /// When the room has no member but is kept (for its history or topic): since which tick, its
+    /// place in [`State::idle`].
+    idle_since: Option<u64>,
 }
 
 /// All users and rooms. The methods are the rules; each returns its effects or a refusal.
@@ -96,6 +99,14 @@ pub struct State<M> {
     users: HashMap<SessionId, User<M>>,
     nicks: HashMap<String, SessionId>,
     rooms: HashMap<RoomKey, Room<M>>,
+    /// Rooms with at least one member, kept as a count so that beacons need no scan.
+    active: usize,
+    /// Rooms kept without members, oldest first: the first to be forgotten when a new room is
+    /// needed and `max_rooms` are held.
+    idle: BTreeSet<(u64, RoomKey)>,
+    /// Counts room changes, to order `idle`.
+    tick: u64,
+    max_rooms: usize,
     default_room: String,
     history_len: usize,
 }
@@ -106,11 +117,27 @@ impl<M: Clone> State<M> {
             users: HashMap::new(),
             nicks: HashMap::new(),
             rooms: HashMap::new(),
+            active: 0,
+            idle: BTreeSet::new(),
+            tick: 0,
+            max_rooms: usize::MAX,
             default_room: default_room.to_owned(),
             history_len,
         };
         state.room_entry(default_room);
         state
+    }
+
+    /// Hold at most `max_rooms` rooms (the default room included): beyond, the room that has been
+    /// without members longest is forgotten, and when every room has members a new one is refused.
+    pub fn with_max_rooms(mut self, max_rooms: usize) -> Self {
+        self.max_rooms = max_rooms.max(1);
+        self
+    }
+
+    /// Rooms held in memory, with or without members.
+    pub fn rooms_held(&self) -> usize {
+        self.rooms.len()
     }
 
     /// Registered users.
@@ -120,10 +147,7 @@ impl<M: Clone> State<M> {
 
     /// Rooms that have at least one member.
     pub fn active_rooms(&self) -> usize {
-        self.rooms
-            .values()
-            .filter(|r| !r.members.is_empty())
-            .count()
+        self.active
     }
 
     /// The mailbox of a user, for delivery.
@@ -152,26 +176,86 @@ impl<M: Clone> State<M> {
             .unwrap_or_else(|| unreachable!("a Registered outlives its user"))
     }
 
-    fn room_entry(&mut self, name: &str) -> &mut Room<M> {
-        let history_len = self.history_len;
+    /// The room called `name`, made if need be: `None` when it would be one room too many and
+    /// every room held has members.
+    fn room_entry(&mut self, name: &str) -> Option<&mut Room<M>> {
         let key: RoomKey = name_key(name).into();
-        self.rooms.entry(key.clone()).or_insert_with(|| Room {
-            key,
-            name: name.to_owned(),
-            topic: String::new(),
-            members: HashMap::new(),
-            history: RoomHistory::new(history_len),
-        })
+        if !self.rooms.contains_key(&key) {
+            if self.rooms.len() >= self.max_rooms && !self.forget_longest_idle() {
+                return None;
+            }
+            self.tick += 1;
+            let room = Room {
+                key: key.clone(),
+                name: name.to_owned(),
+                topic: String::new(),
+                members: HashMap::new(),
+                history: RoomHistory::new(self.history_len),
+                idle_since: None,
+            };
+            self.rooms.insert(key.clone(), room);
+            if *key != *name_key(&self.default_room) {
+                // Made without a member (a restored room) or about to get one (a join): the
+                // join takes it out of the idle set again.
+                self.mark_idle(&key);
+            }
+        }
+        self.rooms.get_mut(&key)
+    }
+
+    fn mark_idle(&mut self, key: &RoomKey) {
+        self.tick += 1;
+        if let Some(room) = self.rooms.get_mut(key) {
+            if let Some(old) = room.idle_since.replace(self.tick) {
+                self.idle.remove(&(old, key.clone()));
+            }
+            self.idle.insert((self.tick, key.clone()));
+        }
+    }
+
+    /// Forget the room that has been without members longest; false if there is none.
+    fn forget_longest_idle(&mut self) -> bool {
+        match self.idle.pop_first() {
+            Some((_, key)) => {
+                self.rooms.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After `key` lost a member: keep the count of active rooms, and forget the room if it is
+    /// empty and holds nothing, or queue it to be forgotten first when room is needed.
+    fn left(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        if !room.members.is_empty() {
+            return;
+        }
+        self.active -= 1;
+        if **key == *name_key(&self.default_room) {
+            return;
+        }
+        if room.history.is_empty() && room.topic.is_empty() {
+            self.rooms.remove(key);
+        } else {
+            self.mark_idle(key);
+        }
     }
 
     /// Reload a stored message (durable history at start).
     pub fn restore_message(&mut self, room: &str, message: StoredMessage) {
-        self.room_entry(room).history.push(message);
+        if let Some(entry) = self.room_entry(room) {
+            entry.history.push(message);
+        }
     }
 
     /// Reload a room topic (durable history at start).
     pub fn restore_topic(&mut self, room: &str, topic: String) {
-        self.room_entry(room).topic = topic;
+        if let Some(entry) = self.room_entry(room) {
+            entry.topic = topic;
+        }
     }
 
     /// Register session `id` under `nick`, reached through `mailbox`, and put it in the default
@@ -200,7 +284,7 @@ impl<M: Clone> State<M> {
         );
         let who = Registered { id };
         let default_room = self.default_room.clone();
-        let event = self.enter(&who, &default_room);
+        let event = self.enter(&who, &default_room)?;
         let effects = Effects::reply(welcome);
         Ok((
             who,
@@ -213,28 +297,42 @@ impl<M: Clone> State<M> {
 
     /// Put `who` in `room` (made if need be); the join event for the other members, if `who`
     /// was not already there.
-    fn enter(&mut self, who: &Registered, room: &str) -> Option<Delivery> {
+    fn enter(&mut self, who: &Registered, room: &str) -> Result<Option<Delivery>, Refusal> {
         let user = self.user(who);
         let (nick, mailbox) = (user.nick.clone(), user.mailbox.clone());
-        let entry = self.room_entry(room);
+        let max_rooms = self.max_rooms;
+        let Some(entry) = self.room_entry(room) else {
+            return refuse(
+                ErrorCode::TooManyRooms,
+                format!("the server holds its limit of {max_rooms} rooms; join one that exists"),
+            );
+        };
         if entry.members.contains_key(&who.id) {
-            return None;
+            return Ok(None);
         }
+        let first = entry.members.is_empty();
         entry.members.insert(who.id, mailbox);
+        let idle = entry.idle_since.take();
         let key = entry.key.clone();
         let line = ServerFrame::Join(RoomNick {
             room: entry.name.clone(),
             nick,
         })
         .encode_line();
+        if let Some(since) = idle {
+            self.idle.remove(&(since, key.clone()));
+        }
+        if first {
+            self.active += 1;
+        }
         self.user_mut(who).rooms.insert(key.clone());
-        Some(Delivery {
+        Ok(Some(Delivery {
             to: Audience::Room {
                 key,
                 except: who.id,
             },
             line,
-        })
+        }))
     }
 
     fn members(&self, room: &Room<M>) -> Vec<Member> {
@@ -264,7 +362,7 @@ impl<M: Clone> State<M> {
                 format!("a session may be in at most {MAX_ROOMS_PER_SESSION} rooms"),
             );
         }
-        let event = self.enter(who, room);
+        let event = self.enter(who, room)?;
         let entry = &self.rooms[name_key_ref(room).as_ref()];
         let reply = ok_line(
             re,
@@ -304,7 +402,7 @@ impl<M: Clone> State<M> {
             nick: user.nick.clone(),
         })
         .encode_line();
-        self.forget_room_if_unused(&room_key);
+        self.left(&room_key);
         Ok(
             Effects::reply(ok_line(re, ReplyData::Leave { room: name })).with_event(
                 Audience::Room {
@@ -314,18 +412,6 @@ impl<M: Clone> State<M> {
                 line,
             ),
         )
-    }
-
-    /// Drop a room that has no member, no history and no topic: it would only cost memory.
-    fn forget_room_if_unused(&mut self, key: &str) {
-        if key == name_key(&self.default_room) {
-            return;
-        }
-        if let Some(room) = self.rooms.get(key) {
-            if room.members.is_empty() && room.history.is_empty() && room.topic.is_empty() {
-                self.rooms.remove(key);
-            }
-        }
     }
 
     /// Accept a room message: the `ok` reply, the message for the other members, kept in
@@ -601,7 +687,7 @@ impl<M: Clone> State<M> {
                 if let Some(room) = self.rooms.get_mut(key) {
                     room.members.remove(&who.id);
                 }
-                self.forget_room_if_unused(key);
+                self.left(key);
             }
         }
         effects

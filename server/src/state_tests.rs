@@ -480,3 +480,63 @@ fn a_reply_is_queued_before_the_events_that_follow_it() {
     assert_eq!(ann.inbox.types(), ["ok", "ok", "message"]);
     assert_eq!(bob.inbox.types(), ["join", "message", "ok"]);
 }
+
+#[test]
+fn active_rooms_are_counted_as_members_come_and_go() {
+    let mut chat = Chat::new();
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    assert_eq!(chat.state.active_rooms(), 1, "the lobby");
+    chat.join(&ann, "ops");
+    chat.join(&bob, "ops");
+    chat.join(&bob, "dev");
+    assert_eq!(chat.state.active_rooms(), 3);
+    chat.leave(&ann, "ops");
+    assert_eq!(chat.state.active_rooms(), 3, "bob is still in ops");
+    let effects = chat.state.remove(bob.who, None);
+    let _ = deliver(&chat.state, None, effects);
+    assert_eq!(chat.state.active_rooms(), 1, "ann is in the lobby");
+    chat.leave(&ann, "lobby");
+    assert_eq!(chat.state.active_rooms(), 0);
+}
+
+#[test]
+fn the_room_cap_forgets_the_longest_idle_room_and_refuses_when_all_are_in_use() {
+    let mut chat = Chat {
+        state: State::new("Lobby", 5).with_max_rooms(3),
+        next_id: 1,
+    };
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    // Two rooms kept without members (each holds a message), the older first.
+    for room in ["old", "newer"] {
+        chat.join(&ann, room);
+        chat.say(&ann, room, "kept");
+        chat.leave(&ann, room);
+    }
+    assert_eq!(chat.state.rooms_held(), 3);
+    // A third room: the one idle longest is forgotten to make room.
+    chat.join(&bob, "fresh");
+    assert_eq!(chat.state.rooms_held(), 3);
+    let (_, texts) = history(&mut chat, &ann, "old", None);
+    assert!(texts.is_empty(), "old was forgotten");
+    assert_eq!(history(&mut chat, &ann, "newer", None).1, ["kept"]);
+    // Every room held has members now (lobby, fresh, and newer once ann is back in it).
+    chat.join(&ann, "newer");
+    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-more"));
+    assert_eq!(code, ErrorCode::TooManyRooms);
+    // Rooms that exist can still be joined.
+    chat.join(&ann, "fresh");
+    assert_eq!(chat.state.rooms_held(), 3);
+}
+
+#[test]
+fn restored_rooms_beyond_the_cap_are_not_held() {
+    let mut state: State<Inbox> = State::new("lobby", 5).with_max_rooms(2);
+    for room in ["a", "b", "c"] {
+        state.restore_topic(room, format!("topic of {room}"));
+    }
+    assert_eq!(
+        state.rooms_held(),
+        2,
+        "the lobby and the newest restored room"
+    );
+}
