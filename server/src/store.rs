@@ -679,17 +679,39 @@ mod tests {
             & 0o7777
     }
 
+    /// Every file a data directory holds once a room has rotated and a topic was set.
+    const FILES: [&str; 4] = [
+        "lock",
+        "topics.json",
+        "rooms/lobby.jsonl",
+        "rooms/lobby.jsonl.1",
+    ];
+
+    fn assert_private(data: &Path) {
+        assert_eq!(mode(&data.join("rooms")), 0o700);
+        for f in FILES {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
+
+    /// A stored message line of `lobby`.
+    fn message_line(text: String) -> String {
+        let m = Message {
+            id: Uuid::now_v7().to_string(),
+            ts: 1,
+            room: "lobby".into(),
+            from: "ann".into(),
+            text,
+        };
+        format!("{}\n", serde_json::to_string(&m).unwrap())
+    }
+
     #[test]
     fn files_left_open_to_others_are_made_private_at_start() {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         std::fs::create_dir_all(dir.join("rooms")).unwrap();
         let open_to_all = |p: &Path, m: u32| std::fs::set_permissions(p, Permissions::from_mode(m));
-        for f in [
-            "rooms/lobby.jsonl",
-            "rooms/lobby.jsonl.1",
-            "topics.json",
-            "lock",
-        ] {
+        for f in FILES {
             std::fs::write(dir.join(f), "").unwrap();
             open_to_all(&dir.join(f), 0o666).unwrap();
         }
@@ -699,15 +721,7 @@ mod tests {
         open_to_all(&dir.join("rooms"), 0o777).unwrap();
         open_to_all(&dir, 0o755).unwrap();
         let (store, _) = Store::open(&dir, 10).unwrap();
-        for f in [
-            "rooms/lobby.jsonl",
-            "rooms/lobby.jsonl.1",
-            "topics.json",
-            "lock",
-        ] {
-            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
-        }
-        assert_eq!(mode(&dir.join("rooms")), 0o700);
+        assert_private(&dir);
         assert_eq!(
             mode(&dir.join("outside")),
             0o644,
@@ -727,33 +741,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         let (store, _) = Store::open(&dir.join("data"), 2).unwrap();
         let mut writer = Writer::new(store);
-        let line = format!(
-            "{}\n",
-            serde_json::to_string(&Message {
-                id: Uuid::now_v7().to_string(),
-                ts: 1,
-                room: "lobby".into(),
-                from: "ann".into(),
-                text: "hi".into(),
-            })
-            .unwrap()
-        );
         // Three lines with a history of two: one rotation.
-        writer.append("lobby", line.repeat(3).as_bytes(), 3);
+        let lines: String = (0..3).map(|i| message_line(format!("m{i}"))).collect();
+        writer.append("lobby", lines.as_bytes(), 3);
         writer.topic("lobby".into(), "lobby".into(), "t".into());
         writer.fsync();
         let data = dir.join("data");
         assert_eq!(mode(&dir), 0o700, "a missing parent too");
         assert_eq!(mode(&data), 0o700);
-        assert_eq!(mode(&data.join("rooms")), 0o700);
-        for f in [
-            "lock",
-            "topics.json",
-            "rooms/lobby.jsonl",
-            "rooms/lobby.jsonl.1",
-        ] {
-            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
-        }
+        assert_private(&data);
         drop(writer);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -763,17 +759,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         let (store, _) = Store::open(&dir, 10).unwrap();
         let mut writer = Writer::new(store);
-        let line = |i: usize| {
-            let m = Message {
-                id: Uuid::now_v7().to_string(),
-                ts: 1,
-                room: "lobby".into(),
-                from: "ann".into(),
-                text: format!("m{i}"),
-            };
-            format!("{}\n", serde_json::to_string(&m).unwrap())
-        };
-        let batch: String = (0..25).map(line).collect();
+        let batch: String = (0..25).map(|i| message_line(format!("m{i}"))).collect();
         writer.append("lobby", batch.as_bytes(), 25);
         writer.fsync();
         let count = |name: &str| {
