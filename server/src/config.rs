@@ -25,6 +25,25 @@ pub fn max_text_for(max_line: usize) -> usize {
     max_line.saturating_sub(REQUEST_OVERHEAD) / 2
 }
 
+/// Mode of the Unix socket unless `--unix-mode` says otherwise: the owner and the group.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+
+/// A file mode in octal, as chmod takes it (`660`, `0660`), permission bits only.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(format!("{text:?} is not an octal mode such as 0660"));
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{text} sets setuid, setgid or sticky bits; only permission bits (at most 0777)"
+        ));
+    }
+    Ok(mode)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -41,6 +60,10 @@ pub struct Args {
     /// Also listen on this Unix domain socket path
     #[arg(long, env = "LANCHAT_UNIX")]
     pub unix: Option<PathBuf>,
+    /// Mode of the Unix socket, in octal (connecting needs write permission): 0660 lets the
+    /// owner and the group in, 0600 the owner only, 0666 every local user
+    #[arg(long, env = "LANCHAT_UNIX_MODE", default_value = "0660")]
+    pub unix_mode: String,
     /// Display name announced in welcome and beacons [default: the host name]
     #[arg(long, env = "LANCHAT_NAME")]
     pub name: Option<String>,
@@ -136,6 +159,8 @@ pub struct Config {
     /// How long shutdown waits for sessions to flush before closing them anyway.
     pub shutdown_grace: Duration,
     pub announce: Option<AnnounceConfig>,
+    /// Mode given to the Unix socket (`--unix-mode`).
+    pub unix_mode: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +187,7 @@ impl Default for Config {
             outbox_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(3),
             announce: None,
+            unix_mode: DEFAULT_UNIX_MODE,
         }
     }
 }
@@ -205,6 +231,7 @@ impl Args {
         if self.rate_per_sec > 0 && self.rate_burst == 0 {
             return Err("--rate-burst must be at least 1 when --rate-per-sec is set".into());
         }
+        let unix_mode = parse_mode(&self.unix_mode).map_err(|e| format!("--unix-mode: {e}"))?;
         let name = match self.name {
             Some(n) if n.trim().is_empty() => return Err("--name: must not be empty".into()),
             // The name travels in every beacon, which must stay under 1,200 bytes.
@@ -238,6 +265,7 @@ impl Args {
                 port: self.announce_port,
                 interval: Duration::from_secs(self.announce_interval),
             }),
+            unix_mode,
             ..Config::default()
         })
     }
@@ -292,6 +320,29 @@ mod tests {
         ] {
             let err = config(flags).unwrap_err();
             assert!(err.starts_with("--max-text "), "{flags:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn unix_mode_is_octal_permission_bits() {
+        assert_eq!(config(&[]).unwrap().unix_mode, 0o660);
+        assert_eq!(config(&["--unix-mode", "0600"]).unwrap().unix_mode, 0o600);
+        assert_eq!(config(&["--unix-mode", "666"]).unwrap().unix_mode, 0o666);
+        assert_eq!(config(&["--unix-mode", "0"]).unwrap().unix_mode, 0);
+        for bad in [
+            "",
+            "rw-rw----",
+            "0o660",
+            "0668",
+            "-1",
+            "1777",
+            "4755",
+            "00660",
+            "9",
+        ] {
+            let err = config(&[&format!("--unix-mode={bad}")]).unwrap_err();
+            assert!(err.starts_with("--unix-mode: "), "{bad:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
     }

@@ -4,13 +4,21 @@
 //! with SO_REUSEADDR and SO_REUSEPORT, so several servers on one host share the discovery port.
 //! Beacons go to each served interface's directed broadcast address: 255.255.255.255 fails with
 //! ENETUNREACH on a host without a default route, which is common on an isolated LAN.
+//!
+//! Answers are limited ([`AnswerLimiter`]): a `discover` is 32 bytes and its beacon about 180
+//! (nearly 400 with a 200-byte `--name`), and the query's source address can be forged, so an
+//! unlimited server would reflect and amplify a flood toward any host of the LAN. Each source
+//! address gets 4 answers at once and then 1 a second, and the server 200 a second in all;
+//! queries over those limits are dropped without a word. PROTOCOL.md ("UDP discovery") states the
+//! resulting bounds.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lanchat_net::{ipv4_interfaces, Interface};
+use lanchat_protocol::bucket::TokenBucket;
 use lanchat_protocol::discovery::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -57,6 +65,180 @@ fn port_for(listeners: &[SocketAddr], interfaces: &[Interface], src: Ipv4Addr) -
     })
 }
 
+/// Answers one source address may get at once. A client sends a query and resends it once if
+/// nothing came back (`lanchat discover`: after a third of its one-second timeout), so two runs
+/// in a row from one host are answered in full.
+pub const PER_SOURCE_BURST: f64 = 4.0;
+/// Answers a second one source address may get once its burst is spent.
+pub const PER_SOURCE_PER_SEC: f64 = 1.0;
+/// Answers the server sends at once and per second to all sources together: dozens of clients
+/// on one LAN discovering at the same moment are all answered, and a flood from forged sources
+/// costs at most this many beacons, chat-state lookups and sends a second.
+pub const OVERALL_PER_SEC: f64 = 200.0;
+/// Source addresses whose limit is tracked at most. A source quiet long enough to have its
+/// whole burst back ([`SOURCE_IDLE`]) is forgotten when room is needed: that gives it nothing it
+/// would not have had. While every tracked source is active, a new one is not answered.
+pub const MAX_SOURCES: usize = 1024;
+/// How long a source must be quiet before its bucket is full again and it can be forgotten.
+pub const SOURCE_IDLE: Duration = Duration::from_secs(4);
+/// How often a full source table is swept for idle sources, at most (a sweep visits them all).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How often the count of dropped queries is logged, at most.
+const DROPPED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long the list of interfaces (a getifaddrs call) is reused before it is read again.
+const INTERFACES_TTL: Duration = Duration::from_secs(5);
+
+/// What the limiter decided about one `discover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Answer,
+    /// This source used its burst and its rate.
+    SourceLimited,
+    /// All sources together used the server's rate.
+    OverallLimited,
+    /// The source table is full of active sources; this new one is not tracked or answered.
+    TooManySources,
+}
+
+struct SourceLimit {
+    bucket: TokenBucket,
+    last_query: Instant,
+}
+
+/// The answer limits: a token bucket per source address (at most [`MAX_SOURCES`] of them) and
+/// one for the server. Pure: the caller passes the time.
+pub struct AnswerLimiter {
+    sources: HashMap<Ipv4Addr, SourceLimit>,
+    overall: TokenBucket,
+    last_sweep: Option<Instant>,
+}
+
+impl AnswerLimiter {
+    pub fn new(now: Instant) -> Self {
+        AnswerLimiter {
+            sources: HashMap::new(),
+            overall: TokenBucket::new(OVERALL_PER_SEC, OVERALL_PER_SEC, now),
+            last_sweep: None,
+        }
+    }
+
+    /// Whether to answer a `discover` from `src` at `now`; an answer takes one token from the
+    /// source's bucket and one from the server's.
+    pub fn check(&mut self, src: Ipv4Addr, now: Instant) -> Verdict {
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&src) {
+            self.sweep(now);
+            if self.sources.len() >= MAX_SOURCES {
+                return Verdict::TooManySources;
+            }
+        }
+        let source = self.sources.entry(src).or_insert_with(|| SourceLimit {
+            bucket: TokenBucket::new(PER_SOURCE_BURST, PER_SOURCE_PER_SEC, now),
+            last_query: now,
+        });
+        source.last_query = source.last_query.max(now);
+        if !source.bucket.try_take(now) {
+            Verdict::SourceLimited
+        } else if !self.overall.try_take(now) {
+            Verdict::OverallLimited
+        } else {
+            Verdict::Answer
+        }
+    }
+
+    /// Forget the sources quiet for [`SOURCE_IDLE`], at most once per [`SWEEP_EVERY`].
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.sources
+            .retain(|_, s| now.saturating_duration_since(s.last_query) < SOURCE_IDLE);
+    }
+
+    /// Source addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Datagrams not answered: counted, and logged at most once per [`DROPPED_LOG_EVERY`] so that a
+/// flood cannot flood the log too.
+#[derive(Default)]
+struct Dropped {
+    /// Since the last log line, by reason.
+    source: u64,
+    overall: u64,
+    table: u64,
+    not_a_query: u64,
+    /// Since the start, for the last log line.
+    total: u64,
+    last_log: Option<Instant>,
+}
+
+impl Dropped {
+    fn count(&mut self, verdict: Verdict, now: Instant) {
+        match verdict {
+            Verdict::Answer => return,
+            Verdict::SourceLimited => self.source += 1,
+            Verdict::OverallLimited => self.overall += 1,
+            Verdict::TooManySources => self.table += 1,
+        }
+        self.total += 1;
+        self.maybe_log(now);
+    }
+
+    /// A datagram that is neither a discover nor a beacon.
+    fn ignore(&mut self, now: Instant) {
+        self.not_a_query += 1;
+        self.total += 1;
+        self.maybe_log(now);
+    }
+
+    fn maybe_log(&mut self, now: Instant) {
+        if self
+            .last_log
+            .is_some_and(|t| now.saturating_duration_since(t) < DROPPED_LOG_EVERY)
+        {
+            return;
+        }
+        debug!(
+            over_source_limit = self.source,
+            over_overall_limit = self.overall,
+            source_table_full = self.table,
+            not_a_query = self.not_a_query,
+            "discovery datagrams dropped (counts since the last such line)"
+        );
+        (self.source, self.overall, self.table, self.not_a_query) = (0, 0, 0, 0);
+        self.last_log = Some(now);
+    }
+}
+
+/// The host's IPv4 interfaces, read again at most every [`INTERFACES_TTL`].
+struct InterfaceCache {
+    list: Vec<Interface>,
+    read_at: Instant,
+}
+
+impl InterfaceCache {
+    fn new() -> Self {
+        InterfaceCache {
+            list: ipv4_interfaces(),
+            read_at: Instant::now(),
+        }
+    }
+
+    fn get(&mut self, now: Instant) -> &[Interface] {
+        if now.saturating_duration_since(self.read_at) >= INTERFACES_TTL {
+            self.list = ipv4_interfaces();
+            self.read_at = now;
+        }
+        &self.list
+    }
+}
+
 /// The running discovery task (beacons and answers).
 pub struct Discovery {
     task: JoinHandle<()>,
@@ -69,7 +251,9 @@ struct Announcer {
     listeners: Vec<SocketAddr>,
     shared: Arc<Shared>,
     instance: String,
-    ignored: AtomicU64,
+    limiter: AnswerLimiter,
+    dropped: Dropped,
+    interfaces: InterfaceCache,
 }
 
 impl Discovery {
@@ -87,7 +271,9 @@ impl Discovery {
             listeners: listeners.to_vec(),
             shared,
             instance: uuid::Uuid::new_v4().to_string(),
-            ignored: AtomicU64::new(0),
+            limiter: AnswerLimiter::new(Instant::now()),
+            dropped: Dropped::default(),
+            interfaces: InterfaceCache::new(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(announcer.run(stop.clone()));
@@ -135,9 +321,9 @@ impl Announcer {
         .encode()
     }
 
-    async fn announce(&self, state: ServerState) {
-        let interfaces = ipv4_interfaces();
-        for (broadcast, port) in targets(&self.listeners, &interfaces) {
+    async fn announce(&mut self, state: ServerState) {
+        let interfaces = self.interfaces.get(Instant::now());
+        for (broadcast, port) in targets(&self.listeners, interfaces) {
             let dest = SocketAddrV4::new(broadcast, self.config.port);
             if let Err(e) = self.socket.send_to(&self.beacon(port, state), dest).await {
                 debug!(%dest, error = %e, "beacon not sent");
@@ -145,9 +331,8 @@ impl Announcer {
         }
     }
 
-    async fn run(self, stop: CancellationToken) {
-        let interfaces = ipv4_interfaces();
-        let served = targets(&self.listeners, &interfaces);
+    async fn run(mut self, stop: CancellationToken) {
+        let served = targets(&self.listeners, self.interfaces.get(Instant::now()));
         info!(
             port = self.config.port,
             targets = ?served.iter().map(|(b, _)| b.to_string()).collect::<Vec<_>>(),
@@ -169,18 +354,22 @@ impl Announcer {
             }
         }
         self.announce(ServerState::Stopping).await;
-        debug!(
-            ignored = self.ignored.load(Ordering::Relaxed),
-            "discovery stopped"
-        );
+        debug!(dropped = self.dropped.total, "discovery stopped");
     }
 
-    async fn on_datagram(&self, bytes: &[u8], src: SocketAddr) {
+    async fn on_datagram(&mut self, bytes: &[u8], src: SocketAddr) {
         let SocketAddr::V4(src) = src else { return };
         match Datagram::parse(bytes) {
             Some(Datagram::Discover { .. }) => {
-                let interfaces = ipv4_interfaces();
-                let Some(port) = port_for(&self.listeners, &interfaces, *src.ip()) else {
+                // Limits first: a query over them costs no lookup, no lock and no send.
+                let now = Instant::now();
+                let verdict = self.limiter.check(*src.ip(), now);
+                if verdict != Verdict::Answer {
+                    self.dropped.count(verdict, now);
+                    return;
+                }
+                let interfaces = self.interfaces.get(now);
+                let Some(port) = port_for(&self.listeners, interfaces, *src.ip()) else {
                     debug!(%src, "discover from where no listener is reachable; not answered");
                     return;
                 };
@@ -191,10 +380,7 @@ impl Announcer {
             }
             // Our own and other servers' beacons arrive here too.
             Some(Datagram::Beacon(_)) => {}
-            None => {
-                let n = self.ignored.fetch_add(1, Ordering::Relaxed) + 1;
-                debug!(%src, len = bytes.len(), ignored = n, "ignored discovery datagram");
-            }
+            None => self.dropped.ignore(Instant::now()),
         }
     }
 }
@@ -202,6 +388,141 @@ impl Announcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_one_answer_a_second() {
+        let t = Instant::now();
+        let mut l = AnswerLimiter::new(t);
+        for _ in 0..4 {
+            assert_eq!(l.check(ip(1), t), Verdict::Answer);
+        }
+        assert_eq!(l.check(ip(1), t), Verdict::SourceLimited);
+        assert_eq!(l.check(ip(1), t + secs(0.99)), Verdict::SourceLimited);
+        assert_eq!(l.check(ip(1), t + secs(1.01)), Verdict::Answer);
+        assert_eq!(l.check(ip(1), t + secs(1.02)), Verdict::SourceLimited);
+        // Another source is not affected.
+        assert_eq!(l.check(ip(2), t + secs(1.02)), Verdict::Answer);
+    }
+
+    #[test]
+    fn a_flood_from_one_source_is_answered_at_its_rate_only() {
+        let t = Instant::now();
+        let mut l = AnswerLimiter::new(t);
+        // 10,000 queries a second for 10 seconds.
+        let answered = (0..100_000)
+            .filter(|i| l.check(ip(1), t + secs(*i as f64 / 10_000.0)) == Verdict::Answer)
+            .count();
+        assert!((13..=14).contains(&answered), "{answered}: 4 + 1 a second");
+        assert_eq!(l.check(ip(2), t + secs(10.0)), Verdict::Answer);
+    }
+
+    #[test]
+    fn all_sources_together_get_the_overall_rate() {
+        let t = Instant::now();
+        let mut l = AnswerLimiter::new(t);
+        // 1,000 sources, each within its own limit, at the same instant.
+        let answered = (0..1000u32)
+            .filter(|i| l.check(Ipv4Addr::from(0x0a00_0000 + i), t) == Verdict::Answer)
+            .count();
+        assert_eq!(answered, 200);
+        assert_eq!(
+            l.check(Ipv4Addr::new(10, 1, 0, 1), t + secs(0.001)),
+            Verdict::OverallLimited
+        );
+        // Later the server has 200 answers again (and the 1,000 sources, idle, make room).
+        let later = t + SOURCE_IDLE;
+        let answered = (0..300u32)
+            .filter(|i| l.check(Ipv4Addr::from(0x0b00_0000 + i), later) == Verdict::Answer)
+            .count();
+        assert_eq!(answered, 200);
+    }
+
+    #[test]
+    fn the_source_table_is_bounded_and_forgets_only_idle_sources() {
+        let t = Instant::now();
+        let mut l = AnswerLimiter::new(t);
+        let many = |i: usize| Ipv4Addr::from(0x0a00_0000 + i as u32);
+        for i in 0..MAX_SOURCES {
+            // Over about 3 s: each is tracked, whether the overall limit answers it or not.
+            l.check(many(i), t + secs(i as f64 * 0.003));
+        }
+        assert_eq!(l.tracked(), MAX_SOURCES);
+        let end = t + secs(MAX_SOURCES as f64 * 0.003);
+        // Every source queried within the last 4 s is active: a new one is refused, untracked.
+        let newcomer = Ipv4Addr::new(192, 168, 0, 1);
+        assert_eq!(l.check(newcomer, end), Verdict::TooManySources);
+        assert_eq!(l.tracked(), MAX_SOURCES);
+        // Those quiet for 4 s are forgotten when room is needed; their buckets were full anyway.
+        let later = t + secs(4.5);
+        assert_eq!(l.check(newcomer, later), Verdict::Answer);
+        let idle = (0..MAX_SOURCES)
+            .filter(|i| (*i as f64) * 0.003 <= 0.5)
+            .count();
+        assert_eq!(l.tracked(), MAX_SOURCES - idle + 1);
+        // A flood from ever new addresses never grows the table.
+        for i in 0..100_000 {
+            l.check(
+                Ipv4Addr::from(0x0c00_0000 + i),
+                later + secs(f64::from(i) * 1e-5),
+            );
+            assert!(l.tracked() <= MAX_SOURCES);
+        }
+    }
+
+    #[test]
+    fn a_forgotten_source_does_not_get_more_than_its_limit() {
+        let t = Instant::now();
+        let mut l = AnswerLimiter::new(t);
+        let victim = ip(1);
+        let mut answered = 0;
+        // The victim's address is queried every 0.5 s for 60 s while ever new sources try to
+        // push it out of the table: it is never idle, so never forgotten with tokens owed.
+        for step in 0..120u32 {
+            let now = t + secs(f64::from(step) * 0.5);
+            for j in 0..50 {
+                l.check(Ipv4Addr::from(0x0d00_0000 + step * 50 + j), now);
+            }
+            if l.check(victim, now) == Verdict::Answer {
+                answered += 1;
+            }
+        }
+        assert!(answered <= 4 + 60, "{answered}");
+    }
+
+    #[test]
+    fn a_beacon_is_at_most_13_times_a_minimal_query() {
+        let query = Datagram::Discover { protocol: 1 }.encode();
+        assert_eq!(query.len(), 32, "{}", String::from_utf8_lossy(&query));
+        let beacon = |name: &str| {
+            Datagram::Beacon(Beacon {
+                protocol: 1,
+                server: lanchat_protocol::server_string(),
+                name: name.into(),
+                instance: uuid::Uuid::new_v4().to_string(),
+                port: 65535,
+                users: 10_000,
+                rooms: 10_000,
+                auth: false,
+                state: ServerState::Stopping,
+            })
+            .encode()
+            .len()
+        };
+        // A host name as the default name, and the longest ASCII --name (PROTOCOL.md's figures).
+        let usual = beacon("office-server");
+        assert!(usual <= 210, "{usual}");
+        let longest = beacon(&"n".repeat(crate::config::MAX_NAME_BYTES));
+        assert!(longest <= 13 * query.len(), "{longest}");
+        eprintln!("beacon {usual} B, {longest} B with the longest name; query 32 B");
+    }
 
     fn iface(a: [u8; 4], prefix: u32) -> Interface {
         let mask = if prefix == 0 {

@@ -15,6 +15,7 @@
 //! - [`history`]: a room's recent messages, stored as the lines that were sent.
 //! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
+//! - [`logsafe`]: client- and network-supplied strings rendered safely for one log field.
 
 pub mod admission;
 pub mod chat;
@@ -25,6 +26,7 @@ pub mod effects;
 pub mod guard;
 pub mod history;
 pub mod listener;
+pub mod logsafe;
 pub mod outbox;
 pub mod session;
 pub mod startup;

@@ -66,9 +66,14 @@ impl Drop for UnixSocketFile {
     }
 }
 
-/// Bind a Unix socket, replacing a stale socket file but never one a live server is using.
-pub fn bind_unix(path: PathBuf) -> std::io::Result<Listener> {
-    use std::os::unix::fs::FileTypeExt;
+/// Bind a Unix socket, replacing a stale socket file but never one a live server is using, and
+/// give it `mode` (connecting takes write permission), whatever the umask made of it.
+///
+/// The mode is set right after `bind`: for that instant the socket has the umask's mode, before
+/// the server prints `listening` and accepts anything. For a socket no other user may ever
+/// reach, put it in a directory that is not theirs.
+pub fn bind_unix(path: PathBuf, mode: u32) -> std::io::Result<Listener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if !meta.file_type().is_socket() {
             return Err(std::io::Error::new(
@@ -85,7 +90,10 @@ pub fn bind_unix(path: PathBuf) -> std::io::Result<Listener> {
         std::fs::remove_file(&path)?;
     }
     let listener = UnixListener::bind(&path)?;
-    Ok(Listener::Unix(listener, UnixSocketFile(path)))
+    // Removes the socket file if the mode cannot be set.
+    let file = UnixSocketFile(path);
+    std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(mode))?;
+    Ok(Listener::Unix(listener, file))
 }
 
 /// Accept until shutdown, starting one session task per admitted connection.

@@ -166,7 +166,10 @@ pub fn bind(prepared: Prepared) -> Result<(Bound, Config), StartError> {
     }
     if let Some(path) = unix {
         let what = path.display().to_string();
-        listeners.push(bind_unix(path).map_err(|source| StartError::Listen { what, source })?);
+        listeners.push(
+            bind_unix(path, config.unix_mode)
+                .map_err(|source| StartError::Listen { what, source })?,
+        );
     }
     let discovery =
         match &config.announce {

@@ -14,10 +14,17 @@
 //! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire, appended to;
 //!   `rooms/<name>.jsonl.1`: the lines before those, up to `history` of them.
 //! - `topics.json`: `{"<room key>": {"room": "<name>", "topic": "<topic>"}}`, replaced atomically.
+//!
+//! Modes, whatever the umask: history is private even on a server with a password, so every file
+//! the server creates here is 0600 and every directory 0700. At start, files and `rooms/` left
+//! looser by an earlier version are tightened; the data directory itself, if it already existed
+//! with a looser mode, is left as the operator made it, with a warning (what it holds is private
+//! either way, but its listing is not).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -31,6 +38,32 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::history::StoredMessage;
+use crate::logsafe;
+
+/// Mode of every file the server creates in the data directory: its owner's only.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of the data directory and `rooms/` when the server creates them.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Options to create (or open) a file of the data directory with [`FILE_MODE`].
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE);
+    options
+}
+
+/// Remove from `path`'s mode any bit `allowed` does not have. Whether it changed anything;
+/// only files and directories are touched, never what a symbolic link points to.
+fn tighten(path: &Path, allowed: u32) -> std::io::Result<bool> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let regular = meta.file_type().is_file() || meta.file_type().is_dir();
+    if !regular || mode & !allowed == 0 {
+        return Ok(false);
+    }
+    std::fs::set_permissions(path, Permissions::from_mode(mode & allowed))?;
+    Ok(true)
+}
 
 /// Suffix of a room's previous file.
 const PREVIOUS: &str = ".1";
@@ -128,9 +161,28 @@ fn base64url(bytes: &[u8]) -> String {
 impl Store {
     /// Open and lock `dir` (creating it), and read what it holds.
     pub fn open(dir: &Path, history: usize) -> Result<(Store, Loaded), StoreError> {
-        std::fs::create_dir_all(dir.join("rooms")).map_err(io_err(dir))?;
+        let rooms_dir = dir.join("rooms");
+        // Missing parents are created 0700 too: nothing of ours is for other users.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&rooms_dir)
+            .map_err(io_err(dir))?;
+        let dir_mode = std::fs::metadata(dir)
+            .map_err(io_err(dir))?
+            .permissions()
+            .mode();
+        if dir_mode & 0o077 != 0 {
+            warn!(
+                dir = %logsafe::field(&dir.display().to_string()),
+                mode = format!("{:04o}", dir_mode & 0o7777),
+                "data dir is open to other users: its files are not (0600), but their names are; \
+                 chmod 700 it"
+            );
+        }
+        tighten(&rooms_dir, DIR_MODE).map_err(io_err(&rooms_dir))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new()
+        let lock = private_file()
             .create(true)
             .truncate(false)
             .read(true)
@@ -150,13 +202,23 @@ impl Store {
             topics: serde_json::Map::new(),
         };
         let mut loaded = Loaded::default();
-        let rooms_dir = dir.join("rooms");
         let entries = std::fs::read_dir(&rooms_dir).map_err(io_err(&rooms_dir))?;
         let mut names = std::collections::BTreeSet::new();
+        let mut tightened = 0;
+        for path in ["lock", "topics.json", "topics.json.tmp"].map(|f| dir.join(f)) {
+            // An earlier version created them with the umask's mode.
+            match tighten(&path, FILE_MODE) {
+                Ok(changed) => tightened += usize::from(changed),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
         for name in entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
         {
+            let path = rooms_dir.join(&name);
+            tightened += usize::from(tighten(&path, FILE_MODE).map_err(io_err(&path))?);
             if name.ends_with(".tmp") {
                 // Left by an interrupted compaction of an earlier version: the file it was
                 // rewriting is still whole.
@@ -202,12 +264,15 @@ impl Store {
                     store.topics = map;
                 }
                 Err(e) => {
-                    warn!(path = %topics_path.display(), error = %e, "topics file unreadable; topics start empty")
+                    warn!(path = %logsafe::field(&topics_path.display().to_string()), error = %e, "topics file unreadable; topics start empty")
                 }
             }
         }
+        if tightened > 0 {
+            info!(files = tightened, "history files made private (mode 0600)");
+        }
         let count: usize = loaded.rooms.iter().map(|(_, m)| m.len()).sum();
-        info!(dir = %dir.display(), rooms = loaded.rooms.len(), messages = count, "history loaded");
+        info!(dir = %logsafe::field(&dir.display().to_string()), rooms = loaded.rooms.len(), messages = count, "history loaded");
         Ok((store, loaded))
     }
 
@@ -266,7 +331,8 @@ fn read_room_file(
         }
     }
     if bad > 0 {
-        warn!(path = %path.display(), skipped = bad, "skipped torn or corrupt history lines");
+        // The file's name was found on disk: render it safely.
+        warn!(path = %logsafe::field(&path.display().to_string()), skipped = bad, "skipped torn or corrupt history lines");
     }
     Ok((room, messages.into(), lines))
 }
@@ -417,7 +483,7 @@ impl Writer {
                 self.open.clear();
             }
             let path = self.store.dir.join("rooms").join(name);
-            let mut file = OpenOptions::new()
+            let mut file = private_file()
                 .create(true)
                 .read(true)
                 .append(true)
@@ -500,7 +566,7 @@ impl Writer {
         std::fs::rename(&path, rooms.join(format!("{name}{PREVIOUS}")))?;
         crash_point("rotate-after-rename");
         self.dir_dirty = true;
-        let file = OpenOptions::new()
+        let file = private_file()
             .create(true)
             .read(true)
             .append(true)
@@ -528,7 +594,11 @@ impl Writer {
         let path = self.store.dir.join("topics.json");
         let tmp = self.store.dir.join("topics.json.tmp");
         let result = (|| {
-            let mut out = File::create(&tmp)?;
+            let mut out = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             serde_json::to_writer(&mut out, &self.store.topics)?;
             out.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -601,22 +671,95 @@ mod tests {
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
     }
 
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// Every file a data directory holds once a room has rotated and a topic was set.
+    const FILES: [&str; 4] = [
+        "lock",
+        "topics.json",
+        "rooms/lobby.jsonl",
+        "rooms/lobby.jsonl.1",
+    ];
+
+    fn assert_private(data: &Path) {
+        assert_eq!(mode(&data.join("rooms")), 0o700);
+        for f in FILES {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
+
+    /// A stored message line of `lobby`.
+    fn message_line(text: String) -> String {
+        let m = Message {
+            id: Uuid::now_v7().to_string(),
+            ts: 1,
+            room: "lobby".into(),
+            from: "ann".into(),
+            text,
+        };
+        format!("{}\n", serde_json::to_string(&m).unwrap())
+    }
+
+    #[test]
+    fn files_left_open_to_others_are_made_private_at_start() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("rooms")).unwrap();
+        let open_to_all = |p: &Path, m: u32| std::fs::set_permissions(p, Permissions::from_mode(m));
+        for f in FILES {
+            std::fs::write(dir.join(f), "").unwrap();
+            open_to_all(&dir.join(f), 0o666).unwrap();
+        }
+        std::fs::write(dir.join("outside"), "").unwrap();
+        std::os::unix::fs::symlink(dir.join("outside"), dir.join("rooms/link.jsonl")).unwrap();
+        open_to_all(&dir.join("outside"), 0o644).unwrap();
+        open_to_all(&dir.join("rooms"), 0o777).unwrap();
+        open_to_all(&dir, 0o755).unwrap();
+        let (store, _) = Store::open(&dir, 10).unwrap();
+        assert_private(&dir);
+        assert_eq!(
+            mode(&dir.join("outside")),
+            0o644,
+            "a link's target is not touched"
+        );
+        assert_eq!(
+            mode(&dir),
+            0o755,
+            "the operator's directory is only warned about"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_data_dir_and_its_files_are_private() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        let (store, _) = Store::open(&dir.join("data"), 2).unwrap();
+        let mut writer = Writer::new(store);
+        // Three lines with a history of two: one rotation.
+        let lines: String = (0..3).map(|i| message_line(format!("m{i}"))).collect();
+        writer.append("lobby", lines.as_bytes(), 3);
+        writer.topic("lobby".into(), "lobby".into(), "t".into());
+        writer.fsync();
+        let data = dir.join("data");
+        assert_eq!(mode(&dir), 0o700, "a missing parent too");
+        assert_eq!(mode(&data), 0o700);
+        assert_private(&data);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_batch_that_fills_a_file_is_split_at_the_rotation() {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         let (store, _) = Store::open(&dir, 10).unwrap();
         let mut writer = Writer::new(store);
-        let line = |i: usize| {
-            let m = Message {
-                id: Uuid::now_v7().to_string(),
-                ts: 1,
-                room: "lobby".into(),
-                from: "ann".into(),
-                text: format!("m{i}"),
-            };
-            format!("{}\n", serde_json::to_string(&m).unwrap())
-        };
-        let batch: String = (0..25).map(line).collect();
+        let batch: String = (0..25).map(|i| message_line(format!("m{i}"))).collect();
         writer.append("lobby", batch.as_bytes(), 25);
         writer.fsync();
         let count = |name: &str| {

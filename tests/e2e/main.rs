@@ -8,6 +8,7 @@ mod durable;
 mod errors;
 mod fanout;
 mod faults;
+mod hygiene;
 mod interop;
 mod lifecycle;
 mod limits;
