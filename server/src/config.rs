@@ -238,6 +238,11 @@ impl Args {
             Some(n) if n.len() > MAX_NAME_BYTES => {
                 return Err(format!("--name: at most {MAX_NAME_BYTES} bytes"))
             }
+            // Escaped in JSON, a control character takes up to 6 bytes: the bound above would not
+            // hold, and such a name would reach every client's screen.
+            Some(n) if n.chars().any(char::is_control) => {
+                return Err("--name: no control characters".into())
+            }
             Some(n) => n,
             None => host_name()
                 .filter(|n| n.len() <= MAX_NAME_BYTES)

@@ -20,6 +20,7 @@ use tracing::info;
 use crate::admission::{Permit, Source};
 use crate::chat::{deliver, Chat};
 use crate::guard::{Guard, Verdict};
+use crate::logsafe;
 use crate::outbox::Outbox;
 use crate::state::{Refusal, Registered, SessionId};
 use crate::{Peer, Shared};
@@ -295,6 +296,8 @@ impl Client {
             Ok(who) => {
                 let client =
                     truncate_bytes(hello.client.as_deref().unwrap_or(""), MAX_CLIENT_BYTES);
+                // The client string is whatever the peer sent: escaped, so it cannot forge lines.
+                let client = logsafe::field(client);
                 info!(peer = %self.peer, nick = %hello.nick, %client, "registered");
                 self.registered = Some(who);
                 None

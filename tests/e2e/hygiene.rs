@@ -1,7 +1,7 @@
 //! What a hostile neighbour on the LAN or the host cannot do: read the history through file
 //! modes the umask chose, reach a Unix socket the operator did not open to them, or turn the
-//! discovery port into a reflector. (Log injection is tested where the text is rendered,
-//! `server/src/logsafe.rs`.)
+//! discovery port into a reflector, or forge lines in the operator's log (the escaping itself is
+//! tested in `server/src/logsafe.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -226,4 +226,33 @@ fn a_discover_flood_from_one_source_is_answered_at_its_rate_and_others_still_are
         query_until_answered(&flooder, port)["port"],
         server.addr.port()
     );
+}
+
+/// The `client` string of a hello reaches the log escaped: a newline in it cannot start a forged
+/// log line, and an escape sequence cannot reach the operator's terminal.
+#[tokio::test]
+async fn a_client_string_cannot_forge_log_lines() {
+    let server = ServerProcess::start(&[]);
+    let forged = "2026-11-30T00:00:00.000000Z  INFO lanchat_server: forged";
+    let mut c = TestClient::connect(server.addr).await;
+    let hello = json!({"type":"hello","nick":"mallory","client":format!("x\n{forged}\u{1b}[2J")});
+    assert_eq!(c.request(hello).await["type"], "welcome");
+    c.sync().await;
+    // The log line is written before the welcome is read; the pipe reader may lag a little.
+    let deadline = Instant::now() + WAIT;
+    let log = loop {
+        let log = server.stderr_text();
+        if log.contains("mallory") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("registered") && l.contains("mallory"))
+        .unwrap_or_else(|| panic!("no registered line in:\n{log}"));
+    assert!(line.contains("\\n2026-11-30"), "{line}");
+    assert!(line.contains("\\u{1b}[2J"), "{line}");
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
 }

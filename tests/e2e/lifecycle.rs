@@ -81,6 +81,7 @@ fn bad_flags_exit_2_with_one_line() {
         vec!["--log-format", "xml"],
         vec!["--ping-interval", "0"],
         vec!["--name", &long_name],
+        vec!["--name", "bell\u{7}"],
     ] {
         let out = Command::new(bin_path("lanchat-server"))
             .args(&args)
