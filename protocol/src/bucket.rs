@@ -35,6 +35,21 @@ impl TokenBucket {
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
     }
 
+    /// Whether a token is there at `now` (nothing is taken).
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        if self.is_unlimited() {
+            return true;
+        }
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    /// Whether the bucket is full at `now`: it then holds nothing a new bucket would not.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst
+    }
+
     /// Take a token if one is there; false (and nothing taken) if not.
     pub fn try_take(&mut self, now: Instant) -> bool {
         if self.is_unlimited() {
@@ -78,6 +93,17 @@ mod tests {
         assert!(!b.try_take(t), "the burst is spent");
         assert!(!b.try_take(t + Duration::from_millis(999)));
         assert!(b.try_take(t + Duration::from_millis(1001)));
+    }
+
+    #[test]
+    fn looking_takes_nothing_and_a_rested_bucket_is_full() {
+        let t = Instant::now();
+        let mut b = TokenBucket::new(2.0, 1.0, t);
+        assert!(b.is_full(t));
+        assert!(b.has_token(t) && b.has_token(t));
+        assert!(b.try_take(t));
+        assert!(!b.is_full(t));
+        assert!(b.is_full(t + Duration::from_secs(1)));
     }
 
     #[test]

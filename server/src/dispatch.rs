@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text};
+use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text, name_key};
 use lanchat_protocol::{
     Bye, ByeReason, Command, ErrorCode, ErrorFrame, Hello, Limits, Line, Reply, ReplyData, Request,
     RequestId, ServerFrame, Welcome, MAX_STATUS_TEXT_CHARS, MAX_TOPIC_CHARS, PROTOCOL_VERSION,
@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 
 use crate::admission::{Permit, Source};
+use crate::budget::Budgets;
 use crate::chat::{deliver, Chat};
 use crate::guard::{Guard, Verdict};
 use crate::logsafe;
@@ -64,6 +65,8 @@ pub struct Client {
     outbox: Outbox,
     registered: Option<Registered>,
     guard: Guard,
+    /// The folded nick, once registered: what messages are charged to (with the address).
+    nick_key: String,
     /// What room-mates are told when this client goes; `None` tells them nothing. Starts as
     /// "connection lost" so that any exit path not named in [`Client::end`] is reported as such.
     quit_reason: Option<String>,
@@ -92,7 +95,6 @@ impl Client {
         permit: Permit,
         shared: Arc<Shared>,
         outbox: Outbox,
-        now: Instant,
     ) -> Self {
         Client {
             id,
@@ -100,7 +102,8 @@ impl Client {
             permit: Some(permit),
             outbox,
             registered: None,
-            guard: Guard::new(&shared.config.limits, now),
+            guard: Guard::default(),
+            nick_key: String::new(),
             quit_reason: Some("connection lost".into()),
             shared,
         }
@@ -194,19 +197,22 @@ impl Client {
 
     fn request(&mut self, request: Request, now: Instant) -> Option<End> {
         let Request { id: re, command } = request;
+        let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
         let turn = match self {
             Client {
                 registered: Some(who),
                 shared,
                 outbox,
-                guard,
+                nick_key,
                 ..
             } => Turn {
                 who,
                 chat: &shared.chat,
                 out: outbox,
                 limits: &shared.config.limits,
-                guard,
+                budgets: &shared.budgets,
+                source,
+                nick_key,
             },
             _ => return self.before_hello(re, command, now),
         };
@@ -300,6 +306,7 @@ impl Client {
                 let client = logsafe::field(client);
                 info!(peer = %self.peer, nick = %hello.nick, %client, "registered");
                 self.registered = Some(who);
+                self.nick_key = name_key(&hello.nick);
                 None
             }
             Err(refusal) => self.error(re, refusal, now),
@@ -307,13 +314,16 @@ impl Client {
     }
 }
 
-/// What one registered client's command works with: the chat, its own outbox and limits.
+/// What one registered client's command works with: the chat, its own outbox, the limits and
+/// the budgets its messages are charged to.
 struct Turn<'a> {
     who: &'a Registered,
     chat: &'a Chat,
     out: &'a Outbox,
     limits: &'a Limits,
-    guard: &'a mut Guard,
+    budgets: &'a Budgets,
+    source: Source,
+    nick_key: &'a mut String,
 }
 
 impl Turn<'_> {
@@ -329,8 +339,20 @@ impl Turn<'_> {
             chat,
             out,
             limits,
-            guard,
+            budgets,
+            source,
+            nick_key,
         } = self;
+        let admit_message = || {
+            if budgets.admit(source, nick_key, now) {
+                Ok(())
+            } else {
+                Err((
+                    ErrorCode::RateLimited,
+                    "too many messages; this one was not delivered".to_owned(),
+                ))
+            }
+        };
         match command {
             Command::Hello(_) => Err((
                 ErrorCode::AlreadyRegistered,
@@ -347,19 +369,20 @@ impl Turn<'_> {
             }
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
-                guard.admit_message(now)?;
+                admit_message()?;
                 chat.run(out, |st| st.say(who, re, &room, &text))?;
                 Ok(None)
             }
             Command::Dm { to, text } => {
                 check_text(&text, limits.max_text)?;
-                guard.admit_message(now)?;
+                admit_message()?;
                 chat.run(out, |st| st.dm(who, re, &to, &text))?;
                 Ok(None)
             }
             Command::Nick { nick } => {
                 check_nick(&nick)?;
                 chat.run(out, |st| st.set_nick(who, re, &nick))?;
+                *nick_key = name_key(&nick);
                 Ok(None)
             }
             Command::Status { status, text } => {

@@ -1,5 +1,6 @@
-//! The per-session protections: the message rate limit, and the windows that end a session that
-//! keeps making protocol errors or keeps sending past the rate limit.
+//! The per-session protections: the windows that end a session that keeps making protocol errors
+//! or keeps sending past the rate limit. (The rate limit itself is charged to the nick and the
+//! address, so that it outlives the connection: see [`crate::budget`].)
 //!
 //! Pure: every method is given the time, so the rules are tested without a clock and the
 //! session's paused-clock tests drive them through tokio's time.
@@ -7,10 +8,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use lanchat_protocol::bucket::TokenBucket;
-use lanchat_protocol::{ByeReason, ErrorCode, Limits};
-
-use crate::state::Refusal;
+use lanchat_protocol::{ByeReason, ErrorCode};
 
 /// Protocol violations tolerated within `ERROR_WINDOW` before `bye too_many_errors`.
 pub const MAX_ERRORS: usize = 20;
@@ -50,34 +48,18 @@ impl Verdict {
 pub struct Guard {
     errors: Window,
     rate_limited: Window,
-    rate: TokenBucket,
 }
 
-impl Guard {
-    pub fn new(limits: &Limits, now: Instant) -> Self {
+impl Default for Guard {
+    fn default() -> Self {
         Guard {
             errors: Window::new(MAX_ERRORS),
             rate_limited: Window::new(MAX_RATE_LIMITED),
-            rate: TokenBucket::new(
-                f64::from(limits.rate_burst),
-                f64::from(limits.rate_per_sec),
-                now,
-            ),
         }
     }
+}
 
-    /// Take a message (`say`, `dm`) token, or refuse the message. A refused message costs none.
-    pub fn admit_message(&mut self, now: Instant) -> Result<(), Refusal> {
-        if self.rate.try_take(now) {
-            Ok(())
-        } else {
-            Err((
-                ErrorCode::RateLimited,
-                "too many messages; this one was not delivered".into(),
-            ))
-        }
-    }
-
+impl Guard {
     /// Count an error reply of `code`, and say whether the session may go on.
     pub fn record_error(&mut self, code: ErrorCode, now: Instant) -> Verdict {
         if code == ErrorCode::RateLimited {
@@ -128,14 +110,6 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn limits(burst: u32, per_sec: u32) -> Limits {
-        Limits {
-            rate_burst: burst,
-            rate_per_sec: per_sec,
-            ..Limits::default()
-        }
-    }
-
     #[test]
     fn window_counts_within_a_minute() {
         let mut w = Window::new(3);
@@ -148,21 +122,9 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_refuses_past_the_burst_and_refills() {
-        let t = Instant::now();
-        let mut g = Guard::new(&limits(2, 1), t);
-        assert!(g.admit_message(t).is_ok());
-        assert!(g.admit_message(t).is_ok());
-        assert_eq!(g.admit_message(t).unwrap_err().0, ErrorCode::RateLimited);
-        assert!(g.admit_message(t + Duration::from_millis(1001)).is_ok());
-        let mut unlimited = Guard::new(&limits(0, 0), t);
-        assert!((0..1000).all(|_| unlimited.admit_message(t).is_ok()));
-    }
-
-    #[test]
     fn twenty_protocol_errors_in_a_minute_end_the_session() {
         let t = Instant::now();
-        let mut g = Guard::new(&Limits::default(), t);
+        let mut g = Guard::default();
         for _ in 1..MAX_ERRORS {
             assert_eq!(g.record_error(ErrorCode::BadFrame, t), Verdict::Continue);
         }
@@ -179,7 +141,7 @@ mod tests {
     #[test]
     fn refusals_that_are_not_violations_are_not_counted() {
         let t = Instant::now();
-        let mut g = Guard::new(&Limits::default(), t);
+        let mut g = Guard::default();
         for _ in 0..1000 {
             assert_eq!(g.record_error(ErrorCode::NickTaken, t), Verdict::Continue);
             assert_eq!(g.record_error(ErrorCode::NotInRoom, t), Verdict::Continue);
@@ -189,7 +151,7 @@ mod tests {
     #[test]
     fn errors_spread_over_more_than_a_minute_are_forgiven() {
         let t = Instant::now();
-        let mut g = Guard::new(&Limits::default(), t);
+        let mut g = Guard::default();
         for i in 0..200u64 {
             let at = t + Duration::from_secs(4 * i);
             assert_eq!(g.record_error(ErrorCode::BadFrame, at), Verdict::Continue);
@@ -199,7 +161,7 @@ mod tests {
     #[test]
     fn fifty_rate_limited_messages_in_a_minute_are_a_flood() {
         let t = Instant::now();
-        let mut g = Guard::new(&Limits::default(), t);
+        let mut g = Guard::default();
         for _ in 1..MAX_RATE_LIMITED {
             assert_eq!(g.record_error(ErrorCode::RateLimited, t), Verdict::Continue);
         }

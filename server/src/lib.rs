@@ -7,7 +7,8 @@
 //! - [`startup`]: what `main` decides (listeners, limits, the data directory) as a testable function.
 //! - [`session`]: one connection: the read loop, its timers, and its writer task.
 //! - [`dispatch`]: one client as the protocol sees it: each request from decode to effects.
-//! - [`guard`]: per-session protections (rate limit, error and flood windows).
+//! - [`guard`]: per-session protections (error and flood windows).
+//! - [`budget`]: message budgets charged to the nick and the address (they outlive a connection).
 //! - [`state`]: the chat rules: users, nicks, rooms, members, history; each rule returns effects.
 //! - [`effects`]: what a rule returns: deliveries (audience + line) and persistence.
 //! - [`chat`]: the shared state behind one short-held mutex; applies effects (fan-out, persistence).
@@ -18,6 +19,7 @@
 //! - [`logsafe`]: client- and network-supplied strings rendered safely for one log field.
 
 pub mod admission;
+pub mod budget;
 pub mod chat;
 pub mod config;
 pub mod discovery;
@@ -38,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::admission::{Admission, Caps, Permit, Source};
+use crate::budget::Budgets;
 use crate::chat::Chat;
 
 pub use config::{Args, Config};
@@ -81,6 +84,7 @@ pub struct Shared {
     pub config: Config,
     pub chat: Chat,
     pub admission: Arc<Admission>,
+    pub budgets: Budgets,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -95,6 +99,7 @@ impl Shared {
             State::new(&config.default_room, config.history).with_max_rooms(config.max_rooms);
         Arc::new(Shared {
             chat: Chat::new(state, store),
+            budgets: Budgets::new(&config.limits, config.max_per_ip),
             admission: Admission::new(Caps {
                 max_clients: config.max_clients,
                 max_per_source: config.max_per_ip,

@@ -52,14 +52,7 @@ pub async fn serve<R, W>(
 
     let mut reader =
         FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
-    let mut client = Client::new(
-        id,
-        peer,
-        permit,
-        shared.clone(),
-        outbox,
-        Instant::now().into_std(),
-    );
+    let mut client = Client::new(id, peer, permit, shared.clone(), outbox);
     let end = run(&mut client, &mut reader, &shared, &shutdown).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
     let slow = matches!(end, End::SlowConsumer);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lanchat_server::admission::Source;
 use lanchat_server::session::serve;
 use lanchat_server::{Config, Peer, Shared};
 use serde_json::{json, Value};
@@ -68,6 +69,16 @@ impl Wire {
         }
     }
 
+    /// The next reply (an `ok` or an `error`), skipping events.
+    pub async fn expect_reply(&mut self) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == "ok" || v["type"] == "error" {
+                return v;
+            }
+        }
+    }
+
     /// Every line up to the close.
     pub async fn read_to_close(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
@@ -122,12 +133,14 @@ impl Server {
 
     /// A new session over an in-memory pipe, served exactly as an accepted socket is.
     pub fn connect(&mut self) -> Wire {
+        self.connect_from(Source::Unknown)
+    }
+
+    /// [`Server::connect`] as if from `source` (an address, for the per-address rules).
+    pub fn connect_from(&mut self, source: Source) -> Wire {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let (r, w) = tokio::io::split(theirs);
-        let permit = self
-            .shared
-            .admit(lanchat_server::admission::Source::Unknown)
-            .expect("a free slot");
+        let permit = self.shared.admit(source).expect("a free slot");
         self.tasks.push(tokio::spawn(serve(
             r,
             w,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use lanchat_server::admission::Source;
 use lanchat_server::Config;
 use serde_json::json;
 use tokio::time::Instant;
@@ -228,4 +229,53 @@ async fn shutdown_says_bye_to_registered_and_unregistered_sessions() {
         assert_eq!(frames.len(), 1, "no quit storm: {frames:?}");
         assert_eq!(frames[0]["reason"], "shutting_down");
     }
+}
+
+/// Say `count` messages and return how many were accepted (the rest are `rate_limited`).
+async fn say_many(c: &mut crate::support::Wire, count: usize) -> usize {
+    for i in 0..count {
+        c.send(json!({"type":"say","id":i,"room":"lobby","text":"x"}))
+            .await;
+    }
+    let mut ok = 0;
+    for _ in 0..count {
+        let v = c.expect_reply().await;
+        match v["type"].as_str() {
+            Some("ok") => ok += 1,
+            _ => assert_eq!(v["code"], "rate_limited", "{v}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnecting_does_not_refill_the_rate_limit() {
+    let mut server = Server::new(config()); // burst 10, 5 per second
+    let mut ann = server.registered("ann").await;
+    assert_eq!(say_many(&mut ann, 10).await, 10);
+    ann.send(json!({"type":"quit"})).await;
+    ann.read_to_close().await;
+    // The same nick on a new connection: the budget is the nick's, still spent.
+    let mut again = server.registered("ann").await;
+    assert_eq!(say_many(&mut again, 3).await, 0);
+    // Time refills it as usual.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(say_many(&mut again, 6).await, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_nicks_from_one_address_share_its_budget() {
+    let mut server = Server::new(config());
+    let address = Source::Ip([127, 0, 0, 9].into());
+    let mut accepted = 0;
+    for n in 0..6 {
+        let mut c = server.connect_from(address);
+        c.hello(&format!("sock{n}")).await;
+        accepted += say_many(&mut c, 10).await;
+    }
+    assert_eq!(accepted, 40, "four nicks' worth of messages per address");
+    // Another address is not affected.
+    let mut other = server.connect_from(Source::Ip([127, 0, 0, 10].into()));
+    other.hello("neighbour").await;
+    assert_eq!(say_many(&mut other, 10).await, 10);
 }
