@@ -25,13 +25,6 @@ const CONNECTIONS_PER_NICK: usize = 16;
 /// Buckets kept at once, addresses and nicks together.
 pub const MAX_TRACKED: usize = 8192;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Source(Source),
-    /// A nick, by its folded key.
-    Nick(String),
-}
-
 /// The buckets of one server.
 #[derive(Debug)]
 pub struct Budgets {
@@ -39,7 +32,30 @@ pub struct Budgets {
     burst: f64,
     per_sec: f64,
     per_source: f64,
-    buckets: Mutex<HashMap<Key, TokenBucket>>,
+    tables: Mutex<Tables>,
+}
+
+/// Two maps, so that a nick is looked up by `&str` with no copy made per message.
+#[derive(Debug, Default)]
+struct Tables {
+    nicks: HashMap<String, TokenBucket>,
+    sources: HashMap<Source, TokenBucket>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.nicks.len() + self.sources.len()
+    }
+
+    /// Make room for one more bucket if the tables are full: forget the rested buckets. False if
+    /// every bucket is still in use.
+    fn make_room(&mut self, now: Instant) -> bool {
+        if self.len() >= MAX_TRACKED {
+            self.nicks.retain(|_, b| !b.is_full(now));
+            self.sources.retain(|_, b| !b.is_full(now));
+        }
+        self.len() < MAX_TRACKED
+    }
 }
 
 impl Budgets {
@@ -50,65 +66,52 @@ impl Budgets {
             burst: f64::from(limits.rate_burst),
             per_sec: f64::from(limits.rate_per_sec),
             per_source: per_source as f64,
-            buckets: Mutex::new(HashMap::new()),
+            tables: Mutex::new(Tables::default()),
         }
     }
 
-    fn buckets(&self) -> MutexGuard<'_, HashMap<Key, TokenBucket>> {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bucket(&self, scale: f64, now: Instant) -> TokenBucket {
+        TokenBucket::new(self.burst * scale, self.per_sec * scale, now)
     }
 
     /// Charge one message to `nick_key` (a folded nick) and `source`; false, with nothing
-    /// charged, if either is out of budget.
+    /// charged, if either is out of budget. When the tables are full of buckets in use, a
+    /// newcomer is not tracked (and not limited by them) rather than evicting someone's spent
+    /// budget: filling them takes thousands of messages within seconds, each within budget.
     pub fn admit(&self, source: Source, nick_key: &str, now: Instant) -> bool {
         if self.per_sec <= 0.0 {
             return true;
         }
-        let mut buckets = self.buckets();
-        let nick = Key::Nick(nick_key.to_owned());
-        let source = (source != Source::Unknown).then_some(Key::Source(source));
-        let m = self.per_source;
-        let allowed = self.has_token(&mut buckets, &nick, 1.0, now)
-            && match &source {
-                Some(key) => self.has_token(&mut buckets, key, m, now),
-                None => true,
-            };
-        if allowed {
-            for key in [Some(nick), source].into_iter().flatten() {
-                if let Some(bucket) = buckets.get_mut(&key) {
-                    bucket.try_take(now);
-                }
-            }
+        let t = &mut *self.tables();
+        if !t.nicks.contains_key(nick_key) && t.make_room(now) {
+            t.nicks.insert(nick_key.to_owned(), self.bucket(1.0, now));
         }
-        allowed
-    }
-
-    /// Whether `key`'s bucket (made full if new, `scale` times a nick's) has a token.
-    fn has_token(
-        &self,
-        buckets: &mut HashMap<Key, TokenBucket>,
-        key: &Key,
-        scale: f64,
-        now: Instant,
-    ) -> bool {
-        if !buckets.contains_key(key) {
-            if buckets.len() >= MAX_TRACKED {
-                buckets.retain(|_, b| !b.is_full(now));
-            }
-            if buckets.len() >= MAX_TRACKED {
-                // Every bucket is in use: whoever is new goes unlimited by this table rather
-                // than evicting someone's spent budget (the per-connection rules still apply).
-                return true;
-            }
-            let bucket = TokenBucket::new(self.burst * scale, self.per_sec * scale, now);
-            buckets.insert(key.clone(), bucket);
+        let tracked_source = source != Source::Unknown;
+        if tracked_source && !t.sources.contains_key(&source) && t.make_room(now) {
+            let bucket = self.bucket(self.per_source, now);
+            t.sources.insert(source, bucket);
         }
-        buckets.get_mut(key).is_some_and(|b| b.has_token(now))
+        let nick_ok = t.nicks.get_mut(nick_key).is_none_or(|b| b.has_token(now));
+        let source_ok = t.sources.get_mut(&source).is_none_or(|b| b.has_token(now));
+        if !(nick_ok && source_ok) {
+            return false;
+        }
+        if let Some(b) = t.nicks.get_mut(nick_key) {
+            b.try_take(now);
+        }
+        if let Some(b) = t.sources.get_mut(&source) {
+            b.try_take(now);
+        }
+        true
     }
 
     /// Buckets held (for tests and the bound).
     pub fn tracked(&self) -> usize {
-        self.buckets().len()
+        self.tables().len()
     }
 }
 
