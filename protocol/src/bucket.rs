@@ -50,6 +50,29 @@ impl TokenBucket {
         self.tokens >= self.burst
     }
 
+    /// Take `amount` tokens whatever is there: the bucket may go below zero, and then has no token
+    /// until time has paid the debt back. (A reply of many bytes is charged once it is known.)
+    pub fn charge(&mut self, amount: f64, now: Instant) {
+        if self.is_unlimited() {
+            return;
+        }
+        self.refill(now);
+        self.tokens -= amount;
+    }
+
+    /// How long from `now` until the bucket has a token again (zero if it has one).
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        if self.is_unlimited() {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
+        }
+    }
+
     /// Take a token if one is there; false (and nothing taken) if not.
     pub fn try_take(&mut self, now: Instant) -> bool {
         if self.is_unlimited() {
@@ -104,6 +127,17 @@ mod tests {
         assert!(b.try_take(t));
         assert!(!b.is_full(t));
         assert!(b.is_full(t + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_charge_may_go_into_debt_that_time_pays_back() {
+        let t = Instant::now();
+        let mut b = TokenBucket::new(100.0, 50.0, t);
+        b.charge(250.0, t);
+        assert!(!b.has_token(t));
+        assert_eq!(b.wait(t), Duration::from_millis(3020));
+        assert!(!b.has_token(t + Duration::from_secs(3)));
+        assert!(b.has_token(t + Duration::from_millis(3020)));
     }
 
     #[test]

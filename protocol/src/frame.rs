@@ -420,6 +420,19 @@ pub struct Limits {
     /// 0 means no rate limit.
     pub rate_per_sec: u32,
     pub ping_interval_s: u64,
+    /// Extension: requests that make the server tell others (`join`, `leave`, `nick`, `status`,
+    /// `topic` set) may come in bursts of this many. Absent from servers that do not limit them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u32>,
+    /// Extension: ... and this many per second after a burst; 0 means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_sec: Option<u32>,
+    /// Extension: bytes of `history` and `rooms` replies a client may receive in a burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_bytes_burst: Option<u32>,
+    /// Extension: ... and this many per second after a burst; 0 means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_bytes_per_sec: Option<u32>,
 }
 
 impl Default for Limits {
@@ -430,6 +443,10 @@ impl Default for Limits {
             rate_burst: crate::DEFAULT_RATE_BURST,
             rate_per_sec: crate::DEFAULT_RATE_PER_SEC,
             ping_interval_s: crate::DEFAULT_PING_INTERVAL_S,
+            event_burst: Some(crate::DEFAULT_EVENT_BURST),
+            events_per_sec: Some(crate::DEFAULT_EVENTS_PER_SEC),
+            reply_bytes_burst: Some(crate::DEFAULT_REPLY_BYTES_BURST),
+            reply_bytes_per_sec: Some(crate::DEFAULT_REPLY_BYTES_PER_SEC),
         }
     }
 }
@@ -512,6 +529,9 @@ pub struct ErrorFrame {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub re: Option<RequestId>,
+    /// Extension, on `rate_limited`: how long until the same request would be accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -904,6 +924,7 @@ mod tests {
                 code: ErrorCode::NotInRoom,
                 message: "m".into(),
                 re: Some(RequestId::Str("z".into())),
+                retry_after_ms: Some(250),
             }),
         ];
         for f in frames {

@@ -38,6 +38,13 @@ pub const DEFAULT_MAX_TEXT: usize = 4096;
 pub const DEFAULT_RATE_BURST: u32 = 10;
 pub const DEFAULT_RATE_PER_SEC: u32 = 5;
 pub const DEFAULT_PING_INTERVAL_S: u64 = 60;
+/// Requests that tell others (join, leave, nick, status, topic set) in a burst: room for a client
+/// rejoining its 100 rooms after a reconnect.
+pub const DEFAULT_EVENT_BURST: u32 = 200;
+pub const DEFAULT_EVENTS_PER_SEC: u32 = 2;
+/// Bytes of history and rooms replies in a burst: a long absence caught up in many rooms.
+pub const DEFAULT_REPLY_BYTES_BURST: u32 = 8 * 1024 * 1024;
+pub const DEFAULT_REPLY_BYTES_PER_SEC: u32 = 1024 * 1024;
 /// Longest request id string, in bytes.
 pub const MAX_ID_BYTES: usize = 64;
 /// Longest nick or room name, in characters.

@@ -1,8 +1,11 @@
-//! Message budgets that outlive a connection: every `say` and `dm` is charged to the nick that
-//! sends it and to the address it comes from, so reconnecting (or opening more connections)
-//! refills nothing.
+//! Budgets that outlive a connection: every request that costs the server or other people
+//! something is charged to the nick that sends it and to the address it comes from, so
+//! reconnecting (or opening more connections) refills nothing. Three budgets, all announced in
+//! `welcome.limits`: messages (`say`, `dm`: one each), events (`join`, `leave`, `nick`, `status`,
+//! `topic` set: one each, whatever they fan out to), and reply bytes (`history`, `rooms`: their
+//! size, charged once the reply is built, so a large one may leave the budget in debt).
 //!
-//! The nick's budget is the one announced in `welcome.limits` (`rate_burst`, `rate_per_sec`). An
+//! A nick's budget is the one announced (`rate_burst`, `rate_per_sec`, and so on). An
 //! address may send [`PER_SOURCE`] times that, or one nick's worth per 16 connections it is
 //! allowed (`--max-per-ip`) when that is more: several people behind one address (a shared host,
 //! a NAT whose operator raised `--max-per-ip`) each keep their own. The tables are bounded by
@@ -11,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lanchat_protocol::bucket::TokenBucket;
 use lanchat_protocol::Limits;
@@ -25,9 +28,9 @@ const CONNECTIONS_PER_NICK: usize = 16;
 /// Buckets kept at once, addresses and nicks together.
 pub const MAX_TRACKED: usize = 8192;
 
-/// The buckets of one server.
+/// One kind of budget: the buckets of every nick and address.
 #[derive(Debug)]
-pub struct Budgets {
+pub struct Budget {
     /// (burst, per second) of a nick; a source gets `per_source` times both.
     burst: f64,
     per_sec: f64,
@@ -58,18 +61,39 @@ impl Tables {
     }
 }
 
+/// The three budgets of one server.
+#[derive(Debug)]
+pub struct Budgets {
+    pub messages: Budget,
+    pub events: Budget,
+    pub reply_bytes: Budget,
+}
+
 impl Budgets {
     /// Budgets for these limits, on a server allowing `max_per_source` connections per address.
     pub fn new(limits: &Limits, max_per_source: usize) -> Self {
-        let per_source = (max_per_source / CONNECTIONS_PER_NICK).max(PER_SOURCE as usize);
-        Budgets {
-            burst: f64::from(limits.rate_burst),
-            per_sec: f64::from(limits.rate_per_sec),
-            per_source: per_source as f64,
+        let per_source = (max_per_source / CONNECTIONS_PER_NICK).max(PER_SOURCE as usize) as f64;
+        let budget = |burst: f64, per_sec: f64| Budget {
+            burst,
+            per_sec,
+            per_source,
             tables: Mutex::new(Tables::default()),
+        };
+        Budgets {
+            messages: budget(f64::from(limits.rate_burst), f64::from(limits.rate_per_sec)),
+            events: budget(
+                f64::from(limits.event_burst.unwrap_or(0)),
+                f64::from(limits.events_per_sec.unwrap_or(0)),
+            ),
+            reply_bytes: budget(
+                f64::from(limits.reply_bytes_burst.unwrap_or(0)),
+                f64::from(limits.reply_bytes_per_sec.unwrap_or(0)),
+            ),
         }
     }
+}
 
+impl Budget {
     fn tables(&self) -> MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -78,13 +102,26 @@ impl Budgets {
         TokenBucket::new(self.burst * scale, self.per_sec * scale, now)
     }
 
-    /// Charge one message to `nick_key` (a folded nick) and `source`; false, with nothing
-    /// charged, if either is out of budget. When the tables are full of buckets in use, a
-    /// newcomer is not tracked (and not limited by them) rather than evicting someone's spent
-    /// budget: filling them takes thousands of messages within seconds, each within budget.
-    pub fn admit(&self, source: Source, nick_key: &str, now: Instant) -> bool {
+    /// Charge one to `nick_key` (a folded nick) and `source`; if either is out of budget, nothing
+    /// is charged and the error says how long until both have some again. When the tables are
+    /// full of buckets in use, a newcomer is not tracked (and not limited by them) rather than
+    /// evicting someone's spent budget: filling them takes thousands of requests within seconds,
+    /// each within budget.
+    pub fn admit(&self, source: Source, nick_key: &str, now: Instant) -> Result<(), Duration> {
+        self.charge(source, nick_key, 1.0, now)
+    }
+
+    /// [`Budget::admit`] for `amount` at once: allowed while both buckets hold something, which
+    /// may then go into debt.
+    pub fn charge(
+        &self,
+        source: Source,
+        nick_key: &str,
+        amount: f64,
+        now: Instant,
+    ) -> Result<(), Duration> {
         if self.per_sec <= 0.0 {
-            return true;
+            return Ok(());
         }
         let t = &mut *self.tables();
         if !t.nicks.contains_key(nick_key) && t.make_room(now) {
@@ -98,15 +135,31 @@ impl Budgets {
         let nick_ok = t.nicks.get_mut(nick_key).is_none_or(|b| b.has_token(now));
         let source_ok = t.sources.get_mut(&source).is_none_or(|b| b.has_token(now));
         if !(nick_ok && source_ok) {
-            return false;
+            let wait = |b: Option<&mut TokenBucket>| b.map_or(Duration::ZERO, |b| b.wait(now));
+            let nick_wait = wait(t.nicks.get_mut(nick_key));
+            return Err(nick_wait.max(wait(t.sources.get_mut(&source))));
         }
         if let Some(b) = t.nicks.get_mut(nick_key) {
-            b.try_take(now);
+            b.charge(amount, now);
         }
         if let Some(b) = t.sources.get_mut(&source) {
-            b.try_take(now);
+            b.charge(amount, now);
         }
-        true
+        Ok(())
+    }
+
+    /// Charge `amount` that is already spent (a reply already sent), whatever is left.
+    pub fn force(&self, source: Source, nick_key: &str, amount: f64, now: Instant) {
+        if self.per_sec <= 0.0 {
+            return;
+        }
+        let t = &mut *self.tables();
+        if let Some(b) = t.nicks.get_mut(nick_key) {
+            b.charge(amount, now);
+        }
+        if let Some(b) = t.sources.get_mut(&source) {
+            b.charge(amount, now);
+        }
     }
 
     /// Buckets held (for tests and the bound).
@@ -117,12 +170,10 @@ impl Budgets {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-    use std::time::Duration;
-
     use super::*;
+    use std::net::IpAddr;
 
-    fn budgets() -> Budgets {
+    fn budgets() -> Budget {
         Budgets::new(
             &Limits {
                 rate_burst: 2,
@@ -131,6 +182,7 @@ mod tests {
             },
             64,
         )
+        .messages
     }
 
     fn ip(last: u8) -> Source {
@@ -141,11 +193,11 @@ mod tests {
     fn a_nick_keeps_its_budget_across_connections() {
         let b = budgets();
         let t = Instant::now();
-        assert!(b.admit(ip(1), "ann", t));
-        assert!(b.admit(ip(1), "ann", t));
+        assert!(b.admit(ip(1), "ann", t).is_ok());
+        assert!(b.admit(ip(1), "ann", t).is_ok());
         // A new connection, even from another address, is the same nick.
-        assert!(!b.admit(ip(2), "ann", t));
-        assert!(b.admit(ip(2), "ann", t + Duration::from_secs(1)));
+        assert!(b.admit(ip(2), "ann", t).is_err());
+        assert!(b.admit(ip(2), "ann", t + Duration::from_secs(1)).is_ok());
     }
 
     #[test]
@@ -155,7 +207,7 @@ mod tests {
         let mut sent = 0;
         for n in 0..20 {
             for _ in 0..2 {
-                if b.admit(ip(1), &format!("nick{n}"), t) {
+                if b.admit(ip(1), &format!("nick{n}"), t).is_ok() {
                     sent += 1;
                 }
             }
@@ -166,7 +218,7 @@ mod tests {
             "new nicks do not refill the address"
         );
         assert!(
-            b.admit(ip(2), "other", t),
+            b.admit(ip(2), "other", t).is_ok(),
             "another address is not affected"
         );
     }
@@ -180,10 +232,11 @@ mod tests {
                 ..Limits::default()
             },
             1000,
-        );
+        )
+        .messages;
         let t = Instant::now();
         let sent = (0..200)
-            .filter(|n| b.admit(ip(1), &format!("n{n}"), t))
+            .filter(|n| b.admit(ip(1), &format!("n{n}"), t).is_ok())
             .count();
         assert_eq!(sent, 124, "62 nicks' worth for 1,000 connections");
     }
@@ -195,11 +248,37 @@ mod tests {
         // Spend the address's budget with other nicks, then try with a fresh one: refused, and
         // the fresh nick's own budget is untouched for another address.
         for n in 0..8 {
-            b.admit(ip(1), &format!("n{}", n / 2), t);
+            let _ = b.admit(ip(1), &format!("n{}", n / 2), t);
         }
-        assert!(!b.admit(ip(1), "fresh", t));
-        assert!(b.admit(ip(2), "fresh", t));
-        assert!(b.admit(ip(2), "fresh", t));
+        assert!(b.admit(ip(1), "fresh", t).is_err());
+        assert!(b.admit(ip(2), "fresh", t).is_ok());
+        assert!(b.admit(ip(2), "fresh", t).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_says_how_long_to_wait() {
+        let b = budgets();
+        let t = Instant::now();
+        assert!(b.admit(ip(1), "ann", t).is_ok());
+        assert!(b.admit(ip(1), "ann", t).is_ok());
+        assert_eq!(b.admit(ip(1), "ann", t), Err(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn large_replies_are_charged_by_size_and_may_leave_a_debt() {
+        let bytes = Budgets::new(&Limits::default(), 64).reply_bytes;
+        let t = Instant::now();
+        let burst = f64::from(Limits::default().reply_bytes_burst.unwrap());
+        assert!(
+            bytes.charge(ip(1), "ann", burst * 1.5, t).is_ok(),
+            "a budget left goes in debt"
+        );
+        let wait = bytes.charge(ip(1), "ann", 1.0, t).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(3) && wait < Duration::from_secs(5),
+            "{wait:?}"
+        );
+        assert!(bytes.charge(ip(1), "ann", 1.0, t + wait).is_ok());
     }
 
     #[test]
@@ -210,9 +289,10 @@ mod tests {
                 ..Limits::default()
             },
             64,
-        );
+        )
+        .messages;
         let t = Instant::now();
-        assert!((0..1000).all(|i| b.admit(ip(1), &format!("n{i}"), t)));
+        assert!((0..1000).all(|i| b.admit(ip(1), &format!("n{i}"), t).is_ok()));
         assert_eq!(b.tracked(), 0);
     }
 
@@ -221,12 +301,12 @@ mod tests {
         let b = budgets();
         let t = Instant::now();
         for n in 0..MAX_TRACKED as u32 {
-            b.admit(Source::Unknown, &format!("n{n}"), t);
+            assert!(b.admit(Source::Unknown, &format!("n{n}"), t).is_ok());
         }
         assert_eq!(b.tracked(), MAX_TRACKED);
         // A minute later every bucket has refilled: a newcomer makes room.
         let later = t + Duration::from_secs(60);
-        assert!(b.admit(Source::Unknown, "newcomer", later));
+        assert!(b.admit(Source::Unknown, "newcomer", later).is_ok());
         assert!(b.tracked() <= MAX_TRACKED);
         assert!(
             b.tracked() < 10,

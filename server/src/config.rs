@@ -264,6 +264,16 @@ impl Args {
                 rate_burst: self.rate_burst,
                 rate_per_sec: self.rate_per_sec,
                 ping_interval_s: self.ping_interval,
+                // --rate-per-sec 0 turns every budget off (benchmarks, soaks, trusted bridges).
+                ..if self.rate_per_sec == 0 {
+                    Limits {
+                        events_per_sec: Some(0),
+                        reply_bytes_per_sec: Some(0),
+                        ..Limits::default()
+                    }
+                } else {
+                    Limits::default()
+                }
             },
             hello_timeout: Duration::from_secs(self.hello_timeout),
             announce: (!self.no_announce).then(|| AnnounceConfig {

@@ -7,7 +7,7 @@
 //! and the timers.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text, name_key};
 use lanchat_protocol::{
@@ -18,12 +18,13 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 
 use crate::admission::{Permit, Source};
-use crate::budget::Budgets;
+use crate::budget::{Budget, Budgets};
 use crate::chat::{deliver, Chat};
+use crate::effects::Effects;
 use crate::guard::{Guard, Verdict};
 use crate::logsafe;
 use crate::outbox::Outbox;
-use crate::state::{Refusal, Registered, SessionId};
+use crate::state::{Refusal, Registered, SessionId, State};
 use crate::{Peer, Shared};
 
 /// Longest `hello.client` kept for the log, in bytes.
@@ -179,8 +180,23 @@ impl Client {
 
     /// Reply with an error, and end the session if the client keeps misbehaving.
     fn error(&mut self, re: Option<RequestId>, refusal: Refusal, now: Instant) -> Option<End> {
-        let (code, message) = refusal;
-        self.push(&ServerFrame::Error(ErrorFrame { code, message, re }));
+        self.refused(re, refusal.into(), now)
+    }
+
+    /// [`Client::error`] with the retry hint of a refusal for lack of budget.
+    fn refused(&mut self, re: Option<RequestId>, refused: Refused, now: Instant) -> Option<End> {
+        let Refused {
+            refusal: (code, message),
+            retry_after,
+        } = refused;
+        let retry_after_ms =
+            retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.push(&ServerFrame::Error(ErrorFrame {
+            code,
+            message,
+            re,
+            retry_after_ms,
+        }));
         let verdict = self.guard.record_error(code, now);
         if verdict == Verdict::TooManyErrors {
             let (_, message) = verdict.bye()?;
@@ -188,6 +204,7 @@ impl Client {
                 code: ErrorCode::TooManyErrors,
                 message,
                 re: None,
+                retry_after_ms: None,
             }));
         }
         verdict
@@ -218,7 +235,7 @@ impl Client {
         };
         match turn.command(re.as_ref(), command, now) {
             Ok(next) => next,
-            Err(refusal) => self.error(re, refusal, now),
+            Err(refused) => self.refused(re, refused, now),
         }
     }
 
@@ -333,7 +350,7 @@ impl Turn<'_> {
         re: Option<&RequestId>,
         command: Command,
         now: Instant,
-    ) -> Result<Option<End>, Refusal> {
+    ) -> Result<Option<End>, Refused> {
         let Turn {
             who,
             chat,
@@ -343,44 +360,48 @@ impl Turn<'_> {
             source,
             nick_key,
         } = self;
-        let admit_message = || {
-            if budgets.admit(source, nick_key, now) {
-                Ok(())
-            } else {
-                Err((
+        // Checked after the request's own checks: a refused request costs nothing.
+        let charge = |budget: &Budget, what: &str| {
+            budget.admit(source, nick_key, now).map_err(|wait| Refused {
+                refusal: (
                     ErrorCode::RateLimited,
-                    "too many messages; this one was not delivered".to_owned(),
-                ))
-            }
+                    format!("too many {what}; this one was not applied"),
+                ),
+                retry_after: Some(wait),
+            })
         };
+        let events = "joins, leaves, nick, status and topic changes";
         match command {
-            Command::Hello(_) => Err((
+            Command::Hello(_) => Err(Refused::from((
                 ErrorCode::AlreadyRegistered,
-                "this session has already said hello".into(),
-            )),
+                "this session has already said hello".to_owned(),
+            ))),
             Command::Join { room } => {
                 check_room(&room)?;
+                charge(&budgets.events, events)?;
                 chat.run(out, |st| st.join(who, re, &room))?;
                 Ok(None)
             }
             Command::Leave { room } => {
+                charge(&budgets.events, events)?;
                 chat.run(out, |st| st.leave(who, re, &room))?;
                 Ok(None)
             }
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
-                admit_message()?;
+                charge(&budgets.messages, "messages")?;
                 chat.run(out, |st| st.say(who, re, &room, &text))?;
                 Ok(None)
             }
             Command::Dm { to, text } => {
                 check_text(&text, limits.max_text)?;
-                admit_message()?;
+                charge(&budgets.messages, "messages")?;
                 chat.run(out, |st| st.dm(who, re, &to, &text))?;
                 Ok(None)
             }
             Command::Nick { nick } => {
                 check_nick(&nick)?;
+                charge(&budgets.events, events)?;
                 chat.run(out, |st| st.set_nick(who, re, &nick))?;
                 *nick_key = name_key(&nick);
                 Ok(None)
@@ -389,12 +410,14 @@ impl Turn<'_> {
                 if let Some(t) = &text {
                     check_short_text("status text", t, MAX_STATUS_TEXT_CHARS)?;
                 }
+                charge(&budgets.events, events)?;
                 chat.run(out, |st| st.set_status(who, re, status, text))?;
                 Ok(None)
             }
             Command::Topic { room, topic } => {
                 if let Some(t) = &topic {
                     check_short_text("topic", t, MAX_TOPIC_CHARS)?;
+                    charge(&budgets.events, events)?;
                 }
                 chat.run(out, |st| st.topic(who, re, &room, topic))?;
                 Ok(None)
@@ -403,12 +426,17 @@ impl Turn<'_> {
                 chat.run(out, |st| Ok(st.who(re, &room)))?;
                 Ok(None)
             }
+            // Replies charged by their size once built: allowed while the budget holds anything.
             Command::Rooms {} => {
-                chat.run(out, |st| Ok(st.rooms(re)))?;
+                charge(&budgets.reply_bytes, "history and rooms replies")?;
+                let size = reply_size(chat, out, |st| Ok(st.rooms(re)))?;
+                budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(None)
             }
             Command::History(query) => {
-                chat.run(out, |st| st.history(re, &query))?;
+                charge(&budgets.reply_bytes, "history and rooms replies")?;
+                let size = reply_size(chat, out, |st| st.history(re, &query))?;
+                budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(None)
             }
             Command::Ping {} => {
@@ -425,6 +453,36 @@ impl Turn<'_> {
             Command::Quit { reason } => Ok(Some(End::Quit(re.cloned(), quit_reason(reason)))),
         }
     }
+}
+
+/// A refusal, and for one for lack of budget, how long until the request would pass.
+struct Refused {
+    refusal: Refusal,
+    retry_after: Option<Duration>,
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Self {
+        Refused {
+            refusal,
+            retry_after: None,
+        }
+    }
+}
+
+/// Run a rule whose reply is charged by its size; returns that size in bytes.
+fn reply_size(
+    chat: &Chat,
+    out: &Outbox,
+    rule: impl FnOnce(&State<Outbox>) -> Result<Effects, Refusal>,
+) -> Result<f64, Refusal> {
+    let mut size = 0;
+    chat.run(out, |st| {
+        let effects = rule(st)?;
+        size = effects.reply.as_ref().map_or(0, |r| r.len());
+        Ok(effects)
+    })?;
+    Ok(size as f64)
 }
 
 /// The reason others see for a `quit`: control characters removed, at most a topic's length,

@@ -212,6 +212,7 @@ pub async fn refuse<W: AsyncWrite + Unpin>(mut writer: W, message: &str) {
             code: ErrorCode::ServerFull,
             message: message.to_owned(),
             re: None,
+            retry_after_ms: None,
         })
         .encode_line(),
     );

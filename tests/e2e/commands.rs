@@ -26,7 +26,9 @@ async fn hello_welcome_and_default_room() {
     assert_eq!(welcome["session"].as_str().unwrap().len(), 36);
     assert_eq!(
         welcome["limits"],
-        json!({"max_line":16384,"max_text":4096,"rate_burst":10,"rate_per_sec":5,"ping_interval_s":60})
+        json!({"max_line":16384,"max_text":4096,"rate_burst":10,"rate_per_sec":5,"ping_interval_s":60,
+               "event_burst":200,"events_per_sec":2,
+               "reply_bytes_burst":8_388_608,"reply_bytes_per_sec":1_048_576})
     );
     let (_bob, _) = TestClient::hello(server.addr, "bob").await;
     let ev = ann.expect_event("join").await;

@@ -28,6 +28,7 @@ pub(super) fn error(code: ErrorCode, message: &str) -> ServerFrame {
         code,
         message: message.into(),
         re: None,
+        retry_after_ms: None,
     })
 }
 

@@ -279,3 +279,78 @@ async fn new_nicks_from_one_address_share_its_budget() {
     other.hello("neighbour").await;
     assert_eq!(say_many(&mut other, 10).await, 10);
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_tell_others_are_budgeted_but_a_rejoin_of_100_rooms_is_not() {
+    let mut server = Server::new(config()); // 200 in a burst, 2 per second
+    let mut honest = server.registered("honest").await;
+    // A client restoring its 99 rooms (and its status) after a reconnect is never limited.
+    for i in 0..99 {
+        honest
+            .send(json!({"type":"join","id":i,"room":format!("r{i}")}))
+            .await;
+    }
+    honest
+        .send(json!({"type":"status","id":"s","status":"away"}))
+        .await;
+    for _ in 0..100 {
+        assert_eq!(honest.expect_reply().await["type"], "ok");
+    }
+
+    // A status flood: the burst passes, then each is refused with a hint, and nobody is told.
+    let mut flood = server.registered("flood").await;
+    let mut refused = None;
+    for i in 0..250 {
+        flood
+            .send(json!({"type":"status","id":i,"status":"busy"}))
+            .await;
+        let reply = flood.expect_reply().await;
+        if reply["type"] == "error" {
+            refused = Some((i, reply));
+            break;
+        }
+    }
+    let (i, reply) = refused.expect("the flood was refused");
+    assert_eq!(i, 200, "the burst is 200");
+    assert_eq!(reply["code"], "rate_limited");
+    assert_eq!(reply["retry_after_ms"], 500, "2 per second");
+    let before = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    flood
+        .send(json!({"type":"status","id":"late","status":"online"}))
+        .await;
+    assert_eq!(flood.expect_reply().await["type"], "ok");
+    assert!(before.elapsed() >= Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_is_charged_by_its_size() {
+    let mut server = Server::new(Config {
+        limits: lanchat_protocol::Limits {
+            reply_bytes_burst: Some(20_000),
+            reply_bytes_per_sec: Some(10_000),
+            ..lanchat_protocol::Limits::default()
+        },
+        ..config()
+    });
+    let mut ann = server.registered("ann").await;
+    tokio::time::sleep(Duration::from_secs(10)).await; // refill the message budget
+    for i in 0..10 {
+        ann.send(json!({"type":"say","id":i,"room":"lobby","text":"x".repeat(1000)}))
+            .await;
+        assert_eq!(ann.expect_reply().await["type"], "ok");
+    }
+    // Each reply is about 10 kB: two pass, the third finds the budget in debt.
+    let mut kinds = Vec::new();
+    for i in 0..3 {
+        ann.send(json!({"type":"history","id":i,"room":"lobby","limit":10}))
+            .await;
+        let reply = ann.expect_reply().await;
+        kinds.push(reply["type"].as_str().unwrap().to_owned());
+        if reply["type"] == "error" {
+            assert_eq!(reply["code"], "rate_limited");
+            assert!(reply["retry_after_ms"].as_u64().unwrap() > 0);
+        }
+    }
+    assert_eq!(kinds, ["ok", "ok", "error"]);
+}
