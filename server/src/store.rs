@@ -4,17 +4,18 @@
 //! Guarantee: accepted messages are written to the kernel in batches, a few milliseconds after
 //! they are accepted (so `kill -9` loses nothing but the last few milliseconds), and the files are
 //! fsynced at least once a second (so a power cut loses at most about the last second), in the
-//! spirit of Redis's `appendfsync everysec`.
+//! spirit of Redis's `appendfsync everysec`. No message is ever rewritten: once a room's file
+//! holds `history` lines it is renamed to `<name>.jsonl.1` (replacing the one before) and a new
+//! file is started, so a room keeps between `history` and twice that many lines on disk, each
+//! written once. A crash at any point leaves whole files; at start both are read and the newest
+//! `history` lines are kept.
 //!
 //! Topics never stand in the messages' way. A topic change does not go through the writer's
 //! queue: it replaces the room's pending topic in a small map beside it (bounded by the number of
 //! rooms, not by the number of changes), and the writer rewrites `topics.json` from that map at
-//! most once per tick (once a second, with the fsync, and at shutdown). So a flood of topic
+//! most once per tick (once a second, after the fsync, and at shutdown). So a flood of topic
 //! changes costs one rewrite a second, the queue's bound is spent on messages only, and a message
-//! never waits behind metadata work for more than that one rewrite. Nothing is ever rewritten: once a room's file holds `history` lines it
-//! is renamed to `<name>.jsonl.1` (replacing the one before) and a new file is started, so a room
-//! keeps between `history` and twice that many lines on disk, each written once. A crash at any
-//! point leaves whole files; at start both are read and the newest `history` lines are kept.
+//! never waits behind metadata work for more than that one rewrite.
 //!
 //! Layout of the data directory:
 //! - `lock`: held with `flock` by the running server; a second server refuses to start.
