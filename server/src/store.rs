@@ -2,12 +2,20 @@
 //! dedicated thread so that fan-out never waits for the disk.
 //!
 //! Guarantee: accepted messages are written to the kernel in batches, a few milliseconds after
-//! they are accepted (so `kill -9` loses nothing but the last few milliseconds), and the files are fsynced at least
-//! once a second (so a power cut loses at most about the last second), in the spirit of Redis's
-//! `appendfsync everysec`. Nothing is ever rewritten: once a room's file holds `history` lines it
-//! is renamed to `<name>.jsonl.1` (replacing the one before) and a new file is started, so a room
-//! keeps between `history` and twice that many lines on disk, each written once. A crash at any
-//! point leaves whole files; at start both are read and the newest `history` lines are kept.
+//! they are accepted (so `kill -9` loses nothing but the last few milliseconds), and the files are
+//! fsynced at least once a second (so a power cut loses at most about the last second), in the
+//! spirit of Redis's `appendfsync everysec`. No message is ever rewritten: once a room's file
+//! holds `history` lines it is renamed to `<name>.jsonl.1` (replacing the one before) and a new
+//! file is started, so a room keeps between `history` and twice that many lines on disk, each
+//! written once. A crash at any point leaves whole files; at start both are read and the newest
+//! `history` lines are kept.
+//!
+//! Topics never stand in the messages' way. A topic change does not go through the writer's
+//! queue: it replaces the room's pending topic in a small map beside it (bounded by the number of
+//! rooms, not by the number of changes), and the writer rewrites `topics.json` from that map at
+//! most once per tick (once a second, after the fsync, and at shutdown). So a flood of topic
+//! changes costs one rewrite a second, the queue's bound is spent on messages only, and a message
+//! never waits behind metadata work for more than that one rewrite.
 //!
 //! Layout of the data directory:
 //! - `lock`: held with `flock` by the running server; a second server refuses to start.
@@ -27,6 +35,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -67,15 +76,17 @@ fn tighten(path: &Path, allowed: u32) -> std::io::Result<bool> {
 
 /// Suffix of a room's previous file.
 const PREVIOUS: &str = ".1";
-/// The longest the writer waits before an fsync of what it has written.
+/// The writer's tick: the longest it waits before an fsync of what it has written, and the
+/// shortest interval between two rewrites of `topics.json`.
 const FSYNC_EVERY: Duration = Duration::from_secs(1);
 /// After a batch, how long the writer lets the next one gather before it looks again: the
 /// delay before accepted messages reach the kernel, well inside the one-second guarantee.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
 /// Room files the writer keeps open at most (each is a file descriptor).
 pub const MAX_OPEN_FILES: usize = 64;
-/// Operations queued toward the writer thread at most; beyond, messages are not persisted (and
-/// that is logged) rather than the chat being slowed down.
+/// Messages queued toward the writer thread at most; beyond, messages are not persisted (and
+/// that is logged) rather than the chat being slowed down. Topics do not count: they wait in
+/// [`PendingTopics`].
 const QUEUE: usize = 100_000;
 
 /// Why the data directory cannot be used.
@@ -118,22 +129,45 @@ pub struct Store {
 }
 
 enum Op {
-    Append {
-        room_key: String,
-        line: Bytes,
-    },
-    Topic {
-        room_key: String,
-        room: String,
-        topic: String,
-    },
+    Append { room_key: String, line: Bytes },
     Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+/// A room's topic as it goes to `topics.json`: the room's display name and the topic (empty: no
+/// topic).
+struct TopicEntry {
+    room: String,
+    topic: String,
+}
+
+/// The topics changed since the writer last took them, by room key: only the latest change of a
+/// room is kept, so a flood of changes takes the room of one. A std mutex, held for one insert or
+/// one swap: `topic` is called under the chat lock and must never wait for the disk.
+#[derive(Clone, Default)]
+struct PendingTopics(Arc<Mutex<HashMap<String, TopicEntry>>>);
+
+impl PendingTopics {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TopicEntry>> {
+        // A panic while holding it cannot leave the map half-changed: use it anyway.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, room_key: String, room: String, topic: String) {
+        self.lock().insert(room_key, TopicEntry { room, topic });
+    }
+
+    fn take(&self) -> HashMap<String, TopicEntry> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// The sending side, held by the server: never blocks.
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: SyncSender<Op>,
+    topics: PendingTopics,
 }
 
 /// File name for a room: its key with anything but `[a-z0-9_-]` escaped as `%XX` (so `/`, `..`
@@ -278,12 +312,20 @@ impl Store {
 
     /// Start the writer thread.
     pub fn start(self) -> (StoreHandle, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (handle, writer, rx) = self.into_writer();
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || Writer::new(self).run(rx))
+            .spawn(move || writer.run(rx))
             .expect("spawn the history writer");
-        (StoreHandle { tx }, thread)
+        (handle, thread)
+    }
+
+    /// The handle and the writer it feeds, not yet running.
+    fn into_writer(self) -> (StoreHandle, Writer, mpsc::Receiver<Op>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let topics = PendingTopics::default();
+        let writer = Writer::new(self, topics.clone());
+        (StoreHandle { tx, topics }, writer, rx)
     }
 }
 
@@ -356,12 +398,10 @@ impl StoreHandle {
         }
     }
 
+    /// Record a room's new topic (empty: cleared); never blocks. It reaches `topics.json` with
+    /// the writer's next tick, replacing any change of the same room not written yet.
     pub fn topic(&self, room_key: String, room: String, topic: String) {
-        self.send(Op::Topic {
-            room_key,
-            room,
-            topic,
-        });
+        self.topics.set(room_key, room, topic);
     }
 
     fn send(&self, op: Op) {
@@ -374,12 +414,24 @@ impl StoreHandle {
         }
     }
 
-    /// Flush and fsync everything queued, then stop the writer. Waits at most `timeout`.
+    /// Flush and fsync everything queued and the pending topics, then stop the writer. Waits at
+    /// most `timeout`, a full queue included.
     pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        if self.tx.send(Op::Shutdown(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(timeout);
+        let mut op = Op::Shutdown(done_tx);
+        loop {
+            match self.tx.try_send(op) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    // The writer drains thousands of messages a batch: room comes quickly.
+                    op = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
         }
+        let _ = done_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -394,26 +446,38 @@ struct RoomFile {
 struct Writer {
     store: Store,
     open: HashMap<String, RoomFile>,
-    last_fsync: Instant,
+    /// When the last tick (fsync, topics) ran. Not moved by the fsync that closing files needs,
+    /// so that many rooms cannot put the topics off.
+    last_tick: Instant,
     last_error: Option<Instant>,
     /// A rotation renamed a file since the last fsync of the rooms directory.
     dir_dirty: bool,
+    /// Topic changes handed over by the server, taken at each tick.
+    pending_topics: PendingTopics,
+    /// `store.topics` holds a change that `topics.json` does not (yet: a failed write is retried
+    /// at the next tick).
+    topics_dirty: bool,
+    /// Rewrites of `topics.json` so far.
+    topic_writes: usize,
 }
 
 impl Writer {
-    fn new(store: Store) -> Self {
+    fn new(store: Store, pending_topics: PendingTopics) -> Self {
         Writer {
             store,
             open: HashMap::new(),
-            last_fsync: Instant::now(),
+            last_tick: Instant::now(),
             last_error: None,
             dir_dirty: false,
+            pending_topics,
+            topics_dirty: false,
+            topic_writes: 0,
         }
     }
 
     fn run(mut self, rx: mpsc::Receiver<Op>) {
         loop {
-            let wait = FSYNC_EVERY.saturating_sub(self.last_fsync.elapsed());
+            let wait = FSYNC_EVERY.saturating_sub(self.last_tick.elapsed());
             let first = match rx.recv_timeout(wait) {
                 Ok(op) => Some(op),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -437,19 +501,14 @@ impl Writer {
                         buf.extend_from_slice(&line);
                         *n += 1;
                     }
-                    Op::Topic {
-                        room_key,
-                        room,
-                        topic,
-                    } => self.topic(room_key, room, topic),
                     Op::Shutdown(tx) => done = Some(tx),
                 }
             }
             for (room_key, (lines, count)) in appends {
                 self.append(&room_key, &lines, count);
             }
-            if done.is_some() || self.last_fsync.elapsed() >= FSYNC_EVERY {
-                self.fsync();
+            if done.is_some() || self.last_tick.elapsed() >= FSYNC_EVERY {
+                self.tick();
             }
             if let Some(tx) = done {
                 let _ = tx.send(());
@@ -461,7 +520,15 @@ impl Writer {
                 std::thread::sleep(BATCH_PAUSE);
             }
         }
+        self.tick();
+    }
+
+    /// Once a second and at shutdown: the room files fsynced first (messages matter most), then
+    /// `topics.json` rewritten if a topic changed since the last tick.
+    fn tick(&mut self) {
         self.fsync();
+        self.write_topics();
+        self.last_tick = Instant::now();
     }
 
     fn report(&mut self, what: &str, e: &std::io::Error) {
@@ -583,13 +650,21 @@ impl Writer {
         Ok(())
     }
 
-    fn topic(&mut self, room_key: String, room: String, topic: String) {
-        if topic.is_empty() {
-            self.store.topics.remove(&room_key);
-        } else {
-            self.store
-                .topics
-                .insert(room_key, serde_json::json!({"room": room, "topic": topic}));
+    /// Take the pending topic changes into `store.topics` and, if anything changed, replace
+    /// `topics.json` with it: once, whatever the number of changes.
+    fn write_topics(&mut self) {
+        for (room_key, TopicEntry { room, topic }) in self.pending_topics.take() {
+            if topic.is_empty() {
+                self.store.topics.remove(&room_key);
+            } else {
+                self.store
+                    .topics
+                    .insert(room_key, serde_json::json!({"room": room, "topic": topic}));
+            }
+            self.topics_dirty = true;
+        }
+        if !self.topics_dirty {
+            return;
         }
         let path = self.store.dir.join("topics.json");
         let tmp = self.store.dir.join("topics.json.tmp");
@@ -604,8 +679,10 @@ impl Writer {
             std::fs::rename(&tmp, &path)?;
             File::open(&self.store.dir)?.sync_all()
         })();
-        if let Err(e) = result {
-            self.report("topic write", &e);
+        self.topic_writes += 1;
+        match result {
+            Ok(()) => self.topics_dirty = false,
+            Err(e) => self.report("topic write", &e),
         }
     }
 
@@ -633,7 +710,6 @@ impl Writer {
         if let Some(e) = failed {
             self.report("fsync", &e);
         }
-        self.last_fsync = Instant::now();
         let _ = &self.store.lock;
     }
 }
@@ -740,12 +816,12 @@ mod tests {
     fn a_new_data_dir_and_its_files_are_private() {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         let (store, _) = Store::open(&dir.join("data"), 2).unwrap();
-        let mut writer = Writer::new(store);
+        let (handle, mut writer, _rx) = store.into_writer();
         // Three lines with a history of two: one rotation.
         let lines: String = (0..3).map(|i| message_line(format!("m{i}"))).collect();
         writer.append("lobby", lines.as_bytes(), 3);
-        writer.topic("lobby".into(), "lobby".into(), "t".into());
-        writer.fsync();
+        handle.topic("lobby".into(), "lobby".into(), "t".into());
+        writer.tick();
         let data = dir.join("data");
         assert_eq!(mode(&dir), 0o700, "a missing parent too");
         assert_eq!(mode(&data), 0o700);
@@ -758,7 +834,7 @@ mod tests {
     fn a_batch_that_fills_a_file_is_split_at_the_rotation() {
         let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
         let (store, _) = Store::open(&dir, 10).unwrap();
-        let mut writer = Writer::new(store);
+        let (_handle, mut writer, _rx) = store.into_writer();
         let batch: String = (0..25).map(|i| message_line(format!("m{i}"))).collect();
         writer.append("lobby", batch.as_bytes(), 25);
         writer.fsync();
@@ -778,6 +854,117 @@ mod tests {
             .map(|m| serde_json::from_slice::<Message>(&m.line).unwrap().text)
             .collect();
         assert_eq!(texts, (15..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The topics a data directory's `topics.json` holds, by room key: (room, topic).
+    fn topics_file(dir: &Path) -> HashMap<String, (String, String)> {
+        let text = std::fs::read_to_string(dir.join("topics.json")).unwrap();
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+        map.into_iter()
+            .map(|(k, v)| {
+                let field = |f: &str| v[f].as_str().unwrap().to_owned();
+                (k, (field("room"), field("topic")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_topic_flood_is_one_rewrite_and_the_last_topic_of_each_room_wins() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        let (store, _) = Store::open(&dir, 10).unwrap();
+        let (handle, mut writer, _rx) = store.into_writer();
+        let rooms = ["lobby", "ops", "gone"];
+        for i in 0..100_000 {
+            let key = rooms[i % 3];
+            handle.topic(key.into(), key.to_uppercase(), format!("{key} {i}"));
+        }
+        // The last change of `gone` clears its topic.
+        handle.topic("gone".into(), "GONE".into(), String::new());
+        writer.tick();
+        assert_eq!(writer.topic_writes, 1, "100,001 changes, one rewrite");
+        let expected = HashMap::from([
+            ("lobby".into(), ("LOBBY".into(), "lobby 99999".into())),
+            ("ops".into(), ("OPS".into(), "ops 99997".into())),
+        ]);
+        assert_eq!(topics_file(&dir), expected);
+
+        writer.tick();
+        assert_eq!(writer.topic_writes, 1, "nothing changed: no rewrite");
+        handle.topic("ops".into(), "Ops".into(), "later".into());
+        handle.topic("ops".into(), "Ops".into(), "latest".into());
+        writer.tick();
+        assert_eq!(writer.topic_writes, 2);
+        drop((handle, writer));
+
+        let (_, loaded) = Store::open(&dir, 10).unwrap();
+        let mut topics = loaded.topics;
+        topics.sort();
+        assert_eq!(
+            topics,
+            [
+                ("LOBBY".into(), "lobby 99999".into()),
+                ("Ops".into(), "latest".into())
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn topic_changes_take_no_room_in_the_message_queue() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        let (store, _) = Store::open(&dir, 10).unwrap();
+        let (handle, _writer, rx) = store.into_writer();
+        for i in 0..QUEUE + 1 {
+            handle.topic("lobby".into(), "lobby".into(), format!("t{i}"));
+        }
+        let line = Bytes::from(message_line("after the flood".into()));
+        handle.append("lobby".into(), line.clone());
+        match rx.try_recv() {
+            Ok(Op::Append {
+                room_key,
+                line: got,
+            }) => assert_eq!((room_key, got), ("lobby".into(), line)),
+            _ => panic!("the message is first in the queue"),
+        }
+        assert!(rx.try_recv().is_err(), "and alone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_writer_keeps_up_with_messages_during_a_topic_flood_and_shuts_down_at_once() {
+        let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+        let (store, _) = Store::open(&dir, 1000).unwrap();
+        let (handle, thread) = store.start();
+        let mut sent = Vec::new();
+        for i in 0..200_000 {
+            handle.topic("lobby".into(), "lobby".into(), format!("t{i}"));
+            if i % 20_000 == 0 {
+                let line = message_line(format!("m{i}"));
+                handle.append("lobby".into(), Bytes::from(line.clone()));
+                sent.push(line);
+            }
+        }
+        let file = dir.join("rooms/lobby.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // In the kernel a few milliseconds after they were queued; well inside a second even on a
+        // loaded machine, where the old writer needed 400,000 fsyncs first.
+        while std::fs::read_to_string(&file).unwrap_or_default() != sent.concat() {
+            assert!(
+                Instant::now() < deadline,
+                "messages stuck behind the topics"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let asked = Instant::now();
+        handle.shutdown(Duration::from_secs(5));
+        thread.join().unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(topics_file(&dir)["lobby"].1, "t199999");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

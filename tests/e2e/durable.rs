@@ -1,11 +1,14 @@
-//! Durable history (`--data-dir`): restarts, crashes, torn and corrupt lines, compaction, locking.
+//! Durable history (`--data-dir`): restarts, crashes, torn and corrupt lines, compaction, locking,
+//! and the promises kept under a topic flood.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use lanchat_tests::{bin_path, ServerProcess, TestClient};
+use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
 
 struct TempDir(PathBuf);
 
@@ -66,6 +69,86 @@ async fn say_n(c: &mut TestClient, room: &str, n: usize, prefix: &str) -> Vec<Va
         oks.push(ok);
     }
     oks
+}
+
+/// The ids of a room's current file, in file order.
+fn ids_on_disk(dir: &TempDir, file: &str) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(Path::new(dir.path()).join("rooms").join(file)).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect()
+}
+
+/// One client changing a room's topic to `t0`, `t1`, ... `n` times, pipelined on one connection
+/// (as fast as the server reads), its replies read as they come so that it is never dropped as a
+/// slow consumer.
+struct TopicFlood {
+    /// How many changes have been acknowledged: the last is `t{acked - 1}`.
+    acked: watch::Receiver<usize>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl TopicFlood {
+    async fn start(addr: std::net::SocketAddr, room: &str, n: usize) -> TopicFlood {
+        let (mut c, _) = TestClient::hello(addr, "flooder").await;
+        let joined = c.request(json!({"type":"join","room":room})).await;
+        assert_eq!(joined["cmd"], "join", "{joined}");
+        let (read, mut write) = c.into_stream().into_split();
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let frame = json!({"type":"topic","id":i,"room":room,"topic":format!("t{i}")});
+            serde_json::to_writer(&mut lines, &frame).unwrap();
+            lines.push(b'\n');
+        }
+        tokio::spawn(async move {
+            // The server closes the connection at shutdown: a failed write is expected then.
+            let _ = write.write_all(&lines).await;
+            // Keep the write half open: EOF would end the session before the flood is read.
+            std::future::pending::<()>().await;
+        });
+        let (acks, acked) = watch::channel(0);
+        let reader = tokio::spawn(async move {
+            let mut frames = BufReader::new(read).lines();
+            while let Ok(Some(line)) = frames.next_line().await {
+                let frame: Value = serde_json::from_str(&line).unwrap();
+                // Others' events (the lobby everyone joins) are not the flood's concern.
+                match frame["type"].as_str() {
+                    Some("ok") => {
+                        assert_eq!(frame["cmd"], "topic", "{frame}");
+                        acks.send_modify(|n| *n += 1);
+                    }
+                    Some("error") => panic!("flooder: {frame}"),
+                    _ => {}
+                }
+            }
+        });
+        TopicFlood { acked, reader }
+    }
+
+    /// Wait until `count` changes have been acknowledged.
+    async fn until_acked(&mut self, count: usize) {
+        tokio::time::timeout(WAIT, self.acked.wait_for(|n| *n >= count))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {count} topic changes acknowledged"))
+            .expect("flood reader ended");
+    }
+
+    /// Once the server closed the connection: how many changes were acknowledged.
+    async fn finish(self) -> usize {
+        tokio::time::timeout(WAIT, self.reader)
+            .await
+            .expect("the server closed the flooder's connection")
+            .expect("flood reader");
+        *self.acked.borrow()
+    }
+}
+
+/// The topic of `room_key` in the data directory's `topics.json`.
+fn topic_on_disk(dir: &TempDir, room_key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(Path::new(dir.path()).join("topics.json")).ok()?;
+    let topics: Value = serde_json::from_str(&text).unwrap();
+    topics[room_key]["topic"].as_str().map(str::to_owned)
 }
 
 /// Wait until the writer's fsync interval has surely passed: the file holds every line.
@@ -276,4 +359,60 @@ fn a_second_server_on_the_same_dir_is_refused() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// The finding: every topic change rewrote `topics.json` (two fsyncs) in the writer's one
+/// FIFO, so messages queued behind a topic flood stayed in memory for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_flood_does_not_delay_acknowledged_messages() {
+    let dir = TempDir::new("topic-flood-kill");
+    let mut server = start(&dir, &[]);
+    let mut flood = TopicFlood::start(server.addr, "flood", 20_000).await;
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    flood.until_acked(100).await;
+    let oks = say_n(&mut ann, "lobby", 10, "m").await;
+    // README: a message acknowledged more than about a second before `kill -9` is on disk. The
+    // promise is a time, so the test waits that time.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    server.kill();
+    let acked: Vec<Value> = oks.iter().map(|o| o["id"].clone()).collect();
+    assert_eq!(
+        ids_on_disk(&dir, "lobby.jsonl"),
+        acked,
+        "every message acknowledged 1.3 s before kill -9, in order (flood: {} topics acked)",
+        *flood.acked.borrow()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_topic_flood_exits_in_time_with_everything_on_disk() {
+    let dir = TempDir::new("topic-flood-term");
+    let mut server = start(&dir, &[]);
+    let flood_size = 20_000;
+    let mut flood = TopicFlood::start(server.addr, "flood", flood_size).await;
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    flood.until_acked(100).await;
+    let oks = say_n(&mut ann, "lobby", 10, "m").await;
+    server.sigterm();
+    let asked = Instant::now();
+    let status = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(5)))
+        .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM:\n{}", server.stderr_text()));
+    assert!(status.success(), "{status:?}:\n{}", server.stderr_text());
+    let took = asked.elapsed();
+    let acked_topics = flood.finish().await;
+    let acked: Vec<Value> = oks.iter().map(|o| o["id"].clone()).collect();
+    assert_eq!(
+        ids_on_disk(&dir, "lobby.jsonl"),
+        acked,
+        "exit after {took:?}"
+    );
+    // The server may have applied changes whose ok it could not deliver before it closed the
+    // connection: the topic on disk is the last acknowledged one or a later one.
+    let topic = topic_on_disk(&dir, "flood").expect("the flood's topic is on disk");
+    let index: usize = topic.strip_prefix('t').unwrap().parse().unwrap();
+    assert!(
+        (acked_topics - 1..flood_size).contains(&index),
+        "on disk {topic}, last acknowledged t{}",
+        acked_topics - 1
+    );
 }
