@@ -214,7 +214,11 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
         let handle = handle.clone();
         let _ = tokio::task::spawn_blocking(move || {
             handle.shutdown(std::time::Duration::from_secs(2));
-            let _ = thread.join();
+            // A writer stuck on a bad disk must not hold the exit past its promise: join only
+            // a thread that has finished (or is finishing: it signalled done).
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         })
         .await;
     }
