@@ -395,6 +395,14 @@ static lc_status parse_limits(const cJSON *obj, lc_event *ev)
         rc = get_integer(limits, "rate_per_sec", &ev->limits.rate_per_sec, NULL);
     if (rc == LC_OK)
         rc = get_integer(limits, "ping_interval_s", &ev->limits.ping_interval_s, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "event_burst", &ev->limits.event_burst, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "events_per_sec", &ev->limits.events_per_sec, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "reply_bytes_burst", &ev->limits.reply_bytes_burst, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "reply_bytes_per_sec", &ev->limits.reply_bytes_per_sec, NULL);
     return rc;
 }
 
@@ -590,6 +598,8 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         rc = get_string(obj, strings[i].name, strings[i].dest);
     if (rc == LC_OK)
         rc = get_integer(obj, "ts", &ev->ts, &ev->has_ts);
+    if (rc == LC_OK)
+        rc = get_integer(obj, "retry_after_ms", &ev->retry_after_ms, &ev->has_retry_after);
     if (rc == LC_OK)
         rc = get_integer(obj, "protocol", &ev->protocol, NULL);
     if (rc == LC_OK)

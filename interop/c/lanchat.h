@@ -92,6 +92,12 @@ typedef struct lc_limits {
     long long rate_burst;
     long long rate_per_sec; /* 0 = no rate limit */
     long long ping_interval_s;
+    /* Extensions (0 where the server left them out): requests that tell others
+     * (join, leave, nick, status, topic set) and bytes of history/rooms replies. */
+    long long event_burst;
+    long long events_per_sec;
+    long long reply_bytes_burst;
+    long long reply_bytes_per_sec;
 } lc_limits;
 
 /*
@@ -102,7 +108,8 @@ typedef struct lc_limits {
  *   ok        re, cmd and that command's data: room, topic, members, id, ts,
  *             to, nick, status, text, room_list (cmd "rooms"), messages
  *             (cmd "history")
- *   error     re (when the request had an id), code, message
+ *   error     re (when the request had an id), code, message, retry_after_ms
+ *             (rate_limited, when the server gives it)
  *   bye       reason, message
  *   join      room, nick              leave     room, nick
  *   message   id, ts, room, from, text
@@ -136,6 +143,8 @@ typedef struct lc_event {
     char *id;      /* message id (a UUIDv7 string) */
     int has_ts;
     long long ts;  /* milliseconds since the Unix epoch */
+    int has_retry_after;       /* error rate_limited (extension): ... */
+    long long retry_after_ms;  /* ... how long until the request would be accepted */
     char *old_nick;
     char *new_nick;
     char *status;

@@ -180,6 +180,18 @@ static void check_fields(struct checks *t, const char *name, const lc_event *ev)
                       ev->limits.max_line == 16384 && ev->limits.max_text == 4096 &&
                       ev->limits.ping_interval_s == 60,
                "server.jsonl", name, "welcome fields");
+    } else if (strcmp(name, "welcome_with_budgets") == 0) {
+        expect(t, ev->has_limits && ev->limits.event_burst == 200 &&
+                      ev->limits.events_per_sec == 2 &&
+                      ev->limits.reply_bytes_burst == 8388608 &&
+                      ev->limits.reply_bytes_per_sec == 1048576,
+               "server.jsonl", name, "budget limits");
+    } else if (strcmp(name, "error_rate_limited_retry_after") == 0) {
+        expect(t, strcmp(ev->code, "rate_limited") == 0 && ev->has_retry_after &&
+                      ev->retry_after_ms == 500,
+               "server.jsonl", name, "retry_after_ms");
+    } else if (strcmp(name, "error_rate_limited") == 0) {
+        expect(t, !ev->has_retry_after, "server.jsonl", name, "no retry_after_ms");
     } else if (strcmp(name, "ok_join") == 0) {
         expect(t, strcmp(ev->cmd, "join") == 0 && strcmp(ev->room, "rust") == 0 &&
                       ev->n_members == 2 && ev->members[0].text == NULL &&

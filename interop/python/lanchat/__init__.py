@@ -3,7 +3,7 @@
 - :class:`Client`: one session over TCP or a Unix socket; requests matched to
   replies by id, events through an iterator or a callback.
 - :func:`discover`: find servers on the LAN by UDP discovery.
-- :class:`LanchatError` (``.code``, ``.message``), :class:`ConnectionClosed`
+- :class:`LanchatError` (``.code``, ``.message``, ``.retry_after``), :class:`ConnectionClosed`
   (``.code`` is the bye reason) and :class:`LanchatTimeout`.
 - :mod:`lanchat.protocol`: the wire format, pure functions and constants.
 - ``python3 -m lanchat HOST[:PORT] --nick N``: the command-line chat (:mod:`lanchat.cli`).

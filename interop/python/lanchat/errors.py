@@ -12,6 +12,8 @@ class LanchatError(Exception):
     server errors, or one of the client's own codes: ``timeout``,
     ``connection_lost``, ``closed``, ``line_too_long`` (refused before sending).
     ``frame`` is the server's error frame when there was one.
+    ``retry_after`` is, for ``rate_limited``, how many seconds until the same request
+    would be accepted, when the server said (an extension); otherwise ``None``.
     """
 
     def __init__(self, code: str, message: str = "",
@@ -20,6 +22,9 @@ class LanchatError(Exception):
         self.code = code
         self.message = message
         self.frame = frame
+        retry = frame.get("retry_after_ms") if frame is not None else None
+        valid = isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0
+        self.retry_after: Optional[float] = retry / 1000 if valid else None
 
     @classmethod
     def from_frame(cls, frame: Mapping[str, Any]) -> "LanchatError":

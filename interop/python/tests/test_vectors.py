@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 from support import WAIT, fake_client, load_vectors
 
-from lanchat import Client, ConnectionClosed
+from lanchat import Client, ConnectionClosed, LanchatError
 from lanchat.protocol import (
     ERROR_CODES,
     EVENT_TYPES,
@@ -31,6 +31,19 @@ def _call(client: Client, request: Dict[str, Any]) -> None:
         fields.setdefault("protocol", None)
         fields.setdefault("client", None)
     getattr(client, type_)(**fields)
+
+
+class RetryAfter(unittest.TestCase):
+    """An error frame's retry_after_ms (extension) reaches LanchatError.retry_after."""
+
+    def test_retry_after_from_the_vectors(self) -> None:
+        frames = {v["name"]: decode_line(v["line"].encode()) for v in load_vectors("server.jsonl")}
+        with_hint = LanchatError.from_frame(frames["error_rate_limited_retry_after"])
+        self.assertEqual(with_hint.code, "rate_limited")
+        self.assertEqual(with_hint.retry_after, 0.5)
+        self.assertIsNone(LanchatError.from_frame(frames["error_rate_limited"]).retry_after)
+        welcome = frames["welcome_with_budgets"]
+        self.assertEqual(welcome["limits"]["events_per_sec"], 2)
 
 
 class ErrorCodes(unittest.TestCase):
