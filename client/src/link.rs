@@ -33,10 +33,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// How long to wait before sending again a request the server refused as `rate_limited`.
+/// How long to wait before sending again a request the server refused as `rate_limited`, when it
+/// gave no `retry_after_ms`; and the longest wait such a hint can ask for.
 const RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+const RATE_LIMITED_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How many times in all a typed request is sent while the server answers `rate_limited`.
 const RATE_LIMITED_TRIES: u32 = 3;
+
+/// How long to wait before sending a `rate_limited` request again: the server's hint when it
+/// gives one, bounded (a hint is not a promise), else a second.
+fn retry_wait(retry_after_ms: Option<u64>) -> Duration {
+    retry_after_ms.map_or(RATE_LIMITED_WAIT, |ms| {
+        Duration::from_millis(ms).min(RATE_LIMITED_WAIT_MAX)
+    })
+}
 
 /// A byte stream to a server.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -292,11 +302,16 @@ impl Link {
             }
             let reply = self.request(cmd.clone()).await?;
             tries += 1;
-            let rate_limited = matches!(&reply.frame, Some(ServerFrame::Error(e)) if e.code == ErrorCode::RateLimited);
-            if !rate_limited || tries == RATE_LIMITED_TRIES {
+            let retry_after = match &reply.frame {
+                Some(ServerFrame::Error(e)) if e.code == ErrorCode::RateLimited => {
+                    Some(retry_wait(e.retry_after_ms))
+                }
+                _ => None,
+            };
+            let Some(wait) = retry_after.filter(|_| tries < RATE_LIMITED_TRIES) else {
                 return Ok(reply);
-            }
-            self.pause(RATE_LIMITED_WAIT).await;
+            };
+            self.pause(wait).await;
         }
     }
 

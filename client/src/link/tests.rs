@@ -374,6 +374,43 @@ async fn rate_limited_requests_are_sent_again_three_times_in_all() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_hint_sets_the_wait() {
+    let (mut link, server) = connected(10, 5, |mut server| async move {
+        let hinted = |ms: u64| {
+            json!({"type": "error", "code": "rate_limited", "message": "slow", "retry_after_ms": ms})
+        };
+        let first = server.recv().await;
+        server.answer(&first, hinted(250)).await;
+        let second = server.recv().await;
+        server.answer(&second, hinted(2_000)).await;
+        let third = server.recv().await;
+        let rooms = json!({"type": "ok", "cmd": "rooms", "rooms": []});
+        server.answer(&third, rooms).await;
+        server
+    })
+    .await;
+    let started = Instant::now();
+    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    assert!(
+        matches!(reply.frame, Some(ServerFrame::Reply(_))),
+        "{reply:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(2_250),
+        "as the server asked"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_retry_hint_is_bounded_and_its_absence_means_a_second() {
+    assert_eq!(retry_wait(None), RATE_LIMITED_WAIT);
+    assert_eq!(retry_wait(Some(1)), Duration::from_millis(1));
+    assert_eq!(retry_wait(Some(3_600_000)), RATE_LIMITED_WAIT_MAX);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_server_that_stops_answering_counts_as_lost() {
     let (mut link, server) = connected(10, 5, |mut server| async move {
         server.recv().await;
