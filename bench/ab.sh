@@ -38,6 +38,25 @@ declare -A BIN=([before]="$OLD_BIN" [after]="$ROOT/target/release/lanchat-server
 LOAD=$ROOT/target/release/lanchat-load
 ulimit -n "$(ulimit -Hn)"
 
+# COMMAND...: start a lanchat-server (the command ends with its binary; the common flags are
+# added) and wait for its `listening` line; sets PID and ADDR.
+start() {
+    : >"$WORK/out"
+    "$@" --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 --max-per-ip 100000 \
+        >"$WORK/out" 2>/dev/null &
+    PID=$!
+    PIDS+=("$PID")
+    ADDR=""
+    local i
+    for i in $(seq 1 200); do
+        ADDR=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/out" | head -1)
+        [ -n "$ADDR" ] && return 0
+        sleep 0.1
+    done
+    echo "server did not start: $*" >&2
+    exit 1
+}
+
 # LABEL SIDE [--data-dir] -- GENERATOR ARGS: one run against a fresh server (with a fresh data
 # directory when asked); appends the JSON report.
 measure() {
@@ -50,19 +69,8 @@ measure() {
         shift
     fi
     shift # --
-    : >"$WORK/out"
-    "${SERVER_ON[@]}" "${BIN[$side]}" --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 \
-        --max-per-ip 100000 --max-clients 100000 "${flags[@]}" >"$WORK/out" 2>/dev/null &
-    local pid=$!
-    PIDS+=("$pid")
-    local addr="" i
-    for i in $(seq 1 100); do
-        addr=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/out" | head -1)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
-    local out
+    start "${SERVER_ON[@]}" "${BIN[$side]}" --max-clients 100000 "${flags[@]}"
+    local pid=$PID addr=$ADDR out
     out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$addr" --server-pid "$pid" \
         --proto lanchat "$@" || echo '{"completed":false}')
     kill "$pid" 2>/dev/null || true
@@ -77,20 +85,8 @@ measure() {
 count() {
     local label=$1 side=$2
     shift 3
-    : >"$WORK/out"
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "${BIN[$side]}" \
-        --listen 127.0.0.1:0 --no-announce --rate-per-sec 0 --max-per-ip 100000 \
-        >"$WORK/out" 2>/dev/null &
-    local pid=$!
-    PIDS+=("$pid")
-    local addr="" i
-    for i in $(seq 1 200); do
-        addr=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/out" | head -1)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "server did not start under valgrind" >&2; exit 1; }
-    local out
+    start valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "${BIN[$side]}"
+    local pid=$PID addr=$ADDR out
     out=$(timeout 300 "$LOAD" --json --timeout 250 --addr "$addr" --proto lanchat "$@" \
         || echo '{"completed":false}')
     kill -TERM "$pid" 2>/dev/null || true
