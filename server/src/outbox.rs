@@ -36,6 +36,9 @@ pub struct Outbox {
 #[derive(Debug)]
 pub struct OutboxReceiver {
     queue: Arc<Queue>,
+    /// The bounds, which the queue keeps only as the room left under them.
+    max_frames: u32,
+    max_bytes: u32,
 }
 
 // Aligned so that a push, which is made once per recipient of every message, touches one cache
@@ -52,18 +55,15 @@ struct Queue {
     overflowed: CancellationToken,
 }
 
-/// What the lock guards: the queued lines, what the writer holds, and the queue's flags.
-/// (Counts are `u32`, as the bounds are, so that all of it fits the lock's cache line.)
+/// What the lock guards: the queued lines, the room left under the bounds, and the flags.
 #[derive(Debug, Default)]
 struct Pending {
     lines: VecDeque<Bytes>,
-    /// Bytes in `lines`.
-    bytes: u32,
-    /// Frames and bytes the writer has taken and not yet written: they count against the bounds.
-    taken_frames: u32,
-    taken_bytes: u32,
-    max_frames: u32,
-    max_bytes: u32,
+    /// Frames and bytes that may still be pushed: the bounds less the lines in `lines` and
+    /// those the writer has taken and not yet written (the batch keeps count of that share).
+    /// Kept as room left, not as counts, so that a push needs neither bound.
+    room_frames: u32,
+    room_bytes: u32,
     writer_waiting: bool,
     /// The writer is gone: nothing more will be read.
     closed: bool,
@@ -73,10 +73,12 @@ struct Pending {
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+    let max_frames = u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX);
+    let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
     let queue = Arc::new(Queue {
         state: Mutex::new(Pending {
-            max_frames: u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX),
-            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            room_frames: max_frames,
+            room_bytes: max_bytes,
             ..Pending::default()
         }),
         ready: Notify::new(),
@@ -87,7 +89,11 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
         Outbox {
             queue: queue.clone(),
         },
-        OutboxReceiver { queue },
+        OutboxReceiver {
+            queue,
+            max_frames,
+            max_bytes,
+        },
     )
 }
 
@@ -129,16 +135,15 @@ impl Outbox {
         if state.closed || state.overflowed {
             return false;
         }
-        let frames = state.lines.len() + state.taken_frames as usize;
-        let bytes = state.bytes as usize + state.taken_bytes as usize + line.len();
-        if frames >= state.max_frames as usize || bytes > state.max_bytes as usize {
+        if state.room_frames == 0 || line.len() > state.room_bytes as usize {
             state.overflowed = true;
             drop(state);
             q.overflow();
             return false;
         }
-        // Cannot truncate: the line fits under `max_bytes`, a `u32`.
-        state.bytes += line.len() as u32;
+        state.room_frames -= 1;
+        // Cannot truncate: the line fits in `room_bytes`, a `u32`.
+        state.room_bytes -= line.len() as u32;
         state.lines.push_back(line);
         let wake = std::mem::take(&mut state.writer_waiting);
         drop(state);
@@ -165,13 +170,15 @@ impl OutboxReceiver {
         loop {
             {
                 let mut state = self.queue.lock();
-                // The batch is written: it gives back what it held, and holds what it takes.
-                // (`lines.len()` fits: it is at most `max_frames`, a `u32`.)
-                state.taken_frames = state.lines.len() as u32;
-                state.taken_bytes = state.bytes;
+                // The batch is written: what it took stops counting. What counts now is what
+                // is queued, which it takes, and which goes on counting.
+                state.room_frames += std::mem::take(&mut batch.counted_frames);
+                state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 if !state.lines.is_empty() {
                     std::mem::swap(&mut state.lines, &mut batch.lines);
-                    batch.bytes = std::mem::take(&mut state.bytes) as usize;
+                    batch.counted_frames = self.max_frames - state.room_frames;
+                    batch.counted_bytes = self.max_bytes - state.room_bytes;
+                    batch.bytes = batch.counted_bytes as usize;
                     return true;
                 }
                 if self.queue.senders.load(Ordering::Acquire) == 0 {
@@ -190,14 +197,17 @@ impl OutboxReceiver {
     /// [`recv_batch`](Self::recv_batch), which it calls without waiting in between, gives them
     /// back in the lock it takes anyway (so a batch of one chunk, the usual case, costs one
     /// lock, as it did before the writer's share was counted).
-    pub fn written(&self, batch: &Batch) {
+    pub fn written(&self, batch: &mut Batch) {
         if batch.lines.is_empty() {
             return;
         }
+        // What is left of the batch goes on counting. (It fits in `u32`s: it was counted so.)
+        let (frames, bytes) = (batch.lines.len() as u32, batch.bytes as u32);
         let mut state = self.queue.lock();
-        // The writer now holds what is left of the batch. Both fit: they were counted on push.
-        state.taken_frames = batch.lines.len() as u32;
-        state.taken_bytes = batch.bytes as u32;
+        state.room_frames += batch.counted_frames - frames;
+        state.room_bytes += batch.counted_bytes - bytes;
+        drop(state);
+        (batch.counted_frames, batch.counted_bytes) = (frames, bytes);
     }
 }
 
@@ -208,6 +218,10 @@ pub struct Batch {
     lines: VecDeque<Bytes>,
     /// Bytes in `lines`.
     bytes: usize,
+    /// This batch's share of the queue's counts: what it took and has not given back, the
+    /// chunk being written included.
+    counted_frames: u32,
+    counted_bytes: u32,
     buf: Vec<u8>,
 }
 
@@ -262,9 +276,6 @@ impl Drop for OutboxReceiver {
         let mut state = self.queue.lock();
         state.closed = true;
         state.lines = VecDeque::new();
-        state.bytes = 0;
-        state.taken_frames = 0;
-        state.taken_bytes = 0;
     }
 }
 
@@ -301,8 +312,8 @@ mod tests {
     fn held(rx: &OutboxReceiver) -> (usize, usize) {
         let state = rx.queue.lock();
         (
-            state.lines.len() + state.taken_frames as usize,
-            (state.bytes + state.taken_bytes) as usize,
+            (rx.max_frames - state.room_frames) as usize,
+            (rx.max_bytes - state.room_bytes) as usize,
         )
     }
 
@@ -376,13 +387,13 @@ mod tests {
 
         assert!(matches!(batch.next_chunk(40), Some(Chunk::Gathered(b)) if b.len() == 40));
         assert_eq!(held(&rx), (5, 100), "a chunk being written still counts");
-        rx.written(&batch);
+        rx.written(&mut batch);
         assert_eq!(held(&rx), (3, 60));
         assert!(tx.push(line(b'f', 40)));
 
         // The batch's last chunk comes back when the writer returns for more.
         assert!(batch.next_chunk(40).is_some());
-        rx.written(&batch);
+        rx.written(&mut batch);
         assert!(rx.recv_batch(&mut batch).await);
         assert_eq!(held(&rx), (2, 60), "e and f, taken");
         assert!(tx.push(line(b'g', 40)));

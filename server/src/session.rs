@@ -103,7 +103,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
                 return;
             }
             // The kernel has the chunk: it stops counting against the outbox's bound.
-            receiver.written(&batch);
+            receiver.written(&mut batch);
         }
     }
     let _ = writer.flush().await;
