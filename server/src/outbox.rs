@@ -56,13 +56,15 @@ struct Queue {
 }
 
 /// What the lock guards: the queued lines, the room left under the bounds, and the flags.
+/// The room is kept so that a push reads one figure per bound and writes only the bytes: the
+/// writer, which changes its share once per chunk, does the rest.
 #[derive(Debug, Default)]
 struct Pending {
     lines: VecDeque<Bytes>,
-    /// Frames and bytes that may still be pushed: the bounds less the lines in `lines` and
-    /// those the writer has taken and not yet written (the batch keeps count of that share).
-    /// Kept as room left, not as counts, so that a push needs neither bound.
-    room_frames: u32,
+    /// Frames `lines` may hold: `max_frames` less those the writer has taken and not yet written.
+    max_queued: u32,
+    /// Bytes that may still be pushed: `max_bytes` less those in `lines` and those the writer
+    /// has taken and not yet written (the batch keeps count of its share).
     room_bytes: u32,
     writer_waiting: bool,
     /// The writer is gone: nothing more will be read.
@@ -77,7 +79,7 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
     let queue = Arc::new(Queue {
         state: Mutex::new(Pending {
-            room_frames: max_frames,
+            max_queued: max_frames,
             room_bytes: max_bytes,
             ..Pending::default()
         }),
@@ -135,13 +137,13 @@ impl Outbox {
         if state.closed || state.overflowed {
             return false;
         }
-        if state.room_frames == 0 || line.len() > state.room_bytes as usize {
+        if state.lines.len() >= state.max_queued as usize || line.len() > state.room_bytes as usize
+        {
             state.overflowed = true;
             drop(state);
             q.overflow();
             return false;
         }
-        state.room_frames -= 1;
         // Cannot truncate: the line fits in `room_bytes`, a `u32`.
         state.room_bytes -= line.len() as u32;
         state.lines.push_back(line);
@@ -172,15 +174,18 @@ impl OutboxReceiver {
                 let mut state = self.queue.lock();
                 // The batch is written: what it took stops counting. What counts now is what
                 // is queued, which it takes, and which goes on counting.
-                state.room_frames += std::mem::take(&mut batch.counted_frames);
                 state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 if !state.lines.is_empty() {
                     std::mem::swap(&mut state.lines, &mut batch.lines);
-                    batch.counted_frames = self.max_frames - state.room_frames;
+                    // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
+                    batch.counted_frames = batch.lines.len() as u32;
                     batch.counted_bytes = self.max_bytes - state.room_bytes;
                     batch.bytes = batch.counted_bytes as usize;
+                    state.max_queued = self.max_frames - batch.counted_frames;
                     return true;
                 }
+                batch.counted_frames = 0;
+                state.max_queued = self.max_frames;
                 if self.queue.senders.load(Ordering::Acquire) == 0 {
                     return false;
                 }
@@ -204,7 +209,7 @@ impl OutboxReceiver {
         // What is left of the batch goes on counting. (It fits in `u32`s: it was counted so.)
         let (frames, bytes) = (batch.lines.len() as u32, batch.bytes as u32);
         let mut state = self.queue.lock();
-        state.room_frames += batch.counted_frames - frames;
+        state.max_queued = self.max_frames - frames;
         state.room_bytes += batch.counted_bytes - bytes;
         drop(state);
         (batch.counted_frames, batch.counted_bytes) = (frames, bytes);
@@ -312,7 +317,7 @@ mod tests {
     fn held(rx: &OutboxReceiver) -> (usize, usize) {
         let state = rx.queue.lock();
         (
-            (rx.max_frames - state.room_frames) as usize,
+            state.lines.len() + (rx.max_frames - state.max_queued) as usize,
             (rx.max_bytes - state.room_bytes) as usize,
         )
     }
