@@ -9,8 +9,14 @@
 //! semaphore, a slot and a wake-up for each. Here a push is a short uncontended lock and a
 //! `VecDeque` push, and the writer is woken only when it is actually waiting; it then takes
 //! everything queued in one swap (the two sides trade buffers, so steady traffic allocates
-//! nothing) and writes it in as few writes as it can (see [`Batch`]). The bound covers what is
-//! queued; the batch the writer is writing is at most one queue's worth more.
+//! nothing) and writes it in as few writes as it can (see [`Batch`]).
+//!
+//! The bound covers what is queued *and* what the writer has taken but not yet handed to the
+//! kernel: a line stops counting only once the write of its chunk has returned. A reader that
+//! stops reading thus holds at most `max_bytes` of lines (and `max_frames` frames) in the
+//! server, wherever they are, plus the writer's one gathered chunk buffer (at most the chunk
+//! size). Were the count reset when the writer takes a batch, a writer stuck on a full socket
+//! would hold one full queue while the queue filled again: twice the bound.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +36,9 @@ pub struct Outbox {
 #[derive(Debug)]
 pub struct OutboxReceiver {
     queue: Arc<Queue>,
+    /// The bounds, which the queue keeps only as the room left under them.
+    max_frames: u32,
+    max_bytes: u32,
 }
 
 // Aligned so that a push, which is made once per recipient of every message, touches one cache
@@ -46,13 +55,17 @@ struct Queue {
     overflowed: CancellationToken,
 }
 
-/// What the lock guards: the queued lines and the queue's flags.
+/// What the lock guards: the queued lines, the room left under the bounds, and the flags.
+/// The room is kept so that a push reads one figure per bound and writes only the bytes: the
+/// writer, which changes its share once per chunk, does the rest.
 #[derive(Debug, Default)]
 struct Pending {
     lines: VecDeque<Bytes>,
-    bytes: usize,
-    max_frames: u32,
-    max_bytes: u32,
+    /// Frames `lines` may hold: `max_frames` less those the writer has taken and not yet written.
+    max_queued: u32,
+    /// Bytes that may still be pushed: `max_bytes` less those in `lines` and those the writer
+    /// has taken and not yet written (the batch keeps count of its share).
+    room_bytes: u32,
     writer_waiting: bool,
     /// The writer is gone: nothing more will be read.
     closed: bool,
@@ -62,10 +75,12 @@ struct Pending {
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+    let max_frames = u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX);
+    let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
     let queue = Arc::new(Queue {
         state: Mutex::new(Pending {
-            max_frames: u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX),
-            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            max_queued: max_frames,
+            room_bytes: max_bytes,
             ..Pending::default()
         }),
         ready: Notify::new(),
@@ -76,7 +91,11 @@ pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
         Outbox {
             queue: queue.clone(),
         },
-        OutboxReceiver { queue },
+        OutboxReceiver {
+            queue,
+            max_frames,
+            max_bytes,
+        },
     )
 }
 
@@ -118,15 +137,15 @@ impl Outbox {
         if state.closed || state.overflowed {
             return false;
         }
-        if state.lines.len() >= state.max_frames as usize
-            || state.bytes + line.len() > state.max_bytes as usize
+        if state.lines.len() >= state.max_queued as usize || line.len() > state.room_bytes as usize
         {
             state.overflowed = true;
             drop(state);
             q.overflow();
             return false;
         }
-        state.bytes += line.len();
+        // Cannot truncate: the line fits in `room_bytes`, a `u32`.
+        state.room_bytes -= line.len() as u32;
         state.lines.push_back(line);
         let wake = std::mem::take(&mut state.writer_waiting);
         drop(state);
@@ -143,19 +162,30 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Wait for lines and move all of them into `batch` (which must be empty). Returns false,
-    /// with `batch` empty, once every `Outbox` is dropped and nothing is left. Before it waits
-    /// on an empty queue it lets `batch` give back large buffers: an idle session holds little.
+    /// Wait for lines and move all of them into `batch` (which must be empty: everything taken
+    /// before has been written). They keep counting against the bounds until
+    /// [`written`](Self::written) or the next call gives them back. Returns false, with `batch`
+    /// empty, once every `Outbox` is dropped and nothing is left. Before it waits on an empty
+    /// queue it lets `batch` give back large buffers: an idle session holds little.
     pub async fn recv_batch(&mut self, batch: &mut Batch) -> bool {
         debug_assert!(batch.lines.is_empty());
         loop {
             {
                 let mut state = self.queue.lock();
+                // The batch is written: what it took stops counting. What counts now is what
+                // is queued, which it takes, and which goes on counting.
+                state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 if !state.lines.is_empty() {
                     std::mem::swap(&mut state.lines, &mut batch.lines);
-                    batch.bytes = std::mem::take(&mut state.bytes);
+                    // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
+                    batch.counted_frames = batch.lines.len() as u32;
+                    batch.counted_bytes = self.max_bytes - state.room_bytes;
+                    batch.bytes = batch.counted_bytes as usize;
+                    state.max_queued = self.max_frames - batch.counted_frames;
                     return true;
                 }
+                batch.counted_frames = 0;
+                state.max_queued = self.max_frames;
                 if self.queue.senders.load(Ordering::Acquire) == 0 {
                     return false;
                 }
@@ -166,6 +196,24 @@ impl OutboxReceiver {
             self.queue.ready.notified().await;
         }
     }
+
+    /// The chunk last taken from `batch` has been written: its lines stop counting against the
+    /// bounds. When it was the batch's last chunk this takes no lock: the writer's next
+    /// [`recv_batch`](Self::recv_batch), which it calls without waiting in between, gives them
+    /// back in the lock it takes anyway (so a batch of one chunk, the usual case, costs one
+    /// lock, as it did before the writer's share was counted).
+    pub fn written(&self, batch: &mut Batch) {
+        if batch.lines.is_empty() {
+            return;
+        }
+        // What is left of the batch goes on counting. (It fits in `u32`s: it was counted so.)
+        let (frames, bytes) = (batch.lines.len() as u32, batch.bytes as u32);
+        let mut state = self.queue.lock();
+        state.max_queued = self.max_frames - frames;
+        state.room_bytes += batch.counted_bytes - bytes;
+        drop(state);
+        (batch.counted_frames, batch.counted_bytes) = (frames, bytes);
+    }
 }
 
 /// The writer's side: lines taken from the queue in one swap, and the buffer they are gathered
@@ -175,6 +223,10 @@ pub struct Batch {
     lines: VecDeque<Bytes>,
     /// Bytes in `lines`.
     bytes: usize,
+    /// This batch's share of the queue's counts: what it took and has not given back, the
+    /// chunk being written included.
+    counted_frames: u32,
+    counted_bytes: u32,
     buf: Vec<u8>,
 }
 
@@ -229,12 +281,13 @@ impl Drop for OutboxReceiver {
         let mut state = self.queue.lock();
         state.closed = true;
         state.lines = VecDeque::new();
-        state.bytes = 0;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     async fn take(rx: &mut OutboxReceiver) -> Vec<Bytes> {
@@ -260,14 +313,97 @@ mod tests {
         assert!(tx.overflow_token().is_cancelled());
     }
 
+    /// Frames and bytes counted against the bounds: queued, and taken by the writer.
+    fn held(rx: &OutboxReceiver) -> (usize, usize) {
+        let state = rx.queue.lock();
+        (
+            state.lines.len() + (rx.max_frames - state.max_queued) as usize,
+            (rx.max_bytes - state.room_bytes) as usize,
+        )
+    }
+
+    /// What the writer task does with a batch, the socket aside: write each chunk in turn, then
+    /// come back for more, find the queue empty and wait (the test does not).
+    fn write_batch(rx: &mut OutboxReceiver, batch: &mut Batch, chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = batch.next_chunk(chunk) {
+            match c {
+                Chunk::Gathered(b) => out.extend_from_slice(b),
+                Chunk::Line(b) => out.extend_from_slice(&b),
+            }
+            rx.written(batch);
+        }
+        assert!(rx.recv_batch(batch).now_or_never().is_none(), "queue empty");
+        out
+    }
+
+    fn line(fill: u8, len: usize) -> Bytes {
+        Bytes::from(vec![fill; len])
+    }
+
     #[tokio::test]
     async fn bytes_are_released_as_the_writer_drains() {
         let (tx, mut rx) = outbox(100, 10);
+        let mut batch = Batch::default();
         for _ in 0..20 {
-            assert!(tx.push(Bytes::from(vec![b'x'; 8])));
-            assert_eq!(take(&mut rx).await.len(), 1);
+            assert!(tx.push(line(b'x', 8)));
+            assert!(rx.recv_batch(&mut batch).await);
+            assert_eq!(write_batch(&mut rx, &mut batch, 64).len(), 8);
+            assert_eq!(held(&rx), (0, 0));
         }
         assert!(!tx.overflow_token().is_cancelled());
+    }
+
+    /// A reader that stops reading leaves its writer stuck in a write with a batch in hand: what
+    /// it holds counts, so the session holds one bound's worth, not one in the batch plus one
+    /// queued.
+    #[tokio::test]
+    async fn a_writer_that_writes_nothing_holds_its_batch_against_the_bound() {
+        let (tx, mut rx) = outbox(100, 100);
+        assert!(tx.push(line(b'a', 60)));
+        let mut batch = Batch::default();
+        assert!(rx.recv_batch(&mut batch).await);
+        let _stuck = batch.next_chunk(64 * 1024);
+        assert!(tx.push(line(b'b', 30)));
+        assert_eq!(held(&rx), (2, 90));
+        assert!(!tx.push(line(b'c', 20)), "60 taken + 30 queued + 20 > 100");
+        assert!(tx.overflow_token().is_cancelled());
+
+        let (tx, mut rx) = outbox(3, 1000);
+        assert!(tx.push(line(b'a', 2)));
+        assert!(tx.push(line(b'b', 2)));
+        let mut batch = Batch::default();
+        assert!(rx.recv_batch(&mut batch).await);
+        assert!(tx.push(line(b'c', 2)));
+        assert!(!tx.push(line(b'd', 2)), "2 taken + 1 queued frames = 3");
+        assert!(tx.overflow_token().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_stops_counting_once_it_is_written() {
+        let (tx, mut rx) = outbox(100, 100);
+        for fill in *b"abcd" {
+            assert!(tx.push(line(fill, 20)));
+        }
+        let mut batch = Batch::default();
+        assert!(rx.recv_batch(&mut batch).await);
+        assert!(tx.push(line(b'e', 20)));
+        assert_eq!(held(&rx), (5, 100), "full: 80 taken, 20 queued");
+
+        assert!(matches!(batch.next_chunk(40), Some(Chunk::Gathered(b)) if b.len() == 40));
+        assert_eq!(held(&rx), (5, 100), "a chunk being written still counts");
+        rx.written(&mut batch);
+        assert_eq!(held(&rx), (3, 60));
+        assert!(tx.push(line(b'f', 40)));
+
+        // The batch's last chunk comes back when the writer returns for more.
+        assert!(batch.next_chunk(40).is_some());
+        rx.written(&mut batch);
+        assert!(rx.recv_batch(&mut batch).await);
+        assert_eq!(held(&rx), (2, 60), "e and f, taken");
+        assert!(tx.push(line(b'g', 40)));
+        assert!(!tx.push(line(b'h', 1)));
+        assert!(tx.overflow_token().is_cancelled());
     }
 
     #[tokio::test]

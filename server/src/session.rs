@@ -102,6 +102,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
             if written.is_err() {
                 return;
             }
+            // The kernel has the chunk: it stops counting against the outbox's bound.
+            receiver.written(&mut batch);
         }
     }
     let _ = writer.flush().await;

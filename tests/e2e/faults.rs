@@ -2,10 +2,13 @@
 //! normally and the server's memory must be back near its baseline.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
+use lanchat_tests::{bin_path, proc_rss_kib, ServerProcess, TestClient, WAIT};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 /// Memory the server may keep above its baseline after an attack (allocator caches, buffers).
 const RSS_SLACK_KIB: u64 = 24 * 1024;
@@ -108,6 +111,97 @@ async fn reset_while_the_server_is_writing() {
     }
     sender.sync().await;
     assert_healthy(&server, base).await;
+}
+
+/// Readers that stop reading while asking for more are dropped as slow consumers, and meanwhile
+/// each holds at most its outbox's bound (4 MiB of lines, counting the batch its writer is stuck
+/// on, plus one 64 KiB write buffer): not a queue in the writer's hands and another queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_stop_reading_are_dropped_in_bounded_memory() {
+    const STUCK: usize = 16;
+    const BOUND_KIB: u64 = 4 * 1024 + 64;
+    const ROUNDS: usize = 64;
+    let server = ServerProcess::start(&["--rate-per-sec", "0"]);
+    // A full page of history makes every `history` reply a fresh line of about 800 KiB.
+    let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
+    let text = "h".repeat(4000);
+    for _ in 0..200 {
+        watcher
+            .send(json!({"type":"say","room":"lobby","text":text}))
+            .await;
+    }
+    watcher.sync().await;
+    let base = baseline(&server).await;
+
+    let mut stuck = Vec::new();
+    for i in 0..STUCK {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small receive window, so that the replies pile up in the server, not in our kernel.
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        let stream = tokio::time::timeout(WAIT, socket.connect(server.addr))
+            .await
+            .expect("connect timed out")
+            .unwrap();
+        let mut c = TestClient::from_stream(stream);
+        let nick = format!("stuck{i}");
+        let w = c.request(json!({"type":"hello","nick":nick})).await;
+        assert_eq!(w["type"], "welcome");
+        while watcher.skip_until("join").await["nick"] != nick.as_str() {}
+        // From here on it never reads.
+        stuck.push(Some((nick, c.into_stream())));
+    }
+
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = std::thread::spawn({
+        let (peak, sampling, pid) = (peak.clone(), sampling.clone(), server.pid());
+        move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(proc_rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let request = b"{\"type\":\"history\",\"room\":\"lobby\",\"limit\":200}\n";
+    let started = Instant::now();
+    let mut dropped = 0;
+    for _ in 0..ROUNDS {
+        // In step, so that the sessions fill up together.
+        for (_, stream) in stuck.iter_mut().flatten() {
+            // A session may be closed already (its quit is not read yet): the write then fails.
+            let _ = stream.write_all(request).await;
+        }
+        watcher.sync().await;
+        for quit in watcher.drain_pending() {
+            if quit["type"] == "ping" {
+                continue;
+            }
+            assert_eq!(quit["type"], "quit", "{quit}");
+            assert_eq!(quit["reason"], "slow consumer", "{quit}");
+            let slot = stuck
+                .iter_mut()
+                .find(|s| s.as_ref().is_some_and(|(nick, _)| quit["nick"] == *nick))
+                .expect("a stuck session");
+            *slot = None;
+            dropped += 1;
+        }
+        if dropped == STUCK {
+            break;
+        }
+    }
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(dropped, STUCK, "dropped within {ROUNDS} rounds of requests");
+    assert!(started.elapsed() < Duration::from_secs(30), "slow to drop");
+    let peak = peak.load(Ordering::Relaxed);
+    let allowed = base + STUCK as u64 * BOUND_KIB;
+    assert!(
+        peak <= allowed + RSS_SLACK_KIB,
+        "RSS peaked at {peak} KiB with {STUCK} stuck readers, baseline {base} KiB"
+    );
+    // Freed, the lines may stay in the allocator's arenas (glibc keeps a thread's): after the
+    // attack the server's memory is within what it was allowed during it, not near `base`.
+    assert_healthy(&server, allowed).await;
 }
 
 #[tokio::test]
