@@ -85,6 +85,11 @@ pub struct Args {
     /// Messages of history kept per room
     #[arg(long, env = "LANCHAT_HISTORY", default_value_t = 1000)]
     pub history: usize,
+    /// Memory for history, all rooms together, in MiB; beyond, the oldest messages of rooms without
+    /// members go first (with --data-dir they stay on disk)
+    #[arg(long, env = "LANCHAT_HISTORY_MEMORY", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub history_memory: u64,
     /// Most connections at once
     #[arg(long, env = "LANCHAT_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
@@ -151,6 +156,8 @@ pub struct Config {
     pub max_per_ip: usize,
     /// Rooms held in memory at most (see [`Args::max_rooms`]).
     pub max_rooms: usize,
+    /// Bytes of history held in memory at most, all rooms together.
+    pub history_memory: usize,
     pub limits: Limits,
     pub hello_timeout: Duration,
     /// Outbound queue bound, in frames and in bytes.
@@ -181,6 +188,7 @@ impl Default for Config {
             max_clients: 10_000,
             max_per_ip: 64,
             max_rooms: 10_000,
+            history_memory: 256 * 1024 * 1024,
             limits: Limits::default(),
             hello_timeout: Duration::from_secs(10),
             outbox_frames: 10_000,
@@ -258,6 +266,8 @@ impl Args {
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
             max_rooms: self.max_rooms as usize,
+            history_memory: usize::try_from(self.history_memory * 1024 * 1024)
+                .unwrap_or(usize::MAX),
             limits: Limits {
                 max_line,
                 max_text,

@@ -16,11 +16,16 @@ pub struct StoredMessage {
     pub line: Bytes,
 }
 
+/// Memory a stored message costs besides its line: its slot, the id, the shared buffer's header.
+pub const MESSAGE_OVERHEAD: usize = 96;
+
 /// The last `capacity` messages of a room.
 #[derive(Debug)]
 pub struct RoomHistory {
     messages: VecDeque<StoredMessage>,
     capacity: usize,
+    /// Memory held, as [`RoomHistory::cost`] counts it.
+    bytes: usize,
 }
 
 /// A `before` or `after` id that this room's history does not hold.
@@ -32,17 +37,42 @@ impl RoomHistory {
         RoomHistory {
             messages: VecDeque::new(),
             capacity,
+            bytes: 0,
         }
     }
 
-    pub fn push(&mut self, message: StoredMessage) {
+    /// What a message costs in memory, for the server's history budget.
+    pub fn cost(message: &StoredMessage) -> usize {
+        message.line.len() + MESSAGE_OVERHEAD
+    }
+
+    /// Keep `message`, dropping the oldest when the room is full. Returns the change in memory
+    /// held: (added, freed).
+    pub fn push(&mut self, message: StoredMessage) -> (usize, usize) {
         if self.capacity == 0 {
-            return;
+            return (0, 0);
         }
+        let mut freed = 0;
         if self.messages.len() == self.capacity {
-            self.messages.pop_front();
+            freed = self.pop_oldest().unwrap_or(0);
         }
+        let added = Self::cost(&message);
+        self.bytes += added;
         self.messages.push_back(message);
+        (added, freed)
+    }
+
+    /// Drop the oldest message; the memory freed, or `None` if there was none.
+    pub fn pop_oldest(&mut self) -> Option<usize> {
+        let message = self.messages.pop_front()?;
+        let cost = Self::cost(&message);
+        self.bytes -= cost;
+        Some(cost)
+    }
+
+    /// Memory held by this room's messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {

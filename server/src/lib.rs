@@ -95,8 +95,9 @@ impl Shared {
     }
 
     pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
-        let state =
-            State::new(&config.default_room, config.history).with_max_rooms(config.max_rooms);
+        let state = State::new(&config.default_room, config.history)
+            .with_max_rooms(config.max_rooms)
+            .with_history_memory(config.history_memory);
         Arc::new(Shared {
             chat: Chat::new(state, store),
             budgets: Budgets::new(&config.limits, config.max_per_ip),

@@ -107,6 +107,9 @@ pub struct State<M> {
     /// Counts room changes, to order `idle`.
     tick: u64,
     max_rooms: usize,
+    /// Memory held by every room's history, and the most it may hold.
+    history_bytes: usize,
+    max_history_bytes: usize,
     default_room: String,
     history_len: usize,
 }
@@ -121,6 +124,8 @@ impl<M: Clone> State<M> {
             idle: BTreeSet::new(),
             tick: 0,
             max_rooms: usize::MAX,
+            history_bytes: 0,
+            max_history_bytes: usize::MAX,
             default_room: default_room.to_owned(),
             history_len,
         };
@@ -133,6 +138,49 @@ impl<M: Clone> State<M> {
     pub fn with_max_rooms(mut self, max_rooms: usize) -> Self {
         self.max_rooms = max_rooms.max(1);
         self
+    }
+
+    /// Hold at most `bytes` of history in memory, all rooms together: beyond, the oldest messages
+    /// of the rooms without members go first (the room that has been idle longest first), then
+    /// the oldest of the room being written to. (With `--data-dir` they stay on disk.)
+    pub fn with_history_memory(mut self, bytes: usize) -> Self {
+        self.max_history_bytes = bytes;
+        self
+    }
+
+    /// Memory held by history, all rooms together.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    /// After a room's history changed by (added, freed): keep the total, and trim history until
+    /// it fits the budget again.
+    fn kept(&mut self, key: &RoomKey, (added, freed): (usize, usize)) {
+        self.history_bytes = self.history_bytes + added - freed;
+        while self.history_bytes > self.max_history_bytes {
+            // The idle rooms first, oldest first; only a few are looked at, so that rooms kept for
+            // their topic alone cannot make this a scan.
+            let victim = self
+                .idle
+                .iter()
+                .take(8)
+                .map(|(_, k)| k.clone())
+                .find(|k| self.rooms.get(k).is_some_and(|r| !r.history.is_empty()))
+                .unwrap_or_else(|| key.clone());
+            let Some(room) = self.rooms.get_mut(&victim) else {
+                break;
+            };
+            let Some(freed) = room.history.pop_oldest() else {
+                break;
+            };
+            self.history_bytes -= freed;
+            if room.members.is_empty() && room.history.is_empty() && room.topic.is_empty() {
+                if let Some(since) = room.idle_since {
+                    self.idle.remove(&(since, victim.clone()));
+                }
+                self.rooms.remove(&victim);
+            }
+        }
     }
 
     /// Rooms held in memory, with or without members.
@@ -217,7 +265,9 @@ impl<M: Clone> State<M> {
     fn forget_longest_idle(&mut self) -> bool {
         match self.idle.pop_first() {
             Some((_, key)) => {
-                self.rooms.remove(&key);
+                if let Some(room) = self.rooms.remove(&key) {
+                    self.history_bytes -= room.history.bytes();
+                }
                 true
             }
             None => false,
@@ -247,7 +297,9 @@ impl<M: Clone> State<M> {
     /// Reload a stored message (durable history at start).
     pub fn restore_message(&mut self, room: &str, message: StoredMessage) {
         if let Some(entry) = self.room_entry(room) {
-            entry.history.push(message);
+            let change = entry.history.push(message);
+            let key = entry.key.clone();
+            self.kept(&key, change);
         }
     }
 
@@ -442,11 +494,12 @@ impl<M: Clone> State<M> {
         };
         let line = sent.message_line(&entry.name);
         let reply = sent.say_reply_line(re, &entry.name);
-        entry.history.push(StoredMessage {
+        let change = entry.history.push(StoredMessage {
             id: msg_id,
             line: line.clone(),
         });
         let key = entry.key.clone();
+        self.kept(&key, change);
         Ok(Effects {
             reply: Some(reply),
             event: Some(Delivery {

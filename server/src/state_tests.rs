@@ -415,7 +415,11 @@ fn history(chat: &mut Chat, user: &User, room: &str, limit: Option<u32>) -> (Str
         after: None,
         limit,
     };
-    let reply = chat.act(user, &mut |st, _| st.history(None, &q)).remove(0);
+    // The reply is the last thing received (replies to earlier says may come before it).
+    let reply = chat
+        .act(user, &mut |st, _| st.history(None, &q))
+        .pop()
+        .unwrap();
     let texts = reply["messages"]
         .as_array()
         .unwrap()
@@ -539,4 +543,47 @@ fn restored_rooms_beyond_the_cap_are_not_held() {
         2,
         "the lobby and the newest restored room"
     );
+}
+
+#[test]
+fn history_memory_is_bounded_and_idle_rooms_give_theirs_up_first() {
+    // Room for about 12 short messages in all.
+    let cost = |text: &str| {
+        // The line of a message from "ann" in room "a" or "b": measured, not guessed.
+        let mut probe = Chat::new();
+        let [ann] = probe.users(["ann"]);
+        probe.join(&ann, "a");
+        let before = probe.state.history_bytes();
+        probe.say(&ann, "a", text);
+        probe.state.history_bytes() - before
+    };
+    let one = cost("0123456789");
+    let mut chat = Chat {
+        state: State::new("Lobby", 100).with_history_memory(12 * one),
+        next_id: 1,
+    };
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    chat.join(&ann, "a");
+    for _ in 0..8 {
+        chat.say(&ann, "a", "0123456789");
+    }
+    chat.leave(&ann, "a"); // "a" is now idle, with 8 messages
+    chat.join(&bob, "b");
+    for _ in 0..8 {
+        chat.say(&bob, "b", "0123456789");
+    }
+    assert!(chat.state.history_bytes() <= 12 * one);
+    // The idle room gave up its oldest messages; the active one kept all of its own.
+    assert_eq!(history(&mut chat, &bob, "b", None).1.len(), 8);
+    assert_eq!(history(&mut chat, &bob, "a", None).1.len(), 4);
+    // With nothing idle left to give, the room written to gives up its own oldest.
+    for _ in 0..10 {
+        chat.say(&bob, "b", "0123456789");
+    }
+    assert!(chat.state.history_bytes() <= 12 * one);
+    assert!(
+        history(&mut chat, &bob, "a", None).1.is_empty(),
+        "a gave everything"
+    );
+    assert_eq!(history(&mut chat, &bob, "b", None).1.len(), 12);
 }
