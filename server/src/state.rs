@@ -133,61 +133,6 @@ impl<M: Clone> State<M> {
         state
     }
 
-    /// Hold at most `max_rooms` rooms (the default room included): beyond, the room that has been
-    /// without members longest is forgotten, and when every room has members a new one is refused.
-    pub fn with_max_rooms(mut self, max_rooms: usize) -> Self {
-        self.max_rooms = max_rooms.max(1);
-        self
-    }
-
-    /// Hold at most `bytes` of history in memory, all rooms together: beyond, the oldest messages
-    /// of the rooms without members go first (the room that has been idle longest first), then
-    /// the oldest of the room being written to. (With `--data-dir` they stay on disk.)
-    pub fn with_history_memory(mut self, bytes: usize) -> Self {
-        self.max_history_bytes = bytes;
-        self
-    }
-
-    /// Memory held by history, all rooms together.
-    pub fn history_bytes(&self) -> usize {
-        self.history_bytes
-    }
-
-    /// After a room's history changed by (added, freed): keep the total, and trim history until
-    /// it fits the budget again.
-    fn kept(&mut self, key: &RoomKey, (added, freed): (usize, usize)) {
-        self.history_bytes = self.history_bytes + added - freed;
-        while self.history_bytes > self.max_history_bytes {
-            // The idle rooms first, oldest first; only a few are looked at, so that rooms kept for
-            // their topic alone cannot make this a scan.
-            let victim = self
-                .idle
-                .iter()
-                .take(8)
-                .map(|(_, k)| k.clone())
-                .find(|k| self.rooms.get(k).is_some_and(|r| !r.history.is_empty()))
-                .unwrap_or_else(|| key.clone());
-            let Some(room) = self.rooms.get_mut(&victim) else {
-                break;
-            };
-            let Some(freed) = room.history.pop_oldest() else {
-                break;
-            };
-            self.history_bytes -= freed;
-            if room.members.is_empty() && room.history.is_empty() && room.topic.is_empty() {
-                if let Some(since) = room.idle_since {
-                    self.idle.remove(&(since, victim.clone()));
-                }
-                self.rooms.remove(&victim);
-            }
-        }
-    }
-
-    /// Rooms held in memory, with or without members.
-    pub fn rooms_held(&self) -> usize {
-        self.rooms.len()
-    }
-
     /// Registered users.
     pub fn users(&self) -> usize {
         self.users.len()
@@ -222,76 +167,6 @@ impl<M: Clone> State<M> {
         self.users
             .get_mut(&who.id)
             .unwrap_or_else(|| unreachable!("a Registered outlives its user"))
-    }
-
-    /// The room called `name`, made if need be: `None` when it would be one room too many and
-    /// every room held has members.
-    fn room_entry(&mut self, name: &str) -> Option<&mut Room<M>> {
-        let key: RoomKey = name_key(name).into();
-        if !self.rooms.contains_key(&key) {
-            if self.rooms.len() >= self.max_rooms && !self.forget_longest_idle() {
-                return None;
-            }
-            self.tick += 1;
-            let room = Room {
-                key: key.clone(),
-                name: name.to_owned(),
-                topic: String::new(),
-                members: HashMap::new(),
-                history: RoomHistory::new(self.history_len),
-                idle_since: None,
-            };
-            self.rooms.insert(key.clone(), room);
-            if *key != *name_key(&self.default_room) {
-                // Made without a member (a restored room) or about to get one (a join): the
-                // join takes it out of the idle set again.
-                self.mark_idle(&key);
-            }
-        }
-        self.rooms.get_mut(&key)
-    }
-
-    fn mark_idle(&mut self, key: &RoomKey) {
-        self.tick += 1;
-        if let Some(room) = self.rooms.get_mut(key) {
-            if let Some(old) = room.idle_since.replace(self.tick) {
-                self.idle.remove(&(old, key.clone()));
-            }
-            self.idle.insert((self.tick, key.clone()));
-        }
-    }
-
-    /// Forget the room that has been without members longest; false if there is none.
-    fn forget_longest_idle(&mut self) -> bool {
-        match self.idle.pop_first() {
-            Some((_, key)) => {
-                if let Some(room) = self.rooms.remove(&key) {
-                    self.history_bytes -= room.history.bytes();
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// After `key` lost a member: keep the count of active rooms, and forget the room if it is
-    /// empty and holds nothing, or queue it to be forgotten first when room is needed.
-    fn left(&mut self, key: &RoomKey) {
-        let Some(room) = self.rooms.get(key) else {
-            return;
-        };
-        if !room.members.is_empty() {
-            return;
-        }
-        self.active -= 1;
-        if **key == *name_key(&self.default_room) {
-            return;
-        }
-        if room.history.is_empty() && room.topic.is_empty() {
-            self.rooms.remove(key);
-        } else {
-            self.mark_idle(key);
-        }
     }
 
     /// Reload a stored message (durable history at start).
@@ -763,6 +638,8 @@ fn new_message_id() -> (Uuid, u64) {
         });
     (id, ts)
 }
+
+mod keeping;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
