@@ -83,8 +83,8 @@ pub struct Admission {
     failures: Mutex<HashMap<Source, Failures>>,
 }
 
-/// Why a connection is refused at once.
-pub type Refused = &'static str;
+/// Why a connection is not admitted: the message its `server_full` error carries.
+pub type NotAdmitted = &'static str;
 
 impl Admission {
     pub fn new(caps: Caps) -> Arc<Self> {
@@ -104,7 +104,7 @@ impl Admission {
     }
 
     /// Take a slot for a new connection (waiting for its hello), or say why not.
-    pub fn admit(self: &Arc<Self>, source: Source) -> Result<Permit, Refused> {
+    pub fn admit(self: &Arc<Self>, source: Source) -> Result<Permit, NotAdmitted> {
         let caps = self.caps;
         let mut c = self.counts();
         if c.open >= caps.max_clients {
@@ -182,8 +182,9 @@ impl Admission {
         f.count += 1;
     }
 
-    /// Sources whose failed passwords are remembered (for tests and the bound).
-    pub fn tracked_sources(&self) -> usize {
+    /// Sources whose failed passwords are remembered (for the bound's test).
+    #[cfg(test)]
+    fn tracked_sources(&self) -> usize {
         self.failures().len()
     }
 }

@@ -12,7 +12,6 @@
 //! [`MAX_TRACKED`]: a bucket that has refilled completely holds nothing a new one would not, so it
 //! is the first to go.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,45 +19,27 @@ use lanchat_protocol::bucket::TokenBucket;
 use lanchat_protocol::Limits;
 
 use crate::admission::Source;
+use crate::buckets::BucketTable;
 
 /// How many nicks' worth of messages one address may send, at least.
 pub const PER_SOURCE: u32 = 4;
 /// Connections allowed per address for each further nick's worth.
 const CONNECTIONS_PER_NICK: usize = 16;
-/// Buckets kept at once, addresses and nicks together.
-pub const MAX_TRACKED: usize = 8192;
+/// Buckets kept at once: nicks, and addresses, each.
+pub const MAX_TRACKED: usize = 4096;
 
 /// One kind of budget: the buckets of every nick and address.
 #[derive(Debug)]
 pub struct Budget {
-    /// (burst, per second) of a nick; a source gets `per_source` times both.
-    burst: f64,
+    /// Tokens a second of a nick; no limit at all when 0.
     per_sec: f64,
-    per_source: f64,
     tables: Mutex<Tables>,
 }
 
-/// Two maps, so that a nick is looked up by `&str` with no copy made per message.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tables {
-    nicks: HashMap<String, TokenBucket>,
-    sources: HashMap<Source, TokenBucket>,
-}
-
-impl Tables {
-    fn len(&self) -> usize {
-        self.nicks.len() + self.sources.len()
-    }
-
-    /// Make room for one more bucket if the tables are full: forget the rested buckets. False if
-    /// every bucket is still in use.
-    fn make_room(&mut self, now: Instant) -> bool {
-        if self.len() >= MAX_TRACKED {
-            self.nicks.retain(|_, b| !b.is_full(now));
-            self.sources.retain(|_, b| !b.is_full(now));
-        }
-        self.len() < MAX_TRACKED
-    }
+    nicks: BucketTable<String>,
+    sources: BucketTable<Source>,
 }
 
 /// The three budgets of one server.
@@ -69,15 +50,27 @@ pub struct Budgets {
     pub reply_bytes: Budget,
 }
 
+impl Tables {
+    fn charge(&mut self, source: Option<Source>, nick_key: &str, amount: f64, now: Instant) {
+        if let Some(b) = self.nicks.existing(nick_key) {
+            b.charge(amount, now);
+        }
+        if let Some(b) = source.and_then(|s| self.sources.existing(&s)) {
+            b.charge(amount, now);
+        }
+    }
+}
+
 impl Budgets {
     /// Budgets for these limits, on a server allowing `max_per_source` connections per address.
     pub fn new(limits: &Limits, max_per_source: usize) -> Self {
         let per_source = (max_per_source / CONNECTIONS_PER_NICK).max(PER_SOURCE as usize) as f64;
         let budget = |burst: f64, per_sec: f64| Budget {
-            burst,
             per_sec,
-            per_source,
-            tables: Mutex::new(Tables::default()),
+            tables: Mutex::new(Tables {
+                nicks: BucketTable::new(MAX_TRACKED, burst, per_sec),
+                sources: BucketTable::new(MAX_TRACKED, burst * per_source, per_sec * per_source),
+            }),
         };
         Budgets {
             messages: budget(f64::from(limits.rate_burst), f64::from(limits.rate_per_sec)),
@@ -98,21 +91,18 @@ impl Budget {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn bucket(&self, scale: f64, now: Instant) -> TokenBucket {
-        TokenBucket::new(self.burst * scale, self.per_sec * scale, now)
-    }
-
-    /// Charge one to `nick_key` (a folded nick) and `source`; if either is out of budget, nothing
-    /// is charged and the error says how long until both have some again. When the tables are
-    /// full of buckets in use, a newcomer is not tracked (and not limited by them) rather than
-    /// evicting someone's spent budget: filling them takes thousands of requests within seconds,
-    /// each within budget.
-    pub fn admit(&self, source: Source, nick_key: &str, now: Instant) -> Result<(), Duration> {
+    /// One request's worth, for the tests.
+    #[cfg(test)]
+    fn admit(&self, source: Source, nick_key: &str, now: Instant) -> Result<(), Duration> {
         self.charge(source, nick_key, 1.0, now)
     }
 
-    /// [`Budget::admit`] for `amount` at once: allowed while both buckets hold something, which
-    /// may then go into debt.
+    /// Charge `amount` to `nick_key` (a folded nick) and `source`, allowed while both buckets
+    /// hold a token (an amount larger than that may leave them in debt; 0 only checks). If
+    /// either is out of budget, nothing is charged and the error says how long until both have
+    /// a token again. When a table is full of buckets in use, a newcomer is not tracked (and not
+    /// limited by it) rather than evicting someone's spent budget: filling it takes thousands of
+    /// requests within seconds, each within budget.
     pub fn charge(
         &self,
         source: Source,
@@ -124,47 +114,35 @@ impl Budget {
             return Ok(());
         }
         let t = &mut *self.tables();
-        if !t.nicks.contains_key(nick_key) && t.make_room(now) {
-            t.nicks.insert(nick_key.to_owned(), self.bucket(1.0, now));
-        }
-        let tracked_source = source != Source::Unknown;
-        if tracked_source && !t.sources.contains_key(&source) && t.make_room(now) {
-            let bucket = self.bucket(self.per_source, now);
-            t.sources.insert(source, bucket);
-        }
-        let nick_ok = t.nicks.get_mut(nick_key).is_none_or(|b| b.has_token(now));
-        let source_ok = t.sources.get_mut(&source).is_none_or(|b| b.has_token(now));
+        // An untracked key (the table full of buckets in use) is not limited by it.
+        let nick_ok = t.nicks.get(nick_key, now).is_none_or(|b| b.has_token(now));
+        let source = (source != Source::Unknown).then_some(source);
+        let source_ok = source
+            .and_then(|s| t.sources.get(&s, now))
+            .is_none_or(|b| b.has_token(now));
         if !(nick_ok && source_ok) {
             let wait = |b: Option<&mut TokenBucket>| b.map_or(Duration::ZERO, |b| b.wait(now));
-            let nick_wait = wait(t.nicks.get_mut(nick_key));
-            return Err(nick_wait.max(wait(t.sources.get_mut(&source))));
+            let nick_wait = wait(t.nicks.existing(nick_key));
+            let source_wait = wait(source.and_then(|s| t.sources.existing(&s)));
+            return Err(nick_wait.max(source_wait));
         }
-        if let Some(b) = t.nicks.get_mut(nick_key) {
-            b.charge(amount, now);
-        }
-        if let Some(b) = t.sources.get_mut(&source) {
-            b.charge(amount, now);
-        }
+        t.charge(source, nick_key, amount, now);
         Ok(())
     }
 
     /// Charge `amount` that is already spent (a reply already sent), whatever is left.
     pub fn force(&self, source: Source, nick_key: &str, amount: f64, now: Instant) {
-        if self.per_sec <= 0.0 {
-            return;
-        }
-        let t = &mut *self.tables();
-        if let Some(b) = t.nicks.get_mut(nick_key) {
-            b.charge(amount, now);
-        }
-        if let Some(b) = t.sources.get_mut(&source) {
-            b.charge(amount, now);
+        if self.per_sec > 0.0 {
+            let source = (source != Source::Unknown).then_some(source);
+            self.tables().charge(source, nick_key, amount, now);
         }
     }
 
     /// Buckets held (for tests and the bound).
-    pub fn tracked(&self) -> usize {
-        self.tables().len()
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        let t = self.tables();
+        t.nicks.len() + t.sources.len()
     }
 }
 

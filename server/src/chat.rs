@@ -54,6 +54,11 @@ pub fn deliver<M: Mailbox>(
                     }
                 }
             }
+            Audience::User(id) => {
+                if let Some(mailbox) = state.mailbox(id) {
+                    mailbox.deliver(event.line);
+                }
+            }
             Audience::Users(ids) => {
                 for id in ids {
                     if let Some(mailbox) = state.mailbox(id) {

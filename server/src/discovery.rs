@@ -12,13 +12,14 @@
 //! queries over those limits are dropped without a word. PROTOCOL.md ("UDP discovery") states the
 //! resulting bounds.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lanchat_net::{ipv4_interfaces, Interface};
 use lanchat_protocol::bucket::TokenBucket;
+
+use crate::buckets::BucketTable;
 use lanchat_protocol::discovery::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -75,14 +76,13 @@ pub const PER_SOURCE_PER_SEC: f64 = 1.0;
 /// on one LAN discovering at the same moment are all answered, and a flood from forged sources
 /// costs at most this many beacons, chat-state lookups and sends a second.
 pub const OVERALL_PER_SEC: f64 = 200.0;
-/// Source addresses whose limit is tracked at most. A source quiet long enough to have its
-/// whole burst back ([`SOURCE_IDLE`]) is forgotten when room is needed: that gives it nothing it
-/// would not have had. While every tracked source is active, a new one is not answered.
+/// Source addresses whose limit is tracked at most. A source whose bucket has refilled (at
+/// most [`SOURCE_IDLE`] after its last query) is forgotten when room is needed: that gives it
+/// nothing it would not have had. While every tracked source is active, a new one is not
+/// answered. (The table is a [`BucketTable`].)
 pub const MAX_SOURCES: usize = 1024;
-/// How long a source must be quiet before its bucket is full again and it can be forgotten.
+/// The longest a source's bucket takes to refill completely.
 pub const SOURCE_IDLE: Duration = Duration::from_secs(4);
-/// How often a full source table is swept for idle sources, at most (a sweep visits them all).
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// How often the count of dropped queries is logged, at most.
 const DROPPED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long the list of interfaces (a getifaddrs call) is reused before it is read again.
@@ -100,43 +100,28 @@ pub enum Verdict {
     TooManySources,
 }
 
-struct SourceLimit {
-    bucket: TokenBucket,
-    last_query: Instant,
-}
-
 /// The answer limits: a token bucket per source address (at most [`MAX_SOURCES`] of them) and
 /// one for the server. Pure: the caller passes the time.
 pub struct AnswerLimiter {
-    sources: HashMap<Ipv4Addr, SourceLimit>,
+    sources: BucketTable<Ipv4Addr>,
     overall: TokenBucket,
-    last_sweep: Option<Instant>,
 }
 
 impl AnswerLimiter {
     pub fn new(now: Instant) -> Self {
         AnswerLimiter {
-            sources: HashMap::new(),
+            sources: BucketTable::new(MAX_SOURCES, PER_SOURCE_BURST, PER_SOURCE_PER_SEC),
             overall: TokenBucket::new(OVERALL_PER_SEC, OVERALL_PER_SEC, now),
-            last_sweep: None,
         }
     }
 
     /// Whether to answer a `discover` from `src` at `now`; an answer takes one token from the
     /// source's bucket and one from the server's.
     pub fn check(&mut self, src: Ipv4Addr, now: Instant) -> Verdict {
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&src) {
-            self.sweep(now);
-            if self.sources.len() >= MAX_SOURCES {
-                return Verdict::TooManySources;
-            }
-        }
-        let source = self.sources.entry(src).or_insert_with(|| SourceLimit {
-            bucket: TokenBucket::new(PER_SOURCE_BURST, PER_SOURCE_PER_SEC, now),
-            last_query: now,
-        });
-        source.last_query = source.last_query.max(now);
-        if !source.bucket.try_take(now) {
+        let Some(source) = self.sources.get(&src, now) else {
+            return Verdict::TooManySources;
+        };
+        if !source.try_take(now) {
             Verdict::SourceLimited
         } else if !self.overall.try_take(now) {
             Verdict::OverallLimited
@@ -145,21 +130,9 @@ impl AnswerLimiter {
         }
     }
 
-    /// Forget the sources quiet for [`SOURCE_IDLE`], at most once per [`SWEEP_EVERY`].
-    fn sweep(&mut self, now: Instant) {
-        if self
-            .last_sweep
-            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
-        {
-            return;
-        }
-        self.last_sweep = Some(now);
-        self.sources
-            .retain(|_, s| now.saturating_duration_since(s.last_query) < SOURCE_IDLE);
-    }
-
     /// Source addresses tracked now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.sources.len()
     }
 }
@@ -446,27 +419,23 @@ mod tests {
     }
 
     #[test]
-    fn the_source_table_is_bounded_and_forgets_only_idle_sources() {
+    fn the_source_table_is_bounded_and_forgets_only_rested_sources() {
         let t = Instant::now();
         let mut l = AnswerLimiter::new(t);
         let many = |i: usize| Ipv4Addr::from(0x0a00_0000 + i as u32);
         for i in 0..MAX_SOURCES {
-            // Over about 3 s: each is tracked, whether the overall limit answers it or not.
-            l.check(many(i), t + secs(i as f64 * 0.003));
+            // Each is tracked, whether the overall limit answers it or not.
+            l.check(many(i), t);
         }
         assert_eq!(l.tracked(), MAX_SOURCES);
-        let end = t + secs(MAX_SOURCES as f64 * 0.003);
-        // Every source queried within the last 4 s is active: a new one is refused, untracked.
+        // Every source took a token half a second ago: none has refilled, a new one is refused.
         let newcomer = Ipv4Addr::new(192, 168, 0, 1);
-        assert_eq!(l.check(newcomer, end), Verdict::TooManySources);
+        assert_eq!(l.check(newcomer, t + secs(0.5)), Verdict::TooManySources);
         assert_eq!(l.tracked(), MAX_SOURCES);
-        // Those quiet for 4 s are forgotten when room is needed; their buckets were full anyway.
-        let later = t + secs(4.5);
+        // A second later they have their burst back and are forgotten when room is needed.
+        let later = t + secs(1.0);
         assert_eq!(l.check(newcomer, later), Verdict::Answer);
-        let idle = (0..MAX_SOURCES)
-            .filter(|i| (*i as f64) * 0.003 <= 0.5)
-            .count();
-        assert_eq!(l.tracked(), MAX_SOURCES - idle + 1);
+        assert_eq!(l.tracked(), 1);
         // A flood from ever new addresses never grows the table.
         for i in 0..100_000 {
             l.check(

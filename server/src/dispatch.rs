@@ -361,14 +361,16 @@ impl Turn<'_> {
             nick_key,
         } = self;
         // Checked after the request's own checks: a refused request costs nothing.
-        let charge = |budget: &Budget, what: &str| {
-            budget.admit(source, nick_key, now).map_err(|wait| Refused {
-                refusal: (
-                    ErrorCode::RateLimited,
-                    format!("too many {what}; this one was not applied"),
-                ),
-                retry_after: Some(wait),
-            })
+        let charge = |budget: &Budget, amount: f64, what: &str| {
+            budget
+                .charge(source, nick_key, amount, now)
+                .map_err(|wait| Refused {
+                    refusal: (
+                        ErrorCode::RateLimited,
+                        format!("too many {what}; this one was not applied"),
+                    ),
+                    retry_after: Some(wait),
+                })
         };
         let events = "joins, leaves, nick, status and topic changes";
         match command {
@@ -378,30 +380,30 @@ impl Turn<'_> {
             ))),
             Command::Join { room } => {
                 check_room(&room)?;
-                charge(&budgets.events, events)?;
+                charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.join(who, re, &room))?;
                 Ok(None)
             }
             Command::Leave { room } => {
-                charge(&budgets.events, events)?;
+                charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.leave(who, re, &room))?;
                 Ok(None)
             }
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
-                charge(&budgets.messages, "messages")?;
+                charge(&budgets.messages, 1.0, "messages")?;
                 chat.run(out, |st| st.say(who, re, &room, &text))?;
                 Ok(None)
             }
             Command::Dm { to, text } => {
                 check_text(&text, limits.max_text)?;
-                charge(&budgets.messages, "messages")?;
+                charge(&budgets.messages, 1.0, "messages")?;
                 chat.run(out, |st| st.dm(who, re, &to, &text))?;
                 Ok(None)
             }
             Command::Nick { nick } => {
                 check_nick(&nick)?;
-                charge(&budgets.events, events)?;
+                charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.set_nick(who, re, &nick))?;
                 *nick_key = name_key(&nick);
                 Ok(None)
@@ -410,14 +412,14 @@ impl Turn<'_> {
                 if let Some(t) = &text {
                     check_short_text("status text", t, MAX_STATUS_TEXT_CHARS)?;
                 }
-                charge(&budgets.events, events)?;
+                charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.set_status(who, re, status, text))?;
                 Ok(None)
             }
             Command::Topic { room, topic } => {
                 if let Some(t) = &topic {
                     check_short_text("topic", t, MAX_TOPIC_CHARS)?;
-                    charge(&budgets.events, events)?;
+                    charge(&budgets.events, 1.0, events)?;
                 }
                 chat.run(out, |st| st.topic(who, re, &room, topic))?;
                 Ok(None)
@@ -428,13 +430,15 @@ impl Turn<'_> {
             }
             // Replies charged by their size once built: allowed while the budget holds anything.
             Command::Rooms {} => {
-                charge(&budgets.reply_bytes, "history and rooms replies")?;
+                // Nothing taken yet: the reply is charged its size once built.
+                charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
                 let size = reply_size(chat, out, |st| Ok(st.rooms(re)))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(None)
             }
             Command::History(query) => {
-                charge(&budgets.reply_bytes, "history and rooms replies")?;
+                // Nothing taken yet: the reply is charged its size once built.
+                charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
                 let size = reply_size(chat, out, |st| st.history(re, &query))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(None)

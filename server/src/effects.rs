@@ -18,6 +18,8 @@ pub type RoomKey = Arc<str>;
 pub enum Audience {
     /// Every member of a room but one (the user who caused the event).
     Room { key: RoomKey, except: SessionId },
+    /// One user (the target of a `dm`).
+    User(SessionId),
     /// These users, each once (a user's neighbours: everyone who shares a room with them).
     Users(Vec<SessionId>),
 }

@@ -8,7 +8,8 @@
 //! - [`session`]: one connection: the read loop, its timers, and its writer task.
 //! - [`dispatch`]: one client as the protocol sees it: each request from decode to effects.
 //! - [`guard`]: per-session protections (error and flood windows).
-//! - [`budget`]: message budgets charged to the nick and the address (they outlive a connection).
+//! - [`budget`]: budgets charged to the nick and the address (they outlive a connection).
+//! - [`buckets`]: a bounded table of token buckets, one per key (budgets, discovery answers).
 //! - [`state`]: the chat rules: users, nicks, rooms, members, history; each rule returns effects.
 //! - [`effects`]: what a rule returns: deliveries (audience + line) and persistence.
 //! - [`chat`]: the shared state behind one short-held mutex; applies effects (fan-out, persistence).
@@ -19,6 +20,7 @@
 //! - [`logsafe`]: client- and network-supplied strings rendered safely for one log field.
 
 pub mod admission;
+pub mod buckets;
 pub mod budget;
 pub mod chat;
 pub mod config;
@@ -125,7 +127,7 @@ impl Shared {
     }
 
     /// Take a connection slot, or say why not.
-    pub fn admit(&self, source: Source) -> Result<Permit, admission::Refused> {
+    pub fn admit(&self, source: Source) -> Result<Permit, admission::NotAdmitted> {
         self.admission.admit(source)
     }
 

@@ -414,12 +414,8 @@ impl<M: Clone> State<M> {
             from: &self.user(who).nick,
             text,
         };
-        Ok(
-            Effects::reply(sent.dm_reply_line(re, &target.nick)).with_event(
-                Audience::Users(vec![target_id]),
-                sent.direct_line(&target.nick),
-            ),
-        )
+        Ok(Effects::reply(sent.dm_reply_line(re, &target.nick))
+            .with_event(Audience::User(target_id), sent.direct_line(&target.nick)))
     }
 
     /// Every other user who shares at least one room with `who`, each once.

@@ -27,7 +27,8 @@ impl<M: Clone> State<M> {
     }
 
     /// Memory held by history, all rooms together.
-    pub fn history_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn history_bytes(&self) -> usize {
         self.history_bytes
     }
 
@@ -62,7 +63,8 @@ impl<M: Clone> State<M> {
     }
 
     /// Rooms held in memory, with or without members.
-    pub fn rooms_held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn rooms_held(&self) -> usize {
         self.rooms.len()
     }
 
