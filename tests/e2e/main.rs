@@ -1,6 +1,7 @@
 //! End-to-end tests against the real `lanchat-server` binary (and the clients), all in one test
 //! binary as ripgrep does. Run `cargo build --workspace --bins` first (scripts/test does).
 
+mod abuse;
 mod client;
 mod commands;
 mod discovery;

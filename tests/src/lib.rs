@@ -6,6 +6,8 @@
 //! - [`bin_path`] finds workspace binaries (cargo only sets `CARGO_BIN_EXE_*` for the package
 //!   under test): an override variable first, then the workspace target directory.
 
+pub mod abuse;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
