@@ -292,6 +292,23 @@ impl Client {
         if let Err(refusal) = check_nick(&hello.nick) {
             return self.error(re, refusal, now);
         }
+        // Arriving tells the default room, and leaving tells it again: a registration is an
+        // event, so that reconnecting in a loop cannot flood anyone's screen. Checked here,
+        // taken once registered (a refused nick costs nothing).
+        let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
+        let nick_key = name_key(&hello.nick);
+        let events = &self.shared.budgets.events;
+        if let Err(wait) = events.charge(source, &nick_key, 0.0, now) {
+            let refusal = (
+                ErrorCode::RateLimited,
+                "too many registrations from your address; try again later".to_owned(),
+            );
+            let refused = Refused {
+                refusal,
+                retry_after: Some(wait),
+            };
+            return self.refused(re, refused, now);
+        }
         // Encoded before the lock is taken; queued under it, ahead of every event.
         let welcome = ServerFrame::Welcome(Welcome {
             re: re.clone(),
@@ -322,8 +339,12 @@ impl Client {
                 // The client string is whatever the peer sent: escaped, so it cannot forge lines.
                 let client = logsafe::field(client);
                 info!(peer = %self.peer, nick = %hello.nick, %client, "registered");
+                self.shared
+                    .budgets
+                    .events
+                    .force(source, &nick_key, 1.0, now);
                 self.registered = Some(who);
-                self.nick_key = name_key(&hello.nick);
+                self.nick_key = nick_key;
                 None
             }
             Err(refusal) => self.error(re, refusal, now),

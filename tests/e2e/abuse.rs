@@ -128,11 +128,7 @@ async fn history_replies_are_held_to_the_reply_bytes_budget() {
     // The budget may be overdrawn by the replies in flight when it runs out: 20 at most.
     let in_flight = 20.0 * a.get("ok_bytes") as f64 / a.get("accepted").max(1) as f64;
     let cap = allowance(REPLY_BYTES_BURST, REPLY_BYTES_PER_SEC, a.secs) + in_flight;
-    assert!(
-        a.get("ok_bytes") as f64 <= cap,
-        "{} > {cap}",
-        a.summary()
-    );
+    assert!(a.get("ok_bytes") as f64 <= cap, "{} > {cap}", a.summary());
     assert!(a.get("rate_limited") > 0, "{}", a.summary());
 }
 
@@ -168,11 +164,7 @@ async fn listing_rooms_in_a_loop_is_budgeted() {
     let a = &run.attack;
     let in_flight = 20.0 * a.get("ok_bytes") as f64 / a.get("accepted").max(1) as f64;
     let cap = allowance(REPLY_BYTES_BURST, REPLY_BYTES_PER_SEC, a.secs) + in_flight;
-    assert!(
-        a.get("ok_bytes") as f64 <= cap,
-        "{} > {cap}",
-        a.summary()
-    );
+    assert!(a.get("ok_bytes") as f64 <= cap, "{} > {cap}", a.summary());
 }
 
 /// Finding 6 (before: 64 readers that stopped reading held +307 MB indefinitely): each is

@@ -311,7 +311,7 @@ async fn requests_that_tell_others_are_budgeted_but_a_rejoin_of_100_rooms_is_not
         }
     }
     let (i, reply) = refused.expect("the flood was refused");
-    assert_eq!(i, 200, "the burst is 200");
+    assert_eq!(i, 199, "the burst is 200, and registering took one");
     assert_eq!(reply["code"], "rate_limited");
     assert_eq!(reply["retry_after_ms"], 500, "2 per second");
     let before = Instant::now();
@@ -321,6 +321,31 @@ async fn requests_that_tell_others_are_budgeted_but_a_rejoin_of_100_rooms_is_not
         .await;
     assert_eq!(flood.expect_reply().await["type"], "ok");
     assert!(before.elapsed() >= Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn registrations_from_one_address_are_budgeted_as_events() {
+    // Each arrival tells the default room (and each departure again): reconnecting in a loop
+    // spends the address's events budget, 4 x 200, then is refused until it refills.
+    let mut server = Server::new(config());
+    let address = Source::Ip([127, 0, 0, 9].into());
+    for n in 0..800 {
+        let mut c = server.connect_from(address);
+        c.hello(&format!("loop{n}")).await;
+        c.send(json!({"type":"quit"})).await;
+        c.read_to_close().await;
+    }
+    let mut c = server.connect_from(address);
+    c.send(json!({"type":"hello","nick":"loop800"})).await;
+    let refused = c.recv().await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(refused["retry_after_ms"], 125, "8 a second for an address");
+    // Still connected, not registered: the same hello passes once the budget has refilled.
+    tokio::time::sleep(Duration::from_millis(125)).await;
+    assert_eq!(c.hello("loop800").await["type"], "welcome");
+    // Another address is not affected.
+    let mut other = server.connect_from(Source::Ip([127, 0, 0, 10].into()));
+    assert_eq!(other.hello("neighbour").await["type"], "welcome");
 }
 
 #[tokio::test(start_paused = true)]
