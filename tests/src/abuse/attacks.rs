@@ -239,7 +239,7 @@ pub async fn discover_flood(t: &Target, dur: Duration, block: u8) -> Outcome {
             out.add("answer_bytes", n as u64);
             largest = largest.max(n as u64);
         }
-        if sent.is_multiple_of(64) {
+        if sent % 64 == 0 {
             tokio::task::yield_now().await;
         }
     }
