@@ -68,6 +68,8 @@ impl SoakClient {
     fn handle(&mut self, v: &Value) {
         match v["type"].as_str().unwrap_or("") {
             "welcome" => self.open_membership("lobby"),
+            // An attacker's message (the soak under attack) is not one of the soak's.
+            "message" if idx_of(v["from"].as_str().unwrap_or("")).is_none() => {}
             "message" => {
                 let room = v["room"].as_str().unwrap();
                 let i = *self
@@ -128,11 +130,22 @@ impl SoakClient {
     }
 }
 
+/// How the honest soak clients behave.
+#[derive(Clone, Copy)]
+struct Manner {
+    /// Pause between two requests (a person's pace), or none (as fast as replies come).
+    pace: Option<Duration>,
+    /// Each client from an address of its own (`127.0.1.<idx>`, then `127.0.2.x`...), for
+    /// per-address budgets; otherwise all from 127.0.0.1.
+    own_address: bool,
+}
+
 async fn run_client(
     idx: usize,
     addr: SocketAddr,
     deadline: Instant,
     nicks: Arc<Mutex<Vec<String>>>,
+    manner: Manner,
 ) -> ClientLog {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1).wrapping_mul(0x1000_0001));
     let mut total = ClientLog::default();
@@ -140,8 +153,15 @@ async fn run_client(
     while Instant::now() < deadline {
         let nick = format!("c{idx}-{gen}");
         gen += 1;
+        let c = match manner.own_address {
+            true => {
+                let ip = [127, 0, 1 + (idx / 250) as u8, 1 + (idx % 250) as u8];
+                TestClient::connect_from(addr, ip.into()).await
+            }
+            false => TestClient::connect(addr).await,
+        };
         let mut s = SoakClient {
-            c: TestClient::connect(addr).await,
+            c,
             log: ClientLog::default(),
             open: HashMap::new(),
             next_id: 0,
@@ -150,6 +170,10 @@ async fn run_client(
         assert_eq!(w["type"], "welcome", "{w}");
         nicks.lock().unwrap()[idx] = nick;
         while Instant::now() < deadline {
+            if let Some(pace) = manner.pace {
+                // Pacing, not synchronisation: a person does not type faster than this.
+                tokio::time::sleep(pace).await;
+            }
             let roll = rng.below(100);
             if roll < 45 {
                 let joined: Vec<String> = s.open.keys().cloned().collect();
@@ -254,25 +278,75 @@ fn users_via_discover(port: u16) -> u64 {
 async fn soak_invariants_hold() {
     let secs = env_or("LANCHAT_SOAK_SECS", 20);
     let n = env_or("LANCHAT_SOAK_CLIENTS", 200) as usize;
+    let manner = Manner {
+        pace: None,
+        own_address: false,
+    };
+    soak(
+        secs,
+        n,
+        &["--rate-per-sec", "0", "--max-per-ip", "100000"],
+        manner,
+        false,
+    )
+    .await;
+}
+
+/// The same invariants for honest clients at a person's pace, each from an address of its own,
+/// with the default limits on, while attackers flood the lobby (every attack of
+/// `lanchat_tests::abuse` a client can make, from `127.0.<10..>.x`) for the whole run: nobody
+/// honest is refused, limited, dropped, or misses or reorders a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_invariants_hold_under_attack() {
+    let secs = env_or("LANCHAT_SOAK_ATTACK_SECS", 12);
+    let n = env_or("LANCHAT_SOAK_ATTACK_CLIENTS", 100) as usize;
+    let manner = Manner {
+        // 5 requests a second at most: never over a message or events budget.
+        pace: Some(Duration::from_millis(200)),
+        own_address: true,
+    };
+    soak(secs, n, &["--max-rooms", "2000"], manner, true).await;
+}
+
+/// Attack the lobby for `dur`, every attack at once, each from its own addresses.
+async fn attackers(addr: SocketAddr, udp: u16, dur: Duration) {
+    use lanchat_tests::abuse::{attacks, Target};
+    let mut t = Target::new(addr);
+    t.udp = Some(SocketAddr::from(([127, 0, 0, 1], udp)));
+    let outcomes = tokio::join!(
+        attacks::reconnect_flood(&t, dur, 10),
+        attacks::event_flood(&t, dur, 12),
+        attacks::history_amplification(&t, dur, 14),
+        attacks::room_flood(&t, dur, 16, 4),
+        attacks::rooms_flood(&t, dur, 18),
+        attacks::stalled_readers(&t, dur, 20, 16),
+        attacks::discover_flood(&t, dur, 22),
+    );
+    let (a, b, c, d, e, f, g) = outcomes;
+    for o in [a, b, c, d, e, f, g] {
+        eprintln!("soak attacker {}", o.summary());
+    }
+}
+
+async fn soak(secs: u64, n: usize, args: &[&str], manner: Manner, attacked: bool) {
     let udp = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let server = ServerProcess::start_raw(&[
+    let udp_arg = udp.to_string();
+    let mut all = vec![
         "--listen",
         "127.0.0.1:0",
         "--announce-port",
-        &udp.to_string(),
+        &udp_arg,
         "--announce-interval",
         "3600",
-        "--rate-per-sec",
-        "0",
-        "--max-per-ip",
-        "100000",
         "--history",
         "50",
-    ]);
+    ];
+    all.extend_from_slice(args);
+    let server = ServerProcess::start_raw(&all);
     let addr = server.addr;
     let (mut observer, _) = TestClient::hello(addr, "observer").await;
     for room in &ROOMS[1..] {
@@ -286,6 +360,7 @@ async fn soak_invariants_hold() {
             let nick = |k: &str| idx_of(v[k].as_str().unwrap_or(""));
             match v["type"].as_str().unwrap_or("") {
                 "message" if v["from"] == "marker" => break,
+                "message" if nick("from").is_none() => {}
                 "message" => seen.push(Seen::Msg {
                     room: v["room"].as_str().unwrap().to_owned(),
                     id: v["id"].as_str().unwrap().to_owned(),
@@ -317,8 +392,10 @@ async fn soak_invariants_hold() {
     let nicks = Arc::new(Mutex::new(vec![String::new(); n]));
     let mut tasks = Vec::new();
     for idx in 0..n {
-        tasks.push(tokio::spawn(run_client(idx, addr, deadline, nicks.clone())));
+        let nicks = nicks.clone();
+        tasks.push(tokio::spawn(run_client(idx, addr, deadline, nicks, manner)));
     }
+    let attacking = attacked.then(|| tokio::spawn(attackers(addr, udp, Duration::from_secs(secs))));
     let mut logs = Vec::new();
     for t in tasks {
         logs.push(
@@ -327,6 +404,12 @@ async fn soak_invariants_hold() {
                 .expect("client finished")
                 .unwrap(),
         );
+    }
+    if let Some(attacking) = attacking {
+        tokio::time::timeout(Duration::from_secs(secs + 60), attacking)
+            .await
+            .expect("attacks end by themselves")
+            .unwrap();
     }
     // Every client has quit and read to EOF; the marker's message comes after all their events.
     let (mut marker, _) = TestClient::hello(addr, "marker").await;

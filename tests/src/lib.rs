@@ -247,6 +247,19 @@ impl TestClient {
         Self::from_stream(stream)
     }
 
+    /// Connect from a given local address (a `127.x.y.z` of its own, for the per-address rules).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TestClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .expect("bind a loopback address");
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        Self::from_stream(stream)
+    }
+
     /// Wrap an already connected stream.
     pub fn from_stream(stream: TcpStream) -> TestClient {
         let (r, w) = stream.into_split();
