@@ -66,6 +66,21 @@ impl HonestReport {
         )
     }
 
+    /// The report of honest users who could not even register.
+    pub fn locked_out(why: String) -> HonestReport {
+        HonestReport {
+            ping_us: Histogram::new(3).expect("histogram"),
+            delivery_us: Histogram::new(3).expect("histogram"),
+            sent: 0,
+            received: 0,
+            misordered: 0,
+            errors: vec![format!("could not register: {why}")],
+            dropped: Some("locked out".into()),
+            foreign_events: 0,
+            secs: 0.0,
+        }
+    }
+
     /// Every guarantee an honest user has: never dropped, never limited, every message once and
     /// in order.
     pub fn unharmed(&self) -> Result<(), String> {

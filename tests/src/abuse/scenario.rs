@@ -78,7 +78,16 @@ pub async fn run(
         attack = Some(out);
         held = sockets;
     }
-    let honest = Honest::start(t, None).await?;
+    let honest = match Honest::start(t, None).await {
+        Ok(honest) => honest,
+        Err(why) => {
+            return Ok(Run {
+                attack: attack.unwrap_or_else(|| Outcome::new(0, "not started")),
+                honest: HonestReport::locked_out(why),
+                rss_kib: before.zip(rss()),
+            })
+        }
+    };
     let attack = match (name, attack) {
         (_, Some(done)) => {
             tokio::time::sleep(dur).await;
