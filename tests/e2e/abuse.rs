@@ -70,12 +70,13 @@ async fn run_against(name: &str, server: ServerProcess, target: Target) -> (Run,
     (run, server)
 }
 
-/// The server's memory grew by at most `mib` during the attack.
+/// The server's memory grew by at most `mib` during the attack, at its peak.
 fn assert_memory_within(run: &Run, mib: u64) {
     let (before, after) = run.rss_kib.expect("pid known");
+    let peak = run.rss_peak_kib.expect("pid known").max(after);
     assert!(
-        after <= before + mib * 1024,
-        "{}: server RSS {before} -> {after} KiB, budget {mib} MiB",
+        peak <= before + mib * 1024,
+        "{}: server RSS {before} KiB, peak {peak}, after {after}; budget {mib} MiB",
         run.attack.name
     );
 }
@@ -167,15 +168,18 @@ async fn listing_rooms_in_a_loop_is_budgeted() {
     assert!(a.get("ok_bytes") as f64 <= cap, "{} > {cap}", a.summary());
 }
 
-/// Finding 6 (before: 64 readers that stopped reading held +307 MB indefinitely): each is
-/// dropped once its queue is full, and the memory comes back.
+/// Finding 6 (before: 64 readers that stopped reading held +307 MB indefinitely): a session's
+/// queue counts the batch being written, and what fills it with lines of its own (history
+/// replies) is held to the address's reply-bytes budget, so 32 stalled sessions from one address
+/// hold that budget's worth at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_that_stop_reading_are_dropped() {
+async fn sessions_that_stop_reading_hold_no_more_than_their_budget() {
     let (run, _server) = attack("stalled_readers", &[], None).await;
     let a = &run.attack;
     assert_eq!(a.get("sessions"), 32, "{}", a.summary());
-    assert_eq!(a.get("dropped"), 32, "{}", a.summary());
-    assert_memory_within(&run, 64);
+    let budget = allowance(REPLY_BYTES_BURST, REPLY_BYTES_PER_SEC, a.secs) / (1024.0 * 1024.0);
+    // Without the budget: 32 x 3.6 MB = 115 MB. Slack: the allocator and one reply per session.
+    assert_memory_within(&run, budget as u64 + 16);
 }
 
 /// Finding 7 (before: 10,000 idle sockets from 157 addresses took every slot): connections

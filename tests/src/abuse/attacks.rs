@@ -256,9 +256,10 @@ pub async fn discover_flood(t: &Target, dur: Duration, block: u8) -> Outcome {
     out
 }
 
-/// Finding 6: `n` sessions from one address join the room, ask for history replies they never
-/// read, and stop reading. Counts how many the server dropped (read at the end: their stream
-/// ends after what was queued).
+/// Finding 6: `n` sessions from one address ask for 60 history replies each (about 3.6 MB with
+/// 200 messages of 300 bytes in the room: under the 4 MiB a session may have queued, so nobody
+/// is dropped for it) and never read them. What the server holds meanwhile is the figure (the
+/// scenario samples its memory).
 pub async fn stalled_readers(t: &Target, dur: Duration, block: u8, n: usize) -> Outcome {
     let mut out = Outcome::new(6, "stalled_readers");
     let start = Instant::now();
@@ -267,7 +268,7 @@ pub async fn stalled_readers(t: &Target, dur: Duration, block: u8, n: usize) -> 
     for i in 0..n {
         match Conn::register(t, from, &format!("sr{block}x{i}")).await {
             Ok(mut c) => {
-                for _ in 0..200 {
+                for _ in 0..60 {
                     let h = json!({"type": "history", "room": t.room, "limit": 200});
                     if c.feed(&h).await.is_err() {
                         break;
@@ -280,18 +281,9 @@ pub async fn stalled_readers(t: &Target, dur: Duration, block: u8, n: usize) -> 
         }
     }
     out.add("sessions", conns.len() as u64);
+    // Held, unread, for the rest of the attack: the server's memory meanwhile is the figure.
     tokio::time::sleep(dur.saturating_sub(start.elapsed())).await;
-    // Now read: a dropped session's stream ends; a live one is still being fed.
-    let ends = join_all(conns.iter_mut().map(|c| async move {
-        loop {
-            match c.next_line(Duration::from_secs(2)).await {
-                None => return c.next_line(Duration::ZERO).await.is_none(),
-                Some(_) => continue,
-            }
-        }
-    }))
-    .await;
-    out.add("dropped", ends.iter().filter(|e| **e).count() as u64);
+    drop(conns);
     out.secs = start.elapsed().as_secs_f64();
     out
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::honest::{Honest, HonestReport};
 use super::{attacker_ip, attacks, Conn, Outcome, Target};
@@ -28,6 +29,23 @@ pub struct Run {
     pub honest: HonestReport,
     /// The server's resident memory before and after, when its pid is known.
     pub rss_kib: Option<(u64, u64)>,
+    /// The most it held meanwhile (sampled every 20 ms).
+    pub rss_peak_kib: Option<u64>,
+}
+
+/// Sample a process's resident memory every 20 ms until stopped; the highest value.
+fn sample_peak(pid: u32, stop: CancellationToken) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut peak = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            peak = peak.max(crate::proc_rss_kib(pid));
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return peak.max(crate::proc_rss_kib(pid)),
+            }
+        }
+    })
 }
 
 /// Fill `room` with `n` messages (for history requests to be worth something), from as many
@@ -70,6 +88,8 @@ pub async fn run(
         fill_history(t, 200).await?;
     }
     let before = rss();
+    let stop_sampling = CancellationToken::new();
+    let sampler = pid.map(|pid| sample_peak(pid, stop_sampling.clone()));
     // Sockets held by the slot attack stay open while the honest users try to get in.
     let mut held = Vec::new();
     let mut attack = None;
@@ -81,11 +101,17 @@ pub async fn run(
     let honest = match Honest::start(t, None).await {
         Ok(honest) => honest,
         Err(why) => {
+            stop_sampling.cancel();
+            let rss_peak_kib = match sampler {
+                Some(s) => s.await.ok(),
+                None => None,
+            };
             return Ok(Run {
                 attack: attack.unwrap_or_else(|| Outcome::new(0, "not started")),
                 honest: HonestReport::locked_out(why),
                 rss_kib: before.zip(rss()),
-            })
+                rss_peak_kib,
+            });
         }
     };
     let attack = match (name, attack) {
@@ -113,10 +139,16 @@ pub async fn run(
     };
     let honest = honest.finish().await;
     drop(held);
+    stop_sampling.cancel();
+    let rss_peak_kib = match sampler {
+        Some(s) => s.await.ok(),
+        None => None,
+    };
     let rss_kib = before.zip(rss());
     Ok(Run {
         attack,
         honest,
         rss_kib,
+        rss_peak_kib,
     })
 }

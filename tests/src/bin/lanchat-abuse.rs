@@ -88,13 +88,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "delivery_p99_ms": run.honest.delivery_p99_ms(),
                 "foreign_events_per_s": run.honest.foreign_events as f64 / run.honest.secs,
                 "rss_kib": run.rss_kib,
+                "rss_peak_kib": run.rss_peak_kib,
             });
             println!("{row}");
         } else {
             println!("{}", run.attack.summary());
             println!("  {}", run.honest.summary());
             if let Some((before, after)) = run.rss_kib {
-                println!("  server RSS {before} -> {after} KiB");
+                let peak = run.rss_peak_kib.unwrap_or(after);
+                println!("  server RSS {before} -> {after} KiB (peak {peak})");
             }
         }
     }
