@@ -2,10 +2,14 @@
 //! Unicode rules (TR39, "Unicode Security Mechanisms") behind [`crate::validate::check_name`] and
 //! the server's lookalike checks.
 //!
-//! Two forms of a name are used, never shown (names are shown as given):
+//! Forms of a name used for comparison, never shown (names are shown as given):
 //! - [`fold`], its NFKC case fold: `ALICE`, `ａｌｉｃｅ` and `𝐚𝐥𝐢𝐜𝐞` all fold to `alice`;
-//! - [`skeleton_key`], the TR39 skeleton of the fold: names that render alike share it
-//!   (`аlice` with a Cyrillic `а`, `rn`/`m`, `l`/`1`, `0`/`o`).
+//! - [`skeleton_key`], the TR39 skeleton of the fold: names that render alike in any case share
+//!   it (`аlice` with a Cyrillic `а`, `rn`/`m`, `l`/`1`, `0`/`o`);
+//! - [`lookalike_keys`]: the skeleton key and, when it differs, the skeleton of the name as shown.
+//!   Folding first loses what capitals look like (`I` folds to `i`, yet looks like `l`), and no
+//!   one key can say both "`I` is `i`" and "`I` looks like `l`" without making `i` and `l` one.
+//!   Two names look alike ([`look_alike`]) when they share a key.
 //!
 //! The map keys of the server and the file names of rooms stay [`crate::validate::name_key`]:
 //! changing those would orphan the rooms kept on disk. Clients need not implement any of this;
@@ -40,6 +44,29 @@ pub fn fold(name: &str) -> String {
 pub fn skeleton_key(name: &str) -> String {
     let skeleton: String = unicode_security::skeleton(&fold(name)).collect();
     fold(&skeleton)
+}
+
+/// The keys under which `name` is compared for looking alike: its [`skeleton_key`], then the TR39
+/// skeleton of its NFKC form (case kept) when that is another string. `Ian` has the keys `ian` and
+/// `lan`; `alice` has one.
+pub fn lookalike_keys(name: &str) -> Vec<String> {
+    let folded = skeleton_key(name);
+    let shown: String = if name.is_ascii() {
+        unicode_security::skeleton(name).collect()
+    } else {
+        unicode_security::skeleton(&name.nfkc().collect::<String>()).collect()
+    };
+    if shown == folded {
+        vec![folded]
+    } else {
+        vec![folded, shown]
+    }
+}
+
+/// Whether `a` and `b` look alike: they share one of their [`lookalike_keys`].
+pub fn look_alike(a: &str, b: &str) -> bool {
+    let b = lookalike_keys(b);
+    lookalike_keys(a).iter().any(|key| b.contains(key))
 }
 
 /// The Unicode rules of a name (after the character rules of `check_name`): no invisible

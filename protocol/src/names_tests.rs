@@ -28,7 +28,28 @@ fn lookalikes_share_a_key() {
         ("paypal", "раураl"),
     ] {
         assert_eq!(skeleton_key(a), skeleton_key(b), "{a} / {b}");
+        assert!(look_alike(a, b), "{a} / {b}");
     }
+}
+
+#[test]
+fn capitals_look_like_what_they_look_like() {
+    // `I` folds to `i` but looks like `l` and `1`; `i` and `l` stay apart.
+    for (a, b) in [
+        ("l", "I"),
+        ("1", "I"),
+        ("lan", "Ian"),
+        ("Ian", "IAN"),
+        ("ｌａｎ", "Ian"),
+    ] {
+        assert!(look_alike(a, b), "{a} / {b}");
+        assert!(look_alike(b, a), "{b} / {a}");
+    }
+    for (a, b) in [("i", "l"), ("ian", "lan"), ("alice", "allce")] {
+        assert!(!look_alike(a, b), "{a} / {b}");
+    }
+    assert_eq!(lookalike_keys("alice"), ["alice"]);
+    assert_eq!(lookalike_keys("Ian"), ["ian", "lan"]);
 }
 
 #[test]
@@ -42,6 +63,7 @@ fn different_names_keep_different_keys() {
         ("иван", "ivan"),
     ] {
         assert_ne!(skeleton_key(a), skeleton_key(b), "{a} / {b}");
+        assert!(!look_alike(a, b), "{a} / {b}");
     }
 }
 
@@ -139,7 +161,7 @@ fn names_of_one_script_are_valid() {
     }
 }
 
-/// How long the checks of a name take, in release builds: `cargo test --release -p
+/// How long the checks and keys of a name take, in release builds: `cargo test --release -p
 /// lanchat-protocol --lib names_cost -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a test"]
@@ -151,9 +173,9 @@ fn names_cost() {
         let start = Instant::now();
         for _ in 0..rounds {
             black_box(check_name(black_box(name)).is_ok());
-            black_box(skeleton_key(black_box(name)));
+            black_box(lookalike_keys(black_box(name)));
         }
         let each = start.elapsed() / rounds;
-        eprintln!("check_name + skeleton_key({name}): {each:?}");
+        eprintln!("check_name + lookalike_keys({name}): {each:?}");
     }
 }

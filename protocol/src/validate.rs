@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::error::ErrorCode;
-pub use crate::names::{fold, skeleton_key};
+pub use crate::names::{fold, look_alike, lookalike_keys, skeleton_key};
 use crate::MAX_NAME_CHARS;
 
 /// Check a nick or room name: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`; no

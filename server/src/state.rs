@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lanchat_protocol::validate::{name_key, name_key_ref, skeleton_key};
+use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
 use lanchat_protocol::{
     encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, Reply, ReplyData,
     RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
@@ -62,8 +62,8 @@ fn ok_line(re: Option<&RequestId>, data: ReplyData) -> Bytes {
 #[derive(Debug)]
 struct User<M> {
     nick: String,
-    /// The nick's [`skeleton_key`], its entry in [`State::nick_skeletons`].
-    skeleton: String,
+    /// The nick's [`lookalike_keys`] (one or two), its entries in [`State::nick_skeletons`].
+    skeletons: Vec<String>,
     status: Status,
     status_text: Option<String>,
     /// Keys of the rooms this user is in.
@@ -86,9 +86,9 @@ struct Room<M> {
     key: RoomKey,
     /// As first spelled: every reply and event names the room this way.
     name: String,
-    /// The name's [`skeleton_key`]; the room owns that entry of [`State::room_skeletons`] unless
-    /// a lookalike restored before it does.
-    skeleton: String,
+    /// The name's [`lookalike_keys`]; the room owns those entries of [`State::room_skeletons`]
+    /// that a lookalike restored before it does not.
+    skeletons: Vec<String>,
     topic: String,
     /// Each member's mailbox, held here so that fan-out needs no look-up per recipient.
     members: HashMap<SessionId, M>,
@@ -103,10 +103,11 @@ struct Room<M> {
 pub struct State<M> {
     users: HashMap<SessionId, User<M>>,
     nicks: HashMap<String, SessionId>,
-    /// Each nick's skeleton: a nick that looks like another's is taken (see `lookalikes`).
+    /// Each nick's lookalike keys: a nick that looks like another's is taken (see `lookalikes`).
     nick_skeletons: HashMap<String, SessionId>,
     rooms: HashMap<RoomKey, Room<M>>,
-    /// The skeleton of each room held, and whose it is: a new room may not look like one held.
+    /// The lookalike keys of each room held, and whose they are: a new room may not look like one
+    /// held.
     room_skeletons: HashMap<String, RoomKey>,
     /// Rooms with at least one member, kept as a count so that beacons need no scan.
     active: usize,
@@ -209,15 +210,15 @@ impl<M: Clone> State<M> {
         if self.nicks.contains_key(&key) {
             return refuse(ErrorCode::NickTaken, format!("nick \"{nick}\" is taken"));
         }
-        let skeleton = skeleton_key(nick);
-        self.check_nick_lookalike(nick, &skeleton, id)?;
+        let skeletons = lookalike_keys(nick);
+        self.check_nick_lookalike(nick, &skeletons, id)?;
         self.nicks.insert(key, id);
-        self.nick_skeletons.insert(skeleton.clone(), id);
+        self.claim_nick_skeletons(&skeletons, id);
         self.users.insert(
             id,
             User {
                 nick: nick.to_owned(),
-                skeleton,
+                skeletons,
                 status: Status::Online,
                 status_text: None,
                 rooms: HashSet::new(),
@@ -461,11 +462,11 @@ impl<M: Clone> State<M> {
             return refuse(ErrorCode::NickTaken, format!("nick \"{new}\" is taken"));
         }
         // The user's own nick does not count: `bob` may become `BOB`, or `b0b`.
-        let skeleton = skeleton_key(new);
-        self.check_nick_lookalike(new, &skeleton, who.id)?;
+        let skeletons = lookalike_keys(new);
+        self.check_nick_lookalike(new, &skeletons, who.id)?;
         let user = self.user_mut(who);
         let old = std::mem::replace(&mut user.nick, new.to_owned());
-        let old_skeleton = std::mem::replace(&mut user.skeleton, skeleton.clone());
+        let old_skeletons = std::mem::replace(&mut user.skeletons, skeletons.clone());
         let reply = ok_line(
             re,
             ReplyData::Nick {
@@ -477,8 +478,8 @@ impl<M: Clone> State<M> {
         }
         self.nicks.remove(&name_key(&old));
         self.nicks.insert(new_key, who.id);
-        self.release_nick_skeleton(&old_skeleton, who.id);
-        self.nick_skeletons.insert(skeleton, who.id);
+        self.release_nick_skeletons(&old_skeletons, who.id);
+        self.claim_nick_skeletons(&skeletons, who.id);
         let line = ServerFrame::Nick(NickChange {
             old,
             new: new.to_owned(),
@@ -630,7 +631,7 @@ impl<M: Clone> State<M> {
         }
         if let Some(user) = self.users.remove(&who.id) {
             self.nicks.remove(&name_key(&user.nick));
-            self.release_nick_skeleton(&user.skeleton, who.id);
+            self.release_nick_skeletons(&user.skeletons, who.id);
             for key in &user.rooms {
                 if let Some(room) = self.rooms.get_mut(key) {
                     room.members.remove(&who.id);

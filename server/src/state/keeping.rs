@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lanchat_protocol::validate::{name_key, skeleton_key};
+use lanchat_protocol::validate::{lookalike_keys, name_key};
 
 use super::{Room, RoomKey, State};
 use crate::history::RoomHistory;
@@ -77,12 +77,12 @@ impl<M: Clone> State<M> {
                 return None;
             }
             self.tick += 1;
-            let skeleton = skeleton_key(name);
-            self.claim_room_skeleton(&skeleton, &key);
+            let skeletons = lookalike_keys(name);
+            self.claim_room_skeletons(&skeletons, &key);
             let room = Room {
                 key: key.clone(),
                 name: name.to_owned(),
-                skeleton,
+                skeletons,
                 topic: String::new(),
                 members: HashMap::new(),
                 history: RoomHistory::new(self.history_len),
