@@ -4,7 +4,8 @@
 //!
 //! - [`frame`]: `Request` (client to server, decoded with precise errors) and `ServerFrame`.
 //! - [`codec`]: the bounded line decoder (`Line::TooLong` is an item, not an error).
-//! - [`validate`]: nick, room and text rules.
+//! - [`validate`]: nick, room and text rules; [`names`]: the Unicode rules of names (folding,
+//!   lookalikes, invisible characters, mixed scripts).
 //! - [`error`]: error codes, bye reasons, and the decode error.
 //! - [`discovery`]: UDP beacon and discover datagrams.
 //! - [`bucket`]: the token bucket behind the server's rate limit and the client's pacer.
@@ -15,6 +16,7 @@ pub mod discovery;
 pub mod error;
 mod fields;
 pub mod frame;
+pub mod names;
 pub mod validate;
 
 pub use codec::{Line, LineCodec};

@@ -3,24 +3,27 @@
 use std::borrow::Cow;
 
 use crate::error::ErrorCode;
+pub use crate::names::{fold, look_alike, lookalike_keys, skeleton_key};
 use crate::MAX_NAME_CHARS;
 
-/// Check a nick or room name: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`.
-pub fn check_name(name: &str) -> Result<(), &'static str> {
+/// Check a nick or room name: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`; no
+/// invisible character; and, once folded, only characters Unicode allows in identifiers, from one
+/// script (see [`crate::names`]). The message completes "a nick ..." or "a room name ...".
+pub fn check_name(name: &str) -> Result<(), String> {
     let mut count = 0;
     for ch in name.chars() {
         count += 1;
         if count > MAX_NAME_CHARS {
-            return Err("must be at most 32 characters");
+            return Err("must be at most 32 characters".into());
         }
         if !(ch.is_alphanumeric() || matches!(ch, '_' | '-' | '.')) {
-            return Err("may contain only letters, digits, '_', '-' and '.'");
+            return Err("may contain only letters, digits, '_', '-' and '.'".into());
         }
     }
     if count == 0 {
-        return Err("must not be empty");
+        return Err("must not be empty".into());
     }
-    Ok(())
+    crate::names::check_unicode(name)
 }
 
 /// Check a nick, giving the protocol's error code and a message on failure.

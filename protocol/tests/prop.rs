@@ -171,10 +171,20 @@ proptest! {
 
     #[test]
     fn names_follow_the_documented_rule(name in any::<String>()) {
-        // PROTOCOL.md: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`.
+        // PROTOCOL.md: 1 to 32 characters, each a letter, a digit, `_`, `-` or `.`; then the
+        // Unicode rules (invisible characters, identifiers, scripts), which only refuse more.
         let n = name.chars().count();
         let documented = (1..=32).contains(&n)
             && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.');
+        prop_assert!(documented || check_name(&name).is_err());
+    }
+
+    #[test]
+    fn ascii_names_follow_the_character_rule_alone(name in "[ -~]{0,34}") {
+        // ASCII letters, digits and `_-.` pass every Unicode rule.
+        let n = name.chars().count();
+        let documented = (1..=32).contains(&n)
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
         prop_assert_eq!(check_name(&name).is_ok(), documented);
     }
 

@@ -1,6 +1,8 @@
 //! The shared test vectors in interop/vectors, which the Python and C clients also consume.
 
-use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check_text};
+use lanchat_protocol::validate::{
+    check_nick, check_room, check_short_text, check_text, look_alike,
+};
 use lanchat_protocol::{
     ErrorCode, Request, ServerFrame, DEFAULT_MAX_TEXT, MAX_STATUS_TEXT_CHARS, MAX_TOPIC_CHARS,
 };
@@ -120,6 +122,32 @@ fn frames_from_a_newer_server() {
                     "{name}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn name_rules_of_the_server() {
+    for v in vectors("names.jsonl") {
+        let name = &v["name"];
+        let (value, a, b) = (v["value"].as_str(), v["a"].as_str(), v["b"].as_str());
+        match v["kind"].as_str().unwrap() {
+            kind @ ("nick" | "room") => {
+                let value = value.unwrap();
+                let result = if kind == "nick" {
+                    check_nick(value)
+                } else {
+                    check_room(value)
+                };
+                match (v["ok"].as_bool().unwrap(), result) {
+                    (true, Ok(())) => {}
+                    (false, Err((code, _))) => assert_eq!(code.as_str(), v["code"], "{name}"),
+                    (want, got) => panic!("{name}: want ok={want}, got {got:?}"),
+                }
+            }
+            "same" => assert!(look_alike(a.unwrap(), b.unwrap()), "{name}"),
+            "different" => assert!(!look_alike(a.unwrap(), b.unwrap()), "{name}"),
+            other => panic!("{name}: unknown kind {other}"),
         }
     }
 }

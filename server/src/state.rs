@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use lanchat_protocol::validate::{name_key, name_key_ref};
+use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
 use lanchat_protocol::{
     encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, Reply, ReplyData,
     RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
@@ -62,6 +62,8 @@ fn ok_line(re: Option<&RequestId>, data: ReplyData) -> Bytes {
 #[derive(Debug)]
 struct User<M> {
     nick: String,
+    /// The nick's [`lookalike_keys`] (one or two), its entries in [`State::nick_skeletons`].
+    skeletons: Vec<String>,
     status: Status,
     status_text: Option<String>,
     /// Keys of the rooms this user is in.
@@ -84,6 +86,9 @@ struct Room<M> {
     key: RoomKey,
     /// As first spelled: every reply and event names the room this way.
     name: String,
+    /// The name's [`lookalike_keys`]; the room owns those entries of [`State::room_skeletons`]
+    /// that a lookalike restored before it does not.
+    skeletons: Vec<String>,
     topic: String,
     /// Each member's mailbox, held here so that fan-out needs no look-up per recipient.
     members: HashMap<SessionId, M>,
@@ -98,7 +103,12 @@ struct Room<M> {
 pub struct State<M> {
     users: HashMap<SessionId, User<M>>,
     nicks: HashMap<String, SessionId>,
+    /// Each nick's lookalike keys: a nick that looks like another's is taken (see `lookalikes`).
+    nick_skeletons: HashMap<String, SessionId>,
     rooms: HashMap<RoomKey, Room<M>>,
+    /// The lookalike keys of each room held, and whose they are: a new room may not look like one
+    /// held.
+    room_skeletons: HashMap<String, RoomKey>,
     /// Rooms with at least one member, kept as a count so that beacons need no scan.
     active: usize,
     /// Rooms kept without members, oldest first: the first to be forgotten when a new room is
@@ -119,7 +129,9 @@ impl<M: Clone> State<M> {
         let mut state = State {
             users: HashMap::new(),
             nicks: HashMap::new(),
+            nick_skeletons: HashMap::new(),
             rooms: HashMap::new(),
+            room_skeletons: HashMap::new(),
             active: 0,
             idle: BTreeSet::new(),
             tick: 0,
@@ -198,11 +210,15 @@ impl<M: Clone> State<M> {
         if self.nicks.contains_key(&key) {
             return refuse(ErrorCode::NickTaken, format!("nick \"{nick}\" is taken"));
         }
+        let skeletons = lookalike_keys(nick);
+        self.check_nick_lookalike(nick, &skeletons, id)?;
         self.nicks.insert(key, id);
+        self.claim_nick_skeletons(&skeletons, id);
         self.users.insert(
             id,
             User {
                 nick: nick.to_owned(),
+                skeletons,
                 status: Status::Online,
                 status_text: None,
                 rooms: HashSet::new(),
@@ -289,6 +305,7 @@ impl<M: Clone> State<M> {
                 format!("a session may be in at most {MAX_ROOMS_PER_SESSION} rooms"),
             );
         }
+        self.check_room_lookalike(room)?;
         let event = self.enter(who, room)?;
         let entry = &self.rooms[name_key_ref(room).as_ref()];
         let reply = ok_line(
@@ -444,7 +461,12 @@ impl<M: Clone> State<M> {
         {
             return refuse(ErrorCode::NickTaken, format!("nick \"{new}\" is taken"));
         }
-        let old = std::mem::replace(&mut self.user_mut(who).nick, new.to_owned());
+        // The user's own nick does not count: `bob` may become `BOB`, or `b0b`.
+        let skeletons = lookalike_keys(new);
+        self.check_nick_lookalike(new, &skeletons, who.id)?;
+        let user = self.user_mut(who);
+        let old = std::mem::replace(&mut user.nick, new.to_owned());
+        let old_skeletons = std::mem::replace(&mut user.skeletons, skeletons.clone());
         let reply = ok_line(
             re,
             ReplyData::Nick {
@@ -456,6 +478,8 @@ impl<M: Clone> State<M> {
         }
         self.nicks.remove(&name_key(&old));
         self.nicks.insert(new_key, who.id);
+        self.release_nick_skeletons(&old_skeletons, who.id);
+        self.claim_nick_skeletons(&skeletons, who.id);
         let line = ServerFrame::Nick(NickChange {
             old,
             new: new.to_owned(),
@@ -607,6 +631,7 @@ impl<M: Clone> State<M> {
         }
         if let Some(user) = self.users.remove(&who.id) {
             self.nicks.remove(&name_key(&user.nick));
+            self.release_nick_skeletons(&user.skeletons, who.id);
             for key in &user.rooms {
                 if let Some(room) = self.rooms.get_mut(key) {
                     room.members.remove(&who.id);
@@ -636,6 +661,7 @@ fn new_message_id() -> (Uuid, u64) {
 }
 
 mod keeping;
+mod lookalikes;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -587,3 +587,6 @@ fn history_memory_is_bounded_and_idle_rooms_give_theirs_up_first() {
     );
     assert_eq!(history(&mut chat, &bob, "b", None).1.len(), 12);
 }
+
+#[path = "state/lookalikes_tests.rs"]
+mod lookalikes;

@@ -13,6 +13,7 @@ mod hygiene;
 mod interop;
 mod lifecycle;
 mod limits;
+mod names;
 mod netns;
 mod soak;
 mod vectors;

@@ -332,14 +332,25 @@ def frame_kind(frame: Mapping[str, Any]) -> str:
     return type_ if isinstance(type_, str) and type_ in _SERVER_FIELDS else "ignore"
 
 
-def valid_name(name: str) -> bool:
-    """True when ``name`` is a valid nick or room name.
+#: The Hangul fillers: letters (``str.isalnum`` is true) that render as a blank.  The
+#: server refuses every default-ignorable character; these are the only ones that pass
+#: the letter-or-digit rule, so refusing them here catches all of them.
+HANGUL_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
 
-    1 to 32 characters, each a letter, a digit, ``_``, ``-`` or ``.``.  Letters and
-    digits are Unicode ones (``str.isalnum``; the Rust server uses
-    ``char::is_alphanumeric``, which agrees except on rare combining marks).
+
+def valid_name(name: str) -> bool:
+    """True when ``name`` passes the name rules a client checks.
+
+    1 to 32 characters, each a letter, a digit, ``_``, ``-`` or ``.``, and none of the
+    invisible Hangul fillers.  Letters and digits are Unicode ones (``str.isalnum``; the
+    Rust server uses ``char::is_alphanumeric``, which agrees except on rare combining
+    marks).  The server also refuses mixed scripts and compares names by their Unicode
+    TR39 skeleton; a client need not (PROTOCOL.md, "Names"), so a name valid here can
+    still get ``nick_invalid``, ``nick_taken`` or ``room_invalid``.
     """
-    return 1 <= len(name) <= MAX_NAME_CHARS and all(c.isalnum() or c in "_-." for c in name)
+    return 1 <= len(name) <= MAX_NAME_CHARS and all(
+        (c.isalnum() and c not in HANGUL_FILLERS) or c in "_-." for c in name
+    )
 
 
 def validate(kind: str, value: str) -> Optional[str]:

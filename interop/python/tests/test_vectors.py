@@ -163,5 +163,22 @@ class ValidateVectors(unittest.TestCase):
                 self.assertEqual(validate(vector["kind"], vector["value"]), expected)
 
 
+class NameVectors(unittest.TestCase):
+    """names.jsonl: the server's Unicode name rules, which a client need not check."""
+
+    def test_never_refuses_what_the_server_accepts(self) -> None:
+        for vector in load_vectors("names.jsonl"):
+            if vector["kind"] in ("nick", "room") and vector["ok"]:
+                with self.subTest(vector["name"]):
+                    self.assertIsNone(validate(vector["kind"], vector["value"]))
+
+    def test_hangul_fillers_are_refused(self) -> None:
+        fillers = [v for v in load_vectors("names.jsonl") if "filler" in v["name"]]
+        self.assertGreaterEqual(len(fillers), 4)
+        for vector in fillers:
+            with self.subTest(vector["name"]):
+                self.assertEqual(validate(vector["kind"], vector["value"]), vector["code"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lanchat_protocol::validate::name_key;
+use lanchat_protocol::validate::{lookalike_keys, name_key};
 
 use super::{Room, RoomKey, State};
 use crate::history::RoomHistory;
@@ -57,7 +57,7 @@ impl<M: Clone> State<M> {
                 if let Some(since) = room.idle_since {
                     self.idle.remove(&(since, victim.clone()));
                 }
-                self.rooms.remove(&victim);
+                self.forget_room(&victim);
             }
         }
     }
@@ -77,9 +77,12 @@ impl<M: Clone> State<M> {
                 return None;
             }
             self.tick += 1;
+            let skeletons = lookalike_keys(name);
+            self.claim_room_skeletons(&skeletons, &key);
             let room = Room {
                 key: key.clone(),
                 name: name.to_owned(),
+                skeletons,
                 topic: String::new(),
                 members: HashMap::new(),
                 history: RoomHistory::new(self.history_len),
@@ -109,7 +112,7 @@ impl<M: Clone> State<M> {
     pub(super) fn forget_longest_idle(&mut self) -> bool {
         match self.idle.pop_first() {
             Some((_, key)) => {
-                if let Some(room) = self.rooms.remove(&key) {
+                if let Some(room) = self.forget_room(&key) {
                     self.history_bytes -= room.history.bytes();
                 }
                 true
@@ -132,7 +135,7 @@ impl<M: Clone> State<M> {
             return;
         }
         if room.history.is_empty() && room.topic.is_empty() {
-            self.rooms.remove(key);
+            self.forget_room(key);
         } else {
             self.mark_idle(key);
         }
