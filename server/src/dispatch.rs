@@ -13,6 +13,7 @@ use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check
 use lanchat_protocol::{
     Bye, ByeReason, Command, ErrorCode, ErrorFrame, Hello, Limits, Line, Reply, ReplyData, Request,
     RequestId, ServerFrame, Welcome, MAX_STATUS_TEXT_CHARS, MAX_TOPIC_CHARS, PROTOCOL_VERSION,
+    ROOMS_PAGE_MAX,
 };
 use subtle::ConstantTimeEq;
 use tracing::info;
@@ -429,10 +430,11 @@ impl Turn<'_> {
                 Ok(None)
             }
             // Replies charged by their size once built: allowed while the budget holds anything.
-            Command::Rooms {} => {
+            Command::Rooms { after, limit } => {
                 // Nothing taken yet: the reply is charged its size once built.
                 charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
-                let size = reply_size(chat, out, |st| Ok(st.rooms(re)))?;
+                let limit = limit.map_or(ROOMS_PAGE_MAX, |l| l as usize);
+                let size = reply_size(chat, out, |st| Ok(st.rooms(re, after.as_deref(), limit)))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(None)
             }

@@ -131,6 +131,7 @@ impl<M: Clone> State<M> {
         if **key == *name_key(&self.default_room) {
             return;
         }
+        self.listed.remove(key);
         if room.history.is_empty() && room.topic.is_empty() {
             self.rooms.remove(key);
         } else {
