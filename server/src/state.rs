@@ -11,9 +11,9 @@
 //! [`crate::outbox::Outbox`], a recorder in tests). The rules only clone and store mailboxes; they
 //! have no way to deliver through one.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use lanchat_protocol::validate::{name_key, name_key_ref};
@@ -110,6 +110,12 @@ pub struct State<M> {
     idle: BTreeSet<(u64, RoomKey)>,
     /// Counts room changes, to order `idle`.
     tick: u64,
+    /// With a data directory, rooms without members are forgotten after this long.
+    room_idle: Option<Duration>,
+    /// The tick at each recent expiry pass (see `expire_idle`), oldest first: the rooms idle
+    /// since a tick before one `room_idle` old have been idle that long. About
+    /// `room_idle` / the pass interval of them.
+    passes: VecDeque<(Instant, u64)>,
     max_rooms: usize,
     /// Memory held by every room's history, and the most it may hold.
     history_bytes: usize,
@@ -128,6 +134,8 @@ impl<M: Clone> State<M> {
             listed: BTreeSet::new(),
             idle: BTreeSet::new(),
             tick: 0,
+            room_idle: None,
+            passes: VecDeque::new(),
             max_rooms: usize::MAX,
             history_bytes: 0,
             max_history_bytes: usize::MAX,

@@ -590,3 +590,6 @@ fn history_memory_is_bounded_and_idle_rooms_give_theirs_up_first() {
 
 #[path = "state_tests/rooms.rs"]
 mod rooms;
+
+#[path = "state_tests/idle.rs"]
+mod idle;
