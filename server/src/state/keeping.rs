@@ -46,7 +46,14 @@ impl<M: Clone> State<M> {
         let Some(idle_for) = self.room_idle else {
             return 0;
         };
-        self.passes.push_back((now, self.tick));
+        // A pass that saw no change since the last adds nothing: the older one says more.
+        if self
+            .passes
+            .back()
+            .is_none_or(|(_, tick)| *tick != self.tick)
+        {
+            self.passes.push_back((now, self.tick));
+        }
         let old_enough = |(at, _): &(Instant, u64)| now.duration_since(*at) >= idle_for;
         while self.passes.get(1).is_some_and(old_enough) {
             self.passes.pop_front();
