@@ -1,5 +1,7 @@
 //! One connection: the loop that reads lines and hands them to its [`Client`], its timers
-//! (hello timeout, keepalive), and the writer task that drains its outbox to the socket.
+//! (hello timeout, keepalive), and the writer task that drains its outbox to the socket. When a
+//! request needs a room back from the data directory, the loop awaits that load (bounded by
+//! [`LOAD_TIMEOUT`]) before the next line.
 
 use std::sync::Arc;
 use std::time::Duration;
