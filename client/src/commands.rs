@@ -25,7 +25,8 @@ pub enum Action {
     },
     Nick(String),
     Who(Option<String>),
-    Rooms,
+    /// The page of rooms after this one (`None`: the first page).
+    Rooms(Option<String>),
     /// `None` shows the topic, `Some` sets it.
     Topic(Option<String>),
     Away(Option<String>),
@@ -71,7 +72,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/me", "ACTION", "say an action: /me waves"),
     ("/nick", "NEW", "change your nick"),
     ("/who", "[ROOM]", "list the members of a room"),
-    ("/rooms", "", "list the server's rooms"),
+    (
+        "/rooms",
+        "[after]",
+        "list the server's rooms, a page at a time",
+    ),
     ("/topic", "[TEXT]", "show or set the current room's topic"),
     ("/away", "[TEXT]", "mark yourself away"),
     ("/back", "", "mark yourself online again"),
@@ -147,7 +152,10 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
             "" => Action::Who(None),
             r => Action::Who(Some(one_room(r).ok_or_else(|| usage("who"))??)),
         },
-        "rooms" | "list" => no_args(rest, Action::Rooms, || usage("rooms"))?,
+        "rooms" | "list" => match rest {
+            "" => Action::Rooms(None),
+            r => Action::Rooms(Some(one_room(r).ok_or_else(|| usage("rooms"))??)),
+        },
         "topic" => Action::Topic(rest_opt),
         "away" => Action::Away(rest_opt),
         "back" => no_args(rest, Action::Back, || usage("back"))?,
@@ -242,7 +250,10 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
                 None => need_room()?,
             },
         },
-        Action::Rooms => Command::Rooms {},
+        Action::Rooms(after) => Command::Rooms {
+            after: after.clone(),
+            limit: None,
+        },
         Action::Topic(topic) => Command::Topic {
             room: need_room()?,
             topic: topic.clone(),
@@ -318,7 +329,8 @@ mod tests {
         assert_eq!(ok("/2"), Action::Switch(SwitchTarget::Position(2)));
         assert_eq!(ok("/who"), Action::Who(None));
         assert_eq!(ok("/who lobby"), Action::Who(Some("lobby".into())));
-        assert_eq!(ok("/rooms"), Action::Rooms);
+        assert_eq!(ok("/rooms"), Action::Rooms(None));
+        assert_eq!(ok("/rooms #rust"), Action::Rooms(Some("rust".into())));
         assert_eq!(ok("/topic"), Action::Topic(None));
         assert_eq!(
             ok("/topic  release on friday "),

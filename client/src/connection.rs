@@ -231,7 +231,13 @@ mod tests {
     #[tokio::test]
     async fn replies_are_matched_by_re_and_events_flow_in_order() {
         let (conn, mut events, mut server) = pair();
-        let a = conn.request(Command::Rooms {}).await.unwrap();
+        let a = conn
+            .request(Command::Rooms {
+                after: None,
+                limit: None,
+            })
+            .await
+            .unwrap();
         let b = conn
             .request(Command::Who { room: "x".into() })
             .await
@@ -294,7 +300,13 @@ mod tests {
     #[tokio::test]
     async fn unknown_reply_cmd_still_answers_its_request() {
         let (conn, _events, mut server) = pair();
-        let rx = conn.request(Command::Rooms {}).await.unwrap();
+        let rx = conn
+            .request(Command::Rooms {
+                after: None,
+                limit: None,
+            })
+            .await
+            .unwrap();
         server.recv().await;
         server.send(r#"{"type":"ok","cmd":"future","re":1}"#).await;
         let r = timeout(T, rx).await.unwrap().unwrap();
@@ -305,7 +317,13 @@ mod tests {
     #[tokio::test]
     async fn close_fails_pending_requests_and_reports_bye() {
         let (conn, mut events, mut server) = pair();
-        let rx = conn.request(Command::Rooms {}).await.unwrap();
+        let rx = conn
+            .request(Command::Rooms {
+                after: None,
+                limit: None,
+            })
+            .await
+            .unwrap();
         server.recv().await;
         server
             .send(r#"{"type":"bye","reason":"shutting_down","message":"restarting"}"#)

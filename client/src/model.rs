@@ -278,11 +278,15 @@ impl Model {
                     self.members.insert(name_key(&room), members);
                 }
             }
-            ReplyData::Rooms { rooms } => {
+            ReplyData::Rooms { rooms, next } => {
                 for r in &rooms {
                     self.remember_room(&r.name);
                 }
                 show.push(Show::Rooms(rooms));
+                // One page at a time: a server may hold thousands of rooms.
+                if let Some(next) = next {
+                    show.push(Show::Info(format!("more rooms follow: /rooms {next}")));
+                }
             }
             ReplyData::History { messages, .. } => {
                 if messages.is_empty() {

@@ -274,6 +274,7 @@ void lc_event_free(lc_event *ev)
     free(ev->status);
     free(ev->topic);
     free(ev->by);
+    free(ev->next);
     free(ev->server);
     free(ev->name);
     free(ev->session);
@@ -403,6 +404,8 @@ static lc_status parse_limits(const cJSON *obj, lc_event *ev)
         rc = get_integer(limits, "reply_bytes_burst", &ev->limits.reply_bytes_burst, NULL);
     if (rc == LC_OK)
         rc = get_integer(limits, "reply_bytes_per_sec", &ev->limits.reply_bytes_per_sec, NULL);
+    if (rc == LC_OK)
+        rc = get_integer(limits, "rooms_page", &ev->limits.rooms_page, NULL);
     return rc;
 }
 
@@ -579,7 +582,7 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         {"id", &ev->id}, {"old", &ev->old_nick}, {"new", &ev->new_nick},
         {"status", &ev->status}, {"topic", &ev->topic}, {"by", &ev->by},
         {"server", &ev->server}, {"name", &ev->name}, {"session", &ev->session},
-        {"motd", &ev->motd},
+        {"motd", &ev->motd}, {"next", &ev->next},
     };
     lc_status rc;
     size_t i;
@@ -729,6 +732,10 @@ static lc_status add_fields(cJSON *obj, const lc_request *req)
     case LC_REQ_QUIT:
         return add_string(obj, "reason", req->reason, 0);
     case LC_REQ_ROOMS:
+        rc = add_string(obj, "after", req->after, 0);
+        if (rc == LC_OK && req->limit != 0)
+            rc = add_integer(obj, "limit", req->limit);
+        return rc;
     case LC_REQ_PING:
     case LC_REQ_PONG:
         return LC_OK;

@@ -98,6 +98,8 @@ typedef struct lc_limits {
     long long events_per_sec;
     long long reply_bytes_burst;
     long long reply_bytes_per_sec;
+    /* Extension: the most rooms one `rooms` reply lists (a longer list is paged). */
+    long long rooms_page;
 } lc_limits;
 
 /*
@@ -106,7 +108,7 @@ typedef struct lc_limits {
  * Which fields are set, by kind (see PROTOCOL.md for the full list):
  *   welcome   re, protocol, server, name, session, nick, rooms, motd, limits
  *   ok        re, cmd and that command's data: room, topic, members, id, ts,
- *             to, nick, status, text, room_list (cmd "rooms"), messages
+ *             to, nick, status, text, room_list and next (cmd "rooms"), messages
  *             (cmd "history")
  *   error     re (when the request had an id), code, message, retry_after_ms
  *             (rate_limited, when the server gives it)
@@ -150,6 +152,8 @@ typedef struct lc_event {
     char *status;
     char *topic;
     char *by;
+    char *next;    /* ok rooms (extension): the last room listed when more follow
+                    * (pass it as `after` for the next page); NULL on the last page */
 
     long long protocol; /* welcome */
     char *server;
@@ -193,7 +197,7 @@ typedef enum lc_request_type {
  * Fields per type: hello nick [client password protocol]; join/leave/who
  * room; say room text; dm to text; nick nick; status status [text];
  * topic room [topic] ("" clears, NULL reads); history room [before after
- * limit]; quit [reason]; rooms, ping, pong: none.
+ * limit]; rooms [after limit]; quit [reason]; ping, pong: none.
  */
 typedef struct lc_request {
     lc_request_type type;
@@ -210,7 +214,7 @@ typedef struct lc_request {
     const char *topic;
     const char *before;
     const char *after;
-    int limit;          /* history: 1..200, 0 = leave out */
+    int limit;          /* history: 1..200; rooms: 1..500; 0 = leave out */
     const char *reason;
 } lc_request;
 

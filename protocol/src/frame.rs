@@ -11,7 +11,9 @@ use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 use crate::error::{DecodeError, ErrorCode};
 use crate::fields::{Raw, RawFrame, RawObject};
 use crate::validate;
-use crate::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES};
+use crate::{
+    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES, MAX_NAME_CHARS, ROOMS_PAGE_MAX,
+};
 
 /// A request's `id`, echoed as `re` in its reply with the same JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,7 +126,14 @@ pub enum Command {
     Who {
         room: String,
     },
-    Rooms {},
+    /// `after`: list the rooms whose key sorts after this name's; `limit`: 1 to
+    /// [`crate::ROOMS_PAGE_MAX`] rooms (default: that many).
+    Rooms {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     History(HistoryQuery),
     Ping {},
     Pong {},
@@ -246,7 +255,28 @@ impl Request {
             CommandType::Who => Command::Who {
                 room: fields.string("room")?,
             },
-            CommandType::Rooms => Command::Rooms {},
+            CommandType::Rooms => {
+                let after = fields.opt_string("after")?;
+                if after
+                    .as_ref()
+                    .is_some_and(|a| a.is_empty() || a.chars().count() > MAX_NAME_CHARS)
+                {
+                    return Err(fields.bad(
+                        "after",
+                        &format!("a room name (1 to {MAX_NAME_CHARS} characters)"),
+                    ));
+                }
+                let limit = match fields.opt_u64("limit") {
+                    Ok(None) => None,
+                    Ok(Some(n)) if (1..=ROOMS_PAGE_MAX as u64).contains(&n) => Some(n as u32),
+                    _ => {
+                        return Err(
+                            fields.bad("limit", &format!("an integer from 1 to {ROOMS_PAGE_MAX}"))
+                        )
+                    }
+                };
+                Command::Rooms { after, limit }
+            }
             CommandType::History => {
                 let room = fields.string("room")?;
                 let before = fields.opt_message_id("before")?;
@@ -433,6 +463,10 @@ pub struct Limits {
     /// Extension: ... and this many per second after a burst; 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_bytes_per_sec: Option<u32>,
+    /// Extension: the most rooms one `rooms` reply lists; a longer listing is paged (`after`,
+    /// `next`). Absent from servers that list every room at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms_page: Option<u32>,
 }
 
 impl Default for Limits {
@@ -447,6 +481,7 @@ impl Default for Limits {
             events_per_sec: Some(crate::DEFAULT_EVENTS_PER_SEC),
             reply_bytes_burst: Some(crate::DEFAULT_REPLY_BYTES_BURST),
             reply_bytes_per_sec: Some(crate::DEFAULT_REPLY_BYTES_PER_SEC),
+            rooms_page: Some(crate::ROOMS_PAGE_MAX as u32),
         }
     }
 }
@@ -500,6 +535,10 @@ pub enum ReplyData {
     },
     Rooms {
         rooms: Vec<RoomInfo>,
+        /// Extension: present when more rooms follow: the last listed room's name, to pass as
+        /// `after` for the next page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     History {
         room: String,
@@ -841,7 +880,14 @@ mod tests {
                 topic: Some("".into()),
             },
             Command::Who { room: "r".into() },
-            Command::Rooms {},
+            Command::Rooms {
+                after: None,
+                limit: None,
+            },
+            Command::Rooms {
+                after: Some("Rust".into()),
+                limit: Some(500),
+            },
             Command::History(HistoryQuery {
                 room: "r".into(),
                 before: Some("019aa8dc-64b1-75f2-831e-b62e37c6d382".into()),
@@ -934,6 +980,82 @@ mod tests {
         assert_eq!(
             &ServerFrame::Ping {}.encode_line()[..],
             b"{\"type\":\"ping\"}\n"
+        );
+    }
+
+    #[test]
+    fn rooms_pages_are_asked_with_after_and_limit() {
+        let decode = |line: &str| Request::decode(line.as_bytes()).map(|r| r.command);
+        assert_eq!(
+            decode(r#"{"type":"rooms"}"#).unwrap(),
+            Command::Rooms {
+                after: None,
+                limit: None
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"rooms","after":"Rust","limit":500,"after2":1}"#).unwrap(),
+            Command::Rooms {
+                after: Some("Rust".into()),
+                limit: Some(500)
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"rooms","after":null,"limit":null}"#).unwrap(),
+            Command::Rooms {
+                after: None,
+                limit: None
+            }
+        );
+        for (line, field) in [
+            (r#"{"type":"rooms","id":3,"limit":0}"#, "limit"),
+            (r#"{"type":"rooms","id":3,"limit":501}"#, "limit"),
+            (r#"{"type":"rooms","id":3,"limit":-1}"#, "limit"),
+            (r#"{"type":"rooms","id":3,"limit":"5"}"#, "limit"),
+            (r#"{"type":"rooms","id":3,"after":5}"#, "after"),
+            (r#"{"type":"rooms","id":3,"after":""}"#, "after"),
+            (
+                &format!(r#"{{"type":"rooms","id":3,"after":"{}"}}"#, "é".repeat(33)),
+                "after",
+            ),
+        ] {
+            let e = Request::decode(line.as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadFrame, "{line}");
+            assert!(
+                e.message.contains(&format!("`{field}`")),
+                "{line}: {}",
+                e.message
+            );
+            assert_eq!(e.re, Some(RequestId::Int(3)));
+        }
+        // Exactly the longest name is a name.
+        let longest = format!(r#"{{"type":"rooms","after":"{}"}}"#, "é".repeat(32));
+        assert!(decode(&longest).is_ok());
+    }
+
+    #[test]
+    fn rooms_reply_says_next_only_when_more_follow() {
+        let last = ServerFrame::Reply(Reply {
+            re: None,
+            data: ReplyData::Rooms {
+                rooms: vec![],
+                next: None,
+            },
+        });
+        assert_eq!(
+            &last.encode_line()[..],
+            b"{\"type\":\"ok\",\"cmd\":\"rooms\",\"rooms\":[]}\n"
+        );
+        let more = br#"{"type":"ok","cmd":"rooms","rooms":[],"next":"rust"}"#;
+        let ServerFrame::Reply(r) = ServerFrame::decode(more).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            r.data,
+            ReplyData::Rooms {
+                rooms: vec![],
+                next: Some("rust".into())
+            }
         );
     }
 

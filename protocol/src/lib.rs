@@ -57,6 +57,10 @@ pub const HISTORY_LIMIT_DEFAULT: usize = 50;
 pub const HISTORY_LIMIT_MAX: usize = 200;
 /// Extension: how many rooms one session may be in at once.
 pub const MAX_ROOMS_PER_SESSION: usize = 100;
+/// Extension: rooms listed by one `rooms` reply at most (and by default). 500 keeps the largest
+/// page (names and topics at their longest, about 1.4 KiB a room) under the largest `history`
+/// reply (200 texts of 4 KiB), and the server's lock held for 500 entries, not for every room.
+pub const ROOMS_PAGE_MAX: usize = 500;
 
 /// The `server` string of welcome and beacons.
 pub fn server_string() -> String {

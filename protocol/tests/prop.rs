@@ -258,7 +258,11 @@ fn arb_request() -> impl Strategy<Value = Request> {
         (status, os()).prop_map(|(status, text)| Command::Status { status, text }),
         (s(), os()).prop_map(|(room, topic)| Command::Topic { room, topic }),
         s().prop_map(|room| Command::Who { room }),
-        Just(Command::Rooms {}),
+        (
+            proptest::option::of("(?s).{1,32}"),
+            proptest::option::of(1u32..=500)
+        )
+            .prop_map(|(after, limit)| Command::Rooms { after, limit }),
         (
             s(),
             message_id(),

@@ -105,6 +105,15 @@ impl Chat {
         self.store.as_ref()
     }
 
+    /// The key of the room called `name` when it must be looked for on disk before a request
+    /// about it is applied: there is a data directory, the name is a room's name (no other can
+    /// be on disk) and the room is not held in memory.
+    pub fn absent_room_key(&self, name: &str) -> Option<String> {
+        self.store.as_ref()?;
+        lanchat_protocol::validate::check_room(name).ok()?;
+        (!self.lock().holds_room(name)).then(|| lanchat_protocol::validate::name_key(name))
+    }
+
     /// Run `rule` and apply its effects in one critical section; the reply goes to `actor`.
     pub fn apply<T>(
         &self,

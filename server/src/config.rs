@@ -101,6 +101,12 @@ pub struct Args {
     #[arg(long, env = "LANCHAT_MAX_ROOMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_rooms: u64,
+    /// With --data-dir: seconds a room without members stays in memory; then it is forgotten
+    /// (its history and topic stay on disk and come back when the room is named again). Without
+    /// --data-dir rooms are kept until --max-rooms or --history-memory needs the space
+    #[arg(long, env = "LANCHAT_ROOM_IDLE", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    pub room_idle: u64,
     /// Longest accepted line in bytes
     #[arg(long, env = "LANCHAT_MAX_LINE", default_value_t = lanchat_protocol::DEFAULT_MAX_LINE as u32,
           value_parser = clap::value_parser!(u32).range(MIN_MAX_LINE as i64..=16 * 1024 * 1024))]
@@ -158,6 +164,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Bytes of history held in memory at most, all rooms together.
     pub history_memory: usize,
+    /// With a data directory, how long a room without members stays in memory.
+    pub room_idle: Duration,
     pub limits: Limits,
     pub hello_timeout: Duration,
     /// Outbound queue bound, in frames and in bytes.
@@ -189,6 +197,7 @@ impl Default for Config {
             max_per_ip: 64,
             max_rooms: 10_000,
             history_memory: 256 * 1024 * 1024,
+            room_idle: Duration::from_secs(600),
             limits: Limits::default(),
             hello_timeout: Duration::from_secs(10),
             outbox_frames: 10_000,
@@ -268,6 +277,7 @@ impl Args {
             max_rooms: self.max_rooms as usize,
             history_memory: usize::try_from(self.history_memory * 1024 * 1024)
                 .unwrap_or(usize::MAX),
+            room_idle: Duration::from_secs(self.room_idle),
             limits: Limits {
                 max_line,
                 max_text,

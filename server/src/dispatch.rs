@@ -4,7 +4,8 @@
 //! limit in [`Guard`]), then through its rule in [`crate::state`], applied with its fan-out by
 //! [`Chat`]. Every command reads top to bottom in [`Client::command`]. No I/O happens here: the
 //! only output is lines queued in outboxes, and the session ([`crate::session`]) owns the socket
-//! and the timers.
+//! and the timers. A request about a room that is not in memory but may be on disk returns
+//! [`Step::Load`] instead: the session brings the room back and calls [`Client::resume`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use lanchat_protocol::validate::{check_nick, check_room, check_short_text, check
 use lanchat_protocol::{
     Bye, ByeReason, Command, ErrorCode, ErrorFrame, Hello, Limits, Line, Reply, ReplyData, Request,
     RequestId, ServerFrame, Welcome, MAX_STATUS_TEXT_CHARS, MAX_TOPIC_CHARS, PROTOCOL_VERSION,
+    ROOMS_PAGE_MAX,
 };
 use subtle::ConstantTimeEq;
 use tracing::info;
@@ -25,6 +27,7 @@ use crate::guard::{Guard, Verdict};
 use crate::logsafe;
 use crate::outbox::Outbox;
 use crate::state::{Refusal, Registered, SessionId, State};
+use crate::store::RoomLoad;
 use crate::{Peer, Shared};
 
 /// Longest `hello.client` kept for the log, in bytes.
@@ -53,6 +56,34 @@ impl End {
             End::SlowConsumer => "slow_consumer".into(),
         }
     }
+}
+
+/// What the session does after a line.
+#[derive(Debug)]
+pub enum Step {
+    /// Read the next line.
+    Next,
+    /// End the session.
+    End(End),
+    /// Bring a room back from disk, then hand the answer to [`Client::resume`]: the request
+    /// names a room that is not held in memory, and the server has a data directory.
+    Load(Pending),
+}
+
+impl From<Option<End>> for Step {
+    fn from(end: Option<End>) -> Self {
+        end.map_or(Step::Next, Step::End)
+    }
+}
+
+/// A request waiting for its room to come back from disk. Its budget, if it has one, is
+/// already charged: [`Client::resume`] applies it without charging again.
+#[derive(Debug)]
+pub struct Pending {
+    /// The folded name of the room to load.
+    pub room_key: String,
+    re: Option<RequestId>,
+    command: Command,
 }
 
 /// One connected client: who it is (once registered), its outbox and its protections. Dropping
@@ -133,19 +164,40 @@ impl Client {
         self.outbox.push(frame.encode_line());
     }
 
-    /// Handle one line read at `now`; `Some` when the session must end.
-    pub fn line(&mut self, line: Line, now: Instant) -> Option<End> {
+    /// Handle one line read at `now`.
+    pub fn line(&mut self, line: Line, now: Instant) -> Step {
         match line {
             Line::TooLong => {
                 let max = self.shared.config.limits.max_line;
                 let message = format!("line longer than {max} bytes; it was discarded");
                 self.error(None, (ErrorCode::LineTooLong, message), now)
+                    .into()
             }
             Line::Frame(bytes) => match Request::decode(&bytes) {
-                Ok(request) => self.request(request, now),
-                Err(e) => self.error(e.re, (e.code, e.message), now),
+                Ok(request) => self.request(request, now, false),
+                Err(e) => self.error(e.re, (e.code, e.message), now).into(),
             },
         }
+    }
+
+    /// Apply a request that waited for its room: `load` is what the disk held (`None` when the
+    /// load failed or timed out: the request then finds the room empty). The room is restored
+    /// only if it is still absent; the request is applied as if the room had been there.
+    pub fn resume(&mut self, pending: Pending, load: Option<RoomLoad>, now: Instant) -> Step {
+        let Pending {
+            room_key: _,
+            re,
+            command,
+        } = pending;
+        if let Some(RoomLoad {
+            room: Some(room),
+            messages,
+            topic,
+        }) = load
+        {
+            self.shared.chat.lock().restore_room(&room, messages, topic);
+        }
+        self.request(Request::new(re, command), now, true)
     }
 
     /// Queue the last words of a session ending for `end`, and settle what others are told.
@@ -212,7 +264,9 @@ impl Client {
             .map(|(reason, message)| End::Bye(reason, message))
     }
 
-    fn request(&mut self, request: Request, now: Instant) -> Option<End> {
+    /// Apply a request; `loaded` when its room was just looked for on disk (and its budget
+    /// charged then).
+    fn request(&mut self, request: Request, now: Instant, loaded: bool) -> Step {
         let Request { id: re, command } = request;
         let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
         let turn = match self {
@@ -230,12 +284,18 @@ impl Client {
                 budgets: &shared.budgets,
                 source,
                 nick_key,
+                loaded,
             },
-            _ => return self.before_hello(re, command, now),
+            _ => return self.before_hello(re, command, now).into(),
         };
         match turn.command(re.as_ref(), command, now) {
-            Ok(next) => next,
-            Err(refused) => self.refused(re, refused, now),
+            Ok(Outcome::Done(end)) => end.into(),
+            Ok(Outcome::Load { room_key, command }) => Step::Load(Pending {
+                room_key,
+                re,
+                command,
+            }),
+            Err(refused) => self.refused(re, refused, now).into(),
         }
     }
 
@@ -362,6 +422,16 @@ struct Turn<'a> {
     budgets: &'a Budgets,
     source: Source,
     nick_key: &'a mut String,
+    /// The request's room was just looked for on disk: do not look again, nor charge again.
+    loaded: bool,
+}
+
+/// What became of a registered client's command.
+enum Outcome {
+    /// Applied (or answered); `Some` when the session must end.
+    Done(Option<End>),
+    /// Its room must come back from disk first (see [`Step::Load`]).
+    Load { room_key: String, command: Command },
 }
 
 impl Turn<'_> {
@@ -371,7 +441,7 @@ impl Turn<'_> {
         re: Option<&RequestId>,
         command: Command,
         now: Instant,
-    ) -> Result<Option<End>, Refused> {
+    ) -> Result<Outcome, Refused> {
         let Turn {
             who,
             chat,
@@ -380,7 +450,10 @@ impl Turn<'_> {
             budgets,
             source,
             nick_key,
+            loaded,
         } = self;
+        // A room not held in memory may be on disk: look there first (once).
+        let absent = |room: &str| (!loaded).then(|| chat.absent_room_key(room)).flatten();
         // Checked after the request's own checks: a refused request costs nothing.
         let charge = |budget: &Budget, amount: f64, what: &str| {
             budget
@@ -401,33 +474,39 @@ impl Turn<'_> {
             ))),
             Command::Join { room } => {
                 check_room(&room)?;
-                charge(&budgets.events, 1.0, events)?;
+                if !loaded {
+                    charge(&budgets.events, 1.0, events)?;
+                }
+                if let Some(room_key) = absent(&room) {
+                    let command = Command::Join { room };
+                    return Ok(Outcome::Load { room_key, command });
+                }
                 chat.run(out, |st| st.join(who, re, &room))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Leave { room } => {
                 charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.leave(who, re, &room))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
                 charge(&budgets.messages, 1.0, "messages")?;
                 chat.run(out, |st| st.say(who, re, &room, &text))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Dm { to, text } => {
                 check_text(&text, limits.max_text)?;
                 charge(&budgets.messages, 1.0, "messages")?;
                 chat.run(out, |st| st.dm(who, re, &to, &text))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Nick { nick } => {
                 check_nick(&nick)?;
                 charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.set_nick(who, re, &nick))?;
                 *nick_key = name_key(&nick);
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Status { status, text } => {
                 if let Some(t) = &text {
@@ -435,34 +514,43 @@ impl Turn<'_> {
                 }
                 charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.set_status(who, re, status, text))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Topic { room, topic } => {
                 if let Some(t) = &topic {
                     check_short_text("topic", t, MAX_TOPIC_CHARS)?;
                     charge(&budgets.events, 1.0, events)?;
+                } else if let Some(room_key) = absent(&room) {
+                    // Only a reading: setting needs membership, so the room is held.
+                    let command = Command::Topic { room, topic };
+                    return Ok(Outcome::Load { room_key, command });
                 }
                 chat.run(out, |st| st.topic(who, re, &room, topic))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Who { room } => {
                 chat.run(out, |st| Ok(st.who(re, &room)))?;
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             // Replies charged by their size once built: allowed while the budget holds anything.
-            Command::Rooms {} => {
+            Command::Rooms { after, limit } => {
                 // Nothing taken yet: the reply is charged its size once built.
                 charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
-                let size = reply_size(chat, out, |st| Ok(st.rooms(re)))?;
+                let limit = limit.map_or(ROOMS_PAGE_MAX, |l| l as usize);
+                let size = reply_size(chat, out, |st| Ok(st.rooms(re, after.as_deref(), limit)))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::History(query) => {
                 // Nothing taken yet: the reply is charged its size once built.
                 charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
+                if let Some(room_key) = absent(&query.room) {
+                    let command = Command::History(query);
+                    return Ok(Outcome::Load { room_key, command });
+                }
                 let size = reply_size(chat, out, |st| st.history(re, &query))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
             Command::Ping {} => {
                 out.push(
@@ -472,10 +560,13 @@ impl Turn<'_> {
                     })
                     .encode_line(),
                 );
-                Ok(None)
+                Ok(Outcome::Done(None))
             }
-            Command::Pong {} => Ok(None),
-            Command::Quit { reason } => Ok(Some(End::Quit(re.cloned(), quit_reason(reason)))),
+            Command::Pong {} => Ok(Outcome::Done(None)),
+            Command::Quit { reason } => Ok(Outcome::Done(Some(End::Quit(
+                re.cloned(),
+                quit_reason(reason),
+            )))),
         }
     }
 }

@@ -97,9 +97,13 @@ impl Shared {
     }
 
     pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
-        let state = State::new(&config.default_room, config.history)
+        let mut state = State::new(&config.default_room, config.history)
             .with_max_rooms(config.max_rooms)
             .with_history_memory(config.history_memory);
+        if store.is_some() {
+            // Only with a data directory: without one, forgetting a room would lose its history.
+            state = state.with_room_idle(config.room_idle);
+        }
         Arc::new(Shared {
             chat: Chat::new(state, store),
             budgets: Budgets::new(&config.limits, config.max_per_ip),
@@ -146,6 +150,33 @@ pub struct Bound {
     pub store: Option<(store::Store, store::Loaded)>,
 }
 
+/// Rooms forgotten per expiry pass at most: the pass holds the chat lock, so it is bounded; a
+/// longer backlog goes in the next passes.
+const FORGET_PER_PASS: usize = 1000;
+
+/// Every few seconds (a quarter of `--room-idle`, at most 5 s), forget the rooms that have been
+/// without members for `--room-idle`. Each pass takes the head of the ordered idle set under the
+/// lock, never a scan of the rooms.
+async fn forget_idle_rooms(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let every = (shared.config.room_idle / 4).clamp(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(5),
+    );
+    let mut passes = tokio::time::interval(every);
+    passes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            at = passes.tick() => {
+                let forgotten = shared.chat.lock().expire_idle(at.into_std(), FORGET_PER_PASS);
+                if forgotten > 0 {
+                    info!(rooms = forgotten, "idle rooms forgotten from memory; their history stays on disk");
+                }
+            }
+        }
+    }
+}
+
 /// Serve until `shutdown` is cancelled, then say bye to every session, let them flush (bounded by
 /// `config.shutdown_grace`), and return.
 pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
@@ -184,6 +215,9 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
         )?),
         _ => None,
     };
+    if shared.chat.store().is_some() {
+        tracker.spawn(forget_idle_rooms(shared.clone(), shutdown.clone()));
+    }
     let mut accept_loops = Vec::new();
     for listener in listeners {
         accept_loops.push(tokio::spawn(listener::accept_loop(

@@ -1,5 +1,7 @@
 //! One connection: the loop that reads lines and hands them to its [`Client`], its timers
-//! (hello timeout, keepalive), and the writer task that drains its outbox to the socket.
+//! (hello timeout, keepalive), and the writer task that drains its outbox to the socket. When a
+//! request needs a room back from the data directory, the loop awaits that load (bounded by
+//! [`LOAD_TIMEOUT`]) before the next line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +13,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::admission::Permit;
-use crate::dispatch::{Client, End};
+use crate::dispatch::{Client, End, Step};
+use crate::logsafe;
 use crate::outbox::{outbox, Batch, Chunk, OutboxReceiver};
+use crate::store::RoomLoad;
 use crate::{Peer, Shared};
 
 /// Bytes given to one `write` at most: lines are gathered into a buffer this large.
@@ -31,6 +35,8 @@ const BUSY_LINES: usize = 3;
 /// After a bye, how long to keep reading (and discarding) so the peer sees the bye before the
 /// close, rather than a reset that may destroy it.
 const LINGER: Duration = Duration::from_secs(1);
+/// The longest a request waits for its room to come back from disk.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serve one connection until it ends. Returns when the socket is closed.
 pub async fn serve<R, W>(
@@ -161,7 +167,14 @@ async fn run<R: AsyncRead + Unpin>(
                         Some(Ok(line)) => line,
                         Some(Err(_)) | None => break 'session End::Lost,
                     };
-                    if let Some(end) = client.line(line, now) {
+                    let mut step = client.line(line, now);
+                    if let Step::Load(pending) = step {
+                        // This session's next line waits (replies stay in request order); no
+                        // other session does, and the chat lock is not held meanwhile.
+                        let load = load_room(shared, &pending.room_key).await;
+                        step = client.resume(pending, load, now);
+                    }
+                    if let Step::End(end) = step {
                         break 'session end;
                     }
                     if n == DRAIN_LINES {
@@ -204,6 +217,29 @@ async fn run<R: AsyncRead + Unpin>(
     };
     client.end(&end);
     end
+}
+
+/// Bring a room back from the data directory, through the store's writer (so that it sees
+/// every message accepted before). `None`, logged, when that fails or takes longer than
+/// [`LOAD_TIMEOUT`]: the request then goes on with the room empty rather than stall the session.
+async fn load_room(shared: &Shared, room_key: &str) -> Option<RoomLoad> {
+    let store = shared.chat.store()?;
+    let room = logsafe::field(room_key);
+    let Some(answer) = store.load(room_key) else {
+        warn!(%room, "history writer busy: room not loaded from disk, it starts empty");
+        return None;
+    };
+    match tokio::time::timeout(LOAD_TIMEOUT, answer).await {
+        Ok(Ok(load)) => Some(load),
+        Ok(Err(_)) => {
+            warn!(%room, "history writer stopped: room not loaded from disk, it starts empty");
+            None
+        }
+        Err(_) => {
+            warn!(%room, "loading a room from disk timed out: it starts empty");
+            None
+        }
+    }
 }
 
 /// Refuse a connection that is over a limit: an error and a bye, then close.

@@ -11,8 +11,9 @@
 //! [`crate::outbox::Outbox`], a recorder in tests). The rules only clone and store mailboxes; they
 //! have no way to deliver through one.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
@@ -111,11 +112,20 @@ pub struct State<M> {
     room_skeletons: HashMap<String, RoomKey>,
     /// Rooms with at least one member, kept as a count so that beacons need no scan.
     active: usize,
+    /// The rooms `rooms` lists (those with at least one member, and the default room), in key
+    /// order, so that a page is read without looking at any other room.
+    listed: BTreeSet<RoomKey>,
     /// Rooms kept without members, oldest first: the first to be forgotten when a new room is
     /// needed and `max_rooms` are held.
     idle: BTreeSet<(u64, RoomKey)>,
     /// Counts room changes, to order `idle`.
     tick: u64,
+    /// With a data directory, rooms without members are forgotten after this long.
+    room_idle: Option<Duration>,
+    /// The tick at each recent expiry pass (see `expire_idle`), oldest first: the rooms idle
+    /// since a tick before one `room_idle` old have been idle that long. About
+    /// `room_idle` / the pass interval of them.
+    passes: VecDeque<(Instant, u64)>,
     max_rooms: usize,
     /// Memory held by every room's history, and the most it may hold.
     history_bytes: usize,
@@ -133,15 +143,21 @@ impl<M: Clone> State<M> {
             rooms: HashMap::new(),
             room_skeletons: HashMap::new(),
             active: 0,
+            listed: BTreeSet::new(),
             idle: BTreeSet::new(),
             tick: 0,
+            room_idle: None,
+            passes: VecDeque::new(),
             max_rooms: usize::MAX,
             history_bytes: 0,
             max_history_bytes: usize::MAX,
             default_room: default_room.to_owned(),
             history_len,
         };
-        state.room_entry(default_room);
+        if let Some(room) = state.room_entry(default_room) {
+            let key = room.key.clone();
+            state.listed.insert(key);
+        }
         state
     }
 
@@ -267,6 +283,7 @@ impl<M: Clone> State<M> {
         }
         if first {
             self.active += 1;
+            self.listed.insert(key.clone());
         }
         self.user_mut(who).rooms.insert(key.clone());
         Ok(Some(Delivery {
@@ -576,24 +593,32 @@ impl<M: Clone> State<M> {
         Effects::reply(ok_line(re, data))
     }
 
-    /// Rooms with members, plus the default room, sorted by key.
-    pub fn rooms(&self, re: Option<&RequestId>) -> Effects {
-        let default_key = name_key(&self.default_room);
-        let mut rooms: Vec<&Room<M>> = self
-            .rooms
-            .values()
-            .filter(|r| !r.members.is_empty() || *r.key == *default_key)
-            .collect();
-        rooms.sort_by(|a, b| a.key.cmp(&b.key));
-        let rooms = rooms
-            .into_iter()
+    /// A page of the rooms with members, plus the default room, sorted by key: at most `limit`
+    /// of those whose key sorts after `after`'s, and `next` when more follow. Reads only the
+    /// page (and one room past it), however many rooms are held.
+    pub fn rooms(&self, re: Option<&RequestId>, after: Option<&str>, limit: usize) -> Effects {
+        let start = match after {
+            Some(name) => Bound::Excluded(name_key(name)),
+            None => Bound::Unbounded,
+        };
+        let mut page = self
+            .listed
+            .range::<str, _>((start.as_ref().map(String::as_str), Bound::Unbounded))
+            .filter_map(|key| self.rooms.get(key));
+        let rooms: Vec<RoomInfo> = page
+            .by_ref()
+            .take(limit)
             .map(|r| RoomInfo {
                 name: r.name.clone(),
                 members: r.members.len(),
                 topic: r.topic.clone(),
             })
             .collect();
-        Effects::reply(ok_line(re, ReplyData::Rooms { rooms }))
+        let next = match page.next() {
+            Some(_) => rooms.last().map(|r| r.name.clone()),
+            None => None,
+        };
+        Effects::reply(ok_line(re, ReplyData::Rooms { rooms, next }))
     }
 
     /// The `ok` reply to a history request, spliced from the stored lines.

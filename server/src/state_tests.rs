@@ -239,7 +239,7 @@ fn rooms_are_forgotten_when_empty_unless_they_hold_something() {
     assert_eq!(chat.join(&ann, "tmp")["room"], "TMP", "history keeps it");
     // The default room is never forgotten, even empty.
     chat.leave(&ann, "lobby");
-    let reply = chat.act(&ann, &mut |st, _| Ok(st.rooms(None)));
+    let reply = chat.act(&ann, &mut |st, _| Ok(st.rooms(None, None, 500)));
     let names: Vec<&str> = reply[0]["rooms"]
         .as_array()
         .unwrap()
@@ -588,5 +588,11 @@ fn history_memory_is_bounded_and_idle_rooms_give_theirs_up_first() {
     assert_eq!(history(&mut chat, &bob, "b", None).1.len(), 12);
 }
 
-#[path = "state/lookalikes_tests.rs"]
+#[path = "state_tests/lookalikes.rs"]
 mod lookalikes;
+
+#[path = "state_tests/rooms.rs"]
+mod rooms;
+
+#[path = "state_tests/idle.rs"]
+mod idle;

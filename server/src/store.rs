@@ -17,6 +17,10 @@
 //! changes costs one rewrite a second, the queue's bound is spent on messages only, and a message
 //! never waits behind metadata work for more than that one rewrite.
 //!
+//! Rooms come back. A room forgotten from memory (`--room-idle`) is read back through the same
+//! queue ([`StoreHandle::load`]): the writer answers once the appends queued before the request
+//! are written, so the answer holds every message accepted before it, with the newest topic.
+//!
 //! Layout of the data directory:
 //! - `lock`: held with `flock` by the running server; a second server refuses to start.
 //! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire, appended to;
@@ -129,8 +133,28 @@ pub struct Store {
 }
 
 enum Op {
-    Append { room_key: String, line: Bytes },
+    Append {
+        room_key: String,
+        line: Bytes,
+    },
+    /// Read a room back: answered after every append queued before it is written.
+    Load {
+        room_key: String,
+        reply: tokio::sync::oneshot::Sender<RoomLoad>,
+    },
     Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+/// A room read back from disk (see [`StoreHandle::load`]).
+#[derive(Debug, Default)]
+pub struct RoomLoad {
+    /// The room's display name, as its messages or its topic spell it; `None` when the disk
+    /// holds nothing of the room.
+    pub room: Option<String>,
+    /// Its newest `history` messages, oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// Its topic, empty when none.
+    pub topic: String,
 }
 
 /// A room's topic as it goes to `topics.json`: the room's display name and the topic (empty: no
@@ -267,21 +291,9 @@ impl Store {
             }
         }
         for name in names {
-            let path = rooms_dir.join(&name);
-            let previous = rooms_dir.join(format!("{name}{PREVIOUS}"));
-            let (room_before, mut messages, _) = match previous.exists() {
-                true => read_room_file(&previous, history)?,
-                false => (None, Vec::new(), 0),
-            };
-            let (room, newer, lines) = match path.exists() {
-                true => read_room_file(&path, history)?,
-                false => (None, Vec::new(), 0),
-            };
-            messages.extend(newer);
-            let excess = messages.len().saturating_sub(history);
-            messages.drain(..excess);
+            let (room, messages, lines) = read_room(&rooms_dir, &name, history)?;
             store.line_counts.insert(name, lines);
-            if let Some(room) = room.or(room_before) {
+            if let Some(room) = room {
                 loaded.rooms.push((room, messages));
             }
         }
@@ -341,11 +353,35 @@ fn parse_line(line: &[u8]) -> Option<(Uuid, Message)> {
     Some((Uuid::parse_str(&m.id).ok()?, m))
 }
 
+/// A room's files (`<name>` is `room_file_name`): its display name, its newest `history`
+/// messages (the previous file's, then the current one's) and the current file's line count.
+/// A file that is not there counts as empty.
+fn read_room(
+    rooms_dir: &Path,
+    name: &str,
+    history: usize,
+) -> Result<(Option<String>, Vec<StoredMessage>, usize), StoreError> {
+    let path = rooms_dir.join(name);
+    let previous = rooms_dir.join(format!("{name}{PREVIOUS}"));
+    let (room_before, mut messages, _) = read_room_file(&previous, history)?;
+    let (room, newer, lines) = read_room_file(&path, history)?;
+    messages.extend(newer);
+    let excess = messages.len().saturating_sub(history);
+    messages.drain(..excess);
+    Ok((room.or(room_before), messages, lines))
+}
+
+/// One room file, of which the newest `keep` messages are kept; a missing file is empty (one
+/// failed open, the cost of looking for a room that was never written).
 fn read_room_file(
     path: &Path,
     keep: usize,
 ) -> Result<(Option<String>, Vec<StoredMessage>, usize), StoreError> {
-    let file = File::open(path).map_err(io_err(path))?;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new(), 0)),
+        Err(e) => return Err(io_err(path)(e)),
+    };
     let mut reader = BufReader::new(file);
     let mut messages = std::collections::VecDeque::new();
     let mut room = None;
@@ -396,6 +432,18 @@ impl StoreHandle {
                 topic,
             } => self.topic(room_key.to_string(), room, topic),
         }
+    }
+
+    /// Ask for a room's history and topic from disk; never blocks. The answer comes once every
+    /// append queued before this call is written, so it holds every message accepted before.
+    /// `None` when the writer cannot take it (its queue is full, or it has stopped).
+    pub fn load(&self, room_key: &str) -> Option<tokio::sync::oneshot::Receiver<RoomLoad>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let op = Op::Load {
+            room_key: room_key.to_owned(),
+            reply,
+        };
+        self.tx.try_send(op).ok().map(|()| answer)
     }
 
     /// Record a room's new topic (empty: cleared); never blocks. It reaches `topics.json` with

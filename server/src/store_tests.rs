@@ -243,3 +243,66 @@ fn the_writer_keeps_up_with_messages_during_a_topic_flood_and_shuts_down_at_once
     assert_eq!(topics_file(&dir)["lobby"].1, "t199999");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The texts of loaded messages, oldest first.
+fn texts(messages: &[StoredMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| serde_json::from_slice::<Message>(&m.line).unwrap().text)
+        .collect()
+}
+
+#[test]
+fn a_load_sees_every_append_queued_before_it_and_the_newest_topic() {
+    let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+    let (store, _) = Store::open(&dir, 10).unwrap();
+    let (handle, thread) = store.start();
+    // Queued back to back with the load: nothing has reached the disk when it is asked for.
+    for i in 0..25 {
+        handle.append("lobby".into(), Bytes::from(message_line(format!("m{i}"))));
+    }
+    handle.topic(
+        "lobby".into(),
+        "Lobby".into(),
+        "not yet in topics.json".into(),
+    );
+    let load = handle
+        .load("lobby")
+        .expect("queued")
+        .blocking_recv()
+        .unwrap();
+    assert_eq!(load.room.as_deref(), Some("lobby"));
+    // The newest `history` (10), read across the rotated file and the current one.
+    assert_eq!(
+        texts(&load.messages),
+        (15..25).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(load.topic, "not yet in topics.json");
+
+    // A topic alone brings a room back too, named as the topic's room.
+    handle.topic("quiet".into(), "Quiet".into(), "shh".into());
+    let load = handle.load("quiet").unwrap().blocking_recv().unwrap();
+    assert_eq!(
+        (load.room.as_deref(), load.topic.as_str()),
+        (Some("Quiet"), "shh")
+    );
+    assert!(load.messages.is_empty());
+    handle.shutdown(Duration::from_secs(5));
+    thread.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_load_of_a_room_never_written_is_empty() {
+    let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+    let (store, _) = Store::open(&dir, 10).unwrap();
+    let (handle, mut writer, _rx) = store.into_writer();
+    let load = writer.load("nowhere");
+    assert!(load.room.is_none() && load.messages.is_empty() && load.topic.is_empty());
+    assert!(
+        !dir.join("rooms").join(room_file_name("nowhere")).exists(),
+        "looking makes no file"
+    );
+    drop((handle, writer));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,7 +28,7 @@ async fn hello_welcome_and_default_room() {
         welcome["limits"],
         json!({"max_line":16384,"max_text":4096,"rate_burst":10,"rate_per_sec":5,"ping_interval_s":60,
                "event_burst":200,"events_per_sec":2,
-               "reply_bytes_burst":8_388_608,"reply_bytes_per_sec":1_048_576})
+               "reply_bytes_burst":8_388_608,"reply_bytes_per_sec":1_048_576,"rooms_page":500})
     );
     let (_bob, _) = TestClient::hello(server.addr, "bob").await;
     let ev = ann.expect_event("join").await;
@@ -338,4 +338,62 @@ async fn unix_socket_session() {
     server.stop();
     assert!(!path.exists(), "socket file removed at exit");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rooms` is paged: 300 rooms with members, listed 128 at a time by following `next`, come
+/// back in order, each once, with nothing beyond the last page; a default-sized page holds all.
+#[tokio::test]
+async fn a_long_room_list_is_read_page_by_page() {
+    let server = ServerProcess::start(&["--rate-per-sec", "0"]);
+    // A session may be in 100 rooms (the lobby one of them): four users hold 75 each.
+    let mut names = Vec::new();
+    let mut users = Vec::new();
+    for u in 0..4 {
+        let (mut c, _) = TestClient::hello(server.addr, &format!("user{u}")).await;
+        for r in 0..75 {
+            let room = format!("Room-{u}-{r:03}");
+            let ok = c.request(json!({"type":"join","room":room})).await;
+            assert_eq!(ok["type"], "ok", "{ok}");
+            names.push(room);
+        }
+        users.push(c);
+    }
+    names.push("lobby".into());
+    names.sort_by_key(|n| n.to_lowercase());
+
+    let (mut reader, _) = TestClient::hello(server.addr, "reader").await;
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut request = json!({"type":"rooms","limit":128});
+        if let Some(a) = &after {
+            request["after"] = json!(a);
+        }
+        let page = reader.request(request).await;
+        assert_eq!(page["cmd"], "rooms", "{page}");
+        let rooms = page["rooms"].as_array().unwrap();
+        assert!(rooms.len() <= 128);
+        listed.extend(rooms.iter().map(|r| r["name"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page.get("next") {
+            Some(next) => {
+                assert_eq!(
+                    next,
+                    &rooms.last().unwrap()["name"],
+                    "next is the last listed"
+                );
+                after = Some(next.as_str().unwrap().to_owned());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "301 rooms in pages of 128");
+    assert_eq!(listed, names);
+
+    let all = reader.request(json!({"type":"rooms"})).await;
+    assert_eq!(all["rooms"].as_array().unwrap().len(), 301);
+    assert!(all.get("next").is_none(), "{}", all["next"]);
+    let bad = reader.request(json!({"type":"rooms","limit":501})).await;
+    assert_eq!(bad["code"], "bad_frame");
 }

@@ -416,3 +416,69 @@ async fn sigterm_during_a_topic_flood_exits_in_time_with_everything_on_disk() {
         acked_topics - 1
     );
 }
+
+/// With `--data-dir`, a room left by everyone is forgotten from memory after `--room-idle`, and
+/// comes back from disk, history and topic, when it is named again.
+#[tokio::test]
+async fn an_idle_room_is_forgotten_and_comes_back_from_disk() {
+    let dir = TempDir::new("idle");
+    let server = start(&dir, &["--room-idle", "1"]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    let ok = ann.request(json!({"type":"join","room":"Attic"})).await;
+    assert_eq!(ok["room"], "Attic");
+    say_n(&mut ann, "attic", 3, "dusty ").await;
+    ann.request(json!({"type":"topic","room":"attic","topic":"old boxes"}))
+        .await;
+    // Held, a `who` names the room as first spelled; forgotten, as asked (`who` never loads).
+    let (mut cy, _) = TestClient::hello(server.addr, "cy").await;
+    let who = cy.request(json!({"type":"who","room":"ATTIC"})).await;
+    assert_eq!(who["room"], "Attic", "held while it has a member");
+    ann.request(json!({"type":"leave","room":"attic"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let who = cy.request(json!({"type":"who","room":"ATTIC"})).await;
+        if who["room"] == "ATTIC" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle room was never forgotten"
+        );
+        // Polling with a deadline: the forgetting is a timer of the server's, not an event.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server
+            .stderr_text()
+            .contains("idle rooms forgotten from memory"),
+        "{}",
+        server.stderr_text()
+    );
+
+    // A history request brings it back, every message and the spelling.
+    let h = cy
+        .request(json!({"type":"history","room":"attic","limit":10}))
+        .await;
+    assert_eq!(h["room"], "Attic", "{h}");
+    assert_eq!(
+        texts_of(h["messages"].as_array().unwrap()),
+        ["dusty 0", "dusty 1", "dusty 2"]
+    );
+    // And a join finds the topic (the room loaded again if it was forgotten again meanwhile).
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let ok = bob.request(json!({"type":"join","room":"attic"})).await;
+    assert_eq!(
+        (&ok["room"], &ok["topic"]),
+        (&json!("Attic"), &json!("old boxes"))
+    );
+    let h = bob.request(json!({"type":"history","room":"attic"})).await;
+    assert_eq!(h["messages"].as_array().unwrap().len(), 3);
+    // A new message joins the old ones, on disk and in memory.
+    bob.request(json!({"type":"say","room":"attic","text":"new"}))
+        .await;
+    let h = bob.request(json!({"type":"history","room":"attic"})).await;
+    assert_eq!(
+        texts_of(h["messages"].as_array().unwrap()).last().unwrap(),
+        "new"
+    );
+}

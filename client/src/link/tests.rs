@@ -356,15 +356,33 @@ async fn rate_limited_requests_are_sent_again_three_times_in_all() {
     })
     .await;
     let started = Instant::now();
-    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    let reply = link
+        .submit(&Command::Rooms {
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
     let Some(ServerFrame::Reply(r)) = reply.frame else {
         panic!("{reply:?}")
     };
-    assert_eq!(r.data, ReplyData::Rooms { rooms: vec![] });
+    assert_eq!(
+        r.data,
+        ReplyData::Rooms {
+            rooms: vec![],
+            next: None
+        }
+    );
     assert_eq!(started.elapsed(), RATE_LIMITED_WAIT);
 
     let started = Instant::now();
-    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    let reply = link
+        .submit(&Command::Rooms {
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
     let Some(ServerFrame::Error(e)) = reply.frame else {
         panic!("{reply:?}")
     };
@@ -390,7 +408,13 @@ async fn a_retry_after_hint_sets_the_wait() {
     })
     .await;
     let started = Instant::now();
-    let reply = link.submit(&Command::Rooms {}).await.unwrap();
+    let reply = link
+        .submit(&Command::Rooms {
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
     assert!(
         matches!(reply.frame, Some(ServerFrame::Reply(_))),
         "{reply:?}"

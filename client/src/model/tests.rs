@@ -305,9 +305,22 @@ fn the_room_list_is_shown_and_its_rooms_completed() {
     }];
     let shown = model.apply_reply(ok(ReplyData::Rooms {
         rooms: rooms.clone(),
+        next: None,
     }));
-    assert_eq!(shown.show, vec![Show::Rooms(rooms)]);
+    assert_eq!(shown.show, vec![Show::Rooms(rooms.clone())]);
     assert_eq!(model.room_names(), ["lobby", "dev"]);
+    // A page that is not the last says how to see the next.
+    let shown = model.apply_reply(ok(ReplyData::Rooms {
+        rooms: rooms.clone(),
+        next: Some("dev".into()),
+    }));
+    assert_eq!(
+        shown.show,
+        vec![
+            Show::Rooms(rooms),
+            Show::Info("more rooms follow: /rooms dev".into())
+        ]
+    );
 }
 
 #[test]

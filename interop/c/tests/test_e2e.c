@@ -415,6 +415,24 @@ static void test_session(struct checks *t, lc_client *a, lc_client *b)
                  streq(ev.text, "lunch"));
     lc_event_free(&ev);
 
+    /* rooms, a page at a time: den, then lobby, then nothing follows */
+    {
+        lc_request req;
+
+        memset(&req, 0, sizeof req);
+        req.type = LC_REQ_ROOMS;
+        req.limit = 1;
+        CHECK(t, lc_request_wait(a, &req, 5000, &reply) == LC_OK && reply.n_room_list == 1 &&
+                     streq(reply.room_list[0].name, "den") && reply.room_list[0].members == 2 &&
+                     streq(reply.next, "den"));
+        lc_event_free(&reply);
+        req.after = "den";
+        req.limit = 0;
+        CHECK(t, lc_request_wait(a, &req, 5000, &reply) == LC_OK && reply.n_room_list == 1 &&
+                     streq(reply.room_list[0].name, "lobby") && reply.next == NULL);
+        lc_event_free(&reply);
+    }
+
     CHECK(t, lc_leave(b, "den", &reply) == LC_OK && streq(reply.room, "den"));
     lc_event_free(&reply);
     CHECK(t, wait_event(a, LC_EV_LEAVE, "bobby", &ev) && streq(ev.room, "den"));

@@ -202,6 +202,14 @@ static void check_fields(struct checks *t, const char *name, const lc_event *ev)
         expect(t, ev->n_room_list == 2 && strcmp(ev->room_list[1].name, "rust") == 0 &&
                       ev->room_list[1].members == 2 && ev->n_rooms == 0,
                "server.jsonl", name, "room list");
+        expect(t, ev->next == NULL, "server.jsonl", name, "no next on the last page");
+    } else if (strcmp(name, "ok_rooms_page") == 0) {
+        expect(t, ev->n_room_list == 2 && strcmp(ev->room_list[0].name, "sales") == 0 &&
+                      ev->next != NULL && strcmp(ev->next, "support") == 0,
+               "server.jsonl", name, "a page and its next");
+    } else if (strcmp(name, "welcome_with_rooms_page") == 0) {
+        expect(t, ev->has_limits && ev->limits.rooms_page == 500, "server.jsonl", name,
+               "rooms_page limit");
     } else if (strcmp(name, "ok_history") == 0) {
         expect(t, ev->n_messages == 2 && ev->messages[1].kind == LC_EV_MESSAGE &&
                       strcmp(ev->messages[1].text, "yes\nit is great") == 0 &&

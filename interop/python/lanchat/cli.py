@@ -34,7 +34,7 @@ commands:
   /status online|away|busy [TEXT]
   /topic [TEXT]         show the current room's topic, or set it
   /who [ROOM]           list members
-  /rooms                list rooms
+  /rooms [after]        list rooms, a page at a time
   /history [LIMIT]      show the current room's recent messages
   /ping                 round-trip to the server
   /quit [REASON]        leave the chat
@@ -114,7 +114,7 @@ def parse_command(line: str, room: Optional[str]) -> Tuple[str, Dict[str, Any]]:
     if name == "who":
         return "who", {"room": current(rest)}
     if name == "rooms":
-        return "rooms", {}
+        return "rooms", {"after": rest or None}
     if name == "history":
         if rest and not rest.isdigit():
             raise ValueError("/history takes a number of messages")

@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ConnectionClosed, LanchatError, LanchatTimeout
 from .protocol import (
@@ -374,9 +374,27 @@ class Client:
         """List the members of ``room``: ``reply["members"]`` is ``[{nick, status, text?}]``."""
         return self.request("who", timeout, room=room)
 
-    def rooms(self, timeout: Optional[float] = None) -> Frame:
-        """List the rooms: ``reply["rooms"]`` is ``[{name, members, topic}]``."""
-        return self.request("rooms", timeout)
+    def rooms(self, after: Optional[str] = None, limit: Optional[int] = None,
+              timeout: Optional[float] = None) -> Frame:
+        """List a page of rooms: ``reply["rooms"]`` is ``[{name, members, topic}]``, sorted.
+
+        A server lists at most ``limits["rooms_page"]`` rooms per reply (500); when more
+        follow, ``reply["next"]`` names the last one listed: pass it as ``after`` to get the
+        next page.  ``limit`` is 1..500 (default: a whole page).  See :meth:`all_rooms`.
+        """
+        return self.request("rooms", timeout, after=after, limit=limit)
+
+    def all_rooms(self, max_pages: int = 100, timeout: Optional[float] = None) -> List[Frame]:
+        """Every room, page after page (at most ``max_pages`` of them)."""
+        rooms: List[Frame] = []
+        after: Optional[str] = None
+        for _ in range(max_pages):
+            reply = self.rooms(after=after, timeout=timeout)
+            rooms.extend(reply["rooms"])
+            after = reply.get("next")
+            if after is None:
+                break
+        return rooms
 
     def history(self, room: str, before: Optional[str] = None, after: Optional[str] = None,
                 limit: Optional[int] = None, timeout: Optional[float] = None) -> Frame:

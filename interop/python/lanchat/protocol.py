@@ -60,6 +60,8 @@ MAX_NAME_CHARS = 32
 MAX_STATUS_TEXT_CHARS = 100
 MAX_TOPIC_CHARS = 300
 HISTORY_LIMIT_MAX = 200
+ROOMS_PAGE_MAX = 500
+"""Most rooms one ``rooms`` reply lists (extension); a longer listing is paged."""
 
 ERROR_CODES: FrozenSet[str] = frozenset(
     {
@@ -95,7 +97,7 @@ REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] 
     "status": ({"status": _STR}, {"text": _STR}),
     "topic": ({"room": _STR}, {"topic": _STR}),
     "who": ({"room": _STR}, {}),
-    "rooms": ({}, {}),
+    "rooms": ({}, {"after": _STR, "limit": _INT}),
     "history": ({"room": _STR}, {"before": _STR, "after": _STR, "limit": _INT}),
     "ping": ({}, {}),
     "pong": ({}, {}),
@@ -253,7 +255,8 @@ def check_request(frame: Mapping[str, Any]) -> None:
     field's presence and JSON type (``null`` counts as absent, ``id`` included),
     plus the value rules the protocol makes frame errors: ``hello.protocol``
     non-negative, ``status`` one of three, ``history`` ``before``/``after``
-    shaped like a message id (see :func:`is_message_id`), ``history.limit`` 1..200.
+    shaped like a message id (see :func:`is_message_id`), ``history.limit`` 1..200, ``rooms.after`` 1..32 characters and
+    ``rooms.limit`` 1..500.
     Raises :class:`ProtocolError` (``bad_frame`` or ``unknown_type``).
     Semantic checks (nick syntax, text length, ...) are left to :func:`valid_name`
     and :func:`check_text`.
@@ -284,6 +287,12 @@ def check_request(frame: Mapping[str, Any]) -> None:
     if type_ == "history" and frame.get("limit") is not None:
         if not 1 <= frame["limit"] <= HISTORY_LIMIT_MAX:
             raise ProtocolError("bad_frame", f"limit must be 1..{HISTORY_LIMIT_MAX}", re)
+    if type_ == "rooms" and frame.get("limit") is not None:
+        if not 1 <= frame["limit"] <= ROOMS_PAGE_MAX:
+            raise ProtocolError("bad_frame", f"limit must be 1..{ROOMS_PAGE_MAX}", re)
+    if type_ == "rooms" and frame.get("after") is not None:
+        if not 1 <= len(frame["after"]) <= MAX_NAME_CHARS:
+            raise ProtocolError("bad_frame", f"after must be a room name (1..{MAX_NAME_CHARS})", re)
 
 
 def is_message_id(value: str) -> bool:
@@ -317,6 +326,8 @@ def check_server_frame(frame: Mapping[str, Any]) -> None:
     _check_fields(frame, _SERVER_FIELDS.get(type_, {}), type_)
     if type_ == "ok":
         _check_fields(frame, _OK_FIELDS.get(frame["cmd"], {}), f"ok {frame['cmd']}")
+        if frame["cmd"] == "rooms" and frame.get("next") is not None:
+            _check_fields(frame, {"next": _STR}, "ok rooms")
     if type_ in EVENT_TYPES and "re" in frame:
         raise ProtocolError("bad_frame", f"{type_}: events carry no re")
 

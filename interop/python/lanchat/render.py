@@ -92,8 +92,11 @@ def format_reply(reply: Mapping[str, Any]) -> List[str]:
         rooms = reply.get("rooms", [])
         if not rooms:
             return ["* no rooms"]
-        return [f"* {r.get('name')} ({r.get('members')} members)"
-                + (f": {_one_line(r['topic'])}" if r.get("topic") else "") for r in rooms]
+        lines = [f"* {r.get('name')} ({r.get('members')} members)"
+                 + (f": {_one_line(r['topic'])}" if r.get("topic") else "") for r in rooms]
+        if reply.get("next"):
+            lines.append(f"* more rooms follow: /rooms {_one_line(reply['next'])}")
+        return lines
     if cmd == "topic":
         topic = _one_line(reply.get("topic", "")) or "(no topic)"
         return [f"[{reply['room']}] * topic: {topic}"]

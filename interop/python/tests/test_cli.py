@@ -43,7 +43,8 @@ class CommandTests(unittest.TestCase):
             "/topic": ("topic", {"room": "lobby", "topic": None}),
             "/topic new topic": ("topic", {"room": "lobby", "topic": "new topic"}),
             "/who": ("who", {"room": "lobby"}),
-            "/rooms": ("rooms", {}),
+            "/rooms": ("rooms", {"after": None}),
+            "/rooms rust": ("rooms", {"after": "rust"}),
             "/history 5": ("history", {"room": "lobby", "limit": 5}),
             "/ping": ("ping", {}),
             "/quit bye all": ("quit", {"reason": "bye all"}),
@@ -74,6 +75,10 @@ class RenderTests(unittest.TestCase):
                            {"nick": "bob", "status": "away", "text": "lunch"}]}
         self.assertEqual(format_reply(who), ["[lobby] members: ann, bob (away: lunch)"])
         self.assertEqual(format_reply({"type": "ok", "cmd": "say", "id": "x", "ts": 1}), [])
+        page = {"type": "ok", "cmd": "rooms", "next": "rust",
+                "rooms": [{"name": "rust", "members": 2, "topic": ""}]}
+        self.assertEqual(format_reply(page),
+                         ["* rust (2 members)", "* more rooms follow: /rooms rust"])
 
 
 class ArgumentTests(unittest.TestCase):

@@ -60,6 +60,23 @@ class RequestTests(unittest.TestCase):
         replies = {r["re"]: r["room"] for r in (results.get_nowait(), results.get_nowait())}
         self.assertEqual(replies, {id1: "a", id2: "b"})
 
+    def test_all_rooms_follows_next_until_the_last_page(self) -> None:
+        pages = {None: (["a", "b"], "b"), "b": (["c", "d"], "d"), "d": (["e"], None)}
+
+        def answer(request: Frame) -> List[Frame]:
+            names, next_ = pages[request.get("after")]
+            reply: Frame = {"type": "ok", "cmd": "rooms", "re": request["id"],
+                            "rooms": [{"name": n, "members": 1, "topic": ""} for n in names]}
+            if next_ is not None:
+                reply["next"] = next_
+            return [reply]
+        client, server = fake_client(self, answer)
+        rooms = client.all_rooms()
+        self.assertEqual([r["name"] for r in rooms], ["a", "b", "c", "d", "e"])
+        sent = [decode_line(server.next_line()) for _ in range(3)]
+        self.assertEqual([s.get("after") for s in sent], [None, "b", "d"])
+        self.assertTrue(all("limit" not in s for s in sent))
+
     def test_error_reply_raises_with_code_and_message(self) -> None:
         def answer(request: Frame) -> List[Frame]:
             return [{"type": "error", "code": "not_in_room", "message": "not in rust",

@@ -4,11 +4,12 @@
 //! here makes an effect.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use lanchat_protocol::validate::{lookalike_keys, name_key};
 
 use super::{Room, RoomKey, State};
-use crate::history::RoomHistory;
+use crate::history::{RoomHistory, StoredMessage};
 
 impl<M: Clone> State<M> {
     /// Hold at most `max_rooms` rooms (the default room included): beyond, the room that has been
@@ -24,6 +25,79 @@ impl<M: Clone> State<M> {
     pub fn with_history_memory(mut self, bytes: usize) -> Self {
         self.max_history_bytes = bytes;
         self
+    }
+
+    /// Forget a room once it has been without members for `idle` (see [`State::expire_idle`]).
+    /// Only for a server with a data directory: the room's history and topic stay on disk and
+    /// come back when it is named again. Without one, forgetting would lose them.
+    pub fn with_room_idle(mut self, idle: Duration) -> Self {
+        self.room_idle = Some(idle);
+        self
+    }
+
+    /// One expiry pass at `now`, made every few seconds: forget at most `max` of the rooms that
+    /// have been without members for the `--room-idle` time, longest idle first. Reads only the
+    /// head of the idle set, never all rooms. Returns how many it forgot.
+    ///
+    /// The rules take no clock: each pass records the tick it saw, and the rooms idle since
+    /// before a pass at least `room_idle` old have been idle that long (so a room is forgotten
+    /// between `room_idle` and `room_idle` plus one pass interval after its last member left).
+    pub fn expire_idle(&mut self, now: Instant, max: usize) -> usize {
+        let Some(idle_for) = self.room_idle else {
+            return 0;
+        };
+        // A pass that saw no change since the last adds nothing: the older one says more.
+        if self
+            .passes
+            .back()
+            .is_none_or(|(_, tick)| *tick != self.tick)
+        {
+            self.passes.push_back((now, self.tick));
+        }
+        let old_enough = |(at, _): &(Instant, u64)| now.duration_since(*at) >= idle_for;
+        while self.passes.get(1).is_some_and(old_enough) {
+            self.passes.pop_front();
+        }
+        let Some(&(_, horizon)) = self.passes.front().filter(|p| old_enough(p)) else {
+            return 0;
+        };
+        let mut forgotten = 0;
+        while forgotten < max
+            && self
+                .idle
+                .first()
+                .is_some_and(|(since, _)| *since <= horizon)
+        {
+            self.forget_longest_idle();
+            forgotten += 1;
+        }
+        forgotten
+    }
+
+    /// Whether the room called `name` is held in memory.
+    pub fn holds_room(&self, name: &str) -> bool {
+        self.rooms.contains_key(name_key(name).as_str())
+    }
+
+    /// Bring back a room read from disk, unless it is held already (made or restored while it
+    /// was being read: what is in memory is then at least as new). Kept without members until
+    /// someone joins; false when it was not restored.
+    pub fn restore_room(
+        &mut self,
+        name: &str,
+        messages: Vec<StoredMessage>,
+        topic: String,
+    ) -> bool {
+        if self.holds_room(name) {
+            return false;
+        }
+        for message in messages {
+            self.restore_message(name, message);
+        }
+        if !topic.is_empty() {
+            self.restore_topic(name, topic);
+        }
+        self.holds_room(name)
     }
 
     /// Memory held by history, all rooms together.
@@ -134,6 +208,7 @@ impl<M: Clone> State<M> {
         if **key == *name_key(&self.default_room) {
             return;
         }
+        self.listed.remove(key);
         if room.history.is_empty() && room.topic.is_empty() {
             self.forget_room(key);
         } else {

@@ -62,6 +62,7 @@ impl Writer {
             let mut done = None;
             // One write per room per batch: its lines end to end, and how many.
             let mut appends: HashMap<String, (Vec<u8>, usize)> = HashMap::new();
+            let mut loads = Vec::new();
             for op in ops {
                 match op {
                     Op::Append { room_key, line } => {
@@ -69,11 +70,17 @@ impl Writer {
                         buf.extend_from_slice(&line);
                         *n += 1;
                     }
+                    Op::Load { room_key, reply } => loads.push((room_key, reply)),
                     Op::Shutdown(tx) => done = Some(tx),
                 }
             }
             for (room_key, (lines, count)) in appends {
                 self.append(&room_key, &lines, count);
+            }
+            // After the batch's appends (written, not only buffered): a load sees every message
+            // queued before it, and perhaps a few queued after, never fewer.
+            for (room_key, reply) in loads {
+                let _ = reply.send(self.load(&room_key));
             }
             if done.is_some() || self.last_tick.elapsed() >= FSYNC_EVERY {
                 self.tick();
@@ -89,6 +96,40 @@ impl Writer {
             }
         }
         self.tick();
+    }
+
+    /// A room's messages and topic as the disk and the pending topics hold them now.
+    pub(super) fn load(&mut self, room_key: &str) -> RoomLoad {
+        let rooms_dir = self.store.dir.join("rooms");
+        let name = room_file_name(room_key);
+        let (room, messages) = match read_room(&rooms_dir, &name, self.store.history) {
+            Ok((room, messages, _)) => (room, messages),
+            Err(e) => {
+                self.report("read", &std::io::Error::other(e.to_string()));
+                (None, Vec::new())
+            }
+        };
+        // The newest topic: one not yet written to `topics.json`, else the one there.
+        let pending = self
+            .pending_topics
+            .lock()
+            .get(room_key)
+            .map(|t| (t.room.clone(), t.topic.clone()));
+        let (topic_room, topic) = pending
+            .or_else(|| {
+                let entry = self.store.topics.get(room_key)?;
+                Some((
+                    entry["room"].as_str()?.to_owned(),
+                    entry["topic"].as_str()?.to_owned(),
+                ))
+            })
+            .unwrap_or_default();
+        let room = room.or((!topic.is_empty()).then_some(topic_room));
+        RoomLoad {
+            room,
+            messages,
+            topic,
+        }
     }
 
     /// Once a second and at shutdown: the room files fsynced first (messages matter most), then

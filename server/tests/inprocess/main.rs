@@ -3,6 +3,7 @@
 //! `127.0.0.1:0`. Waits the e2e suite spends seconds on take milliseconds here.
 
 mod commands;
+mod rooms;
 mod serving;
 mod support;
 mod timers;

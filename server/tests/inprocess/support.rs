@@ -124,8 +124,13 @@ pub struct Server {
 
 impl Server {
     pub fn new(config: Config) -> Self {
+        Self::with_shared(Shared::new(config))
+    }
+
+    /// A server over shared state made by the test (with a store, for example).
+    pub fn with_shared(shared: Arc<Shared>) -> Self {
         Server {
-            shared: Shared::new(config),
+            shared,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
         }
