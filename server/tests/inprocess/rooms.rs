@@ -54,10 +54,11 @@ fn server_with_attic(dir: &DataDir, config: Config) -> (Server, StoreHandle) {
 #[tokio::test]
 async fn a_join_brings_the_room_back_from_disk_and_is_charged_once() {
     let dir = DataDir::new();
-    // One join in the budget: a second charge for the same join would refuse it.
+    // Registering takes one event and the join one: a second charge for the same join would
+    // refuse it.
     let config = Config {
         limits: Limits {
-            event_burst: Some(1),
+            event_burst: Some(2),
             events_per_sec: Some(1),
             ..Limits::default()
         },
@@ -80,7 +81,8 @@ async fn a_join_brings_the_room_back_from_disk_and_is_charged_once() {
         (&joined["room"], &joined["topic"]),
         (&json!("Attic"), &json!("old boxes"))
     );
-    // The budget held one join, and it is spent (it refills at one a second).
+    // The budget held the registration and one join, and it is spent (it refills at one a
+    // second).
     bob.send(json!({"type":"join","id":4,"room":"cellar"}))
         .await;
     assert_eq!(bob.expect_reply().await["code"], "rate_limited");
