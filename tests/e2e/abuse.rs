@@ -222,20 +222,8 @@ async fn password_guesses_are_throttled_per_address() {
 /// answers are rate-limited per source, and an answer is a few times a query at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discover_flood_is_answered_at_the_source_rate() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port_arg = port.to_string();
-    let server = ServerProcess::start_raw(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--announce-port",
-        &port_arg,
-        "--announce-interval",
-        "3600",
-    ]);
+    let port = lanchat_tests::free_udp_port();
+    let server = ServerProcess::start_answering(port, &[]);
     let mut target = Target::new(server.addr);
     target.udp = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let (run, _server) = run_against("discover_flood", server, target).await;

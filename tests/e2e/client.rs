@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
+use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TestClient, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -432,14 +432,6 @@ async fn reconnects_rejoins_and_catches_up_after_a_server_restart() {
 }
 
 // ----- discovery (loopback only: servers listen on 127.0.0.1, so they announce on 127/8) -----
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind udp 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Run `lanchat` with `args` and `stdin`, bounded by `WAIT`.
 async fn run_client(args: &[&str], stdin: &str) -> std::process::Output {

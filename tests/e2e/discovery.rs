@@ -4,17 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lanchat_tests::{ServerProcess, TestClient, WAIT};
+use lanchat_tests::{free_udp_port, ServerProcess, TestClient, WAIT};
 use serde_json::{json, Value};
-
-/// A UDP port that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A socket that hears broadcasts on the discovery port, as a passive client would.
 fn beacon_listener(port: u16) -> UdpSocket {
@@ -46,28 +37,8 @@ fn wait_beacon(sock: &UdpSocket, pred: impl Fn(&Value) -> bool) -> (Value, Socke
     panic!("no matching beacon within {WAIT:?}");
 }
 
-/// A server on loopback whose discovery port is `port`, announcing every `interval` seconds.
-fn start_announcing(port: u16, interval: &str, extra: &[&str]) -> ServerProcess {
-    let port = port.to_string();
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--announce-port",
-        &port,
-        "--announce-interval",
-        interval,
-    ];
-    args.extend_from_slice(extra);
-    ServerProcess::start_raw(&args)
-}
-
 fn start(port: u16) -> ServerProcess {
-    start_announcing(port, "1", &["--name", "discovery test"])
-}
-
-/// A server whose beacons within a test can only be answers: it announces once an hour.
-fn start_answering(port: u16, extra: &[&str]) -> ServerProcess {
-    start_announcing(port, "3600", extra)
+    ServerProcess::start_announcing(port, "1", &["--name", "discovery test"])
 }
 
 /// Send `{"type":"discover","protocol":<protocol>}` from `socket` to the server's discovery port
@@ -126,7 +97,7 @@ async fn beacons_follow_users_and_say_stopping() {
 #[tokio::test]
 async fn discover_is_answered_at_once_and_garbage_is_ignored() {
     let port = free_udp_port();
-    let server = start_answering(port, &["--password", "pw"]);
+    let server = ServerProcess::start_answering(port, &["--password", "pw"]);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Garbage first: not JSON, wrong type, oversized, a beacon pretending to be a query.
     let big = vec![b'{'; 1500];
@@ -158,7 +129,7 @@ async fn discover_is_answered_at_once_and_garbage_is_ignored() {
 #[test]
 fn discover_without_a_protocol_number_is_not_answered() {
     let port = free_udp_port();
-    let server = start_answering(port, &[]);
+    let server = ServerProcess::start_answering(port, &[]);
     let asker = UdpSocket::bind("127.0.0.1:0").unwrap();
     for query in [
         &br#"{"type":"discover"}"#[..],

@@ -174,21 +174,9 @@ fn query_until_answered(socket: &UdpSocket, port: u16) -> Value {
 
 #[test]
 fn a_discover_flood_from_one_source_is_answered_at_its_rate_and_others_still_are() {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port_arg = port.to_string();
+    let port = lanchat_tests::free_udp_port();
     // Announcing once an hour: within the test every beacon is an answer.
-    let server = ServerProcess::start_raw(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--announce-port",
-        &port_arg,
-        "--announce-interval",
-        "3600",
-    ]);
+    let server = ServerProcess::start_answering(port, &[]);
     let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
     let started = Instant::now();
     const FLOOD: usize = 2000;

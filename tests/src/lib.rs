@@ -60,6 +60,15 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind udp 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
 /// A running `lanchat-server`, killed on drop.
 pub struct ServerProcess {
     child: Child,
@@ -77,6 +86,26 @@ impl ServerProcess {
         let mut all = vec!["--listen", "127.0.0.1:0", "--no-announce"];
         all.extend_from_slice(args);
         Self::start_raw(&all)
+    }
+
+    /// A server on loopback whose discovery port is `port`, announcing every `interval` seconds.
+    pub fn start_announcing(port: u16, interval: &str, extra: &[&str]) -> ServerProcess {
+        let port = port.to_string();
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--announce-port",
+            &port,
+            "--announce-interval",
+            interval,
+        ];
+        args.extend_from_slice(extra);
+        Self::start_raw(&args)
+    }
+
+    /// A server whose beacons within a test can only be answers: it announces once an hour.
+    pub fn start_answering(port: u16, extra: &[&str]) -> ServerProcess {
+        Self::start_announcing(port, "3600", extra)
     }
 
     /// Start with exactly `args`; the first `listening` line must be a TCP address.
