@@ -1,5 +1,6 @@
 //! `lanchat-server`: parse flags, prepare and bind ([`lanchat_server::startup`]), print
-//! `listening <addr>` per listener, run until SIGINT or SIGTERM.
+//! `listening <addr>` per listener (then `tls_sha256 <hex>` when TLS is on), run until SIGINT or
+//! SIGTERM.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -37,6 +38,10 @@ fn serve(args: Args) -> Result<(), StartError> {
         let mut stdout = std::io::stdout().lock();
         for l in &bound.listeners {
             let _ = writeln!(stdout, "listening {}", l.describe());
+        }
+        // After every `listening` line, so that readers of those are not disturbed.
+        if let Some(tls) = &config.tls {
+            let _ = writeln!(stdout, "tls_sha256 {}", tls.fingerprint());
         }
         let _ = stdout.flush();
         drop(stdout);

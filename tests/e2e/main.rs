@@ -15,4 +15,5 @@ mod lifecycle;
 mod limits;
 mod netns;
 mod soak;
+mod tls;
 mod vectors;
