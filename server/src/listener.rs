@@ -177,7 +177,10 @@ fn start_session(
     let (shared, shutdown) = (shared.clone(), shutdown.clone());
     match (conn, permit) {
         (Accepted::Tcp(stream, _), Ok(permit)) => {
-            tracker.spawn(tls::serve_tcp(stream, peer, shared, shutdown, permit));
+            let sessions = tracker.clone();
+            tracker.spawn(tls::serve_tcp(
+                stream, peer, shared, shutdown, permit, sessions,
+            ));
         }
         (Accepted::Unix(stream), Ok(permit)) => {
             let (r, w) = stream.into_split();

@@ -212,9 +212,34 @@ mod tests {
 
     use super::*;
 
+    /// `list` and `--no-tls`: a test must not write a certificate into the user's state
+    /// directory (the one test of TLS at start gives a data directory).
     fn args(list: &[&str]) -> Args {
-        Args::try_parse_from(std::iter::once("lanchat-server").chain(list.iter().copied()))
-            .expect("flags parse")
+        tls_args(list.iter().copied().chain(["--no-tls"]))
+    }
+
+    fn tls_args<'a>(list: impl IntoIterator<Item = &'a str>) -> Args {
+        Args::try_parse_from(std::iter::once("lanchat-server").chain(list)).expect("flags parse")
+    }
+
+    #[test]
+    fn tls_is_on_by_default_and_a_broken_pair_is_exit_code_2() {
+        let dir =
+            std::env::temp_dir().join(format!("lanchat-startup-tls-{}", uuid::Uuid::new_v4()));
+        let data = dir.to_str().unwrap();
+        let p = prepare(tls_args(["--no-announce", "--data-dir", data])).unwrap();
+        let tls = p.config.tls.clone().expect("TLS on");
+        assert_eq!(tls.cert_path, dir.join("tls").join("cert.pem"));
+        drop(p); // unlocks the data directory
+        std::fs::write(dir.join("tls").join("cert.pem"), "garbage").unwrap();
+        let Err(e) = prepare(tls_args(["--no-announce", "--data-dir", data])) else {
+            panic!("refused");
+        };
+        assert!(matches!(e, StartError::Tls(_)), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let no_tls = prepare(args(&["--no-announce"])).unwrap();
+        assert!(no_tls.config.tls.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

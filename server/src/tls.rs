@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::admission::Permit;
@@ -351,17 +352,35 @@ fn sync_dir(dir: &Path) -> Result<(), TlsError> {
 /// Serve one admitted TCP connection: TLS or plain by its first byte (see the module's doc).
 /// The permit was taken before anything was read, so connections mid-handshake count against
 /// the caps on connections that have not said hello, as idle ones do.
+///
+/// The session runs as a task of its own on `tracker`, started once the first byte (and the
+/// handshake) are done: a connection's memory for its whole life is the session's future alone,
+/// not this one's too.
 pub async fn serve_tcp(
     stream: TcpStream,
     peer: Peer,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     permit: Permit,
+    tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
     let hello_deadline = Instant::now() + shared.config.hello_timeout;
+    let plain = |stream: TcpStream, shared, shutdown, permit| {
+        let (reader, writer) = stream.into_split();
+        let session = session::serve_until(
+            reader,
+            writer,
+            peer,
+            shared,
+            shutdown,
+            permit,
+            hello_deadline,
+        );
+        tracker.spawn(session);
+    };
     let Some(tls) = shared.config.tls.clone() else {
-        return serve_plain(stream, peer, shared, shutdown, permit, hello_deadline).await;
+        return plain(stream, shared, shutdown, permit);
     };
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -374,9 +393,9 @@ pub async fn serve_tcp(
         Ok(Ok(1)) if shared.config.require_tls => return refuse_plain(stream, peer, permit).await,
         // Plain, an end of stream, or nothing within the hello timeout: the plain session ends
         // these exactly as it always has (the last with `bye hello_timeout`).
-        _ => return serve_plain(stream, peer, shared, shutdown, permit, hello_deadline).await,
+        _ => return plain(stream, shared, shutdown, permit),
     }
-    // On the heap, and only while it runs: the handshake's state is larger than a session's.
+    // On the heap, and only while it runs.
     let mut handshake = Box::pin(tls.acceptor().accept(stream));
     let done = tokio::select! {
         _ = shutdown.cancelled() => None,
@@ -384,9 +403,8 @@ pub async fn serve_tcp(
     };
     match done {
         Some(Ok(Ok(stream))) => {
-            drop(handshake);
             let (reader, writer) = tokio::io::split(stream);
-            session::serve_until(
+            tracker.spawn(session::serve_until(
                 reader,
                 writer,
                 peer,
@@ -394,8 +412,7 @@ pub async fn serve_tcp(
                 shutdown,
                 permit,
                 hello_deadline,
-            )
-            .await;
+            ));
         }
         Some(Ok(Err(e))) => debug!(%peer, error = %e, "TLS handshake failed"),
         Some(Err(_)) => {
@@ -406,27 +423,6 @@ pub async fn serve_tcp(
         }
         None => {}
     }
-}
-
-async fn serve_plain(
-    stream: TcpStream,
-    peer: Peer,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    permit: Permit,
-    hello_deadline: Instant,
-) {
-    let (reader, writer) = stream.into_split();
-    session::serve_until(
-        reader,
-        writer,
-        peer,
-        shared,
-        shutdown,
-        permit,
-        hello_deadline,
-    )
-    .await;
 }
 
 /// `--require-tls` and a plain connection: `error` and `bye` `tls_required`, then close.
@@ -537,6 +533,24 @@ mod tests {
         std::fs::set_permissions(dir.join(KEY_FILE), Permissions::from_mode(0o644)).unwrap();
         load_or_create(&dir, "x").unwrap();
         assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+    }
+
+    /// Every TCP connection starts as one such future, freed once its session (a task of its
+    /// own, below 2 KiB: see session.rs) starts; the handshake's state is on the heap meanwhile.
+    #[tokio::test]
+    async fn the_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let shared = Shared::new(crate::Config::default());
+        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let fut = serve_tcp(client, Peer(None), shared, token, permit, tracker);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1024, "connection future is {size} bytes");
+        eprintln!("connection future: {size} bytes");
     }
 
     #[test]
