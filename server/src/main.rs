@@ -34,7 +34,10 @@ fn serve(args: Args) -> Result<(), StartError> {
     runtime.block_on(async move {
         let (bound, config) = startup::bind(prepared)?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
+        // Installed here, not in the task: a SIGTERM right after the `listening` line must find
+        // the handler in place, or it kills the process before the task first runs.
+        let signals = install_signal_handlers();
+        tokio::spawn(wait_for_signal(signals, shutdown.clone()));
         let mut stdout = std::io::stdout().lock();
         for l in &bound.listeners {
             let _ = writeln!(stdout, "listening {}", l.describe());
@@ -65,13 +68,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn install_signal_handlers() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers");
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            warn!("cannot install signal handlers");
+            None
+        }
+    }
+}
+
+async fn wait_for_signal(signals: Signals, shutdown: CancellationToken) {
+    let Some((mut term, mut int)) = signals else {
         return;
     };
     tokio::select! {

@@ -384,15 +384,20 @@ pub async fn serve_tcp(
     };
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        p = tokio::time::timeout_at(hello_deadline, stream.peek(&mut first)) => p,
+        _ = shutdown.cancelled() => None,
+        p = tokio::time::timeout_at(hello_deadline, stream.peek(&mut first)) => Some(p),
     };
     match peeked {
-        Ok(Ok(1)) if first[0] == HANDSHAKE_RECORD => {}
-        Ok(Err(e)) => return debug!(%peer, error = %e, "connection lost before its first byte"),
-        Ok(Ok(1)) if shared.config.require_tls => return refuse_plain(stream, peer, permit).await,
-        // Plain, an end of stream, or nothing within the hello timeout: the plain session ends
-        // these exactly as it always has (the last with `bye hello_timeout`).
+        Some(Ok(Ok(1))) if first[0] == HANDSHAKE_RECORD => {}
+        Some(Ok(Err(e))) => {
+            return debug!(%peer, error = %e, "connection lost before its first byte")
+        }
+        Some(Ok(Ok(1))) if shared.config.require_tls => {
+            return refuse_plain(stream, peer, permit).await
+        }
+        // Plain, an end of stream, nothing within the hello timeout, or a shutdown before the
+        // first byte: the plain session ends these exactly as it always has (`bye
+        // hello_timeout`, `bye shutting_down`).
         _ => return plain(stream, shared, shutdown, permit),
     }
     // On the heap, and only while it runs.
