@@ -295,9 +295,13 @@ fn create(dir: &Path, server_name: &str) -> Result<(Tls, bool), TlsError> {
         .mode(DIR_MODE)
         .create(parent)
         .map_err(io_err(parent))?;
-    let staging = parent.join(format!(".{TLS_DIR}.tmp.{}", std::process::id()));
-    // Left by a crashed process that had our pid: it was never renamed, so nothing pinned it.
-    let _ = std::fs::remove_dir_all(&staging);
+    // Unique even between threads. A crash before the rename leaves this directory behind: it
+    // was never in use, and nothing reads it.
+    let staging = parent.join(format!(
+        ".{TLS_DIR}.tmp.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let made = stage(&staging, server_name).and_then(|()| {
         match std::fs::rename(&staging, dir) {
             Ok(()) => {
@@ -501,6 +505,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, [TLS_DIR]);
+    }
+
+    #[test]
+    fn servers_starting_together_agree_on_one_pair() {
+        let scratch = Scratch::new("race");
+        let dir = scratch.0.join(TLS_DIR);
+        let fingerprints: Vec<String> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| load_or_create(&dir, "x").unwrap().0))
+                .collect();
+            starts
+                .into_iter()
+                .map(|t| t.join().unwrap().fingerprint().to_owned())
+                .collect()
+        });
+        assert!(
+            fingerprints.iter().all(|f| *f == fingerprints[0]),
+            "{fingerprints:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&scratch.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [TLS_DIR], "no staging directory left behind");
     }
 
     #[test]
