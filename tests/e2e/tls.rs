@@ -136,6 +136,43 @@ async fn a_client_pinned_to_another_certificate_fails_the_handshake() {
 }
 
 #[tokio::test]
+async fn tls_1_2_and_1_3_are_both_spoken() {
+    use lanchat_protocol::pin::{PinnedCert, SERVER_NAME};
+    use rustls::version::{TLS12, TLS13};
+    use rustls::ProtocolVersion;
+    use std::sync::Arc;
+
+    let server = ServerProcess::start(&[]);
+    let pin = Fingerprint::parse(server.fingerprint()).unwrap();
+    for (version, spoken, nick) in [
+        (&TLS12, ProtocolVersion::TLSv1_2, "twelve"),
+        (&TLS13, ProtocolVersion::TLSv1_3, "thirteen"),
+    ] {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCert::new(pin)))
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(server.addr))
+            .await
+            .unwrap()
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).unwrap();
+        let stream = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{spoken:?}: {e}"));
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(spoken));
+        let mut c = TestClient::from_stream(stream);
+        let welcome = c.request(json!({"type":"hello","nick":nick})).await;
+        assert_eq!(welcome["type"], "welcome", "{spoken:?}: {welcome}");
+    }
+}
+
+#[tokio::test]
 async fn the_certificate_is_kept_in_the_data_dir_across_restarts() {
     let data = TempDir::new("tls-data");
     let data_arg = data.path().to_str().unwrap();
