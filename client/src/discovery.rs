@@ -398,6 +398,7 @@ mod tests {
             rooms: 1,
             auth: false,
             state: ServerState::Up,
+            tls_sha256: None,
         };
         found_from(beacon, addr.parse().unwrap())
     }
@@ -441,6 +442,7 @@ mod tests {
             rooms: 1,
             auth: false,
             state,
+            tls_sha256: None,
         })
         .encode()
     }

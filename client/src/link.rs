@@ -485,6 +485,7 @@ fn is_final(reason: ByeReason) -> bool {
             | ByeReason::TooManyErrors
             | ByeReason::Flood
             | ByeReason::Quit
+            | ByeReason::TlsRequired
     )
 }
 

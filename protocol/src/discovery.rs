@@ -27,6 +27,11 @@ pub struct Beacon {
     pub rooms: usize,
     pub auth: bool,
     pub state: ServerState,
+    /// Extension (issue 15): the lowercase hex SHA-256 of the server's DER certificate, present
+    /// when the server accepts TLS. A client pins it (see `pin.rs`, feature `tls`); a client
+    /// that does not know the field ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_sha256: Option<String>,
 }
 
 /// A discovery datagram.
@@ -67,6 +72,7 @@ mod tests {
             rooms: 1,
             auth: false,
             state: ServerState::Up,
+            tls_sha256: None,
         });
         assert_eq!(Datagram::parse(&b.encode()), Some(b));
         assert_eq!(
@@ -76,5 +82,28 @@ mod tests {
         assert_eq!(Datagram::parse(b"garbage"), None);
         assert_eq!(Datagram::parse(br#"{"type":"other"}"#), None);
         assert_eq!(Datagram::parse(&[b' '; 1201]), None);
+    }
+
+    #[test]
+    fn tls_sha256_is_optional_both_ways() {
+        let hex = "ab".repeat(32);
+        let text = format!(
+            r#"{{"type":"beacon","protocol":1,"server":"s","name":"n","instance":"i","port":1,"users":0,"rooms":0,"auth":false,"state":"up","tls_sha256":"{hex}"}}"#
+        );
+        let Some(Datagram::Beacon(b)) = Datagram::parse(text.as_bytes()) else {
+            panic!("a beacon");
+        };
+        assert_eq!(b.tls_sha256.as_deref(), Some(hex.as_str()));
+        // Absent when None, so an old reader sees exactly the beacon it knows.
+        let plain = Beacon {
+            tls_sha256: None,
+            ..b
+        };
+        let encoded = String::from_utf8(Datagram::Beacon(plain.clone()).encode()).unwrap();
+        assert!(!encoded.contains("tls_sha256"), "{encoded}");
+        assert_eq!(
+            Datagram::parse(encoded.as_bytes()),
+            Some(Datagram::Beacon(plain))
+        );
     }
 }

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     TooManyErrors,
     /// Extension: a session may be a member of at most `MAX_ROOMS_PER_SESSION` rooms.
     TooManyRooms,
+    /// Extension: the server was started with `--require-tls` and this connection is plain TCP.
+    /// Followed by a `bye` with reason `tls_required`.
+    TlsRequired,
     /// A code this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -44,10 +47,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends: all but `Unknown`, which is declared last.
-    pub const ALL: [ErrorCode; 19] = {
+    pub const ALL: [ErrorCode; 20] = {
         let variants = <ErrorCode as VariantArray>::VARIANTS;
-        assert!(variants.len() == 20 && matches!(variants[19], ErrorCode::Unknown));
-        let mut all = [ErrorCode::Unknown; 19];
+        assert!(variants.len() == 21 && matches!(variants[20], ErrorCode::Unknown));
+        let mut all = [ErrorCode::Unknown; 20];
         let mut i = 0;
         while i < all.len() {
             all[i] = variants[i];
@@ -98,6 +101,8 @@ pub enum ByeReason {
     ServerFull,
     AuthFailed,
     ProtocolUnsupported,
+    /// Extension: plain TCP refused by a server started with `--require-tls`.
+    TlsRequired,
     /// A reason this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -173,5 +178,17 @@ mod tests {
         assert_eq!(ByeReason::ShuttingDown.to_string(), "shutting_down");
         assert!(!ErrorCode::ALL.contains(&ErrorCode::Unknown));
         assert_eq!(ErrorCode::ALL[18], ErrorCode::TooManyRooms);
+    }
+
+    #[test]
+    fn tls_required_is_an_extension_code_and_reason() {
+        assert_eq!(ErrorCode::ALL[19], ErrorCode::TlsRequired);
+        assert_eq!(ErrorCode::TlsRequired.as_str(), "tls_required");
+        assert_eq!(ByeReason::TlsRequired.as_str(), "tls_required");
+        assert!(!ErrorCode::TlsRequired.is_protocol_violation());
+        let c: ErrorCode = serde_json::from_str("\"tls_required\"").unwrap();
+        assert_eq!(c, ErrorCode::TlsRequired);
+        let r: ByeReason = serde_json::from_str("\"tls_required\"").unwrap();
+        assert_eq!(r, ByeReason::TlsRequired);
     }
 }

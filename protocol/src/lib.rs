@@ -9,6 +9,8 @@
 //! - [`error`]: error codes, bye reasons, and the decode error.
 //! - [`discovery`]: UDP beacon and discover datagrams.
 //! - [`bucket`]: the token bucket behind the server's rate limit and the client's pacer.
+//! - `pin` (feature `tls`): the certificate fingerprint and a rustls verifier that trusts exactly
+//!   the pinned certificate.
 
 pub mod bucket;
 pub mod codec;
@@ -17,6 +19,8 @@ pub mod error;
 mod fields;
 pub mod frame;
 pub mod names;
+#[cfg(feature = "tls")]
+pub mod pin;
 pub mod validate;
 
 pub use codec::{Line, LineCodec};

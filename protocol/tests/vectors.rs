@@ -151,3 +151,30 @@ fn name_rules_of_the_server() {
         }
     }
 }
+
+#[test]
+fn discovery_datagrams() {
+    use lanchat_protocol::discovery::Datagram;
+    for v in vectors("discovery.jsonl") {
+        let name = &v["name"];
+        let bytes = v["datagram"].as_str().unwrap().as_bytes();
+        let datagram = Datagram::parse(bytes).unwrap_or_else(|| panic!("{name}: not parsed"));
+        // Re-encoding gives back every field, and no `tls_sha256` where there was none.
+        let back: Value = serde_json::from_slice(&datagram.encode()).unwrap();
+        let original: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(back, original, "{name}");
+        if let Datagram::Beacon(beacon) = datagram {
+            match (&beacon.tls_sha256, original.get("tls_sha256")) {
+                (Some(hex), Some(_)) => assert!(
+                    hex.len() == 64
+                        && hex
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    "{name}: 64 lowercase hex digits"
+                ),
+                (None, None) => {}
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+}

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use lanchat_protocol::{validate, Limits};
 
+use crate::tls::{Tls, TlsSetup};
+
 /// Longest server display name, in bytes (beacons are at most 1,200 bytes).
 pub const MAX_NAME_BYTES: usize = 200;
 
@@ -147,6 +149,20 @@ pub struct Args {
     /// Log format on stderr
     #[arg(long, env = "LANCHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Certificate to present to TLS clients (PEM, the server's first, then any chain), instead of
+    /// the self-signed one the server makes and keeps (in --data-dir/tls, else
+    /// $XDG_STATE_HOME/lanchat-server/tls); needs --tls-key
+    #[arg(long, env = "LANCHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "LANCHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse plain TCP connections (error and bye `tls_required`); the Unix socket stays plain
+    #[arg(long, env = "LANCHAT_REQUIRE_TLS")]
+    pub require_tls: bool,
+    /// No TLS: plain JSON lines only, no certificate, no tls_sha256 in beacons
+    #[arg(long, env = "LANCHAT_NO_TLS", conflicts_with_all = ["tls_cert", "tls_key", "require_tls"])]
+    pub no_tls: bool,
 }
 
 /// Everything `run` needs besides its listeners.
@@ -176,6 +192,10 @@ pub struct Config {
     pub announce: Option<AnnounceConfig>,
     /// Mode given to the Unix socket (`--unix-mode`).
     pub unix_mode: u32,
+    /// The TLS identity, when TCP connections may use TLS (loaded by `startup::prepare`).
+    pub tls: Option<Tls>,
+    /// Plain TCP connections are refused (`--require-tls`; needs `tls`).
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -205,11 +225,25 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(3),
             announce: None,
             unix_mode: DEFAULT_UNIX_MODE,
+            tls: None,
+            require_tls: false,
         }
     }
 }
 
 impl Args {
+    /// Where the TLS certificate comes from.
+    pub fn tls_setup(&self) -> TlsSetup {
+        match (&self.tls_cert, &self.tls_key) {
+            _ if self.no_tls => TlsSetup::Off,
+            (Some(cert), Some(key)) => TlsSetup::Given {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsSetup::Kept,
+        }
+    }
+
     /// Check the values clap cannot and build the `Config`. The error is one line for the user.
     pub fn into_config(self) -> Result<Config, String> {
         validate::check_room(&self.default_room)
@@ -301,6 +335,7 @@ impl Args {
                 interval: Duration::from_secs(self.announce_interval),
             }),
             unix_mode,
+            require_tls: self.require_tls,
             ..Config::default()
         })
     }
@@ -380,6 +415,32 @@ mod tests {
             assert!(err.starts_with("--unix-mode: "), "{bad:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn tls_flags_go_together_or_not_at_all() {
+        let setup = |flags: &[&str]| {
+            Args::try_parse_from(["lanchat-server"].iter().chain(flags))
+                .map(|a| a.tls_setup())
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(setup(&[]), Ok(TlsSetup::Kept));
+        assert_eq!(setup(&["--no-tls"]), Ok(TlsSetup::Off));
+        assert_eq!(
+            setup(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+            Ok(TlsSetup::Given {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        use clap::error::ErrorKind::*;
+        assert_eq!(
+            setup(&["--tls-cert", "c.pem"]),
+            Err(MissingRequiredArgument)
+        );
+        assert_eq!(setup(&["--tls-key", "k.pem"]), Err(MissingRequiredArgument));
+        assert_eq!(setup(&["--no-tls", "--require-tls"]), Err(ArgumentConflict));
+        assert!(config(&["--require-tls"]).unwrap().require_tls);
     }
 
     #[test]

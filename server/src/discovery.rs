@@ -290,6 +290,12 @@ impl Announcer {
             rooms,
             auth: self.shared.config.password.is_some(),
             state,
+            tls_sha256: self
+                .shared
+                .config
+                .tls
+                .as_ref()
+                .map(|t| t.fingerprint().to_owned()),
         })
         .encode()
     }
@@ -466,11 +472,16 @@ mod tests {
         assert!(answered <= 4 + 60, "{answered}");
     }
 
+    /// The reflection a forged `discover` buys: its answer's size over the query's. With TLS on,
+    /// the fingerprint (64 hex digits and its key, 80 bytes) raises the worst case from 13 to 15
+    /// times the query. The size is not what bounds a reflection attack: the answer limits are
+    /// ([`PER_SOURCE_BURST`], [`PER_SOURCE_PER_SEC`], [`OVERALL_PER_SEC`]), so a victim gets at
+    /// most 4 answers and then 1 a second from each server, whatever the attacker sends.
     #[test]
-    fn a_beacon_is_at_most_13_times_a_minimal_query() {
+    fn a_beacon_is_at_most_15_times_a_minimal_query() {
         let query = Datagram::Discover { protocol: 1 }.encode();
         assert_eq!(query.len(), 32, "{}", String::from_utf8_lossy(&query));
-        let beacon = |name: &str| {
+        let beacon = |name: &str, tls: bool| {
             Datagram::Beacon(Beacon {
                 protocol: 1,
                 server: lanchat_protocol::server_string(),
@@ -481,16 +492,24 @@ mod tests {
                 rooms: 10_000,
                 auth: false,
                 state: ServerState::Stopping,
+                tls_sha256: tls.then(|| "0".repeat(64)),
             })
             .encode()
             .len()
         };
         // A host name as the default name, and the longest ASCII --name (PROTOCOL.md's figures).
-        let usual = beacon("office-server");
-        assert!(usual <= 210, "{usual}");
-        let longest = beacon(&"n".repeat(crate::config::MAX_NAME_BYTES));
-        assert!(longest <= 13 * query.len(), "{longest}");
-        eprintln!("beacon {usual} B, {longest} B with the longest name; query 32 B");
+        let usual = beacon("office-server", true);
+        assert!(usual <= 290, "{usual}");
+        let longest_name = "n".repeat(crate::config::MAX_NAME_BYTES);
+        let longest = beacon(&longest_name, true);
+        assert_eq!(
+            longest - beacon(&longest_name, false),
+            80,
+            "the fingerprint's cost"
+        );
+        assert!(longest <= 13 * query.len() + 80, "{longest}");
+        assert!(longest <= 15 * query.len(), "{longest}");
+        eprintln!("beacon {usual} B, {longest} B with the longest name (TLS on); query 32 B");
     }
 
     fn iface(a: [u8; 4], prefix: u32) -> Interface {

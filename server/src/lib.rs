@@ -18,6 +18,8 @@
 //! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 //! - [`logsafe`]: client- and network-supplied strings rendered safely for one log field.
+//! - [`tls`]: the certificate (made once and kept, or given), its fingerprint, and the first byte
+//!   that tells TLS from plain JSON lines on the TCP port.
 
 pub mod admission;
 pub mod buckets;
@@ -36,6 +38,7 @@ pub mod session;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

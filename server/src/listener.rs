@@ -1,5 +1,7 @@
 //! Listening sockets and their accept loops: admission (connection caps) and a back-off when
 //! `accept` fails, so running out of file descriptors never becomes a busy loop or a crash.
+//! An admitted TCP connection goes to [`tls::serve_tcp`] (TLS or plain by its first byte); a
+//! Unix socket connection is always plain (its file mode protects it), `--require-tls` or not.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use lanchat_protocol::{ByeReason, ErrorCode};
+
 use crate::admission::Source;
-use crate::session;
+use crate::{session, tls};
 use crate::{Peer, Shared};
 
 /// A bound listening socket.
@@ -173,9 +177,10 @@ fn start_session(
     let (shared, shutdown) = (shared.clone(), shutdown.clone());
     match (conn, permit) {
         (Accepted::Tcp(stream, _), Ok(permit)) => {
-            let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            tracker.spawn(session::serve(r, w, peer, shared, shutdown, permit));
+            let sessions = tracker.clone();
+            tracker.spawn(tls::serve_tcp(
+                stream, peer, shared, shutdown, permit, sessions,
+            ));
         }
         (Accepted::Unix(stream), Ok(permit)) => {
             let (r, w) = stream.into_split();
@@ -184,9 +189,12 @@ fn start_session(
         (conn, Err(why)) => {
             debug!(%peer, %source, why, "refusing connection");
             tracker.spawn(async move {
+                // A TLS client sees these plain lines as a failed handshake: taking a handshake
+                // for every connection over the caps would make a flood cost far more.
+                let (code, reason) = (ErrorCode::ServerFull, ByeReason::ServerFull);
                 match conn {
-                    Accepted::Tcp(s, _) => session::refuse(s, why).await,
-                    Accepted::Unix(s) => session::refuse(s, why).await,
+                    Accepted::Tcp(s, _) => session::refuse(s, code, reason, why).await,
+                    Accepted::Unix(s) => session::refuse(s, code, reason, why).await,
                 }
             });
         }

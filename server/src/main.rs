@@ -1,5 +1,6 @@
 //! `lanchat-server`: parse flags, prepare and bind ([`lanchat_server::startup`]), print
-//! `listening <addr>` per listener, run until SIGINT or SIGTERM.
+//! `listening <addr>` per listener (then `tls_sha256 <hex>` when TLS is on), run until SIGINT or
+//! SIGTERM.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -33,10 +34,17 @@ fn serve(args: Args) -> Result<(), StartError> {
     runtime.block_on(async move {
         let (bound, config) = startup::bind(prepared)?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
+        // Installed here, not in the task: a SIGTERM right after the `listening` line must find
+        // the handler in place, or it kills the process before the task first runs.
+        let signals = install_signal_handlers();
+        tokio::spawn(wait_for_signal(signals, shutdown.clone()));
         let mut stdout = std::io::stdout().lock();
         for l in &bound.listeners {
             let _ = writeln!(stdout, "listening {}", l.describe());
+        }
+        // After every `listening` line, so that readers of those are not disturbed.
+        if let Some(tls) = &config.tls {
+            let _ = writeln!(stdout, "tls_sha256 {}", tls.fingerprint());
         }
         let _ = stdout.flush();
         drop(stdout);
@@ -60,13 +68,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn install_signal_handlers() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers");
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            warn!("cannot install signal handlers");
+            None
+        }
+    }
+}
+
+async fn wait_for_signal(signals: Signals, shutdown: CancellationToken) {
+    let Some((mut term, mut int)) = signals else {
         return;
     };
     tokio::select! {

@@ -50,6 +50,33 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let hello_deadline = Instant::now() + shared.config.hello_timeout;
+    serve_until(
+        reader,
+        writer,
+        peer,
+        shared,
+        shutdown,
+        permit,
+        hello_deadline,
+    )
+    .await
+}
+
+/// [`serve`] a connection that must say hello by `hello_deadline`: the hello timeout counts from
+/// the accept, so time spent on a TLS handshake is part of it.
+pub async fn serve_until<R, W>(
+    reader: R,
+    writer: W,
+    peer: Peer,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    permit: Permit,
+    hello_deadline: Instant,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
     let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
     let writer = tokio::spawn(write_loop(writer, receiver));
@@ -59,7 +86,7 @@ pub async fn serve<R, W>(
     let mut reader =
         FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
     let mut client = Client::new(id, peer, permit, shared.clone(), outbox);
-    let end = run(&mut client, &mut reader, &shared, &shutdown).await;
+    let end = run(&mut client, &mut reader, &shared, &shutdown, hello_deadline).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
     let slow = matches!(end, End::SlowConsumer);
     let reason = end.describe();
@@ -79,19 +106,24 @@ pub async fn serve<R, W>(
         writer.abort();
     }
     if linger {
-        // On the heap: an array here would sit in every session's future for its whole life.
-        let mut sink = vec![0u8; 4096];
-        let inner = reader.get_mut();
-        let _ = tokio::time::timeout(LINGER, async {
-            while let Ok(n) = inner.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+        self::linger(reader.get_mut()).await;
     }
     drop(permit);
+}
+
+/// After a bye, read and discard for at most [`LINGER`] (or until the peer closes), so that the
+/// peer sees the bye before the close rather than a reset that may destroy it.
+pub async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    // On the heap: an array here would sit in every session's future for its whole life.
+    let mut sink = vec![0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Drain the outbox to the socket: everything already queued goes out together.
@@ -105,7 +137,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxRe
                 Chunk::Gathered(bytes) => writer.write_all(bytes).await,
                 Chunk::Line(line) => writer.write_all(&line).await,
             };
-            if written.is_err() {
+            // A TCP stream's flush does nothing; a TLS stream's sends the records it still holds.
+            // Over TLS the chunk is encrypted once for this connection, as one write.
+            if written.is_err() || writer.flush().await.is_err() {
                 return;
             }
             // The kernel has the chunk: it stops counting against the outbox's bound.
@@ -134,9 +168,9 @@ async fn run<R: AsyncRead + Unpin>(
     reader: &mut FramedRead<R, LineCodec>,
     shared: &Shared,
     shutdown: &CancellationToken,
+    hello_deadline: Instant,
 ) -> End {
     let start = Instant::now();
-    let hello_deadline = start + shared.config.hello_timeout;
     let ping_interval = Duration::from_secs(shared.config.limits.ping_interval_s);
     let mut last_heard = start;
     let mut pinged = false;
@@ -242,12 +276,18 @@ async fn load_room(shared: &Shared, room_key: &str) -> Option<RoomLoad> {
     }
 }
 
-/// Refuse a connection that is over a limit: an error and a bye, then close.
-pub async fn refuse<W: AsyncWrite + Unpin>(mut writer: W, message: &str) {
+/// Refuse a connection before its session (over a limit, or plain when TLS is required): an
+/// error and a bye, then close.
+pub async fn refuse<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    code: ErrorCode,
+    reason: ByeReason,
+    message: &str,
+) {
     let mut out = Vec::new();
     out.extend_from_slice(
         &ServerFrame::Error(ErrorFrame {
-            code: ErrorCode::ServerFull,
+            code,
             message: message.to_owned(),
             re: None,
             retry_after_ms: None,
@@ -257,7 +297,7 @@ pub async fn refuse<W: AsyncWrite + Unpin>(mut writer: W, message: &str) {
     out.extend_from_slice(
         &ServerFrame::Bye(lanchat_protocol::Bye {
             re: None,
-            reason: ByeReason::ServerFull,
+            reason,
             message: message.to_owned(),
         })
         .encode_line(),

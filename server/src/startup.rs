@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::listener::{bind_tcp, bind_unix};
 use crate::store::{Store, StoreError};
+use crate::tls::TlsError;
 use crate::{discovery, Args, Bound, Config, Listener};
 
 /// Descriptors kept in reserve (runtime, listeners, log) so that a connection over the cap can
@@ -24,6 +25,9 @@ pub enum StartError {
     Usage(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The certificate or key cannot be read, made, or do not form a pair.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {what}: {source}")]
     Listen {
         what: String,
@@ -44,7 +48,7 @@ impl StartError {
     /// system refused (a port taken, no runtime).
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Usage(_) | StartError::Store(_) => 2,
+            StartError::Usage(_) | StartError::Store(_) | StartError::Tls(_) => 2,
             StartError::Listen { .. }
             | StartError::Discovery { .. }
             | StartError::Runtime(_)
@@ -84,11 +88,24 @@ pub fn prepare(args: Args) -> Result<Prepared, StartError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let tls_setup = args.tls_setup();
     let mut config = args.into_config().map_err(StartError::Usage)?;
     let store = match &config.data_dir {
         Some(dir) => Some(Store::open(dir, config.history)?),
         None => None,
     };
+    // After the store: the data directory is locked, so no other server writes the pair there.
+    if let Some((tls, made)) =
+        crate::tls::setup(&tls_setup, config.data_dir.as_deref(), &config.name)?
+    {
+        info!(
+            tls_sha256 = tls.fingerprint(),
+            cert = %crate::logsafe::field(&tls.cert_path.display().to_string()),
+            made,
+            "TLS accepted on the TCP listeners"
+        );
+        config.tls = Some(tls);
+    }
     let reserve = RESERVED_FDS
         + if config.data_dir.is_some() {
             crate::store::MAX_OPEN_FILES
@@ -195,9 +212,34 @@ mod tests {
 
     use super::*;
 
+    /// `list` and `--no-tls`: a test must not write a certificate into the user's state
+    /// directory (the one test of TLS at start gives a data directory).
     fn args(list: &[&str]) -> Args {
-        Args::try_parse_from(std::iter::once("lanchat-server").chain(list.iter().copied()))
-            .expect("flags parse")
+        tls_args(list.iter().copied().chain(["--no-tls"]))
+    }
+
+    fn tls_args<'a>(list: impl IntoIterator<Item = &'a str>) -> Args {
+        Args::try_parse_from(std::iter::once("lanchat-server").chain(list)).expect("flags parse")
+    }
+
+    #[test]
+    fn tls_is_on_by_default_and_a_broken_pair_is_exit_code_2() {
+        let dir =
+            std::env::temp_dir().join(format!("lanchat-startup-tls-{}", uuid::Uuid::new_v4()));
+        let data = dir.to_str().unwrap();
+        let p = prepare(tls_args(["--no-announce", "--data-dir", data])).unwrap();
+        let tls = p.config.tls.clone().expect("TLS on");
+        assert_eq!(tls.cert_path, dir.join("tls").join("cert.pem"));
+        drop(p); // unlocks the data directory
+        std::fs::write(dir.join("tls").join("cert.pem"), "garbage").unwrap();
+        let Err(e) = prepare(tls_args(["--no-announce", "--data-dir", data])) else {
+            panic!("refused");
+        };
+        assert!(matches!(e, StartError::Tls(_)), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let no_tls = prepare(args(&["--no-announce"])).unwrap();
+        assert!(no_tls.config.tls.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

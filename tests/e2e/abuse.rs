@@ -219,7 +219,7 @@ async fn password_guesses_are_throttled_per_address() {
 }
 
 /// Finding 10 (before: 6,000-12,000 answers/s to one spoofable source, 176-374 bytes for 32):
-/// answers are rate-limited per source, and an answer is a few times a query at most.
+/// answers are rate-limited per source (and overall), so one source gets 4, then 1 a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discover_flood_is_answered_at_the_source_rate() {
     let port = lanchat_tests::free_udp_port();
@@ -235,7 +235,9 @@ async fn a_discover_flood_is_answered_at_the_source_rate() {
         "{}",
         a.summary()
     );
-    assert!(a.get("largest_answer") <= 6 * 32, "{}", a.summary());
+    // A beacon with the TLS fingerprint is about 8 times a minimal query (15 with the longest
+    // --name): the answer rate, not the size, is what bounds reflection (PROTOCOL.md, discovery).
+    assert!(a.get("largest_answer") <= 15 * 32, "{}", a.summary());
 }
 
 /// Finding 9 (before: `alicе` with a Cyrillic е, fullwidth and mathematical letters and a Hangul

@@ -100,6 +100,10 @@ async fn history_files_are_private_whatever_the_umask() {
             ("rooms".to_owned(), 0o700),
             ("rooms/lobby.jsonl".to_owned(), 0o600),
             ("rooms/lobby.jsonl.1".to_owned(), 0o600),
+            // The TLS certificate and its key, kept in the data directory.
+            ("tls".to_owned(), 0o700),
+            ("tls/cert.pem".to_owned(), 0o600),
+            ("tls/key.pem".to_owned(), 0o600),
             ("topics.json".to_owned(), 0o600),
         ]
     );

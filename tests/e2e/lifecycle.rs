@@ -3,7 +3,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lanchat_tests::{bin_path, ServerProcess, TestClient, WAIT};
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
 use serde_json::json;
 
 #[tokio::test]
@@ -98,9 +98,11 @@ fn bad_flags_exit_2_with_one_line() {
 /// Run the server with `args` (on loopback, not announcing) and return how it exited, killing it
 /// if it is still running after `WAIT`.
 fn run_to_exit(args: &[&str]) -> Output {
+    let state = TempDir::new("state");
     let mut child = Command::new(bin_path("lanchat-server"))
         .args(["--listen", "127.0.0.1:0", "--no-announce"])
         .args(args)
+        .env("XDG_STATE_HOME", state.path())
         .env_remove("LANCHAT_MAX_LINE")
         .env_remove("LANCHAT_MAX_TEXT")
         .stdin(Stdio::null())

@@ -16,4 +16,5 @@ mod limits;
 mod names;
 mod netns;
 mod soak;
+mod tls;
 mod vectors;

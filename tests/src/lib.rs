@@ -1,8 +1,10 @@
 //! End-to-end test harness and load generator support for lanchat.
 //!
 //! - [`ServerProcess`] starts the real `lanchat-server` binary on `127.0.0.1:0`, reads its
-//!   `listening` line, and kills it on drop.
-//! - [`TestClient`] speaks the protocol over a real socket; every wait is bounded by a timeout.
+//!   `listening` lines and its `tls_sha256` line, and kills it on drop. Each server gets its own
+//!   `XDG_STATE_HOME` (removed on drop), so the certificate it makes never lands in the real home.
+//! - [`TestClient`] speaks the protocol over a real socket, plain or TLS
+//!   ([`TestClient::connect_tls`], pinned to a fingerprint); every wait is bounded by a timeout.
 //! - [`bin_path`] finds workspace binaries (cargo only sets `CARGO_BIN_EXE_*` for the package
 //!   under test): an override variable first, then the workspace target directory.
 
@@ -17,8 +19,12 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader as AsyncBufReader, ReadHalf,
+    WriteHalf,
+};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -69,6 +75,27 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("lanchat-e2e-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running `lanchat-server`, killed on drop.
 pub struct ServerProcess {
     child: Child,
@@ -76,8 +103,15 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Every `listening ...` line read so far, without the prefix.
     pub listening: Vec<String>,
+    /// `listening` lines read (while looking for `tls_sha256`) but not yet returned by
+    /// [`ServerProcess::next_listening`].
+    unreturned: VecDeque<String>,
+    /// The certificate's fingerprint from the `tls_sha256 <hex>` line; `None` with `--no-tls`.
+    pub tls_sha256: Option<String>,
     stdout_lines: mpsc::Receiver<String>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The server's own `XDG_STATE_HOME`, unless the caller gave one.
+    _state_home: Option<TempDir>,
 }
 
 impl ServerProcess {
@@ -113,8 +147,20 @@ impl ServerProcess {
         Self::start_with(Command::new(bin_path("lanchat-server")).args(args))
     }
 
-    /// Start a prepared command (for extra environment or a `ulimit` wrapper).
+    /// Start a prepared command (for extra environment or a `ulimit` wrapper). Unless the command
+    /// sets `XDG_STATE_HOME`, the server gets a fresh one of its own; unless it has `--no-tls`,
+    /// the `tls_sha256` line is read (after every `listening` line) before this returns.
     pub fn start_with(cmd: &mut Command) -> ServerProcess {
+        let has_env =
+            |cmd: &Command, name: &str| cmd.get_envs().any(|(k, v)| k == name && v.is_some());
+        let tls = !has_env(cmd, "LANCHAT_NO_TLS")
+            && !cmd
+                .get_args()
+                .any(|a| a.to_string_lossy().contains("--no-tls"));
+        let state_home = (!has_env(cmd, "XDG_STATE_HOME")).then(|| TempDir::new("state"));
+        if let Some(dir) = &state_home {
+            cmd.env("XDG_STATE_HOME", dir.path());
+        }
         let mut child = cmd
             .env_remove("LANCHAT_LISTEN")
             .stdin(Stdio::null())
@@ -141,32 +187,61 @@ impl ServerProcess {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             listening: Vec::new(),
+            unreturned: VecDeque::new(),
+            tls_sha256: None,
             stdout_lines,
             stderr,
+            _state_home: state_home,
         };
         let first = server.next_listening();
         server.addr = first
             .parse()
             .unwrap_or_else(|_| panic!("first listener is not TCP: {first}"));
+        while tls && server.tls_sha256.is_none() {
+            let line = server.next_line("tls_sha256");
+            match line.strip_prefix("tls_sha256 ") {
+                Some(hex) => server.tls_sha256 = Some(hex.to_owned()),
+                None => {
+                    let rest = Self::listening_of(&line);
+                    server.listening.push(rest.clone());
+                    server.unreturned.push_back(rest);
+                }
+            }
+        }
         server
     }
 
     /// Wait for the next `listening X` line and return X.
     pub fn next_listening(&mut self) -> String {
-        match self.stdout_lines.recv_timeout(WAIT) {
-            Ok(line) => {
-                let rest = line
-                    .strip_prefix("listening ")
-                    .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
-                    .to_owned();
-                self.listening.push(rest.clone());
-                rest
-            }
-            Err(_) => panic!(
-                "lanchat-server printed no listening line; stderr:\n{}",
-                self.stderr_text()
-            ),
+        if let Some(rest) = self.unreturned.pop_front() {
+            return rest;
         }
+        let rest = Self::listening_of(&self.next_line("listening"));
+        self.listening.push(rest.clone());
+        rest
+    }
+
+    fn listening_of(line: &str) -> String {
+        line.strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
+            .to_owned()
+    }
+
+    /// The next line on stdout; panics (with stderr) if none comes within [`WAIT`].
+    fn next_line(&mut self, what: &str) -> String {
+        self.stdout_lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "lanchat-server printed no {what} line; stderr:\n{}",
+                self.stderr_text()
+            )
+        })
+    }
+
+    /// The fingerprint the server printed; panics if it runs without TLS.
+    pub fn fingerprint(&self) -> &str {
+        self.tls_sha256
+            .as_deref()
+            .expect("the server printed a tls_sha256 line")
     }
 
     pub fn pid(&self) -> u32 {
@@ -257,17 +332,69 @@ fn spawn_line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
-/// A protocol client over a real socket for tests. Events read while waiting for a reply are
-/// kept and returned by later `recv`/`expect_event` calls, so nothing is lost.
-pub struct TestClient {
-    reader: AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+/// A protocol client over a real socket for tests, plain TCP (`S` = `TcpStream`) or TLS. Events
+/// read while waiting for a reply are kept and returned by later `recv`/`expect_event` calls, so
+/// nothing is lost.
+pub struct TestClient<S = TcpStream> {
+    reader: AsyncBufReader<ReadHalf<S>>,
+    writer: WriteHalf<S>,
     pending: VecDeque<Value>,
     next_id: u64,
     pub nick: String,
+    /// Over TLS, the certificate the server presented in the handshake (DER).
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
-impl TestClient {
+/// A [`TestClient`] over TLS.
+pub type TlsClient = TestClient<TlsStream<TcpStream>>;
+
+impl TestClient<TlsStream<TcpStream>> {
+    /// Connect and finish a TLS handshake that trusts only the certificate whose SHA-256 is
+    /// `fingerprint` (lowercase or uppercase hex): see `lanchat_protocol::pin`.
+    pub async fn connect_tls(addr: SocketAddr, fingerprint: &str) -> TlsClient {
+        let stream = Self::handshake(addr, fingerprint)
+            .await
+            .expect("TLS handshake with the pinned certificate");
+        let presented = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
+        let mut client = Self::from_stream(stream);
+        client.peer_certificate = presented;
+        client
+    }
+
+    /// Connect and try the pinned handshake; the error when it fails (a certificate that is not
+    /// the pinned one, a server that does not speak TLS).
+    pub async fn handshake(
+        addr: SocketAddr,
+        fingerprint: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        use lanchat_protocol::pin;
+        let pin = pin::Fingerprint::parse(fingerprint).expect("a fingerprint is 64 hex digits");
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(pin::client_config(pin)));
+        let name = rustls::pki_types::ServerName::try_from(pin::SERVER_NAME).expect("a DNS name");
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")?;
+        tokio::time::timeout(WAIT, connector.connect(name, stream))
+            .await
+            .expect("TLS handshake timed out")
+    }
+
+    /// Connect over TLS and register; returns the welcome.
+    pub async fn hello_tls(addr: SocketAddr, fingerprint: &str, nick: &str) -> (TlsClient, Value) {
+        let mut c = Self::connect_tls(addr, fingerprint).await;
+        let welcome = c.request(json!({"type": "hello", "nick": nick})).await;
+        assert_eq!(welcome["type"], "welcome", "hello as {nick}: {welcome}");
+        c.nick = nick.to_owned();
+        (c, welcome)
+    }
+}
+
+impl TestClient<TcpStream> {
     pub async fn connect(addr: SocketAddr) -> TestClient {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
@@ -289,18 +416,6 @@ impl TestClient {
         Self::from_stream(stream)
     }
 
-    /// Wrap an already connected stream.
-    pub fn from_stream(stream: TcpStream) -> TestClient {
-        let (r, w) = stream.into_split();
-        TestClient {
-            reader: AsyncBufReader::new(r),
-            writer: w,
-            pending: VecDeque::new(),
-            next_id: 1,
-            nick: String::new(),
-        }
-    }
-
     /// Connect and register; returns the welcome.
     pub async fn hello(addr: SocketAddr, nick: &str) -> (TestClient, Value) {
         let mut c = TestClient::connect(addr).await;
@@ -310,9 +425,31 @@ impl TestClient {
         (c, welcome)
     }
 
+    /// The socket itself (for socket options such as SO_LINGER); buffered input is dropped.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner().unsplit(self.writer)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TestClient<S> {
+    /// Wrap an already connected stream.
+    pub fn from_stream(stream: S) -> TestClient<S> {
+        let (r, w) = tokio::io::split(stream);
+        TestClient {
+            reader: AsyncBufReader::new(r),
+            writer: w,
+            pending: VecDeque::new(),
+            next_id: 1,
+            nick: String::new(),
+            peer_certificate: None,
+        }
+    }
+
     /// Write raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.expect("write");
+        // Over TLS, sends the records rustls still holds; nothing over TCP.
+        self.writer.flush().await.expect("flush");
     }
 
     /// Send one frame (a line is added).
@@ -424,13 +561,5 @@ impl TestClient {
             out.push(v);
         }
         out
-    }
-
-    /// The socket itself (for socket options such as SO_LINGER); buffered input is dropped.
-    pub fn into_stream(self) -> TcpStream {
-        self.reader
-            .into_inner()
-            .reunite(self.writer)
-            .expect("halves of one stream")
     }
 }

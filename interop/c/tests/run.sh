@@ -8,7 +8,11 @@ passed=0
 failed=0
 log=$(mktemp) || exit 1
 rcfile=$(mktemp) || exit 1
-trap 'rm -f "$log" "$rcfile"' EXIT
+# The servers the tests start make a TLS certificate in $XDG_STATE_HOME: never in the real home.
+state=$(mktemp -d) || exit 1
+trap 'rm -f "$log" "$rcfile"; rm -rf "$state"' EXIT
+XDG_STATE_HOME=$state
+export XDG_STATE_HOME
 
 for t in "$@"; do
     # The braces keep the exit status that the pipe through tee would hide.

@@ -69,6 +69,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
         "already_registered", "protocol_unsupported", "auth_failed", "nick_invalid",
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
         "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
+        "tls_required",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""
@@ -76,7 +77,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
 BYE_REASONS: FrozenSet[str] = frozenset(
     {
         "quit", "hello_timeout", "ping_timeout", "too_many_errors", "flood",
-        "shutting_down", "server_full", "auth_failed", "protocol_unsupported",
+        "shutting_down", "server_full", "auth_failed", "protocol_unsupported", "tls_required",
     }
 )
 

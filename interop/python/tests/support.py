@@ -150,6 +150,9 @@ class ServerProcess:
         self.stderr = tempfile.TemporaryFile()
         # LANCHAT_* variables set server options: keep the caller's out of the test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANCHAT_")}
+        # The server makes a TLS certificate in $XDG_STATE_HOME: never in the real home.
+        self._state_home = tempfile.TemporaryDirectory(prefix="lanchat-state-")
+        env["XDG_STATE_HOME"] = self._state_home.name
         self.process = subprocess.Popen(
             [str(binary), "--listen", "127.0.0.1:0", *args], env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
@@ -194,4 +197,5 @@ class ServerProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.stderr.close()
+        self._state_home.cleanup()
 

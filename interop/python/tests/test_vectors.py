@@ -8,6 +8,7 @@ from typing import Any, Dict
 from support import WAIT, fake_client, load_vectors
 
 from lanchat import Client, ConnectionClosed, LanchatError
+from lanchat.discovery import parse_beacon
 from lanchat.protocol import (
     ERROR_CODES,
     EVENT_TYPES,
@@ -151,6 +152,23 @@ class ServerVectors(unittest.TestCase):
         self.assertEqual(decode_line(server.next_line()), {"type": "pong"})
         with self.assertRaises(ConnectionClosed):
             client.next_event(timeout=0)
+
+
+class DiscoveryVectors(unittest.TestCase):
+    """discovery.jsonl: every beacon is read (fields this client does not know, such as
+    ``tls_sha256``, are ignored) and a query is not taken for a beacon."""
+
+    def test_each_datagram(self) -> None:
+        for vector in load_vectors("discovery.jsonl"):
+            with self.subTest(vector["name"]):
+                datagram = vector["datagram"].encode("utf-8")
+                server = parse_beacon(datagram, "192.0.2.7")
+                if vector["name"].startswith("beacon"):
+                    self.assertIsNotNone(server)
+                    assert server is not None
+                    self.assertEqual(server.address, ("192.0.2.7", server.port))
+                else:
+                    self.assertIsNone(server)
 
 
 class ValidateVectors(unittest.TestCase):

@@ -60,3 +60,77 @@ async fn run_serves_until_shutdown_and_returns() {
         .unwrap()
         .unwrap();
 }
+
+/// The TLS seam through `run()`: one port, the first byte decides; a pinned TLS client and a
+/// plain one chat; `--require-tls` refuses the plain one.
+#[tokio::test]
+async fn tls_and_plain_on_one_port_and_require_tls() {
+    use lanchat_protocol::pin;
+    use lanchat_server::tls;
+
+    let dir = std::env::temp_dir().join(format!("lanchat-inprocess-tls-{}", uuid::Uuid::new_v4()));
+    let (identity, made) = tls::load_or_create(&dir.join("tls"), "inprocess").unwrap();
+    assert!(made);
+    let pinned = pin::Fingerprint::parse(identity.fingerprint()).unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(pin::client_config(pinned)));
+    for require_tls in [false, true] {
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let bound = Bound {
+            listeners: vec![Listener::Tcp(listener)],
+            discovery: None,
+            store: None,
+        };
+        let config = Config {
+            tls: Some(identity.clone()),
+            require_tls,
+            ..Config::default()
+        };
+        let server = tokio::spawn(run(bound, config, shutdown.clone()));
+
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(pin::SERVER_NAME).unwrap();
+        let stream = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+            .await
+            .unwrap()
+            .expect("pinned handshake");
+        let presented = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+        assert_eq!(pin::Fingerprint::of(&presented), pinned);
+        let (r, w) = tokio::io::split(stream);
+        let mut tina = Wire::new(r, w);
+        tina.hello("tina").await;
+
+        let mut paul = dial(addr).await;
+        if require_tls {
+            paul.send(json!({"type":"hello","id":1,"nick":"paul"}))
+                .await;
+            let refused = paul.read_to_close().await;
+            assert_eq!(refused[0]["code"], "tls_required", "{refused:?}");
+            assert_eq!(refused[1]["reason"], "tls_required", "{refused:?}");
+        } else {
+            paul.hello("paul").await;
+            assert_eq!(tina.recv().await["type"], "join");
+            tina.send(json!({"type":"say","id":2,"room":"lobby","text":"sealed"}))
+                .await;
+            assert_eq!(tina.recv().await["type"], "ok");
+            assert_eq!(paul.recv().await["text"], "sealed");
+            paul.send(json!({"type":"say","id":2,"room":"lobby","text":"open"}))
+                .await;
+            assert_eq!(paul.recv().await["type"], "ok");
+            assert_eq!(tina.recv().await["text"], "open");
+        }
+        shutdown.cancel();
+        assert_eq!(
+            tina.read_to_close().await.last().unwrap()["reason"],
+            "shutting_down"
+        );
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("run returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

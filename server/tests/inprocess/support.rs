@@ -44,6 +44,8 @@ impl Wire {
     /// Bytes as they are, with no newline added.
     pub async fn send_raw_bytes(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.expect("write");
+        // Over TLS, sends the records rustls still holds; nothing over TCP or duplex.
+        self.writer.flush().await.expect("flush");
     }
 
     /// The next line, or `None` at the close.
