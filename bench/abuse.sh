@@ -15,6 +15,10 @@ cargo build --release --quiet -p lanchat-server -p lanchat-tests --bin lanchat-s
 ABUSE=$ROOT/target/release/lanchat-abuse
 SECS=${SECS:-3}
 ulimit -n 8192 2>/dev/null || true
+# The servers' TLS certificates go to a scratch directory, not the runner's home.
+STATE=$(mktemp -d /tmp/lanchat-abuse.XXXXXX)
+trap 'rm -rf "$STATE"' EXIT
+export XDG_STATE_HOME=$STATE
 
 run_one() { # LABEL BIN
     local label=$1 bin=$2 udp out pid addr

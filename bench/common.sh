@@ -3,6 +3,10 @@
 
 PIDS=()
 
+# The servers make their TLS certificate under XDG_STATE_HOME when they have no --data-dir: keep it
+# in the scratch directory, not in the runner's home.
+export XDG_STATE_HOME="$WORK/state"
+
 # Stop every process recorded in PIDS, then remove WORK (and run CLEANUP_EXTRA if set).
 cleanup() {
     local p
