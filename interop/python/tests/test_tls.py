@@ -14,9 +14,11 @@ import threading
 import unittest
 from pathlib import Path
 from typing import Any, Callable, List, Optional
+from unittest import mock
 
 from support import WAIT, ServerProcess, free_udp_port, python_env
 
+import lanchat.client
 from lanchat import (
     TRUST_ON_FIRST_USE,
     Client,
@@ -124,6 +126,35 @@ class TlsChatTests(TlsTestCase):
         for tag in "abc":  # each thread's messages in its order
             self.assertEqual([t for t in received if t[0] == tag],
                              [f"{tag}{n:02}" for n in range(30)])
+
+    def test_tls_1_2_works_too(self) -> None:
+        def at_most_1_2() -> ssl.SSLContext:
+            context = real_context()
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            return context
+        real_context = lanchat.client.client_context
+        with mock.patch.object(lanchat.client, "client_context", at_most_1_2):
+            ann = self.client(self.server, "ann", tls_fingerprint=self.server.tls_sha256)
+        assert isinstance(ann._sock, ssl.SSLSocket)
+        self.assertEqual(ann._sock.version(), "TLSv1.2")
+        bob = self.client(self.server, "bob")
+        bob.say("lobby", "to a TLS 1.2 client")
+        self.assertEqual(ann.wait_for(matching("message", room="lobby"), WAIT)["text"],
+                         "to a TLS 1.2 client")
+        self.assertEqual(len(ann.history("lobby")["messages"]), 1)
+
+    def test_server_shutdown_and_close_end_a_tls_client(self) -> None:
+        ann = self.client(self.server, "ann", tls_fingerprint=self.server.tls_sha256)
+        idle = self.client(self.server, "bob", tls_fingerprint=self.server.tls_sha256)
+        idle.close()  # its reader is waiting for the socket: closing must end it
+        assert idle._reader is not None
+        idle._reader.join(WAIT)
+        self.assertFalse(idle._reader.is_alive())
+        self.assertEqual(idle.close_reason.code, "closed")
+        ann.wait_for(matching("quit", nick="bob"), WAIT)
+        self.server.process.terminate()
+        self.assertEqual(list(ann.events(timeout=WAIT)), [])  # the bye is read over TLS
+        self.assertEqual(ann.close_reason.code, "shutting_down")
 
     def test_wrong_pin_raises_and_sends_nothing(self) -> None:
         server = self.start("--no-announce", log="debug")
