@@ -257,7 +257,9 @@ class Client:
         """Use an already connected stream socket (the client takes ownership of it).
 
         An ``ssl.SSLSocket`` must have done its handshake, and checking its certificate
-        is the caller's business (:meth:`connect` pins it).
+        is the caller's business (:meth:`connect` pins it); such a connection counts as
+        unpinned (:meth:`hello` sends no password on it) unless the caller, having
+        checked the certificate, sets :attr:`tls_pinned` (and :attr:`tls_sha256`).
         """
         if self._sock is not None:
             raise RuntimeError("client is already connected")
