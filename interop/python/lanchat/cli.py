@@ -6,8 +6,14 @@ readable or as raw JSON with ``--json``.  Each request waits for its reply
 before the next line is read, so when stdin ends every reply has arrived; the
 client then quits and exits 0.
 
+``--tls-fingerprint HEX`` connects with TLS and pins the server's certificate
+(its ``tls_sha256``).  An address ``@NAME`` finds the server by UDP discovery (by
+name or instance; ``@`` alone: the only one answering) and, when its beacon
+announces ``tls_sha256``, connects with TLS pinned to it.
+
 Exit status: 0 after end of input or ``/quit``; 1 when the connection fails
-or the server ends it; 2 for bad arguments.
+or the server ends it; 2 for bad arguments, and when the server's certificate is
+not the pinned one (or discovery heard conflicting fingerprints).
 """
 
 import argparse
@@ -18,9 +24,11 @@ import threading
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from .client import Client, parse_address
-from .errors import ConnectionClosed, LanchatError
-from .protocol import DEFAULT_PORT
+from .discovery import Server, discover
+from .errors import ConnectionClosed, FingerprintMismatch, LanchatError
+from .protocol import DEFAULT_PORT, DISCOVERY_PORT
 from .render import format_event, format_reply
+from .tls import parse_fingerprint
 
 __all__ = ["main", "parse_command", "HELP"]
 
@@ -39,6 +47,12 @@ commands:
   /ping                 round-trip to the server
   /quit [REASON]        leave the chat
   /help                 this help"""
+
+TLS_REQUIRED_HINT = ("the server requires TLS: pass --tls-fingerprint HEX (the tls_sha256 the"
+                     " server prints at start), or connect to @NAME found by discovery")
+
+DISCOVERY_TIMEOUT = 1.0
+"""Seconds spent listening for beacons when the address is ``@NAME``."""
 
 STDIN_LINE_LIMIT = 1024 * 1024
 """Longest stdin line read whole; longer ones are skipped (the server would refuse them anyway)."""
@@ -61,14 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("address", metavar="HOST[:PORT]",
                         help=f"server address (port {DEFAULT_PORT} by default), "
-                             "or the path of its Unix socket")
+                             "the path of its Unix socket, or @NAME: the server of that name "
+                             "(or instance) found by discovery, @ alone the only one found")
     parser.add_argument("--nick", required=True, help="your nick")
     parser.add_argument("--room", help="room to join and talk in (default: the server's default room)")
     parser.add_argument("--password-file", metavar="F", help="file whose first line is the server password")
     parser.add_argument("--json", action="store_true", help="print every server frame as raw JSON")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECS",
                         help="seconds to wait for a connection or a reply (default 10)")
+    parser.add_argument("--tls-fingerprint", metavar="HEX", type=_fingerprint,
+                        help="connect with TLS and accept only the certificate whose SHA-256 is "
+                             "HEX (64 hex digits: the tls_sha256 the server prints at start)")
+    parser.add_argument("--discover-via", metavar="HOST[:PORT]", action="append",
+                        help="with @NAME: send the discovery query to HOST by unicast (discovery "
+                             f"port {DISCOVERY_PORT} by default) instead of broadcasting it; "
+                             "may be repeated")
     return parser
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return parse_fingerprint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_command(line: str, room: Optional[str]) -> Tuple[str, Dict[str, Any]]:
@@ -189,7 +218,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             parser.error(f"cannot read password file: {exc}")
     unix_path = args.address if "/" in args.address else None
-    if unix_path is None:
+    if unix_path is not None and args.tls_fingerprint:
+        parser.error("--tls-fingerprint is for TCP: a Unix socket is always plain")
+    if args.discover_via and not args.address.startswith("@"):
+        parser.error("--discover-via goes with an address @NAME")
+    pin: Optional[str] = args.tls_fingerprint
+    if args.address.startswith("@"):
+        server = _find(args.address[1:], args.discover_via)
+        if server is None:
+            return 1
+        if pin is None and server.conflict:
+            print(f"lanchat: beacons for {args.address} disagree on its certificate"
+                  " (tls_sha256): one is forged; pass --tls-fingerprint with the value the"
+                  " server printed", file=sys.stderr)
+            return 2
+        host, port = server.address
+        pin = pin or server.tls_sha256
+    elif unix_path is None:
         try:
             host, port = parse_address(args.address)
         except ValueError as exc:
@@ -205,7 +250,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if unix_path is not None:
             client.connect_unix(unix_path)
         else:
-            client.connect(host, port)
+            client.connect(host, port, tls_fingerprint=pin)
+    except FingerprintMismatch as exc:
+        print(f"lanchat: {host}:{port} presented a certificate with SHA-256 {exc.presented},"
+              f" not the pinned {exc.expected}: not connecting (if its certificate changed on"
+              " purpose, pass the new fingerprint)", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"lanchat: cannot connect to {args.address}: {exc}", file=sys.stderr)
         return 1
@@ -218,11 +268,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 out.reply(client.join(args.room))
                 room = args.room
         except LanchatError as exc:
-            print(f"lanchat: {exc}", file=sys.stderr)
+            if exc.code == "tls_required":  # the bye's reason, or the error's code
+                print(f"lanchat: {TLS_REQUIRED_HINT}", file=sys.stderr)
+            else:
+                print(f"lanchat: {exc}", file=sys.stderr)
             return 1
         threading.Thread(target=_read_stdin, args=(sys.stdin.buffer, inbox),
                          name="lanchat-stdin", daemon=True).start()
         return _chat(client, out, inbox, room)
+
+
+def _find(name: str, via: Optional[List[str]]) -> Optional[Server]:
+    """The server called ``name`` (or with that instance) heard by discovery; None, with a
+    message, when none or several are."""
+    if via:
+        servers = discover(DISCOVERY_TIMEOUT, hosts=via, broadcast=False, listen=False)
+    else:
+        servers = discover(DISCOVERY_TIMEOUT)
+    matches = [s for s in servers if not name or name in (s.name, s.instance)]
+    if len(matches) == 1:
+        return matches[0]
+    heard = ", ".join(f"{s.name} ({s.host}:{s.port})" for s in servers) or "none"
+    what = f"server named {name!r}" if name else "server"
+    if matches:
+        print(f"lanchat: more than one {what} answered ({heard}): name one by its instance"
+              " or connect by address", file=sys.stderr)
+    else:
+        print(f"lanchat: no {what} answered discovery (heard: {heard})", file=sys.stderr)
+    return None
 
 
 def _chat(client: Client, out: _Output, inbox: "queue.Queue[Tuple[str, str]]",

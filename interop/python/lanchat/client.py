@@ -1,4 +1,4 @@
-"""A thread-safe lanchat client over TCP or a Unix socket.
+"""A thread-safe lanchat client over TCP (plain or TLS) or a Unix socket.
 
 One background thread owns the reading side of the socket.  It routes each
 reply to the request waiting for it (matched by ``re``), answers the server's
@@ -13,17 +13,26 @@ Typical use::
         chat.say("lobby", "hello")
         for event in chat.events():
             print(event)
+
+Over TLS, the server's certificate is pinned by its fingerprint (``tls_sha256``,
+printed by the server at start and carried by its beacons)::
+
+    Client().connect("127.0.0.1", 7878, tls_fingerprint="3f1c0e0b...")
 """
 
 import collections
+import hmac
 import itertools
 import logging
 import socket
+import ssl
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import (
+    Any, BinaryIO, Callable, Deque, Dict, Iterator, List, Optional, Tuple, Union,
+)
 
-from .errors import ConnectionClosed, LanchatError, LanchatTimeout
+from .errors import ConnectionClosed, FingerprintMismatch, LanchatError, LanchatTimeout
 from .protocol import (
     DEFAULT_MAX_LINE,
     DEFAULT_PORT,
@@ -36,8 +45,16 @@ from .protocol import (
     frame_kind,
     request_frame,
 )
+from .tls import (
+    SERVER_NAME,
+    TRUST_ON_FIRST_USE,
+    TlsChannel,
+    client_context,
+    fingerprint_of,
+    parse_fingerprint,
+)
 
-__all__ = ["Client", "parse_address", "CLIENT_NAME"]
+__all__ = ["Client", "parse_address", "CLIENT_NAME", "TRUST_ON_FIRST_USE"]
 
 log = logging.getLogger("lanchat")
 
@@ -159,6 +176,7 @@ class Client:
         self._on_close = on_close
         self._events = _EventBuffer(max_events)
         self._sock: Optional[socket.socket] = None
+        self._tls: Optional[TlsChannel] = None
         self._reader: Optional[threading.Thread] = None
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -174,15 +192,57 @@ class Client:
         """The session's current nick, kept up to date by :meth:`hello` and :meth:`nick`."""
         self.bye: Optional[Frame] = None
         """The server's bye frame, if it sent one."""
+        self.tls_sha256: Optional[str] = None
+        """Over TLS, the fingerprint of the certificate the server presented (lowercase hex)."""
+        self.tls_pinned = False
+        """True when the connection is TLS and the certificate matched the pin."""
 
     # -- connection ---------------------------------------------------------
 
-    def connect(self, host: str, port: int = DEFAULT_PORT,
-                timeout: Optional[float] = None) -> "Client":
-        """Open a TCP connection; returns ``self`` so it can be chained or used in ``with``."""
+    def connect(self, host: str, port: int = DEFAULT_PORT, timeout: Optional[float] = None, *,
+                tls_fingerprint: Optional[str] = None,
+                tls: Union[None, bool, str] = None) -> "Client":
+        """Open a TCP connection; returns ``self`` so it can be chained or used in ``with``.
+
+        With ``tls_fingerprint`` (64 hex digits, either case: the server's
+        ``tls_sha256``) the connection is TLS, and the certificate the server
+        presents must hash to it: otherwise :class:`FingerprintMismatch` is raised
+        and the socket closed before a single line was sent.  Without it the
+        connection is plain, as it always was.  ``tls``: None (the default) means TLS
+        exactly when a fingerprint is given; True insists on TLS (so a fingerprint
+        is required); False insists on plain TCP; :data:`TRUST_ON_FIRST_USE` is TLS
+        accepting any certificate, whose fingerprint :attr:`tls_sha256` then holds
+        for the caller to check and record (pin it next time); :meth:`hello` refuses
+        to send a password on such a connection.  Anything inconsistent raises
+        ``ValueError`` before connecting; a failed handshake raises ``ssl.SSLError``
+        (an ``OSError``).  The handshake counts against ``timeout``.
+        """
+        pin = None if tls_fingerprint is None else parse_fingerprint(tls_fingerprint)
+        use_tls = _tls_wanted(tls, pin)
+        if self._sock is not None:
+            raise RuntimeError("client is already connected")
         sock = socket.create_connection((host, port), self._timeout(timeout))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.attach(sock)
+        if not use_tls:
+            return self.attach(sock)
+        try:
+            tls_sock = client_context().wrap_socket(sock, server_hostname=SERVER_NAME)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            cert = tls_sock.getpeercert(binary_form=True)
+            if not cert:
+                raise ssl.SSLError("the server presented no certificate")
+            presented = fingerprint_of(cert)
+            if pin is not None and not hmac.compare_digest(bytes.fromhex(presented),
+                                                           bytes.fromhex(pin)):
+                raise FingerprintMismatch(pin, presented)
+        except BaseException:
+            tls_sock.close()
+            raise
+        self.tls_sha256, self.tls_pinned = presented, pin is not None
+        return self.attach(tls_sock)
 
     def connect_unix(self, path: str, timeout: Optional[float] = None) -> "Client":
         """Open a connection to a server's Unix domain socket at ``path``."""
@@ -196,10 +256,19 @@ class Client:
         return self.attach(sock)
 
     def attach(self, sock: socket.socket) -> "Client":
-        """Use an already connected stream socket (the client takes ownership of it)."""
+        """Use an already connected stream socket (the client takes ownership of it).
+
+        An ``ssl.SSLSocket`` must have done its handshake, and checking its certificate
+        is the caller's business (:meth:`connect` pins it); such a connection counts as
+        unpinned (:meth:`hello` sends no password on it) unless the caller, having
+        checked the certificate, sets :attr:`tls_pinned` (and :attr:`tls_sha256`).
+        """
         if self._sock is not None:
             raise RuntimeError("client is already connected")
-        sock.settimeout(None)  # the reader blocks; waits are bounded by events instead
+        if isinstance(sock, ssl.SSLSocket):
+            self._tls = TlsChannel(sock)
+        else:
+            sock.settimeout(None)  # the reader blocks; waits are bounded by events instead
         self._sock = sock
         self._reader = threading.Thread(target=self._read_loop, name="lanchat-reader", daemon=True)
         self._reader.start()
@@ -301,7 +370,10 @@ class Client:
         if self._sock is None:
             raise LanchatError("closed", "not connected")
         try:
-            self._sock.sendall(line)
+            if self._tls is not None:
+                self._tls.sendall(line)
+            else:
+                self._sock.sendall(line)
         except OSError as exc:
             self._finish(ConnectionClosed("connection_lost", f"send failed: {exc}"))
             raise self._closed_error() from exc
@@ -325,7 +397,13 @@ class Client:
 
         After it the session is in the server's default room (``welcome["rooms"]``).
         On ``nick_taken`` or ``nick_invalid`` the connection stays open: try again.
+        A ``password`` is refused (``LanchatError`` ``tls_unpinned``, nothing sent)
+        on a TLS connection whose certificate was not pinned (:data:`TRUST_ON_FIRST_USE`).
         """
+        if password is not None and self._tls is not None and not self.tls_pinned:
+            raise LanchatError("tls_unpinned", "no password is sent to a server whose certificate"
+                                               " is not pinned: check tls_sha256, then reconnect"
+                                               " with tls_fingerprint")
         welcome = self.request("hello", timeout, nick=nick, protocol=protocol,
                                client=client, password=password)
         limits = welcome.get("limits") or {}
@@ -464,7 +542,12 @@ class Client:
         reason = ConnectionClosed("connection_lost", "the server closed the connection")
         try:
             limit = self._max_incoming_line
-            with self._sock.makefile("rb") as stream:
+            stream: BinaryIO
+            if self._tls is not None:
+                stream = self._tls.reader()  # type: ignore[assignment]
+            else:
+                stream = self._sock.makefile("rb")
+            with stream:
                 while self._closed is None:
                     line = stream.readline(limit + 1)  # +1: room for the LF
                     if not line.endswith(b"\n"):
@@ -551,7 +634,9 @@ class Client:
             self._quit = None
         for request in pending:
             request.fail(self._closed_error())
-        if self._sock is not None:
+        if self._tls is not None:
+            self._tls.close()
+        elif self._sock is not None:
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -564,3 +649,25 @@ class Client:
                 self._on_close(reason)
             except Exception:
                 log.exception("on_close callback failed")
+
+
+def _tls_wanted(tls: Union[None, bool, str], pin: Optional[str]) -> bool:
+    """Whether :meth:`Client.connect` uses TLS; ``ValueError`` for an inconsistent request."""
+    if tls is None:
+        return pin is not None
+    if tls is True:
+        if pin is None:
+            raise ValueError("TLS needs the server's fingerprint (tls_fingerprint=...), or"
+                             f" tls={TRUST_ON_FIRST_USE!r} to accept any certificate and record"
+                             " client.tls_sha256")
+        return True
+    if tls is False:
+        if pin is not None:
+            raise ValueError("tls=False contradicts tls_fingerprint")
+        return False
+    if tls == TRUST_ON_FIRST_USE:
+        if pin is not None:
+            raise ValueError(f"tls={TRUST_ON_FIRST_USE!r} contradicts tls_fingerprint:"
+                             " give one or the other")
+        return True
+    raise ValueError(f"tls must be None, True, False or {TRUST_ON_FIRST_USE!r}, not {tls!r}")

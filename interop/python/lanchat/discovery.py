@@ -7,6 +7,13 @@ broadcast address of each IPv4 interface (or to the addresses you name) and to
 any hosts you name (unicast, for servers on other subnets), listens for the
 answers and for passive beacons, and returns the servers heard, one per
 server instance.
+
+A beacon may carry ``tls_sha256``, the fingerprint of the server's TLS
+certificate, to pin (see :meth:`lanchat.Client.connect`).  Beacons are kept per
+instance *and source address*, so that an address is always listed with the
+fingerprint that came from it; when the beacons of one instance disagree on the
+fingerprint (one of them is forged, or the LAN is not what it seems), the
+server is marked :attr:`Server.conflict`.
 """
 
 import dataclasses
@@ -17,9 +24,10 @@ import selectors
 import socket
 import struct
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .protocol import DISCOVERY_PORT, MAX_DATAGRAM, PROTOCOL_VERSION
+from .tls import parse_fingerprint
 
 __all__ = ["Server", "discover", "broadcast_addresses", "parse_beacon", "DISCOVER_QUERY"]
 
@@ -64,6 +72,13 @@ class Server:
     server: str = ""
     """Software and version, like ``"lanchat/0.1.0"``."""
     protocol: int = PROTOCOL_VERSION
+    tls_sha256: Optional[str] = None
+    """The fingerprint of the server's TLS certificate (lowercase hex) in the beacons from
+    ``host``, to pin with ``Client.connect(tls_fingerprint=...)``; None when the server
+    announced no TLS (or an unreadable value).  Only as trustworthy as the LAN it came from."""
+    conflict: bool = False
+    """True when this instance's beacons disagree on ``tls_sha256`` (from different addresses,
+    or from one over time): one of them is forged.  Do not pin it without asking the user."""
 
     @property
     def address(self) -> Tuple[str, int]:
@@ -96,6 +111,10 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         return None
     if not isinstance(instance, str) or not instance or state not in ("up", "stopping"):
         return None
+    try:
+        tls_sha256: Optional[str] = parse_fingerprint(beacon.get("tls_sha256"))
+    except ValueError:  # absent (no TLS) or not a fingerprint: not something to pin
+        tls_sha256 = None
     return Server(
         name=str(beacon.get("name", "")),
         host=source_host,
@@ -107,6 +126,7 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         state=state,
         server=str(beacon.get("server", "")),
         protocol=_int_field(beacon, "protocol", PROTOCOL_VERSION),
+        tls_sha256=tls_sha256,
     )
 
 
@@ -198,9 +218,11 @@ def discover(timeout: float = 1.0, port: int = DISCOVERY_PORT,
 
     Servers are de-duplicated by ``instance``: the latest beacon gives the
     counts, and the address is the first one heard, or a loopback one when the
-    server also answers on loopback (see :func:`_record`).  Those that are
-    stopping or speak another protocol version are left out.  The result is
-    sorted by name, then address.
+    server also answers on loopback; ``port`` and ``tls_sha256`` are those of the
+    beacons from that address, and ``conflict`` says whether the instance's beacons
+    disagree on ``tls_sha256`` (see :class:`_Heard`).  Those that are stopping or
+    speak another protocol version are left out.  The result is sorted by name,
+    then address.
     """
     targets: List[Tuple[str, int]] = []
     broadcast_targets: List[str] = []
@@ -214,7 +236,7 @@ def discover(timeout: float = 1.0, port: int = DISCOVERY_PORT,
         if target is not None:
             targets.append(target)
 
-    found: Dict[str, Server] = {}
+    found: Dict[str, _Heard] = {}
     asker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # ephemeral port: answers come here
     listeners = [_passive_socket(a, port) for a in broadcast_targets] if listen else []
     sockets = [asker] + [s for s in listeners if s is not None]
@@ -239,10 +261,11 @@ def discover(timeout: float = 1.0, port: int = DISCOVERY_PORT,
     finally:
         for sock in sockets:
             sock.close()
-    return sorted(found.values(), key=lambda s: (s.name, _address_key(s.host), s.port))
+    servers = [heard.server() for heard in found.values()]
+    return sorted(servers, key=lambda s: (s.name, _address_key(s.host), s.port))
 
 
-def _receive(sock: socket.socket, found: Dict[str, Server]) -> None:
+def _receive(sock: socket.socket, found: Dict[str, "_Heard"]) -> None:
     """Read every datagram waiting on ``sock`` and record the beacons among them."""
     while True:
         try:
@@ -261,17 +284,43 @@ def _receive(sock: socket.socket, found: Dict[str, Server]) -> None:
             _record(found, server)
 
 
-def _record(found: Dict[str, Server], server: Server) -> None:
-    """Keep ``server``'s latest beacon, at one address per instance.
+class _Heard:
+    """Every beacon heard from one instance: the latest per source address.
 
     A server on several interfaces answers from each, maybe with a different port
-    each.  Any of them reaches it; the first heard is kept (so the address shown
+    each.  Any of them reaches it; the first heard is listed (so the address shown
     does not change), unless a loopback one comes later: the server is on this host.
+    The listed address keeps the ``port`` and ``tls_sha256`` of its own beacons,
+    never another address's; the name and counts come from the latest beacon.
     """
-    known = found.get(server.instance)
-    if known is not None and not (_is_loopback(server.host) and not _is_loopback(known.host)):
-        server = dataclasses.replace(server, host=known.host, port=known.port)
-    found[server.instance] = server
+
+    def __init__(self, first: Server) -> None:
+        self.latest = first
+        self.by_address: Dict[str, Server] = {first.host: first}  # first heard first
+        self.fingerprints: Set[Optional[str]] = {first.tls_sha256}
+
+    def add(self, server: Server) -> None:
+        self.latest = server
+        self.by_address[server.host] = server
+        self.fingerprints.add(server.tls_sha256)
+
+    def server(self) -> Server:
+        """The instance as one :class:`Server`."""
+        hosts = list(self.by_address)
+        host = next((h for h in hosts if _is_loopback(h)), hosts[0])
+        chosen = self.by_address[host]
+        return dataclasses.replace(self.latest, host=host, port=chosen.port,
+                                   tls_sha256=chosen.tls_sha256,
+                                   conflict=len(self.fingerprints) > 1)
+
+
+def _record(found: Dict[str, _Heard], server: Server) -> None:
+    """Add a beacon to what is known of its instance."""
+    heard = found.get(server.instance)
+    if heard is None:
+        found[server.instance] = _Heard(server)
+    else:
+        heard.add(server)
 
 
 def _is_loopback(host: str) -> bool:

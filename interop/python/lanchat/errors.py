@@ -2,7 +2,7 @@
 
 from typing import Any, Mapping, Optional
 
-__all__ = ["LanchatError", "ConnectionClosed", "LanchatTimeout"]
+__all__ = ["LanchatError", "ConnectionClosed", "LanchatTimeout", "FingerprintMismatch"]
 
 
 class LanchatError(Exception):
@@ -10,7 +10,9 @@ class LanchatError(Exception):
 
     ``code`` is the protocol's error code (``nick_taken``, ``not_in_room``, ...) for
     server errors, or one of the client's own codes: ``timeout``,
-    ``connection_lost``, ``closed``, ``line_too_long`` (refused before sending).
+    ``connection_lost``, ``closed``, ``line_too_long`` (refused before sending),
+    ``tls_fingerprint_mismatch`` (:class:`FingerprintMismatch`), ``tls_unpinned`` (a
+    password refused on a connection whose certificate is not pinned).
     ``frame`` is the server's error frame when there was one.
     ``retry_after`` is, for ``rate_limited``, how many seconds until the same request
     would be accepted, when the server said (an extension); otherwise ``None``.
@@ -46,3 +48,21 @@ class LanchatTimeout(LanchatError, TimeoutError):
 
     def __init__(self, message: str) -> None:
         super().__init__("timeout", message)
+
+
+class FingerprintMismatch(LanchatError):
+    """The server's TLS certificate is not the pinned one (code ``tls_fingerprint_mismatch``).
+
+    Raised by :meth:`Client.connect` after the handshake and before anything is
+    sent; the socket is closed.  ``expected`` is the pin and ``presented`` the
+    fingerprint of the certificate the server showed, both in lowercase hex.  It
+    is never a reason to fall back to plain TCP: either the server's certificate
+    changed (ask its operator) or someone else answered.
+    """
+
+    def __init__(self, expected: str, presented: str) -> None:
+        super().__init__("tls_fingerprint_mismatch",
+                         f"the server's certificate has SHA-256 {presented}, "
+                         f"not the pinned {expected}")
+        self.expected = expected
+        self.presented = presented

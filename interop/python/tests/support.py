@@ -10,7 +10,7 @@ import tempfile
 import threading
 import unittest
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 REPO = PYTHON_DIR.parent.parent
@@ -138,27 +138,45 @@ class ServerProcess:
     """A real lanchat-server on 127.0.0.1 with a kernel-chosen port.
 
     Started with ``--listen 127.0.0.1:0`` plus ``args``; the port is read from the
-    first stdout line, ``listening 127.0.0.1:PORT``.  :meth:`stop` kills it.
+    first stdout line, ``listening 127.0.0.1:PORT``, and, unless TLS is off, the
+    certificate's fingerprint from the ``tls_sha256 HEX`` line that follows the
+    ``listening`` lines (:attr:`tls_sha256`, None without TLS).  ``require_tls`` and
+    ``no_tls`` add those flags, ``data_dir`` gives ``--data-dir``, and ``log`` sets
+    ``RUST_LOG`` (e.g. ``"debug"``; see :meth:`stderr_text` and :meth:`wait_for_log`).
+    The server gets a private ``XDG_STATE_HOME``, removed by :meth:`stop`, so that no
+    certificate is ever written into the real home.  :meth:`stop` kills it.
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, require_tls: bool = False, no_tls: bool = False,
+                 data_dir: Union[None, str, Path] = None, log: Optional[str] = None) -> None:
         binary = server_binary()
         if not binary.is_file():
             raise AssertionError(
                 f"lanchat-server not found at {binary}: run `cargo build --workspace --bins` "
                 "in the repository root first (or set LANCHAT_SERVER_BIN)")
-        self.stderr = tempfile.TemporaryFile()
+        self._stderr_lines: List[str] = []
+        self._stderr_cond = threading.Condition()
         # LANCHAT_* variables set server options: keep the caller's out of the test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANCHAT_")}
         # The server makes a TLS certificate in $XDG_STATE_HOME: never in the real home.
         self._state_home = tempfile.TemporaryDirectory(prefix="lanchat-state-")
         env["XDG_STATE_HOME"] = self._state_home.name
+        if log is not None:
+            env["RUST_LOG"] = log
+        flags = list(args)
+        flags += ["--require-tls"] if require_tls else []
+        flags += ["--no-tls"] if no_tls else []
+        flags += ["--data-dir", str(data_dir)] if data_dir is not None else []
+        self.tls_sha256: Optional[str] = None
+        """The certificate's fingerprint, as the server printed it (None with --no-tls)."""
         self.process = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", *args], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
+            [str(binary), "--listen", "127.0.0.1:0", *flags], env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._stdout: "queue.Queue[bytes]" = queue.Queue()
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
+        self._stderr_drainer = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_drainer.start()
         try:
             first = self._stdout.get(timeout=WAIT * 2).decode("utf-8", "replace").strip()
         except queue.Empty:
@@ -172,6 +190,23 @@ class ServerProcess:
             raise AssertionError(f"expected 'listening 127.0.0.1:PORT' from lanchat-server, got"
                                  f" {first!r}; stderr: {self.stderr_text()}")
         self.host, self.port = host, int(port)
+        if "--no-tls" not in flags:
+            self.tls_sha256 = self._read_fingerprint()
+
+    def _read_fingerprint(self) -> str:
+        """The ``tls_sha256 HEX`` line, after the other ``listening`` lines."""
+        while True:
+            try:
+                line = self._stdout.get(timeout=WAIT * 2).decode("utf-8", "replace").strip()
+            except queue.Empty:
+                line = ""
+            word, _, value = line.partition(" ")
+            if word == "tls_sha256" and len(value) == 64:
+                return value
+            if word != "listening":
+                self.stop()
+                raise AssertionError(f"expected 'tls_sha256 HEX' from lanchat-server, got"
+                                     f" {line!r}; stderr: {self.stderr_text()}")
 
     def _drain(self) -> None:
         assert self.process.stdout is not None
@@ -179,10 +214,32 @@ class ServerProcess:
             self._stdout.put(line)
         self._stdout.put(b"")
 
-    def stderr_text(self) -> str:
-        """What the server wrote on stderr so far (the last 2000 characters)."""
-        self.stderr.seek(0)
-        return self.stderr.read().decode("utf-8", "replace")[-2000:]
+    def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            with self._stderr_cond:
+                self._stderr_lines.append(raw.decode("utf-8", "replace"))
+                self._stderr_cond.notify_all()
+
+    def stderr_text(self, whole: bool = False) -> str:
+        """What the server wrote on stderr so far (the last 2000 characters, unless ``whole``)."""
+        with self._stderr_cond:
+            text = "".join(self._stderr_lines)
+        return text if whole else text[-2000:]
+
+    def wait_for_log(self, *words: str, timeout: float = WAIT) -> str:
+        """The first stderr line containing every one of ``words``, waiting for it at most
+        ``timeout`` seconds (then the test fails)."""
+        def find() -> Optional[str]:
+            return next((line for line in self._stderr_lines
+                         if all(word in line for word in words)), None)
+        with self._stderr_cond:
+            if not self._stderr_cond.wait_for(lambda: find() is not None, timeout):
+                raise AssertionError(f"lanchat-server logged no line with {words} in {timeout} s;"
+                                     f" stderr: {''.join(self._stderr_lines)[-2000:]}")
+            line = find()
+        assert line is not None
+        return line
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
@@ -196,6 +253,8 @@ class ServerProcess:
         self._drainer.join(WAIT)  # stdout ends when the process is gone
         if self.process.stdout is not None:
             self.process.stdout.close()
-        self.stderr.close()
+        self._stderr_drainer.join(WAIT)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         self._state_home.cleanup()
 

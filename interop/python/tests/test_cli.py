@@ -84,7 +84,11 @@ class RenderTests(unittest.TestCase):
 class ArgumentTests(unittest.TestCase):
     def test_bad_arguments_exit_2_with_one_line(self) -> None:
         for args in (["127.0.0.1:1"], ["127.0.0.1:99999", "--nick", "x"], ["--nick", "x"],
-                     ["127.0.0.1", "--nick", "x", "--password-file", "/nonexistent/pw"]):
+                     ["127.0.0.1", "--nick", "x", "--password-file", "/nonexistent/pw"],
+                     ["127.0.0.1", "--nick", "x", "--tls-fingerprint", "ab" * 31],
+                     ["127.0.0.1", "--nick", "x", "--tls-fingerprint", "zz" * 32],
+                     ["/tmp/lanchat.sock", "--nick", "x", "--tls-fingerprint", "ab" * 32],
+                     ["127.0.0.1", "--nick", "x", "--discover-via", "127.0.0.1"]):
             with self.subTest(args):
                 result = subprocess.run([sys.executable, "-m", "lanchat", *args],
                                         env=python_env(), capture_output=True,

@@ -5,12 +5,12 @@ import queue
 import socket
 import threading
 import unittest
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from support import WAIT, fake_client
 
 from lanchat import Client, ConnectionClosed, Frame, LanchatError, LanchatTimeout, discover
-from lanchat.discovery import Server, _record, parse_beacon
+from lanchat.discovery import Server, _Heard, _record, parse_beacon
 from lanchat.protocol import decode_line, encode_frame
 
 
@@ -215,13 +215,59 @@ class DiscoveryUnitTests(unittest.TestCase):
             assert server is not None
             return server
 
-        found: Dict[str, Server] = {}
+        found: Dict[str, _Heard] = {}
         _record(found, heard("192.0.2.17", 7000, 1))
         _record(found, heard("198.51.100.4", 7001, 2))
-        self.assertEqual((found["i-1"].address, found["i-1"].users), (("192.0.2.17", 7000), 2))
+        server = found["i-1"].server()
+        self.assertEqual((server.address, server.users), (("192.0.2.17", 7000), 2))
         _record(found, heard("127.0.0.1", 7002, 3))
         _record(found, heard("192.0.2.17", 7000, 4))
-        self.assertEqual((found["i-1"].address, found["i-1"].users), (("127.0.0.1", 7002), 4))
+        server = found["i-1"].server()
+        self.assertEqual((server.address, server.users), (("127.0.0.1", 7002), 4))
+        self.assertEqual((server.tls_sha256, server.conflict), (None, False))
+
+    def test_tls_sha256_is_read_and_normalised(self) -> None:
+        hex_upper = "AB" * 32
+        server = parse_beacon(json.dumps({**self.BEACON, "tls_sha256": hex_upper}).encode(),
+                              "127.0.0.1")
+        assert server is not None
+        self.assertEqual(server.tls_sha256, hex_upper.lower())
+        self.assertFalse(server.conflict)
+        for bad in ("ab" * 31, "ab" * 33, "zz" * 32, 12, None, "0x" + "ab" * 31):
+            beacon = json.dumps({**self.BEACON, "tls_sha256": bad}).encode()
+            server = parse_beacon(beacon, "127.0.0.1")
+            assert server is not None, bad  # still listed, but nothing to pin
+            self.assertIsNone(server.tls_sha256, bad)
+
+    def test_each_address_keeps_its_own_fingerprint_and_disagreement_is_a_conflict(self) -> None:
+        """A forged beacon for a known instance must not lend its pin to the real address."""
+        def heard(host: str, fingerprint: Any) -> Server:
+            beacon = {**self.BEACON, "tls_sha256": fingerprint}
+            server = parse_beacon(json.dumps(beacon).encode(), host)
+            assert server is not None
+            return server
+
+        real, forged = "11" * 32, "22" * 32
+        found: Dict[str, _Heard] = {}
+        _record(found, heard("192.0.2.17", real))
+        _record(found, heard("192.0.2.17", real))
+        self.assertEqual((found["i-1"].server().tls_sha256, found["i-1"].server().conflict),
+                         (real, False))
+        _record(found, heard("192.0.2.66", forged))  # another address, same instance
+        server = found["i-1"].server()
+        self.assertEqual((server.host, server.tls_sha256, server.conflict),
+                         ("192.0.2.17", real, True))
+        # A forged loopback beacon would be preferred as the address: it brings its own pin
+        # and the conflict flag, never the real address's pin.
+        _record(found, heard("127.0.0.1", forged))
+        server = found["i-1"].server()
+        self.assertEqual((server.host, server.tls_sha256, server.conflict),
+                         ("127.0.0.1", forged, True))
+        # One address saying TLS and another saying none is a conflict too (a downgrade).
+        found = {}
+        _record(found, heard("192.0.2.17", real))
+        _record(found, heard("192.0.2.66", None))
+        self.assertTrue(found["i-1"].server().conflict)
 
     def test_unicast_discover_against_a_fake_responder(self) -> None:
         """A loopback UDP socket answering queries like a server would."""

@@ -1,5 +1,6 @@
 """The shared test vectors in interop/vectors, run against the Python client."""
 
+import json
 import re
 import unittest
 from pathlib import Path
@@ -155,8 +156,8 @@ class ServerVectors(unittest.TestCase):
 
 
 class DiscoveryVectors(unittest.TestCase):
-    """discovery.jsonl: every beacon is read (fields this client does not know, such as
-    ``tls_sha256``, are ignored) and a query is not taken for a beacon."""
+    """discovery.jsonl: every beacon is read, with its ``tls_sha256`` when it has one (the
+    fingerprint to pin), and a query is not taken for a beacon."""
 
     def test_each_datagram(self) -> None:
         for vector in load_vectors("discovery.jsonl"):
@@ -167,8 +168,18 @@ class DiscoveryVectors(unittest.TestCase):
                     self.assertIsNotNone(server)
                     assert server is not None
                     self.assertEqual(server.address, ("192.0.2.7", server.port))
+                    announced = json.loads(datagram).get("tls_sha256")
+                    self.assertEqual(server.tls_sha256, announced)
+                    self.assertFalse(server.conflict)
                 else:
                     self.assertIsNone(server)
+
+    def test_tls_and_plain_beacons_are_both_present(self) -> None:
+        names = {v["name"]: v for v in load_vectors("discovery.jsonl")}
+        beacons = [n for n in names if n.startswith("beacon")]
+        with_tls = [n for n in beacons if "tls_sha256" in names[n]["datagram"]]
+        without = [n for n in beacons if n not in with_tls]
+        self.assertTrue(with_tls and without, names)
 
 
 class ValidateVectors(unittest.TestCase):
