@@ -3,11 +3,17 @@
 //! the same buffers directly.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 use crate::lines::LineReader;
 use crate::proto::{Event, Proto};
@@ -15,9 +21,13 @@ use crate::proto::{Event, Proto};
 /// Every setup step must finish within this (a registration, a join).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection's byte stream: plain TCP, or TLS pinned to the server's certificate
+/// (`--tls FINGERPRINT`, to measure what encryption costs the server).
+pub type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
 pub struct Conn {
     pub proto: Proto,
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub lines: LineReader,
     /// Pending output, written by `flush`.
     pub out: Vec<u8>,
@@ -43,6 +53,7 @@ impl Conn {
         addr: SocketAddr,
         nick: String,
         read_buffer: usize,
+        tls: Option<&Arc<ClientConfig>>,
     ) -> anyhow::Result<Conn> {
         anyhow::ensure!(
             addr.ip().is_loopback(),
@@ -53,6 +64,18 @@ impl Conn {
             .context("connect timed out")?
             .with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            None => Either::Left(stream),
+            Some(config) => {
+                let name = ServerName::try_from("lanchat").expect("a valid DNS name");
+                let handshake = TlsConnector::from(config.clone()).connect(name, stream);
+                let tls = tokio::time::timeout(STEP_TIMEOUT, handshake)
+                    .await
+                    .context("TLS handshake timed out")?
+                    .context("TLS handshake")?;
+                Either::Right(tls)
+            }
+        };
         Ok(Conn {
             proto,
             stream,

@@ -54,6 +54,8 @@ pub struct Config {
     /// Start the clock at this Unix time (ms) rather than right after setup, so that several
     /// generator processes measure the same interval.
     pub start_at_unix_ms: Option<u64>,
+    /// Connect over TLS with this (pinned) configuration.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// Percentiles reported for latency plots.
@@ -400,7 +402,8 @@ async fn connection(
     let setup = async {
         let _permit = shared.setup.acquire().await?;
         let mut conn =
-            Conn::connect(cfg.proto, cfg.addr, plan.nick.clone(), cfg.read_buffer).await?;
+            Conn::connect(cfg.proto, cfg.addr, plan.nick.clone(), cfg.read_buffer, cfg.tls.as_ref())
+                .await?;
         let oper = cfg.oper.as_ref().filter(|_| plan.sender.is_some());
         conn.register(oper).await?;
         let mut rooms: Vec<&str> = Vec::new();

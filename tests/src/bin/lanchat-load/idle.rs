@@ -26,6 +26,8 @@ pub struct Config {
     pub server_pid: Option<u32>,
     pub connect_concurrency: usize,
     pub timeout: Duration,
+    /// Connect over TLS with this (pinned) configuration.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
@@ -46,7 +48,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
                 // Small read buffers: ten thousand idle connections must not cost the
                 // generator hundreds of megabytes.
                 let mut c =
-                    Conn::connect(cfg.proto, cfg.addr, format!("{}{i}", cfg.prefix), 512).await?;
+                    Conn::connect(
+                        cfg.proto,
+                        cfg.addr,
+                        format!("{}{i}", cfg.prefix),
+                        512,
+                        cfg.tls.as_ref(),
+                    )
+                    .await?;
                 c.register(None).await?;
                 anyhow::Ok(c)
             };

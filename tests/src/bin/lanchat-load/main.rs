@@ -55,6 +55,9 @@ struct Cli {
     /// IRC operator NAME:PASSWORD; senders OPER and set user mode +F (no flood throttling)
     #[arg(long, global = true)]
     irc_oper: Option<String>,
+    /// lanchat over TLS, pinned to this certificate fingerprint (the server's `tls_sha256`)
+    #[arg(long, global = true, value_name = "SHA256_HEX")]
+    tls: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -167,6 +170,7 @@ fn run() -> anyhow::Result<bool> {
         })
         .transpose()?;
     let timeout = Duration::from_secs(cli.timeout);
+    let tls = tls_connector(&cli)?;
     let report = match &cli.scenario {
         Scenario::Idle {
             clients,
@@ -187,6 +191,7 @@ fn run() -> anyhow::Result<bool> {
                 server_pid: cli.server_pid,
                 connect_concurrency: cli.connect_concurrency,
                 timeout,
+                tls,
             }))?
         }
         Scenario::Fanout(f) => {
@@ -218,6 +223,19 @@ fn run() -> anyhow::Result<bool> {
             .iter()
             .all(|k| report[*k].as_u64().unwrap_or(0) == 0);
     Ok(clean)
+}
+
+/// The pinned TLS configuration of `--tls`, if given.
+fn tls_connector(
+    cli: &Cli,
+) -> anyhow::Result<Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>> {
+    let Some(hex) = &cli.tls else {
+        return Ok(None);
+    };
+    anyhow::ensure!(cli.proto == Proto::Lanchat, "--tls is for --proto lanchat");
+    let pin = lanchat_protocol::pin::Fingerprint::parse(hex)
+        .ok_or_else(|| anyhow::anyhow!("--tls wants 64 hex digits (the server's tls_sha256)"))?;
+    Ok(Some(std::sync::Arc::new(lanchat_protocol::pin::client_config(pin))))
 }
 
 fn fanout_config(
@@ -263,6 +281,7 @@ fn fanout_config(
         oper,
         settle: Duration::from_millis(f.settle_ms),
         start_at_unix_ms: f.start_at,
+        tls: tls_connector(cli)?,
     })
 }
 
