@@ -1,5 +1,5 @@
-//! The link to the server: dialing through a [`Dialer`] (TCP today; TLS or WebSocket plug in
-//! there), hello (taking `nick_2`, `nick_3`, ... while the nick is taken), requests, pacing under
+//! The link to the server: dialing through a [`Dialer`] (TCP, or TLS around it in `tls.rs`;
+//! WebSocket would plug in there too), hello (taking `nick_2`, `nick_3`, ... while the nick is taken), requests, pacing under
 //! the server's rate limit, and after a loss, reconnecting with back-off and restoring the rooms,
 //! the status and the messages missed. The [`Connection`] task owns the socket; the link holds
 //! its handle and its event channel.
@@ -100,12 +100,16 @@ pub enum ConnectError {
     Retry(String),
     /// Trying again cannot help (bad password, incompatible protocol, invalid nick).
     Fatal(String),
+    /// The server's certificate is not the pinned one: nothing was sent, and nothing will be.
+    Untrusted(String),
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Retry(m) | ConnectError::Fatal(m) => f.write_str(m),
+            ConnectError::Retry(m) | ConnectError::Fatal(m) | ConnectError::Untrusted(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -204,7 +208,12 @@ impl Link {
         self.conn = None;
         let stream = match timeout(CONNECT_TIMEOUT, self.dialer.dial()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(ConnectError::Retry(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(match crate::tls::Untrusted::find(&e) {
+                    Some(refusal) => ConnectError::Untrusted(refusal.to_string()),
+                    None => ConnectError::Retry(e.to_string()),
+                })
+            }
             Err(_) => return Err(ConnectError::Retry("timed out".into())),
         };
         let (conn, events) = Connection::spawn(stream);
@@ -378,6 +387,7 @@ impl Link {
                 Err(ConnectError::Fatal(m)) => {
                     return Err(Error::Fatal(format!("cannot reconnect: {m}")))
                 }
+                Err(ConnectError::Untrusted(m)) => return Err(Error::Untrusted(m)),
                 Err(ConnectError::Retry(m)) => m,
             };
             let attempt = backoff.failed();
