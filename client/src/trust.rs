@@ -208,12 +208,13 @@ pub fn mismatch(
     presented: &Fingerprint,
     source: &PinSource,
 ) -> String {
-    let bar = "@".repeat(70);
+    let warning =
+        "@    WARNING: THE SERVER'S CERTIFICATE HAS CHANGED, OR THIS IS NOT THE SERVER    @";
+    let bar = "@".repeat(warning.len());
     let mut lines = vec![
         format!("the certificate of {server} does not match its pin: not connected"),
         bar.clone(),
-        "@    WARNING: THE SERVER'S CERTIFICATE HAS CHANGED, OR THIS IS NOT THE SERVER    @"
-            .to_owned(),
+        warning.to_owned(),
         bar,
         format!("The server at {address} presented a certificate other than the one expected."),
         "Nothing was sent to it: no hello, no nick, no password.".to_owned(),

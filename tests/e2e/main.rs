@@ -16,4 +16,5 @@ mod limits;
 mod netns;
 mod soak;
 mod tls;
+mod trust;
 mod vectors;
