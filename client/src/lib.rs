@@ -17,7 +17,8 @@
 //! - [`trust`]: the known-servers file (a pin per server, recorded on first contact).
 //!
 //! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
-//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client.
+//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client;
+//! `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery` uses `trust`.
 
 pub mod cli;
 pub mod commands;

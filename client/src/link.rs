@@ -89,6 +89,27 @@ impl Dialer for TcpDialer {
     }
 }
 
+/// A dial refused because the server is not the one trusted (its certificate does not match the
+/// pin: see `tls.rs`). Carried inside the `io::Error` a dial returns, so that the link tells it
+/// from a failure worth retrying: it never retries this one.
+#[derive(Debug)]
+pub struct Untrusted(pub String);
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+impl Untrusted {
+    /// The refusal inside a dial's error, if that is what it is.
+    pub fn find(e: &io::Error) -> Option<&Untrusted> {
+        e.get_ref()?.downcast_ref::<Untrusted>()
+    }
+}
+
 /// Why a request got no reply: the connection is gone.
 #[derive(Debug)]
 pub struct Lost(pub Closed);
@@ -209,7 +230,7 @@ impl Link {
         let stream = match timeout(CONNECT_TIMEOUT, self.dialer.dial()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                return Err(match crate::tls::Untrusted::find(&e) {
+                return Err(match Untrusted::find(&e) {
                     Some(refusal) => ConnectError::Untrusted(refusal.to_string()),
                     None => ConnectError::Retry(e.to_string()),
                 })

@@ -24,7 +24,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use crate::link::{Dialer, Stream, TcpDialer};
+use crate::link::{Dialer, Stream, TcpDialer, Untrusted};
 use crate::trust::{self, KnownServers, PinSource};
 
 /// How long a server never seen before may take to answer a TLS handshake before it is taken for
@@ -47,26 +47,6 @@ pub enum Security {
     },
     /// TLS, learning the certificate (trust on first use); plain if the server does not speak TLS.
     Learn,
-}
-
-/// The handshake failed on a certificate other than the pinned one. Carried inside the
-/// `io::Error` a dial returns, so that the link can tell it from a failure worth retrying.
-#[derive(Debug)]
-pub struct Untrusted(pub String);
-
-impl fmt::Display for Untrusted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Untrusted {}
-
-impl Untrusted {
-    /// The refusal inside a dial's error, if that is what it is.
-    pub fn find(e: &io::Error) -> Option<&Untrusted> {
-        e.get_ref()?.downcast_ref::<Untrusted>()
-    }
 }
 
 /// A dialer that speaks TLS (or, when told or when the server cannot, plain TCP) over TCP.
@@ -151,7 +131,7 @@ impl SecureDialer {
             "lanchat: {}",
             trust::first_contact(&self.server, &fp, recorded.as_deref())
         );
-        let source = recorded.map_or(PinSource::Flag, PinSource::Known);
+        let source = recorded.map_or(PinSource::Learnt, PinSource::Known);
         self.security = Security::Pinned {
             pin: fp,
             source,

@@ -197,6 +197,8 @@ pub enum PinSource {
     Flag,
     /// The beacon heard during discovery (first contact).
     Beacon,
+    /// Presented at this run's first connection, and not recorded (no data directory).
+    Learnt,
 }
 
 /// The refusal, loud and complete: what was expected, what was presented, what it may mean, and
@@ -226,6 +228,7 @@ pub fn mismatch(
         PinSource::Known(path) => format!("recorded in {}", path.display()),
         PinSource::Flag => "given with --tls-fingerprint".to_owned(),
         PinSource::Beacon => "announced in its beacon".to_owned(),
+        PinSource::Learnt => "presented at this run's first connection".to_owned(),
     };
     lines.push(format!("  expected:  {pinned}  ({expected})"));
     lines.push(format!("  presented: {presented}"));
@@ -244,7 +247,7 @@ pub fn mismatch(
         PinSource::Flag => lines.push(format!(
             "If it is the new one, run again with --tls-fingerprint {presented}"
         )),
-        PinSource::Beacon => lines.push(format!(
+        PinSource::Beacon | PinSource::Learnt => lines.push(format!(
             "If it is right, connect explicitly: lanchat {address} --tls-fingerprint {presented}"
         )),
     }

@@ -467,7 +467,7 @@ impl Dialer for ImpostorDialer {
         Box::pin(async {
             Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                crate::tls::Untrusted("the certificate does not match its pin".into()),
+                Untrusted("the certificate does not match its pin".into()),
             ))
         })
     }
