@@ -18,7 +18,10 @@ use crate::discovery::{self, Found};
 use crate::link::TcpDialer;
 use crate::output::{Mode, StdScreen};
 use crate::session::{self, Session};
+use crate::tls::{SecureDialer, Security};
+use crate::trust::{self, KnownServers, PinSource};
 use crate::{commands, repl, Error};
+use lanchat_protocol::pin::Fingerprint;
 
 /// lanchat: chat with the people on your LAN.
 #[derive(Debug, Parser)]
@@ -34,6 +37,18 @@ pub struct Cli {
 pub enum Sub {
     /// List the lanchat servers on the LAN.
     Discover(DiscoverArgs),
+    /// List the pinned server certificates, or pin one (accept a server's new certificate).
+    Trust(TrustArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The server as lanchat knows it: its name (found by discovery) or HOST:PORT (given).
+    pub server: Option<String>,
+    /// The certificate's fingerprint to trust from now on (64 hex digits, as the server prints
+    /// it in `tls_sha256 ...` and as the refusal shows it).
+    #[arg(value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +78,14 @@ pub struct ChatArgs {
     /// UDP discovery port to look for servers on.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ANNOUNCE_PORT)]
     pub discover_port: u16,
+    /// Trust exactly this certificate (64 hex digits, SHA-256), whatever was recorded before;
+    /// nothing is recorded. For scripts.
+    #[arg(long, value_name = "HEX", conflicts_with = "no_tls")]
+    pub tls_fingerprint: Option<String>,
+    /// Connect in plain text, without TLS (for servers older than TLS). A password then
+    /// travels in clear text.
+    #[arg(long)]
+    pub no_tls: bool,
     #[command(flatten)]
     pub interfaces: Interfaces,
 }
@@ -99,6 +122,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .map_err(|e| Error::Fatal(format!("cannot start the runtime: {e}")))?;
     match cli.command {
         Some(Sub::Discover(args)) => runtime.block_on(discover_command(args)),
+        Some(Sub::Trust(args)) => trust_command(args),
         None => runtime.block_on(chat(cli.chat)),
     }
 }
@@ -147,7 +171,7 @@ async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
         interfaces: args.interfaces.selected(),
         broadcast: true,
     };
-    let report = discovery::discover(&opts)
+    let mut report = discovery::discover(&opts)
         .await
         .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
     if report.servers.is_empty() {
@@ -155,6 +179,9 @@ async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
             eprintln!("{line}");
         }
         return Err(Error::Fatal("no server found".into()));
+    }
+    if let Some(known) = load_known()? {
+        discovery::mark_pins(&mut report.servers, &known);
     }
     let mut stdout = std::io::stdout().lock();
     let lines = if args.json {
@@ -264,8 +291,25 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
     };
     let password = args.password_file.as_ref().map(read_password).transpose()?;
     let discover_timeout = seconds(args.discover_timeout, "--discover-timeout")?;
+    let flag_pin = args
+        .tls_fingerprint
+        .as_deref()
+        .map(|hex| {
+            Fingerprint::parse(hex.trim()).ok_or_else(|| {
+                Error::Usage("--tls-fingerprint: not 64 hex digits (a SHA-256)".into())
+            })
+        })
+        .transpose()?;
+    let known = load_known()?;
     let target = match &args.host {
-        Some(host) => parse_target(host)?,
+        Some(host) => {
+            let address = parse_target(host)?;
+            Target {
+                server: address.clone(),
+                address,
+                discovered: None,
+            }
+        }
         None => {
             let opts = discovery::Options {
                 timeout: discover_timeout,
@@ -274,13 +318,31 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
                 interfaces: args.interfaces.selected(),
                 broadcast: true,
             };
-            pick_server(&opts, mode == Mode::Interactive).await?
+            let found = pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
+            Target {
+                server: found.name.clone(),
+                address: found.address.to_string(),
+                discovered: Some(found.tls_sha256.as_deref().and_then(Fingerprint::parse)),
+            }
         }
     };
+    let security = security(args.no_tls, flag_pin, known.as_ref(), &target);
+    if security == Security::Plain && password.is_some() {
+        eprintln!(
+            "lanchat: warning: no TLS to {}: the password travels in clear text",
+            target.address
+        );
+    }
     let color = mode == Mode::Interactive
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or_empty();
-    let dialer = Box::new(TcpDialer::new(target));
+    let dialer = Box::new(SecureDialer::new(
+        TcpDialer::new(target.address),
+        target.server,
+        security,
+        known,
+        password.is_some(),
+    ));
     let opts = session::Options {
         nick,
         password,
@@ -341,20 +403,143 @@ fn stdin_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-/// Discover servers and choose one: the only one, or the user's pick.
-async fn pick_server(opts: &discovery::Options, interactive: bool) -> Result<String, Error> {
+/// Where to connect, and what the user knows that server by (its key in the known-servers
+/// file: the name of a discovered server, the `HOST:PORT` given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub address: String,
+    pub server: String,
+    /// Found by discovery, with the fingerprint its beacon announced (`None`: plain only).
+    pub discovered: Option<Option<Fingerprint>>,
+}
+
+/// The certificate to trust, in order: none with `--no-tls`; `--tls-fingerprint`; the pin
+/// recorded for this server; for a first contact through discovery, the beacon's fingerprint
+/// (recorded once the handshake succeeds), or plain when the beacon announces no TLS; given by
+/// address and never seen, whatever certificate the server presents (recorded: trust on first
+/// use). A recorded pin is never bypassed by what a beacon says.
+pub fn security(
+    no_tls: bool,
+    flag: Option<Fingerprint>,
+    known: Option<&KnownServers>,
+    target: &Target,
+) -> Security {
+    if no_tls {
+        return Security::Plain;
+    }
+    if let Some(pin) = flag {
+        return Security::Pinned {
+            pin,
+            source: PinSource::Flag,
+            record: false,
+        };
+    }
+    if let Some((known, pin)) = known.and_then(|k| Some((k, k.get(&target.server)?))) {
+        return Security::Pinned {
+            pin,
+            source: PinSource::Known(known.path().to_owned()),
+            record: false,
+        };
+    }
+    match target.discovered {
+        Some(Some(pin)) => Security::Pinned {
+            pin,
+            source: PinSource::Beacon,
+            record: true,
+        },
+        Some(None) => Security::Plain,
+        None => Security::Learn,
+    }
+}
+
+/// The known-servers file, if there is a data directory to keep it in.
+fn load_known() -> Result<Option<KnownServers>, Error> {
+    let Some(path) = trust::default_path() else {
+        return Ok(None);
+    };
+    KnownServers::load(path.clone()).map(Some).map_err(|e| {
+        Error::Fatal(format!(
+            "cannot read the known servers in {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// `lanchat trust`: list the pins, show one, or pin a certificate for a server.
+fn trust_command(args: TrustArgs) -> Result<(), Error> {
+    let mut known = load_known()?.ok_or_else(|| {
+        Error::Usage("no data directory for the known servers: set XDG_DATA_HOME or HOME".into())
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    match (args.server, args.fingerprint) {
+        (None, _) => {
+            for (server, fp) in known.entries() {
+                let _ = writeln!(stdout, "{fp} {server}");
+            }
+        }
+        (Some(server), None) => match known.get(&server) {
+            Some(fp) => {
+                let _ = writeln!(stdout, "{fp} {server}");
+            }
+            None => {
+                return Err(Error::Fatal(format!(
+                    "{server}: no certificate recorded in {}",
+                    known.path().display()
+                )))
+            }
+        },
+        (Some(server), Some(hex)) => {
+            let fp = Fingerprint::parse(hex.trim()).ok_or_else(|| {
+                Error::Usage(format!("{hex:?} is not a fingerprint (64 hex digits)"))
+            })?;
+            let before = known.get(&server);
+            known.set(&server, fp).map_err(|e| {
+                Error::Fatal(format!("cannot write {}: {e}", known.path().display()))
+            })?;
+            let was = match before {
+                Some(old) if old == fp => " (unchanged)".to_owned(),
+                Some(old) => format!(", replacing {}", trust::short(&old)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                stdout,
+                "{server}: trusting {} ({fp}){was}; recorded in {}",
+                trust::short(&fp),
+                known.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Discover servers and choose one: the only one, or the user's pick. Never one that another
+/// source contradicts (a conflict): the user must name it.
+async fn pick_server(
+    opts: &discovery::Options,
+    interactive: bool,
+    known: Option<&KnownServers>,
+) -> Result<Found, Error> {
     if interactive {
         eprintln!("looking for lanchat servers on the LAN...");
     }
     let report = discovery::discover(opts)
         .await
         .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
-    let servers: Vec<Found> = report
+    let mut servers: Vec<Found> = report
         .servers
         .iter()
         .filter(|s| s.state == ServerState::Up)
         .cloned()
         .collect();
+    if let Some(known) = known {
+        discovery::mark_pins(&mut servers, known);
+    }
+    if servers.iter().any(|s| s.conflict) {
+        for line in discovery::table(&servers) {
+            eprintln!("{line}");
+        }
+        return Err(Error::Usage(conflict_explanation(&servers)));
+    }
     match servers.len() {
         0 => {
             for line in report.nothing_found() {
@@ -367,9 +552,9 @@ async fn pick_server(opts: &discovery::Options, interactive: bool) -> Result<Str
             })
         }
         1 => {
-            let s = &servers[0];
+            let s = servers.remove(0);
             eprintln!("found {} at {}", s.name, s.address);
-            Ok(s.address.to_string())
+            Ok(s)
         }
         n => {
             for line in discovery::table(&servers) {
@@ -383,9 +568,29 @@ async fn pick_server(opts: &discovery::Options, interactive: bool) -> Result<Str
             let choice = tokio::task::spawn_blocking(move || ask_choice(n))
                 .await
                 .map_err(|e| Error::Fatal(e.to_string()))??;
-            Ok(servers[choice].address.to_string())
+            Ok(servers.swap_remove(choice))
         }
     }
+}
+
+/// Why lanchat will not choose: who claims what, and how to pick one explicitly.
+fn conflict_explanation(servers: &[Found]) -> String {
+    let mut lines = vec![
+        "conflict: more than one address claims the same server (marked CONFLICT above); one of          them may be an impostor, so lanchat will not choose"
+            .to_owned(),
+    ];
+    for s in servers.iter().filter(|s| s.conflict) {
+        let fp = s.tls_sha256.as_deref().unwrap_or("none (plain)");
+        lines.push(format!(
+            "  {} at {} (instance {}, certificate {fp})",
+            s.name, s.address, s.instance
+        ));
+    }
+    lines.push(
+        "ask the server's operator for its address and the fingerprint it prints at start          (tls_sha256), then connect to it explicitly: lanchat ADDRESS --tls-fingerprint HEX"
+            .to_owned(),
+    );
+    lines.join("\n")
 }
 
 fn ask_choice(n: usize) -> Result<usize, Error> {
@@ -405,52 +610,4 @@ fn ask_choice(n: usize) -> Result<usize, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets() {
-        assert_eq!(parse_target("127.0.0.1").unwrap(), "127.0.0.1:7878");
-        assert_eq!(parse_target("127.0.0.1:9000").unwrap(), "127.0.0.1:9000");
-        assert_eq!(parse_target("chat.lan").unwrap(), "chat.lan:7878");
-        assert_eq!(parse_target("chat.lan:1").unwrap(), "chat.lan:1");
-        assert_eq!(parse_target("::1").unwrap(), "[::1]:7878");
-        assert_eq!(parse_target("[::1]:80").unwrap(), "[::1]:80");
-        assert!(matches!(parse_target("host:x"), Err(Error::Usage(_))));
-        assert!(matches!(parse_target(""), Err(Error::Usage(_))));
-    }
-
-    #[test]
-    fn command_line_shapes() {
-        let cli = Cli::try_parse_from(["lanchat", "127.0.0.1:9", "--nick", "ann", "--room", "dev"])
-            .unwrap();
-        assert_eq!(cli.chat.host.as_deref(), Some("127.0.0.1:9"));
-        assert!(cli.command.is_none());
-        let cli = Cli::try_parse_from([
-            "lanchat",
-            "discover",
-            "--timeout",
-            "0.5",
-            "--host",
-            "a,b",
-            "--json",
-        ])
-        .unwrap();
-        let Some(Sub::Discover(d)) = cli.command else {
-            panic!()
-        };
-        assert_eq!(d.hosts, vec!["a", "b"]);
-        assert!(d.json);
-        assert!(Cli::try_parse_from(["lanchat", "--bogus"]).is_err());
-        assert!(seconds(0.0, "--timeout").is_err());
-        assert!(seconds(f64::NAN, "--timeout").is_err());
-    }
-
-    #[test]
-    fn login_names_become_valid_nicks() {
-        assert_eq!(sanitise_nick("ann"), "ann");
-        assert_eq!(sanitise_nick("ann smith@corp"), "ann_smith_corp");
-        assert_eq!(sanitise_nick(""), "guest");
-        assert_eq!(sanitise_nick(&"y".repeat(40)).chars().count(), 32);
-    }
-}
+mod tests;

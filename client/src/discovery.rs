@@ -2,6 +2,14 @@
 //! address of every up IPv4 interface and to named hosts, listen for passive beacons too, and
 //! return the servers heard from within a timeout, one per server instance.
 //!
+//! A beacon proves nothing about who sent it, so entries are kept apart by **(instance, source
+//! address)**: a beacon can update or remove (`stopping`) only the entry of its own source. Two
+//! entries from different sources that claim one instance or one name are both listed and marked
+//! as a **conflict**, which the client never connects to by itself. The one exception is a server
+//! heard on several of its addresses (a server on this host answers on loopback and on the LAN):
+//! entries with the same instance *and* the same certificate fingerprint are one server, since
+//! whichever address is dialled, the handshake succeeds only with the holder of that certificate.
+//!
 //! Why separate sockets: answers to a query come unicast to the query's source port, so the query
 //! goes out from an ephemeral port of its own. Passive beacons are broadcast to the discovery port,
 //! which servers on this host also hold (SO_REUSEPORT, bound to 0.0.0.0). A listener bound to
@@ -10,15 +18,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use lanchat_protocol::discovery::{Beacon, Datagram, ServerState, MAX_DATAGRAM};
+use lanchat_protocol::pin::Fingerprint;
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::trust::{self, Check, KnownServers};
 
 /// Default time to wait for answers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -62,6 +73,27 @@ pub struct Found {
     pub instance: String,
     pub server: String,
     pub protocol: u64,
+    /// The certificate fingerprint the beacon announces (`None`: the server speaks plain only).
+    pub tls_sha256: Option<String>,
+    /// Another source claims this one's instance or name: never connected to without the user.
+    pub conflict: bool,
+    /// What the known-servers file says of it (see [`mark_pins`]).
+    pub pin: PinState,
+}
+
+/// A discovered server against the known-servers file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinState {
+    /// No pin for its name yet (or the file was not consulted).
+    #[default]
+    New,
+    /// Its name is pinned to the fingerprint it announces.
+    Pinned,
+    /// Its name is pinned to another fingerprint: a changed certificate, or an impostor.
+    Changed,
+    /// It announces no TLS, though its name is pinned: an impostor, or a server that lost TLS.
+    Downgraded,
 }
 
 /// A broadcast target: an interface and its directed broadcast address.
@@ -173,8 +205,7 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
     let mut resend_at = Some(Instant::now() + opts.timeout / 3);
     send_all(&query_socket, &query, &destinations, &mut report.failures).await;
 
-    let mut found: HashMap<String, Found> = HashMap::new();
-    let mut stopped: HashSet<String> = HashSet::new();
+    let mut beacons = Heard::default();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         let resend = async {
@@ -206,12 +237,8 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
         if let Some(Datagram::Beacon(beacon)) = Datagram::parse(&bytes) {
             if beacon.protocol != lanchat_protocol::PROTOCOL_VERSION {
                 tracing::debug!(%from, protocol = beacon.protocol, "ignored a beacon of another protocol version");
-            } else if beacon.state == ServerState::Stopping {
-                // Going away: forget it, and do not let a stale "up" bring it back.
-                found.remove(&beacon.instance);
-                stopped.insert(beacon.instance);
-            } else if !stopped.contains(&beacon.instance) {
-                merge(&mut found, found_from(beacon, from));
+            } else {
+                beacons.beacon(beacon, from);
             }
         } else {
             tracing::debug!(%from, "ignored a datagram that is not a beacon");
@@ -220,30 +247,96 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
     for listener in listeners {
         listener.abort();
     }
-    let mut servers: Vec<Found> = found.into_values().collect();
-    servers.sort_by(|a, b| (&a.name, a.address).cmp(&(&b.name, b.address)));
-    report.servers = servers;
+    report.servers = beacons.servers();
     Ok(report)
 }
 
-/// Add a server heard from, or update one already listed. A server reached on several interfaces
-/// answers from several addresses: keep a loopback one if there is one (it runs on this host),
-/// otherwise the first heard, so the address shown does not change while the client listens; take
-/// the rest (users, rooms, name) from the latest beacon (PROTOCOL.md, "Finding servers").
-fn merge(found: &mut HashMap<String, Found>, new: Found) {
-    match found.get_mut(&new.instance) {
-        Some(known) => {
-            let address = if new.address.ip().is_loopback() && !known.address.ip().is_loopback() {
-                new.address
-            } else {
-                known.address
-            };
-            *known = Found { address, ..new };
+/// The beacons heard so far, one entry per (instance, source address).
+#[derive(Debug, Default)]
+struct Heard {
+    /// The entry and when it was first heard (an order, for "the first address heard").
+    entries: HashMap<(String, IpAddr), (u64, Found)>,
+    /// Sources that said `stopping` for an instance: a stale `up` from them does not bring it back.
+    stopped: HashSet<(String, IpAddr)>,
+    count: u64,
+}
+
+impl Heard {
+    /// Add or update the entry of this beacon's (instance, source); a `stopping` beacon removes
+    /// that entry only, whatever other sources say about the instance.
+    fn beacon(&mut self, beacon: Beacon, from: SocketAddr) {
+        let fingerprint = beacon.tls_sha256.as_deref().map(Fingerprint::parse);
+        if fingerprint == Some(None) {
+            // Not 64 hex digits: a broken or forged beacon, like an incomplete one.
+            tracing::debug!(%from, "ignored a beacon with an unreadable tls_sha256");
+            return;
         }
-        None => {
-            found.insert(new.instance.clone(), new);
+        let key = (beacon.instance.clone(), from.ip());
+        if beacon.state == ServerState::Stopping {
+            self.entries.remove(&key);
+            self.stopped.insert(key);
+        } else if !self.stopped.contains(&key) {
+            self.count += 1;
+            let first = self
+                .entries
+                .get(&key)
+                .map_or(self.count, |(first, _)| *first);
+            self.entries.insert(key, (first, found_from(beacon, from)));
         }
     }
+
+    /// The servers to show: entries of one instance with one certificate fold into one (at a
+    /// loopback address if one was heard, else the first heard, so the address shown does not
+    /// change while the client listens); then every entry that shares an instance or a name with
+    /// an entry from another source is marked as a conflict. Sorted by name, then address.
+    fn servers(&self) -> Vec<Found> {
+        let mut heard: Vec<&(u64, Found)> = self.entries.values().collect();
+        heard.sort_by_key(|(first, _)| *first);
+        let mut servers: Vec<Found> = Vec::new();
+        for (_, new) in heard {
+            let same = servers.iter_mut().find(|s| {
+                s.instance == new.instance
+                    && s.tls_sha256.is_some()
+                    && s.tls_sha256 == new.tls_sha256
+            });
+            match same {
+                Some(known) => {
+                    if new.address.ip().is_loopback() && !known.address.ip().is_loopback() {
+                        known.address = new.address;
+                    }
+                }
+                None => servers.push(new.clone()),
+            }
+        }
+        let claims: Vec<(String, String, IpAddr)> = servers
+            .iter()
+            .map(|s| (s.instance.clone(), s.name.clone(), s.address.ip()))
+            .collect();
+        for s in &mut servers {
+            s.conflict = claims.iter().any(|(instance, name, ip)| {
+                *ip != s.address.ip() && (*instance == s.instance || *name == s.name)
+            });
+        }
+        servers.sort_by(|a, b| (&a.name, a.address).cmp(&(&b.name, b.address)));
+        servers
+    }
+}
+
+/// Mark each server with what the known-servers file says of its name, and list the pinned ones
+/// first (keeping the order otherwise).
+pub fn mark_pins(servers: &mut [Found], known: &KnownServers) {
+    for s in servers.iter_mut() {
+        let announced = s.tls_sha256.as_deref().and_then(Fingerprint::parse);
+        s.pin = match (known.get(&s.name), announced) {
+            (None, _) => PinState::New,
+            (Some(_), None) => PinState::Downgraded,
+            (Some(_), Some(fp)) => match known.check(&s.name, &fp) {
+                Check::Match => PinState::Pinned,
+                _ => PinState::Changed,
+            },
+        };
+    }
+    servers.sort_by_key(|s| s.pin != PinState::Pinned);
 }
 
 fn found_from(beacon: Beacon, from: SocketAddr) -> Found {
@@ -257,6 +350,14 @@ fn found_from(beacon: Beacon, from: SocketAddr) -> Found {
         instance: beacon.instance,
         server: beacon.server,
         protocol: beacon.protocol,
+        // Lowercase, whatever case the beacon used (it was checked to be a fingerprint).
+        tls_sha256: beacon
+            .tls_sha256
+            .as_deref()
+            .and_then(Fingerprint::parse)
+            .map(|fp| fp.to_string()),
+        conflict: false,
+        pin: PinState::New,
     }
 }
 
@@ -342,17 +443,13 @@ impl Report {
     }
 }
 
-/// The table `lanchat discover` prints.
+/// The table `lanchat discover` prints: the certificate's short fingerprint (or `plain`) and
+/// what to know before connecting (pinned, conflict, changed).
 pub fn table(servers: &[Found]) -> Vec<String> {
     let mut rows = vec![[
-        "#".to_owned(),
-        "NAME".to_owned(),
-        "ADDRESS".to_owned(),
-        "USERS".to_owned(),
-        "ROOMS".to_owned(),
-        "AUTH".to_owned(),
-        "STATE".to_owned(),
-    ]];
+        "#", "NAME", "ADDRESS", "USERS", "ROOMS", "AUTH", "STATE", "TLS", "TRUST",
+    ]
+    .map(str::to_owned)];
     for (i, s) in servers.iter().enumerate() {
         rows.push([
             (i + 1).to_string(),
@@ -366,9 +463,14 @@ pub fn table(servers: &[Found]) -> Vec<String> {
                 ServerState::Stopping => "stopping",
             }
             .to_owned(),
+            s.tls_sha256
+                .as_deref()
+                .and_then(Fingerprint::parse)
+                .map_or("plain".to_owned(), |fp| trust::short(&fp)),
+            marks(s),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     rows.iter()
@@ -383,206 +485,24 @@ pub fn table(servers: &[Found]) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn heard(addr: &str, users: usize) -> Found {
-        let beacon = Beacon {
-            protocol: 1,
-            server: "lanchat/0.1.0".into(),
-            name: format!("box-{users}"),
-            instance: "i1".into(),
-            port: 7878,
-            users,
-            rooms: 1,
-            auth: false,
-            state: ServerState::Up,
-            tls_sha256: None,
-        };
-        found_from(beacon, addr.parse().unwrap())
+/// The TRUST column: `pinned`, `CONFLICT`, `CHANGED`, `NO-TLS`, comma-separated, or `-`.
+fn marks(s: &Found) -> String {
+    let mut marks = Vec::new();
+    match s.pin {
+        PinState::Pinned => marks.push("pinned"),
+        PinState::Changed => marks.push("CHANGED"),
+        PinState::Downgraded => marks.push("NO-TLS"),
+        PinState::New => {}
     }
-
-    #[test]
-    fn one_entry_per_instance_keeping_loopback_or_the_first_address() {
-        let mut found = HashMap::new();
-        merge(&mut found, heard("10.0.0.5:1", 1));
-        merge(&mut found, heard("10.0.1.5:1", 2));
-        assert_eq!(found.len(), 1);
-        let f = &found["i1"];
-        assert_eq!(
-            f.address,
-            "10.0.0.5:7878".parse().unwrap(),
-            "the first heard stays"
-        );
-        assert_eq!(
-            (f.users, f.name.as_str()),
-            (2, "box-2"),
-            "the rest is the latest"
-        );
-        merge(&mut found, heard("127.0.0.1:1", 3));
-        assert_eq!(found["i1"].address, "127.0.0.1:7878".parse().unwrap());
-        merge(&mut found, heard("10.0.0.5:1", 4));
-        assert_eq!(
-            found["i1"].address,
-            "127.0.0.1:7878".parse().unwrap(),
-            "loopback stays"
-        );
-        assert_eq!(found["i1"].users, 4);
+    if s.conflict {
+        marks.push("CONFLICT");
     }
-
-    fn beacon(instance: &str, port: u16, state: ServerState) -> Vec<u8> {
-        Datagram::Beacon(Beacon {
-            protocol: 1,
-            server: "lanchat/0.1.0".into(),
-            name: format!("srv-{instance}"),
-            instance: instance.into(),
-            port,
-            users: 2,
-            rooms: 1,
-            auth: false,
-            state,
-            tls_sha256: None,
-        })
-        .encode()
-    }
-
-    fn free_udp_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    #[test]
-    fn loopback_gets_its_network_top_as_broadcast() {
-        let targets = broadcast_targets(Some(&["lo".to_owned()])).unwrap();
-        assert_eq!(
-            targets,
-            vec![Target {
-                interface: "lo".into(),
-                broadcast: Ipv4Addr::new(127, 255, 255, 255)
-            }]
-        );
-        assert!(broadcast_targets(Some(&[])).unwrap().is_empty());
-    }
-
-    #[test]
-    fn hosts_list_from_env() {
-        assert_eq!(
-            hosts_from_env(Some("a, b c,,d:1")),
-            vec!["a", "b", "c", "d:1"]
-        );
-        assert!(hosts_from_env(None).is_empty());
-    }
-
-    /// A fake server on 127.0.0.1 answering discover by unicast, plus a garbage datagram and a
-    /// duplicate answer: one server is reported, at the source IP with the beacon's port.
-    #[tokio::test]
-    async fn unicast_query_is_answered_and_deduplicated() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = server.local_addr().unwrap().port();
-        let answer = tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            for _ in 0..2 {
-                let (n, from) = server.recv_from(&mut buf).await.unwrap();
-                assert_eq!(
-                    Datagram::parse(&buf[..n]),
-                    Some(Datagram::Discover { protocol: 1 })
-                );
-                server.send_to(b"not json", from).await.unwrap();
-                server
-                    .send_to(&beacon("one", 4321, ServerState::Up), from)
-                    .await
-                    .unwrap();
-            }
-        });
-        let opts = Options {
-            timeout: Duration::from_millis(400),
-            port,
-            hosts: vec!["127.0.0.1".into()],
-            interfaces: None,
-            broadcast: false,
-        };
-        let report = discover(&opts).await.unwrap();
-        answer.await.unwrap();
-        assert_eq!(report.servers.len(), 1, "{:?}", report.servers);
-        let s = &report.servers[0];
-        assert_eq!(s.address, "127.0.0.1:4321".parse().unwrap());
-        assert_eq!((s.name.as_str(), s.users, s.auth), ("srv-one", 2, false));
-        assert!(report.targets.is_empty());
-    }
-
-    /// A beacon broadcast on loopback reaches the passive listener; a server that says it is
-    /// stopping is dropped.
-    #[tokio::test]
-    async fn passive_beacons_are_heard() {
-        let port = free_udp_port();
-        let opts = Options {
-            timeout: Duration::from_millis(600),
-            port,
-            hosts: vec![],
-            interfaces: Some(vec!["lo".into()]),
-            broadcast: true,
-        };
-        let announcer = tokio::spawn(async move {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_broadcast(true).unwrap();
-            for _ in 0..5 {
-                tokio::time::sleep(Duration::from_millis(80)).await;
-                for (instance, state) in
-                    [("two", ServerState::Up), ("three", ServerState::Stopping)]
-                {
-                    s.send_to(&beacon(instance, 7000, state), ("127.255.255.255", port))
-                        .unwrap();
-                }
-            }
-        });
-        let report = discover(&opts).await.unwrap();
-        announcer.await.unwrap();
-        assert!(report.listened);
-        assert_eq!(report.servers.len(), 1, "{:?}", report.servers);
-        assert_eq!(report.servers[0].instance, "two");
-        assert_eq!(report.servers[0].address.port(), 7000);
-    }
-
-    #[test]
-    fn explanation_and_table() {
-        let report = Report {
-            targets: vec![Target {
-                interface: "lo".into(),
-                broadcast: Ipv4Addr::new(127, 255, 255, 255),
-            }],
-            hosts: vec![("nowhere.invalid".into(), None)],
-            port: 7879,
-            listened: true,
-            timeout: Duration::from_secs(1),
-            ..Report::default()
-        };
-        let text = report.nothing_found().join("\n");
-        assert!(text.contains("127.255.255.255 (lo)"));
-        assert!(text.contains("nowhere.invalid (did not resolve)"));
-        assert!(text.contains("UDP port 7879"));
-        assert!(text.contains("firewall"));
-        assert!(text.contains("lanchat HOST[:PORT]"));
-        let rows = table(&[Found {
-            name: "office".into(),
-            address: "127.0.0.1:7878".parse().unwrap(),
-            users: 3,
-            rooms: 2,
-            auth: true,
-            state: ServerState::Up,
-            instance: "i".into(),
-            server: "lanchat/0.1.0".into(),
-            protocol: 1,
-        }]);
-        assert_eq!(rows.len(), 2);
-        assert!(rows[0].starts_with("#  NAME"));
-        assert!(
-            rows[1].contains("office")
-                && rows[1].contains("127.0.0.1:7878")
-                && rows[1].contains("password")
-        );
+    if marks.is_empty() {
+        "-".to_owned()
+    } else {
+        marks.join(",")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,9 +13,12 @@
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
 //! - [`discovery`]: finding servers on the LAN over UDP discovery.
+//! - [`tls`]: the TLS dialer around the TCP one, trusting exactly the pinned certificate.
+//! - [`trust`]: the known-servers file (a pin per server, recorded on first contact).
 //!
 //! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
-//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client.
+//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client;
+//! `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery` uses `trust`.
 
 pub mod cli;
 pub mod commands;
@@ -29,6 +32,8 @@ pub mod repl;
 pub mod session;
 #[cfg(test)]
 mod testing;
+pub mod tls;
+pub mod trust;
 
 pub use cli::{run, Cli};
 
@@ -41,12 +46,16 @@ pub enum Error {
     /// Anything else (cannot connect, refused by the server): exit status 1.
     #[error("{0}")]
     Fatal(String),
+    /// The server's certificate does not match its pin (the explanation is several lines):
+    /// exit status 2, like bad usage, since only the user can decide what to trust.
+    #[error("{0}")]
+    Untrusted(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Untrusted(_) => 2,
             Error::Fatal(_) => 1,
         }
     }

@@ -1,5 +1,5 @@
-//! The link to the server: dialing through a [`Dialer`] (TCP today; TLS or WebSocket plug in
-//! there), hello (taking `nick_2`, `nick_3`, ... while the nick is taken), requests, pacing under
+//! The link to the server: dialing through a [`Dialer`] (TCP, or TLS around it in `tls.rs`;
+//! WebSocket would plug in there too), hello (taking `nick_2`, `nick_3`, ... while the nick is taken), requests, pacing under
 //! the server's rate limit, and after a loss, reconnecting with back-off and restoring the rooms,
 //! the status and the messages missed. The [`Connection`] task owns the socket; the link holds
 //! its handle and its event channel.
@@ -89,6 +89,27 @@ impl Dialer for TcpDialer {
     }
 }
 
+/// A dial refused because the server is not the one trusted (its certificate does not match the
+/// pin: see `tls.rs`). Carried inside the `io::Error` a dial returns, so that the link tells it
+/// from a failure worth retrying: it never retries this one.
+#[derive(Debug)]
+pub struct Untrusted(pub String);
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+impl Untrusted {
+    /// The refusal inside a dial's error, if that is what it is.
+    pub fn find(e: &io::Error) -> Option<&Untrusted> {
+        e.get_ref()?.downcast_ref::<Untrusted>()
+    }
+}
+
 /// Why a request got no reply: the connection is gone.
 #[derive(Debug)]
 pub struct Lost(pub Closed);
@@ -100,12 +121,16 @@ pub enum ConnectError {
     Retry(String),
     /// Trying again cannot help (bad password, incompatible protocol, invalid nick).
     Fatal(String),
+    /// The server's certificate is not the pinned one: nothing was sent, and nothing will be.
+    Untrusted(String),
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Retry(m) | ConnectError::Fatal(m) => f.write_str(m),
+            ConnectError::Retry(m) | ConnectError::Fatal(m) | ConnectError::Untrusted(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -204,7 +229,12 @@ impl Link {
         self.conn = None;
         let stream = match timeout(CONNECT_TIMEOUT, self.dialer.dial()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(ConnectError::Retry(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(match Untrusted::find(&e) {
+                    Some(refusal) => ConnectError::Untrusted(refusal.to_string()),
+                    None => ConnectError::Retry(e.to_string()),
+                })
+            }
             Err(_) => return Err(ConnectError::Retry("timed out".into())),
         };
         let (conn, events) = Connection::spawn(stream);
@@ -378,6 +408,7 @@ impl Link {
                 Err(ConnectError::Fatal(m)) => {
                     return Err(Error::Fatal(format!("cannot reconnect: {m}")))
                 }
+                Err(ConnectError::Untrusted(m)) => return Err(Error::Untrusted(m)),
                 Err(ConnectError::Retry(m)) => m,
             };
             let attempt = backoff.failed();

@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
-use crate::link::{self, Dialer, Link, Lost, Reconnecting};
+use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::Shared;
@@ -83,9 +83,13 @@ impl Session {
 
     /// Connect, say hello, join, show recent history. Errors here end the program.
     pub async fn start(&mut self) -> Result<(), Error> {
-        let connected =
-            self.link.connect(self.model.nick()).await.map_err(|e| {
-                Error::Fatal(format!("cannot connect to {}: {e}", self.link.target()))
+        let connected = self
+            .link
+            .connect(self.model.nick())
+            .await
+            .map_err(|e| match e {
+                ConnectError::Untrusted(why) => Error::Untrusted(why),
+                e => Error::Fatal(format!("cannot connect to {}: {e}", self.link.target())),
             })?;
         let welcome = self
             .model

@@ -2,11 +2,11 @@
 //! line by line), `--json` output, reconnection across a server restart with no message lost, and
 //! the interactive client driven in a real terminal through tmux.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TestClient, WAIT};
+use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TempDir, TestClient, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -21,14 +21,18 @@ struct Script {
     /// Every stdout line read so far (for failure messages and whole-output checks).
     seen: Vec<String>,
     name: String,
+    /// Its own `XDG_DATA_HOME` (known servers, input history), so no test writes to the real home.
+    _data: TempDir,
 }
 
 impl Script {
     fn start(addr: &str, nick: &str, extra: &[&str]) -> Script {
+        let data = TempDir::new("script-data");
         let mut child = Command::new(bin_path("lanchat"))
             .arg(addr)
             .args(["--nick", nick])
             .args(extra)
+            .env("XDG_DATA_HOME", data.path())
             .env_remove("LANCHAT_NICK")
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -61,6 +65,7 @@ impl Script {
             lines,
             seen: Vec::new(),
             name: nick.to_owned(),
+            _data: data,
         }
     }
 
@@ -140,33 +145,12 @@ fn has_timestamp(line: &str) -> bool {
         && b[5] == b' '
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind 127.0.0.1:0")
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("lanchat-e2e-{what}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -433,10 +417,17 @@ async fn reconnects_rejoins_and_catches_up_after_a_server_restart() {
 
 // ----- discovery (loopback only: servers listen on 127.0.0.1, so they announce on 127/8) -----
 
-/// Run `lanchat` with `args` and `stdin`, bounded by `WAIT`.
+/// Run `lanchat` with `args` and `stdin`, bounded by `WAIT`, with a data directory of its own.
 async fn run_client(args: &[&str], stdin: &str) -> std::process::Output {
+    let data = TempDir::new("run-data");
+    run_client_in(data.path(), args, stdin).await
+}
+
+/// Run `lanchat` with `args` and `stdin`, bounded by `WAIT`, with `data` as its `XDG_DATA_HOME`.
+pub async fn run_client_in(data: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(bin_path("lanchat"))
         .args(args)
+        .env("XDG_DATA_HOME", data)
         .env_remove("LANCHAT_HOSTS")
         .env_remove("LANCHAT_INTERFACES")
         .env("NO_COLOR", "1")
@@ -455,7 +446,7 @@ async fn run_client(args: &[&str], stdin: &str) -> std::process::Output {
         .expect("lanchat output")
 }
 
-fn announcing_server(presence_port: u16) -> ServerProcess {
+pub fn announcing_server(presence_port: u16) -> ServerProcess {
     let port = presence_port.to_string();
     ServerProcess::start_raw(&[
         "--listen",

@@ -17,4 +17,5 @@ mod names;
 mod netns;
 mod soak;
 mod tls;
+mod trust;
 mod vectors;

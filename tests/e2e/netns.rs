@@ -112,6 +112,8 @@ fn discover_and_chat_across_namespaces() {
     };
     let server_bin = bin_path("lanchat-server");
     let client_bin = bin_path("lanchat");
+    // The clients' known servers (and history) stay out of the real home.
+    let data = lanchat_tests::TempDir::new("netns-data");
     let server = ServerProcess::start_with(
         Command::new("ip")
             .args(["netns", "exec", &lan.ns("srv")])
@@ -131,6 +133,7 @@ fn discover_and_chat_across_namespaces() {
     let out = Command::new("ip")
         .args(["netns", "exec", &lan.ns("a")])
         .arg(&client_bin)
+        .env("XDG_DATA_HOME", data.path())
         .args([
             "discover",
             "--json",
@@ -174,6 +177,7 @@ fn discover_and_chat_across_namespaces() {
     let mut bob = Command::new("ip")
         .args(["netns", "exec", &lan.ns("b")])
         .arg(&client_bin)
+        .env("XDG_DATA_HOME", data.path())
         .args([&address, "--nick", "bob", "--json"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
@@ -208,6 +212,7 @@ fn discover_and_chat_across_namespaces() {
     let mut ann = Command::new("ip")
         .args(["netns", "exec", &lan.ns("a")])
         .arg(&client_bin)
+        .env("XDG_DATA_HOME", data.path())
         .args([&address, "--nick", "ann"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())

@@ -473,3 +473,52 @@ fn jitter_stays_within_half_and_full() {
         );
     }
 }
+
+/// Refuses every dial as the TLS dialer does when the certificate is not the pinned one.
+struct ImpostorDialer {
+    dials: usize,
+}
+
+impl fmt::Display for ImpostorDialer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("impostor")
+    }
+}
+
+impl Dialer for ImpostorDialer {
+    fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
+        self.dials += 1;
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Untrusted("the certificate does not match its pin".into()),
+            ))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_certificate_that_does_not_match_stops_reconnecting_at_once() {
+    let mut link = Link::new(Box::new(ImpostorDialer { dials: 0 }), None, None);
+    assert_eq!(
+        link.connect("ann").await,
+        Err(ConnectError::Untrusted(
+            "the certificate does not match its pin".into()
+        ))
+    );
+    let mut model = Model::new("ann");
+    let mut user = User::default();
+    let outcome = link
+        .reconnect(Closed::default(), &mut model, &mut user)
+        .await;
+    let Err(Error::Untrusted(why)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(why, "the certificate does not match its pin");
+    assert_eq!(
+        user.waits.len(),
+        1,
+        "one attempt, no retry: {:?}",
+        user.waits
+    );
+}

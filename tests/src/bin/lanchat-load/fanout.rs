@@ -401,9 +401,14 @@ async fn connection(
     let cfg = &shared.cfg;
     let setup = async {
         let _permit = shared.setup.acquire().await?;
-        let mut conn =
-            Conn::connect(cfg.proto, cfg.addr, plan.nick.clone(), cfg.read_buffer, cfg.tls.as_ref())
-                .await?;
+        let mut conn = Conn::connect(
+            cfg.proto,
+            cfg.addr,
+            plan.nick.clone(),
+            cfg.read_buffer,
+            cfg.tls.as_ref(),
+        )
+        .await?;
         let oper = cfg.oper.as_ref().filter(|_| plan.sender.is_some());
         conn.register(oper).await?;
         let mut rooms: Vec<&str> = Vec::new();
@@ -700,6 +705,7 @@ mod tests {
             oper: None,
             settle: Duration::ZERO,
             start_at_unix_ms: None,
+            tls: None,
         }
     }
 

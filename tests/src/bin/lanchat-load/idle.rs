@@ -47,15 +47,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
                 let _permit = sem.acquire().await?;
                 // Small read buffers: ten thousand idle connections must not cost the
                 // generator hundreds of megabytes.
-                let mut c =
-                    Conn::connect(
-                        cfg.proto,
-                        cfg.addr,
-                        format!("{}{i}", cfg.prefix),
-                        512,
-                        cfg.tls.as_ref(),
-                    )
-                    .await?;
+                let mut c = Conn::connect(
+                    cfg.proto,
+                    cfg.addr,
+                    format!("{}{i}", cfg.prefix),
+                    512,
+                    cfg.tls.as_ref(),
+                )
+                .await?;
                 c.register(None).await?;
                 anyhow::Ok(c)
             };

@@ -235,7 +235,9 @@ fn tls_connector(
     anyhow::ensure!(cli.proto == Proto::Lanchat, "--tls is for --proto lanchat");
     let pin = lanchat_protocol::pin::Fingerprint::parse(hex)
         .ok_or_else(|| anyhow::anyhow!("--tls wants 64 hex digits (the server's tls_sha256)"))?;
-    Ok(Some(std::sync::Arc::new(lanchat_protocol::pin::client_config(pin))))
+    Ok(Some(std::sync::Arc::new(
+        lanchat_protocol::pin::client_config(pin),
+    )))
 }
 
 fn fanout_config(
