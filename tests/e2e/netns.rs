@@ -1,6 +1,8 @@
-//! Discovery on a real (simulated) LAN: three network namespaces on one bridge. The server runs in
-//! one on 0.0.0.0; a second runs `lanchat discover`, finds it by broadcast, connects to the address
-//! it learnt and sends a message that a client in the third receives.
+//! Discovery and TLS on a real (simulated) LAN: three network namespaces on one bridge. The server
+//! runs in one on 0.0.0.0 with `--require-tls`; a second runs `lanchat discover`, finds it by
+//! broadcast with its certificate's fingerprint, connects to the address it learnt, pinned to that
+//! fingerprint, and sends a message that a client in the third receives; that one found the server
+//! by itself and pinned it on first contact.
 //!
 //! Needs root and iproute2. The addresses (10.77.0.0/24) exist only inside the namespaces this
 //! test creates, and it deletes them, also when it fails. Without root it is skipped with a printed
@@ -125,9 +127,15 @@ fn discover_and_chat_across_namespaces() {
                 "1",
                 "--name",
                 "lan box",
+                // Every connection below must be TLS: a plain one would be refused.
+                "--require-tls",
             ]),
     );
     assert_eq!(server.addr.to_string(), "0.0.0.0:7878");
+    let fingerprint = server
+        .tls_sha256
+        .clone()
+        .expect("the server prints its fingerprint");
 
     // Host a: discover by broadcast on its LAN interface.
     let out = Command::new("ip")
@@ -157,6 +165,7 @@ fn discover_and_chat_across_namespaces() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["address"], "10.77.0.1:7878");
     assert_eq!(found[0]["name"], "lan box");
+    assert_eq!(found[0]["tls_sha256"], fingerprint.as_str(), "{found:?}");
     let address = found[0]["address"].as_str().unwrap().to_owned();
 
     // The Python client's discovery finds it the same way.
@@ -173,12 +182,15 @@ fn discover_and_chat_across_namespaces() {
     );
     assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "10.77.0.1:7878");
 
-    // Host b: a client that prints every frame as JSON.
+    // Host b: a client that finds the server by itself (no address: it connects over TLS to the
+    // one server discovered, pinning the beacon's fingerprint on first contact) and prints every
+    // frame as JSON.
+    let bob_data = lanchat_tests::TempDir::new("netns-bob");
     let mut bob = Command::new("ip")
         .args(["netns", "exec", &lan.ns("b")])
         .arg(&client_bin)
-        .env("XDG_DATA_HOME", data.path())
-        .args([&address, "--nick", "bob", "--json"])
+        .env("XDG_DATA_HOME", bob_data.path())
+        .args(["--nick", "bob", "--json", "--interface", "eth0"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -207,13 +219,20 @@ fn discover_and_chat_across_namespaces() {
         }
     };
     wait_for(&|v| v["type"] == "welcome");
+    // First contact recorded the certificate the beacon announced and the handshake presented.
+    let known = std::fs::read_to_string(bob_data.path().join("lanchat/known_servers"))
+        .expect("bob's known servers");
+    assert!(
+        known.lines().any(|l| l.starts_with(fingerprint.as_str())),
+        "{known}"
+    );
 
     // Host a: connect to the discovered address and say something.
     let mut ann = Command::new("ip")
         .args(["netns", "exec", &lan.ns("a")])
         .arg(&client_bin)
         .env("XDG_DATA_HOME", data.path())
-        .args([&address, "--nick", "ann"])
+        .args([&address, "--nick", "ann", "--tls-fingerprint", &fingerprint])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
