@@ -342,6 +342,29 @@ def main() -> None:
         )
     out.append("")
 
+    tls_rows = [(shape, mode) for shape in ("1x100x10", "1x1000x5") for mode in ("off", "on")
+                if g.get((f"tls-{mode}-{shape}", "lanchat"))]
+    if tls_rows:
+        out.append("### TLS (issue 15): the same fan-out, every client over TLS or plain TCP, alternating")
+        out.append("")
+        out.append("| shape | clients | deliveries/s (M) | deliveries per server CPU-s (M) | TLS / plain | p99 ms "
+                   "| lost / dup / reordered |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+        for shape, mode in tls_rows:
+            reps = g[(f"tls-{mode}-{shape}", "lanchat")]
+            plain = g.get((f"tls-off-{shape}", "lanchat"), [])
+            eff = med([r["deliveries_per_server_cpu_s"] for r in reps])
+            ratio = ""
+            if mode == "on" and plain:
+                ratio = f"{eff / med([r['deliveries_per_server_cpu_s'] for r in plain]):.2f}"
+            out.append(
+                f"| {shape} | {'TLS' if mode == 'on' else 'plain'} "
+                f"| {fmt_m(med([r['deliveries_per_s'] for r in reps]))} "
+                f"| {fmt_m(eff)}{rng([r['deliveries_per_server_cpu_s'] for r in reps])} | {ratio} "
+                f"| {med([r['latency_ms']['p99'] for r in reps]):.2f} | {clean(reps)} |"
+            )
+        out.append("")
+
     two = [r for r in rows if r.get("label") == "two-generators-50x20x1"]
     single = g.get(("fanout-50x20x1", "lanchat"), [])
     if two and single:

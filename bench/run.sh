@@ -67,7 +67,11 @@ start_lanchat() { # [extra flags]
     PIDS+=("$SERVER_PID")
     local i
     for i in $(seq 1 100); do
-        if grep -q '^listening 127.0.0.1:' "$WORK/lanchat.out"; then break; fi
+        # The fingerprint line follows the listening lines (none with --no-tls).
+        if grep -q '^tls_sha256 ' "$WORK/lanchat.out" ||
+            { grep -q '^listening 127.0.0.1:' "$WORK/lanchat.out" && [[ " $* " == *" --no-tls "* ]]; }; then
+            break
+        fi
         sleep 0.1
     done
     ADDR=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/lanchat.out" | head -1)
@@ -160,10 +164,14 @@ measure() {
     start_server "$server" "${sflags[@]}"
     wait_quiet
     N=$((N + 1))
+    # `@TLS@` in the generator's arguments stands for the server's certificate fingerprint.
+    local args=() a fp=""
+    [ "$server" = lanchat ] && fp=$(sed -n 's/^tls_sha256 //p' "$WORK/lanchat.out")
+    for a in "$@"; do args+=("${a//@TLS@/$fp}"); done
     local out rc=0
     # shellcheck disable=SC2046
     out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$ADDR" --server-pid "$SERVER_PID" \
-        --prefix "g$N" $(proto_args "$server") "$@") || rc=$?
+        --prefix "g$N" $(proto_args "$server") "${args[@]}") || rc=$?
     stop_server
     if [ -z "$out" ]; then
         out='{"completed":false,"first_error":"generator failed (exit '"$rc"')"}'
@@ -216,6 +224,11 @@ for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK/data"
     mkdir -p "$WORK/data"
     measure "datadir-on-1x100x10" lanchat "$round" --lanchat-flags "--data-dir $WORK/data" -- "${FAN_A[@]}"
+    # issue 15: the same fan-outs with every client over TLS, alternating with plain TCP.
+    measure "tls-off-1x100x10" lanchat "$round" -- "${FAN_A[@]}"
+    measure "tls-on-1x100x10" lanchat "$round" -- --tls @TLS@ "${FAN_A[@]}"
+    measure "tls-off-1x1000x5" lanchat "$round" -- "${FAN_B[@]}"
+    measure "tls-on-1x1000x5" lanchat "$round" -- --tls @TLS@ "${FAN_B[@]}"
 done
 for round in 1 2 3; do
     for s in "${SERVERS[@]}"; do measure "rate-100k" "$s" "$round" -- "${RATE[@]}"; done
