@@ -238,15 +238,16 @@ lc_status lc_connect(const char *host, const char *port, lc_client **out);
  * case; anything else is LC_ERR_INVALID_ARG, before any connection is made.
  * Statuses beyond lc_connect's:
  *   LC_ERR_FINGERPRINT  the certificate is not the pinned one (info->presented
- *                       says what it hashes to); the connection is closed and
- *                       nothing was sent over it. Never fall back to plain TCP.
- *   LC_ERR_TLS          the handshake failed (info->detail says why): the server
- *                       runs with --no-tls, or was full (it answers a TLS client
- *                       with plain lines, so try later), or is not lanchat
+ *                       says what it hashes to); the connection is closed, no
+ *                       line was sent over it. Never fall back to plain TCP.
+ *   LC_ERR_TLS          the handshake failed (info->detail says why), e.g. the
+ *                       peer answered in plain: a server started with --no-tls,
+ *                       or one at capacity (its server_full lines: try later)
  *   LC_ERR_TIMEOUT      the handshake did not finish in time
  * On LC_OK *out is a client that works exactly like a plain one: every call
- * below reads and writes through TLS. info may be NULL; when given it is
- * filled on every return (with "" where unknown).
+ * below reads and writes through TLS (and may return LC_ERR_TLS when the TLS
+ * stream breaks). info may be NULL; when given it is filled on every return
+ * (with "" where unknown).
  */
 #define LC_FINGERPRINT_HEX_LEN 64 /* SHA-256 as hex digits */
 
@@ -279,7 +280,9 @@ void lc_close(lc_client *client);
  * returns LC_ERR_TIMEOUT. Over TLS the socket is not the whole story: OpenSSL
  * may hold bytes it has already decrypted, for which poll would never wake.
  * lc_read_event consumes those before it reports LC_ERR_TIMEOUT, so the loop
- * above stays correct; lc_pending tells whether anything is buffered. */
+ * above stays correct; lc_pending tells whether anything is buffered. The other
+ * way round, poll may wake for TLS records that carry no line (session
+ * tickets): lc_read_event with timeout 0 then simply returns LC_ERR_TIMEOUT. */
 int lc_fd(const lc_client *client);
 
 /* 1 when lc_read_event can make progress without the socket becoming readable:
