@@ -7,13 +7,30 @@
  * fit is reported as LC_ERR_LINE_TOO_LONG and its bytes are skipped up to the
  * next LF, the rule the server applies too, so memory stays bounded whatever
  * the peer sends.
+ *
+ * TLS (OpenSSL) sits under the same reader and writer: io_recv and io_send
+ * are the only calls that move bytes, over the socket or through SSL_read and
+ * SSL_write, and they tell their callers what to poll for (OpenSSL may need
+ * to write while reading and the other way round). Before fill() waits in
+ * poll it asks OpenSSL for application data it has already decrypted
+ * (SSL_pending): such bytes never make the socket readable again. OpenSSL
+ * reaches the socket through a small BIO of ours that uses send() with
+ * MSG_NOSIGNAL, like the plain path, so a closed peer is an error status,
+ * never a SIGPIPE.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "lanchat.h"
 
 #include <cJSON.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -54,6 +71,12 @@ struct lc_client {
     size_t queued;
 
     char *server_code;    /* code of the last error reply, or NULL */
+
+    /* TLS: all NULL on a plain connection. */
+    SSL_CTX *ssl_ctx;
+    SSL *ssl;
+    BIO_METHOD *bio_method; /* the socket BIO's methods; outlives ssl's BIO */
+    int ssl_failed;         /* a fatal TLS error: no close_notify may follow */
 };
 
 /* ---- names --------------------------------------------------------------- */
@@ -125,6 +148,8 @@ const char *lc_strerror(lc_status status)
     case LC_ERR_SERVER: return "the server replied with an error";
     case LC_ERR_LINE_TOO_LONG: return "line longer than the protocol maximum";
     case LC_ERR_QUEUE_FULL: return "too many unread events";
+    case LC_ERR_TLS: return "TLS failed";
+    case LC_ERR_FINGERPRINT: return "the server's certificate does not match the pinned fingerprint";
     }
     return "unknown status";
 }
@@ -882,6 +907,291 @@ lc_status lc_connect(const char *host, const char *port, lc_client **out)
     return lc_adopt_fd(fd, out);
 }
 
+/* Wait until fd is ready for `events`, at most until deadline. LC_OK also
+ * after EINTR: the caller's next attempt tells. */
+static lc_status wait_fd(int fd, short events, long long deadline)
+{
+    struct pollfd p;
+    int left;
+    int n;
+    lc_status rc = time_left(deadline, &left);
+
+    if (rc != LC_OK)
+        return rc;
+    p.fd = fd;
+    p.events = events;
+    p.revents = 0;
+    n = poll(&p, 1, left);
+    if (n < 0 && errno == EINTR)
+        return LC_OK;
+    if (n < 0)
+        return LC_ERR_IO;
+    if (n == 0)
+        return LC_ERR_TIMEOUT;
+    return LC_OK;
+}
+
+/* ---- TLS ----------------------------------------------------------------- */
+
+#define LC_SHA256_LEN 32
+#define LC_TLS_SNI "lanchat"
+
+/* OpenSSL's socket BIO writes with write(2), which raises SIGPIPE on a
+ * closed peer. This one uses send(MSG_NOSIGNAL) and recv(2) on the client's
+ * non-blocking socket, and tells OpenSSL to retry on EAGAIN. */
+static int bio_write(BIO *bio, const char *data, int len)
+{
+    const lc_client *c = BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    if (len <= 0)
+        return 0;
+    n = send(c->fd, data, (size_t)len, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        BIO_set_retry_write(bio);
+    return -1;
+}
+
+static int bio_read(BIO *bio, char *data, int len)
+{
+    const lc_client *c = BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    if (len <= 0)
+        return 0;
+    n = recv(c->fd, data, (size_t)len, 0);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        BIO_set_retry_read(bio);
+    return -1;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    (void)bio;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is buffered here */
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)tolower((unsigned char)ch);
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* 64 hex digits, either case, into 32 bytes. 0 when hex is anything else. */
+static int parse_fingerprint(const char *hex, unsigned char out[LC_SHA256_LEN])
+{
+    size_t i;
+
+    if (hex == NULL || strlen(hex) != LC_FINGERPRINT_HEX_LEN)
+        return 0;
+    for (i = 0; i < LC_SHA256_LEN; i++) {
+        int hi = hex_digit(hex[2 * i]);
+        int lo = hex_digit(hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (unsigned char)(hi * 16 + lo);
+    }
+    return 1;
+}
+
+int lc_fingerprint_valid(const char *hex)
+{
+    unsigned char scratch[LC_SHA256_LEN];
+
+    return parse_fingerprint(hex, scratch);
+}
+
+static void to_hex(const unsigned char md[LC_SHA256_LEN], char out[LC_FINGERPRINT_HEX_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < LC_SHA256_LEN; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 0x0f];
+    }
+    out[LC_FINGERPRINT_HEX_LEN] = '\0';
+}
+
+/* Why TLS failed: OpenSSL's last error when it has one, else `fallback`. */
+static void tls_detail(lc_tls_info *info, const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+
+    if (e != 0)
+        ERR_error_string_n(e, info->detail, sizeof info->detail);
+    else if (snprintf(info->detail, sizeof info->detail, "%s", fallback) < 0)
+        info->detail[0] = '\0';
+}
+
+/* The client's SSL, talking through our BIO. */
+static lc_status tls_setup(lc_client *c)
+{
+    BIO *bio;
+
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ssl_ctx == NULL)
+        return LC_ERR_TLS;
+    if (SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION) != 1)
+        return LC_ERR_TLS;
+    /* The certificate is self-signed: trust comes from the pin, checked after
+     * the handshake (which verifies the server holds the certificate's key). */
+    SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL);
+    /* The returned values are the new mode and options bitmasks, not statuses.
+     * Partial writes: write_all loops over what SSL_write took. */
+    (void)SSL_CTX_set_mode(c->ssl_ctx,
+                           SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    /* A peer closing without close_notify is end of stream, as in plain TCP
+     * (a cut partial line is never taken for a frame anyway). */
+    (void)SSL_CTX_set_options(c->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+    c->ssl = SSL_new(c->ssl_ctx);
+    if (c->ssl == NULL)
+        return LC_ERR_TLS;
+    if (SSL_set_tlsext_host_name(c->ssl, LC_TLS_SNI) != 1)
+        return LC_ERR_TLS;
+    c->bio_method = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "lanchat socket");
+    if (c->bio_method == NULL || BIO_meth_set_write(c->bio_method, bio_write) != 1 ||
+        BIO_meth_set_read(c->bio_method, bio_read) != 1 ||
+        BIO_meth_set_ctrl(c->bio_method, bio_ctrl) != 1)
+        return LC_ERR_TLS;
+    bio = BIO_new(c->bio_method);
+    if (bio == NULL)
+        return LC_ERR_TLS;
+    BIO_set_data(bio, c);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(c->ssl, bio, bio); /* ssl owns bio from here */
+    SSL_set_connect_state(c->ssl);
+    return LC_OK;
+}
+
+static lc_status tls_handshake(lc_client *c, long long deadline, lc_tls_info *info)
+{
+    for (;;) {
+        char why[128];
+        short want;
+        int ret;
+        lc_status rc;
+
+        ERR_clear_error();
+        errno = 0;
+        ret = SSL_connect(c->ssl);
+        if (ret == 1)
+            return LC_OK;
+        switch (SSL_get_error(c->ssl, ret)) {
+        case SSL_ERROR_WANT_READ:
+            want = POLLIN;
+            break;
+        case SSL_ERROR_WANT_WRITE:
+            want = POLLOUT;
+            break;
+        case SSL_ERROR_SYSCALL:
+            c->ssl_failed = 1;
+            if (errno == 0 || strerror_r(errno, why, sizeof why) != 0)
+                strcpy(why, "the server closed the connection during the handshake");
+            tls_detail(info, why);
+            return LC_ERR_TLS;
+        default:
+            c->ssl_failed = 1;
+            tls_detail(info, "handshake failed");
+            return LC_ERR_TLS;
+        }
+        rc = wait_fd(c->fd, want, deadline);
+        if (rc != LC_OK) {
+            c->ssl_failed = 1;
+            tls_detail(info, rc == LC_ERR_TIMEOUT ? "no handshake in time" : "poll failed");
+            return rc;
+        }
+    }
+}
+
+/* SHA-256 of the peer certificate's DER against the pin, in constant time. */
+static lc_status check_pin(lc_client *c, const unsigned char pin[LC_SHA256_LEN],
+                           lc_tls_info *info)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    X509 *cert;
+    int hashed;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    cert = SSL_get1_peer_certificate(c->ssl);
+#else
+    cert = SSL_get_peer_certificate(c->ssl);
+#endif
+    if (cert == NULL) {
+        tls_detail(info, "the server presented no certificate");
+        return LC_ERR_FINGERPRINT;
+    }
+    hashed = X509_digest(cert, EVP_sha256(), md, &md_len) == 1 && md_len == LC_SHA256_LEN;
+    X509_free(cert);
+    if (!hashed) {
+        tls_detail(info, "cannot hash the server's certificate");
+        return LC_ERR_TLS;
+    }
+    to_hex(md, info->presented);
+    if (CRYPTO_memcmp(md, pin, LC_SHA256_LEN) != 0)
+        return LC_ERR_FINGERPRINT;
+    return LC_OK;
+}
+
+lc_status lc_connect_tls(const char *host, const char *port, const char *fingerprint_hex,
+                         lc_client **out, lc_tls_info *info)
+{
+    unsigned char pin[LC_SHA256_LEN];
+    lc_tls_info scratch;
+    lc_tls_info *inf = info != NULL ? info : &scratch;
+    lc_client *c = NULL;
+    long long deadline;
+    lc_status rc;
+
+    memset(inf, 0, sizeof *inf);
+    if (out != NULL)
+        *out = NULL;
+    if (host == NULL || port == NULL || out == NULL || !parse_fingerprint(fingerprint_hex, pin))
+        return LC_ERR_INVALID_ARG;
+    to_hex(pin, inf->pinned);
+    rc = lc_connect(host, port, &c);
+    if (rc != LC_OK)
+        return rc;
+    rc = deadline_in(LC_DEFAULT_TIMEOUT_MS, &deadline);
+    if (rc == LC_OK) {
+        rc = tls_setup(c);
+        if (rc != LC_OK)
+            tls_detail(inf, "cannot set up OpenSSL");
+    }
+    if (rc == LC_OK)
+        rc = tls_handshake(c, deadline, inf);
+    if (rc == LC_OK)
+        rc = check_pin(c, pin, inf);
+    if (rc != LC_OK) {
+        c->ssl_failed = 1; /* not even close_notify to a server we do not trust */
+        lc_close(c);
+        return rc;
+    }
+    *out = c;
+    return LC_OK;
+}
+
+int lc_is_tls(const lc_client *c)
+{
+    return c != NULL && c->ssl != NULL;
+}
+
 static void queue_clear(lc_client *c)
 {
     while (c->head != NULL) {
@@ -899,6 +1209,18 @@ void lc_close(lc_client *c)
 {
     if (c == NULL)
         return;
+    if (c->ssl != NULL) {
+        if (!c->ssl_failed && !c->broken) {
+            /* close_notify, best effort: the socket is non-blocking and nothing
+             * waits for the server's answer, so the result does not matter. */
+            ERR_clear_error();
+            (void)SSL_shutdown(c->ssl);
+        }
+        SSL_free(c->ssl); /* and the BIO */
+    }
+    BIO_meth_free(c->bio_method);
+    SSL_CTX_free(c->ssl_ctx);
+    ERR_clear_error(); /* leave this thread's OpenSSL error queue empty */
     if (c->fd >= 0)
         (void)close(c->fd);
     queue_clear(c);
@@ -910,6 +1232,17 @@ void lc_close(lc_client *c)
 int lc_fd(const lc_client *c)
 {
     return c != NULL ? c->fd : -1;
+}
+
+int lc_pending(const lc_client *c)
+{
+    if (c == NULL)
+        return 0;
+    if (c->head != NULL || c->eof)
+        return 1; /* an event, or the end of the stream, to report */
+    if (c->len > 0 && memchr(c->buf, '\n', c->len) != NULL)
+        return 1;
+    return c->ssl != NULL && SSL_pending(c->ssl) > 0;
 }
 
 void lc_set_timeout(lc_client *c, int timeout_ms)
@@ -970,39 +1303,133 @@ static void drop(lc_client *c, size_t n)
     c->scanned = 0;
 }
 
-/* Read what the socket has into the buffer, waiting at most until deadline. */
-static lc_status fill(lc_client *c, long long deadline)
+/* What an SSL_read or SSL_write that returned ret <= 0 means: LC_OK with
+ * *want set when it is to be retried once the socket is ready for that, LC_OK
+ * with c->eof set at the end of a read stream, or an error status. */
+static lc_status ssl_status(lc_client *c, int ret, int reading, short *want)
 {
-    for (;;) {
-        struct pollfd p;
-        ssize_t got;
-        int left;
-        int n;
-        lc_status rc = time_left(deadline, &left);
+    int saved = errno;
 
-        if (rc != LC_OK)
-            return rc;
-        p.fd = c->fd;
-        p.events = POLLIN;
-        p.revents = 0;
-        n = poll(&p, 1, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return LC_ERR_IO;
-        if (n == 0)
-            return LC_ERR_TIMEOUT;
-        got = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (got > 0) {
-            c->len += (size_t)got;
-            return LC_OK;
-        }
-        if (got == 0 || errno == ECONNRESET) {
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        *want = POLLIN;
+        return LC_OK;
+    case SSL_ERROR_WANT_WRITE:
+        *want = POLLOUT;
+        return LC_OK;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify: the server is done */
+        if (!reading)
+            return LC_ERR_CLOSED;
+        c->eof = 1;
+        return LC_OK;
+    case SSL_ERROR_SYSCALL:
+        c->ssl_failed = 1;
+        if (saved == 0 || saved == ECONNRESET || saved == EPIPE) {
+            if (!reading)
+                return LC_ERR_CLOSED;
             c->eof = 1;
             return LC_OK;
         }
-        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-            return LC_ERR_IO;
+        errno = saved;
+        return LC_ERR_IO;
+    default:
+        c->ssl_failed = 1;
+        return LC_ERR_TLS;
+    }
+}
+
+/* The one read of the I/O layer: at most cap bytes into dst, through TLS or
+ * straight from the socket. LC_OK with *got > 0; or LC_OK with c->eof set;
+ * or LC_OK with *got == 0, to retry once poll reports *want. */
+static lc_status io_recv(lc_client *c, char *dst, size_t cap, size_t *got, short *want)
+{
+    *got = 0;
+    *want = POLLIN;
+    if (c->ssl == NULL) {
+        ssize_t n = recv(c->fd, dst, cap, 0);
+
+        if (n > 0) {
+            *got = (size_t)n;
+            return LC_OK;
+        }
+        if (n == 0 || errno == ECONNRESET) {
+            c->eof = 1;
+            return LC_OK;
+        }
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+            return LC_OK;
+        return LC_ERR_IO;
+    } else {
+        int n;
+
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_read(c->ssl, dst, cap > INT_MAX ? INT_MAX : (int)cap);
+        if (n > 0) {
+            *got = (size_t)n;
+            return LC_OK;
+        }
+        return ssl_status(c, n, 1, want);
+    }
+}
+
+/* The one write of the I/O layer: *sent bytes of data went out (possibly
+ * fewer than len, possibly 0 with *want saying what to poll for). */
+static lc_status io_send(lc_client *c, const char *data, size_t len, size_t *sent, short *want)
+{
+    *sent = 0;
+    *want = POLLOUT;
+    if (c->ssl == NULL) {
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+
+        if (n >= 0) {
+            *sent = (size_t)n;
+            return LC_OK;
+        }
+        if (errno == EPIPE || errno == ECONNRESET)
+            return LC_ERR_CLOSED;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return LC_OK;
+        return LC_ERR_IO;
+    } else {
+        int n;
+
+        ERR_clear_error();
+        errno = 0;
+        n = SSL_write(c->ssl, data, len > INT_MAX ? INT_MAX : (int)len);
+        if (n > 0) {
+            *sent = (size_t)n;
+            return LC_OK;
+        }
+        return ssl_status(c, n, 0, want);
+    }
+}
+
+/* Read what the connection has into the buffer, waiting at most until deadline. */
+static lc_status fill(lc_client *c, long long deadline)
+{
+    short want = POLLIN;
+
+    for (;;) {
+        size_t got = 0;
+        lc_status rc;
+
+        /* Bytes OpenSSL has already decrypted do not make the socket readable:
+         * waiting in poll for them could stall until the server's next write. */
+        if (!(c->ssl != NULL && want == POLLIN && SSL_pending(c->ssl) > 0)) {
+            rc = wait_fd(c->fd, want, deadline);
+            if (rc != LC_OK)
+                return rc;
+        }
+        rc = io_recv(c, c->buf + c->len, c->cap - c->len, &got, &want);
+        if (rc != LC_OK)
+            return rc;
+        if (got > 0) {
+            c->len += got;
+            return LC_OK;
+        }
+        if (c->eof)
+            return LC_OK;
     }
 }
 
@@ -1131,37 +1558,23 @@ static lc_status write_all(lc_client *c, const char *data, size_t len)
     lc_status rc = deadline_in(c->timeout_ms, &deadline);
 
     while (rc == LC_OK && sent < len) {
-        ssize_t n = send(c->fd, data + sent, len - sent, MSG_NOSIGNAL);
-        struct pollfd p;
-        int left;
-        int ready;
+        size_t n = 0;
+        short want = POLLOUT;
 
-        if (n >= 0) {
-            sent += (size_t)n;
-            continue;
-        }
-        if (errno == EPIPE || errno == ECONNRESET) {
-            rc = LC_ERR_CLOSED;
-            break;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            rc = LC_ERR_IO;
-            break;
-        }
-        rc = time_left(deadline, &left);
+        rc = io_send(c, data + sent, len - sent, &n, &want);
         if (rc != LC_OK)
             break;
-        p.fd = c->fd;
-        p.events = POLLOUT;
-        p.revents = 0;
-        ready = poll(&p, 1, left);
-        if (ready == 0)
-            rc = LC_ERR_TIMEOUT;
-        else if (ready < 0 && errno != EINTR)
-            rc = LC_ERR_IO;
+        if (n > 0) {
+            sent += n;
+            continue;
+        }
+        rc = wait_fd(c->fd, want, deadline);
     }
-    if (rc != LC_OK && sent > 0)
-        c->broken = 1; /* half a line went out: nothing after it can be framed */
+    /* Half a line went out: nothing after it can be framed. Over TLS even none
+     * of it may be pending in OpenSSL, which must be retried with the same
+     * bytes: the stream is unusable after any failed write. */
+    if (rc != LC_OK && (sent > 0 || c->ssl != NULL))
+        c->broken = 1;
     return rc;
 }
 

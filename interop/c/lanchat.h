@@ -50,7 +50,9 @@ typedef enum lc_status {
     LC_ERR_PROTOCOL,      /* the server sent a line that is not a valid frame */
     LC_ERR_SERVER,        /* the server replied `error`; see the reply's code */
     LC_ERR_LINE_TOO_LONG, /* a line exceeds the maximum; it was rejected whole */
-    LC_ERR_QUEUE_FULL     /* LC_MAX_QUEUED_EVENTS unread events: one was dropped */
+    LC_ERR_QUEUE_FULL,    /* LC_MAX_QUEUED_EVENTS unread events: one was dropped */
+    LC_ERR_TLS,           /* the TLS handshake failed, or the TLS stream broke */
+    LC_ERR_FINGERPRINT    /* the server's certificate does not match the pinned fingerprint */
 } lc_status;
 
 /* What a server frame is; the names match the wire `type` (LC_EV_OK is "ok"). */
@@ -226,17 +228,72 @@ typedef struct lc_client lc_client;
  * waiting at most LC_DEFAULT_TIMEOUT_MS. On success *out is a new client. */
 lc_status lc_connect(const char *host, const char *port, lc_client **out);
 
+/*
+ * TLS (PROTOCOL.md, "TLS"): the server accepts TLS on its TCP port and is known
+ * by its fingerprint, the SHA-256 of its certificate in DER, which it prints at
+ * start (`tls_sha256 <hex>`) and puts in every beacon (`tls_sha256`). The
+ * certificate is self-signed: trust comes only from that pin. Host names,
+ * authorities and dates are not checked.
+ *
+ * lc_connect_tls connects like lc_connect, then does a TLS handshake (TLS 1.2
+ * at least, SNI "lanchat") bounded by LC_DEFAULT_TIMEOUT_MS, hashes the
+ * certificate the server presented and compares it with the pin in constant
+ * time before anything else is sent. fingerprint_hex is 64 hex digits, either
+ * case; anything else is LC_ERR_INVALID_ARG, before any connection is made.
+ * Statuses beyond lc_connect's:
+ *   LC_ERR_FINGERPRINT  the certificate is not the pinned one (info->presented
+ *                       says what it hashes to); the connection is closed, no
+ *                       line was sent over it. Never fall back to plain TCP.
+ *   LC_ERR_TLS          the handshake failed (info->detail says why), e.g. the
+ *                       peer answered in plain: a server started with --no-tls,
+ *                       or one at capacity (its server_full lines: try later)
+ *   LC_ERR_TIMEOUT      the handshake did not finish in time
+ * On LC_OK *out is a client that works exactly like a plain one: every call
+ * below reads and writes through TLS (and may return LC_ERR_TLS when the TLS
+ * stream breaks). info may be NULL; when given it is filled on every return
+ * (with "" where unknown).
+ */
+#define LC_FINGERPRINT_HEX_LEN 64 /* SHA-256 as hex digits */
+
+typedef struct lc_tls_info {
+    char pinned[LC_FINGERPRINT_HEX_LEN + 1];    /* the pin, in lowercase */
+    char presented[LC_FINGERPRINT_HEX_LEN + 1]; /* the server certificate's SHA-256,
+                                                   lowercase; "" if none was seen */
+    char detail[256];                           /* why the handshake failed, or "" */
+} lc_tls_info;
+
+lc_status lc_connect_tls(const char *host, const char *port, const char *fingerprint_hex,
+                         lc_client **out, lc_tls_info *info);
+
+/* 1 when hex is exactly LC_FINGERPRINT_HEX_LEN hex digits (either case), else 0. */
+int lc_fingerprint_valid(const char *hex);
+
+/* 1 when the client speaks TLS, 0 for plain connections (and NULL). */
+int lc_is_tls(const lc_client *client);
+
 /* Wrap an already connected stream socket (TCP or Unix domain). The client
  * takes ownership of fd and closes it in lc_close(), even on failure. */
 lc_status lc_adopt_fd(int fd, lc_client **out);
 
-/* Close the connection and free the client, including unread events. NULL is fine. */
+/* Close the connection and free the client, including unread events. NULL is fine.
+ * Over TLS it first sends close_notify when it can without waiting. */
 void lc_close(lc_client *client);
 
 /* The socket, to poll for POLLIN next to other descriptors. Events may already
  * be buffered, so after poll call lc_read_event with timeout 0 until it
- * returns LC_ERR_TIMEOUT. */
+ * returns LC_ERR_TIMEOUT. Over TLS the socket is not the whole story: OpenSSL
+ * may hold bytes it has already decrypted, for which poll would never wake.
+ * lc_read_event consumes those before it reports LC_ERR_TIMEOUT, so the loop
+ * above stays correct; lc_pending tells whether anything is buffered. The other
+ * way round, poll may wake for TLS records that carry no line (session
+ * tickets): lc_read_event with timeout 0 then simply returns LC_ERR_TIMEOUT. */
 int lc_fd(const lc_client *client);
+
+/* 1 when lc_read_event can make progress without the socket becoming readable:
+ * a queued event, a whole line in the client's buffer, or application data
+ * OpenSSL has decrypted but not handed over yet (SSL_pending). Do not block in
+ * poll while it returns 1. 0 otherwise (and for NULL). */
+int lc_pending(const lc_client *client);
 
 /* Bound for every wait inside the request calls below (default 5000 ms; -1 = none). */
 void lc_set_timeout(lc_client *client, int timeout_ms);

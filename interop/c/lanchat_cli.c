@@ -1,5 +1,9 @@
 /*
- * lanchat-c HOST PORT NICK - a line-oriented lanchat client.
+ * lanchat-c [--tls-fingerprint HEX] HOST PORT NICK - a line-oriented lanchat client.
+ *
+ * With --tls-fingerprint it speaks TLS and accepts only the server whose
+ * certificate hashes to HEX (the server's tls_sha256); a mismatch prints one
+ * line and exits 2, before anything is sent.
  *
  * Multiplexes stdin and the server socket with poll(). A plain stdin line is
  * said to the current room (lobby until /join); /join ROOM, /leave ROOM,
@@ -38,8 +42,12 @@ struct session {
 
 static void usage(void)
 {
-    fputs("usage: lanchat-c HOST PORT NICK\n", stderr);
+    fputs("usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK\n", stderr);
 }
+
+static const char TLS_HINT[] =
+    "the server accepts TLS only: run again with --tls-fingerprint HEX (the tls_sha256 it "
+    "prints at start and puts in its beacons)";
 
 /* Print text on the current line, escaping what would break it. */
 static void put_text(const char *s)
@@ -112,6 +120,8 @@ static void handle_event(struct session *s, const lc_event *ev)
         printf("* bye (%s) ", ev->reason);
         put_text(ev->message);
         putchar('\n');
+        if (strcmp(ev->reason, "tls_required") == 0)
+            fprintf(stderr, "lanchat-c: %s\n", TLS_HINT);
         s->done = 1;
         s->bye_quit = strcmp(ev->reason, "quit") == 0;
         break;
@@ -347,7 +357,10 @@ static int run(struct session *s)
         fds[1].fd = STDIN_FILENO;
         fds[1].events = POLLIN;
         fds[0].revents = fds[1].revents = 0;
-        n = poll(fds, 2, -1);
+        /* drain_events read until nothing was left, OpenSSL's decrypted bytes
+         * included; should anything still be buffered, poll must not block,
+         * since the socket would not wake it for those bytes. */
+        n = poll(fds, 2, lc_pending(s->client) ? 0 : -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -381,32 +394,113 @@ static int valid_port(const char *s)
     return errno == 0 && *s != '\0' && *end == '\0' && port > 0 && port <= 65535;
 }
 
+struct options {
+    const char *fingerprint; /* NULL: plain TCP */
+    const char *host;
+    const char *port;
+    const char *nick;
+};
+
+/* [--tls-fingerprint HEX | --tls-fingerprint=HEX] HOST PORT NICK, options
+ * anywhere before "--". 0 on bad arguments (after printing why). */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    const char *positional[3];
+    size_t n = 0;
+    int options_done = 0;
+    int i;
+
+    memset(o, 0, sizeof *o);
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = 1;
+        } else if (!options_done && strcmp(arg, "--tls-fingerprint") == 0) {
+            if (i + 1 >= argc)
+                return 0;
+            o->fingerprint = argv[++i];
+        } else if (!options_done && strncmp(arg, "--tls-fingerprint=", 18) == 0) {
+            o->fingerprint = arg + 18;
+        } else if (!options_done && arg[0] == '-' && arg[1] != '\0') {
+            fprintf(stderr, "lanchat-c: unknown option %s\n", arg);
+            return 0;
+        } else if (n < 3) {
+            positional[n++] = arg;
+        } else {
+            return 0;
+        }
+    }
+    if (n != 3 || !valid_port(positional[1]) || positional[2][0] == '\0')
+        return 0;
+    if (o->fingerprint != NULL && !lc_fingerprint_valid(o->fingerprint)) {
+        fputs("lanchat-c: --tls-fingerprint wants 64 hex digits (the server's tls_sha256)\n",
+              stderr);
+        return 0;
+    }
+    o->host = positional[0];
+    o->port = positional[1];
+    o->nick = positional[2];
+    return 1;
+}
+
+/* Connect, in plain or TLS. Returns the exit status on failure, -1 on success. */
+static int open_connection(const struct options *o, lc_client **client)
+{
+    lc_tls_info info;
+    lc_status rc;
+
+    memset(&info, 0, sizeof info);
+    if (o->fingerprint == NULL)
+        rc = lc_connect(o->host, o->port, client);
+    else
+        rc = lc_connect_tls(o->host, o->port, o->fingerprint, client, &info);
+    if (rc == LC_OK)
+        return -1;
+    if (rc == LC_ERR_FINGERPRINT) {
+        /* One line, and exit 2: a wrong pin is the user's to fix, never retried. */
+        fprintf(stderr,
+                "lanchat-c: %s:%s: certificate fingerprint mismatch: pinned %s, server has %s\n",
+                o->host, o->port, info.pinned,
+                info.presented[0] != '\0' ? info.presented : "no certificate");
+        return 2;
+    }
+    if (rc == LC_ERR_TLS && info.detail[0] != '\0')
+        fprintf(stderr, "lanchat-c: %s:%s: TLS handshake failed: %s\n", o->host, o->port,
+                info.detail);
+    else
+        fprintf(stderr, "lanchat-c: %s:%s: %s\n", o->host, o->port, lc_strerror(rc));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
+    struct options opts;
     struct session s;
     lc_event welcome;
     lc_status rc;
     int status;
 
-    if (argc != 4 || !valid_port(argv[2]) || argv[3][0] == '\0') {
+    if (!parse_args(argc, argv, &opts)) {
         usage();
         return 2;
     }
     memset(&s, 0, sizeof s);
     strcpy(s.room, "lobby");
-    rc = lc_connect(argv[1], argv[2], &s.client);
-    if (rc != LC_OK) {
-        fprintf(stderr, "lanchat-c: %s:%s: %s\n", argv[1], argv[2], lc_strerror(rc));
-        return 1;
-    }
-    rc = lc_hello(s.client, argv[3], NULL, &welcome);
+    status = open_connection(&opts, &s.client);
+    if (status >= 0)
+        return status;
+    rc = lc_hello(s.client, opts.nick, NULL, &welcome);
     if (rc == LC_OK) {
         if (welcome.n_rooms > 0 && strlen(welcome.rooms[0]) < sizeof s.room)
             strcpy(s.room, welcome.rooms[0]);
         handle_event(&s, &welcome);
         status = run(&s);
     } else {
-        if (welcome.kind == LC_EV_ERROR || welcome.kind == LC_EV_BYE)
+        /* Before a bye, the server may have sent an error without re (it is
+         * queued): tls_required comes that way, on the first byte. */
+        (void)drain_events(&s);
+        if (!s.done && (welcome.kind == LC_EV_ERROR || welcome.kind == LC_EV_BYE))
             handle_event(&s, &welcome);
         fprintf(stderr, "lanchat-c: hello: %s\n", lc_strerror(rc));
         status = 1;

@@ -6,25 +6,37 @@
  * it with library clients, the lanchat-c CLI (LANCHAT_C_BIN) and the echo bot
  * (LANCHAT_ECHO_BOT_BIN) as subprocesses. Every wait is bounded by poll()
  * timeouts; every child is killed and reaped at the end, on failure too.
+ *
+ * TLS: servers print `tls_sha256 <hex>` after their listening line; the TLS
+ * tests pin that, check what the client computes against it, and run a
+ * --require-tls server. The servers keep their certificate under a private
+ * XDG_STATE_HOME made here and removed at the end, never in the real home.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* nftw, for removing that directory */
 
 #include "check.h"
 #include "lanchat.h"
 
+#include <ctype.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WAIT_MS 10000 /* generous: the tests may run under valgrind */
-#define LINE_MAX_BYTES 4096
+#define LINE_MAX_BYTES 16384 /* the TLS test's big line fits */
 
 struct child {
     pid_t pid;
@@ -241,13 +253,18 @@ static int wait_output(struct reader *r, const char *want)
     return 0;
 }
 
+/* Start a server on 127.0.0.1, port chosen by the system. When fingerprint is
+ * not NULL (LC_FINGERPRINT_HEX_LEN + 1 bytes) also read the `tls_sha256 HEX`
+ * line the server prints after its listening lines. */
 static int start_server(const char *bin, char *const extra[], struct child *server,
-                        char *port, size_t port_size)
+                        char *port, size_t port_size, char *fingerprint)
 {
     char *argv[16];
     struct reader r;
     char line[256];
     const char *prefix = "listening 127.0.0.1:";
+    const char *fp_prefix = "tls_sha256 ";
+    long long deadline = now_ms() + WAIT_MS;
     size_t n = 0;
 
     argv[n++] = (char *)bin;
@@ -268,7 +285,17 @@ static int start_server(const char *bin, char *const extra[], struct child *serv
         return 0;
     }
     strcpy(port, line + strlen(prefix));
-    return 1;
+    if (fingerprint == NULL)
+        return 1;
+    while (read_line(&r, ms_until(deadline), line, sizeof line)) {
+        if (strncmp(line, fp_prefix, strlen(fp_prefix)) == 0 &&
+            strlen(line + strlen(fp_prefix)) == LC_FINGERPRINT_HEX_LEN) {
+            strcpy(fingerprint, line + strlen(fp_prefix));
+            return 1;
+        }
+    }
+    printf("  server did not print \"%sHEX\"\n", fp_prefix);
+    return 0;
 }
 
 static void stop_server(struct child *server)
@@ -555,7 +582,7 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
 
         memset(&err, 0, sizeof err);
         err.fd = cli.err;
-        CHECK(t, wait_output(&err, "usage: lanchat-c HOST PORT NICK"));
+        CHECK(t, wait_output(&err, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"));
         status = reap(&cli, WAIT_MS, &alone);
         CHECK(t, exited_with(status, 2));
     }
@@ -602,7 +629,7 @@ static void test_keepalive(struct checks *t, const struct paths *paths)
     lc_event ev;
     int alone;
 
-    if (!CHECK(t, start_server(paths->server, extra, &server, port, sizeof port))) {
+    if (!CHECK(t, start_server(paths->server, extra, &server, port, sizeof port, NULL))) {
         stop_server(&server);
         return;
     }
@@ -650,12 +677,500 @@ static void test_keepalive(struct checks *t, const struct paths *paths)
     stop_server(&server);
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* A private XDG_STATE_HOME for the servers' certificates, removed at the end. */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
+}
+
+/* `fp` with its first hex digit changed: a pin that cannot match. */
+static void wrong_pin(const char *fp, char *out)
+{
+    strcpy(out, fp);
+    out[0] = out[0] == '0' ? '1' : '0';
+}
+
+static int has_member(const lc_event *reply, const char *nick)
+{
+    size_t i;
+
+    for (i = 0; i < reply->n_members; i++) {
+        if (streq(reply->members[i].nick, nick))
+            return 1;
+    }
+    return 0;
+}
+
+static lc_client *connect_tls_as(struct checks *t, const char *port, const char *fp,
+                                 const char *nick)
+{
+    lc_client *c = NULL;
+    lc_tls_info info;
+
+    if (!CHECK(t, lc_connect_tls("127.0.0.1", port, fp, &c, &info) == LC_OK)) {
+        printf("  TLS connect: %s\n", info.detail);
+        return NULL;
+    }
+    lc_set_timeout(c, WAIT_MS);
+    if (!CHECK(t, lc_hello(c, nick, NULL, NULL) == LC_OK)) {
+        lc_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Pins that are not 64 hex digits are refused before any connection. */
+static void test_tls_bad_pins(struct checks *t, const char *port, const char *fp)
+{
+    char short_pin[LC_FINGERPRINT_HEX_LEN + 1];
+    char long_pin[LC_FINGERPRINT_HEX_LEN + 2];
+    char not_hex[LC_FINGERPRINT_HEX_LEN + 1];
+    char spaced[LC_FINGERPRINT_HEX_LEN + 2];
+    const char *bad[5];
+    lc_client *c = NULL;
+    lc_tls_info info;
+    size_t i;
+
+    memcpy(short_pin, fp, LC_FINGERPRINT_HEX_LEN - 1);
+    short_pin[LC_FINGERPRINT_HEX_LEN - 1] = '\0';
+    strcpy(long_pin, fp);
+    strcat(long_pin, "0");
+    strcpy(not_hex, fp);
+    not_hex[10] = 'g';
+    spaced[0] = ' ';
+    memcpy(spaced + 1, fp, LC_FINGERPRINT_HEX_LEN); /* 65 bytes: a space, then 64 digits */
+    spaced[LC_FINGERPRINT_HEX_LEN + 1] = '\0';
+    bad[0] = "";
+    bad[1] = short_pin;
+    bad[2] = long_pin;
+    bad[3] = not_hex;
+    bad[4] = spaced;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(t, !lc_fingerprint_valid(bad[i]));
+        CHECK(t, lc_connect_tls("127.0.0.1", port, bad[i], &c, &info) == LC_ERR_INVALID_ARG &&
+                     c == NULL && info.presented[0] == '\0');
+    }
+    CHECK(t, lc_connect_tls("127.0.0.1", port, NULL, &c, NULL) == LC_ERR_INVALID_ARG && c == NULL);
+    CHECK(t, !lc_fingerprint_valid(NULL));
+    CHECK(t, lc_fingerprint_valid(fp));
+}
+
+/* A TLS client and a plain one in one room; the pin is what the server printed. */
+static void test_tls_library(struct checks *t, const char *port, const char *fp)
+{
+    char upper[LC_FINGERPRINT_HEX_LEN + 1];
+    char wrong[LC_FINGERPRINT_HEX_LEN + 1];
+    char big[3001];
+    lc_client *tc = NULL;
+    lc_client *pc = NULL;
+    lc_client *spy = NULL;
+    lc_tls_info info;
+    lc_request req;
+    lc_event reply;
+    lc_event ev;
+    size_t i;
+    int seen;
+
+    test_tls_bad_pins(t, port, fp);
+
+    /* Either case pins; the client computes the server's tls_sha256. */
+    for (i = 0; i <= LC_FINGERPRINT_HEX_LEN; i++)
+        upper[i] = (char)toupper((unsigned char)fp[i]);
+    if (!CHECK(t, lc_connect_tls("127.0.0.1", port, upper, &tc, &info) == LC_OK)) {
+        printf("  TLS connect: %s\n", info.detail);
+        return;
+    }
+    CHECK(t, lc_is_tls(tc) && streq(info.presented, fp) && streq(info.pinned, fp) &&
+                 info.detail[0] == '\0');
+    lc_set_timeout(tc, WAIT_MS);
+    CHECK(t, lc_hello(tc, "tess", NULL, &reply) == LC_OK && streq(reply.nick, "tess"));
+    lc_event_free(&reply);
+    pc = connect_as(t, port, "pat");
+    if (pc == NULL) {
+        quit_client(t, tc);
+        return;
+    }
+    CHECK(t, !lc_is_tls(pc));
+
+    CHECK(t, lc_join(tc, "vault", NULL) == LC_OK);
+    CHECK(t, lc_join(pc, "vault", &reply) == LC_OK && has_member(&reply, "tess"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event_in(tc, LC_EV_JOIN, "pat", "vault", &ev));
+    lc_event_free(&ev);
+    CHECK(t, lc_say(tc, "vault", "from TLS \xe2\x9c\x93", NULL) == LC_OK);
+    CHECK(t, wait_event(pc, LC_EV_MESSAGE, "tess", &ev) && streq(ev.room, "vault") &&
+                 streq(ev.text, "from TLS \xe2\x9c\x93"));
+    lc_event_free(&ev);
+    CHECK(t, lc_say(pc, "vault", "from plain", NULL) == LC_OK);
+    CHECK(t, wait_event(tc, LC_EV_MESSAGE, "pat", &ev) && streq(ev.text, "from plain"));
+    lc_event_free(&ev);
+    CHECK(t, lc_dm(pc, "tess", "psst", NULL) == LC_OK);
+    CHECK(t, wait_event(tc, LC_EV_DIRECT, "pat", &ev) && streq(ev.text, "psst"));
+    lc_event_free(&ev);
+
+    /* Lines longer than a TLS record (16 KiB): a history reply of 12 texts of 3000 bytes. */
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (i = 0; i < 12; i++) {
+        big[0] = (char)('a' + i);
+        CHECK(t, lc_say(pc, "vault", big, NULL) == LC_OK);
+    }
+    for (i = 0; i < 12; i++) {
+        big[0] = (char)('a' + i);
+        CHECK(t, wait_event(tc, LC_EV_MESSAGE, "pat", &ev) && streq(ev.text, big));
+        lc_event_free(&ev);
+    }
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_HISTORY;
+    req.room = "vault";
+    req.limit = 50;
+    CHECK(t, lc_request_wait(tc, &req, WAIT_MS, &reply) == LC_OK && streq(reply.cmd, "history") &&
+                 reply.n_messages == 14 && strlen(reply.raw) > 36000 &&
+                 streq(reply.messages[0].text, "from TLS \xe2\x9c\x93") &&
+                 streq(reply.messages[13].text, big));
+    lc_event_free(&reply);
+
+    /* A wrong pin: the fingerprint error, both fingerprints, no client, nothing sent. */
+    wrong_pin(fp, wrong);
+    CHECK(t, lc_connect_tls("127.0.0.1", port, wrong, &spy, &info) == LC_ERR_FINGERPRINT &&
+                 spy == NULL && streq(info.pinned, wrong) && streq(info.presented, fp));
+    lc_close(spy);
+
+    /* The TLS session ends like a plain one: bye, then end of stream. */
+    CHECK(t, lc_quit(tc, "bye from TLS", &ev) == LC_OK && ev.kind == LC_EV_BYE &&
+                 streq(ev.reason, "quit"));
+    lc_event_free(&ev);
+    seen = 0;
+    while (!seen) {
+        lc_status rc = lc_read_event(tc, WAIT_MS, &ev);
+
+        lc_event_free(&ev);
+        if (rc != LC_OK) {
+            CHECK(t, rc == LC_ERR_CLOSED);
+            seen = 1;
+        }
+    }
+    lc_close(tc);
+    CHECK(t, wait_event(pc, LC_EV_QUIT, "tess", &ev) && streq(ev.reason, "bye from TLS"));
+    lc_event_free(&ev);
+    quit_client(t, pc);
+}
+
+#define BURST 200
+#define BIG_TEXT 12000 /* more than 8 KiB, less than a 16 KiB TLS record */
+
+/* The CLI over TLS: it talks, it receives a burst of BURST lines through its
+ * poll loop, all of them, in order; a wrong pin makes it exit 2 before hello. */
+static void test_tls_cli(struct checks *t, const char *port, const char *fp,
+                         const struct paths *paths)
+{
+    char wrong[LC_FINGERPRINT_HEX_LEN + 1];
+    char *argv[] = {(char *)paths->cli, "--tls-fingerprint", (char *)fp, "127.0.0.1",
+                    (char *)port, "tina", NULL};
+    char *wrong_argv[] = {(char *)paths->cli, "--tls-fingerprint", wrong, "127.0.0.1",
+                          (char *)port, "mallory", NULL};
+    lc_client *w = connect_as(t, port, "feeder");
+    struct child cli;
+    struct reader out;
+    struct reader err;
+    char line[LINE_MAX_BYTES];
+    char want[LINE_MAX_BYTES];
+    char text[128];
+    char *big;
+    long long deadline;
+    lc_request req;
+    lc_event reply;
+    lc_event ev;
+    int mismatch_lines = 0;
+    int other_lines = 0;
+    int alone;
+    int i;
+
+    if (w == NULL)
+        return;
+    wrong_pin(fp, wrong);
+
+    /* A wrong pin: one line on stderr naming both fingerprints, nothing on
+     * stdout, exit 2, and the server never registers the nick. */
+    if (CHECK(t, spawn(&cli, wrong_argv, 1, 1))) {
+        memset(&err, 0, sizeof err);
+        err.fd = cli.err;
+        deadline = now_ms() + WAIT_MS;
+        while (read_line(&err, ms_until(deadline), line, sizeof line)) {
+            if (strncmp(line, "lanchat-c:", 10) != 0)
+                continue; /* valgrind's own lines, when it runs the CLI */
+            if (strstr(line, "certificate fingerprint mismatch") != NULL &&
+                strstr(line, wrong) != NULL && strstr(line, fp) != NULL)
+                mismatch_lines++;
+            else
+                other_lines++;
+        }
+        memset(&out, 0, sizeof out);
+        out.fd = cli.out;
+        CHECK(t, !read_line(&out, WAIT_MS, line, sizeof line)); /* end of file, no line */
+        CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 2));
+        CHECK(t, mismatch_lines == 1 && other_lines == 0);
+    }
+    /* The server keeps no member by that name, and tells nobody one joined. */
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_WHO;
+    req.room = "lobby";
+    CHECK(t, lc_request_wait(w, &req, WAIT_MS, &reply) == LC_OK && has_member(&reply, "feeder") &&
+                 !has_member(&reply, "mallory"));
+    lc_event_free(&reply);
+
+    if (!CHECK(t, spawn(&cli, argv, 1, 0))) {
+        quit_client(t, w);
+        return;
+    }
+    memset(&out, 0, sizeof out);
+    out.fd = cli.out;
+    CHECK(t, wait_output(&out, "* connected to"));
+    /* The first join feeder hears is tina's: mallory's never came. */
+    CHECK(t, wait_event(w, LC_EV_JOIN, NULL, &ev) && streq(ev.nick, "tina"));
+    lc_event_free(&ev);
+
+    CHECK(t, write_text(cli.in, "hello over TLS\n"));
+    CHECK(t, wait_event(w, LC_EV_MESSAGE, "tina", &ev) && streq(ev.text, "hello over TLS"));
+    lc_event_free(&ev);
+
+    /* The burst: BURST says pipelined, so the server writes them in few large
+     * TLS records, more than the CLI reads in one go. */
+    for (i = 0; i < BURST; i++) {
+        if (snprintf(text, sizeof text, "burst %03d %s", i,
+                     "padding to make the records fill up ........................") < 0)
+            break;
+        memset(&req, 0, sizeof req);
+        req.type = LC_REQ_SAY;
+        req.room = "lobby";
+        req.text = text;
+        if (!CHECK(t, lc_send(w, &req, NULL) == LC_OK))
+            break;
+    }
+    deadline = now_ms() + WAIT_MS;
+    for (i = 0; i < BURST; i++) {
+        if (snprintf(want, sizeof want, "[lobby] <feeder> burst %03d %s", i,
+                     "padding to make the records fill up ........................") < 0)
+            break;
+        if (!read_line(&out, ms_until(deadline), line, sizeof line)) {
+            printf("  the CLI printed %d of %d burst lines in time\n", i, BURST);
+            CHECK(t, !"burst line missing");
+            break;
+        }
+        if (!CHECK(t, streq(line, want))) {
+            printf("  line %d: \"%s\"\n", i, line);
+            break;
+        }
+    }
+    CHECK(t, i == BURST);
+    /* feeder's BURST ok replies */
+    for (i = 0; i < BURST; i++) {
+        if (!CHECK(t, lc_read_event(w, WAIT_MS, &ev) == LC_OK && ev.kind == LC_EV_OK &&
+                          streq(ev.cmd, "say"))) {
+            lc_event_free(&ev);
+            break;
+        }
+        lc_event_free(&ev);
+    }
+
+    /* One line longer than the CLI's first 8 KiB buffer, alone in one TLS
+     * record: the first SSL_read leaves its tail inside OpenSSL and the socket
+     * has nothing more, so only SSL_pending handling brings that tail out. */
+    big = malloc(BIG_TEXT + 1);
+    if (CHECK(t, big != NULL)) {
+        memset(big, 'y', BIG_TEXT);
+        memcpy(big, "big ", 4);
+        memcpy(big + BIG_TEXT - 4, " end", 4);
+        big[BIG_TEXT] = '\0';
+        CHECK(t, lc_say(w, "lobby", big, NULL) == LC_OK);
+        CHECK(t, read_line(&out, WAIT_MS, line, sizeof line) &&
+                     strncmp(line, "[lobby] <feeder> big ", 21) == 0 &&
+                     strcmp(line + 17, big) == 0);
+        free(big);
+    }
+
+    close_fd(&cli.in);
+    CHECK(t, wait_output(&out, "* bye (quit)"));
+    CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 0) && alone);
+    CHECK(t, wait_event(w, LC_EV_QUIT, "tina", &ev));
+    lc_event_free(&ev);
+    quit_client(t, w);
+}
+
+/* Something on the port that is not a TLS server: it answers the handshake
+ * with the plain lines a full lanchat server sends (error and bye
+ * server_full). The client reports LC_ERR_TLS with OpenSSL's reason. */
+static void test_tls_not_tls(struct checks *t, const char *any_pin)
+{
+    const char *lines = "{\"type\":\"error\",\"code\":\"server_full\",\"message\":\"full\"}\n"
+                        "{\"type\":\"bye\",\"reason\":\"server_full\",\"message\":\"full\"}\n";
+    struct sockaddr_in addr;
+    socklen_t addr_len = sizeof addr;
+    lc_client *c = NULL;
+    lc_tls_info info;
+    char port[16];
+    pid_t pid;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int status;
+
+    if (!CHECK(t, lfd >= 0))
+        return;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (!CHECK(t, bind(lfd, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(lfd, 1) == 0 &&
+                      getsockname(lfd, (struct sockaddr *)&addr, &addr_len) == 0 &&
+                      snprintf(port, sizeof port, "%u", (unsigned)ntohs(addr.sin_port)) > 0)) {
+        close_fd(&lfd);
+        return;
+    }
+    pid = fork();
+    if (pid == 0) {
+        /* Accept, read the ClientHello, answer in plain, wait for the client to
+         * close: every step bounded, so the parent's waitpid is too. */
+        char scratch[4096];
+        struct pollfd p;
+        int fd;
+
+        p.fd = lfd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, WAIT_MS) != 1)
+            _exit(1);
+        fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(1);
+        p.fd = fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, WAIT_MS) != 1 || read(fd, scratch, sizeof scratch) <= 0)
+            _exit(2);
+        if (!write_text(fd, lines))
+            _exit(3);
+        /* The client leaves our lines unread, so its close may come as a reset. */
+        for (;;) {
+            ssize_t n;
+
+            p.revents = 0;
+            if (poll(&p, 1, WAIT_MS) != 1)
+                _exit(4);
+            n = read(fd, scratch, sizeof scratch);
+            if (n == 0 || (n < 0 && errno == ECONNRESET))
+                _exit(0);
+            if (n < 0 && errno != EINTR)
+                _exit(5);
+        }
+    }
+    close_fd(&lfd);
+    if (!CHECK(t, pid > 0))
+        return;
+    CHECK(t, lc_connect_tls("127.0.0.1", port, any_pin, &c, &info) == LC_ERR_TLS && c == NULL &&
+                 info.detail[0] != '\0' && info.presented[0] == '\0');
+    if (info.detail[0] != '\0')
+        printf("  (expected) TLS to a plain peer: %s\n", info.detail);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        continue;
+    if (!CHECK(t, exited_with(status, 0))) /* the client closed its socket */
+        printf("  the fake peer's wait status: %d\n", status);
+}
+
+/* A server with TLS on (no rate limit, for the burst; long texts, for the big line). */
+static void test_tls(struct checks *t, const struct paths *paths)
+{
+    char *extra[] = {"--rate-per-sec", "0", "--max-line", "32768", "--max-text", "12000", NULL};
+    char fp[LC_FINGERPRINT_HEX_LEN + 1];
+    struct child server;
+    char port[16];
+
+    if (CHECK(t, start_server(paths->server, extra, &server, port, sizeof port, fp))) {
+        test_tls_library(t, port, fp);
+        test_tls_cli(t, port, fp, paths);
+        test_tls_not_tls(t, fp);
+    }
+    stop_server(&server);
+}
+
+/* --require-tls: plain clients get error and bye tls_required; TLS ones are served. */
+static void test_require_tls(struct checks *t, const struct paths *paths)
+{
+    char *extra[] = {"--require-tls", NULL};
+    char fp[LC_FINGERPRINT_HEX_LEN + 1];
+    struct child server;
+    struct child cli;
+    struct reader out;
+    struct reader err;
+    char port[16];
+    lc_client *c = NULL;
+    lc_event reply;
+    lc_event ev;
+    int alone;
+
+    if (!CHECK(t, start_server(paths->server, extra, &server, port, sizeof port, fp))) {
+        stop_server(&server);
+        return;
+    }
+    if (CHECK(t, lc_connect("127.0.0.1", port, &c) == LC_OK)) {
+        lc_set_timeout(c, WAIT_MS);
+        /* The error comes first, without re: queued; the bye ends the hello. */
+        CHECK(t, lc_hello(c, "plain", NULL, &reply) == LC_ERR_CLOSED &&
+                     reply.kind == LC_EV_BYE && streq(reply.reason, "tls_required"));
+        lc_event_free(&reply);
+        CHECK(t, lc_read_event(c, WAIT_MS, &ev) == LC_OK && ev.kind == LC_EV_ERROR &&
+                     streq(ev.code, "tls_required") && ev.re == NULL);
+        lc_event_free(&ev);
+        CHECK(t, lc_read_event(c, WAIT_MS, &ev) == LC_ERR_CLOSED);
+        lc_event_free(&ev);
+        lc_close(c);
+    }
+    c = connect_tls_as(t, port, fp, "secure");
+    if (c != NULL) {
+        CHECK(t, lc_join(c, "vault", NULL) == LC_OK);
+        quit_client(t, c);
+    }
+    /* The plain CLI says why and how to fix it, and exits 1. */
+    {
+        char *argv[] = {(char *)paths->cli, "127.0.0.1", port, "plain", NULL};
+
+        if (CHECK(t, spawn(&cli, argv, 1, 1))) {
+            memset(&out, 0, sizeof out);
+            out.fd = cli.out;
+            memset(&err, 0, sizeof err);
+            err.fd = cli.err;
+            CHECK(t, wait_output(&out, "! tls_required: "));
+            CHECK(t, wait_output(&out, "* bye (tls_required)"));
+            CHECK(t, wait_output(&err, "run again with --tls-fingerprint HEX"));
+            CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 1));
+        }
+    }
+    /* And over TLS the CLI is served. */
+    {
+        char *argv[] = {(char *)paths->cli, "--tls-fingerprint", fp, "127.0.0.1", port, "tls", NULL};
+
+        if (CHECK(t, spawn(&cli, argv, 1, 0))) {
+            memset(&out, 0, sizeof out);
+            out.fd = cli.out;
+            CHECK(t, wait_output(&out, "* connected to"));
+            close_fd(&cli.in);
+            CHECK(t, wait_output(&out, "* bye (quit)"));
+            CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 0) && alone);
+        }
+    }
+    stop_server(&server);
+}
+
 int main(void)
 {
     struct checks t = {0, 0};
     struct paths paths;
     struct child server;
     struct child bot;
+    char state_dir[] = "/tmp/lanchat-c-e2e-XXXXXX";
     char port[16];
     int alone;
     int status;
@@ -680,10 +1195,14 @@ int main(void)
     if (!CHECK(&t, signal(SIGPIPE, SIG_IGN) != SIG_ERR) ||
         !CHECK(&t, setenv("RUST_LOG", "warn", 0) == 0))
         return finish_checks(&t, "e2e");
+    /* Every server this test starts keeps its certificate here, not in the real home. */
+    if (!CHECK(&t, mkdtemp(state_dir) != NULL) ||
+        !CHECK(&t, setenv("XDG_STATE_HOME", state_dir, 1) == 0))
+        return finish_checks(&t, "e2e");
 
     bot.pid = -1;
     bot.in = bot.out = bot.err = -1;
-    if (CHECK(&t, start_server(paths.server, NULL, &server, port, sizeof port))) {
+    if (CHECK(&t, start_server(paths.server, NULL, &server, port, sizeof port, NULL))) {
         test_library(&t, port);
         test_cli(&t, port, &paths);
         test_echo_bot(&t, port, &paths, &bot);
@@ -695,5 +1214,8 @@ int main(void)
         CHECK(&t, alone && exited_with(status, 0));
     }
     test_keepalive(&t, &paths);
+    test_tls(&t, &paths);
+    test_require_tls(&t, &paths);
+    CHECK(&t, nftw(state_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
     return finish_checks(&t, "e2e");
 }

@@ -144,6 +144,31 @@ static void test_line_endings(struct checks *t)
     close_pair(&p);
 }
 
+/* lc_pending is 1 exactly when lc_read_event can go on without the socket
+ * becoming readable (here: whole lines already read into the buffer). */
+static void test_pending(struct checks *t)
+{
+    struct pair p;
+
+    CHECK(t, lc_pending(NULL) == 0 && lc_is_tls(NULL) == 0);
+    if (open_pair(t, &p)) {
+        CHECK(t, lc_pending(p.client) == 0 && !lc_is_tls(p.client));
+        /* One write, so the client's first recv takes all of it. */
+        if (peer_send(t, &p, "{\"type\":\"ping\"}\n{\"type\":\"ping\"}\n{\"type\":\"pi")) {
+            CHECK(t, lc_pending(p.client) == 0); /* still in the socket: poll sees it */
+            CHECK(t, reads(&p, LC_OK, LC_EV_PING));
+            CHECK(t, lc_pending(p.client) == 1); /* the second line is buffered */
+            CHECK(t, reads(&p, LC_OK, LC_EV_PING));
+            CHECK(t, lc_pending(p.client) == 0); /* half a line: wait for the socket */
+            (void)close(p.peer);
+            p.peer = -1;
+            CHECK(t, reads(&p, LC_ERR_CLOSED, LC_EV_UNKNOWN));
+            CHECK(t, lc_pending(p.client) == 1); /* the end, to report again at once */
+        }
+    }
+    close_pair(&p);
+}
+
 static void test_overlong_lines(struct checks *t)
 {
     struct pair p;
@@ -352,5 +377,6 @@ int main(void)
     test_request_wait_queues_events(&t);
     test_error_reply_and_timeout(&t);
     test_quit_and_bye(&t);
+    test_pending(&t);
     return finish_checks(&t, "framing");
 }

@@ -233,6 +233,14 @@ static void check_fields(struct checks *t, const char *name, const lc_event *ev)
         expect(t, strcmp(ev->from, "bob") == 0 && strcmp(ev->to, "ann") == 0 &&
                       strcmp(ev->text, "sure, call me") == 0,
                "server.jsonl", name, "direct fields");
+    } else if (strcmp(name, "error_tls_required") == 0) {
+        /* Sent on connect to a plain client of a --require-tls server: no re. */
+        expect(t, strcmp(ev->code, "tls_required") == 0 && ev->re == NULL &&
+                      ev->message != NULL,
+               "server.jsonl", name, "code, no re");
+    } else if (strcmp(name, "bye_tls_required") == 0) {
+        expect(t, strcmp(ev->reason, "tls_required") == 0 && ev->re == NULL, "server.jsonl",
+               name, "reason");
     } else if (strcmp(name, "event_topic") == 0) {
         expect(t, strcmp(ev->by, "bob") == 0 && strcmp(ev->topic, "Rust 1.95 is out") == 0,
                "server.jsonl", name, "topic fields");
