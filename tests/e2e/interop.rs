@@ -36,11 +36,12 @@ fn python_client_suite() {
 fn c_client_suite_and_valgrind() {
     let dir = workspace_root().join("interop/c");
     let pkg = Command::new("pkg-config")
-        .args(["--exists", "libcjson"])
+        .args(["--exists", "libcjson", "openssl"])
         .status();
     assert!(
         matches!(pkg, Ok(s) if s.success()),
-        "cJSON is missing: apt-get install -y libcjson-dev pkg-config"
+        "cJSON or the OpenSSL headers are missing: apt-get install -y libcjson-dev libssl-dev \
+         pkg-config"
     );
     run(
         Command::new("make").arg("-C").arg(&dir).arg("test"),
