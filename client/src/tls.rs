@@ -13,14 +13,12 @@
 
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use lanchat_protocol::pin::{self, Fingerprint, PinnedCert};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
@@ -84,7 +82,7 @@ impl SecureDialer {
         stream: Box<dyn Stream>,
         pin: Option<Fingerprint>,
     ) -> (io::Result<Box<dyn Stream>>, Option<Fingerprint>) {
-        let verifier = Arc::new(Recorder::new(pin));
+        let verifier = Arc::new(PinnedCert::pinned_or_any(pin));
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -214,97 +212,9 @@ impl Dialer for SecureDialer {
     }
 }
 
-/// A verifier that notes the certificate presented, then trusts exactly the pin (through
-/// [`PinnedCert`]), or, with no pin, any certificate (trust on first use: the caller records it).
-/// Handshake signatures are always checked, so the server holds the key of what it presented.
-#[derive(Debug)]
-struct Recorder {
-    pin: Option<Fingerprint>,
-    /// The pinned verifier; without a pin it is used only for its signature checks, which do
-    /// not look at the pin.
-    checks: PinnedCert,
-    presented: Mutex<Option<Fingerprint>>,
-}
-
-impl Recorder {
-    fn new(pin: Option<Fingerprint>) -> Recorder {
-        Recorder {
-            pin,
-            checks: PinnedCert::new(pin.unwrap_or(Fingerprint::of(b""))),
-            presented: Mutex::new(None),
-        }
-    }
-
-    fn presented(&self) -> Option<Fingerprint> {
-        *self.presented.lock().expect("presented lock")
-    }
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.presented.lock().expect("presented lock") = Some(Fingerprint::of(end_entity));
-        match self.pin {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(_) => self.checks.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checks.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checks.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.checks.supported_verify_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_recorder_notes_what_was_presented_and_trusts_only_the_pin() {
-        let name = ServerName::try_from(pin::SERVER_NAME).unwrap();
-        let check = |recorder: &Recorder, der: &'static [u8]| {
-            recorder
-                .verify_server_cert(&CertificateDer::from(der), &[], &name, &[], UnixTime::now())
-                .is_ok()
-        };
-        let pinned = Recorder::new(Some(Fingerprint::of(b"good")));
-        assert!(!check(&pinned, b"rogue"));
-        assert_eq!(pinned.presented(), Some(Fingerprint::of(b"rogue")));
-        assert!(check(&pinned, b"good"));
-        let learning = Recorder::new(None);
-        assert!(check(&learning, b"anything"));
-        assert_eq!(learning.presented(), Some(Fingerprint::of(b"anything")));
-    }
 
     #[test]
     fn a_plain_answer_or_silence_means_no_tls() {

@@ -11,7 +11,7 @@
 //! before any line is sent.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -58,20 +58,41 @@ impl fmt::Debug for Fingerprint {
 }
 
 /// A verifier that accepts exactly the server certificate whose SHA-256 is the pin (the server
-/// name and the validity dates are not looked at) and checks the handshake signatures with the
-/// ring provider's algorithms.
+/// name and the validity dates are not looked at), or, made with [`PinnedCert::first_use`], any
+/// certificate; either way it notes the certificate presented ([`PinnedCert::presented`]), and it
+/// checks the handshake signatures with the ring provider's algorithms, so the server holds the
+/// key of what it presented.
 #[derive(Debug)]
 pub struct PinnedCert {
-    pin: Fingerprint,
+    /// `None`: any certificate (trust on first use: the caller records what was presented).
+    pin: Option<Fingerprint>,
+    presented: Mutex<Option<Fingerprint>>,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedCert {
+    /// Trust exactly `pin`.
     pub fn new(pin: Fingerprint) -> PinnedCert {
+        PinnedCert::pinned_or_any(Some(pin))
+    }
+
+    /// Trust any certificate, to learn it: the first contact of trust on first use.
+    pub fn first_use() -> PinnedCert {
+        PinnedCert::pinned_or_any(None)
+    }
+
+    /// [`PinnedCert::new`] with a pin, [`PinnedCert::first_use`] without.
+    pub fn pinned_or_any(pin: Option<Fingerprint>) -> PinnedCert {
         PinnedCert {
             pin,
+            presented: Mutex::new(None),
             provider: Arc::new(ring::default_provider()),
         }
+    }
+
+    /// The certificate the server presented in the last handshake, if it got that far.
+    pub fn presented(&self) -> Option<Fingerprint> {
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -84,7 +105,9 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if Fingerprint::of(end_entity) == self.pin {
+        let presented = Fingerprint::of(end_entity);
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = Some(presented);
+        if self.pin.is_none_or(|pin| pin == presented) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
@@ -174,5 +197,18 @@ mod tests {
         };
         assert!(check(b"the cert").is_ok());
         assert!(check(b"another cert").is_err());
+        assert_eq!(verifier.presented(), Some(Fingerprint::of(b"another cert")));
+    }
+
+    #[test]
+    fn first_use_accepts_any_certificate_and_notes_it() {
+        let verifier = PinnedCert::first_use();
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        assert_eq!(verifier.presented(), None);
+        let der = CertificateDer::from(&b"anything"[..]);
+        assert!(verifier
+            .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
+            .is_ok());
+        assert_eq!(verifier.presented(), Some(Fingerprint::of(b"anything")));
     }
 }
