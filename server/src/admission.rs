@@ -4,13 +4,19 @@
 //! the Unix socket. A connection that has not said `hello` yet is also counted as *waiting*, with a
 //! much lower cap per source and overall, so that idle sockets cannot take the slots registered
 //! users need. Failed passwords are counted per source: after [`MAX_FAILED_PASSWORDS`] within
-//! [`PASSWORD_WINDOW`] the source is refused every `hello` until the window has passed. Every map
-//! here is bounded: by the connection caps, or (the password failures) by [`MAX_TRACKED`].
+//! [`PASSWORD_WINDOW`] the source is refused every `hello` until the window has passed. TLS
+//! handshakes, the one thing a connection costs the server's CPU before it says anything, are
+//! rate-limited per source ([`Admission::handshake_allowed`]): a host replaying a canned
+//! ClientHello would otherwise make the server sign and derive keys as fast as it can send. Every
+//! map here is bounded: by the connection caps, or (the password failures, the handshake rates)
+//! by [`MAX_TRACKED`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::buckets::BucketTable;
 
 /// Connections that have not said hello yet, from one source at once (or a quarter of
 /// `--max-per-ip`, when that is more).
@@ -22,8 +28,13 @@ pub const MAX_WAITING: usize = 1024;
 pub const MAX_FAILED_PASSWORDS: u32 = 5;
 /// How long failures are remembered, and how long a source that made too many is refused.
 pub const PASSWORD_WINDOW: Duration = Duration::from_secs(60);
-/// Sources whose failed passwords are remembered at once.
+/// Sources whose failed passwords (and, apart, handshake rates) are remembered at once.
 pub const MAX_TRACKED: usize = 4096;
+/// TLS handshakes one source may start at once (or `--max-per-ip`, when that is more)...
+pub const HANDSHAKE_BURST: usize = 64;
+/// ...and then per second, as a fraction of that burst: 8 a second by default. A whole office
+/// reconnecting after a restart is one handshake per host; a loop is not.
+pub const HANDSHAKE_REFILL_SECS: f64 = 8.0;
 
 /// Where a connection comes from, for the per-source caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +92,7 @@ pub struct Admission {
     caps: Caps,
     counts: Mutex<Counts>,
     failures: Mutex<HashMap<Source, Failures>>,
+    handshakes: Mutex<BucketTable<Source>>,
 }
 
 /// Why a connection is not admitted: the message its `server_full` error carries.
@@ -88,10 +100,16 @@ pub type NotAdmitted = &'static str;
 
 impl Admission {
     pub fn new(caps: Caps) -> Arc<Self> {
+        let burst = HANDSHAKE_BURST.max(caps.max_per_source) as f64;
         Arc::new(Admission {
             caps,
             counts: Mutex::new(Counts::default()),
             failures: Mutex::new(HashMap::new()),
+            handshakes: Mutex::new(BucketTable::new(
+                MAX_TRACKED,
+                burst,
+                burst / HANDSHAKE_REFILL_SECS,
+            )),
         })
     }
 
@@ -136,6 +154,16 @@ impl Admission {
     /// Connections open right now (registered or not).
     pub fn open(&self) -> usize {
         self.counts().open
+    }
+
+    /// Whether `source` may start a TLS handshake at `now` (taking one from its budget). A source
+    /// the full table cannot track is let through, as the budgets do.
+    pub fn handshake_allowed(&self, source: Source, now: Instant) -> bool {
+        if source == Source::Unknown {
+            return true;
+        }
+        let mut table = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        table.get(&source, now).is_none_or(|b| b.try_take(now))
     }
 
     /// Whether `source` may try a password at `now`; if not, how long until it may.
@@ -236,6 +264,23 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_handshakes_are_rate_limited_per_source() {
+        let a = Admission::new(caps());
+        let t = Instant::now();
+        let allowed = (0..100).filter(|_| a.handshake_allowed(ip(1), t)).count();
+        assert_eq!(allowed, HANDSHAKE_BURST, "the burst, then nothing at once");
+        assert!(
+            a.handshake_allowed(ip(2), t),
+            "another source is not affected"
+        );
+        assert!(a.handshake_allowed(Source::Unknown, t));
+        // 8 a second: one more after an eighth of a second.
+        let later = t + Duration::from_millis(130);
+        assert!(a.handshake_allowed(ip(1), later));
+        assert!(!a.handshake_allowed(ip(1), later));
+    }
 
     fn caps() -> Caps {
         Caps {

@@ -404,6 +404,13 @@ pub async fn serve_tcp(
         // hello_timeout`, `bye shutting_down`).
         _ => return plain(stream, shared, shutdown, permit),
     }
+    if !shared
+        .admission
+        .handshake_allowed(permit.source(), std::time::Instant::now())
+    {
+        // Closed unanswered: a client sees a failed handshake, and reconnects later.
+        return debug!(%peer, "TLS handshake refused: too many from this address");
+    }
     // On the heap, and only while it runs.
     let mut handshake = Box::pin(tls.acceptor().accept(stream));
     let done = tokio::select! {

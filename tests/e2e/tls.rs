@@ -10,20 +10,11 @@ use std::time::{Duration, Instant};
 
 use lanchat_protocol::discovery::Datagram;
 use lanchat_protocol::pin::Fingerprint;
-use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
+use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TempDir, TestClient, WAIT};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A UDP port that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Ask the server's discovery port on loopback until an answer comes (UDP may drop one).
 fn discover(port: u16) -> Datagram {
@@ -133,6 +124,48 @@ async fn a_client_pinned_to_another_certificate_fails_the_handshake() {
     assert!(TestClient::handshake(server.addr, &wrong).await.is_err());
     // The server is fine: the right pin still works.
     TestClient::hello_tls(server.addr, server.fingerprint(), "right").await;
+}
+
+/// A host looping over TLS handshakes (each costs the server a signature and a key exchange) gets
+/// its burst, then 8 a second; another host is not held up.
+#[tokio::test]
+async fn handshakes_from_one_address_are_rate_limited() {
+    use lanchat_protocol::pin;
+    let server = ServerProcess::start(&[]);
+    let fingerprint = pin::Fingerprint::parse(server.fingerprint()).unwrap();
+    let config = std::sync::Arc::new(pin::client_config(fingerprint));
+    let handshake_from = |ip: [u8; 4]| {
+        let config = config.clone();
+        let addr = server.addr;
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((ip, 0).into()).unwrap();
+            let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+                .await
+                .unwrap()
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from(pin::SERVER_NAME).unwrap();
+            let connector = tokio_rustls::TlsConnector::from(config);
+            tokio::time::timeout(WAIT, connector.connect(name, stream))
+                .await
+                .expect("handshake answered or refused in time")
+                .is_ok()
+        }
+    };
+    let started = Instant::now();
+    let mut done = 0;
+    for _ in 0..100 {
+        done += usize::from(handshake_from([127, 0, 0, 3]).await);
+    }
+    let allowed = 64.0 + 8.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        (done as f64) <= allowed && done >= 64,
+        "{done} handshakes completed, {allowed} allowed"
+    );
+    assert!(
+        handshake_from([127, 0, 0, 1]).await,
+        "another host still gets its handshake"
+    );
 }
 
 #[tokio::test]
