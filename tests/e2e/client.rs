@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use lanchat_tests::tmux::Tmux;
 use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TempDir, TestClient, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -611,84 +612,6 @@ async fn bad_usage_is_one_line_and_exit_2() {
 }
 
 // ----- the interactive client in a real terminal -----
-
-/// A private tmux server (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new() -> Tmux {
-        match std::process::Command::new("tmux").arg("-V").output() {
-            Ok(out) if out.status.success() => {}
-            _ => panic!("install tmux: apt-get install -y tmux"),
-        }
-        Tmux {
-            socket: format!("lanchat-e2e-{}", uuid::Uuid::new_v4().simple()),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn send_literal(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", "chat", "-l", text]);
-        assert!(
-            out.status.success(),
-            "send-keys: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn send_key(&self, key: &str) {
-        let out = self.run(&["send-keys", "-t", "chat", key]);
-        assert!(
-            out.status.success(),
-            "send-keys {key}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The visible screen, one string per row, trailing blanks trimmed.
-    fn screen(&self) -> Vec<String> {
-        let out = self.run(&["capture-pane", "-p", "-t", "chat"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim_end().to_owned())
-            .collect()
-    }
-
-    /// Poll the screen until `pred` holds; panics with the screen after `WAIT`.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!("screen never showed {what}:\n{}", screen.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.run(&["has-session", "-t", "chat"]).status.success()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
 
 /// The last non-empty row: where the prompt is.
 fn prompt_row(screen: &[String]) -> &str {

@@ -9,6 +9,7 @@
 //!   under test): an override variable first, then the workspace target directory.
 
 pub mod abuse;
+pub mod tmux;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
