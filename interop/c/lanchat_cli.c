@@ -1,5 +1,7 @@
 /*
  * lanchat-c [--tls-fingerprint HEX] HOST PORT NICK - a line-oriented lanchat client.
+ * lanchat-c --help (or -h) prints the usage and the commands on stdout, exit 0;
+ * bad arguments print one line on stderr and exit 2.
  *
  * With --tls-fingerprint it speaks TLS and accepts only the server whose
  * certificate hashes to HEX (the server's tls_sha256); a mismatch prints one
@@ -7,7 +9,8 @@
  *
  * Multiplexes stdin and the server socket with poll(). A plain stdin line is
  * said to the current room (lobby until /join); /join ROOM, /leave ROOM,
- * /msg NICK TEXT, /nick NEW and /quit are commands ("//text" says "/text").
+ * /msg NICK TEXT, /nick NEW, /quit [REASON] and /help are commands ("//text"
+ * says "/text"); an unknown command gets one line naming it.
  * Every event is printed on one line. When stdin closes the client sends
  * quit, waits for the server's bye and exits 0.
  */
@@ -40,16 +43,43 @@ struct session {
     int bye_quit;             /* ... after our quit */
 };
 
-static void usage(void)
+#define USAGE "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"
+
+static const char COMMANDS[] =
+    "commands:\n"
+    "  TEXT             say TEXT in the current room (//TEXT says /TEXT)\n"
+    "  /join ROOM       join ROOM and make it the current room\n"
+    "  /leave ROOM      leave ROOM\n"
+    "  /msg NICK TEXT   send a direct message\n"
+    "  /nick NEW        change your nick\n"
+    "  /quit [REASON]   leave the chat\n"
+    "  /help            this list\n";
+
+/* --help: the usage and the commands on stdout. 0 when it was all written. */
+static int print_help(void)
 {
-    fputs("usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK\n", stderr);
+    if (printf("%s\n\n"
+               "Chat on a lanchat server: stdin lines are sent, events are printed.\n\n"
+               "options:\n"
+               "  --tls-fingerprint HEX  connect with TLS, accepting only the certificate\n"
+               "                         whose SHA-256 is HEX (the server's tls_sha256)\n"
+               "  -h, --help             show this help and exit\n\n"
+               "%s\n"
+               "Exit status: 0 after end of input or /quit; 1 when the connection fails or\n"
+               "the server ends it; 2 for bad arguments or a certificate that is not the\n"
+               "pinned one.\n",
+               USAGE, COMMANDS) < 0)
+        return 0;
+    return fflush(stdout) == 0;
 }
 
 static const char TLS_HINT[] =
     "the server accepts TLS only: run again with --tls-fingerprint HEX (the tls_sha256 it "
     "prints at start and puts in its beacons)";
 
-/* Print text on the current line, escaping what would break it. */
+/* Print text on the current line exactly as it was sent, except what would
+ * break the line or drive the terminal: LF shows as \n, other control
+ * characters as \xNN. A backslash is printed as it is (one stays one). */
 static void put_text(const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
@@ -57,8 +87,6 @@ static void put_text(const char *s)
     for (; *p != '\0'; p++) {
         if (*p == '\n')
             fputs("\\n", stdout);
-        else if (*p == '\\')
-            fputs("\\\\", stdout);
         else if (*p < 0x20 || *p == 0x7f)
             printf("\\x%02x", *p);
         else
@@ -235,12 +263,24 @@ static char *split_word(char *s, char **word)
     return space + 1;
 }
 
-/* Returns 1 when the user asked to quit. */
-static int handle_input_line(struct session *s, char *line)
+/* The name of the command in line ("/join ROOM" -> "join"), in name. */
+static void command_name(const char *line, char *name, size_t size)
+{
+    size_t len = strcspn(line + 1, " ");
+
+    if (len >= size)
+        len = size - 1;
+    memcpy(name, line + 1, len);
+    name[len] = '\0';
+}
+
+/* Returns 1 when the user asked to quit (the reason, if any, in *quit_reason). */
+static int handle_input_line(struct session *s, char *line, char **quit_reason)
 {
     lc_request req;
     char *arg = NULL;
     char *rest;
+    char name[33];
 
     memset(&req, 0, sizeof req);
     if (line[0] == '\0')
@@ -252,33 +292,60 @@ static int handle_input_line(struct session *s, char *line)
         send_request(s, &req);
         return 0;
     }
-    if (strcmp(line, "/quit") == 0)
+    command_name(line, name, sizeof name);
+    if (strcmp(name, "quit") == 0) {
+        rest = line + 5;
+        while (*rest == ' ')
+            rest++;
+        *quit_reason = *rest != '\0' ? rest : NULL;
         return 1;
-    if (strncmp(line, "/join ", 6) == 0 && split_word(line + 6, &arg) != NULL) {
+    }
+    if (strcmp(name, "help") == 0) {
+        fputs(COMMANDS, stderr);
+        return 0;
+    }
+    if (strcmp(name, "join") == 0) {
+        if (split_word(line + 5, &arg) == NULL) {
+            fputs("lanchat-c: usage: /join ROOM\n", stderr);
+            return 0;
+        }
         req.type = LC_REQ_JOIN;
         req.room = arg;
-    } else if (strncmp(line, "/leave ", 7) == 0 && split_word(line + 7, &arg) != NULL) {
+    } else if (strcmp(name, "leave") == 0) {
+        if (split_word(line + 6, &arg) == NULL) {
+            fputs("lanchat-c: usage: /leave ROOM\n", stderr);
+            return 0;
+        }
         req.type = LC_REQ_LEAVE;
         req.room = arg;
-    } else if (strncmp(line, "/nick ", 6) == 0 && split_word(line + 6, &arg) != NULL) {
+    } else if (strcmp(name, "nick") == 0) {
+        if (split_word(line + 5, &arg) == NULL) {
+            fputs("lanchat-c: usage: /nick NEW\n", stderr);
+            return 0;
+        }
         req.type = LC_REQ_NICK;
         req.nick = arg;
-    } else if (strncmp(line, "/msg ", 5) == 0 && (rest = split_word(line + 5, &arg)) != NULL &&
-               rest[0] != '\0') {
+    } else if (strcmp(name, "msg") == 0) {
+        rest = split_word(line + 4, &arg);
+        if (rest == NULL || rest[0] == '\0') {
+            fputs("lanchat-c: usage: /msg NICK TEXT\n", stderr);
+            return 0;
+        }
         req.type = LC_REQ_DM;
         req.to = arg;
         req.text = rest;
     } else {
-        fputs("commands: /join ROOM, /leave ROOM, /msg NICK TEXT, /nick NEW, /quit\n", stderr);
+        fprintf(stderr, "lanchat-c: unknown command /%s (/help lists the commands)\n", name);
         return 0;
     }
     send_request(s, &req);
     return 0;
 }
 
-/* Read what stdin has and act on complete lines. Returns 1 on EOF or /quit,
- * -1 on a read error, 0 otherwise. */
-static int handle_input(struct session *s, struct input *in)
+/* Read what stdin has and act on complete lines. Returns 1 on EOF or /quit
+ * (with the /quit reason, pointing into in, in *quit_reason), -1 on a read
+ * error, 0 otherwise. */
+static int handle_input(struct session *s, struct input *in, char **quit_reason)
 {
     ssize_t got = read(STDIN_FILENO, in->buf + in->len, sizeof in->buf - in->len);
     size_t start = 0;
@@ -297,7 +364,7 @@ static int handle_input(struct session *s, struct input *in)
             in->buf[i - 1] = '\0';
         if (in->overlong)
             in->overlong = 0;
-        else if (handle_input_line(s, in->buf + start))
+        else if (handle_input_line(s, in->buf + start, quit_reason))
             return 1;
         start = i + 1;
     }
@@ -311,11 +378,11 @@ static int handle_input(struct session *s, struct input *in)
     return 0;
 }
 
-/* Send quit, print what arrives up to the bye. */
-static int finish(struct session *s)
+/* Send quit (reason may be NULL), print what arrives up to the bye. */
+static int finish(struct session *s, const char *reason)
 {
     lc_event bye;
-    lc_status rc = lc_quit(s->client, NULL, &bye);
+    lc_status rc = lc_quit(s->client, reason, &bye);
 
     /* Events queued while waiting come first; after the bye the socket
      * closes, so the drain ends with LC_ERR_CLOSED, which is expected. */
@@ -368,14 +435,15 @@ static int run(struct session *s)
             break;
         }
         if (fds[1].revents != 0) {
-            int r = handle_input(s, in);
+            char *quit_reason = NULL;
+            int r = handle_input(s, in, &quit_reason);
 
             if (r < 0) {
                 perror("lanchat-c: stdin");
                 break;
             }
             if (r > 0) {
-                status = finish(s);
+                status = finish(s, quit_reason);
                 break;
             }
         }
@@ -401,9 +469,20 @@ struct options {
     const char *nick;
 };
 
+enum parsed { ARGS_RUN, ARGS_HELP, ARGS_BAD };
+
+/* One line on stderr for bad arguments: why, and the usage. Returns ARGS_BAD. */
+static enum parsed bad_args(const char *why, const char *what)
+{
+    fprintf(stderr, "lanchat-c: %s%s; " USAGE " (--help for more)\n", why,
+            what != NULL ? what : "");
+    return ARGS_BAD;
+}
+
 /* [--tls-fingerprint HEX | --tls-fingerprint=HEX] HOST PORT NICK, options
- * anywhere before "--". 0 on bad arguments (after printing why). */
-static int parse_args(int argc, char **argv, struct options *o)
+ * anywhere before "--"; -h or --help alone asks for help. ARGS_BAD after
+ * printing one line saying why. */
+static enum parsed parse_args(int argc, char **argv, struct options *o)
 {
     const char *positional[3];
     size_t n = 0;
@@ -416,32 +495,34 @@ static int parse_args(int argc, char **argv, struct options *o)
 
         if (!options_done && strcmp(arg, "--") == 0) {
             options_done = 1;
+        } else if (!options_done && (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)) {
+            return ARGS_HELP;
         } else if (!options_done && strcmp(arg, "--tls-fingerprint") == 0) {
             if (i + 1 >= argc)
-                return 0;
+                return bad_args("--tls-fingerprint needs a value", NULL);
             o->fingerprint = argv[++i];
         } else if (!options_done && strncmp(arg, "--tls-fingerprint=", 18) == 0) {
             o->fingerprint = arg + 18;
         } else if (!options_done && arg[0] == '-' && arg[1] != '\0') {
-            fprintf(stderr, "lanchat-c: unknown option %s\n", arg);
-            return 0;
+            return bad_args("unknown option ", arg);
         } else if (n < 3) {
             positional[n++] = arg;
         } else {
-            return 0;
+            return bad_args("unexpected argument ", arg);
         }
     }
-    if (n != 3 || !valid_port(positional[1]) || positional[2][0] == '\0')
-        return 0;
-    if (o->fingerprint != NULL && !lc_fingerprint_valid(o->fingerprint)) {
-        fputs("lanchat-c: --tls-fingerprint wants 64 hex digits (the server's tls_sha256)\n",
-              stderr);
-        return 0;
-    }
+    if (n != 3)
+        return bad_args("expected HOST PORT NICK", NULL);
+    if (!valid_port(positional[1]))
+        return bad_args("invalid port ", positional[1]);
+    if (positional[2][0] == '\0')
+        return bad_args("empty nick", NULL);
+    if (o->fingerprint != NULL && !lc_fingerprint_valid(o->fingerprint))
+        return bad_args("--tls-fingerprint wants 64 hex digits (the server's tls_sha256)", NULL);
     o->host = positional[0];
     o->port = positional[1];
     o->nick = positional[2];
-    return 1;
+    return ARGS_RUN;
 }
 
 /* Connect, in plain or TLS. Returns the exit status on failure, -1 on success. */
@@ -481,8 +562,12 @@ int main(int argc, char **argv)
     lc_status rc;
     int status;
 
-    if (!parse_args(argc, argv, &opts)) {
-        usage();
+    switch (parse_args(argc, argv, &opts)) {
+    case ARGS_RUN:
+        break;
+    case ARGS_HELP:
+        return print_help() ? 0 : 1;
+    case ARGS_BAD:
         return 2;
     }
     memset(&s, 0, sizeof s);

@@ -253,6 +253,35 @@ static int wait_output(struct reader *r, const char *want)
     return 0;
 }
 
+/* The next line that is not valgrind's ("==PID== ..."), within WAIT_MS; 0 at
+ * end of file or on timeout. */
+static int own_line(struct reader *r, char *out, size_t size)
+{
+    long long deadline = now_ms() + WAIT_MS;
+
+    while (read_line(r, ms_until(deadline), out, size)) {
+        if (strncmp(out, "==", 2) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether the next line of r that is not valgrind's is exactly want. */
+static int next_own_line_is(struct reader *r, const char *want)
+{
+    char line[LINE_MAX_BYTES];
+
+    if (!own_line(r, line, sizeof line)) {
+        printf("  no line where \"%s\" was expected\n", want);
+        return 0;
+    }
+    if (strcmp(line, want) != 0) {
+        printf("  got \"%s\", expected \"%s\"\n", line, want);
+        return 0;
+    }
+    return 1;
+}
+
 /* Start a server on 127.0.0.1, port chosen by the system. When fingerprint is
  * not NULL (LC_FINGERPRINT_HEX_LEN + 1 bytes) also read the `tls_sha256 HEX`
  * line the server prints after its listening lines. */
@@ -523,6 +552,56 @@ static void test_library(struct checks *t, const char *port)
     quit_client(t, b);
 }
 
+/* --help and -h: usage on stdout, nothing on stderr, exit 0. Bad arguments:
+ * exactly one line on stderr (valgrind's aside), nothing on stdout, exit 2. */
+static void test_cli_arguments(struct checks *t, const struct paths *paths)
+{
+    static const char *const help_flags[] = {"--help", "-h"};
+    char fp_short[] = "--tls-fingerprint=abcd";
+    char *bad[][6] = {
+        {(char *)paths->cli, NULL},
+        {(char *)paths->cli, "127.0.0.1", "7878", NULL},
+        {(char *)paths->cli, "127.0.0.1", "http", "ann", NULL},
+        {(char *)paths->cli, "--bogus", "127.0.0.1", "7878", "ann", NULL},
+        {(char *)paths->cli, "127.0.0.1", "7878", "ann", "extra", NULL},
+        {(char *)paths->cli, fp_short, "127.0.0.1", "7878", "ann", NULL},
+    };
+    char line[LINE_MAX_BYTES];
+    struct child cli;
+    struct reader out;
+    struct reader err;
+    size_t i;
+    int alone;
+
+    for (i = 0; i < sizeof help_flags / sizeof help_flags[0]; i++) {
+        char *argv[] = {(char *)paths->cli, (char *)help_flags[i], NULL};
+
+        if (!CHECK(t, spawn(&cli, argv, 0, 1)))
+            continue;
+        memset(&out, 0, sizeof out);
+        out.fd = cli.out;
+        memset(&err, 0, sizeof err);
+        err.fd = cli.err;
+        CHECK(t, next_own_line_is(&out, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"));
+        CHECK(t, wait_output(&out, "/quit [REASON]"));
+        CHECK(t, !own_line(&err, line, sizeof line)); /* stderr ends empty */
+        CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 0) && alone);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!CHECK(t, spawn(&cli, bad[i], 0, 1)))
+            continue;
+        memset(&out, 0, sizeof out);
+        out.fd = cli.out;
+        memset(&err, 0, sizeof err);
+        err.fd = cli.err;
+        CHECK(t, own_line(&err, line, sizeof line) && strncmp(line, "lanchat-c: ", 11) == 0 &&
+                     strstr(line, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK") != NULL);
+        CHECK(t, !own_line(&err, line, sizeof line)); /* that one line only */
+        CHECK(t, !read_line(&out, WAIT_MS, line, sizeof line)); /* nothing on stdout */
+        CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 2));
+    }
+}
+
 static void test_cli(struct checks *t, const char *port, const struct paths *paths)
 {
     char *argv[] = {(char *)paths->cli, "127.0.0.1", (char *)port, "carol", NULL};
@@ -530,6 +609,7 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
     lc_client *w = connect_as(t, port, "watcher");
     struct child cli;
     struct reader out;
+    struct reader err;
     lc_event ev;
     int alone;
     int status;
@@ -537,12 +617,14 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
     if (w == NULL)
         return;
     CHECK(t, lc_join(w, "den", NULL) == LC_OK);
-    if (!CHECK(t, spawn(&cli, argv, 1, 0))) {
+    if (!CHECK(t, spawn(&cli, argv, 1, 1))) {
         quit_client(t, w);
         return;
     }
     memset(&out, 0, sizeof out);
     out.fd = cli.out;
+    memset(&err, 0, sizeof err);
+    err.fd = cli.err;
     CHECK(t, wait_output(&out, "* connected to"));
     CHECK(t, wait_event(w, LC_EV_JOIN, "carol", &ev) && streq(ev.room, "lobby"));
     lc_event_free(&ev);
@@ -556,6 +638,22 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
     /* what others say is printed */
     CHECK(t, lc_say(w, "lobby", "hi carol", NULL) == LC_OK);
     CHECK(t, wait_output(&out, "[lobby] <watcher> hi carol"));
+
+    /* a backslash is shown as sent, once (it used to be shown doubled), and
+     * one typed is sent as one */
+    CHECK(t, lc_say(w, "lobby", "C:\\barra \\ end", NULL) == LC_OK);
+    CHECK(t, next_own_line_is(&out, "[lobby] <watcher> C:\\barra \\ end"));
+    CHECK(t, write_text(cli.in, "back\\slash\n"));
+    CHECK(t, wait_event(w, LC_EV_MESSAGE, "carol", &ev) && streq(ev.text, "back\\slash"));
+    lc_event_free(&ev);
+
+    /* an unknown command gets one line naming it, a missing argument the
+     * command's usage; /help lists the commands */
+    CHECK(t, write_text(cli.in, "/frobnicate now\n/join\n/help\n"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: unknown command /frobnicate (/help lists the commands)"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /join ROOM"));
+    CHECK(t, next_own_line_is(&err, "commands:"));
+    CHECK(t, wait_output(&err, "/msg NICK TEXT"));
 
     /* /msg and /join */
     CHECK(t, write_text(cli.in, "/msg watcher psst\n"));
@@ -578,14 +676,13 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
 
     /* bad arguments: usage on stderr, exit 2 */
     if (CHECK(t, spawn(&cli, bad_argv, 0, 1))) {
-        struct reader err;
-
         memset(&err, 0, sizeof err);
         err.fd = cli.err;
         CHECK(t, wait_output(&err, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"));
         status = reap(&cli, WAIT_MS, &alone);
         CHECK(t, exited_with(status, 2));
     }
+    test_cli_arguments(t, paths);
 }
 
 /* The bot stays connected until the server stops; main reaps it then. */
@@ -924,12 +1021,14 @@ static void test_tls_cli(struct checks *t, const char *port, const char *fp,
                  !has_member(&reply, "mallory"));
     lc_event_free(&reply);
 
-    if (!CHECK(t, spawn(&cli, argv, 1, 0))) {
+    if (!CHECK(t, spawn(&cli, argv, 1, 1))) {
         quit_client(t, w);
         return;
     }
     memset(&out, 0, sizeof out);
     out.fd = cli.out;
+    memset(&err, 0, sizeof err);
+    err.fd = cli.err;
     CHECK(t, wait_output(&out, "* connected to"));
     /* The first join feeder hears is tina's: mallory's never came. */
     CHECK(t, wait_event(w, LC_EV_JOIN, NULL, &ev) && streq(ev.nick, "tina"));
