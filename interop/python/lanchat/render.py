@@ -1,8 +1,9 @@
 """Turning server frames into one line of readable text each (pure functions)."""
 
 import datetime
+import time
 import unicodedata
-from typing import Any, Iterable, List, Mapping
+from typing import Any, Iterable, List, Mapping, Optional
 
 __all__ = ["format_event", "format_reply", "format_time"]
 
@@ -39,30 +40,41 @@ def _members(members: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(_member(m) for m in members) or "(nobody)"
 
 
-def format_event(event: Mapping[str, Any]) -> str:
-    """One readable line for an event (or any frame: unknown ones are shown as key=value)."""
+def format_event(event: Mapping[str, Any], now_ms: Optional[int] = None) -> str:
+    """One readable line for an event (or any frame: unknown ones are shown as key=value).
+
+    Messages carry their server time (``ts``); the room events that have none (``join``,
+    ``leave``, ``quit``, ``nick``, ``presence``, ``topic``) are stamped with ``now_ms``
+    (milliseconds since the epoch; default: the time of the call), in the same
+    ``HH:MM:SS`` form.  A message whose text starts with ``/me `` is an action, shown as
+    ``* nick waves`` (the Rust client sends ``/me`` that way and shows it so).
+    """
     e = {key: _one_line(value) if isinstance(value, str) else value
          for key, value in event.items()}
     kind = e.get("type")
     if kind == "message":
-        return f"{format_time(e.get('ts'))} [{e['room']}] <{e['from']}> {e['text']}"
+        text = e["text"]
+        if isinstance(text, str) and text.startswith("/me "):
+            return f"{format_time(e.get('ts'))} [{e['room']}] * {e['from']} {text[4:]}"
+        return f"{format_time(e.get('ts'))} [{e['room']}] <{e['from']}> {text}"
     if kind == "direct":
         return f"{format_time(e.get('ts'))} *{e['from']} -> {e['to']}* {e['text']}"
+    now = format_time(int(time.time() * 1000) if now_ms is None else now_ms)
     if kind == "join":
-        return f"[{e['room']}] * {e['nick']} joined"
+        return f"{now} [{e['room']}] * {e['nick']} joined"
     if kind == "leave":
-        return f"[{e['room']}] * {e['nick']} left"
+        return f"{now} [{e['room']}] * {e['nick']} left"
     if kind == "quit":
-        return f"* {e['nick']} quit ({e.get('reason', '')})"
+        return f"{now} * {e['nick']} quit ({e.get('reason', '')})"
     if kind == "nick":
-        return f"* {e['old']} is now known as {e['new']}"
+        return f"{now} * {e['old']} is now known as {e['new']}"
     if kind == "presence":
         text = f": {e['text']}" if e.get("text") else ""
-        return f"* {e['nick']} is {e['status']}{text}"
+        return f"{now} * {e['nick']} is {e['status']}{text}"
     if kind == "topic":
         if e.get("topic"):
-            return f"[{e['room']}] * {e['by']} set the topic: {e['topic']}"
-        return f"[{e['room']}] * {e['by']} cleared the topic"
+            return f"{now} [{e['room']}] * {e['by']} set the topic: {e['topic']}"
+        return f"{now} [{e['room']}] * {e['by']} cleared the topic"
     if kind == "error":
         return f"! error {e.get('code')}: {e.get('message', '')}"
     if kind == "bye":

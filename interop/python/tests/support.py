@@ -137,7 +137,8 @@ def free_udp_port() -> int:
 class ServerProcess:
     """A real lanchat-server on 127.0.0.1 with a kernel-chosen port.
 
-    Started with ``--listen 127.0.0.1:0`` plus ``args``; the port is read from the
+    Started with ``--listen 127.0.0.1:0`` (or ``listen``: a restarted server takes the
+    port of the one before it) plus ``args``; the port is read from the
     first stdout line, ``listening 127.0.0.1:PORT``, and, unless TLS is off, the
     certificate's fingerprint from the ``tls_sha256 HEX`` line that follows the
     ``listening`` lines (:attr:`tls_sha256`, None without TLS).  ``require_tls`` and
@@ -148,7 +149,8 @@ class ServerProcess:
     """
 
     def __init__(self, *args: str, require_tls: bool = False, no_tls: bool = False,
-                 data_dir: Union[None, str, Path] = None, log: Optional[str] = None) -> None:
+                 data_dir: Union[None, str, Path] = None, log: Optional[str] = None,
+                 listen: str = "127.0.0.1:0") -> None:
         binary = server_binary()
         if not binary.is_file():
             raise AssertionError(
@@ -170,7 +172,7 @@ class ServerProcess:
         self.tls_sha256: Optional[str] = None
         """The certificate's fingerprint, as the server printed it (None with --no-tls)."""
         self.process = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", *flags], env=env,
+            [str(binary), "--listen", listen, *flags], env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._stdout: "queue.Queue[bytes]" = queue.Queue()
         self._drainer = threading.Thread(target=self._drain, daemon=True)
