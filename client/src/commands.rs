@@ -243,7 +243,10 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
             to: to.clone(),
             text: text.clone(),
         },
-        Action::Nick(nick) => Command::Nick { nick: nick.clone() },
+        Action::Nick(nick) => Command::Nick {
+            nick: nick.clone(),
+            secret: None,
+        },
         Action::Who(room) => Command::Who {
             room: match room {
                 Some(r) => r.clone(),
