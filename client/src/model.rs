@@ -270,7 +270,9 @@ impl Model {
             }
             ReplyData::Register { nick, persistent } => show.push(Show::Info(match persistent {
                 true => format!("{nick} is registered: only you can use it"),
-                false => format!("{nick} is registered until the server restarts (it keeps no data)"),
+                false => {
+                    format!("{nick} is registered until the server restarts (it keeps no data)")
+                }
             })),
             ReplyData::Unregister { nick } => {
                 show.push(Show::Info(format!("{nick} is no longer registered")))
