@@ -130,3 +130,64 @@ async fn accounts_survive_a_restart_with_a_data_dir_in_a_private_file() {
         json!({"type":"ok","re":ok["re"],"cmd":"unregister","nick":"ann"})
     );
 }
+
+/// Run the terminal client in scripting mode as `nick`, with its config under `config`, typing
+/// `stdin`; its output once it has exited (bounded).
+async fn run_lanchat(
+    addr: SocketAddr,
+    nick: &str,
+    config: &std::path::Path,
+    stdin: &str,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(lanchat_tests::bin_path("lanchat"))
+        .arg(addr.to_string())
+        .args(["--nick", nick])
+        .env_remove("LANCHAT_NICK")
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start lanchat");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).await.unwrap();
+    drop(pipe);
+    let out = tokio::time::timeout(lanchat_tests::WAIT, child.wait_with_output())
+        .await
+        .expect("lanchat exits once its input is done")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// "Register once from the CLI, never think about it again": `/register` keeps a random secret
+/// in the user's config (0600), and the next run says hello with it by itself.
+#[tokio::test]
+async fn accounts_the_terminal_client_registers_once_and_keeps_its_nick() {
+    let server = ServerProcess::start(&[]);
+    let config = TempDir::new("client-config");
+    let out = run_lanchat(server.addr, "ann", config.path(), "/register\n").await;
+    assert!(out.contains("ann is registered"), "{out}");
+    let file = config.path().join("lanchat").join("secrets.json");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let secret = kept[server.addr.to_string()]["ann"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(secret.len(), 32, "{kept}");
+
+    // Someone else cannot have it; the owner's next run gets it with no word from the user.
+    assert_refused(server.addr, "ann", None).await;
+    let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
+    run_lanchat(server.addr, "ann", config.path(), "it is me again\n").await;
+    let message = watcher.skip_until("message").await;
+    assert_eq!(
+        (message["from"].as_str(), message["text"].as_str()),
+        (Some("ann"), Some("it is me again"))
+    );
+}
