@@ -191,3 +191,28 @@ async fn accounts_the_terminal_client_registers_once_and_keeps_its_nick() {
         (Some("ann"), Some("it is me again"))
     );
 }
+
+/// A damaged accounts file stops the server before it listens, with one line and code 2: it
+/// must not start with every registered nick open to anyone.
+#[test]
+fn accounts_a_damaged_accounts_file_stops_the_server_at_start() {
+    let dir = TempDir::new("accounts-damaged");
+    std::fs::write(
+        dir.path().join("accounts.json"),
+        "{\"version\":1,\"accounts\":",
+    )
+    .unwrap();
+    let out = std::process::Command::new(lanchat_tests::bin_path("lanchat-server"))
+        .args(["--listen", "127.0.0.1:0", "--no-announce", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("accounts.json: not an accounts file"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no listening line: {out:?}");
+}

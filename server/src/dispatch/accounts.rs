@@ -358,7 +358,9 @@ impl Client {
                 hash: Some(hash),
             } => {
                 let Some(who) = &self.registered else {
-                    return Step::Next;
+                    // Not reached: only a registered session registers. Still one reply.
+                    let refusal = (ErrorCode::NotRegistered, "send hello first".to_owned());
+                    return self.error(re, refusal, now).into();
                 };
                 let accounts = &self.shared.accounts;
                 // Under the chat lock: the nick is this session's while it is registered.
