@@ -99,6 +99,10 @@ impl Table {
     /// What `nick` is. `own` is the folded nick the asker holds now, if any: a nick that looks
     /// like the asker's own registered nick is theirs to take (as `bob` may become `b0b`).
     pub fn claim(&self, nick: &str, own: Option<&str>) -> Claim {
+        // The common case on a LAN, and a hello's path under the chat lock: no skeletons.
+        if self.by_key.is_empty() {
+            return Claim::Free;
+        }
         let key = name_key(nick);
         if let Some(account) = self.by_key.get(&key) {
             return Claim::Registered {

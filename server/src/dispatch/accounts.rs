@@ -21,6 +21,11 @@ use crate::accounts::{registered, Claim};
 use crate::admission::{Permit, Source};
 use crate::Shared;
 
+/// Tokens of the events budget a `register` takes: it costs an Argon2id hash (19 MiB and tens
+/// of milliseconds of a core), so a nick may register 20 times in a burst (an address 80), then
+/// once every 5 s (an address 4 times as often), where a `join` could be made 200 times.
+const REGISTER_TOKENS: f64 = 10.0;
+
 /// How long a `hello` that takes a nick over waits for the session holding it to leave.
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
 
@@ -133,9 +138,9 @@ impl Client {
             return Ok(command);
         };
         let events = &self.shared.budgets.events;
-        let charge = |nick_key: &str| {
+        let charge = |nick_key: &str, tokens: f64| {
             events
-                .charge(self.source(), nick_key, 1.0, now)
+                .charge(self.source(), nick_key, tokens, now)
                 .map_err(|wait| Refused {
                     refusal: (
                         ErrorCode::RateLimited,
@@ -148,7 +153,7 @@ impl Client {
         };
         match command {
             Command::Register { secret } => {
-                if let Err(refused) = charge(&self.nick_key) {
+                if let Err(refused) = charge(&self.nick_key, REGISTER_TOKENS) {
                     return Err(self.refused(re.cloned(), refused, now).into());
                 }
                 Err(Step::Account(Job::Hash {
@@ -157,7 +162,7 @@ impl Client {
                 }))
             }
             Command::Unregister {} => {
-                if let Err(refused) = charge(&self.nick_key) {
+                if let Err(refused) = charge(&self.nick_key, 1.0) {
                     return Err(self.refused(re.cloned(), refused, now).into());
                 }
                 let removed = {
