@@ -22,7 +22,7 @@ use crate::admission::{Permit, Source};
 use crate::Shared;
 
 /// Tokens of the events budget a `register` takes: it costs an Argon2id hash (19 MiB and tens
-/// of milliseconds of a core), so a nick may register 20 times in a burst (an address 80), then
+/// of milliseconds of a core), so a nick may register about 20 times in a burst (an address 80), then
 /// once every 5 s (an address 4 times as often), where a `join` could be made 200 times.
 const REGISTER_TOKENS: f64 = 10.0;
 

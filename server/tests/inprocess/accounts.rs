@@ -194,3 +194,19 @@ async fn malformed_secrets_are_bad_frames() {
     assert_eq!(reply["code"], "bad_frame");
     assert_eq!(reply["re"], 1);
 }
+
+#[tokio::test]
+async fn register_costs_ten_tokens_of_the_events_budget() {
+    let mut config = Config::default();
+    config.limits.event_burst = Some(25);
+    let mut server = Server::new(config);
+    // The hello took one token; each register ten, allowed while a token is left (the last
+    // one into debt, as any request charged more than one): 24, 14, 4, then refused.
+    let mut ann = server.registered("ann").await;
+    for _ in 0..3 {
+        assert_eq!(register(&mut ann, SECRET).await["type"], "ok");
+    }
+    let reply = register(&mut ann, SECRET).await;
+    assert_eq!(reply["code"], "rate_limited", "{reply}");
+    assert!(reply["retry_after_ms"].as_u64().unwrap() > 0);
+}
