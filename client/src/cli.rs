@@ -350,6 +350,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         mode,
         color,
         bell: !args.no_bell,
+        secrets: crate::secrets::Secrets::from_env(),
     };
 
     if mode == Mode::Interactive {

@@ -5,7 +5,7 @@
 //! characters, so IRC's CTCP framing is not available); [`crate::render`] shows such messages as
 //! actions. A line starting with `//` says the rest literally with one slash removed.
 
-use lanchat_protocol::validate::{check_nick, check_room};
+use lanchat_protocol::validate::{check_nick, check_room, check_secret};
 use lanchat_protocol::{Command, HistoryQuery, Status, HISTORY_LIMIT_MAX};
 
 /// What the user asked for.
@@ -33,6 +33,9 @@ pub enum Action {
     Back,
     Busy(Option<String>),
     History(Option<u32>),
+    /// Register the current nick with this secret (`None`: the client makes one up).
+    Register(Option<String>),
+    Unregister,
     Quit(Option<String>),
     Help,
 }
@@ -86,6 +89,12 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "[N]",
         "show the last N messages of the current room (default 20)",
     ),
+    (
+        "/register",
+        "[SECRET]",
+        "reserve your nick on this server (the secret is kept in your config)",
+    ),
+    ("/unregister", "", "release your registered nick"),
     ("/quit", "[REASON]", "leave the chat"),
     ("/help", "", "show this list"),
 ];
@@ -171,6 +180,14 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
                 }
             },
         },
+        "register" => match rest {
+            "" => Action::Register(None),
+            secret => {
+                check_secret(secret).map_err(Hint)?;
+                Action::Register(Some(secret.to_owned()))
+            }
+        },
+        "unregister" => no_args(rest, Action::Unregister, || usage("unregister"))?,
         "quit" | "exit" | "q" => Action::Quit(rest_opt),
         "help" | "?" => Action::Help,
         n if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && rest.is_empty() => {
@@ -243,7 +260,10 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
             to: to.clone(),
             text: text.clone(),
         },
-        Action::Nick(nick) => Command::Nick { nick: nick.clone() },
+        Action::Nick(nick) => Command::Nick {
+            nick: nick.clone(),
+            secret: None,
+        },
         Action::Who(room) => Command::Who {
             room: match room {
                 Some(r) => r.clone(),
@@ -276,6 +296,12 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
             after: None,
             limit: Some(n.unwrap_or(DEFAULT_HISTORY)),
         }),
+        Action::Register(Some(secret)) => Command::Register {
+            secret: secret.clone(),
+        },
+        Action::Unregister => Command::Unregister {},
+        // The session makes a secret up first.
+        Action::Register(None) => return Ok(None),
         Action::Switch(_) | Action::Quit(_) | Action::Help => return Ok(None),
     };
     Ok(Some(cmd))
@@ -312,6 +338,23 @@ mod tests {
         assert_eq!(ok("hello there"), Action::Say("hello there".into()));
         assert_eq!(ok("  indented\r\n"), Action::Say("  indented".into()));
         assert_eq!(ok("//not a command"), Action::Say("/not a command".into()));
+    }
+
+    #[test]
+    fn account_commands() {
+        assert_eq!(ok("/register"), Action::Register(None));
+        assert_eq!(
+            ok("/register my long secret"),
+            Action::Register(Some("my long secret".into()))
+        );
+        assert!(hint("/register short").contains("8 to 256 bytes"));
+        assert_eq!(ok("/unregister"), Action::Unregister);
+        assert_eq!(hint("/unregister me"), "usage: /unregister ");
+        assert_eq!(to_command(&Action::Register(None), None), Ok(None));
+        assert_eq!(
+            to_command(&Action::Unregister, None),
+            Ok(Some(Command::Unregister {}))
+        );
     }
 
     #[test]

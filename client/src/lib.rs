@@ -29,6 +29,7 @@ pub mod model;
 pub mod output;
 pub mod render;
 pub mod repl;
+pub mod secrets;
 pub mod session;
 #[cfg(test)]
 mod testing;

@@ -27,6 +27,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::connection::{Closed, Connection, Event, Incoming, Response};
 use crate::model::{Model, Show};
+use crate::secrets::Secrets;
 use crate::Error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -199,6 +200,8 @@ pub struct Link {
     /// Frames that arrived while a reply was awaited, to be handled next.
     held: VecDeque<Incoming>,
     pacer: TokenBucket,
+    /// The secrets of registered nicks, sent in `hello` (see [`crate::secrets`]).
+    secrets: Secrets,
 }
 
 impl Link {
@@ -216,7 +219,18 @@ impl Link {
             events,
             held: VecDeque::new(),
             pacer: pacer(&Limits::default()),
+            secrets: Secrets::none(),
         }
+    }
+
+    /// Send the secrets kept in `secrets` with `hello` when there is one for the server and nick.
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// What the link dials, for messages.
@@ -241,9 +255,12 @@ impl Link {
         self.conn = Some(conn);
         self.events = events;
         let mut suffix = 1;
+        let server = self.target();
         loop {
+            let nick = with_suffix(nick, suffix);
             let hello = Command::Hello(Hello {
-                nick: with_suffix(nick, suffix),
+                secret: self.secrets.get(&server, &nick),
+                nick,
                 protocol: Some(lanchat_protocol::PROTOCOL_VERSION),
                 client: Some(format!("lanchat-cli/{}", env!("CARGO_PKG_VERSION"))),
                 password: self.password.clone(),
@@ -260,7 +277,11 @@ impl Link {
                         nick_taken: suffix > 1,
                     });
                 }
-                Some(ServerFrame::Error(e)) if e.code == ErrorCode::NickTaken && suffix < 99 => {
+                // Registered by someone else (or our secret is not the one): another nick too.
+                Some(ServerFrame::Error(e))
+                    if matches!(e.code, ErrorCode::NickTaken | ErrorCode::NickRegistered)
+                        && suffix < 99 =>
+                {
                     suffix += 1;
                 }
                 Some(ServerFrame::Error(e)) => {
@@ -517,6 +538,8 @@ fn is_final(reason: ByeReason) -> bool {
             | ByeReason::Flood
             | ByeReason::Quit
             | ByeReason::TlsRequired
+            // Our own secret took the nick over from elsewhere: coming back would take it back.
+            | ByeReason::Replaced
     )
 }
 

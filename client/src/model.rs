@@ -268,6 +268,15 @@ impl Model {
                 self.status = status;
                 self.status_text = text;
             }
+            ReplyData::Register { nick, persistent } => show.push(Show::Info(match persistent {
+                true => format!("{nick} is registered: only you can use it"),
+                false => {
+                    format!("{nick} is registered until the server restarts (it keeps no data)")
+                }
+            })),
+            ReplyData::Unregister { nick } => {
+                show.push(Show::Info(format!("{nick} is no longer registered")))
+            }
             ReplyData::Topic { room, topic } => show.push(Show::Info(match topic.as_str() {
                 "" => format!("#{room} has no topic"),
                 t => format!("topic of #{room}: {t}"),

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanchat_protocol::{Command, ServerFrame};
+use lanchat_protocol::{Command, ReplyData, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -16,6 +16,7 @@ use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::Shared;
+use crate::secrets::{self, Secrets};
 use crate::Error;
 
 const BYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,6 +33,8 @@ pub struct Options {
     pub mode: Mode,
     pub color: bool,
     pub bell: bool,
+    /// Where the secrets of registered nicks are kept (`/register`).
+    pub secrets: Secrets,
 }
 
 /// What to do after an input line.
@@ -66,7 +69,7 @@ impl Session {
         let give_up = (opts.mode != Mode::Interactive).then_some(SCRIPT_GIVE_UP);
         Session {
             model: Model::new(opts.nick),
-            link: Link::new(dialer, opts.password, give_up),
+            link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
             output: Output::new(screen, opts.mode, opts.color, opts.bell),
             shared,
             queued_input: VecDeque::new(),
@@ -256,7 +259,22 @@ impl Session {
             }
             _ => {}
         }
+        let action = match action {
+            Action::Register(None) => match secrets::generate() {
+                Ok(secret) => Action::Register(Some(secret)),
+                Err(e) => {
+                    self.show(Show::Error(format!("cannot make a secret: {e}")));
+                    return Flow::Continue;
+                }
+            },
+            other => other,
+        };
         let cmd = match commands::to_command(&action, self.model.current()) {
+            // A registered nick of ours: its kept secret goes with the request.
+            Ok(Some(Command::Nick { nick, secret: None })) => Command::Nick {
+                secret: self.link.secrets().get(&self.link.target(), &nick),
+                nick,
+            },
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
@@ -273,6 +291,9 @@ impl Session {
                 return Flow::Lost(closed);
             }
         };
+        if let Some(ServerFrame::Reply(ok)) = &reply.frame {
+            self.keep_secret(&cmd, &ok.data);
+        }
         let outcome = match reply.frame {
             Some(frame) => self.model.apply_reply_to(&cmd, frame),
             None => model::undecoded_reply(&reply.line).into(),
@@ -280,6 +301,32 @@ impl Session {
         match self.apply(outcome).await {
             Ok(()) => Flow::Continue,
             Err(Lost(closed)) => Flow::Lost(closed),
+        }
+    }
+
+    /// After `register` or `unregister` succeeded: keep the secret for the next `hello`, or
+    /// forget it.
+    fn keep_secret(&mut self, cmd: &Command, data: &ReplyData) {
+        let server = self.link.target();
+        let secrets = self.link.secrets();
+        let kept = match (cmd, data) {
+            (Command::Register { secret }, ReplyData::Register { nick, .. }) => {
+                secrets.put(&server, nick, secret)
+            }
+            (Command::Unregister {}, ReplyData::Unregister { nick }) => {
+                secrets.forget(&server, nick)
+            }
+            _ => return,
+        };
+        if let Err(e) = kept {
+            let path = secrets
+                .path()
+                .map_or("nowhere".into(), |p| p.display().to_string());
+            let mut message = format!("the secret could not be kept in {path}: {e}");
+            if let Command::Register { secret } = cmd {
+                message.push_str(&format!("; note it yourself: /register {secret}"));
+            }
+            self.show(Show::Error(message));
         }
     }
 
@@ -448,6 +495,7 @@ mod tests {
             mode,
             color: false,
             bell: false,
+            secrets: Secrets::none(),
         }
     }
 

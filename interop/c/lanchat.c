@@ -88,7 +88,8 @@ static const char *const event_names[] = {
 
 static const char *const request_names[] = {
     "hello", "join", "leave", "say", "dm", "nick", "status",
-    "topic", "who", "rooms", "history", "ping", "pong", "quit"
+    "topic", "who", "rooms", "history", "ping", "pong", "quit",
+    "register", "unregister"
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -593,6 +594,20 @@ static int has_required_fields(const lc_event *ev)
     return 0;
 }
 
+/* A boolean field: absent or null leaves *has at 0; another type is a protocol error. */
+static lc_status get_bool(const cJSON *obj, const char *name, int *out, int *has)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+    if (item == NULL || cJSON_IsNull(item))
+        return LC_OK;
+    if (!cJSON_IsBool(item))
+        return LC_ERR_PROTOCOL;
+    *out = cJSON_IsTrue(item) ? 1 : 0;
+    *has = 1;
+    return LC_OK;
+}
+
 /* Fill ev (zeroed by the caller) from a frame object. On failure ev may be
  * partly filled; the caller frees it. */
 static lc_status event_from_object(const cJSON *obj, lc_event *ev)
@@ -628,6 +643,8 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         rc = get_integer(obj, "ts", &ev->ts, &ev->has_ts);
     if (rc == LC_OK)
         rc = get_integer(obj, "retry_after_ms", &ev->retry_after_ms, &ev->has_retry_after);
+    if (rc == LC_OK)
+        rc = get_bool(obj, "persistent", &ev->persistent, &ev->has_persistent);
     if (rc == LC_OK)
         rc = get_integer(obj, "protocol", &ev->protocol, NULL);
     if (rc == LC_OK)
@@ -726,6 +743,8 @@ static lc_status add_fields(cJSON *obj, const lc_request *req)
             rc = add_string(obj, "client", req->client, 0);
         if (rc == LC_OK)
             rc = add_string(obj, "password", req->password, 0);
+        if (rc == LC_OK)
+            rc = add_string(obj, "secret", req->secret, 0);
         return rc;
     case LC_REQ_JOIN:
     case LC_REQ_LEAVE:
@@ -738,7 +757,12 @@ static lc_status add_fields(cJSON *obj, const lc_request *req)
         rc = add_string(obj, "to", req->to, 1);
         return rc == LC_OK ? add_string(obj, "text", req->text, 1) : rc;
     case LC_REQ_NICK:
-        return add_string(obj, "nick", req->nick, 1);
+        rc = add_string(obj, "nick", req->nick, 1);
+        return rc == LC_OK ? add_string(obj, "secret", req->secret, 0) : rc;
+    case LC_REQ_REGISTER:
+        return add_string(obj, "secret", req->secret, 1);
+    case LC_REQ_UNREGISTER:
+        return LC_OK;
     case LC_REQ_STATUS:
         rc = add_string(obj, "status", req->status, 1);
         return rc == LC_OK ? add_string(obj, "text", req->text, 0) : rc;
@@ -1706,6 +1730,40 @@ lc_status lc_hello(lc_client *c, const char *nick, const char *password, lc_even
     req.password = password;
     req.protocol = LC_PROTOCOL_VERSION;
     req.client = LC_CLIENT_NAME;
+    return request(c, &req, reply);
+}
+
+lc_status lc_hello_secret(lc_client *c, const char *nick, const char *password,
+                          const char *secret, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_HELLO;
+    req.nick = nick;
+    req.password = password;
+    req.secret = secret;
+    req.protocol = LC_PROTOCOL_VERSION;
+    req.client = LC_CLIENT_NAME;
+    return request(c, &req, reply);
+}
+
+lc_status lc_register(lc_client *c, const char *secret, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_REGISTER;
+    req.secret = secret;
+    return request(c, &req, reply);
+}
+
+lc_status lc_unregister(lc_client *c, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_UNREGISTER;
     return request(c, &req, reply);
 }
 

@@ -113,7 +113,10 @@ typedef struct lc_limits {
  *             to, nick, status, text, room_list and next (cmd "rooms"), messages
  *             (cmd "history")
  *   error     re (when the request had an id), code, message, retry_after_ms
- *             (rate_limited, when the server gives it)
+ *             (rate_limited, and nick_registered when throttled)
+ *             Codes of the accounts extension: nick_registered (the nick
+ *             needs its secret), too_many_accounts; bye reason "replaced".
+ *   ok register / unregister (extension): nick, and persistent (register)
  *   bye       reason, message
  *   join      room, nick              leave     room, nick
  *   message   id, ts, room, from, text
@@ -156,6 +159,8 @@ typedef struct lc_event {
     char *by;
     char *next;    /* ok rooms (extension): the last room listed when more follow
                     * (pass it as `after` for the next page); NULL on the last page */
+    int has_persistent; /* ok register (extension, accounts): ... */
+    int persistent;     /* ... 1 when the server keeps accounts on disk */
 
     long long protocol; /* welcome */
     char *server;
@@ -190,7 +195,9 @@ typedef enum lc_request_type {
     LC_REQ_HISTORY,
     LC_REQ_PING,
     LC_REQ_PONG,
-    LC_REQ_QUIT
+    LC_REQ_QUIT,
+    LC_REQ_REGISTER,   /* extension (accounts): register the current nick */
+    LC_REQ_UNREGISTER  /* extension (accounts): release it */
 } lc_request_type;
 
 /*
@@ -200,6 +207,8 @@ typedef enum lc_request_type {
  * room; say room text; dm to text; nick nick; status status [text];
  * topic room [topic] ("" clears, NULL reads); history room [before after
  * limit]; rooms [after limit]; quit [reason]; ping, pong: none.
+ * Accounts (extension): hello and nick [secret]; register secret;
+ * unregister: none. A secret is 8 to 256 bytes, no control characters.
  */
 typedef struct lc_request {
     lc_request_type type;
@@ -218,6 +227,7 @@ typedef struct lc_request {
     const char *after;
     int limit;          /* history: 1..200; rooms: 1..500; 0 = leave out */
     const char *reason;
+    const char *secret; /* hello, nick, register: a registered nick's secret */
 } lc_request;
 
 typedef struct lc_client lc_client;
@@ -341,6 +351,12 @@ lc_status lc_nick(lc_client *client, const char *nick, lc_event *reply);
 lc_status lc_set_status(lc_client *client, const char *status, const char *text,
                         lc_event *reply);
 lc_status lc_ping(lc_client *client, lc_event *reply);
+/* Accounts (extension): hello with a registered nick's secret (password and
+ * secret may be NULL); register the current nick with a secret; release it. */
+lc_status lc_hello_secret(lc_client *client, const char *nick, const char *password,
+                          const char *secret, lc_event *reply);
+lc_status lc_register(lc_client *client, const char *secret, lc_event *reply);
+lc_status lc_unregister(lc_client *client, lc_event *reply);
 /* Sends quit (reason may be NULL) and waits for the server's bye. */
 lc_status lc_quit(lc_client *client, const char *reason, lc_event *reply);
 

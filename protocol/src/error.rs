@@ -40,6 +40,11 @@ pub enum ErrorCode {
     /// Extension: the server was started with `--require-tls` and this connection is plain TCP.
     /// Followed by a `bye` with reason `tls_required`.
     TlsRequired,
+    /// Extension (accounts): the nick is registered and the request did not carry its secret,
+    /// or carried a wrong one, or the address made too many wrong guesses lately.
+    NickRegistered,
+    /// Extension (accounts): the server holds its limit of accounts (`--max-accounts`).
+    TooManyAccounts,
     /// A code this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -47,10 +52,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends: all but `Unknown`, which is declared last.
-    pub const ALL: [ErrorCode; 20] = {
+    pub const ALL: [ErrorCode; 22] = {
         let variants = <ErrorCode as VariantArray>::VARIANTS;
-        assert!(variants.len() == 21 && matches!(variants[20], ErrorCode::Unknown));
-        let mut all = [ErrorCode::Unknown; 20];
+        assert!(variants.len() == 23 && matches!(variants[22], ErrorCode::Unknown));
+        let mut all = [ErrorCode::Unknown; 22];
         let mut i = 0;
         while i < all.len() {
             all[i] = variants[i];
@@ -103,6 +108,9 @@ pub enum ByeReason {
     ProtocolUnsupported,
     /// Extension: plain TCP refused by a server started with `--require-tls`.
     TlsRequired,
+    /// Extension (accounts): another connection said hello with this nick's secret and took it
+    /// over.
+    Replaced,
     /// A reason this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -184,6 +192,9 @@ mod tests {
     fn tls_required_is_an_extension_code_and_reason() {
         assert_eq!(ErrorCode::ALL[19], ErrorCode::TlsRequired);
         assert_eq!(ErrorCode::TlsRequired.as_str(), "tls_required");
+        assert_eq!(ErrorCode::ALL[20], ErrorCode::NickRegistered);
+        assert_eq!(ErrorCode::ALL[21].as_str(), "too_many_accounts");
+        assert_eq!(ByeReason::Replaced.as_str(), "replaced");
         assert_eq!(ByeReason::TlsRequired.as_str(), "tls_required");
         assert!(!ErrorCode::TlsRequired.is_protocol_violation());
         let c: ErrorCode = serde_json::from_str("\"tls_required\"").unwrap();

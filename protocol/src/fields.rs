@@ -12,9 +12,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The request fields with a slot, in slot order.
-const KNOWN: [&str; 15] = [
+const KNOWN: [&str; 16] = [
     "type", "id", "nick", "protocol", "client", "password", "room", "text", "to", "status",
-    "topic", "before", "after", "limit", "reason",
+    "topic", "before", "after", "limit", "reason", "secret",
 ];
 
 /// A field's value, as much of it as a request decoder needs to know.

@@ -111,6 +111,9 @@ pub enum Command {
     },
     Nick {
         nick: String,
+        /// Extension (accounts): the secret of `nick` when it is registered.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     },
     Status {
         status: Status,
@@ -141,6 +144,13 @@ pub enum Command {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Extension (accounts): register the session's nick with this secret (or replace its
+    /// secret); see [`validate::check_secret`] for its shape.
+    Register {
+        secret: String,
+    },
+    /// Extension (accounts): release the session's registered nick.
+    Unregister {},
 }
 
 impl Command {
@@ -159,6 +169,9 @@ pub struct Hello {
     pub client: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Extension (accounts): the secret of `nick` when it is registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -220,6 +233,7 @@ impl Request {
                 protocol: fields.opt_u64("protocol")?,
                 client: fields.opt_string("client")?,
                 password: fields.opt_string("password")?,
+                secret: fields.opt_secret("secret")?,
             }),
             CommandType::Join => Command::Join {
                 room: fields.string("room")?,
@@ -237,6 +251,7 @@ impl Request {
             },
             CommandType::Nick => Command::Nick {
                 nick: fields.string("nick")?,
+                secret: fields.opt_secret("secret")?,
             },
             CommandType::Status => {
                 let status = fields.string("status")?;
@@ -303,6 +318,17 @@ impl Request {
             CommandType::Quit => Command::Quit {
                 reason: fields.opt_string("reason")?,
             },
+            CommandType::Register => match fields.opt_secret("secret")? {
+                Some(secret) => Command::Register { secret },
+                None => {
+                    return Err(DecodeError::new(
+                        ErrorCode::BadFrame,
+                        "missing field `secret` (a string)",
+                        fields.re,
+                    ))
+                }
+            },
+            CommandType::Unregister => Command::Unregister {},
         };
         Ok(Request {
             id: fields.re,
@@ -374,6 +400,21 @@ impl Fields<'_> {
                 "a message id (a UUID such as 019aa8dc-487b-7a0d-b2c9-5aa144c1d0ff)",
             )),
             id => Ok(id),
+        }
+    }
+
+    /// An optional account secret: a string of the shape [`validate::check_secret`] accepts.
+    fn opt_secret(&mut self, field: &str) -> Result<Option<String>, DecodeError> {
+        match self.opt_string(field)? {
+            Some(secret) if validate::check_secret(&secret).is_err() => Err(self.bad(
+                field,
+                &format!(
+                    "a secret of {} to {} bytes without control characters",
+                    crate::MIN_SECRET_BYTES,
+                    crate::MAX_SECRET_BYTES
+                ),
+            )),
+            secret => Ok(secret),
         }
     }
 
@@ -545,6 +586,16 @@ pub enum ReplyData {
         messages: Vec<Message>,
     },
     Ping {},
+    /// Extension (accounts): `nick` is registered; `persistent` is false when the server keeps
+    /// its accounts in memory only (no data directory, or the file could not be written).
+    Register {
+        nick: String,
+        persistent: bool,
+    },
+    /// Extension (accounts): `nick` is registered no more.
+    Unregister {
+        nick: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -845,12 +896,14 @@ mod tests {
                 protocol: Some(1),
                 client: Some("test/1".into()),
                 password: Some("pw".into()),
+                secret: Some("correct horse".into()),
             }),
             Command::Hello(Hello {
                 nick: "ann".into(),
                 protocol: None,
                 client: None,
                 password: None,
+                secret: None,
             }),
             Command::Join { room: "r".into() },
             Command::Leave { room: "r".into() },
@@ -862,7 +915,18 @@ mod tests {
                 to: "bob".into(),
                 text: "psst".into(),
             },
-            Command::Nick { nick: "x".into() },
+            Command::Nick {
+                nick: "x".into(),
+                secret: None,
+            },
+            Command::Nick {
+                nick: "x".into(),
+                secret: Some("\u{e9}t\u{e9} 2026 \u{1f511}".into()),
+            },
+            Command::Register {
+                secret: "0123456789abcdef".into(),
+            },
+            Command::Unregister {},
             Command::Status {
                 status: Status::Away,
                 text: Some("lunch".into()),
@@ -951,6 +1015,30 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_checked_by_their_shape() {
+        for line in [
+            &br#"{"type":"register","id":3,"secret":"short"}"#[..],
+            br#"{"type":"register","id":3,"secret":"tab\there!"}"#,
+            br#"{"type":"register","id":3}"#,
+            br#"{"type":"register","id":3,"secret":12345678}"#,
+            br#"{"type":"hello","id":3,"nick":"ann","secret":"1234567"}"#,
+            br#"{"type":"nick","id":3,"nick":"ann","secret":"new\nline!"}"#,
+        ] {
+            let e = Request::decode(line).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadFrame, "{e:?}");
+            assert!(e.message.contains("`secret`"), "{}", e.message);
+            assert_eq!(e.re, Some(RequestId::Int(3)));
+        }
+        let long = format!(r#"{{"type":"register","secret":"{}"}}"#, "x".repeat(257));
+        assert!(Request::decode(long.as_bytes()).is_err());
+        let max = format!(r#"{{"type":"register","secret":"{}"}}"#, "x".repeat(256));
+        assert!(Request::decode(max.as_bytes()).is_ok());
+        // Eight bytes, fewer characters: the bound is in bytes.
+        let ok = Request::decode(r#"{"type":"register","secret":"éééé"}"#.as_bytes());
+        assert!(ok.is_ok());
+    }
+
+    #[test]
     fn server_frames_round_trip() {
         let frames = vec![
             ServerFrame::Reply(Reply {
@@ -964,6 +1052,17 @@ mod tests {
             ServerFrame::Reply(Reply {
                 re: None,
                 data: ReplyData::Ping {},
+            }),
+            ServerFrame::Reply(Reply {
+                re: Some(RequestId::Int(1)),
+                data: ReplyData::Register {
+                    nick: "ann".into(),
+                    persistent: false,
+                },
+            }),
+            ServerFrame::Reply(Reply {
+                re: None,
+                data: ReplyData::Unregister { nick: "ann".into() },
             }),
             ServerFrame::Ping {},
             ServerFrame::Error(ErrorFrame {

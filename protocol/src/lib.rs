@@ -65,6 +65,9 @@ pub const MAX_ROOMS_PER_SESSION: usize = 100;
 /// page (names and topics at their longest, about 1.4 KiB a room) under the largest `history`
 /// reply (200 texts of 4 KiB), and the server's lock held for 500 entries, not for every room.
 pub const ROOMS_PAGE_MAX: usize = 500;
+/// Extension (accounts): the shortest and longest secret of a registered nick, in UTF-8 bytes.
+pub const MIN_SECRET_BYTES: usize = 8;
+pub const MAX_SECRET_BYTES: usize = 256;
 
 /// The `server` string of welcome and beacons.
 pub fn server_string() -> String {

@@ -96,6 +96,20 @@ pub fn is_message_id(id: &str) -> bool {
         })
 }
 
+/// Whether `secret` has the shape of an account secret: [`crate::MIN_SECRET_BYTES`] to
+/// [`crate::MAX_SECRET_BYTES`] bytes of UTF-8 and no control character at all (a secret is
+/// typed or pasted on one line). A request with another `secret` is `bad_frame`.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    let (min, max) = (crate::MIN_SECRET_BYTES, crate::MAX_SECRET_BYTES);
+    if !(min..=max).contains(&secret.len()) {
+        return Err(format!("a secret is {min} to {max} bytes"));
+    }
+    match secret.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("a secret may not hold U+{:04X}", c as u32)),
+        None => Ok(()),
+    }
+}
+
 fn check_controls(text: &str) -> Result<(), (ErrorCode, String)> {
     match text
         .chars()

@@ -247,6 +247,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
                     protocol,
                     client,
                     password,
+                    secret: None,
                 })
             }
         ),
@@ -254,7 +255,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
         s().prop_map(|room| Command::Leave { room }),
         (s(), s()).prop_map(|(room, text)| Command::Say { room, text }),
         (s(), s()).prop_map(|(to, text)| Command::Dm { to, text }),
-        s().prop_map(|nick| Command::Nick { nick }),
+        s().prop_map(|nick| Command::Nick { nick, secret: None }),
         (status, os()).prop_map(|(status, text)| Command::Status { status, text }),
         (s(), os()).prop_map(|(room, topic)| Command::Topic { room, topic }),
         s().prop_map(|room| Command::Who { room }),
@@ -278,6 +279,8 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 })
             }),
         Just(Command::Ping {}),
+        "[ -~]{8,64}".prop_map(|secret| Command::Register { secret }),
+        Just(Command::Unregister {}),
         Just(Command::Pong {}),
         os().prop_map(|reason| Command::Quit { reason }),
     ];

@@ -103,6 +103,10 @@ pub struct Args {
     #[arg(long, env = "LANCHAT_MAX_ROOMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_rooms: u64,
+    /// Most registered nicks (accounts); beyond, `register` of a new nick is refused
+    #[arg(long, env = "LANCHAT_MAX_ACCOUNTS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub max_accounts: u64,
     /// With --data-dir: seconds a room without members stays in memory; then it is forgotten
     /// (its history and topic stay on disk and come back when the room is named again). Without
     /// --data-dir rooms are kept until --max-rooms or --history-memory needs the space
@@ -178,6 +182,8 @@ pub struct Config {
     pub max_per_ip: usize,
     /// Rooms held in memory at most (see [`Args::max_rooms`]).
     pub max_rooms: usize,
+    /// Registered nicks at most (`--max-accounts`).
+    pub max_accounts: usize,
     /// Bytes of history held in memory at most, all rooms together.
     pub history_memory: usize,
     /// With a data directory, how long a room without members stays in memory.
@@ -216,6 +222,7 @@ impl Default for Config {
             max_clients: 10_000,
             max_per_ip: 64,
             max_rooms: 10_000,
+            max_accounts: 10_000,
             history_memory: 256 * 1024 * 1024,
             room_idle: Duration::from_secs(600),
             limits: Limits::default(),
@@ -309,6 +316,7 @@ impl Args {
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
             max_rooms: self.max_rooms as usize,
+            max_accounts: self.max_accounts as usize,
             history_memory: usize::try_from(self.history_memory * 1024 * 1024)
                 .unwrap_or(usize::MAX),
             room_idle: Duration::from_secs(self.room_idle),

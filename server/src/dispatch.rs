@@ -5,7 +5,10 @@
 //! [`Chat`]. Every command reads top to bottom in [`Client::command`]. No I/O happens here: the
 //! only output is lines queued in outboxes, and the session ([`crate::session`]) owns the socket
 //! and the timers. A request about a room that is not in memory but may be on disk returns
-//! [`Step::Load`] instead: the session brings the room back and calls [`Client::resume`].
+//! [`Step::Load`] instead: the session brings the room back and calls [`Client::resume`]. A
+//! request that needs a secret hashed or checked, or a session to leave, or the accounts saved
+//! (see [`accounts`]) returns [`Step::Account`] the same way: the session runs the job and calls
+//! [`Client::account_done`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use lanchat_protocol::{
 use subtle::ConstantTimeEq;
 use tracing::info;
 
+use crate::accounts::Live;
 use crate::admission::{Permit, Source};
 use crate::budget::{Budget, Budgets};
 use crate::chat::{deliver, Chat};
@@ -68,7 +72,13 @@ pub enum Step {
     /// Bring a room back from disk, then hand the answer to [`Client::resume`]: the request
     /// names a room that is not held in memory, and the server has a data directory.
     Load(Pending),
+    /// Run an accounts job (hash, verify, wait for a replaced session, save), then hand its
+    /// result to [`Client::account_done`].
+    Account(Job),
 }
+
+mod accounts;
+pub use accounts::{Done, Job};
 
 impl From<Option<End>> for Step {
     fn from(end: Option<End>) -> Self {
@@ -102,6 +112,12 @@ pub struct Client {
     /// What room-mates are told when this client goes; `None` tells them nothing. Starts as
     /// "connection lost" so that any exit path not named in [`Client::end`] is reported as such.
     quit_reason: Option<String>,
+    /// This session's handles for a `hello` that takes its nick over (see [`crate::accounts`]).
+    live: Live,
+    /// The folded nick whose secret this session has just proved, while its request is re-run.
+    proven: Option<String>,
+    /// The session that held the nick was told to leave: do not tell it again.
+    replaced: bool,
 }
 
 impl Drop for Client {
@@ -117,6 +133,8 @@ impl Drop for Client {
         let mut state = self.shared.chat.lock();
         let effects = state.remove(who, reason);
         let _ = deliver(&state, None, effects);
+        drop(state);
+        self.shared.accounts.left(self.id);
     }
 }
 
@@ -138,6 +156,9 @@ impl Client {
             nick_key: String::new(),
             quit_reason: Some("connection lost".into()),
             shared,
+            live: Live::default(),
+            proven: None,
+            replaced: false,
         }
     }
 
@@ -158,6 +179,11 @@ impl Client {
 
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// Cancelled when a `hello` with this session's nick and secret takes the nick over.
+    pub fn replaced_token(&self) -> tokio_util::sync::CancellationToken {
+        self.live.kick.clone()
     }
 
     fn push(&self, frame: &ServerFrame) {
@@ -269,6 +295,10 @@ impl Client {
     fn request(&mut self, request: Request, now: Instant, loaded: bool) -> Step {
         let Request { id: re, command } = request;
         let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
+        let command = match self.account_command(re.as_ref(), command, now) {
+            Ok(command) => command,
+            Err(step) => return step,
+        };
         let turn = match self {
             Client {
                 registered: Some(who),
@@ -286,7 +316,7 @@ impl Client {
                 nick_key,
                 loaded,
             },
-            _ => return self.before_hello(re, command, now).into(),
+            _ => return self.before_hello(re, command, now),
         };
         match turn.command(re.as_ref(), command, now) {
             Ok(Outcome::Done(end)) => end.into(),
@@ -300,31 +330,26 @@ impl Client {
     }
 
     /// A request before a successful `hello`: only `hello` (and `pong`) is allowed.
-    fn before_hello(
-        &mut self,
-        re: Option<RequestId>,
-        command: Command,
-        now: Instant,
-    ) -> Option<End> {
+    fn before_hello(&mut self, re: Option<RequestId>, command: Command, now: Instant) -> Step {
         match command {
             Command::Hello(hello) => self.hello(re, hello, now),
-            Command::Pong {} => None,
+            Command::Pong {} => Step::Next,
             _ => {
                 let refusal = (
                     ErrorCode::NotRegistered,
                     "send hello before anything else".into(),
                 );
-                self.error(re, refusal, now)
+                self.error(re, refusal, now).into()
             }
         }
     }
 
-    fn hello(&mut self, re: Option<RequestId>, hello: Hello, now: Instant) -> Option<End> {
+    fn hello(&mut self, re: Option<RequestId>, hello: Hello, now: Instant) -> Step {
         let config = &self.shared.config;
         if hello.protocol.is_some_and(|v| v != PROTOCOL_VERSION) {
             let message = format!("this server speaks protocol {PROTOCOL_VERSION}");
             self.error(re, (ErrorCode::ProtocolUnsupported, message.clone()), now);
-            return Some(End::Bye(ByeReason::ProtocolUnsupported, message));
+            return Step::End(End::Bye(ByeReason::ProtocolUnsupported, message));
         }
         if let Some(expected) = &config.password {
             let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
@@ -346,11 +371,11 @@ impl Client {
             if let Some(message) = refused {
                 info!(peer = %self.peer, %source, "authentication failed");
                 self.error(re, (ErrorCode::AuthFailed, message.clone()), now);
-                return Some(End::Bye(ByeReason::AuthFailed, message));
+                return Step::End(End::Bye(ByeReason::AuthFailed, message));
             }
         }
         if let Err(refusal) = check_nick(&hello.nick) {
-            return self.error(re, refusal, now);
+            return self.error(re, refusal, now).into();
         }
         // Arriving tells the default room, and leaving tells it again: a registration is an
         // event, so that reconnecting in a loop cannot flood anyone's screen. Checked here,
@@ -367,8 +392,14 @@ impl Client {
                 refusal,
                 retry_after: Some(wait),
             };
-            return self.refused(re, refused, now);
+            return self.refused(re, refused, now).into();
         }
+        // A registered nick needs its secret (checked off this thread), and its holder must go.
+        let hello = match self.hello_account(re.as_ref(), hello, now) {
+            Ok(hello) => hello,
+            Err(step) => return step,
+        };
+        let config = &self.shared.config;
         // Encoded before the lock is taken; queued under it, ahead of every event.
         let welcome = ServerFrame::Welcome(Welcome {
             re: re.clone(),
@@ -384,7 +415,10 @@ impl Client {
         .encode_line();
         let (id, mailbox) = (self.id, self.outbox.clone());
         let permit = &mut self.permit;
+        let (accounts, proven) = (&self.shared.accounts, self.proven.as_deref());
         let registered = self.shared.chat.apply(&self.outbox, |st| {
+            // Again under the chat lock: the nick may have been registered since it was looked at.
+            accounts.table().admits(&hello.nick, proven, None)?;
             let (who, effects) = st.register(id, &hello.nick, mailbox, welcome)?;
             // Before the welcome can reach the client: from then on it is not waiting any more.
             if let Some(permit) = permit {
@@ -405,9 +439,10 @@ impl Client {
                     .force(source, &nick_key, 1.0, now);
                 self.registered = Some(who);
                 self.nick_key = nick_key;
-                None
+                self.shared.accounts.arrived(self.id, self.live.clone());
+                Step::Next
             }
-            Err(refusal) => self.error(re, refusal, now),
+            Err(refusal) => self.error(re, refusal, now).into(),
         }
     }
 }
@@ -501,7 +536,7 @@ impl Turn<'_> {
                 chat.run(out, |st| st.dm(who, re, &to, &text))?;
                 Ok(Outcome::Done(None))
             }
-            Command::Nick { nick } => {
+            Command::Nick { nick, secret: _ } => {
                 check_nick(&nick)?;
                 charge(&budgets.events, 1.0, events)?;
                 chat.run(out, |st| st.set_nick(who, re, &nick))?;
@@ -562,7 +597,10 @@ impl Turn<'_> {
                 );
                 Ok(Outcome::Done(None))
             }
-            Command::Pong {} => Ok(Outcome::Done(None)),
+            // Answered by `Client::account_command` before a turn is made.
+            Command::Pong {} | Command::Register { .. } | Command::Unregister {} => {
+                Ok(Outcome::Done(None))
+            }
             Command::Quit { reason } => Ok(Outcome::Done(Some(End::Quit(
                 re.cloned(),
                 quit_reason(reason),

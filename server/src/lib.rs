@@ -21,6 +21,7 @@
 //! - [`tls`]: the certificate (made once and kept, or given), its fingerprint, and the first byte
 //!   that tells TLS from plain JSON lines on the TCP port.
 
+pub mod accounts;
 pub mod admission;
 pub mod buckets;
 pub mod budget;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub chat: Chat,
     pub admission: Arc<Admission>,
     pub budgets: Budgets,
+    /// Registered nicks (issue 15): their secrets' hashes, kept in the data directory if any.
+    pub accounts: accounts::Accounts,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -100,6 +103,16 @@ impl Shared {
     }
 
     pub fn with_store(config: Config, store: Option<store::StoreHandle>) -> Arc<Shared> {
+        let accounts = accounts::Accounts::in_memory(config.max_accounts);
+        Self::with_accounts(config, store, accounts)
+    }
+
+    /// [`Shared::with_store`] with accounts opened by the caller (from the data directory).
+    pub fn with_accounts(
+        config: Config,
+        store: Option<store::StoreHandle>,
+        accounts: accounts::Accounts,
+    ) -> Arc<Shared> {
         let mut state = State::new(&config.default_room, config.history)
             .with_max_rooms(config.max_rooms)
             .with_history_memory(config.history_memory);
@@ -119,6 +132,7 @@ impl Shared {
                 max_waiting_per_source: admission::MAX_WAITING_PER_SOURCE
                     .max(config.max_per_ip / 4),
             }),
+            accounts,
             config,
             next_session: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
@@ -190,8 +204,12 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     } = bound;
     let (shared, writer) = match store {
         Some((store, loaded)) => {
+            // The directory is locked by the store: no other server writes accounts.json.
+            let accounts =
+                accounts::Accounts::open(config.data_dir.as_deref(), config.max_accounts)
+                    .map_err(|e| Error::Setup(e.to_string()))?;
             let (handle, thread) = store.start();
-            let shared = Shared::with_store(config, Some(handle));
+            let shared = Shared::with_accounts(config, Some(handle), accounts);
             {
                 let mut state = shared.chat.lock();
                 for (room, messages) in loaded.rooms {

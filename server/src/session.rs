@@ -182,12 +182,21 @@ async fn run<R: AsyncRead + Unpin>(
     tokio::pin!(overflowed);
     let shutting_down = shutdown.cancelled();
     tokio::pin!(shutting_down);
+    let replaced_token = client.replaced_token();
+    let replaced = replaced_token.cancelled();
+    tokio::pin!(replaced);
     let end = 'session: loop {
         tokio::select! {
             biased;
             _ = &mut overflowed => break End::SlowConsumer,
             _ = &mut shutting_down => {
                 break End::Bye(ByeReason::ShuttingDown, "the server is shutting down".into())
+            }
+            _ = &mut replaced => {
+                break End::Bye(
+                    ByeReason::Replaced,
+                    "another connection said hello with this nick's secret".into(),
+                )
             }
             item = reader.next() => {
                 // One clock read per wake-up: the lines drained below arrived together.
@@ -202,11 +211,24 @@ async fn run<R: AsyncRead + Unpin>(
                         Some(Err(_)) | None => break 'session End::Lost,
                     };
                     let mut step = client.line(line, now);
-                    if let Step::Load(pending) = step {
-                        // This session's next line waits (replies stay in request order); no
-                        // other session does, and the chat lock is not held meanwhile.
-                        let load = load_room(shared, &pending.room_key).await;
-                        step = client.resume(pending, load, now);
+                    // This session's next line waits (replies stay in request order); no
+                    // other session does, and the chat lock is not held meanwhile.
+                    loop {
+                        step = match step {
+                            Step::Load(pending) => {
+                                let load = load_room(shared, &pending.room_key).await;
+                                client.resume(pending, load, now)
+                            }
+                            Step::Account(job) => {
+                                // Boxed: rare, and the session future stays small.
+                                let done = Box::pin(job.run(shared)).await;
+                                client.account_done(done, Instant::now().into_std())
+                            }
+                            other => {
+                                step = other;
+                                break;
+                            }
+                        };
                     }
                     if let Step::End(end) = step {
                         break 'session end;

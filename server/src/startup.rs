@@ -94,6 +94,10 @@ pub fn prepare(args: Args) -> Result<Prepared, StartError> {
         Some(dir) => Some(Store::open(dir, config.history)?),
         None => None,
     };
+    // Read once now, so that a damaged accounts file stops the server before it says it listens
+    // (`run` reads it again, the directory still locked).
+    crate::accounts::Accounts::open(config.data_dir.as_deref(), config.max_accounts)
+        .map_err(|e| StartError::Usage(e.to_string()))?;
     // After the store: the data directory is locked, so no other server writes the pair there.
     if let Some((tls, made)) =
         crate::tls::setup(&tls_setup, config.data_dir.as_deref(), &config.name)?

@@ -685,6 +685,7 @@ fn new_message_id() -> (Uuid, u64) {
     (id, ts)
 }
 
+mod holders;
 mod keeping;
 mod lookalikes;
 

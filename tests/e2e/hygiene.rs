@@ -90,12 +90,18 @@ async fn history_files_are_private_whatever_the_umask() {
         .request(json!({"type":"topic","room":"lobby","topic":"private"}))
         .await;
     assert_eq!(ok["type"], "ok", "{ok}");
+    // A registered nick: accounts.json (issue 15).
+    let ok = ann
+        .request(json!({"type":"register","secret":"a private secret"}))
+        .await;
+    assert_eq!(ok["persistent"], true, "{ok}");
     // A clean stop writes and syncs everything queued.
     server.stop();
     assert_eq!(mode(&data), 0o700, "the data dir");
     assert_eq!(
         modes_under(&data),
         [
+            ("accounts.json".to_owned(), 0o600),
             ("lock".to_owned(), 0o600),
             ("rooms".to_owned(), 0o700),
             ("rooms/lobby.jsonl".to_owned(), 0o600),

@@ -2,6 +2,7 @@
 //! binary as ripgrep does. Run `cargo build --workspace --bins` first (scripts/test does).
 
 mod abuse;
+mod accounts;
 mod client;
 mod commands;
 mod discovery;

@@ -95,6 +95,32 @@ async fn hello_takes_the_next_suffix_while_the_nick_is_taken() {
 }
 
 #[tokio::test]
+async fn hello_carries_the_kept_secret_and_a_registered_nick_is_passed_by() {
+    let (dialer, mut servers, _) = fake_dialer(0);
+    let server_name = dialer.to_string();
+    let dir = std::env::temp_dir().join(format!("lanchat-link-{}", uuid::Uuid::new_v4()));
+    let secrets = crate::secrets::Secrets::at(dir.join("secrets.json"));
+    secrets
+        .put(&server_name, "ann_2", "ann_2's secret")
+        .unwrap();
+    let mut link = Link::new(dialer, None, None).with_secrets(secrets);
+    let server = tokio::spawn(async move {
+        let mut server = FakeServer::new(servers.recv().await.unwrap());
+        let first = server.recv().await;
+        let registered = json!({"type": "error", "code": "nick_registered", "message": "m"});
+        server.answer(&first, registered).await;
+        let second = server.welcome(&["lobby"], 10, 5).await;
+        (first, second, server)
+    });
+    let connected = link.connect("ann").await.unwrap();
+    assert_eq!(connected.welcome.nick, "ann_2");
+    let (first, second, _server) = server.await.unwrap();
+    assert_eq!(first.get("secret"), None, "no secret kept for ann");
+    assert_eq!(second["secret"], "ann_2's secret");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn refused_hellos_are_retried_only_when_waiting_can_help() {
     for (code, retry) in [
         ("server_full", true),

@@ -602,6 +602,40 @@ static void test_cli_arguments(struct checks *t, const struct paths *paths)
     }
 }
 
+/* Accounts (extension): a registered nick needs its secret once its owner has left. */
+static void test_accounts(struct checks *t, const char *port)
+{
+    static const char secret[] = "tWv2x9Qm4bLk7rZp";
+    lc_client *owner = connect_as(t, port, "dana");
+    lc_client *other = NULL;
+    lc_event ev;
+
+    if (owner == NULL)
+        return;
+    CHECK(t, lc_register(owner, secret, &ev) == LC_OK && ev.kind == LC_EV_OK &&
+                 streq(ev.cmd, "register") && streq(ev.nick, "dana") && ev.has_persistent &&
+                 ev.persistent == 0);
+    lc_event_free(&ev);
+    CHECK(t, lc_register(owner, "short", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(owner), "bad_frame"));
+    quit_client(t, owner);
+
+    if (!CHECK(t, lc_connect("127.0.0.1", port, &other) == LC_OK))
+        return;
+    lc_set_timeout(other, WAIT_MS);
+    CHECK(t, lc_hello(other, "DANA", NULL, NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(other), "nick_registered"));
+    CHECK(t, lc_hello_secret(other, "dana", NULL, "not the secret", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(other), "nick_registered"));
+    CHECK(t, lc_hello_secret(other, "dana", NULL, secret, &ev) == LC_OK &&
+                 ev.kind == LC_EV_WELCOME && streq(ev.nick, "dana"));
+    lc_event_free(&ev);
+    CHECK(t, lc_unregister(other, &ev) == LC_OK && streq(ev.cmd, "unregister") &&
+                 streq(ev.nick, "dana"));
+    lc_event_free(&ev);
+    quit_client(t, other);
+}
+
 static void test_cli(struct checks *t, const char *port, const struct paths *paths)
 {
     char *argv[] = {(char *)paths->cli, "127.0.0.1", (char *)port, "carol", NULL};
@@ -1303,6 +1337,7 @@ int main(void)
     bot.in = bot.out = bot.err = -1;
     if (CHECK(&t, start_server(paths.server, NULL, &server, port, sizeof port, NULL))) {
         test_library(&t, port);
+        test_accounts(&t, port);
         test_cli(&t, port, &paths);
         test_echo_bot(&t, port, &paths, &bot);
     }

@@ -135,6 +135,7 @@ static int request_from_json(const cJSON *obj, const char *raw_line, lc_request 
     req->before = string_of(obj, "before");
     req->after = string_of(obj, "after");
     req->reason = string_of(obj, "reason");
+    req->secret = string_of(obj, "secret");
     num = cJSON_GetObjectItemCaseSensitive(obj, "protocol");
     if (cJSON_IsNumber(num))
         req->protocol = num->valueint;

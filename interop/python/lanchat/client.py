@@ -24,6 +24,7 @@ import collections
 import hmac
 import itertools
 import logging
+import secrets
 import socket
 import ssl
 import threading
@@ -71,6 +72,11 @@ large room), so the reader allows far more while staying bounded.
 
 EventCallback = Callable[[Frame], None]
 CloseCallback = Callable[[ConnectionClosed], None]
+
+
+def new_secret() -> str:
+    """A random account secret (24 URL-safe characters, 144 bits) for :meth:`Client.register`."""
+    return secrets.token_urlsafe(18)
 
 
 def parse_address(address: str, default_port: int = DEFAULT_PORT) -> Tuple[str, int]:
@@ -392,20 +398,20 @@ class Client:
 
     def hello(self, nick: str, password: Optional[str] = None, *,
               protocol: Optional[int] = PROTOCOL_VERSION, client: Optional[str] = CLIENT_NAME,
-              timeout: Optional[float] = None) -> Frame:
+              secret: Optional[str] = None, timeout: Optional[float] = None) -> Frame:
         """Register as ``nick``; returns the welcome frame.
 
         After it the session is in the server's default room (``welcome["rooms"]``).
-        On ``nick_taken`` or ``nick_invalid`` the connection stays open: try again.
-        A ``password`` is refused (``LanchatError`` ``tls_unpinned``, nothing sent)
-        on a TLS connection whose certificate was not pinned (:data:`TRUST_ON_FIRST_USE`).
+        On ``nick_taken``, ``nick_invalid`` or ``nick_registered`` the connection stays
+        open: try again.  ``secret`` is the secret of ``nick`` when it is registered (see
+        :meth:`register`); with the right one, a session still holding the nick is told
+        ``bye replaced`` and this one takes it over.
+        A ``password`` or ``secret`` is refused (``LanchatError`` ``tls_unpinned``, nothing
+        sent) on a TLS connection whose certificate was not pinned (:data:`TRUST_ON_FIRST_USE`).
         """
-        if password is not None and self._tls is not None and not self.tls_pinned:
-            raise LanchatError("tls_unpinned", "no password is sent to a server whose certificate"
-                                               " is not pinned: check tls_sha256, then reconnect"
-                                               " with tls_fingerprint")
+        self._check_may_send_secrets(password, secret)
         welcome = self.request("hello", timeout, nick=nick, protocol=protocol,
-                               client=client, password=password)
+                               client=client, password=password, secret=secret)
         limits = welcome.get("limits") or {}
         if isinstance(limits.get("max_line"), int) and limits["max_line"] > 0:
             self._max_line = limits["max_line"]
@@ -432,9 +438,21 @@ class Client:
         """Send a direct message to the nick ``to``; it gets a ``direct`` event."""
         return self.request("dm", timeout, to=to, text=text)
 
-    def nick(self, nick: str, timeout: Optional[float] = None) -> Frame:
-        """Change nick; everyone sharing a room gets a ``nick`` event."""
-        reply = self.request("nick", timeout, nick=nick)
+    def _check_may_send_secrets(self, *values: Optional[str]) -> None:
+        """Refuse to send a password or secret over TLS to a server not pinned."""
+        if any(v is not None for v in values) and self._tls is not None and not self.tls_pinned:
+            raise LanchatError("tls_unpinned", "no password or secret is sent to a server whose"
+                                               " certificate is not pinned: check tls_sha256,"
+                                               " then reconnect with tls_fingerprint")
+
+    def nick(self, nick: str, secret: Optional[str] = None,
+             timeout: Optional[float] = None) -> Frame:
+        """Change nick; everyone sharing a room gets a ``nick`` event.
+
+        A registered nick needs its ``secret`` (``nick_registered`` otherwise).
+        """
+        self._check_may_send_secrets(secret)
+        reply = self.request("nick", timeout, nick=nick, secret=secret)
         self.nickname = reply.get("nick", nick)
         return reply
 
@@ -482,6 +500,21 @@ class Client:
         """
         return self.request("history", timeout, room=room, before=before, after=after,
                             limit=limit)
+
+    def register(self, secret: str, timeout: Optional[float] = None) -> Frame:
+        """Register the current nick with ``secret`` (8..256 bytes, no control characters).
+
+        From then on the nick can only be used with the secret (:meth:`hello`, :meth:`nick`),
+        even while nobody holds it.  Registering again replaces the secret.  The reply has
+        ``nick`` and ``persistent`` (False when the server keeps accounts in memory only).
+        Keep the secret somewhere private; :func:`new_secret` makes a good one.
+        """
+        self._check_may_send_secrets(secret)
+        return self.request("register", timeout, secret=secret)
+
+    def unregister(self, timeout: Optional[float] = None) -> Frame:
+        """Release the current nick's registration; the reply has ``nick``."""
+        return self.request("unregister", timeout)
 
     def ping(self, timeout: Optional[float] = None) -> Frame:
         """Round-trip to the server."""

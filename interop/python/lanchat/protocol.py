@@ -35,6 +35,7 @@ __all__ = [
     "check_request",
     "check_server_frame",
     "is_message_id",
+    "valid_secret",
     "frame_kind",
     "validate",
     "valid_name",
@@ -62,6 +63,9 @@ MAX_TOPIC_CHARS = 300
 HISTORY_LIMIT_MAX = 200
 ROOMS_PAGE_MAX = 500
 """Most rooms one ``rooms`` reply lists (extension); a longer listing is paged."""
+MIN_SECRET_BYTES = 8
+MAX_SECRET_BYTES = 256
+"""An account secret (extension) is 8 to 256 bytes of UTF-8 without control characters."""
 
 ERROR_CODES: FrozenSet[str] = frozenset(
     {
@@ -69,7 +73,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
         "already_registered", "protocol_unsupported", "auth_failed", "nick_invalid",
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
         "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
-        "tls_required",
+        "tls_required", "nick_registered", "too_many_accounts",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""
@@ -78,6 +82,7 @@ BYE_REASONS: FrozenSet[str] = frozenset(
     {
         "quit", "hello_timeout", "ping_timeout", "too_many_errors", "flood",
         "shutting_down", "server_full", "auth_failed", "protocol_unsupported", "tls_required",
+        "replaced",
     }
 )
 
@@ -89,12 +94,13 @@ _Types = Tuple[type, ...]
 _STR: _Types = (str,)
 _INT: _Types = (int,)
 REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] = {
-    "hello": ({"nick": _STR}, {"protocol": _INT, "client": _STR, "password": _STR}),
+    "hello": ({"nick": _STR},
+              {"protocol": _INT, "client": _STR, "password": _STR, "secret": _STR}),
     "join": ({"room": _STR}, {}),
     "leave": ({"room": _STR}, {}),
     "say": ({"room": _STR, "text": _STR}, {}),
     "dm": ({"to": _STR, "text": _STR}, {}),
-    "nick": ({"nick": _STR}, {}),
+    "nick": ({"nick": _STR}, {"secret": _STR}),
     "status": ({"status": _STR}, {"text": _STR}),
     "topic": ({"room": _STR}, {"topic": _STR}),
     "who": ({"room": _STR}, {}),
@@ -103,6 +109,8 @@ REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] 
     "ping": ({}, {}),
     "pong": ({}, {}),
     "quit": ({}, {"reason": _STR}),
+    "register": ({"secret": _STR}, {}),
+    "unregister": ({}, {}),
 }
 """Request types and their fields, as in PROTOCOL.md."""
 
@@ -142,6 +150,8 @@ _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "rooms": {"rooms": (list,)},
     "history": {"room": _STR, "messages": (list,)},
     "ping": {},
+    "register": {"nick": _STR, "persistent": (bool,)},
+    "unregister": {"nick": _STR},
 }
 
 EVENT_TYPES: FrozenSet[str] = frozenset(
@@ -257,7 +267,8 @@ def check_request(frame: Mapping[str, Any]) -> None:
     plus the value rules the protocol makes frame errors: ``hello.protocol``
     non-negative, ``status`` one of three, ``history`` ``before``/``after``
     shaped like a message id (see :func:`is_message_id`), ``history.limit`` 1..200, ``rooms.after`` 1..32 characters and
-    ``rooms.limit`` 1..500.
+    ``rooms.limit`` 1..500, and a ``secret`` (accounts) of the shape
+    :func:`valid_secret` accepts.
     Raises :class:`ProtocolError` (``bad_frame`` or ``unknown_type``).
     Semantic checks (nick syntax, text length, ...) are left to :func:`valid_name`
     and :func:`check_text`.
@@ -294,6 +305,23 @@ def check_request(frame: Mapping[str, Any]) -> None:
     if type_ == "rooms" and frame.get("after") is not None:
         if not 1 <= len(frame["after"]) <= MAX_NAME_CHARS:
             raise ProtocolError("bad_frame", f"after must be a room name (1..{MAX_NAME_CHARS})", re)
+    if type_ in ("hello", "nick", "register") and frame.get("secret") is not None:
+        if not valid_secret(frame["secret"]):
+            raise ProtocolError("bad_frame", f"secret must be {MIN_SECRET_BYTES}.."
+                                             f"{MAX_SECRET_BYTES} bytes without control"
+                                             " characters", re)
+
+
+def valid_secret(secret: str) -> bool:
+    """True when ``secret`` has the shape of an account secret (see PROTOCOL.md, Accounts).
+
+        >>> valid_secret("correct horse"), valid_secret("short"), valid_secret("tab\\there!")
+        (True, False, False)
+    """
+    size = len(secret.encode("utf-8", "surrogatepass"))
+    if not MIN_SECRET_BYTES <= size <= MAX_SECRET_BYTES:
+        return False
+    return not any(unicodedata.category(c) == "Cc" for c in secret)
 
 
 def is_message_id(value: str) -> bool:

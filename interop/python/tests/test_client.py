@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 from support import WAIT, fake_client
 
 from lanchat import Client, ConnectionClosed, Frame, LanchatError, LanchatTimeout, discover
+from lanchat.client import new_secret
 from lanchat.discovery import Server, _Heard, _record, parse_beacon
 from lanchat.protocol import decode_line, encode_frame
 
@@ -42,6 +43,20 @@ class RequestTests(unittest.TestCase):
             client.say("lobby", "x" * 100)
         self.assertEqual(caught.exception.code, "line_too_long")
         self.assertTrue(server.received.empty())
+
+    def test_account_requests_carry_the_secret(self) -> None:
+        client, server = fake_client(self)
+        client.hello("ann", secret="correct horse")
+        self.assertEqual(decode_line(server.next_line())["secret"], "correct horse")
+        self.assertEqual(client.register("another secret")["cmd"], "register")
+        self.assertEqual(decode_line(server.next_line()),
+                         {"type": "register", "id": 2, "secret": "another secret"})
+        client.nick("bob", secret="bob's secret")
+        self.assertEqual(decode_line(server.next_line())["secret"], "bob's secret")
+        client.unregister()
+        self.assertEqual(decode_line(server.next_line()), {"type": "unregister", "id": 4})
+        self.assertEqual(len(new_secret()), 24)
+        self.assertNotEqual(new_secret(), new_secret())
 
     def test_ids_increase_and_replies_are_matched_by_re(self) -> None:
         client, server = fake_client(self, silent)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Tuple
 from support import EXAMPLES, WAIT, ServerProcess, free_udp_port, python_env
 
 from lanchat import Client, ConnectionClosed, Frame, LanchatError, discover
+from lanchat.client import new_secret
 
 
 def matching(type_: str, **fields: Any) -> Callable[[Frame], bool]:
@@ -157,6 +158,47 @@ class ChatTests(ServerTestCase):
         self.server.process.terminate()
         self.assertEqual(list(ann.events(timeout=WAIT)), [])
         self.assertEqual(ann.close_reason.code, "shutting_down")
+
+
+class AccountTests(ServerTestCase):
+    """Registered nicks (PROTOCOL.md, Accounts) against the real server."""
+
+    def test_a_registered_nick_needs_its_secret_after_its_owner_leaves(self) -> None:
+        ann = self.connect("ann")
+        secret = new_secret()
+        reply = ann.register(secret)
+        self.assertEqual((reply["cmd"], reply["nick"], reply["persistent"]),
+                         ("register", "ann", False))
+        ann.quit()
+        other = Client(timeout=WAIT).connect(self.server.host, self.server.port)
+        self.addCleanup(other.close)
+        for attempt in (lambda: other.hello("ann"),
+                        lambda: other.hello("ANN", secret="not the secret")):
+            with self.assertRaises(LanchatError) as caught:
+                attempt()
+            self.assertEqual(caught.exception.code, "nick_registered")
+        self.assertEqual(other.hello("ann", secret=secret)["nick"], "ann")
+        reply = other.unregister()
+        self.assertEqual((reply["cmd"], reply["nick"]), ("unregister", "ann"))
+
+    def test_the_secret_takes_over_a_live_session(self) -> None:
+        old = self.connect("ann")
+        secret = new_secret()
+        old.register(secret)
+        bob = self.connect("bob")
+        new = Client(timeout=WAIT).connect(self.server.host, self.server.port)
+        self.addCleanup(new.close)
+        self.assertEqual(new.hello("ann", secret=secret)["nick"], "ann")
+        self.expect(bob, "quit", nick="ann", reason="replaced")
+        with self.assertRaises(ConnectionClosed) as closed:
+            old.wait_for(lambda e: False, WAIT)
+        self.assertEqual(closed.exception.code, "replaced")
+
+    def test_malformed_secrets_are_bad_frames(self) -> None:
+        ann = self.connect("ann")
+        with self.assertRaises(LanchatError) as caught:
+            ann.register("short")
+        self.assertEqual(caught.exception.code, "bad_frame")
 
 
 class KeepaliveTests(ServerTestCase):

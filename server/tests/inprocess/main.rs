@@ -2,6 +2,7 @@
 //! `tokio::io::duplex` with a paused clock for every timer, and over real sockets on
 //! `127.0.0.1:0`. Waits the e2e suite spends seconds on take milliseconds here.
 
+mod accounts;
 mod commands;
 mod rooms;
 mod serving;
