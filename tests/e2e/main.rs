@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod names;
 mod netns;
+mod private;
 mod soak;
 mod tls;
 mod vectors;
