@@ -25,6 +25,9 @@ __all__ = [
     "ERROR_CODES",
     "BYE_REASONS",
     "REQUEST_FIELDS",
+    "NULL",
+    "MAX_KEY_CHARS",
+    "is_room_key",
     "EVENT_TYPES",
     "RequestId",
     "Frame",
@@ -62,6 +65,21 @@ MAX_TOPIC_CHARS = 300
 HISTORY_LIMIT_MAX = 200
 ROOMS_PAGE_MAX = 500
 """Most rooms one ``rooms`` reply lists (extension); a longer listing is paged."""
+MAX_KEY_CHARS = 64
+"""Longest room key (private rooms, extension), in characters."""
+
+
+class _Null:
+    """The type of :data:`NULL`: one instance, shown as ``NULL``."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = _Null()
+"""A field value sent as JSON ``null`` (``None`` means "leave the field out").
+
+Only ``mode`` gives ``null`` a meaning of its own: ``key=NULL`` removes a room's key."""
 
 ERROR_CODES: FrozenSet[str] = frozenset(
     {
@@ -69,7 +87,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
         "already_registered", "protocol_unsupported", "auth_failed", "nick_invalid",
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
         "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
-        "tls_required",
+        "tls_required", "not_invited", "bad_key", "not_operator",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""
@@ -88,9 +106,10 @@ Frame = Dict[str, Any]
 _Types = Tuple[type, ...]
 _STR: _Types = (str,)
 _INT: _Types = (int,)
+_BOOL: _Types = (bool,)
 REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] = {
     "hello": ({"nick": _STR}, {"protocol": _INT, "client": _STR, "password": _STR}),
-    "join": ({"room": _STR}, {}),
+    "join": ({"room": _STR}, {"key": _STR}),
     "leave": ({"room": _STR}, {}),
     "say": ({"room": _STR, "text": _STR}, {}),
     "dm": ({"to": _STR, "text": _STR}, {}),
@@ -100,6 +119,10 @@ REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] 
     "who": ({"room": _STR}, {}),
     "rooms": ({}, {"after": _STR, "limit": _INT}),
     "history": ({"room": _STR}, {"before": _STR, "after": _STR, "limit": _INT}),
+    "mode": ({"room": _STR}, {"invite_only": _BOOL, "key": _STR, "topic_lock": _BOOL}),
+    "invite": ({"room": _STR, "nick": _STR}, {}),
+    "kick": ({"room": _STR, "nick": _STR}, {"reason": _STR}),
+    "op": ({"room": _STR, "nick": _STR}, {}),
     "ping": ({}, {}),
     "pong": ({}, {}),
     "quit": ({}, {"reason": _STR}),
@@ -128,6 +151,9 @@ _SERVER_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "presence": {"nick": _STR, "status": _STR},
     "topic": {"room": _STR, "topic": _STR, "by": _STR},
     "quit": {"nick": _STR, "reason": _STR},
+    "mode": {"room": _STR, "by": _STR, "invite_only": _BOOL, "has_key": _BOOL,
+             "topic_lock": _BOOL},
+    "invite": {"room": _STR, "by": _STR},
     "ping": {},
 }
 _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
@@ -141,6 +167,10 @@ _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "who": {"room": _STR, "members": (list,)},
     "rooms": {"rooms": (list,)},
     "history": {"room": _STR, "messages": (list,)},
+    "mode": {"room": _STR, "invite_only": _BOOL, "has_key": _BOOL, "topic_lock": _BOOL},
+    "invite": {"room": _STR, "nick": _STR},
+    "kick": {"room": _STR, "nick": _STR},
+    "op": {"room": _STR, "nick": _STR},
     "ping": {},
 }
 
@@ -172,11 +202,17 @@ def request_frame(type_: str, id: Optional[RequestId] = None, **fields: Any) -> 
 
         >>> request_frame("history", id=3, room="lobby", before=None, limit=10)
         {'type': 'history', 'id': 3, 'room': 'lobby', 'limit': 10}
+
+    A field given as :data:`NULL` is sent as ``null`` (``mode``'s ``key=NULL`` removes a key).
     """
     frame: Frame = {"type": type_}
     if id is not None:
         frame["id"] = id
-    frame.update((name, value) for name, value in fields.items() if value is not None)
+    frame.update(
+        (name, None if value is NULL else value)
+        for name, value in fields.items()
+        if value is not None
+    )
     return frame
 
 
@@ -291,9 +327,21 @@ def check_request(frame: Mapping[str, Any]) -> None:
     if type_ == "rooms" and frame.get("limit") is not None:
         if not 1 <= frame["limit"] <= ROOMS_PAGE_MAX:
             raise ProtocolError("bad_frame", f"limit must be 1..{ROOMS_PAGE_MAX}", re)
+    if type_ in ("join", "mode") and frame.get("key") is not None:
+        if not is_room_key(frame["key"]):
+            raise ProtocolError(
+                "bad_frame", f"key must be 1..{MAX_KEY_CHARS} characters, no control characters", re
+            )
     if type_ == "rooms" and frame.get("after") is not None:
         if not 1 <= len(frame["after"]) <= MAX_NAME_CHARS:
             raise ProtocolError("bad_frame", f"after must be a room name (1..{MAX_NAME_CHARS})", re)
+
+
+def is_room_key(value: str) -> bool:
+    """True when ``value`` can be a room key: 1 to 64 characters, no control character (Cc)."""
+    return 1 <= len(value) <= MAX_KEY_CHARS and not any(
+        unicodedata.category(c) == "Cc" for c in value
+    )
 
 
 def is_message_id(value: str) -> bool:
