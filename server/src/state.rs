@@ -335,9 +335,7 @@ impl<M: Clone> State<M> {
         self.check_room_lookalike(room)?;
         let made = self.admit(who, room, key)?;
         let event = self.enter(who, room)?;
-        if made {
-            self.made_by(who, room);
-        }
+        let persist = made.then(|| self.made_by(who, room)).flatten();
         let entry = &self.rooms[name_key_ref(room).as_ref()];
         let reply = ok_line(
             re,
@@ -347,7 +345,8 @@ impl<M: Clone> State<M> {
                 members: self.members(entry),
             },
         );
-        let effects = Effects::reply(reply);
+        let mut effects = Effects::reply(reply);
+        effects.persist = persist;
         Ok(match event {
             Some(Delivery { to, line }) => effects.with_event(to, line),
             None => effects,

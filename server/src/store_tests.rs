@@ -347,3 +347,55 @@ fn a_load_of_a_room_never_written_is_empty() {
     drop((handle, writer));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_rooms_privacy_is_kept_with_its_topic_and_old_entries_still_read() {
+    let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An entry as written before private rooms: no privacy fields.
+    std::fs::write(
+        dir.join("topics.json"),
+        r#"{"old":{"room":"Old","topic":"from before"}}"#,
+    )
+    .unwrap();
+    let (store, loaded) = Store::open(&dir, 10).unwrap();
+    assert_eq!(
+        loaded.topics,
+        [("Old".to_owned(), "from before".to_owned())]
+    );
+    assert!(loaded.settings.is_empty());
+    let (handle, mut writer, _rx) = store.into_writer();
+    let vault = RoomSettings {
+        invite_only: true,
+        key: Some("k3y".into()),
+        topic_lock: false,
+        ops: vec!["ann".into()],
+    };
+    // No topic, but privacy: kept.
+    handle.topic("vault".into(), "Vault".into(), String::new(), vault.clone());
+    // Topic and privacy both gone: the entry goes.
+    handle.topic(
+        "old".into(),
+        "Old".into(),
+        String::new(),
+        RoomSettings::default(),
+    );
+    assert_eq!(
+        writer.load("vault").settings,
+        vault,
+        "pending, then read back"
+    );
+    assert_eq!(writer.load("vault").room.as_deref(), Some("Vault"));
+    writer.tick();
+    let text = std::fs::read_to_string(dir.join("topics.json")).unwrap();
+    let map: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        map,
+        serde_json::json!({"vault":{"room":"Vault","topic":"","invite_only":true,"key":"k3y","ops":["ann"]}})
+    );
+    drop((handle, writer));
+    let (_store, loaded) = Store::open(&dir, 10).unwrap();
+    assert_eq!(loaded.settings, [("Vault".to_owned(), vault)]);
+    assert!(loaded.topics.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

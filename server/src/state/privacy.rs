@@ -136,13 +136,13 @@ impl<M: Clone> State<M> {
         }
     }
 
-    /// `who` just made `room` by joining it: its first operator. Nothing to persist yet: a room
-    /// made this way has nothing on disk, and its operator is saved with its first mode change.
-    pub(super) fn made_by(&mut self, who: &Registered, room: &str) {
+    /// `who` just made `room` by joining it: its first operator, saved (with a data directory)
+    /// so that it outlives a restart and the room being forgotten from memory.
+    pub(super) fn made_by(&mut self, who: &Registered, room: &str) -> Option<Persist> {
         let nick = name_key(&self.user(who).nick);
-        if let Some(entry) = self.rooms.get_mut(name_key_ref(room).as_ref()) {
-            entry.privacy.operators.insert(nick);
-        }
+        let entry = self.rooms.get_mut(name_key_ref(room).as_ref())?;
+        entry.privacy.operators.insert(nick);
+        Some(Self::persist_room(entry))
     }
 
     /// The room called `name` if `id` may read it: it is public, or `id` is a member. A private

@@ -59,8 +59,14 @@ fn room_names(chat: &mut Chat, user: &User) -> Vec<String> {
 fn the_maker_of_a_room_is_its_first_operator() {
     let mut chat = Chat::new();
     let [ann, bob] = chat.users(["ann", "bob"]);
-    let reply = chat.join(&ann, "Ops");
+    let persist = chat.run(&ann, &mut |st, me| st.join(me, None, "Ops", None));
+    let reply = ann.inbox.take().pop().unwrap();
     assert_eq!(reply["members"][0]["op"], true, "{reply}");
+    // Saved at once: with a data directory the maker stays operator after a restart.
+    let Some(Persist::Topic { settings, .. }) = persist else {
+        panic!("persisted: {persist:?}")
+    };
+    assert_eq!(settings.ops, ["ann"]);
     let reply = chat.join(&bob, "ops");
     let members = reply["members"].as_array().unwrap();
     assert_eq!(members[0]["nick"], "ann");
