@@ -250,6 +250,16 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
     Ok(Some(action))
 }
 
+/// Whether `line` gives a room key (`/join ROOM KEY`, `/mode +k KEY`): such a line is not kept in
+/// the input history on disk.
+pub fn holds_key(line: &str) -> bool {
+    match parse(line) {
+        Ok(Some(Action::JoinWithKey(..))) => true,
+        Ok(Some(Action::Mode(change))) => matches!(change.key, Some(Some(_))),
+        _ => false,
+    }
+}
+
 /// `Some(Ok(nick))` for exactly one valid nick.
 fn nick_arg(rest: &str) -> Option<Result<String, Hint>> {
     one_word(rest).map(|nick| {
@@ -490,6 +500,11 @@ mod tests {
             to_command(&ok("/invite bob"), None).is_err(),
             "needs a room"
         );
+        assert!(holds_key("/join vault s3cret"));
+        assert!(holds_key("/mode +i +k s3cret"));
+        assert!(!holds_key("/mode -k"));
+        assert!(!holds_key("/join vault"));
+        assert!(!holds_key("s3cret"));
     }
 
     #[test]
