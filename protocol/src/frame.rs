@@ -523,7 +523,8 @@ pub struct Limits {
     pub rate_per_sec: u32,
     pub ping_interval_s: u64,
     /// Extension: requests that make the server tell others (`join`, `leave`, `nick`, `status`,
-    /// `topic` set) may come in bursts of this many. Absent from servers that do not limit them.
+    /// `topic` set, and private rooms' `mode`, `invite`, `kick`, `op`) may come in bursts of this
+    /// many. Absent from servers that do not limit them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_burst: Option<u32>,
     /// Extension: ... and this many per second after a burst; 0 means no limit.
