@@ -362,3 +362,20 @@ fn a_private_room_is_kept_without_members_and_keeps_its_modes() {
         Err(ErrorCode::NotInvited)
     );
 }
+
+#[test]
+fn a_lookalike_of_a_private_room_is_refused_without_naming_it() {
+    let mut chat = Chat::new();
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    chat.join(&ann, "ops");
+    chat.run(&ann, &mut |st, me| {
+        st.mode(me, None, mode("ops", Some(true), None))
+    });
+    let (code, message) = chat
+        .state
+        .join(&bob.who, None, "0PS", None)
+        .expect_err("looks like ops");
+    assert_eq!(code, ErrorCode::RoomInvalid);
+    assert!(!message.contains("\"ops\""), "{message}");
+    // A public one is named, as before: `a_new_room_that_looks_like_one_held_is_refused`.
+}
