@@ -5,8 +5,8 @@
 //! characters, so IRC's CTCP framing is not available); [`crate::render`] shows such messages as
 //! actions. A line starting with `//` says the rest literally with one slash removed.
 
-use lanchat_protocol::validate::{check_nick, check_room, check_secret};
-use lanchat_protocol::{Command, HistoryQuery, Status, HISTORY_LIMIT_MAX};
+use lanchat_protocol::validate::{check_nick, check_room, check_secret, is_room_key};
+use lanchat_protocol::{Command, HistoryQuery, ModeRequest, Status, HISTORY_LIMIT_MAX};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,16 @@ pub enum Action {
     /// `/me waves`: an action in the current room.
     Me(String),
     Join(String),
+    /// `/join ROOM KEY`: a key-protected room.
+    JoinWithKey(String, String),
+    /// `/mode [+i|-i] [+k KEY|-k] [+t|-t]` for the current room: the changes (none: show).
+    Mode(ModeChange),
+    Invite(String),
+    Kick {
+        nick: String,
+        reason: Option<String>,
+    },
+    Op(String),
     /// Leave the named room, or the current one.
     Leave(Option<String>),
     Switch(SwitchTarget),
@@ -40,6 +50,15 @@ pub enum Action {
     Help,
 }
 
+/// The changes of a `/mode` line; `None` leaves a mode as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModeChange {
+    pub invite_only: Option<bool>,
+    /// `Some(None)` removes the key.
+    pub key: Option<Option<String>>,
+    pub topic_lock: Option<bool>,
+}
+
 /// Where `/switch` (or `/1`, `/2`, ...) goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchTarget {
@@ -60,7 +79,11 @@ impl std::fmt::Display for Hint {
 
 /// Every command with its arguments and what it does, for `/help` and tab completion.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("/join", "ROOM", "join a room and switch to it"),
+    (
+        "/join",
+        "ROOM [KEY]",
+        "join a room (with its key, if it has one) and switch to it",
+    ),
     (
         "/leave",
         "[ROOM]",
@@ -81,6 +104,26 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "list the server's rooms, a page at a time",
     ),
     ("/topic", "[TEXT]", "show or set the current room's topic"),
+    (
+        "/mode",
+        "[+i|-i] [+k KEY|-k] [+t|-t]",
+        "show or set (operators) the room's modes: invite-only, key, topic lock",
+    ),
+    (
+        "/invite",
+        "NICK",
+        "let NICK join the current room once (operators)",
+    ),
+    (
+        "/kick",
+        "NICK [REASON]",
+        "remove NICK from the current room (operators)",
+    ),
+    (
+        "/op",
+        "NICK",
+        "make NICK an operator of the current room (operators)",
+    ),
     ("/away", "[TEXT]", "mark yourself away"),
     ("/back", "", "mark yourself online again"),
     ("/busy", "[TEXT]", "mark yourself busy"),
@@ -127,7 +170,24 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
         Hint(format!("usage: /{cmd} {args}"))
     };
     let action = match name.to_lowercase().as_str() {
-        "join" | "j" => Action::Join(one_room(rest).ok_or_else(|| usage("join"))??),
+        "join" | "j" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            [room] => Action::Join(room_name(room)?),
+            [room, key] if is_room_key(key) => Action::JoinWithKey(room_name(room)?, key.into()),
+            _ => return Err(usage("join")),
+        },
+        "mode" => Action::Mode(mode_change(rest).ok_or_else(|| usage("mode"))?),
+        "invite" => Action::Invite(nick_arg(rest).ok_or_else(|| usage("invite"))??),
+        "op" => Action::Op(nick_arg(rest).ok_or_else(|| usage("op"))??),
+        "kick" => {
+            let (nick, reason) = match rest.split_once(char::is_whitespace) {
+                Some((nick, reason)) => (nick, Some(reason.trim().to_owned())),
+                None => (rest, None),
+            };
+            Action::Kick {
+                nick: nick_arg(nick).ok_or_else(|| usage("kick"))??,
+                reason,
+            }
+        }
         "leave" | "part" => match rest {
             "" => Action::Leave(None),
             r => Action::Leave(Some(one_room(r).ok_or_else(|| usage("leave"))??)),
@@ -206,6 +266,41 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
     Ok(Some(action))
 }
 
+/// Whether `line` gives a room key (`/join ROOM KEY`, `/mode +k KEY`): such a line is not kept in
+/// the input history on disk.
+pub fn holds_key(line: &str) -> bool {
+    match parse(line) {
+        Ok(Some(Action::JoinWithKey(..))) => true,
+        Ok(Some(Action::Mode(change))) => matches!(change.key, Some(Some(_))),
+        _ => false,
+    }
+}
+
+/// `Some(Ok(nick))` for exactly one valid nick.
+fn nick_arg(rest: &str) -> Option<Result<String, Hint>> {
+    one_word(rest).map(|nick| {
+        check_nick(nick).map_err(|(_, why)| Hint(why))?;
+        Ok(nick.to_owned())
+    })
+}
+
+/// The words of `/mode`: `+i`/`-i`, `+k KEY`/`-k`, `+t`/`-t`, in any order; `None` if one is
+/// not understood.
+fn mode_change(rest: &str) -> Option<ModeChange> {
+    let mut change = ModeChange::default();
+    let mut words = rest.split_whitespace();
+    while let Some(word) = words.next() {
+        match word {
+            "+i" | "-i" => change.invite_only = Some(word == "+i"),
+            "+t" | "-t" => change.topic_lock = Some(word == "+t"),
+            "-k" => change.key = Some(None),
+            "+k" => change.key = Some(Some(words.next().filter(|k| is_room_key(k))?.to_owned())),
+            _ => return None,
+        }
+    }
+    Some(change)
+}
+
 fn one_word(rest: &str) -> Option<&str> {
     let mut words = rest.split_whitespace();
     let word = words.next()?;
@@ -249,7 +344,33 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
             room: need_room()?,
             text: format!("/me {act}"),
         },
-        Action::Join(room) => Command::Join { room: room.clone() },
+        Action::Join(room) => Command::Join {
+            room: room.clone(),
+            key: None,
+        },
+        Action::JoinWithKey(room, key) => Command::Join {
+            room: room.clone(),
+            key: Some(key.clone()),
+        },
+        Action::Mode(change) => Command::Mode(ModeRequest {
+            room: need_room()?,
+            invite_only: change.invite_only,
+            key: change.key.clone(),
+            topic_lock: change.topic_lock,
+        }),
+        Action::Invite(nick) => Command::Invite {
+            room: need_room()?,
+            nick: nick.clone(),
+        },
+        Action::Kick { nick, reason } => Command::Kick {
+            room: need_room()?,
+            nick: nick.clone(),
+            reason: reason.clone(),
+        },
+        Action::Op(nick) => Command::Op {
+            room: need_room()?,
+            nick: nick.clone(),
+        },
         Action::Leave(room) => Command::Leave {
             room: match room {
                 Some(r) => r.clone(),
@@ -358,6 +479,77 @@ mod tests {
     }
 
     #[test]
+    fn private_room_commands() {
+        assert_eq!(
+            ok("/join #vault s3cret"),
+            Action::JoinWithKey("vault".into(), "s3cret".into())
+        );
+        assert_eq!(hint("/join a b c"), "usage: /join ROOM [KEY]");
+        assert_eq!(ok("/mode"), Action::Mode(ModeChange::default()));
+        assert_eq!(
+            ok("/mode +i -t +k k3y"),
+            Action::Mode(ModeChange {
+                invite_only: Some(true),
+                key: Some(Some("k3y".into())),
+                topic_lock: Some(false),
+            })
+        );
+        assert_eq!(
+            ok("/mode -k"),
+            Action::Mode(ModeChange {
+                key: Some(None),
+                ..ModeChange::default()
+            })
+        );
+        assert!(hint("/mode +k").starts_with("usage: /mode"));
+        assert!(hint("/mode +x").starts_with("usage: /mode"));
+        assert_eq!(ok("/invite bob"), Action::Invite("bob".into()));
+        assert_eq!(ok("/op bob"), Action::Op("bob".into()));
+        assert_eq!(
+            ok("/kick bob  go away "),
+            Action::Kick {
+                nick: "bob".into(),
+                reason: Some("go away".into())
+            }
+        );
+        assert!(hint("/kick").starts_with("usage: /kick"));
+        let cmd = |a: Action| to_command(&a, Some("dev")).unwrap().unwrap();
+        assert_eq!(
+            cmd(ok("/mode -k +i")),
+            Command::Mode(ModeRequest {
+                room: "dev".into(),
+                invite_only: Some(true),
+                key: Some(None),
+                topic_lock: None,
+            })
+        );
+        assert_eq!(
+            cmd(ok("/join dev pw")),
+            Command::Join {
+                room: "dev".into(),
+                key: Some("pw".into())
+            }
+        );
+        assert_eq!(
+            cmd(ok("/kick bob")),
+            Command::Kick {
+                room: "dev".into(),
+                nick: "bob".into(),
+                reason: None
+            }
+        );
+        assert!(
+            to_command(&ok("/invite bob"), None).is_err(),
+            "needs a room"
+        );
+        assert!(holds_key("/join vault s3cret"));
+        assert!(holds_key("/mode +i +k s3cret"));
+        assert!(!holds_key("/mode -k"));
+        assert!(!holds_key("/join vault"));
+        assert!(!holds_key("s3cret"));
+    }
+
+    #[test]
     fn room_commands() {
         assert_eq!(ok("/join dev"), Action::Join("dev".into()));
         assert_eq!(ok("/join #dev"), Action::Join("dev".into()));
@@ -405,8 +597,8 @@ mod tests {
 
     #[test]
     fn wrong_arguments_get_one_line_hints() {
-        assert_eq!(hint("/join"), "usage: /join ROOM");
-        assert_eq!(hint("/join a b"), "usage: /join ROOM");
+        assert_eq!(hint("/join"), "usage: /join ROOM [KEY]");
+        assert_eq!(hint("/join a b c"), "usage: /join ROOM [KEY]");
         assert!(hint("/join a/b").contains("may contain only"));
         assert_eq!(hint("/msg bob"), "usage: /msg NICK TEXT");
         assert_eq!(hint("/msg"), "usage: /msg NICK TEXT");
@@ -468,7 +660,10 @@ mod tests {
         assert!(to_command(&ok("hi"), None).unwrap_err().0.contains("/join"));
         assert_eq!(
             to_command(&ok("/join x"), None).unwrap(),
-            Some(Command::Join { room: "x".into() })
+            Some(Command::Join {
+                room: "x".into(),
+                key: None
+            })
         );
     }
 

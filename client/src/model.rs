@@ -307,6 +307,20 @@ impl Model {
                     show.push(self.seen(m));
                 }
             }
+            ReplyData::Mode(m) => show.push(Show::Info(format!(
+                "modes of #{}: {}",
+                m.room,
+                crate::render::modes(m.invite_only, m.has_key, m.topic_lock)
+            ))),
+            ReplyData::Invite { room, nick } => {
+                show.push(Show::Info(format!("invited {nick} to #{room}")))
+            }
+            ReplyData::Kick { room, nick } => {
+                show.push(Show::Info(format!("removed {nick} from #{room}")))
+            }
+            ReplyData::Op { room, nick } => {
+                show.push(Show::Info(format!("{nick} is now an operator of #{room}")))
+            }
             ReplyData::Say { .. } | ReplyData::Dm { .. } | ReplyData::Ping {} => {}
         }
         show.into()
@@ -400,9 +414,14 @@ impl Model {
                             nick: j.nick.clone(),
                             status: Status::Online,
                             text: None,
+                            op: false,
                         });
                     }
                 }
+            }
+            // Removed by an operator: the room is left, as after `/leave`.
+            ServerFrame::Leave(ref l) if name_key(&l.nick) == name_key(&self.nick) => {
+                self.remove_room(&l.room);
             }
             ServerFrame::Leave(ref l) => {
                 if let Some(list) = self.members.get_mut(&name_key(&l.room)) {
@@ -417,7 +436,10 @@ impl Model {
             // Someone's new nick; the user's own changes through the reply to `/nick`.
             ServerFrame::Nick(ref n) => self.rename_member(&n.old, &n.new),
             ServerFrame::Presence(ref p) => self.set_presence(&p.nick, p.status, &p.text),
-            ServerFrame::Topic(_) | ServerFrame::Bye(_) => {}
+            ServerFrame::Topic(_)
+            | ServerFrame::Bye(_)
+            | ServerFrame::Mode(_)
+            | ServerFrame::Invite(_) => {}
         }
         vec![Show::Event(event)]
     }

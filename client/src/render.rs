@@ -144,7 +144,26 @@ impl<'a> View<'a> {
             ServerFrame::Message(m) => self.message(m),
             ServerFrame::Direct(d) => self.direct(d),
             ServerFrame::Join(j) => self.notice(&format!("{} joined #{}", j.nick, j.room)),
-            ServerFrame::Leave(l) => self.notice(&format!("{} left #{}", l.nick, l.room)),
+            ServerFrame::Leave(l) => match (&l.kicked_by, &l.reason) {
+                (None, _) => self.notice(&format!("{} left #{}", l.nick, l.room)),
+                (Some(by), None) => {
+                    self.notice(&format!("{} was kicked from #{} by {by}", l.nick, l.room))
+                }
+                (Some(by), Some(why)) => self.notice(&format!(
+                    "{} was kicked from #{} by {by} ({why})",
+                    l.nick, l.room
+                )),
+            },
+            ServerFrame::Mode(m) => self.notice(&format!(
+                "{} set the modes of #{}: {}",
+                m.by,
+                m.room,
+                modes(m.invite_only, m.has_key, m.topic_lock)
+            )),
+            ServerFrame::Invite(i) => self.notice(&format!(
+                "{} invited you to #{}: /join {}",
+                i.by, i.room, i.room
+            )),
             ServerFrame::Quit(q) => self.notice(&format!("{} quit ({})", q.nick, q.reason)),
             ServerFrame::Nick(n) => self.notice(&format!("{} is now known as {}", n.old, n.new)),
             ServerFrame::Presence(m) => self.notice(&presence(m)),
@@ -165,13 +184,16 @@ impl<'a> View<'a> {
         Some(line)
     }
 
-    /// The member list of a room, one line.
+    /// The member list of a room, one line (operators marked `@`).
     pub fn members(&self, room: &str, members: &[Member]) -> Line {
         let names: Vec<String> = members
             .iter()
-            .map(|m| match m.status {
-                Status::Online => m.nick.clone(),
-                s => format!("{} ({})", m.nick, s.as_str()),
+            .map(|m| {
+                let op = if m.op { "@" } else { "" };
+                match m.status {
+                    Status::Online => format!("{op}{}", m.nick),
+                    s => format!("{op}{} ({})", m.nick, s.as_str()),
+                }
             })
             .collect();
         self.info(&format!(
@@ -198,6 +220,24 @@ impl<'a> View<'a> {
             })
             .collect()
     }
+}
+
+/// A room's modes in words: "public", or what makes it private and whether its topic is locked.
+pub fn modes(invite_only: bool, has_key: bool, topic_lock: bool) -> String {
+    let mut words = Vec::new();
+    if invite_only {
+        words.push("invite-only");
+    }
+    if has_key {
+        words.push("key");
+    }
+    if words.is_empty() {
+        words.push("public");
+    }
+    if topic_lock {
+        words.push("topic locked");
+    }
+    words.join(", ")
 }
 
 fn presence(m: &Member) -> String {
@@ -264,7 +304,9 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanchat_protocol::{NickChange, QuitEvent, RoomNick, TopicChange};
+    use lanchat_protocol::{
+        InviteEvent, LeaveEvent, ModeEvent, NickChange, QuitEvent, RoomNick, TopicChange,
+    };
 
     // 2024-01-02 13:45:10 UTC
     const TS: u64 = 1_704_203_110_000;
@@ -428,6 +470,7 @@ mod tests {
             nick: "bob".into(),
             status: Status::Away,
             text: Some("lunch".into()),
+            op: false,
         });
         assert_eq!(v.event(&away).unwrap().text, "13:45 -- bob is away: lunch");
         let topic = ServerFrame::Topic(TopicChange {
@@ -448,6 +491,48 @@ mod tests {
     }
 
     #[test]
+    fn private_room_events() {
+        let v = plain("ann");
+        let kicked = ServerFrame::Leave(LeaveEvent {
+            room: "dev".into(),
+            nick: "bob".into(),
+            kicked_by: Some("ann".into()),
+            reason: Some("spam".into()),
+        });
+        assert_eq!(
+            v.event(&kicked).unwrap().text,
+            "13:45 -- bob was kicked from #dev by ann (spam)"
+        );
+        let mode = ServerFrame::Mode(ModeEvent {
+            room: "dev".into(),
+            by: "ann".into(),
+            invite_only: true,
+            has_key: true,
+            topic_lock: true,
+        });
+        assert_eq!(
+            v.event(&mode).unwrap().text,
+            "13:45 -- ann set the modes of #dev: invite-only, key, topic locked"
+        );
+        let invite = ServerFrame::Invite(InviteEvent {
+            room: "dev".into(),
+            by: "bob".into(),
+        });
+        assert_eq!(
+            v.event(&invite).unwrap().text,
+            "13:45 -- bob invited you to #dev: /join dev"
+        );
+        assert_eq!(modes(false, false, false), "public");
+        let ops = [Member {
+            nick: "ann".into(),
+            status: Status::Online,
+            text: None,
+            op: true,
+        }];
+        assert_eq!(v.members("dev", &ops).text, "13:45 -- #dev: 1 here: @ann");
+    }
+
+    #[test]
     fn lists() {
         let v = plain("ann");
         let members = [
@@ -455,11 +540,13 @@ mod tests {
                 nick: "ann".into(),
                 status: Status::Online,
                 text: None,
+                op: false,
             },
             Member {
                 nick: "bob".into(),
                 status: Status::Away,
                 text: Some("lunch".into()),
+                op: false,
             },
         ];
         assert_eq!(

@@ -239,7 +239,8 @@ fn editor(
         .max_history_size(HISTORY_SIZE)?
         .history_ignore_dups(true)?
         .history_ignore_space(true)
-        .auto_add_history(true)
+        // Added by hand in `read_lines`: a line that holds a room key is not kept on disk.
+        .auto_add_history(false)
         .completion_type(CompletionType::List)
         .build();
     let mut editor = Editor::with_config(config)?;
@@ -264,6 +265,9 @@ fn read_lines(
         let prompt = shared.prompt.lock().expect("prompt lock").clone();
         match editor.readline(&prompt) {
             Ok(line) => {
+                if !commands::holds_key(&line) {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
                 if let Some(path) = history {
                     if let Some(dir) = path.parent() {
                         let _ = std::fs::create_dir_all(dir);

@@ -137,7 +137,10 @@ impl Session {
         }
         let reply = self
             .link
-            .request(Command::Join { room: room.clone() })
+            .request(Command::Join {
+                room: room.clone(),
+                key: None,
+            })
             .await?;
         if let Some(ServerFrame::Error(e)) = &reply.frame {
             if self.output.mode() != Mode::Interactive {

@@ -83,13 +83,15 @@ struct lc_client {
 
 static const char *const event_names[] = {
     "unknown", "welcome", "ok", "error", "bye", "join", "leave",
-    "message", "direct", "nick", "presence", "topic", "quit", "ping"
+    "message", "direct", "nick", "presence", "topic", "quit", "ping",
+    "mode", "invite"
 };
 
 static const char *const request_names[] = {
     "hello", "join", "leave", "say", "dm", "nick", "status",
     "topic", "who", "rooms", "history", "ping", "pong", "quit",
-    "register", "unregister"
+    "register", "unregister",
+    "mode", "invite", "kick", "op"
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -301,6 +303,7 @@ void lc_event_free(lc_event *ev)
     free(ev->topic);
     free(ev->by);
     free(ev->next);
+    free(ev->kicked_by);
     free(ev->server);
     free(ev->name);
     free(ev->session);
@@ -375,6 +378,39 @@ static lc_status get_integer(const cJSON *obj, const char *name, long long *dest
     if (present != NULL)
         *present = 1;
     return LC_OK;
+}
+
+/* A boolean field: absent or null leaves *dest and *present alone. */
+static lc_status get_bool(const cJSON *obj, const char *name, int *dest, int *present)
+{
+    const cJSON *item = field(obj, name);
+
+    if (item == NULL)
+        return LC_OK;
+    if (!cJSON_IsBool(item))
+        return LC_ERR_PROTOCOL;
+    *dest = cJSON_IsTrue(item) ? 1 : 0;
+    if (present != NULL)
+        *present = 1;
+    return LC_OK;
+}
+
+/* The modes of ok mode and the mode event: all three, or none. */
+static lc_status parse_modes(const cJSON *obj, lc_event *ev)
+{
+    int seen[3] = {0, 0, 0};
+    lc_status rc = get_bool(obj, "invite_only", &ev->invite_only, &seen[0]);
+
+    if (rc == LC_OK)
+        rc = get_bool(obj, "has_key", &ev->has_key, &seen[1]);
+    if (rc == LC_OK)
+        rc = get_bool(obj, "topic_lock", &ev->topic_lock, &seen[2]);
+    if (rc == LC_OK && seen[0] + seen[1] + seen[2] != 0) {
+        if (seen[0] + seen[1] + seen[2] != 3)
+            return LC_ERR_PROTOCOL;
+        ev->has_modes = 1;
+    }
+    return rc;
 }
 
 static lc_status parse_re(const cJSON *obj, lc_event *ev)
@@ -462,6 +498,8 @@ static lc_status parse_members(const cJSON *obj, lc_event *ev)
             rc = get_string(item, "status", &m->status);
         if (rc == LC_OK)
             rc = get_string(item, "text", &m->text);
+        if (rc == LC_OK)
+            rc = get_bool(item, "op", &m->op, NULL);
         if (rc != LC_OK)
             return rc;
         if (m->nick == NULL || m->status == NULL)
@@ -587,25 +625,15 @@ static int has_required_fields(const lc_event *ev)
         return ev->room != NULL && ev->topic != NULL && ev->by != NULL;
     case LC_EV_QUIT:
         return ev->nick != NULL && ev->reason != NULL;
+    case LC_EV_MODE:
+        return ev->room != NULL && ev->by != NULL && ev->has_modes;
+    case LC_EV_INVITE:
+        return ev->room != NULL && ev->by != NULL;
     case LC_EV_PING:
     case LC_EV_UNKNOWN:
         return 1;
     }
     return 0;
-}
-
-/* A boolean field: absent or null leaves *has at 0; another type is a protocol error. */
-static lc_status get_bool(const cJSON *obj, const char *name, int *out, int *has)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-    if (item == NULL || cJSON_IsNull(item))
-        return LC_OK;
-    if (!cJSON_IsBool(item))
-        return LC_ERR_PROTOCOL;
-    *out = cJSON_IsTrue(item) ? 1 : 0;
-    *has = 1;
-    return LC_OK;
 }
 
 /* Fill ev (zeroed by the caller) from a frame object. On failure ev may be
@@ -622,7 +650,7 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         {"id", &ev->id}, {"old", &ev->old_nick}, {"new", &ev->new_nick},
         {"status", &ev->status}, {"topic", &ev->topic}, {"by", &ev->by},
         {"server", &ev->server}, {"name", &ev->name}, {"session", &ev->session},
-        {"motd", &ev->motd}, {"next", &ev->next},
+        {"motd", &ev->motd}, {"next", &ev->next}, {"kicked_by", &ev->kicked_by},
     };
     lc_status rc;
     size_t i;
@@ -649,6 +677,8 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         rc = get_integer(obj, "protocol", &ev->protocol, NULL);
     if (rc == LC_OK)
         rc = parse_limits(obj, ev);
+    if (rc == LC_OK)
+        rc = parse_modes(obj, ev);
     if (rc == LC_OK)
         rc = parse_members(obj, ev);
     if (rc == LC_OK)
@@ -730,6 +760,16 @@ static lc_status add_integer_text(cJSON *obj, const char *name, const char *digi
     return cJSON_AddRawToObject(obj, name, digits) != NULL ? LC_OK : LC_ERR_NOMEM;
 }
 
+/* A mode switch: LC_MODE_KEEP leaves it out, LC_MODE_ON/OFF send true/false. */
+static lc_status add_mode(cJSON *obj, const char *name, int mode)
+{
+    if (mode == LC_MODE_KEEP)
+        return LC_OK;
+    if (mode != LC_MODE_ON && mode != LC_MODE_OFF)
+        return LC_ERR_INVALID_ARG;
+    return cJSON_AddBoolToObject(obj, name, mode == LC_MODE_ON) != NULL ? LC_OK : LC_ERR_NOMEM;
+}
+
 static lc_status add_fields(cJSON *obj, const lc_request *req)
 {
     lc_status rc = LC_OK;
@@ -747,9 +787,31 @@ static lc_status add_fields(cJSON *obj, const lc_request *req)
             rc = add_string(obj, "secret", req->secret, 0);
         return rc;
     case LC_REQ_JOIN:
+        rc = add_string(obj, "room", req->room, 1);
+        return rc == LC_OK ? add_string(obj, "key", req->key, 0) : rc;
     case LC_REQ_LEAVE:
     case LC_REQ_WHO:
         return add_string(obj, "room", req->room, 1);
+    case LC_REQ_MODE:
+        rc = add_string(obj, "room", req->room, 1);
+        if (rc == LC_OK)
+            rc = add_mode(obj, "invite_only", req->invite_only);
+        if (rc == LC_OK && req->clear_key)
+            rc = cJSON_AddNullToObject(obj, "key") != NULL ? LC_OK : LC_ERR_NOMEM;
+        else if (rc == LC_OK)
+            rc = add_string(obj, "key", req->key, 0);
+        if (rc == LC_OK)
+            rc = add_mode(obj, "topic_lock", req->topic_lock);
+        return rc;
+    case LC_REQ_INVITE:
+    case LC_REQ_OP:
+        rc = add_string(obj, "room", req->room, 1);
+        return rc == LC_OK ? add_string(obj, "nick", req->nick, 1) : rc;
+    case LC_REQ_KICK:
+        rc = add_string(obj, "room", req->room, 1);
+        if (rc == LC_OK)
+            rc = add_string(obj, "nick", req->nick, 1);
+        return rc == LC_OK ? add_string(obj, "reason", req->reason, 0) : rc;
     case LC_REQ_SAY:
         rc = add_string(obj, "room", req->room, 1);
         return rc == LC_OK ? add_string(obj, "text", req->text, 1) : rc;
@@ -1774,6 +1836,67 @@ lc_status lc_join(lc_client *c, const char *room, lc_event *reply)
     memset(&req, 0, sizeof req);
     req.type = LC_REQ_JOIN;
     req.room = room;
+    return request(c, &req, reply);
+}
+
+lc_status lc_join_key(lc_client *c, const char *room, const char *key, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_JOIN;
+    req.room = room;
+    req.key = key;
+    return request(c, &req, reply);
+}
+
+lc_status lc_mode(lc_client *c, const char *room, int invite_only, const char *key,
+                  int clear_key, int topic_lock, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_MODE;
+    req.room = room;
+    req.invite_only = invite_only;
+    req.key = key;
+    req.clear_key = clear_key;
+    req.topic_lock = topic_lock;
+    return request(c, &req, reply);
+}
+
+lc_status lc_invite(lc_client *c, const char *room, const char *nick, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_INVITE;
+    req.room = room;
+    req.nick = nick;
+    return request(c, &req, reply);
+}
+
+lc_status lc_kick(lc_client *c, const char *room, const char *nick, const char *reason,
+                  lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_KICK;
+    req.room = room;
+    req.nick = nick;
+    req.reason = reason;
+    return request(c, &req, reply);
+}
+
+lc_status lc_op(lc_client *c, const char *room, const char *nick, lc_event *reply)
+{
+    lc_request req;
+
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_OP;
+    req.room = room;
+    req.nick = nick;
     return request(c, &req, reply);
 }
 

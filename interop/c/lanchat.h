@@ -70,7 +70,9 @@ typedef enum lc_event_kind {
     LC_EV_PRESENCE,
     LC_EV_TOPIC,
     LC_EV_QUIT,
-    LC_EV_PING
+    LC_EV_PING,
+    LC_EV_MODE,  /* private rooms (extension): a room's modes changed */
+    LC_EV_INVITE /* private rooms (extension): you may join a room once */
 } lc_event_kind;
 
 /* A room member: in `ok` replies to join and who. */
@@ -78,6 +80,7 @@ typedef struct lc_member {
     char *nick;
     char *status; /* "online", "away" or "busy" */
     char *text;   /* status text, NULL when none */
+    int op;       /* extension: 1 for an operator of the room */
 } lc_member;
 
 /* One entry of the `ok` reply to rooms. */
@@ -124,6 +127,10 @@ typedef struct lc_limits {
  *   nick      old_nick, new_nick      presence  nick, status, text
  *   topic     room, topic, by         quit      nick, reason
  *   ping      nothing (answer with lc_pong)
+ * Private rooms (extension): a leave by kick also has kicked_by and reason;
+ *   mode      room, by, has_modes, invite_only, has_key, topic_lock
+ *   invite    room, by
+ *   ok mode   room, has_modes, invite_only, has_key, topic_lock; ok invite/kick/op room, nick
  */
 typedef struct lc_event {
     lc_event_kind kind;
@@ -161,6 +168,12 @@ typedef struct lc_event {
                     * (pass it as `after` for the next page); NULL on the last page */
     int has_persistent; /* ok register (extension, accounts): ... */
     int persistent;     /* ... 1 when the server keeps accounts on disk */
+    char *kicked_by; /* leave (extension): the operator who removed `nick` */
+    /* ok mode and the mode event (extension): the room's modes, never its key */
+    int has_modes;
+    int invite_only;
+    int has_key;
+    int topic_lock;
 
     long long protocol; /* welcome */
     char *server;
@@ -197,8 +210,17 @@ typedef enum lc_request_type {
     LC_REQ_PONG,
     LC_REQ_QUIT,
     LC_REQ_REGISTER,   /* extension (accounts): register the current nick */
-    LC_REQ_UNREGISTER  /* extension (accounts): release it */
+    LC_REQ_UNREGISTER, /* extension (accounts): release it */
+    LC_REQ_MODE,   /* private rooms (extension) */
+    LC_REQ_INVITE,
+    LC_REQ_KICK,
+    LC_REQ_OP
 } lc_request_type;
+
+/* lc_request.invite_only and .topic_lock: leave the mode as it is, or turn it on or off. */
+#define LC_MODE_KEEP 0
+#define LC_MODE_ON 1
+#define LC_MODE_OFF (-1)
 
 /*
  * A request to encode. Zero-initialise it, set `type` and the fields that
@@ -209,6 +231,8 @@ typedef enum lc_request_type {
  * limit]; rooms [after limit]; quit [reason]; ping, pong: none.
  * Accounts (extension): hello and nick [secret]; register secret;
  * unregister: none. A secret is 8 to 256 bytes, no control characters.
+ * Private rooms (extension): join room [key]; mode room [invite_only key
+ * clear_key topic_lock]; invite/op room nick; kick room nick [reason].
  */
 typedef struct lc_request {
     lc_request_type type;
@@ -228,6 +252,10 @@ typedef struct lc_request {
     int limit;          /* history: 1..200; rooms: 1..500; 0 = leave out */
     const char *reason;
     const char *secret; /* hello, nick, register: a registered nick's secret */
+    const char *key;    /* join, mode: a room key (1..64 characters) */
+    int clear_key;      /* mode: 1 sends "key":null (removes the key); wins over key */
+    int invite_only;    /* mode: LC_MODE_KEEP, LC_MODE_ON or LC_MODE_OFF */
+    int topic_lock;     /* mode: likewise */
 } lc_request;
 
 typedef struct lc_client lc_client;
@@ -343,6 +371,16 @@ lc_status lc_request_wait(lc_client *client, const lc_request *req, int timeout_
 lc_status lc_hello(lc_client *client, const char *nick, const char *password,
                    lc_event *reply);
 lc_status lc_join(lc_client *client, const char *room, lc_event *reply);
+/* Private rooms (extension). key may be NULL. A room that will not have you
+ * replies with code "not_invited" or "bad_key". */
+lc_status lc_join_key(lc_client *client, const char *room, const char *key, lc_event *reply);
+/* Read (all LC_MODE_KEEP, key NULL, clear_key 0) or change a room's modes. */
+lc_status lc_mode(lc_client *client, const char *room, int invite_only, const char *key,
+                  int clear_key, int topic_lock, lc_event *reply);
+lc_status lc_invite(lc_client *client, const char *room, const char *nick, lc_event *reply);
+lc_status lc_kick(lc_client *client, const char *room, const char *nick, const char *reason,
+                  lc_event *reply);
+lc_status lc_op(lc_client *client, const char *room, const char *nick, lc_event *reply);
 lc_status lc_leave(lc_client *client, const char *room, lc_event *reply);
 lc_status lc_say(lc_client *client, const char *room, const char *text, lc_event *reply);
 lc_status lc_dm(lc_client *client, const char *to, const char *text, lc_event *reply);

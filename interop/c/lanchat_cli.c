@@ -157,7 +157,19 @@ static void handle_event(struct session *s, const lc_event *ev)
         printf("* %s joined %s\n", ev->nick, ev->room);
         break;
     case LC_EV_LEAVE:
-        printf("* %s left %s\n", ev->nick, ev->room);
+        if (ev->kicked_by != NULL)
+            printf("* %s was kicked from %s by %s\n", ev->nick, ev->room, ev->kicked_by);
+        else
+            printf("* %s left %s\n", ev->nick, ev->room);
+        break;
+    case LC_EV_MODE:
+        printf("* %s set the modes of %s:%s%s%s%s\n", ev->by, ev->room,
+               ev->invite_only ? " invite-only" : "", ev->has_key ? " key" : "",
+               ev->invite_only || ev->has_key ? "" : " public",
+               ev->topic_lock ? " topic-locked" : "");
+        break;
+    case LC_EV_INVITE:
+        printf("* %s invited you to %s\n", ev->by, ev->room);
         break;
     case LC_EV_MESSAGE:
         printf("[%s] <%s> ", ev->room, ev->from);

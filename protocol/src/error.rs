@@ -45,6 +45,12 @@ pub enum ErrorCode {
     NickRegistered,
     /// Extension (accounts): the server holds its limit of accounts (`--max-accounts`).
     TooManyAccounts,
+    /// Extension (private rooms): the room is invite-only and you have no invitation.
+    NotInvited,
+    /// Extension (private rooms): the room has a key and you gave none or the wrong one.
+    BadKey,
+    /// Extension (private rooms): only the room's operators may do this.
+    NotOperator,
     /// A code this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -52,10 +58,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends: all but `Unknown`, which is declared last.
-    pub const ALL: [ErrorCode; 22] = {
+    pub const ALL: [ErrorCode; 25] = {
         let variants = <ErrorCode as VariantArray>::VARIANTS;
-        assert!(variants.len() == 23 && matches!(variants[22], ErrorCode::Unknown));
-        let mut all = [ErrorCode::Unknown; 22];
+        assert!(variants.len() == 26 && matches!(variants[25], ErrorCode::Unknown));
+        let mut all = [ErrorCode::Unknown; 25];
         let mut i = 0;
         while i < all.len() {
             all[i] = variants[i];
@@ -201,5 +207,18 @@ mod tests {
         assert_eq!(c, ErrorCode::TlsRequired);
         let r: ByeReason = serde_json::from_str("\"tls_required\"").unwrap();
         assert_eq!(r, ByeReason::TlsRequired);
+    }
+
+    #[test]
+    fn private_room_codes_are_extensions_and_user_mistakes() {
+        let codes = [
+            ErrorCode::NotInvited,
+            ErrorCode::BadKey,
+            ErrorCode::NotOperator,
+        ];
+        assert_eq!(&ErrorCode::ALL[22..], &codes);
+        let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["not_invited", "bad_key", "not_operator"]);
+        assert!(codes.iter().all(|c| !c.is_protocol_violation()));
     }
 }

@@ -12,9 +12,26 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The request fields with a slot, in slot order.
-const KNOWN: [&str; 16] = [
-    "type", "id", "nick", "protocol", "client", "password", "room", "text", "to", "status",
-    "topic", "before", "after", "limit", "reason", "secret",
+const KNOWN: [&str; 19] = [
+    "type",
+    "id",
+    "nick",
+    "protocol",
+    "client",
+    "password",
+    "room",
+    "text",
+    "to",
+    "status",
+    "topic",
+    "before",
+    "after",
+    "limit",
+    "reason",
+    "secret",
+    "key",
+    "invite_only",
+    "topic_lock",
 ];
 
 /// A field's value, as much of it as a request decoder needs to know.
@@ -29,7 +46,8 @@ pub(crate) enum Raw<'a> {
     UInt(u64),
     /// A negative integer.
     Int(i64),
-    /// Anything else: a fraction, a boolean, an array or an object.
+    Bool(bool),
+    /// Anything else: a fraction, an array or an object.
     Other,
 }
 
@@ -80,8 +98,8 @@ impl<'de> Visitor<'de> for RawVisitor {
     fn visit_none<E: de::Error>(self) -> Result<Raw<'de>, E> {
         Ok(Raw::Null)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Raw<'de>, E> {
-        Ok(Raw::Other)
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Raw<'de>, E> {
+        Ok(Raw::Bool(b))
     }
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<Raw<'de>, E> {
         Ok(Raw::UInt(n))
@@ -195,7 +213,7 @@ mod tests {
             r#"{"to":null,"nick":true,"room":1.5,"text":[1,{"a":2}],"topic":{"x":[]},"extra":{"deep":[null]}}"#,
         );
         assert_eq!(o.take("to"), Raw::Null);
-        assert_eq!(o.take("nick"), Raw::Other);
+        assert_eq!(o.take("nick"), Raw::Bool(true));
         assert_eq!(o.take("room"), Raw::Other);
         assert_eq!(o.take("text"), Raw::Other);
         assert_eq!(o.take("topic"), Raw::Other);

@@ -10,6 +10,7 @@ use strum::{EnumDiscriminants, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{DecodeError, ErrorCode};
 use crate::fields::{Raw, RawFrame, RawObject};
+use crate::private::{InviteEvent, ModeEvent, ModeRequest, RoomModes};
 use crate::validate;
 use crate::{
     HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, MAX_ID_BYTES, MAX_NAME_CHARS, ROOMS_PAGE_MAX,
@@ -97,6 +98,9 @@ pub enum Command {
     Hello(Hello),
     Join {
         room: String,
+        /// The room's key, for a key-protected room (see PROTOCOL.md, "Private rooms").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     Leave {
         room: String,
@@ -138,6 +142,25 @@ pub enum Command {
         limit: Option<u32>,
     },
     History(HistoryQuery),
+    /// Private rooms: read or change a room's modes (operators change them).
+    Mode(ModeRequest),
+    /// Private rooms: let `nick` join `room` once.
+    Invite {
+        room: String,
+        nick: String,
+    },
+    /// Private rooms: remove `nick` from `room`.
+    Kick {
+        room: String,
+        nick: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Private rooms: make `nick` an operator of `room`.
+    Op {
+        room: String,
+        nick: String,
+    },
     Ping {},
     Pong {},
     Quit {
@@ -237,6 +260,7 @@ impl Request {
             }),
             CommandType::Join => Command::Join {
                 room: fields.string("room")?,
+                key: fields.opt_key("key")?.flatten(),
             },
             CommandType::Leave => Command::Leave {
                 room: fields.string("room")?,
@@ -313,6 +337,25 @@ impl Request {
                     limit,
                 })
             }
+            CommandType::Mode => Command::Mode(ModeRequest {
+                room: fields.string("room")?,
+                invite_only: fields.opt_bool("invite_only")?,
+                key: fields.opt_key("key")?,
+                topic_lock: fields.opt_bool("topic_lock")?,
+            }),
+            CommandType::Invite => Command::Invite {
+                room: fields.string("room")?,
+                nick: fields.string("nick")?,
+            },
+            CommandType::Kick => Command::Kick {
+                room: fields.string("room")?,
+                nick: fields.string("nick")?,
+                reason: fields.opt_string("reason")?,
+            },
+            CommandType::Op => Command::Op {
+                room: fields.string("room")?,
+                nick: fields.string("nick")?,
+            },
             CommandType::Ping => Command::Ping {},
             CommandType::Pong => Command::Pong {},
             CommandType::Quit => Command::Quit {
@@ -348,7 +391,7 @@ fn decode_id(id: Raw<'_>) -> Result<Option<RequestId>, DecodeError> {
         Raw::Str(s) if s.len() <= MAX_ID_BYTES => Ok(Some(RequestId::Str(s.into_owned()))),
         Raw::UInt(u) => Ok(Some(RequestId::from(u))),
         Raw::Int(i) => Ok(Some(RequestId::Int(i))),
-        Raw::Str(_) | Raw::Other => Err(DecodeError::new(
+        Raw::Str(_) | Raw::Bool(_) | Raw::Other => Err(DecodeError::new(
             ErrorCode::BadFrame,
             format!("field `id` must be a string of at most {MAX_ID_BYTES} bytes or an integer"),
             None,
@@ -418,6 +461,31 @@ impl Fields<'_> {
         }
     }
 
+    fn opt_bool(&mut self, field: &str) -> Result<Option<bool>, DecodeError> {
+        match self.obj.take(field) {
+            Raw::Absent | Raw::Null => Ok(None),
+            Raw::Bool(b) => Ok(Some(b)),
+            _ => Err(self.bad(field, "true or false")),
+        }
+    }
+
+    /// A room key: absent (`None`), `null` (`Some(None)`: in `mode`, clear the key) or a string
+    /// that passes [`validate::is_room_key`].
+    fn opt_key(&mut self, field: &str) -> Result<Option<Option<String>>, DecodeError> {
+        match self.obj.take(field) {
+            Raw::Absent => Ok(None),
+            Raw::Null => Ok(Some(None)),
+            Raw::Str(s) if validate::is_room_key(&s) => Ok(Some(Some(s.into_owned()))),
+            _ => Err(self.bad(
+                field,
+                &format!(
+                    "a key of 1 to {} characters without control characters",
+                    crate::MAX_KEY_CHARS
+                ),
+            )),
+        }
+    }
+
     fn opt_u64(&mut self, field: &str) -> Result<Option<u64>, DecodeError> {
         match self.obj.take(field) {
             Raw::Absent | Raw::Null => Ok(None),
@@ -445,13 +513,17 @@ pub enum ServerFrame {
     Error(ErrorFrame),
     Bye(Bye),
     Join(RoomNick),
-    Leave(RoomNick),
+    Leave(LeaveEvent),
     Message(Message),
     Direct(Direct),
     Nick(NickChange),
     Presence(Member),
     Topic(TopicChange),
     Quit(QuitEvent),
+    /// Private rooms: a room's modes changed.
+    Mode(ModeEvent),
+    /// Private rooms: you may join a room once.
+    Invite(InviteEvent),
     Ping {},
 }
 
@@ -492,7 +564,8 @@ pub struct Limits {
     pub rate_per_sec: u32,
     pub ping_interval_s: u64,
     /// Extension: requests that make the server tell others (`join`, `leave`, `nick`, `status`,
-    /// `topic` set) may come in bursts of this many. Absent from servers that do not limit them.
+    /// `topic` set, and private rooms' `mode`, `invite`, `kick`, `op`) may come in bursts of this
+    /// many. Absent from servers that do not limit them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_burst: Option<u32>,
     /// Extension: ... and this many per second after a burst; 0 means no limit.
@@ -585,6 +658,20 @@ pub enum ReplyData {
         room: String,
         messages: Vec<Message>,
     },
+    /// The room's modes after the request (never its key: only whether it has one).
+    Mode(RoomModes),
+    Invite {
+        room: String,
+        nick: String,
+    },
+    Kick {
+        room: String,
+        nick: String,
+    },
+    Op {
+        room: String,
+        nick: String,
+    },
     Ping {},
     /// Extension (accounts): `nick` is registered; `persistent` is false when the server keeps
     /// its accounts in memory only (no data directory, or the file could not be written).
@@ -604,6 +691,9 @@ pub struct Member {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Extension (private rooms): in a room's member list, an operator of that room.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub op: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -637,6 +727,19 @@ pub struct Bye {
 pub struct RoomNick {
     pub room: String,
     pub nick: String,
+}
+
+/// A `leave` event: `nick` left `room`, or was removed from it by the operator `kicked_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveEvent {
+    pub room: String,
+    pub nick: String,
+    /// Extension (private rooms): the operator who removed `nick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kicked_by: Option<String>,
+    /// Extension: the operator's reason, with `kicked_by`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A room message, exactly as delivered to members and as stored in history.
@@ -905,7 +1008,45 @@ mod tests {
                 password: None,
                 secret: None,
             }),
-            Command::Join { room: "r".into() },
+            Command::Join {
+                room: "r".into(),
+                key: None,
+            },
+            Command::Join {
+                room: "r".into(),
+                key: Some("s3cret".into()),
+            },
+            Command::Mode(ModeRequest {
+                room: "r".into(),
+                invite_only: Some(true),
+                key: Some(None),
+                topic_lock: Some(false),
+            }),
+            Command::Mode(ModeRequest {
+                room: "r".into(),
+                invite_only: None,
+                key: Some(Some("k".into())),
+                topic_lock: None,
+            }),
+            Command::Mode(ModeRequest {
+                room: "r".into(),
+                invite_only: None,
+                key: None,
+                topic_lock: None,
+            }),
+            Command::Invite {
+                room: "r".into(),
+                nick: "bob".into(),
+            },
+            Command::Kick {
+                room: "r".into(),
+                nick: "bob".into(),
+                reason: Some("spam".into()),
+            },
+            Command::Op {
+                room: "r".into(),
+                nick: "bob".into(),
+            },
             Command::Leave { room: "r".into() },
             Command::Say {
                 room: "r".into(),

@@ -8,6 +8,7 @@
 //!   lookalikes, invisible characters, mixed scripts).
 //! - [`error`]: error codes, bye reasons, and the decode error.
 //! - [`discovery`]: UDP beacon and discover datagrams.
+//! - [`private`]: the frames of private rooms (`mode`, `invite`).
 //! - [`bucket`]: the token bucket behind the server's rate limit and the client's pacer.
 //! - `pin` (feature `tls`): the certificate fingerprint and a rustls verifier that trusts exactly
 //!   the pinned certificate.
@@ -21,15 +22,17 @@ pub mod frame;
 pub mod names;
 #[cfg(feature = "tls")]
 pub mod pin;
+pub mod private;
 pub mod validate;
 
 pub use codec::{Line, LineCodec};
 pub use error::{ByeReason, DecodeError, ErrorCode};
 pub use frame::{
     encode_history_reply, encode_line, Bye, Command, Direct, ErrorFrame, Hello, HistoryQuery,
-    Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request, RequestId, RoomInfo,
-    RoomNick, SentMessage, ServerFrame, Status, TopicChange, Welcome,
+    LeaveEvent, Limits, Member, Message, NickChange, QuitEvent, Reply, ReplyData, Request,
+    RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange, Welcome,
 };
+pub use private::{InviteEvent, ModeEvent, ModeRequest, RoomModes};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -57,6 +60,8 @@ pub const MAX_ID_BYTES: usize = 64;
 pub const MAX_NAME_CHARS: usize = 32;
 pub const MAX_STATUS_TEXT_CHARS: usize = 100;
 pub const MAX_TOPIC_CHARS: usize = 300;
+/// Extension (private rooms): longest room key, in characters.
+pub const MAX_KEY_CHARS: usize = 64;
 pub const HISTORY_LIMIT_DEFAULT: usize = 50;
 pub const HISTORY_LIMIT_MAX: usize = 200;
 /// Extension: how many rooms one session may be in at once.

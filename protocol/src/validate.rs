@@ -88,6 +88,14 @@ pub fn check_short_text(
 /// Whether `id` has the shape of a message id: a UUID in its 36-character hyphenated form
 /// (8-4-4-4-12 hexadecimal digits, either case), as the server writes message ids. `history`
 /// refuses any other `before` or `after` when the request is decoded.
+/// Whether `key` can be a room key: 1 to [`crate::MAX_KEY_CHARS`] characters, none of them a
+/// control character (a key is typed by people and passed on by word of mouth).
+pub fn is_room_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().count() <= crate::MAX_KEY_CHARS
+        && !key.chars().any(char::is_control)
+}
+
 pub fn is_message_id(id: &str) -> bool {
     id.len() == 36
         && id.bytes().enumerate().all(|(i, b)| match i {

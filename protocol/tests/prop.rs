@@ -5,7 +5,8 @@
 use bytes::BytesMut;
 use lanchat_protocol::validate::{check_name, check_text};
 use lanchat_protocol::{
-    Command, Hello, HistoryQuery, Line, LineCodec, Request, RequestId, ServerFrame, Status,
+    Command, Hello, HistoryQuery, Line, LineCodec, ModeRequest, Request, RequestId, ServerFrame,
+    Status,
 };
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
@@ -235,6 +236,11 @@ fn message_id() -> impl Strategy<Value = Option<String>> {
     )
 }
 
+/// A room key: 1 to 64 characters, none of them a control character.
+fn key() -> impl Strategy<Value = String> {
+    "[^\\p{Cc}]{1,64}"
+}
+
 fn arb_request() -> impl Strategy<Value = Request> {
     let s = || any::<String>();
     let os = || proptest::option::of(any::<String>());
@@ -251,7 +257,24 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 })
             }
         ),
-        s().prop_map(|room| Command::Join { room }),
+        (s(), proptest::option::of(key())).prop_map(|(room, key)| Command::Join { room, key }),
+        (
+            s(),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(proptest::option::of(key())),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(room, invite_only, key, topic_lock)| {
+                Command::Mode(ModeRequest {
+                    room,
+                    invite_only,
+                    key,
+                    topic_lock,
+                })
+            }),
+        (s(), s()).prop_map(|(room, nick)| Command::Invite { room, nick }),
+        (s(), s(), os()).prop_map(|(room, nick, reason)| Command::Kick { room, nick, reason }),
+        (s(), s()).prop_map(|(room, nick)| Command::Op { room, nick }),
         s().prop_map(|room| Command::Leave { room }),
         (s(), s()).prop_map(|(room, text)| Command::Say { room, text }),
         (s(), s()).prop_map(|(to, text)| Command::Dm { to, text }),

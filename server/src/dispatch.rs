@@ -219,9 +219,13 @@ impl Client {
             room: Some(room),
             messages,
             topic,
+            settings,
         }) = load
         {
-            self.shared.chat.lock().restore_room(&room, messages, topic);
+            let mut state = self.shared.chat.lock();
+            if state.restore_room(&room, messages, topic) || !state.holds_room(&room) {
+                state.restore_settings(&room, settings);
+            }
         }
         self.request(Request::new(re, command), now, true)
     }
@@ -501,22 +505,22 @@ impl Turn<'_> {
                     retry_after: Some(wait),
                 })
         };
-        let events = "joins, leaves, nick, status and topic changes";
+        let events = "joins, leaves, nick, status, topic and room changes";
         match command {
             Command::Hello(_) => Err(Refused::from((
                 ErrorCode::AlreadyRegistered,
                 "this session has already said hello".to_owned(),
             ))),
-            Command::Join { room } => {
+            Command::Join { room, key } => {
                 check_room(&room)?;
                 if !loaded {
                     charge(&budgets.events, 1.0, events)?;
                 }
                 if let Some(room_key) = absent(&room) {
-                    let command = Command::Join { room };
+                    let command = Command::Join { room, key };
                     return Ok(Outcome::Load { room_key, command });
                 }
-                chat.run(out, |st| st.join(who, re, &room))?;
+                chat.run(out, |st| st.join(who, re, &room, key.as_deref()))?;
                 Ok(Outcome::Done(None))
             }
             Command::Leave { room } => {
@@ -564,7 +568,7 @@ impl Turn<'_> {
                 Ok(Outcome::Done(None))
             }
             Command::Who { room } => {
-                chat.run(out, |st| Ok(st.who(re, &room)))?;
+                chat.run(out, |st| Ok(st.who(who, re, &room)))?;
                 Ok(Outcome::Done(None))
             }
             // Replies charged by their size once built: allowed while the budget holds anything.
@@ -572,7 +576,9 @@ impl Turn<'_> {
                 // Nothing taken yet: the reply is charged its size once built.
                 charge(&budgets.reply_bytes, 0.0, "history and rooms replies")?;
                 let limit = limit.map_or(ROOMS_PAGE_MAX, |l| l as usize);
-                let size = reply_size(chat, out, |st| Ok(st.rooms(re, after.as_deref(), limit)))?;
+                let size = reply_size(chat, out, |st| {
+                    Ok(st.rooms(who, re, after.as_deref(), limit))
+                })?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
                 Ok(Outcome::Done(None))
             }
@@ -583,8 +589,17 @@ impl Turn<'_> {
                     let command = Command::History(query);
                     return Ok(Outcome::Load { room_key, command });
                 }
-                let size = reply_size(chat, out, |st| st.history(re, &query))?;
+                let size = reply_size(chat, out, |st| st.history(who, re, &query))?;
                 budgets.reply_bytes.force(source, nick_key, size, now);
+                Ok(Outcome::Done(None))
+            }
+            command @ (Command::Mode(_)
+            | Command::Invite { .. }
+            | Command::Kick { .. }
+            | Command::Op { .. }) => {
+                private::check(&command)?;
+                charge(&budgets.events, 1.0, events)?;
+                chat.run(out, |st| private::apply(st, who, re, command))?;
                 Ok(Outcome::Done(None))
             }
             Command::Ping {} => {
@@ -667,26 +682,7 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+mod private;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quit_reasons() {
-        assert_eq!(quit_reason(None), "quit");
-        assert_eq!(quit_reason(Some(String::new())), "quit");
-        assert_eq!(quit_reason(Some("\u{1}\u{7}\n".into())), "quit");
-        assert_eq!(quit_reason(Some("lunch\u{1b}[2J".into())), "lunch[2J");
-        assert_eq!(quit_reason(Some("x".repeat(400))).len(), MAX_TOPIC_CHARS);
-    }
-
-    #[test]
-    fn client_strings_are_cut_at_64_bytes_on_a_character_boundary() {
-        assert_eq!(truncate_bytes("short", 64), "short");
-        let long = "é".repeat(40); // 80 bytes
-        let cut = truncate_bytes(&long, 64);
-        assert_eq!(cut.len(), 64);
-        let odd = format!("a{}", "é".repeat(40));
-        assert_eq!(truncate_bytes(&odd, 64).len(), 63);
-    }
-}
+mod tests;

@@ -36,11 +36,12 @@ pub struct Delivery {
 pub enum Persist {
     /// A message line, appended to its room's history.
     Message { room_key: RoomKey, line: Bytes },
-    /// A room's topic, replacing the one before (empty: no topic).
+    /// A room's topic (empty: no topic) and its privacy, replacing the ones before.
     Topic {
         room_key: RoomKey,
         room: String,
         topic: String,
+        settings: crate::state::RoomSettings,
     },
 }
 

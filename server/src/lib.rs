@@ -220,6 +220,9 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
                 for (room, topic) in loaded.topics {
                     state.restore_topic(&room, topic);
                 }
+                for (room, settings) in loaded.settings {
+                    state.restore_settings(&room, settings);
+                }
             }
             (shared, Some(thread))
         }

@@ -12,20 +12,20 @@
 //! have no way to deliver through one.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::ops::Bound;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
 use lanchat_protocol::{
-    encode_history_reply, ErrorCode, HistoryQuery, Member, NickChange, QuitEvent, Reply, ReplyData,
-    RequestId, RoomInfo, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
+    encode_history_reply, ErrorCode, HistoryQuery, LeaveEvent, Member, NickChange, QuitEvent,
+    Reply, ReplyData, RequestId, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
     MAX_ROOMS_PER_SESSION,
 };
 use uuid::Uuid;
 
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
 use crate::history::{RoomHistory, StoredMessage};
+pub use privacy::RoomSettings;
 
 /// Identifies a connection for its whole life (nicks change, this does not).
 pub type SessionId = u64;
@@ -78,6 +78,7 @@ impl<M> User<M> {
             nick: self.nick.clone(),
             status: self.status,
             text: self.status_text.clone(),
+            op: false,
         }
     }
 }
@@ -97,6 +98,8 @@ struct Room<M> {
     /// When the room has no member but is kept (for its history or topic): since which tick, its
     /// place in [`State::idle`].
     idle_since: Option<u64>,
+    /// Operators, modes and invitations (`privacy.rs`).
+    privacy: privacy::Privacy,
 }
 
 /// All users and rooms. The methods are the rules; each returns its effects or a refusal.
@@ -273,6 +276,7 @@ impl<M: Clone> State<M> {
         entry.members.insert(who.id, mailbox);
         let idle = entry.idle_since.take();
         let key = entry.key.clone();
+        let listable = Self::listable(entry);
         let line = ServerFrame::Join(RoomNick {
             room: entry.name.clone(),
             nick,
@@ -283,7 +287,9 @@ impl<M: Clone> State<M> {
         }
         if first {
             self.active += 1;
-            self.listed.insert(key.clone());
+            if listable {
+                self.listed.insert(key.clone());
+            }
         }
         self.user_mut(who).rooms.insert(key.clone());
         Ok(Some(Delivery {
@@ -300,7 +306,10 @@ impl<M: Clone> State<M> {
             .members
             .keys()
             .filter_map(|id| self.users.get(id))
-            .map(User::member)
+            .map(|u| Member {
+                op: room.privacy.is_operator(&u.nick),
+                ..u.member()
+            })
             .collect();
         // One key per member, not two per comparison: a join reply in a big room is a big sort.
         members.sort_by_cached_key(|m| name_key(&m.nick));
@@ -312,6 +321,7 @@ impl<M: Clone> State<M> {
         who: &Registered,
         re: Option<&RequestId>,
         room: &str,
+        key: Option<&str>,
     ) -> Result<Effects, Refusal> {
         let user = self.user(who);
         if !user.rooms.contains(name_key_ref(room).as_ref())
@@ -323,7 +333,9 @@ impl<M: Clone> State<M> {
             );
         }
         self.check_room_lookalike(room)?;
+        let made = self.admit(who, room, key)?;
         let event = self.enter(who, room)?;
+        let persist = made.then(|| self.made_by(who, room)).flatten();
         let entry = &self.rooms[name_key_ref(room).as_ref()];
         let reply = ok_line(
             re,
@@ -333,7 +345,8 @@ impl<M: Clone> State<M> {
                 members: self.members(entry),
             },
         );
-        let effects = Effects::reply(reply);
+        let mut effects = Effects::reply(reply);
+        effects.persist = persist;
         Ok(match event {
             Some(Delivery { to, line }) => effects.with_event(to, line),
             None => effects,
@@ -358,9 +371,11 @@ impl<M: Clone> State<M> {
         let (room_key, name) = (entry.key.clone(), entry.name.clone());
         let user = self.user_mut(who);
         user.rooms.remove(key.as_ref());
-        let line = ServerFrame::Leave(RoomNick {
+        let line = ServerFrame::Leave(LeaveEvent {
             room: name.clone(),
             nick: user.nick.clone(),
+            kicked_by: None,
+            reason: None,
         })
         .encode_line();
         self.left(&room_key);
@@ -531,7 +546,7 @@ impl<M: Clone> State<M> {
     ) -> Result<Effects, Refusal> {
         let key = name_key_ref(room);
         let Some(topic) = topic else {
-            let (room, topic) = match self.rooms.get(key.as_ref()) {
+            let (room, topic) = match self.readable(who.id, room) {
                 Some(r) => (r.name.clone(), r.topic.clone()),
                 None => (room.to_owned(), String::new()),
             };
@@ -543,11 +558,13 @@ impl<M: Clone> State<M> {
         let by = self.user(who).nick.clone();
         let Some(entry) = self
             .rooms
-            .get_mut(key.as_ref())
+            .get(key.as_ref())
             .filter(|r| r.members.contains_key(&who.id))
         else {
             return refuse(ErrorCode::NotInRoom, format!("you are not in \"{room}\""));
         };
+        self.may_set_topic(who, entry)?;
+        let entry = self.rooms.get_mut(key.as_ref()).expect("looked up above");
         entry.topic = topic.clone();
         let line = ServerFrame::Topic(TopicChange {
             room: entry.name.clone(),
@@ -575,12 +592,14 @@ impl<M: Clone> State<M> {
                 room_key: entry.key.clone(),
                 room: entry.name.clone(),
                 topic,
+                settings: entry.privacy.settings(),
             }),
         })
     }
 
-    pub fn who(&self, re: Option<&RequestId>, room: &str) -> Effects {
-        let data = match self.rooms.get(name_key_ref(room).as_ref()) {
+    /// The members of `room`; none for a room that does not exist or that `who` may not read.
+    pub fn who(&self, who: &Registered, re: Option<&RequestId>, room: &str) -> Effects {
+        let data = match self.readable(who.id, room) {
             Some(r) => ReplyData::Who {
                 room: r.name.clone(),
                 members: self.members(r),
@@ -593,37 +612,15 @@ impl<M: Clone> State<M> {
         Effects::reply(ok_line(re, data))
     }
 
-    /// A page of the rooms with members, plus the default room, sorted by key: at most `limit`
-    /// of those whose key sorts after `after`'s, and `next` when more follow. Reads only the
-    /// page (and one room past it), however many rooms are held.
-    pub fn rooms(&self, re: Option<&RequestId>, after: Option<&str>, limit: usize) -> Effects {
-        let start = match after {
-            Some(name) => Bound::Excluded(name_key(name)),
-            None => Bound::Unbounded,
-        };
-        let mut page = self
-            .listed
-            .range::<str, _>((start.as_ref().map(String::as_str), Bound::Unbounded))
-            .filter_map(|key| self.rooms.get(key));
-        let rooms: Vec<RoomInfo> = page
-            .by_ref()
-            .take(limit)
-            .map(|r| RoomInfo {
-                name: r.name.clone(),
-                members: r.members.len(),
-                topic: r.topic.clone(),
-            })
-            .collect();
-        let next = match page.next() {
-            Some(_) => rooms.last().map(|r| r.name.clone()),
-            None => None,
-        };
-        Effects::reply(ok_line(re, ReplyData::Rooms { rooms, next }))
-    }
-
-    /// The `ok` reply to a history request, spliced from the stored lines.
-    pub fn history(&self, re: Option<&RequestId>, q: &HistoryQuery) -> Result<Effects, Refusal> {
-        let Some(room) = self.rooms.get(name_key_ref(&q.room).as_ref()) else {
+    /// The `ok` reply to a history request, spliced from the stored lines. A room that does not
+    /// exist, or that `who` may not read, has no history.
+    pub fn history(
+        &self,
+        who: &Registered,
+        re: Option<&RequestId>,
+        q: &HistoryQuery,
+    ) -> Result<Effects, Refusal> {
+        let Some(room) = self.readable(who.id, &q.room) else {
             return Ok(Effects::reply(encode_history_reply(
                 re,
                 &q.room,
@@ -687,7 +684,9 @@ fn new_message_id() -> (Uuid, u64) {
 
 mod holders;
 mod keeping;
+mod listing;
 mod lookalikes;
+mod privacy;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -112,7 +112,7 @@ impl Chat {
     /// Join `room`; returns the reply (events that reached the user before it are dropped).
     fn join(&mut self, user: &User, room: &str) -> Value {
         let reply = self
-            .act(user, &mut |st, me| st.join(me, None, room))
+            .act(user, &mut |st, me| st.join(me, None, room, None))
             .pop()
             .expect("a reply");
         assert_eq!(reply["type"], "ok");
@@ -201,7 +201,7 @@ fn join_refuses_more_than_the_room_limit() {
     for i in 1..MAX_ROOMS_PER_SESSION {
         chat.join(&ann, &format!("r{i}"));
     }
-    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-too-many"));
+    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-too-many", None));
     assert_eq!(code, ErrorCode::TooManyRooms);
     // A room one is already in can still be joined (it changes nothing).
     chat.join(&ann, "r1");
@@ -239,7 +239,7 @@ fn rooms_are_forgotten_when_empty_unless_they_hold_something() {
     assert_eq!(chat.join(&ann, "tmp")["room"], "TMP", "history keeps it");
     // The default room is never forgotten, even empty.
     chat.leave(&ann, "lobby");
-    let reply = chat.act(&ann, &mut |st, _| Ok(st.rooms(None, None, 500)));
+    let reply = chat.act(&ann, &mut |st, me| Ok(st.rooms(me, None, None, 500)));
     let names: Vec<&str> = reply[0]["rooms"]
         .as_array()
         .unwrap()
@@ -376,7 +376,12 @@ fn topic_is_read_by_anyone_and_set_by_members_only() {
         Some(Persist::Topic {
             room_key: "ops".into(),
             room: "Ops".into(),
-            topic: "deploys".into()
+            topic: "deploys".into(),
+            // Ann made the room: its first operator, kept with the topic.
+            settings: RoomSettings {
+                ops: vec!["ann".into()],
+                ..RoomSettings::default()
+            },
         })
     );
     assert_eq!(ann.inbox.take()[0]["topic"], "deploys");
@@ -399,10 +404,10 @@ fn topic_is_read_by_anyone_and_set_by_members_only() {
 fn who_answers_in_the_rooms_spelling_or_as_asked() {
     let mut chat = Chat::new();
     let [ann] = chat.users(["ann"]);
-    let reply = chat.act(&ann, &mut |st, _| Ok(st.who(None, "LOBBY")));
+    let reply = chat.act(&ann, &mut |st, me| Ok(st.who(me, None, "LOBBY")));
     assert_eq!(reply[0]["room"], "Lobby");
     assert_eq!(nicks(&reply[0]["members"]), ["ann"]);
-    let reply = chat.act(&ann, &mut |st, _| Ok(st.who(None, "Empty")));
+    let reply = chat.act(&ann, &mut |st, me| Ok(st.who(me, None, "Empty")));
     assert_eq!(reply[0]["room"], "Empty");
     assert!(reply[0]["members"].as_array().unwrap().is_empty());
 }
@@ -417,7 +422,7 @@ fn history(chat: &mut Chat, user: &User, room: &str, limit: Option<u32>) -> (Str
     };
     // The reply is the last thing received (replies to earlier says may come before it).
     let reply = chat
-        .act(user, &mut |st, _| st.history(None, &q))
+        .act(user, &mut |st, me| st.history(me, None, &q))
         .pop()
         .unwrap();
     let texts = reply["messages"]
@@ -478,7 +483,7 @@ fn a_reply_is_queued_before_the_events_that_follow_it() {
     // Bob joins a room, then Ann joins it and speaks: Bob sees her join, then her message; Ann
     // sees her join reply, then Bob's message that followed it.
     chat.join(&bob, "ops");
-    chat.run(&ann, &mut |st, me| st.join(me, None, "ops"));
+    chat.run(&ann, &mut |st, me| st.join(me, None, "ops", None));
     chat.say(&ann, "ops", "first");
     chat.say(&bob, "ops", "second");
     assert_eq!(ann.inbox.types(), ["ok", "ok", "message"]);
@@ -525,7 +530,7 @@ fn the_room_cap_forgets_the_longest_idle_room_and_refuses_when_all_are_in_use() 
     assert_eq!(history(&mut chat, &ann, "newer", None).1, ["kept"]);
     // Every room held has members now (lobby, fresh, and newer once ann is back in it).
     chat.join(&ann, "newer");
-    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-more"));
+    let code = chat.refused(&ann, &mut |st, me| st.join(me, None, "one-more", None));
     assert_eq!(code, ErrorCode::TooManyRooms);
     // Rooms that exist can still be joined.
     chat.join(&ann, "fresh");
@@ -596,3 +601,6 @@ mod rooms;
 
 #[path = "state_tests/idle.rs"]
 mod idle;
+
+#[path = "state_tests/privacy.rs"]
+mod privacy;

@@ -26,6 +26,10 @@
 //! - `rooms/<name>.jsonl`: one `message` event per line, exactly as sent on the wire, appended to;
 //!   `rooms/<name>.jsonl.1`: the lines before those, up to `history` of them.
 //! - `topics.json`: `{"<room key>": {"room": "<name>", "topic": "<topic>"}}`, replaced atomically.
+//!   A private room's entry also holds its privacy ([`RoomSettings`]: `invite_only`, `key`,
+//!   `topic_lock`, `ops`), each field only when set, so files from before private rooms read as
+//!   they are and an entry with only a topic is written as before. The key is kept as given (the
+//!   file is 0600); it is never logged.
 //!
 //! Modes, whatever the umask: history is private even on a server with a password, so every file
 //! the server creates here is 0600 and every directory 0700. At start, files and `rooms/` left
@@ -52,6 +56,22 @@ use uuid::Uuid;
 
 use crate::history::StoredMessage;
 use crate::logsafe;
+use crate::state::RoomSettings;
+
+/// The privacy in a `topics.json` entry; default for an entry without any (or unreadable).
+fn settings_of(entry: &serde_json::Value) -> RoomSettings {
+    serde_json::from_value(entry.clone()).unwrap_or_default()
+}
+
+/// A `topics.json` entry: the room's name, its topic and, only when set, its privacy.
+fn topic_entry(room: &str, topic: &str, settings: &RoomSettings) -> serde_json::Value {
+    let mut entry = serde_json::to_value(settings).unwrap_or_default();
+    if let Some(map) = entry.as_object_mut() {
+        map.insert("room".into(), room.into());
+        map.insert("topic".into(), topic.into());
+    }
+    entry
+}
 
 /// Mode of every file the server creates in the data directory: its owner's only.
 pub const FILE_MODE: u32 = 0o600;
@@ -119,6 +139,8 @@ pub struct Loaded {
     pub rooms: Vec<(String, Vec<StoredMessage>)>,
     /// Room name and topic.
     pub topics: Vec<(String, String)>,
+    /// Room name and privacy, for the rooms that have some.
+    pub settings: Vec<(String, RoomSettings)>,
 }
 
 /// An opened, locked data directory, not yet writing.
@@ -155,6 +177,8 @@ pub struct RoomLoad {
     pub messages: Vec<StoredMessage>,
     /// Its topic, empty when none.
     pub topic: String,
+    /// Its privacy (default when none).
+    pub settings: RoomSettings,
 }
 
 /// A room's topic as it goes to `topics.json`: the room's display name and the topic (empty: no
@@ -162,6 +186,7 @@ pub struct RoomLoad {
 struct TopicEntry {
     room: String,
     topic: String,
+    settings: RoomSettings,
 }
 
 /// The topics changed since the writer last took them, by room key: only the latest change of a
@@ -178,8 +203,8 @@ impl PendingTopics {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn set(&self, room_key: String, room: String, topic: String) {
-        self.lock().insert(room_key, TopicEntry { room, topic });
+    fn set(&self, room_key: String, entry: TopicEntry) {
+        self.lock().insert(room_key, entry);
     }
 
     fn take(&self) -> HashMap<String, TopicEntry> {
@@ -302,9 +327,15 @@ impl Store {
             match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
                 Ok(map) => {
                     for v in map.values() {
-                        if let (Some(room), Some(topic)) = (v["room"].as_str(), v["topic"].as_str())
-                        {
+                        let Some(room) = v["room"].as_str() else {
+                            continue;
+                        };
+                        if let Some(topic) = v["topic"].as_str().filter(|t| !t.is_empty()) {
                             loaded.topics.push((room.to_owned(), topic.to_owned()));
+                        }
+                        let settings = settings_of(v);
+                        if !settings.is_default() {
+                            loaded.settings.push((room.to_owned(), settings));
                         }
                     }
                     store.topics = map;
@@ -430,7 +461,8 @@ impl StoreHandle {
                 room_key,
                 room,
                 topic,
-            } => self.topic(room_key.to_string(), room, topic),
+                settings,
+            } => self.topic(room_key.to_string(), room, topic, settings),
         }
     }
 
@@ -446,10 +478,16 @@ impl StoreHandle {
         self.tx.try_send(op).ok().map(|()| answer)
     }
 
-    /// Record a room's new topic (empty: cleared); never blocks. It reaches `topics.json` with
-    /// the writer's next tick, replacing any change of the same room not written yet.
-    pub fn topic(&self, room_key: String, room: String, topic: String) {
-        self.topics.set(room_key, room, topic);
+    /// Record a room's new topic (empty: cleared) and privacy; never blocks. They reach
+    /// `topics.json` with the writer's next tick, replacing any change of the same room not
+    /// written yet.
+    pub fn topic(&self, room_key: String, room: String, topic: String, settings: RoomSettings) {
+        let entry = TopicEntry {
+            room,
+            topic,
+            settings,
+        };
+        self.topics.set(room_key, entry);
     }
 
     fn send(&self, op: Op) {

@@ -96,7 +96,12 @@ fn a_new_data_dir_and_its_files_are_private() {
     // Three lines with a history of two: one rotation.
     let lines: String = (0..3).map(|i| message_line(format!("m{i}"))).collect();
     writer.append("lobby", lines.as_bytes(), 3);
-    handle.topic("lobby".into(), "lobby".into(), "t".into());
+    handle.topic(
+        "lobby".into(),
+        "lobby".into(),
+        "t".into(),
+        Default::default(),
+    );
     writer.tick();
     let data = dir.join("data");
     assert_eq!(mode(&dir), 0o700, "a missing parent too");
@@ -153,10 +158,20 @@ fn a_topic_flood_is_one_rewrite_and_the_last_topic_of_each_room_wins() {
     let rooms = ["lobby", "ops", "gone"];
     for i in 0..100_000 {
         let key = rooms[i % 3];
-        handle.topic(key.into(), key.to_uppercase(), format!("{key} {i}"));
+        handle.topic(
+            key.into(),
+            key.to_uppercase(),
+            format!("{key} {i}"),
+            Default::default(),
+        );
     }
     // The last change of `gone` clears its topic.
-    handle.topic("gone".into(), "GONE".into(), String::new());
+    handle.topic(
+        "gone".into(),
+        "GONE".into(),
+        String::new(),
+        Default::default(),
+    );
     writer.tick();
     assert_eq!(writer.topic_writes, 1, "100,001 changes, one rewrite");
     let expected = HashMap::from([
@@ -167,8 +182,18 @@ fn a_topic_flood_is_one_rewrite_and_the_last_topic_of_each_room_wins() {
 
     writer.tick();
     assert_eq!(writer.topic_writes, 1, "nothing changed: no rewrite");
-    handle.topic("ops".into(), "Ops".into(), "later".into());
-    handle.topic("ops".into(), "Ops".into(), "latest".into());
+    handle.topic(
+        "ops".into(),
+        "Ops".into(),
+        "later".into(),
+        Default::default(),
+    );
+    handle.topic(
+        "ops".into(),
+        "Ops".into(),
+        "latest".into(),
+        Default::default(),
+    );
     writer.tick();
     assert_eq!(writer.topic_writes, 2);
     drop((handle, writer));
@@ -192,7 +217,12 @@ fn topic_changes_take_no_room_in_the_message_queue() {
     let (store, _) = Store::open(&dir, 10).unwrap();
     let (handle, _writer, rx) = store.into_writer();
     for i in 0..QUEUE + 1 {
-        handle.topic("lobby".into(), "lobby".into(), format!("t{i}"));
+        handle.topic(
+            "lobby".into(),
+            "lobby".into(),
+            format!("t{i}"),
+            Default::default(),
+        );
     }
     let line = Bytes::from(message_line("after the flood".into()));
     handle.append("lobby".into(), line.clone());
@@ -214,7 +244,12 @@ fn the_writer_keeps_up_with_messages_during_a_topic_flood_and_shuts_down_at_once
     let (handle, thread) = store.start();
     let mut sent = Vec::new();
     for i in 0..200_000 {
-        handle.topic("lobby".into(), "lobby".into(), format!("t{i}"));
+        handle.topic(
+            "lobby".into(),
+            "lobby".into(),
+            format!("t{i}"),
+            Default::default(),
+        );
         if i % 20_000 == 0 {
             let line = message_line(format!("m{i}"));
             handle.append("lobby".into(), Bytes::from(line.clone()));
@@ -265,6 +300,7 @@ fn a_load_sees_every_append_queued_before_it_and_the_newest_topic() {
         "lobby".into(),
         "Lobby".into(),
         "not yet in topics.json".into(),
+        Default::default(),
     );
     let load = handle
         .load("lobby")
@@ -280,7 +316,12 @@ fn a_load_sees_every_append_queued_before_it_and_the_newest_topic() {
     assert_eq!(load.topic, "not yet in topics.json");
 
     // A topic alone brings a room back too, named as the topic's room.
-    handle.topic("quiet".into(), "Quiet".into(), "shh".into());
+    handle.topic(
+        "quiet".into(),
+        "Quiet".into(),
+        "shh".into(),
+        Default::default(),
+    );
     let load = handle.load("quiet").unwrap().blocking_recv().unwrap();
     assert_eq!(
         (load.room.as_deref(), load.topic.as_str()),
@@ -304,5 +345,57 @@ fn a_load_of_a_room_never_written_is_empty() {
         "looking makes no file"
     );
     drop((handle, writer));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rooms_privacy_is_kept_with_its_topic_and_old_entries_still_read() {
+    let dir = std::env::temp_dir().join(format!("lanchat-store-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An entry as written before private rooms: no privacy fields.
+    std::fs::write(
+        dir.join("topics.json"),
+        r#"{"old":{"room":"Old","topic":"from before"}}"#,
+    )
+    .unwrap();
+    let (store, loaded) = Store::open(&dir, 10).unwrap();
+    assert_eq!(
+        loaded.topics,
+        [("Old".to_owned(), "from before".to_owned())]
+    );
+    assert!(loaded.settings.is_empty());
+    let (handle, mut writer, _rx) = store.into_writer();
+    let vault = RoomSettings {
+        invite_only: true,
+        key: Some("k3y".into()),
+        topic_lock: false,
+        ops: vec!["ann".into()],
+    };
+    // No topic, but privacy: kept.
+    handle.topic("vault".into(), "Vault".into(), String::new(), vault.clone());
+    // Topic and privacy both gone: the entry goes.
+    handle.topic(
+        "old".into(),
+        "Old".into(),
+        String::new(),
+        RoomSettings::default(),
+    );
+    assert_eq!(
+        writer.load("vault").settings,
+        vault,
+        "pending, then read back"
+    );
+    assert_eq!(writer.load("vault").room.as_deref(), Some("Vault"));
+    writer.tick();
+    let text = std::fs::read_to_string(dir.join("topics.json")).unwrap();
+    let map: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        map,
+        serde_json::json!({"vault":{"room":"Vault","topic":"","invite_only":true,"key":"k3y","ops":["ann"]}})
+    );
+    drop((handle, writer));
+    let (_store, loaded) = Store::open(&dir, 10).unwrap();
+    assert_eq!(loaded.settings, [("Vault".to_owned(), vault)]);
+    assert!(loaded.topics.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -194,6 +194,51 @@ async fn scripted_clients_talk_line_by_line() {
     }
 }
 
+/// Private rooms through the terminal client: `/mode`, `/invite`, `/op`, and the events it shows
+/// (modes changed by another operator, being kicked).
+#[tokio::test]
+async fn scripted_client_runs_a_private_room() {
+    let server = ServerProcess::start(&["--rate-per-sec", "0"]);
+    let mut ann = Script::start(&server.addr.to_string(), "ann", &[]);
+    ann.expect("the connected notice", |l| l.ends_with(" as ann"))
+        .await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    ann.type_line("/join vault").await;
+    ann.expect_suffix("joined #vault").await;
+    ann.type_line("/mode +i +k s3cret").await;
+    ann.expect_suffix("modes of #vault: invite-only, key").await;
+    let e = bob.request(json!({"type":"join","room":"vault"})).await;
+    assert_eq!(e["code"], "not_invited", "{e}");
+    ann.type_line("/invite bob").await;
+    ann.expect_suffix("invited bob to #vault").await;
+    bob.skip_until("invite").await;
+    let ok = bob.request(json!({"type":"join","room":"vault"})).await;
+    assert_eq!(
+        ok["members"][0],
+        json!({"nick":"ann","status":"online","op":true})
+    );
+    ann.type_line("/op bob").await;
+    ann.expect_suffix("bob is now an operator of #vault").await;
+    bob.request(json!({"type":"mode","room":"vault","topic_lock":true}))
+        .await;
+    ann.expect_suffix("bob set the modes of #vault: invite-only, key, topic locked")
+        .await;
+    bob.request(json!({"type":"kick","room":"vault","nick":"ann","reason":"test"}))
+        .await;
+    ann.expect_suffix("ann was kicked from #vault by bob (test)")
+        .await;
+    let (status, out) = ann.finish().await;
+    assert!(
+        status.success(),
+        "exit {status}; output:\n{}",
+        out.join("\n")
+    );
+    assert!(
+        out.iter().all(|l| !l.contains("s3cret")),
+        "the key is not echoed: {out:?}"
+    );
+}
+
 #[tokio::test]
 async fn scripted_client_joins_its_room_shows_history_and_exits_after_replies() {
     let server = ServerProcess::start(&[]);

@@ -50,7 +50,11 @@ async fn join_say_leave_and_history() {
     assert_eq!(ok["cmd"], "join");
     assert_eq!(ok["room"], "Rust");
     assert_eq!(ok["topic"], "");
-    assert_eq!(ok["members"], json!([{"nick":"ann","status":"online"}]));
+    // Ann made the room: its first operator (PROTOCOL.md, "Private rooms").
+    assert_eq!(
+        ok["members"],
+        json!([{"nick":"ann","status":"online","op":true}])
+    );
 
     let ok = bob.request(json!({"type":"join","room":"rust"})).await;
     assert_eq!(ok["room"], "Rust", "first spelling wins");

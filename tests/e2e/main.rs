@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod names;
 mod netns;
+mod private;
 mod soak;
 mod tls;
 mod trust;

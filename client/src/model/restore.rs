@@ -54,7 +54,11 @@ impl Model {
                 let cmd = if given.contains(&name_key(&room)) {
                     Command::Who { room: room.clone() }
                 } else {
-                    Command::Join { room: room.clone() }
+                    // A key is not kept: an operator comes back without one.
+                    Command::Join {
+                        room: room.clone(),
+                        key: None,
+                    }
                 };
                 (room, cmd)
             })
@@ -186,7 +190,13 @@ mod tests {
                         room: "lobby".into()
                     }
                 ),
-                ("dev".to_owned(), Command::Join { room: "dev".into() }),
+                (
+                    "dev".to_owned(),
+                    Command::Join {
+                        room: "dev".into(),
+                        key: None
+                    }
+                ),
             ]
         );
         assert_eq!(plan.status, None);

@@ -2,7 +2,8 @@
 
 use super::*;
 use lanchat_protocol::{
-    Bye, ByeReason, ErrorCode, Limits, NickChange, QuitEvent, Reply, RoomNick, TopicChange,
+    Bye, ByeReason, ErrorCode, LeaveEvent, Limits, NickChange, QuitEvent, Reply, RoomNick,
+    TopicChange,
 };
 
 pub(super) fn welcome(nick: &str, rooms: &[&str]) -> Welcome {
@@ -37,6 +38,7 @@ pub(super) fn member(nick: &str) -> Member {
         nick: nick.into(),
         status: Status::Online,
         text: None,
+        op: false,
     }
 }
 
@@ -488,9 +490,11 @@ fn joins_leaves_and_quits_change_the_member_lists() {
         nick: "Cat".into(),
     }));
     assert_eq!(nicks(&model, "lobby"), ["ann", "bob", "cat"]);
-    let leave = ServerFrame::Leave(RoomNick {
+    let leave = ServerFrame::Leave(LeaveEvent {
         room: "lobby".into(),
         nick: "cat".into(),
+        kicked_by: None,
+        reason: None,
     });
     assert_eq!(model.apply_event(leave.clone()), vec![Show::Event(leave)]);
     assert_eq!(nicks(&model, "lobby"), ["ann", "bob"]);
@@ -501,6 +505,16 @@ fn joins_leaves_and_quits_change_the_member_lists() {
     assert_eq!(model.apply_event(quit.clone()), vec![Show::Event(quit)]);
     assert_eq!(nicks(&model, "lobby"), ["ann"]);
     assert_eq!(nicks(&model, "dev"), ["ann"]);
+    // Removed by an operator: the room is left.
+    let kicked = ServerFrame::Leave(LeaveEvent {
+        room: "DEV".into(),
+        nick: "Ann".into(),
+        kicked_by: Some("bob".into()),
+        reason: None,
+    });
+    model.apply_event(kicked);
+    assert!(!model.is_joined("dev"));
+    assert!(model.is_joined("lobby"));
 }
 
 #[test]
@@ -510,6 +524,7 @@ fn presence_events_change_a_members_status() {
         nick: "bob".into(),
         status: Status::Away,
         text: Some("lunch".into()),
+        op: false,
     });
     assert_eq!(model.apply_event(away.clone()), vec![Show::Event(away)]);
     let bob = &model.members("lobby").unwrap()[1];

@@ -495,6 +495,71 @@ static void test_session(struct checks *t, lc_client *a, lc_client *b)
     lc_event_free(&ev);
 }
 
+/* Private rooms (extension): invisible and unreadable to a non-member, working for members.
+ * Runs after test_session: a is "alice", b is "bobby". */
+static void test_private_rooms(struct checks *t, lc_client *a, lc_client *b)
+{
+    lc_request req;
+    lc_event reply;
+    lc_event ev;
+
+    CHECK(t, lc_join(a, "vault", &reply) == LC_OK && reply.n_members == 1 &&
+                 reply.members[0].op == 1);
+    lc_event_free(&reply);
+    CHECK(t, lc_mode(a, "vault", LC_MODE_ON, "s3cret", 0, LC_MODE_KEEP, &reply) == LC_OK &&
+                 streq(reply.cmd, "mode") && reply.has_modes && reply.invite_only &&
+                 reply.has_key && !reply.topic_lock);
+    lc_event_free(&reply);
+    CHECK(t, lc_say(a, "vault", "hidden", NULL) == LC_OK);
+
+    /* bobby, not a member: no members, no history, not listed; join refused */
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_WHO;
+    req.room = "vault";
+    CHECK(t, lc_request_wait(b, &req, WAIT_MS, &reply) == LC_OK && reply.n_members == 0);
+    lc_event_free(&reply);
+    req.type = LC_REQ_HISTORY;
+    CHECK(t, lc_request_wait(b, &req, WAIT_MS, &reply) == LC_OK && reply.n_messages == 0);
+    lc_event_free(&reply);
+    memset(&req, 0, sizeof req);
+    req.type = LC_REQ_ROOMS;
+    if (CHECK(t, lc_request_wait(b, &req, WAIT_MS, &reply) == LC_OK && reply.n_room_list > 0)) {
+        size_t i;
+
+        for (i = 0; i < reply.n_room_list; i++)
+            CHECK(t, !streq(reply.room_list[i].name, "vault"));
+    }
+    lc_event_free(&reply);
+    CHECK(t, lc_join_key(b, "vault", "s3cret", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(b), "not_invited"));
+    CHECK(t, lc_kick(b, "vault", "alice", NULL, NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(b), "not_in_room"));
+
+    /* invited, bobby joins once and reads what members read */
+    CHECK(t, lc_invite(a, "vault", "bobby", &reply) == LC_OK && streq(reply.nick, "bobby"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event_in(b, LC_EV_INVITE, NULL, "vault", &ev) && streq(ev.by, "alice"));
+    lc_event_free(&ev);
+    CHECK(t, lc_join(b, "vault", &reply) == LC_OK && reply.n_members == 2);
+    lc_event_free(&reply);
+    CHECK(t, wait_event_in(a, LC_EV_JOIN, "bobby", "vault", &ev));
+    lc_event_free(&ev);
+    CHECK(t, lc_op(b, "vault", "bobby", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(b), "not_operator"));
+
+    /* a mode change tells the members (never the key); a kick is a leave with kicked_by */
+    CHECK(t, lc_mode(a, "vault", LC_MODE_KEEP, NULL, 1, LC_MODE_ON, NULL) == LC_OK);
+    CHECK(t, wait_event_in(b, LC_EV_MODE, NULL, "vault", &ev) && streq(ev.by, "alice") &&
+                 ev.has_modes && ev.invite_only && !ev.has_key && ev.topic_lock &&
+                 strstr(ev.raw, "s3cret") == NULL);
+    lc_event_free(&ev);
+    CHECK(t, lc_kick(a, "vault", "bobby", "bye", &reply) == LC_OK && streq(reply.cmd, "kick"));
+    lc_event_free(&reply);
+    CHECK(t, wait_event_in(b, LC_EV_LEAVE, "bobby", "vault", &ev) &&
+                 streq(ev.kicked_by, "alice") && streq(ev.reason, "bye"));
+    lc_event_free(&ev);
+}
+
 static void test_library(struct checks *t, const char *port)
 {
     lc_client *a = NULL;
@@ -514,8 +579,10 @@ static void test_library(struct checks *t, const char *port)
     CHECK(t, lc_max_line(a) == 16384);
 
     b = connect_as(t, port, "bob");
-    if (b != NULL)
+    if (b != NULL) {
         test_session(t, a, b);
+        test_private_rooms(t, a, b);
+    }
 
     /* nick_taken leaves the connection open for another hello */
     if (CHECK(t, lc_connect("127.0.0.1", port, &c) == LC_OK)) {

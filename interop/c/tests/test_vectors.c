@@ -136,6 +136,15 @@ static int request_from_json(const cJSON *obj, const char *raw_line, lc_request 
     req->after = string_of(obj, "after");
     req->reason = string_of(obj, "reason");
     req->secret = string_of(obj, "secret");
+    req->key = string_of(obj, "key");
+    /* "key": null (mode) removes the key. */
+    req->clear_key = cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(obj, "key"));
+    num = cJSON_GetObjectItemCaseSensitive(obj, "invite_only");
+    if (cJSON_IsBool(num))
+        req->invite_only = cJSON_IsTrue(num) ? LC_MODE_ON : LC_MODE_OFF;
+    num = cJSON_GetObjectItemCaseSensitive(obj, "topic_lock");
+    if (cJSON_IsBool(num))
+        req->topic_lock = cJSON_IsTrue(num) ? LC_MODE_ON : LC_MODE_OFF;
     num = cJSON_GetObjectItemCaseSensitive(obj, "protocol");
     if (cJSON_IsNumber(num))
         req->protocol = num->valueint;
@@ -242,6 +251,22 @@ static void check_fields(struct checks *t, const char *name, const lc_event *ev)
     } else if (strcmp(name, "bye_tls_required") == 0) {
         expect(t, strcmp(ev->reason, "tls_required") == 0 && ev->re == NULL, "server.jsonl",
                name, "reason");
+    } else if (strcmp(name, "ok_join_with_operator") == 0) {
+        expect(t, ev->n_members == 2 && ev->members[0].op == 1 && ev->members[1].op == 0,
+               "server.jsonl", name, "operator flag");
+    } else if (strcmp(name, "ok_mode") == 0 || strcmp(name, "event_mode") == 0) {
+        expect(t, ev->has_modes && ev->invite_only && ev->has_key && !ev->topic_lock &&
+                      strcmp(ev->room, "ops") == 0,
+               "server.jsonl", name, "modes");
+    } else if (strcmp(name, "event_invite") == 0) {
+        expect(t, ev->kind == LC_EV_INVITE && strcmp(ev->by, "ann") == 0, "server.jsonl", name,
+               "invite fields");
+    } else if (strcmp(name, "event_leave_kicked") == 0) {
+        expect(t, ev->kind == LC_EV_LEAVE && strcmp(ev->kicked_by, "ann") == 0 &&
+                      strcmp(ev->reason, "spam") == 0,
+               "server.jsonl", name, "kicked_by and reason");
+    } else if (strcmp(name, "event_leave") == 0) {
+        expect(t, ev->kicked_by == NULL, "server.jsonl", name, "no kicked_by");
     } else if (strcmp(name, "event_topic") == 0) {
         expect(t, strcmp(ev->by, "bob") == 0 && strcmp(ev->topic, "Rust 1.95 is out") == 0,
                "server.jsonl", name, "topic fields");

@@ -27,7 +27,9 @@ from .client import CLIENT_NAME, Client, parse_address
 from .discovery import Server, discover
 from .errors import ConnectionClosed, FingerprintMismatch, LanchatError, LanchatTimeout
 from .tls import TRUST_ON_FIRST_USE, parse_fingerprint
-from .protocol import DEFAULT_PORT, DISCOVERY_PORT, PRESENCE_PORT, PROTOCOL_VERSION, Frame
+from .protocol import (
+    DEFAULT_PORT, DISCOVERY_PORT, NULL, PRESENCE_PORT, PROTOCOL_VERSION, Frame,
+)
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ __all__ = [
     "Frame",
     "LanchatError",
     "LanchatTimeout",
+    "NULL",
     "DISCOVERY_PORT",
     "PRESENCE_PORT",
     "PROTOCOL_VERSION",

@@ -39,6 +39,7 @@ from .protocol import (
     DEFAULT_PORT,
     PROTOCOL_VERSION,
     Frame,
+    _Null,
     ProtocolError,
     RequestId,
     decode_line,
@@ -419,9 +420,41 @@ class Client:
         self.nickname = welcome.get("nick", nick)
         return welcome
 
-    def join(self, room: str, timeout: Optional[float] = None) -> Frame:
-        """Join ``room`` (created if new); the reply has ``room``, ``topic`` and ``members``."""
-        return self.request("join", timeout, room=room)
+    def join(self, room: str, key: Optional[str] = None,
+             timeout: Optional[float] = None) -> Frame:
+        """Join ``room`` (created if new); the reply has ``room``, ``topic`` and ``members``.
+
+        ``key`` is the key of a key-protected room.  The member who makes a room is its
+        first operator (``"op": True`` in ``members``).  A private room that will not have
+        you raises :class:`LanchatError` with code ``not_invited`` or ``bad_key``.
+        """
+        return self.request("join", timeout, room=room, key=key)
+
+    # -- private rooms (extension) ---------------------------------------------
+
+    def mode(self, room: str, invite_only: Optional[bool] = None,
+             key: Optional[Union[str, _Null]] = None, topic_lock: Optional[bool] = None,
+             timeout: Optional[float] = None) -> Frame:
+        """Read (no changes given) or change (operators) the modes of ``room``.
+
+        ``None`` leaves a mode as it is; ``key=NULL`` removes the key.  The reply has
+        ``invite_only``, ``has_key`` and ``topic_lock``: the key itself is never sent back.
+        """
+        return self.request("mode", timeout, room=room, invite_only=invite_only, key=key,
+                            topic_lock=topic_lock)
+
+    def invite(self, room: str, nick: str, timeout: Optional[float] = None) -> Frame:
+        """Let ``nick`` (connected now) join ``room`` once; they get an ``invite`` event."""
+        return self.request("invite", timeout, room=room, nick=nick)
+
+    def kick(self, room: str, nick: str, reason: Optional[str] = None,
+             timeout: Optional[float] = None) -> Frame:
+        """Remove ``nick`` from ``room`` (operators); the room gets ``leave`` with ``kicked_by``."""
+        return self.request("kick", timeout, room=room, nick=nick, reason=reason)
+
+    def op(self, room: str, nick: str, timeout: Optional[float] = None) -> Frame:
+        """Make the member ``nick`` an operator of ``room`` (operators)."""
+        return self.request("op", timeout, room=room, nick=nick)
 
     def leave(self, room: str, timeout: Optional[float] = None) -> Frame:
         """Leave ``room``."""

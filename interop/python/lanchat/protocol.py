@@ -25,6 +25,9 @@ __all__ = [
     "ERROR_CODES",
     "BYE_REASONS",
     "REQUEST_FIELDS",
+    "NULL",
+    "MAX_KEY_CHARS",
+    "is_room_key",
     "EVENT_TYPES",
     "RequestId",
     "Frame",
@@ -67,13 +70,30 @@ MIN_SECRET_BYTES = 8
 MAX_SECRET_BYTES = 256
 """An account secret (extension) is 8 to 256 bytes of UTF-8 without control characters."""
 
+MAX_KEY_CHARS = 64
+"""Longest room key (private rooms, extension), in characters."""
+
+
+class _Null:
+    """The type of :data:`NULL`: one instance, shown as ``NULL``."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = _Null()
+"""A field value sent as JSON ``null`` (``None`` means "leave the field out").
+
+Only ``mode`` gives ``null`` a meaning of its own: ``key=NULL`` removes a room's key."""
+
 ERROR_CODES: FrozenSet[str] = frozenset(
     {
         "bad_json", "bad_frame", "unknown_type", "line_too_long", "not_registered",
         "already_registered", "protocol_unsupported", "auth_failed", "nick_invalid",
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
         "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
-        "tls_required", "nick_registered", "too_many_accounts",
+        "tls_required", "nick_registered", "too_many_accounts", "not_invited", "bad_key",
+        "not_operator",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""
@@ -93,10 +113,12 @@ Frame = Dict[str, Any]
 _Types = Tuple[type, ...]
 _STR: _Types = (str,)
 _INT: _Types = (int,)
+_BOOL: _Types = (bool,)
 REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] = {
     "hello": ({"nick": _STR},
               {"protocol": _INT, "client": _STR, "password": _STR, "secret": _STR}),
     "join": ({"room": _STR}, {}),
+    "join": ({"room": _STR}, {"key": _STR}),
     "leave": ({"room": _STR}, {}),
     "say": ({"room": _STR, "text": _STR}, {}),
     "dm": ({"to": _STR, "text": _STR}, {}),
@@ -106,6 +128,10 @@ REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] 
     "who": ({"room": _STR}, {}),
     "rooms": ({}, {"after": _STR, "limit": _INT}),
     "history": ({"room": _STR}, {"before": _STR, "after": _STR, "limit": _INT}),
+    "mode": ({"room": _STR}, {"invite_only": _BOOL, "key": _STR, "topic_lock": _BOOL}),
+    "invite": ({"room": _STR, "nick": _STR}, {}),
+    "kick": ({"room": _STR, "nick": _STR}, {"reason": _STR}),
+    "op": ({"room": _STR, "nick": _STR}, {}),
     "ping": ({}, {}),
     "pong": ({}, {}),
     "quit": ({}, {"reason": _STR}),
@@ -136,6 +162,9 @@ _SERVER_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "presence": {"nick": _STR, "status": _STR},
     "topic": {"room": _STR, "topic": _STR, "by": _STR},
     "quit": {"nick": _STR, "reason": _STR},
+    "mode": {"room": _STR, "by": _STR, "invite_only": _BOOL, "has_key": _BOOL,
+             "topic_lock": _BOOL},
+    "invite": {"room": _STR, "by": _STR},
     "ping": {},
 }
 _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
@@ -149,6 +178,10 @@ _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "who": {"room": _STR, "members": (list,)},
     "rooms": {"rooms": (list,)},
     "history": {"room": _STR, "messages": (list,)},
+    "mode": {"room": _STR, "invite_only": _BOOL, "has_key": _BOOL, "topic_lock": _BOOL},
+    "invite": {"room": _STR, "nick": _STR},
+    "kick": {"room": _STR, "nick": _STR},
+    "op": {"room": _STR, "nick": _STR},
     "ping": {},
     "register": {"nick": _STR, "persistent": (bool,)},
     "unregister": {"nick": _STR},
@@ -182,11 +215,17 @@ def request_frame(type_: str, id: Optional[RequestId] = None, **fields: Any) -> 
 
         >>> request_frame("history", id=3, room="lobby", before=None, limit=10)
         {'type': 'history', 'id': 3, 'room': 'lobby', 'limit': 10}
+
+    A field given as :data:`NULL` is sent as ``null`` (``mode``'s ``key=NULL`` removes a key).
     """
     frame: Frame = {"type": type_}
     if id is not None:
         frame["id"] = id
-    frame.update((name, value) for name, value in fields.items() if value is not None)
+    frame.update(
+        (name, None if value is NULL else value)
+        for name, value in fields.items()
+        if value is not None
+    )
     return frame
 
 
@@ -302,6 +341,11 @@ def check_request(frame: Mapping[str, Any]) -> None:
     if type_ == "rooms" and frame.get("limit") is not None:
         if not 1 <= frame["limit"] <= ROOMS_PAGE_MAX:
             raise ProtocolError("bad_frame", f"limit must be 1..{ROOMS_PAGE_MAX}", re)
+    if type_ in ("join", "mode") and frame.get("key") is not None:
+        if not is_room_key(frame["key"]):
+            raise ProtocolError(
+                "bad_frame", f"key must be 1..{MAX_KEY_CHARS} characters, no control characters", re
+            )
     if type_ == "rooms" and frame.get("after") is not None:
         if not 1 <= len(frame["after"]) <= MAX_NAME_CHARS:
             raise ProtocolError("bad_frame", f"after must be a room name (1..{MAX_NAME_CHARS})", re)
@@ -322,6 +366,13 @@ def valid_secret(secret: str) -> bool:
     if not MIN_SECRET_BYTES <= size <= MAX_SECRET_BYTES:
         return False
     return not any(unicodedata.category(c) == "Cc" for c in secret)
+
+
+def is_room_key(value: str) -> bool:
+    """True when ``value`` can be a room key: 1 to 64 characters, no control character (Cc)."""
+    return 1 <= len(value) <= MAX_KEY_CHARS and not any(
+        unicodedata.category(c) == "Cc" for c in value
+    )
 
 
 def is_message_id(value: str) -> bool:

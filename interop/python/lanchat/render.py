@@ -29,7 +29,7 @@ def format_time(ts: Any) -> str:
 
 
 def _member(member: Mapping[str, Any]) -> str:
-    nick = member.get("nick", "?")
+    nick = ("@" if member.get("op") is True else "") + str(member.get("nick", "?"))
     status = member.get("status", "online")
     if member.get("text"):
         return f"{nick} ({status}: {_one_line(member['text'])})"
@@ -38,6 +38,15 @@ def _member(member: Mapping[str, Any]) -> str:
 
 def _members(members: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(_member(m) for m in members) or "(nobody)"
+
+
+def _modes(frame: Mapping[str, Any]) -> str:
+    """A room's modes in words: what makes it private (or "public"), and a locked topic."""
+    words = [w for w, on in (("invite-only", frame.get("invite_only")),
+                             ("key", frame.get("has_key"))) if on is True] or ["public"]
+    if frame.get("topic_lock") is True:
+        words.append("topic locked")
+    return ", ".join(words)
 
 
 def format_event(event: Mapping[str, Any], now_ms: Optional[int] = None) -> str:
@@ -62,8 +71,15 @@ def format_event(event: Mapping[str, Any], now_ms: Optional[int] = None) -> str:
     now = format_time(int(time.time() * 1000) if now_ms is None else now_ms)
     if kind == "join":
         return f"{now} [{e['room']}] * {e['nick']} joined"
+    if kind == "leave" and e.get("kicked_by"):
+        reason = f" ({e['reason']})" if e.get("reason") else ""
+        return f"{now} [{e['room']}] * {e['nick']} was kicked by {e['kicked_by']}{reason}"
     if kind == "leave":
         return f"{now} [{e['room']}] * {e['nick']} left"
+    if kind == "mode":
+        return f"{now} [{e['room']}] * {e['by']} set the modes: {_modes(e)}"
+    if kind == "invite":
+        return f"{now} [{e['room']}] * {e['by']} invited you (join it with /join {e['room']})"
     if kind == "quit":
         return f"{now} * {e['nick']} quit ({e.get('reason', '')})"
     if kind == "nick":
@@ -122,4 +138,9 @@ def format_reply(reply: Mapping[str, Any]) -> List[str]:
         return [f"* you are {reply.get('status')}{text}"]
     if cmd == "ping":
         return ["* pong"]
+    if cmd == "mode":
+        return [f"[{reply['room']}] * modes: {_modes(reply)}"]
+    if cmd in ("invite", "kick", "op"):
+        done = {"invite": "invited", "kick": "removed", "op": "made an operator:"}[cmd]
+        return [f"[{reply['room']}] * {done} {_one_line(reply.get('nick', ''))}"]
     return []

@@ -15,7 +15,7 @@ from typing import Any, Callable, Tuple
 
 from support import EXAMPLES, WAIT, ServerProcess, free_udp_port, python_env
 
-from lanchat import Client, ConnectionClosed, Frame, LanchatError, discover
+from lanchat import NULL, Client, ConnectionClosed, Frame, LanchatError, discover
 from lanchat.client import new_secret
 
 
@@ -140,7 +140,9 @@ class ChatTests(ServerTestCase):
         self.assertEqual((rooms["rust"]["members"], rooms["rust"]["topic"]), (1, "crabs"))
         who = bob.who("lobby")
         self.assertEqual(sorted(m["nick"] for m in who["members"]), ["ann", "bob"])
-        self.assertEqual(bob.who("rust")["members"], [{"nick": "ann", "status": "online"}])
+        # Ann made the room: its first operator.
+        self.assertEqual(bob.who("rust")["members"],
+                         [{"nick": "ann", "status": "online", "op": True}])
         self.assertEqual(ann.ping()["cmd"], "ping")
 
     def test_quit_tells_the_others_and_ends_the_client(self) -> None:
@@ -199,6 +201,40 @@ class AccountTests(ServerTestCase):
         with self.assertRaises(LanchatError) as caught:
             ann.register("short")
         self.assertEqual(caught.exception.code, "bad_frame")
+
+
+class PrivateRoomTests(ServerTestCase):
+    """Private rooms (extension): invisible and unreadable to non-members, usable by members."""
+
+    def test_a_private_room_is_hidden_from_non_members_and_works_for_members(self) -> None:
+        ann, bob, cy = self.connect("ann"), self.connect("bob"), self.connect("cy")
+        self.assertTrue(ann.join("Hideout")["members"][0]["op"])
+        modes = ann.mode("hideout", invite_only=True, key="s3cret")
+        self.assertEqual((modes["invite_only"], modes["has_key"]), (True, True))
+        self.assertNotIn("key", modes)
+        ann.topic("hideout", "the plan")
+        ann.say("hideout", "meet at noon")
+        for outsider in (bob, cy):
+            self.assertNotIn("Hideout", [r["name"] for r in outsider.rooms()["rooms"]])
+            self.assertEqual(outsider.who("hideout")["members"], [])
+            self.assertEqual(outsider.topic("hideout")["topic"], "")
+            self.assertEqual(outsider.history("hideout")["messages"], [])
+        with self.assertRaises(LanchatError) as refused:
+            bob.join("hideout", key="s3cret")
+        self.assertEqual(refused.exception.code, "not_invited")
+        ann.invite("hideout", "bob")
+        self.expect(bob, "invite", room="Hideout", by="ann")
+        joined = bob.join("hideout")
+        self.assertEqual(joined["topic"], "the plan")
+        self.assertEqual([m["text"] for m in bob.history("hideout")["messages"]], ["meet at noon"])
+        with self.assertRaises(LanchatError) as refused:
+            bob.kick("hideout", "ann")
+        self.assertEqual(refused.exception.code, "not_operator")
+        ann.mode("hideout", invite_only=False, key=NULL)
+        self.expect(bob, "mode", room="Hideout", invite_only=False, has_key=False)
+        self.assertIn("Hideout", [r["name"] for r in cy.rooms()["rooms"]])
+        ann.kick("hideout", "bob", reason="bye")
+        self.expect(bob, "leave", room="Hideout", nick="bob", kicked_by="ann", reason="bye")
 
 
 class KeepaliveTests(ServerTestCase):

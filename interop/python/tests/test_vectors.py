@@ -12,6 +12,7 @@ from lanchat import Client, ConnectionClosed, LanchatError
 from lanchat.discovery import parse_beacon
 from lanchat.protocol import (
     ERROR_CODES,
+    NULL,
     EVENT_TYPES,
     ProtocolError,
     check_request,
@@ -25,9 +26,14 @@ from lanchat.protocol import (
 from lanchat.render import format_event, format_reply
 
 
+def _fields(request: Dict[str, Any]) -> Dict[str, Any]:
+    """A canonical request's fields as Python passes them: a JSON null is NULL (None is absent)."""
+    return {k: NULL if v is None else v for k, v in request.items() if k not in ("type", "id")}
+
+
 def _call(client: Client, request: Dict[str, Any]) -> None:
     """Call the Client method named by the request's type with the request's fields."""
-    fields = {k: v for k, v in request.items() if k not in ("type", "id")}
+    fields = _fields(request)
     type_ = request["type"]
     if type_ == "hello":  # absent protocol/client must stay absent, not take defaults
         fields.setdefault("protocol", None)
@@ -67,7 +73,7 @@ class RequestVectors(unittest.TestCase):
         for vector in load_vectors("requests.jsonl"):
             with self.subTest(vector["name"]):
                 request = vector["request"]
-                fields = {k: v for k, v in request.items() if k not in ("type", "id")}
+                fields = _fields(request)
                 frame = request_frame(request["type"], id=request.get("id"), **fields)
                 line = encode_frame(frame)
                 self.assertTrue(line.endswith(b"\n"))

@@ -11,6 +11,15 @@ use lanchat_protocol::validate::{lookalike_keys, name_key};
 use super::{Room, RoomKey, State};
 use crate::history::{RoomHistory, StoredMessage};
 
+impl<M> Room<M> {
+    /// Whether the room holds something worth keeping without members: history, a topic, or
+    /// privacy (a private room forgotten could be made again, public, by anyone). Operators
+    /// alone are not kept: a public room with nothing in it is forgotten with them.
+    pub(super) fn keeps_something(&self) -> bool {
+        !self.history.is_empty() || !self.topic.is_empty() || self.privacy.is_private()
+    }
+}
+
 impl<M: Clone> State<M> {
     /// Hold at most `max_rooms` rooms (the default room included): beyond, the room that has been
     /// without members longest is forgotten, and when every room has members a new one is refused.
@@ -127,7 +136,7 @@ impl<M: Clone> State<M> {
                 break;
             };
             self.history_bytes -= freed;
-            if room.members.is_empty() && room.history.is_empty() && room.topic.is_empty() {
+            if room.members.is_empty() && !room.keeps_something() {
                 if let Some(since) = room.idle_since {
                     self.idle.remove(&(since, victim.clone()));
                 }
@@ -161,6 +170,7 @@ impl<M: Clone> State<M> {
                 members: HashMap::new(),
                 history: RoomHistory::new(self.history_len),
                 idle_since: None,
+                privacy: Default::default(),
             };
             self.rooms.insert(key.clone(), room);
             if *key != *name_key(&self.default_room) {
@@ -209,7 +219,7 @@ impl<M: Clone> State<M> {
             return;
         }
         self.listed.remove(key);
-        if room.history.is_empty() && room.topic.is_empty() {
+        if !room.keeps_something() {
             self.forget_room(key);
         } else {
             self.mark_idle(key);

@@ -61,13 +61,15 @@ impl<M: Clone> State<M> {
         else {
             return Ok(());
         };
-        refuse(
-            ErrorCode::RoomInvalid,
-            format!(
+        // A private room is not named: that would tell its name to anyone who guesses a lookalike.
+        let message = match other.privacy.is_private() {
+            true => format!("\"{room}\" looks like a room the server holds; choose another name"),
+            false => format!(
                 "\"{room}\" looks like the room \"{}\"; join that one",
                 other.name
             ),
-        )
+        };
+        refuse(ErrorCode::RoomInvalid, message)
     }
 
     /// Claim the keys of a room being made, those no room held has already (two rooms restored

@@ -57,7 +57,7 @@ fn a_new_room_that_looks_like_one_held_is_refused() {
     chat.join(&ann, "ops");
     let (code, message) = chat
         .state
-        .join(&bob.who, None, "0PS")
+        .join(&bob.who, None, "0PS", None)
         .expect_err("a lookalike");
     assert_eq!(code, ErrorCode::RoomInvalid);
     assert_eq!(
@@ -84,7 +84,7 @@ fn a_new_room_that_looks_like_one_held_is_refused() {
 }
 
 fn code_of_join(chat: &mut Chat, user: &User, room: &str) -> Option<ErrorCode> {
-    let result = chat.state.join(&user.who, None, room);
+    let result = chat.state.join(&user.who, None, room, None);
     result.err().map(|(code, _)| code)
 }
 

@@ -10,7 +10,7 @@ fn page(
     limit: usize,
 ) -> (Vec<String>, Option<String>) {
     let reply = chat
-        .act(actor, &mut |st, _| Ok(st.rooms(None, after, limit)))
+        .act(actor, &mut |st, me| Ok(st.rooms(me, None, after, limit)))
         .pop()
         .expect("a reply");
     assert_eq!(reply["cmd"], "rooms");

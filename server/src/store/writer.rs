@@ -114,21 +114,24 @@ impl Writer {
             .pending_topics
             .lock()
             .get(room_key)
-            .map(|t| (t.room.clone(), t.topic.clone()));
-        let (topic_room, topic) = pending
+            .map(|t| (t.room.clone(), t.topic.clone(), t.settings.clone()));
+        let (topic_room, topic, settings) = pending
             .or_else(|| {
                 let entry = self.store.topics.get(room_key)?;
                 Some((
                     entry["room"].as_str()?.to_owned(),
-                    entry["topic"].as_str()?.to_owned(),
+                    entry["topic"].as_str().unwrap_or("").to_owned(),
+                    settings_of(entry),
                 ))
             })
             .unwrap_or_default();
-        let room = room.or((!topic.is_empty()).then_some(topic_room));
+        let kept = !topic.is_empty() || !settings.is_default();
+        let room = room.or(kept.then_some(topic_room));
         RoomLoad {
             room,
             messages,
             topic,
+            settings,
         }
     }
 
@@ -262,13 +265,17 @@ impl Writer {
     /// Take the pending topic changes into `store.topics` and, if anything changed, replace
     /// `topics.json` with it: once, whatever the number of changes.
     pub(super) fn write_topics(&mut self) {
-        for (room_key, TopicEntry { room, topic }) in self.pending_topics.take() {
-            if topic.is_empty() {
+        for (room_key, entry) in self.pending_topics.take() {
+            let TopicEntry {
+                room,
+                topic,
+                settings,
+            } = entry;
+            if topic.is_empty() && settings.is_default() {
                 self.store.topics.remove(&room_key);
             } else {
-                self.store
-                    .topics
-                    .insert(room_key, serde_json::json!({"room": room, "topic": topic}));
+                let entry = topic_entry(&room, &topic, &settings);
+                self.store.topics.insert(room_key, entry);
             }
             self.topics_dirty = true;
         }

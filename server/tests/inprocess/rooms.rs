@@ -46,7 +46,12 @@ fn server_with_attic(dir: &DataDir, config: Config) -> (Server, StoreHandle) {
     for text in ["one", "two", "three"] {
         handle.append("attic".into(), attic_line(text));
     }
-    handle.topic("attic".into(), "Attic".into(), "old boxes".into());
+    handle.topic(
+        "attic".into(),
+        "Attic".into(),
+        "old boxes".into(),
+        Default::default(),
+    );
     let shared = Shared::with_store(config, Some(handle.clone()));
     (Server::with_shared(shared), handle)
 }
