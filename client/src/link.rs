@@ -58,6 +58,13 @@ impl<T> Stream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 /// Its `Display` names the server in messages ("cannot connect to ...").
 pub trait Dialer: fmt::Display + Send {
     fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>>;
+
+    /// What the user knows the server by (its name when found by discovery, else the
+    /// `HOST:PORT` typed): the key of its pin and of the secrets of its registered nicks, which
+    /// must not change when its address does.
+    fn server(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// A plain TCP connection to `host:port`, resolved again at each dial.
@@ -238,6 +245,11 @@ impl Link {
         self.dialer.to_string()
     }
 
+    /// The server as the user knows it: see [`Dialer::server`].
+    pub fn server(&self) -> String {
+        self.dialer.server()
+    }
+
     /// Dial and say hello as `nick`, or `nick_2`, `nick_3`, ... while the nick is taken.
     pub async fn connect(&mut self, nick: &str) -> Result<Connected, ConnectError> {
         self.conn = None;
@@ -255,7 +267,7 @@ impl Link {
         self.conn = Some(conn);
         self.events = events;
         let mut suffix = 1;
-        let server = self.target();
+        let server = self.server();
         loop {
             let nick = with_suffix(nick, suffix);
             let hello = Command::Hello(Hello {

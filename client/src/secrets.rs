@@ -2,8 +2,9 @@
 //! nick, so that `/register` is done once and every later `hello` carries the secret by itself.
 //!
 //! Kept in `$XDG_CONFIG_HOME/lanchat/secrets.json` (else `~/.config/lanchat/secrets.json`): a
-//! map from the server (as the client dials it, `host:port`) to a map from the folded nick to the
-//! secret. The file is the user's only (mode 0600, in a 0700 directory) and is replaced whole
+//! map from the server (as the user knows it, the key of its pin too: its name when found by
+//! discovery, else the `HOST:PORT` typed; so a server whose address changes keeps its secrets) to
+//! a map from the folded nick to the secret. The file is the user's only (mode 0600, in a 0700 directory) and is replaced whole
 //! (temporary file, fsync, rename), so a crash leaves the old one or the new one.
 
 use std::collections::BTreeMap;

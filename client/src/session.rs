@@ -310,7 +310,7 @@ impl Session {
     /// After `register` or `unregister` succeeded: keep the secret for the next `hello`, or
     /// forget it.
     fn keep_secret(&mut self, cmd: &Command, data: &ReplyData) {
-        let server = self.link.target();
+        let server = self.link.server();
         let secrets = self.link.secrets();
         let kept = match (cmd, data) {
             (Command::Register { secret }, ReplyData::Register { nick, .. }) => {

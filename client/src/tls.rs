@@ -210,11 +210,30 @@ impl Dialer for SecureDialer {
     fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
         Box::pin(self.dial_tls())
     }
+
+    fn server(&self) -> String {
+        self.server.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_is_known_by_its_name_not_its_address() {
+        let dialer = SecureDialer::new(
+            TcpDialer::new("10.0.0.5:7878"),
+            "office".into(),
+            Security::Learn,
+            None,
+            false,
+        );
+        // Pins and the secrets of registered nicks are kept under this: a new address (DHCP)
+        // must not lose them.
+        assert_eq!(Dialer::server(&dialer), "office");
+        assert_eq!(dialer.to_string(), "10.0.0.5:7878");
+    }
 
     #[test]
     fn a_plain_answer_or_silence_means_no_tls() {
