@@ -327,11 +327,23 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         }
     };
     let security = security(args.no_tls, flag_pin, known.as_ref(), &target);
-    if security == Security::Plain && password.is_some() {
-        eprintln!(
-            "lanchat: warning: no TLS to {}: the password travels in clear text",
-            target.address
-        );
+    let secrets = crate::secrets::Secrets::from_env();
+    if security == Security::Plain {
+        let what = match (
+            password.is_some(),
+            secrets.get(&target.server, &nick).is_some(),
+        ) {
+            (true, true) => Some("the password and your nick's secret travel"),
+            (true, false) => Some("the password travels"),
+            (false, true) => Some("your registered nick's secret travels"),
+            (false, false) => None,
+        };
+        if let Some(what) = what {
+            eprintln!(
+                "lanchat: warning: no TLS to {}: {what} in clear text",
+                target.address
+            );
+        }
     }
     let color = mode == Mode::Interactive
         && std::io::stdout().is_terminal()
@@ -350,7 +362,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         mode,
         color,
         bell: !args.no_bell,
-        secrets: crate::secrets::Secrets::from_env(),
+        secrets,
     };
 
     if mode == Mode::Interactive {

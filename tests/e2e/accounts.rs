@@ -146,6 +146,8 @@ async fn run_lanchat(
         .env_remove("LANCHAT_NICK")
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", config)
+        // Its pins too stay in the test's directory, never in the real home.
+        .env("XDG_DATA_HOME", config)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -184,7 +186,8 @@ async fn accounts_the_terminal_client_registers_once_and_keeps_its_nick() {
     // Someone else cannot have it; the owner's next run gets it with no word from the user.
     assert_refused(server.addr, "ann", None).await;
     let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
-    run_lanchat(server.addr, "ann", config.path(), "it is me again\n").await;
+    let out = run_lanchat(server.addr, "ann", config.path(), "it is me again\n").await;
+    assert!(!out.contains("clear text"), "over TLS: no warning: {out}");
     let message = watcher.skip_until("message").await;
     assert_eq!(
         (message["from"].as_str(), message["text"].as_str()),
