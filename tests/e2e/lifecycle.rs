@@ -1,9 +1,9 @@
 //! Timers and the server's own life: hello timeout, keepalive, shutdown, bad flags.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient};
 use serde_json::json;
 
 #[tokio::test]
@@ -99,26 +99,7 @@ fn bad_flags_exit_2_with_one_line() {
 /// if it is still running after `WAIT`.
 fn run_to_exit(args: &[&str]) -> Output {
     let state = TempDir::new("state");
-    let mut child = Command::new(bin_path("lanchat-server"))
-        .args(["--listen", "127.0.0.1:0", "--no-announce"])
-        .args(args)
-        .env("XDG_STATE_HOME", state.path())
-        .env_remove("LANCHAT_MAX_LINE")
-        .env_remove("LANCHAT_MAX_TEXT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{args:?}: still running after {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    lanchat_tests::run_server_to_exit(args, state.path())
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lanchat_protocol::discovery::Datagram;
@@ -338,28 +338,6 @@ async fn a_given_pair_is_the_one_presented_and_nothing_is_made() {
     );
 }
 
-/// Run the server with `args` until it exits (killed and failed after `WAIT`).
-fn run_to_exit(args: &[&str], state: &Path) -> Output {
-    let mut child = Command::new(bin_path("lanchat-server"))
-        .args(["--listen", "127.0.0.1:0", "--no-announce"])
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{args:?}: still running after {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_corrupt_or_half_pair_exits_2_with_one_line_and_is_left_alone() {
     let data = TempDir::new("tls-corrupt");
@@ -372,7 +350,7 @@ fn a_corrupt_or_half_pair_exits_2_with_one_line_and_is_left_alone() {
     std::fs::write(tls.join("key.pem"), corrupt).unwrap();
     let state = TempDir::new("tls-corrupt-state");
     let check = |what: &str| {
-        let out = run_to_exit(&["--data-dir", data_arg], state.path());
+        let out = lanchat_tests::run_server_to_exit(&["--data-dir", data_arg], state.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         // The log may say what was done before (the data directory opened): the error is one

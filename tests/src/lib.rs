@@ -97,6 +97,31 @@ impl Drop for TempDir {
     }
 }
 
+/// Run `lanchat-server` with `args` (on loopback, not announcing, its certificate under `state`)
+/// until it exits by itself, as a start that must fail does; killed and failed after [`WAIT`].
+pub fn run_server_to_exit(args: &[&str], state: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(bin_path("lanchat-server"))
+        .args(["--listen", "127.0.0.1:0", "--no-announce"])
+        .args(args)
+        .env("XDG_STATE_HOME", state)
+        .env_remove("LANCHAT_MAX_LINE")
+        .env_remove("LANCHAT_MAX_TEXT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lanchat-server");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("wait for lanchat-server").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?}: still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("lanchat-server's output")
+}
+
 /// A running `lanchat-server`, killed on drop.
 pub struct ServerProcess {
     child: Child,
