@@ -380,7 +380,7 @@ impl EmptyIsNone for Option<std::ffi::OsString> {
 }
 
 /// Lines of stdin, read on a thread of their own; the channel closes at end of input.
-fn stdin_lines() -> mpsc::Receiver<String> {
+fn stdin_lines() -> mpsc::Receiver<repl::Typed> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -393,7 +393,7 @@ fn stdin_lines() -> mpsc::Receiver<String> {
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&buf);
                     let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                    if tx.blocking_send(line).is_err() {
+                    if tx.blocking_send(line.into()).is_err() {
                         return;
                     }
                 }

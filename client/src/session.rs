@@ -15,7 +15,7 @@ use crate::connection::{Closed, Event, Incoming, Response};
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
-use crate::repl::Shared;
+use crate::repl::{Shared, Typed};
 use crate::Error;
 
 const BYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,7 +50,7 @@ pub struct Session {
     /// The REPL's prompt and completion words, when there is a REPL.
     shared: Option<Arc<Shared>>,
     /// Input lines typed while reconnecting, sent once connected.
-    queued_input: VecDeque<String>,
+    queued_input: VecDeque<Typed>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
 }
@@ -149,7 +149,7 @@ impl Session {
     }
 
     /// Read input until the user quits (or stdin ends in scripting mode), then say goodbye.
-    pub async fn run(mut self, mut input: mpsc::Receiver<String>) -> Result<(), Error> {
+    pub async fn run(mut self, mut input: mpsc::Receiver<Typed>) -> Result<(), Error> {
         loop {
             while let Some(frame) = self.link.held() {
                 self.on_frame(frame);
@@ -195,7 +195,7 @@ impl Session {
     async fn reconnect(
         &mut self,
         closed: Closed,
-        input: &mut mpsc::Receiver<String>,
+        input: &mut mpsc::Receiver<Typed>,
     ) -> Result<bool, Error> {
         let mut offline = Offline {
             output: &mut self.output,
@@ -233,8 +233,8 @@ impl Session {
 
     // ----- input -----
 
-    async fn on_line(&mut self, line: &str) -> Flow {
-        let action = match commands::parse(line) {
+    async fn on_line(&mut self, typed: &Typed) -> Flow {
+        let action = match commands::parse(&typed.line) {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
@@ -256,7 +256,19 @@ impl Session {
             }
             _ => {}
         }
-        let cmd = match commands::to_command(&action, self.model.current()) {
+        // The room the prompt named, which may no longer be the current one.
+        let room = match &typed.room {
+            Some(room) if !self.model.is_joined(room) => {
+                let text = typed.line.trim_end();
+                self.show(Show::Error(format!(
+                    "not sent: you are no longer in #{room} (the prompt named it): {text}"
+                )));
+                return Flow::Continue;
+            }
+            Some(room) => Some(room.as_str()),
+            None => self.model.current(),
+        };
+        let cmd = match commands::to_command(&action, room) {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
@@ -341,7 +353,8 @@ impl Session {
     fn publish(&self) {
         if let Some(shared) = &self.shared {
             let model = &self.model;
-            shared.publish(model.prompt(), model.nicks_here(), model.room_names());
+            let room = model.current().map(str::to_owned);
+            shared.publish(model.prompt(), room, model.nicks_here(), model.room_names());
         }
     }
 
@@ -357,8 +370,8 @@ impl Session {
 struct Offline<'a> {
     output: &'a mut Output,
     shared: Option<&'a Shared>,
-    input: &'a mut mpsc::Receiver<String>,
-    queued_input: &'a mut VecDeque<String>,
+    input: &'a mut mpsc::Receiver<Typed>,
+    queued_input: &'a mut VecDeque<Typed>,
 }
 
 impl Reconnecting for Offline<'_> {
@@ -377,7 +390,7 @@ impl Reconnecting for Offline<'_> {
                     if let Some(shared) = self.shared {
                         shared.ack();
                     }
-                    match commands::parse(&line) {
+                    match commands::parse(&line.line) {
                         Ok(Some(Action::Quit(_))) => return false,
                         Ok(None) => {}
                         _ => {

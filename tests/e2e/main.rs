@@ -18,4 +18,5 @@ mod netns;
 mod soak;
 mod tls;
 mod trust;
+mod typing;
 mod vectors;

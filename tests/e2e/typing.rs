@@ -1,0 +1,182 @@
+//! Issue 16: what the user types in the interactive client, in a real terminal (tmux), checked
+//! where it matters: what reaches the room (a second client over a socket) and what the screen
+//! shows. Every wait polls under a deadline.
+
+use lanchat_tests::tmux::Tmux;
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient};
+use serde_json::{json, Value};
+
+use crate::client::free_port;
+
+/// `lanchat` running in a tmux pane of its own, with its own `XDG_DATA_HOME`.
+struct Terminal {
+    tmux: Tmux,
+    _data: TempDir,
+}
+
+impl Terminal {
+    /// Start `lanchat ARGS` in an 80x24 pane, with `env` (`NAME=value`) added.
+    fn start(args: &[&str], env: &[&str]) -> Terminal {
+        let tmux = Tmux::new();
+        let data = TempDir::new("typing");
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let command = format!(
+            "env XDG_DATA_HOME='{}' TERM=xterm NO_COLOR=1 {} '{}' {} --no-bell",
+            data.path().display(),
+            env.join(" "),
+            bin_path("lanchat").display(),
+            quoted.join(" "),
+        );
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Terminal { tmux, _data: data }
+    }
+
+    async fn wait_prompt(&self, prompt: &str) {
+        self.tmux
+            .wait_for(&format!("the prompt {prompt:?}"), |s| {
+                prompt_row(s).starts_with(prompt)
+            })
+            .await;
+    }
+
+    async fn wait_line(&self, text: &str) -> Vec<String> {
+        self.tmux
+            .wait_for(&format!("a line containing {text:?}"), |s| {
+                s.iter().any(|l| l.contains(text))
+            })
+            .await
+    }
+}
+
+/// The last non-empty row: where the prompt is.
+fn prompt_row(screen: &[String]) -> &str {
+    screen
+        .iter()
+        .rev()
+        .find(|l| !l.is_empty())
+        .map_or("", |l| l.as_str())
+}
+
+/// The next `n` messages `bob` receives, as (room, from, text).
+async fn messages(bob: &mut TestClient, n: usize) -> Vec<(String, String, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m: Value = bob.skip_until("message").await;
+        got.push((
+            m["room"].as_str().unwrap_or("").to_owned(),
+            m["from"].as_str().unwrap_or("").to_owned(),
+            m["text"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    got
+}
+
+fn said(room: &str, texts: &[String]) -> Vec<(String, String, String)> {
+    texts
+        .iter()
+        .map(|t| (room.to_owned(), "ann".to_owned(), t.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_paced_burst_of_15_typed_ahead_lines_arrives_complete_and_in_order() {
+    let server = ServerProcess::start(&["--rate-burst", "10", "--rate-per-sec", "5"]);
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann"], &[]);
+    term.wait_prompt("#lobby>").await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    term.wait_line("bob joined #lobby").await;
+
+    // One send-keys: all fifteen lines reach the terminal at once, faster than anyone types.
+    let texts: Vec<String> = (1..=15).map(|i| format!("burst line {i}")).collect();
+    let mut keys = vec!["send-keys", "-t", "chat"];
+    for t in &texts {
+        keys.push(t);
+        keys.push("Enter");
+    }
+    let out = term.tmux.run(&keys);
+    assert!(out.status.success());
+    assert_eq!(messages(&mut bob, 15).await, said("lobby", &texts));
+    term.wait_line("<ann> burst line 15").await;
+}
+
+#[tokio::test]
+async fn an_unbracketed_three_line_paste_sends_every_line() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann"], &[]);
+    term.wait_prompt("#lobby>").await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    term.wait_line("bob joined #lobby").await;
+
+    // paste-buffer without -p: no bracketed-paste markers, each newline an Enter.
+    let out = term
+        .tmux
+        .run(&["set-buffer", "pasted one\npasted two\npasted three\n"]);
+    assert!(out.status.success());
+    let out = term.tmux.run(&["paste-buffer", "-t", "chat"]);
+    assert!(out.status.success());
+    let texts: Vec<String> = ["pasted one", "pasted two", "pasted three"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(messages(&mut bob, 3).await, said("lobby", &texts));
+}
+
+#[tokio::test]
+async fn the_prompt_names_the_room_a_line_goes_to_after_a_join_done_on_reconnecting() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", listen.as_str(), "--no-announce", "--no-tls"];
+    let mut server = ServerProcess::start_raw(&args);
+    let term = Terminal::start(&[&listen, "--nick", "ann", "--no-tls"], &[]);
+    term.wait_prompt("#lobby>").await;
+
+    server.kill();
+    term.wait_line("connection lost").await;
+    term.tmux.send_literal("/join ops");
+    term.tmux.send_key("Enter");
+    term.wait_line("this will be sent once reconnected").await;
+    let server = ServerProcess::start_raw(&args);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type":"join","room":"ops"})).await;
+    term.wait_line("joined #ops").await;
+
+    // Whatever the prompt names now is where the next line goes.
+    let screen = term
+        .tmux
+        .wait_for("a prompt", |s| prompt_row(s).starts_with('#'))
+        .await;
+    let shown = prompt_row(&screen).to_owned();
+    let room = shown[1..].split('>').next().unwrap().to_owned();
+    term.tmux.send_literal("where does this go");
+    term.tmux.send_key("Enter");
+    let got = messages(&mut bob, 1).await;
+    assert_eq!(
+        got,
+        said(&room, &["where does this go".to_owned()]),
+        "the prompt said {shown:?}"
+    );
+    // And once that line is done, the prompt names the room the user joined.
+    term.wait_prompt("#ops>").await;
+    term.tmux.send_literal("now in ops");
+    term.tmux.send_key("Enter");
+    assert_eq!(
+        messages(&mut bob, 1).await,
+        said("ops", &["now in ops".to_owned()])
+    );
+}
