@@ -63,7 +63,8 @@ pub struct ChatArgs {
     /// Room to join (and, when stdin is not a terminal, to send each input line to).
     #[arg(long)]
     pub room: Option<String>,
-    /// File whose first line is the server password.
+    /// File whose first line is the server password (else $LANCHAT_PASSWORD; else, at a
+    /// terminal, lanchat asks when the server wants one).
     #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
     /// Do not ring the terminal bell on mentions and direct messages.
@@ -289,7 +290,12 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         Some(r) => Some(commands::room_name(r).map_err(|h| Error::Usage(format!("--room: {h}")))?),
         None => None,
     };
-    let password = args.password_file.as_ref().map(read_password).transpose()?;
+    let password = match &args.password_file {
+        Some(path) => Some(read_password(path)?),
+        None => std::env::var("LANCHAT_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    };
     let discover_timeout = seconds(args.discover_timeout, "--discover-timeout")?;
     let flag_pin = args
         .tls_fingerprint
@@ -301,6 +307,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         })
         .transpose()?;
     let known = load_known()?;
+    let mut beacon_auth = false;
     let target = match &args.host {
         Some(host) => {
             let address = parse_target(host)?;
@@ -319,6 +326,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
                 broadcast: true,
             };
             let found = pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
+            beacon_auth = found.auth;
             Target {
                 server: found.name.clone(),
                 address: found.address.to_string(),
@@ -327,6 +335,14 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         }
     };
     let security = security(args.no_tls, flag_pin, known.as_ref(), &target);
+    // Its beacon says the server wants a password: ask for it now rather than be refused. It is
+    // sent only in a hello, after the dial has checked the certificate against its pin.
+    let password = match password {
+        None if beacon_auth && mode == Mode::Interactive => {
+            Some(session::ask_password(&target.server).await?)
+        }
+        password => password,
+    };
     if security == Security::Plain && password.is_some() {
         eprintln!(
             "lanchat: warning: no TLS to {}: the password travels in clear text",
@@ -350,6 +366,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         mode,
         color,
         bell: !args.no_bell,
+        ask_password: mode == Mode::Interactive,
     };
 
     if mode == Mode::Interactive {

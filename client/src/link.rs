@@ -119,8 +119,10 @@ pub struct Lost(pub Closed);
 pub enum ConnectError {
     /// Worth another try later (refused, timed out, server full, connection dropped).
     Retry(String),
-    /// Trying again cannot help (bad password, incompatible protocol, invalid nick).
+    /// Trying again cannot help (incompatible protocol, invalid nick).
     Fatal(String),
+    /// The server wants a password, or another one: only a new password can help.
+    AuthFailed(String),
     /// The server's certificate is not the pinned one: nothing was sent, and nothing will be.
     Untrusted(String),
 }
@@ -128,9 +130,10 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Retry(m) | ConnectError::Fatal(m) | ConnectError::Untrusted(m) => {
-                f.write_str(m)
-            }
+            ConnectError::Retry(m)
+            | ConnectError::Fatal(m)
+            | ConnectError::AuthFailed(m)
+            | ConnectError::Untrusted(m) => f.write_str(m),
         }
     }
 }
@@ -219,6 +222,11 @@ impl Link {
         }
     }
 
+    /// The password to give in the hellos from now on (one typed after `auth_failed`).
+    pub fn set_password(&mut self, password: Option<String>) {
+        self.password = password;
+    }
+
     /// What the link dials, for messages.
     pub fn target(&self) -> String {
         self.dialer.to_string()
@@ -269,6 +277,7 @@ impl Link {
                         ErrorCode::ServerFull | ErrorCode::RateLimited => {
                             ConnectError::Retry(message)
                         }
+                        ErrorCode::AuthFailed => ConnectError::AuthFailed(message),
                         _ => ConnectError::Fatal(message),
                     });
                 }
@@ -405,7 +414,7 @@ impl Link {
                         Err(Lost(closed)) => closed.to_string(),
                     }
                 }
-                Err(ConnectError::Fatal(m)) => {
+                Err(ConnectError::Fatal(m) | ConnectError::AuthFailed(m)) => {
                     return Err(Error::Fatal(format!("cannot reconnect: {m}")))
                 }
                 Err(ConnectError::Untrusted(m)) => return Err(Error::Untrusted(m)),

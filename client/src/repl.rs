@@ -327,6 +327,27 @@ fn read_lines(
     }
 }
 
+/// Ask for a password on the terminal: `prompt` on stderr, the line read from stdin without
+/// echo. Used before the REPL starts.
+pub fn read_password(prompt: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut stderr = std::io::stderr();
+    stderr.write_all(prompt.as_bytes())?;
+    stderr.flush()?;
+    let quiet = NoEcho::start();
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    drop(quiet);
+    stderr.write_all(b"\n")?;
+    if read? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "end of input",
+        ));
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 /// Turns the terminal's echo off between two prompts, and back on when dropped. The kernel
 /// keeps what is typed meanwhile; rustyline reads it at the next prompt (it switches modes with
 /// `TCSADRAIN`, which keeps pending input).

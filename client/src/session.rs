@@ -32,7 +32,13 @@ pub struct Options {
     pub mode: Mode,
     pub color: bool,
     pub bell: bool,
+    /// A person at a terminal can be asked for the password when the server refuses the hello
+    /// with `auth_failed`.
+    pub ask_password: bool,
 }
+
+/// Times a password is asked for after `auth_failed` before giving up.
+const PASSWORD_TRIES: u32 = 3;
 
 /// What to do after an input line.
 enum Flow {
@@ -53,6 +59,7 @@ pub struct Session {
     queued_input: VecDeque<Typed>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
+    ask_password: bool,
 }
 
 impl Session {
@@ -71,6 +78,7 @@ impl Session {
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,
+            ask_password: opts.ask_password,
         }
     }
 
@@ -83,14 +91,37 @@ impl Session {
 
     /// Connect, say hello, join, show recent history. Errors here end the program.
     pub async fn start(&mut self) -> Result<(), Error> {
-        let connected = self
-            .link
-            .connect(self.model.nick())
-            .await
-            .map_err(|e| match e {
-                ConnectError::Untrusted(why) => Error::Untrusted(why),
-                e => Error::Fatal(format!("cannot connect to {}: {e}", self.link.target())),
-            })?;
+        let mut asked = 0;
+        let connected = loop {
+            match self.link.connect(self.model.nick()).await {
+                Ok(connected) => break connected,
+                Err(ConnectError::AuthFailed(why))
+                    if self.ask_password && asked < PASSWORD_TRIES =>
+                {
+                    asked += 1;
+                    self.show(Show::Error(format!("{}: {why}", self.link.target())));
+                    // A new dial follows: the certificate is checked against its pin again
+                    // before the password is sent.
+                    let password = ask_password(&self.link.target()).await?;
+                    self.link.set_password(Some(password));
+                }
+                Err(ConnectError::AuthFailed(why)) => {
+                    return Err(Error::Fatal(format!(
+                        "cannot connect to {}: {why}; give the password with --password-file PATH \
+                         or the LANCHAT_PASSWORD environment variable, or type it when asked in a \
+                         terminal",
+                        self.link.target()
+                    )))
+                }
+                Err(ConnectError::Untrusted(why)) => return Err(Error::Untrusted(why)),
+                Err(e) => {
+                    return Err(Error::Fatal(format!(
+                        "cannot connect to {}: {e}",
+                        self.link.target()
+                    )))
+                }
+            }
+        };
         let welcome = self
             .model
             .welcomed(&connected.welcome, connected.nick_taken);
@@ -365,6 +396,15 @@ impl Session {
     }
 }
 
+/// Ask the person at the terminal for the password of `server`, without echo.
+pub async fn ask_password(server: &str) -> Result<String, Error> {
+    let prompt = format!("password for {server}: ");
+    tokio::task::spawn_blocking(move || crate::repl::read_password(&prompt))
+        .await
+        .map_err(|e| Error::Fatal(format!("cannot ask for the password: {e}")))?
+        .map_err(|e| Error::Fatal(format!("cannot read the password: {e}")))
+}
+
 /// The session while the link reconnects: waits watching the input, and shows what the link
 /// reports.
 struct Offline<'a> {
@@ -461,6 +501,7 @@ mod tests {
             mode,
             color: false,
             bell: false,
+            ask_password: false,
         }
     }
 

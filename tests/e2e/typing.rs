@@ -180,3 +180,85 @@ async fn the_prompt_names_the_room_a_line_goes_to_after_a_join_done_on_reconnect
         said("ops", &["now in ops".to_owned()])
     );
 }
+
+#[tokio::test]
+async fn a_password_is_asked_for_on_the_terminal_without_echo() {
+    let server = ServerProcess::start(&["--password", "open-sesame"]);
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann"], &[]);
+    term.wait_line("password for").await;
+    // A wrong one is refused and asked again.
+    term.tmux.send_literal("not-this-one");
+    term.tmux.send_key("Enter");
+    term.wait_line("auth_failed").await;
+    term.tmux
+        .wait_for("the second question", |s| {
+            s.iter().filter(|l| l.contains("password for")).count() == 2
+        })
+        .await;
+    term.tmux.send_literal("open-sesame");
+    term.tmux.send_key("Enter");
+    term.wait_prompt("#lobby>").await;
+    let screen = term.tmux.screen();
+    assert!(
+        !screen
+            .iter()
+            .any(|l| l.contains("sesame") || l.contains("not-this")),
+        "a password was echoed:\n{}",
+        screen.join("\n")
+    );
+    let mut bob = TestClient::connect(server.addr).await;
+    let welcome = bob
+        .request(json!({"type":"hello","nick":"bob","password":"open-sesame"}))
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    term.wait_line("bob joined #lobby").await;
+    term.tmux.send_literal("let in");
+    term.tmux.send_key("Enter");
+    assert_eq!(
+        messages(&mut bob, 1).await,
+        said("lobby", &["let in".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn lanchat_password_gives_the_password_and_its_absence_is_explained() {
+    let server = ServerProcess::start(&["--password", "open-sesame"]);
+    let addr = server.addr.to_string();
+    let run = |password: Option<&str>| {
+        let data = TempDir::new("password");
+        let mut cmd = tokio::process::Command::new(bin_path("lanchat"));
+        cmd.args([addr.as_str(), "--nick", "ci"])
+            .env("XDG_DATA_HOME", data.path())
+            .env("NO_COLOR", "1")
+            .env_remove("LANCHAT_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(p) = password {
+            cmd.env("LANCHAT_PASSWORD", p);
+        }
+        async move {
+            let out = tokio::time::timeout(lanchat_tests::WAIT, cmd.output())
+                .await
+                .expect("lanchat finished")
+                .expect("lanchat ran");
+            drop(data);
+            out
+        }
+    };
+    let out = run(Some("open-sesame")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth_failed")
+            && err.contains("--password-file")
+            && err.contains("LANCHAT_PASSWORD"),
+        "{err}"
+    );
+}
