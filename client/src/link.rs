@@ -402,7 +402,7 @@ impl Link {
             if !user.wait(backoff.wait()).await {
                 return Ok(false);
             }
-            let failure = match self.connect(model.nick()).await {
+            let failure = match self.connect(model.hello_nick()).await {
                 Ok(connected) => {
                     let welcome = model.welcomed(&connected.welcome, connected.nick_taken);
                     user.show(welcome, model.nick());

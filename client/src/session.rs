@@ -39,6 +39,18 @@ pub struct Options {
 
 /// Times a password is asked for after `auth_failed` before giving up.
 const PASSWORD_TRIES: u32 = 3;
+/// Taking the nick back (after being given `ann_2`): the first try after this, then doubling up
+/// to the cap, at most this many tries. An event that frees the nick makes the next try now.
+const RECLAIM_FIRST: Duration = Duration::from_secs(2);
+const RECLAIM_MAX: Duration = Duration::from_secs(60);
+const RECLAIM_TRIES: u32 = 8;
+
+/// The next try at taking back the nick asked for.
+#[derive(Debug, Clone, Copy)]
+struct Reclaim {
+    at: Instant,
+    tries: u32,
+}
 
 /// What to do after an input line.
 enum Flow {
@@ -60,6 +72,8 @@ pub struct Session {
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
     ask_password: bool,
+    /// While the server gave us another nick than the one asked for.
+    reclaim: Option<Reclaim>,
 }
 
 impl Session {
@@ -79,6 +93,7 @@ impl Session {
             queued_input: VecDeque::new(),
             room: opts.room,
             ask_password: opts.ask_password,
+            reclaim: None,
         }
     }
 
@@ -138,6 +153,7 @@ impl Session {
             }
         }
         self.publish();
+        self.plan_reclaim();
         Ok(())
     }
 
@@ -185,10 +201,14 @@ impl Session {
             while let Some(frame) = self.link.held() {
                 self.on_frame(frame);
             }
+            let reclaim_at = self.reclaim.map(|r| r.at);
             let flow = if let Some(line) = self.queued_input.pop_front() {
                 self.on_line(&line).await
             } else {
                 tokio::select! {
+                    _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
+                        self.reclaim_nick().await
+                    }
                     line = input.recv() => match line {
                         Some(line) => {
                             let flow = self.on_line(&line).await;
@@ -240,6 +260,7 @@ impl Session {
             .await?;
         if restored {
             self.publish();
+            self.plan_reclaim();
         }
         Ok(restored)
     }
@@ -260,6 +281,60 @@ impl Session {
             }
         })
         .await;
+    }
+
+    // ----- the nick asked for -----
+
+    /// Plan to take back the nick asked for, if the server gave another.
+    fn plan_reclaim(&mut self) {
+        self.reclaim = match (self.model.wanted_nick(), self.reclaim) {
+            (None, _) => None,
+            (Some(_), Some(planned)) => Some(planned),
+            (Some(_), None) => Some(Reclaim {
+                at: Instant::now() + RECLAIM_FIRST,
+                tries: 0,
+            }),
+        };
+    }
+
+    /// Ask for the nick back; on refusal, try again later (bounded), then say so and stop.
+    async fn reclaim_nick(&mut self) -> Flow {
+        let (Some(wanted), Some(mut reclaim)) = (
+            self.model.wanted_nick().map(str::to_owned),
+            self.reclaim.take(),
+        ) else {
+            return Flow::Continue;
+        };
+        let cmd = Command::Nick {
+            nick: wanted.clone(),
+        };
+        let reply = match self.link.request(cmd.clone()).await {
+            Ok(reply) => reply,
+            Err(Lost(closed)) => return Flow::Lost(closed),
+        };
+        match reply.frame {
+            Some(ServerFrame::Error(_)) | None => {
+                reclaim.tries += 1;
+                if reclaim.tries < RECLAIM_TRIES {
+                    let wait = RECLAIM_FIRST.saturating_mul(1 << reclaim.tries.min(10));
+                    reclaim.at = Instant::now() + wait.min(RECLAIM_MAX);
+                    self.reclaim = Some(reclaim);
+                } else {
+                    self.model.forget_wanted_nick();
+                    self.show(Show::Info(format!(
+                        "{wanted} is still taken; stopped trying (/nick {wanted} to try again)"
+                    )));
+                }
+                Flow::Continue
+            }
+            Some(frame) => {
+                let outcome = self.model.apply_reply_to(&cmd, frame);
+                match self.apply(outcome).await {
+                    Ok(()) => Flow::Continue,
+                    Err(Lost(closed)) => Flow::Lost(closed),
+                }
+            }
+        }
     }
 
     // ----- input -----
@@ -307,6 +382,11 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        if matches!(cmd, Command::Nick { .. }) {
+            // The user's choice now, not the nick asked for at the start.
+            self.model.forget_wanted_nick();
+            self.reclaim = None;
+        }
         let reply = match self.link.submit(&cmd).await {
             Ok(reply) => reply,
             Err(Lost(closed)) => {
@@ -365,6 +445,11 @@ impl Session {
             return;
         }
         let Some(frame) = incoming.frame else { return };
+        if self.model.frees_wanted_nick(&frame) {
+            if let Some(reclaim) = &mut self.reclaim {
+                reclaim.at = Instant::now();
+            }
+        }
         let shown = self.model.apply_event(frame);
         self.show_all(shown);
         self.publish();
@@ -449,216 +534,4 @@ impl Reconnecting for Offline<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use serde_json::{json, Value};
-
-    use super::*;
-    use crate::testing::{fake_dialer, FakeServer, Servers, T};
-
-    /// Keeps what is shown, without time stamps, and reports each line as it comes.
-    #[derive(Clone)]
-    struct Captured {
-        lines: Arc<Mutex<Vec<String>>>,
-        each: mpsc::UnboundedSender<String>,
-    }
-
-    impl Captured {
-        fn new() -> (Captured, mpsc::UnboundedReceiver<String>) {
-            let (each, rx) = mpsc::unbounded_channel();
-            let lines = Arc::default();
-            (Captured { lines, each }, rx)
-        }
-
-        fn lines(&self) -> Vec<String> {
-            self.lines.lock().unwrap().clone()
-        }
-
-        fn keep(&self, line: String) {
-            let _ = self.each.send(line.clone());
-            self.lines.lock().unwrap().push(line);
-        }
-    }
-
-    impl Screen for Captured {
-        fn out(&mut self, text: &str) {
-            let b = text.as_bytes();
-            let stamped = b.len() > 6 && b[2] == b':' && b[5] == b' ';
-            self.keep(if stamped { &text[6..] } else { text }.to_owned());
-        }
-
-        fn err(&mut self, text: &str) {
-            self.keep(format!("stderr: {text}"));
-        }
-    }
-
-    fn options(mode: Mode, room: Option<&str>) -> Options {
-        Options {
-            nick: "ann".into(),
-            password: None,
-            room: room.map(str::to_owned),
-            mode,
-            color: false,
-            bell: false,
-            ask_password: false,
-        }
-    }
-
-    /// Plays the server for each connection in turn, answering as a server would, until the
-    /// client quits (the answer is `bye`) or, on the first connection, `drop_after` requests
-    /// were answered; returns the type (and room) of each request.
-    async fn serve(mut servers: Servers, mut drop_after: Option<usize>) -> Vec<String> {
-        let mut asked = Vec::new();
-        let mut first = true;
-        while let Some(stream) = servers.recv().await {
-            let drop_here = drop_after.take();
-            let mut server = FakeServer::new(stream);
-            server.welcome(&["lobby"], 10, 5).await;
-            let mut answered = 0;
-            while let Some(request) = server.next().await {
-                let room = request["room"].as_str().unwrap_or("").to_owned();
-                let kind = request["type"].as_str().unwrap_or("").to_owned();
-                asked.push(format!("{kind} {room}").trim_end().to_owned());
-                let members = json!([{"nick": "ann", "status": "online"}]);
-                let history = |messages: Value| json!({"type": "ok", "cmd": "history", "room": room, "messages": messages});
-                let reply = match kind.as_str() {
-                    "history" if room == "lobby" && first => history(json!([{"id": "01", "ts": 1,
-                        "room": "lobby", "from": "bob", "text": "earlier"}])),
-                    "history" => history(json!([])),
-                    "who" => json!({"type": "ok", "cmd": "who", "room": room, "members": members}),
-                    "join" => json!({"type": "ok", "cmd": "join", "room": room, "topic": "",
-                        "members": members}),
-                    "say" => json!({"type": "ok", "cmd": "say", "id": "02", "ts": 2,
-                        "room": room}),
-                    "quit" => {
-                        let bye = json!({"type": "bye", "reason": "quit", "message": "bye"});
-                        server.send(&bye.to_string()).await;
-                        return asked;
-                    }
-                    other => panic!("unexpected {other}"),
-                };
-                server.answer(&request, reply).await;
-                answered += 1;
-                if drop_here == Some(answered) {
-                    break;
-                }
-            }
-            first = false;
-        }
-        asked
-    }
-
-    async fn wait_for(shown: &mut mpsc::UnboundedReceiver<String>, what: &str) {
-        while let Some(line) = timeout(T, shown.recv()).await.unwrap() {
-            if line.contains(what) {
-                return;
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_script_joins_its_room_says_its_lines_and_says_goodbye() {
-        let (dialer, servers, _) = fake_dialer(0);
-        let server = tokio::spawn(serve(servers, None));
-        let (screen, _) = Captured::new();
-        let opts = options(Mode::Script, Some("dev"));
-        let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (typed, input) = mpsc::channel(4);
-        typed.send("hello".into()).await.unwrap();
-        drop(typed);
-        timeout(T, session.run(input)).await.unwrap().unwrap();
-        assert_eq!(
-            screen.lines(),
-            [
-                "-- connected to office (fake/1) as ann",
-                "#lobby <bob> earlier",
-                "-- joined #dev",
-                "-- #dev: 1 here: ann",
-                "#dev <ann> hello",
-            ]
-        );
-        let asked = timeout(T, server).await.unwrap().unwrap();
-        assert_eq!(
-            asked,
-            [
-                "history lobby",
-                "join dev",
-                "history dev",
-                "say dev",
-                "quit"
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn json_mode_prints_every_frame_through_the_goodbye() {
-        let (dialer, servers, _) = fake_dialer(0);
-        let server = tokio::spawn(serve(servers, None));
-        let (screen, _) = Captured::new();
-        let mut session = Session::new(
-            options(Mode::Json, None),
-            dialer,
-            Box::new(screen.clone()),
-            None,
-        );
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (_, input) = mpsc::channel(1);
-        timeout(T, session.run(input)).await.unwrap().unwrap();
-        let lines = screen.lines();
-        assert_eq!(
-            lines[0],
-            "stderr: lanchat: connected to office (fake/1) as ann"
-        );
-        let frames: Vec<Value> = lines[1..]
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["welcome", "ok", "bye"]);
-        timeout(T, server).await.unwrap().unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lines_typed_while_reconnecting_are_sent_once_reconnected() {
-        let (dialer, servers, _) = fake_dialer(0);
-        // The first connection drops after the who and history of the start.
-        let server = tokio::spawn(serve(servers, Some(2)));
-        let (screen, mut shown) = Captured::new();
-        let opts = options(Mode::Interactive, None);
-        let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (typed, input) = mpsc::channel(4);
-        let user = async move {
-            wait_for(&mut shown, "reconnecting").await;
-            typed.send("hi".into()).await.unwrap();
-            wait_for(&mut shown, "<ann> hi").await;
-        };
-        let (ended, ()) = tokio::join!(timeout(T, session.run(input)), user);
-        ended.unwrap().unwrap();
-        assert_eq!(
-            screen.lines(),
-            [
-                "-- connected to office (fake/1) as ann",
-                "<bob> earlier",
-                "-- connection lost: the server closed the connection; reconnecting",
-                "-- not connected; this will be sent once reconnected",
-                "-- reconnected to office as ann; caught up 0 messages",
-                "<ann> hi",
-            ]
-        );
-        let asked = timeout(T, server).await.unwrap().unwrap();
-        assert_eq!(
-            asked,
-            [
-                "who lobby",
-                "history lobby",
-                "who lobby",
-                "history lobby",
-                "say lobby",
-                "quit"
-            ]
-        );
-    }
-}
+mod tests;

@@ -262,3 +262,52 @@ async fn lanchat_password_gives_the_password_and_its_absence_is_explained() {
         "{err}"
     );
 }
+
+/// `ann`'s nick held by another connection, then `lanchat --nick ann` (given `ann_2`) and an
+/// observer, all in the lobby.
+async fn nick_held_elsewhere(server: &ServerProcess) -> (TestClient, Terminal, TestClient) {
+    let (ghost, _) = TestClient::hello(server.addr, "ann").await;
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann"], &[]);
+    term.wait_line("the nick ann is taken; you are ann_2").await;
+    term.wait_prompt("#lobby>").await;
+    let (bob, _) = TestClient::hello(server.addr, "bob").await;
+    term.wait_line("bob joined #lobby").await;
+    (ghost, term, bob)
+}
+
+#[tokio::test]
+async fn the_nick_is_taken_back_when_its_holder_quits() {
+    let server = ServerProcess::start(&[]);
+    let (mut ghost, term, mut bob) = nick_held_elsewhere(&server).await;
+    ghost.send(json!({"type":"quit"})).await;
+    let n = bob.skip_until("nick").await;
+    assert_eq!(
+        (n["old"].as_str(), n["new"].as_str()),
+        (Some("ann_2"), Some("ann"))
+    );
+    term.wait_line("you are now known as ann").await;
+    term.tmux.send_literal("me again");
+    term.tmux.send_key("Enter");
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("ann"), Some("me again"))
+    );
+}
+
+#[tokio::test]
+async fn the_nick_is_tried_again_when_no_event_says_it_is_free() {
+    let server = ServerProcess::start(&[]);
+    let (mut ghost, term, mut bob) = nick_held_elsewhere(&server).await;
+    // Out of every room ann_2 shares before quitting: no event reaches lanchat.
+    ghost.request(json!({"type":"leave","room":"lobby"})).await;
+    bob.skip_until("leave").await;
+    ghost.send(json!({"type":"quit"})).await;
+    let n = bob.skip_until("nick").await;
+    assert_eq!(
+        (n["old"].as_str(), n["new"].as_str()),
+        (Some("ann_2"), Some("ann"))
+    );
+    term.wait_line("you are now known as ann").await;
+}
