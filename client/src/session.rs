@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanchat_protocol::{Command, ServerFrame};
+use lanchat_protocol::validate::name_key;
+use lanchat_protocol::{Command, ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -45,6 +46,21 @@ const RECLAIM_FIRST: Duration = Duration::from_secs(2);
 const RECLAIM_MAX: Duration = Duration::from_secs(60);
 const RECLAIM_TRIES: u32 = 8;
 
+/// A direct message typed while offline, refused as `no_such_nick` on reconnecting: its
+/// recipient may not be back yet. Tried again from 2 s doubling (and at once when they appear),
+/// seven tries in all (about two minutes), then given up with its text repeated.
+const DM_RETRY_FIRST: Duration = Duration::from_secs(2);
+const DM_RETRY_TRIES: u32 = 7;
+const DM_RETRY_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct UndeliveredDm {
+    to: String,
+    cmd: Command,
+    at: Instant,
+    tries: u32,
+}
+
 /// The next try at taking back the nick asked for.
 #[derive(Debug, Clone, Copy)]
 struct Reclaim {
@@ -74,6 +90,8 @@ pub struct Session {
     ask_password: bool,
     /// While the server gave us another nick than the one asked for.
     reclaim: Option<Reclaim>,
+    /// Direct messages typed offline whose recipient was not back yet, oldest first.
+    undelivered: VecDeque<UndeliveredDm>,
 }
 
 impl Session {
@@ -94,6 +112,7 @@ impl Session {
             room: opts.room,
             ask_password: opts.ask_password,
             reclaim: None,
+            undelivered: VecDeque::new(),
         }
     }
 
@@ -202,16 +221,20 @@ impl Session {
                 self.on_frame(frame);
             }
             let reclaim_at = self.reclaim.map(|r| r.at);
+            let dm_at = self.undelivered.iter().map(|d| d.at).min();
             let flow = if let Some(line) = self.queued_input.pop_front() {
-                self.on_line(&line).await
+                self.on_line(&line, true).await
             } else {
                 tokio::select! {
+                    _ = sleep_until(dm_at.unwrap_or_else(Instant::now)), if dm_at.is_some() => {
+                        self.retry_dms().await
+                    }
                     _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
                         self.reclaim_nick().await
                     }
                     line = input.recv() => match line {
                         Some(line) => {
-                            let flow = self.on_line(&line).await;
+                            let flow = self.on_line(&line, false).await;
                             self.ack();
                             flow
                         }
@@ -339,7 +362,8 @@ impl Session {
 
     // ----- input -----
 
-    async fn on_line(&mut self, typed: &Typed) -> Flow {
+    /// One input line; `offline` when it was typed while disconnected.
+    async fn on_line(&mut self, typed: &Typed, offline: bool) -> Flow {
         let action = match commands::parse(&typed.line) {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
@@ -396,14 +420,82 @@ impl Session {
                 return Flow::Lost(closed);
             }
         };
+        if let (Command::Dm { to, .. }, Some(ServerFrame::Error(e))) = (&cmd, &reply.frame) {
+            if offline && e.code == ErrorCode::NoSuchNick {
+                self.show(Show::Info(format!(
+                    "{to} is not back yet; trying again for two minutes: {}",
+                    dm_text(&cmd)
+                )));
+                self.undelivered.push_back(UndeliveredDm {
+                    to: to.clone(),
+                    cmd,
+                    at: Instant::now() + DM_RETRY_FIRST,
+                    tries: 1,
+                });
+                return Flow::Continue;
+            }
+        }
+        self.on_sent(&cmd, reply).await
+    }
+
+    /// Show the reply to a request the user typed (a refused direct message with its text).
+    async fn on_sent(&mut self, cmd: &Command, reply: Response) -> Flow {
+        if let (Command::Dm { to, text }, Some(ServerFrame::Error(e))) = (cmd, &reply.frame) {
+            self.show(Show::Error(format!(
+                "not delivered to {to}: {}: {}; it said: {text}",
+                e.code, e.message
+            )));
+            return Flow::Continue;
+        }
         let outcome = match reply.frame {
-            Some(frame) => self.model.apply_reply_to(&cmd, frame),
+            Some(frame) => self.model.apply_reply_to(cmd, frame),
             None => model::undecoded_reply(&reply.line).into(),
         };
         match self.apply(outcome).await {
             Ok(()) => Flow::Continue,
             Err(Lost(closed)) => Flow::Lost(closed),
         }
+    }
+
+    /// Send again the direct messages whose time has come; keep those still refused as
+    /// `no_such_nick`, with a longer wait, until their tries run out.
+    async fn retry_dms(&mut self) -> Flow {
+        let now = Instant::now();
+        let (due, later): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.undelivered)
+            .into_iter()
+            .partition(|d| d.at <= now);
+        self.undelivered = later;
+        let mut due = due;
+        while let Some(mut dm) = due.pop_front() {
+            let reply = match self.link.submit(&dm.cmd).await {
+                Ok(reply) => reply,
+                Err(Lost(closed)) => {
+                    // Not sent again: the server may have delivered it before the loss.
+                    self.show(Show::Error(format!(
+                        "the connection was lost before the server confirmed the message to {}; \
+                         it may not have been sent: {}",
+                        dm.to,
+                        dm_text(&dm.cmd)
+                    )));
+                    self.undelivered.extend(due);
+                    return Flow::Lost(closed);
+                }
+            };
+            let absent = matches!(&reply.frame,
+                Some(ServerFrame::Error(e)) if e.code == ErrorCode::NoSuchNick);
+            if absent && dm.tries < DM_RETRY_TRIES {
+                let wait = DM_RETRY_FIRST.saturating_mul(1 << dm.tries.min(10));
+                dm.at = Instant::now() + wait.min(DM_RETRY_MAX);
+                dm.tries += 1;
+                self.undelivered.push_back(dm);
+                continue;
+            }
+            if let Flow::Lost(closed) = self.on_sent(&dm.cmd, reply).await {
+                self.undelivered.extend(due);
+                return Flow::Lost(closed);
+            }
+        }
+        Flow::Continue
     }
 
     // ----- replies and events -----
@@ -445,6 +537,19 @@ impl Session {
             return;
         }
         let Some(frame) = incoming.frame else { return };
+        // Someone appearing may be the recipient of a message waiting for them.
+        let appeared = match &frame {
+            ServerFrame::Join(j) => Some(j.nick.as_str()),
+            ServerFrame::Nick(n) => Some(n.new.as_str()),
+            _ => None,
+        };
+        if let Some(nick) = appeared {
+            for dm in &mut self.undelivered {
+                if name_key(&dm.to) == name_key(nick) {
+                    dm.at = Instant::now();
+                }
+            }
+        }
         if self.model.frees_wanted_nick(&frame) {
             if let Some(reclaim) = &mut self.reclaim {
                 reclaim.at = Instant::now();
@@ -478,6 +583,14 @@ impl Session {
         if let Some(shared) = &self.shared {
             shared.ack();
         }
+    }
+}
+
+/// The text of a direct message, for messages about it.
+fn dm_text(cmd: &Command) -> &str {
+    match cmd {
+        Command::Dm { text, .. } => text,
+        _ => "",
     }
 }
 

@@ -311,3 +311,49 @@ async fn the_nick_is_tried_again_when_no_event_says_it_is_free() {
     );
     term.wait_line("you are now known as ann").await;
 }
+
+#[tokio::test]
+async fn a_dm_typed_offline_waits_for_its_recipient_to_come_back() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", listen.as_str(), "--no-announce", "--no-tls"];
+    let mut server = ServerProcess::start_raw(&args);
+    let term = Terminal::start(&[&listen, "--nick", "ann", "--no-tls"], &[]);
+    term.wait_prompt("#lobby>").await;
+
+    server.kill();
+    term.wait_line("connection lost").await;
+    term.tmux.send_literal("/msg bob are you back");
+    term.tmux.send_key("Enter");
+    term.wait_line("this will be sent once reconnected").await;
+    let server = ServerProcess::start_raw(&args);
+    // ann is back first: bob is not there yet.
+    term.wait_line("bob is not back yet").await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let d = bob.skip_until("direct").await;
+    assert_eq!(
+        (d["from"].as_str(), d["text"].as_str()),
+        (Some("ann"), Some("are you back"))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_dm_is_shown_with_its_text() {
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann"], &[]);
+    term.wait_prompt("#lobby>").await;
+    term.tmux.send_literal("/msg nobody words kept");
+    term.tmux.send_key("Enter");
+    // The notice, wrapped or not, repeats the text (the typed line above it does too).
+    term.tmux
+        .wait_for("the notice with the text", |s| {
+            let Some(at) = s.iter().position(|l| l.contains("not delivered to nobody")) else {
+                return false;
+            };
+            // Rows are trimmed, so a space at a wrap is lost: compare without spaces.
+            let text: String = s[at..].concat().split_whitespace().collect();
+            text.contains("itsaid:wordskept")
+        })
+        .await;
+}
