@@ -379,8 +379,7 @@ async fn resizing_with_a_wrapped_half_line_keeps_the_message_above_it() {
     bob.request(json!({"type":"say","room":"lobby","text":"the message just before"}))
         .await;
     term.wait_line("<bob> the message just before").await;
-    let mut marks = 1;
-    for width in ["120", "50", "80", "100"] {
+    for (marks, width) in (1..).zip(["120", "50", "80", "100"]) {
         let out = term
             .tmux
             .run(&["resize-window", "-t", "chat", "-x", width, "-y", "24"]);
@@ -399,7 +398,6 @@ async fn resizing_with_a_wrapped_half_line_keeps_the_message_above_it() {
                 text.contains(&format!("andmore{}", "!".repeat(marks)))
             })
             .await;
-        marks += 1;
         let history = term
             .tmux
             .run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "chat"]);
