@@ -211,3 +211,119 @@ async fn lines_typed_while_reconnecting_are_sent_once_reconnected() {
         ]
     );
 }
+
+/// One connection whose server refuses `ann` (so the client is `ann_2`) and every `nick`
+/// request; answers the rest. Returns each request's type and room or nick, with its time.
+async fn serve_nick_taken(mut servers: Servers) -> Vec<(String, Instant)> {
+    let mut asked = Vec::new();
+    let stream = servers.recv().await.unwrap();
+    let mut server = FakeServer::new(stream);
+    let hello = server.recv().await;
+    let taken = json!({"type": "error", "code": "nick_taken", "message": "taken"});
+    server.answer(&hello, taken).await;
+    server.welcome(&["lobby", "dev"], 10, 5).await;
+    while let Some(request) = server.next_within(Duration::from_secs(600)).await {
+        let kind = request["type"].as_str().unwrap_or("").to_owned();
+        let arg = request["room"].as_str().or(request["nick"].as_str());
+        let room = request["room"].as_str().unwrap_or("").to_owned();
+        asked.push((
+            format!("{kind} {}", arg.unwrap_or(""))
+                .trim_end()
+                .to_owned(),
+            Instant::now(),
+        ));
+        let members = json!([{"nick": "ann_2", "status": "online"}]);
+        let reply = match kind.as_str() {
+            "who" => json!({"type": "ok", "cmd": "who", "room": room, "members": members}),
+            "history" => {
+                json!({"type": "ok", "cmd": "history", "room": room, "messages": []})
+            }
+            "say" => json!({"type": "ok", "cmd": "say", "id": "02", "ts": 2, "room": room}),
+            "nick" => json!({"type": "error", "code": "nick_taken", "message": "taken"}),
+            "quit" => {
+                let bye = json!({"type": "bye", "reason": "quit", "message": "bye"});
+                server.send(&bye.to_string()).await;
+                return asked;
+            }
+            other => panic!("unexpected {other}"),
+        };
+        server.answer(&request, reply).await;
+    }
+    asked
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_nick_asked_for_is_tried_again_on_a_bounded_back_off() {
+    let (dialer, servers, _) = fake_dialer(0);
+    let server = tokio::spawn(serve_nick_taken(servers));
+    let (screen, mut shown) = Captured::new();
+    let opts = options(Mode::Interactive, None);
+    let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
+    timeout(T, session.start()).await.unwrap().unwrap();
+    let started = Instant::now();
+    let (typed, input) = mpsc::channel::<Typed>(4);
+    // Minutes of a paused clock: no wait per line here, one bound for all.
+    let user = async move {
+        while let Some(line) = shown.recv().await {
+            if line.contains("stopped trying") {
+                break;
+            }
+        }
+        drop(typed);
+    };
+    let bound = Duration::from_secs(600);
+    let (ended, waited) = tokio::join!(timeout(bound, session.run(input)), timeout(bound, user));
+    ended.unwrap().unwrap();
+    waited.unwrap();
+    let asked = timeout(T, server).await.unwrap().unwrap();
+    let tries: Vec<u64> = asked
+        .iter()
+        .filter(|(what, _)| what == "nick ann")
+        .map(|(_, at)| (*at - started).as_secs())
+        .collect();
+    // 2 s, then waits of 4, 8, 16, 32 and 60 s (capped), eight tries in all.
+    assert_eq!(tries, [2, 6, 14, 30, 62, 122, 182, 242]);
+    assert!(screen
+        .lines()
+        .contains(&"-- ann is still taken; stopped trying (/nick ann to try again)".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_line_goes_to_the_room_its_prompt_named() {
+    let (dialer, servers, _) = fake_dialer(0);
+    let server = tokio::spawn(serve_nick_taken(servers));
+    let (screen, _) = Captured::new();
+    let opts = options(Mode::Interactive, None);
+    let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
+    timeout(T, session.start()).await.unwrap().unwrap();
+    let (typed, input) = mpsc::channel::<Typed>(4);
+    // The current room is #lobby; the first line was read under a `#dev>` prompt.
+    let under = |line: &str, room: Option<&str>| Typed {
+        line: line.into(),
+        room: room.map(str::to_owned),
+    };
+    typed.send(under("for dev", Some("dev"))).await.unwrap();
+    typed
+        .send(under("for the current room", None))
+        .await
+        .unwrap();
+    typed
+        .send(under("for a room left", Some("gone")))
+        .await
+        .unwrap();
+    drop(typed);
+    timeout(T, session.run(input)).await.unwrap().unwrap();
+    let asked: Vec<String> = timeout(T, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|(what, _)| what)
+        .filter(|what| what.starts_with("say"))
+        .collect();
+    assert_eq!(asked, ["say dev", "say lobby"]);
+    assert!(screen.lines().contains(
+        &"!! not sent: you are no longer in #gone (the prompt named it): for a room left"
+            .to_owned()
+    ));
+}
