@@ -412,3 +412,51 @@ async fn resizing_with_a_wrapped_half_line_keeps_the_message_above_it() {
     let m = bob.skip_until("message").await;
     assert_eq!(m["text"].as_str(), Some(format!("{half}!!!!").as_str()));
 }
+
+#[tokio::test]
+async fn a_server_whose_beacon_says_auth_gets_the_password_asked_for_before_the_hello() {
+    let up = lanchat_tests::free_udp_port();
+    let port = up.to_string();
+    let server = ServerProcess::start_raw(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--announce-port",
+        &port,
+        "--name",
+        "e2e-locked",
+        "--password",
+        "open-sesame",
+    ]);
+    let mut bob = TestClient::connect(server.addr).await;
+    let welcome = bob
+        .request(json!({"type":"hello","nick":"bob","password":"open-sesame"}))
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let term = Terminal::start(
+        &["--discover-port", &port, "--interface", "lo", "--nick", "ann"],
+        &[],
+    );
+    // Asked at once: no refused hello first.
+    term.wait_line("password for e2e-locked").await;
+    let screen = term.tmux.screen();
+    assert!(
+        !screen.iter().any(|l| l.contains("auth_failed")),
+        "{}",
+        screen.join("\n")
+    );
+    term.tmux.send_literal("open-sesame");
+    term.tmux.send_key("Enter");
+    term.wait_prompt("#lobby>").await;
+    term.tmux.send_literal("found and let in");
+    term.tmux.send_key("Enter");
+    assert_eq!(
+        messages(&mut bob, 1).await,
+        said("lobby", &["found and let in".to_owned()])
+    );
+    let screen = term.tmux.screen();
+    assert!(
+        !screen.iter().any(|l| l.contains("sesame")),
+        "{}",
+        screen.join("\n")
+    );
+}
