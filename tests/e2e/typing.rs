@@ -433,7 +433,14 @@ async fn a_server_whose_beacon_says_auth_gets_the_password_asked_for_before_the_
         .await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let term = Terminal::start(
-        &["--discover-port", &port, "--interface", "lo", "--nick", "ann"],
+        &[
+            "--discover-port",
+            &port,
+            "--interface",
+            "lo",
+            "--nick",
+            "ann",
+        ],
         &[],
     );
     // Asked at once: no refused hello first.
