@@ -47,9 +47,9 @@ const RECLAIM_MAX: Duration = Duration::from_secs(60);
 const RECLAIM_TRIES: u32 = 8;
 
 /// A direct message typed while offline, refused as `no_such_nick` on reconnecting: its
-/// recipient may not be back yet. Tried again from 2 s doubling (and at once when they appear),
-/// seven tries in all (about two minutes), then given up with its text repeated.
-const DM_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// recipient may not be back yet. Tried again after 4 s, doubling up to 30 s (and at once when
+/// they appear), seven sends in all (about two minutes), then given up with its text repeated.
+const DM_RETRY_FIRST: Duration = Duration::from_secs(4);
 const DM_RETRY_TRIES: u32 = 7;
 const DM_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -483,10 +483,10 @@ impl Session {
             };
             let absent = matches!(&reply.frame,
                 Some(ServerFrame::Error(e)) if e.code == ErrorCode::NoSuchNick);
+            dm.tries += 1;
             if absent && dm.tries < DM_RETRY_TRIES {
-                let wait = DM_RETRY_FIRST.saturating_mul(1 << dm.tries.min(10));
+                let wait = DM_RETRY_FIRST.saturating_mul(1 << (dm.tries - 1).min(10));
                 dm.at = Instant::now() + wait.min(DM_RETRY_MAX);
-                dm.tries += 1;
                 self.undelivered.push_back(dm);
                 continue;
             }

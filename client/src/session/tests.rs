@@ -66,7 +66,8 @@ async fn serve(mut servers: Servers, mut drop_after: Option<usize>) -> Vec<Strin
         let mut server = FakeServer::new(stream);
         server.welcome(&["lobby"], 10, 5).await;
         let mut answered = 0;
-        while let Some(request) = server.next().await {
+        // Quiet for minutes of a paused clock while a DM waits: a long bound.
+        while let Some(request) = server.next_within(Duration::from_secs(600)).await {
             let room = request["room"].as_str().unwrap_or("").to_owned();
             let kind = request["type"].as_str().unwrap_or("").to_owned();
             asked.push(format!("{kind} {room}").trim_end().to_owned());
@@ -81,6 +82,8 @@ async fn serve(mut servers: Servers, mut drop_after: Option<usize>) -> Vec<Strin
                     "members": members}),
                 "say" => json!({"type": "ok", "cmd": "say", "id": "02", "ts": 2,
                     "room": room}),
+                "dm" => json!({"type": "error", "code": "no_such_nick",
+                    "message": "no such nick"}),
                 "quit" => {
                     let bye = json!({"type": "bye", "reason": "quit", "message": "bye"});
                     server.send(&bye.to_string()).await;
@@ -326,4 +329,49 @@ async fn a_line_goes_to_the_room_its_prompt_named() {
         &"!! not sent: you are no longer in #gone (the prompt named it): for a room left"
             .to_owned()
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dm_typed_offline_is_tried_for_two_minutes_then_shown_with_its_text() {
+    let (dialer, servers, _) = fake_dialer(0);
+    let server = tokio::spawn(serve(servers, Some(2)));
+    let (screen, mut shown) = Captured::new();
+    let opts = options(Mode::Interactive, None);
+    let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
+    timeout(T, session.start()).await.unwrap().unwrap();
+    let (typed, input) = mpsc::channel(4);
+    let started = Instant::now();
+    let user = async move {
+        wait_for(&mut shown, "reconnecting").await;
+        typed.send("/msg bob still there?".into()).await.unwrap();
+        while let Some(line) = shown.recv().await {
+            if line.contains("not delivered") {
+                break;
+            }
+        }
+    };
+    let bound = Duration::from_secs(600);
+    let (ended, waited) = tokio::join!(timeout(bound, session.run(input)), timeout(bound, user));
+    ended.unwrap().unwrap();
+    waited.unwrap();
+    let gave_up = started.elapsed().as_secs();
+    let lines = screen.lines();
+    assert!(
+        lines
+            .contains(&"-- bob is not back yet; trying again for two minutes: still there?".into()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        "!! not delivered to bob: no_such_nick: no such nick; it said: still there?"
+    );
+    // Sent on reconnecting (the back-off first), then after 4, 8, 16, 30, 30 and 30 s: seven
+    // tries in 118 s.
+    assert!((118..=121).contains(&gave_up), "{gave_up} s");
+    let asked = timeout(T, server).await.unwrap().unwrap();
+    assert_eq!(
+        asked.iter().filter(|a| a.as_str() == "dm").count(),
+        7,
+        "{asked:?}"
+    );
 }
