@@ -57,6 +57,10 @@ impl<T> Stream for T where T: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 /// Its `Display` names the server in messages ("cannot connect to ...").
 pub trait Dialer: fmt::Display + Send {
     fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>>;
+
+    /// A password will be sent from now on (typed after `auth_failed`): a dialer that may
+    /// connect in plain text warns.
+    fn password_follows(&mut self) {}
 }
 
 /// A plain TCP connection to `host:port`, resolved again at each dial.
@@ -225,6 +229,11 @@ impl Link {
     /// The password to give in the hellos from now on (one typed after `auth_failed`).
     pub fn set_password(&mut self, password: Option<String>) {
         self.password = password;
+    }
+
+    /// A password is about to be asked for: the dialer warns if it would go in plain text.
+    pub fn password_follows(&mut self) {
+        self.dialer.password_follows();
     }
 
     /// What the link dials, for messages.

@@ -136,6 +136,7 @@ impl Session {
                     self.show(Show::Error(format!("{}: {why}", self.link.target())));
                     // A new dial follows: the certificate is checked against its pin again
                     // before the password is sent.
+                    self.link.password_follows();
                     let password = ask_password(&self.link.target()).await?;
                     self.link.set_password(Some(password));
                 }

@@ -210,6 +210,17 @@ impl Dialer for SecureDialer {
     fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
         Box::pin(self.dial_tls())
     }
+
+    fn password_follows(&mut self) {
+        self.password = true;
+        // Asked for after a plain connection was refused: the warning then did not say so.
+        if self.security == Security::Plain {
+            eprintln!(
+                "lanchat: warning: no TLS to {}: the password travels in clear text",
+                self.tcp
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -467,3 +467,23 @@ async fn a_server_whose_beacon_says_auth_gets_the_password_asked_for_before_the_
         screen.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_password_asked_for_over_plain_text_comes_with_a_warning() {
+    let server = ServerProcess::start(&["--no-tls", "--password", "open-sesame"]);
+    let addr = server.addr.to_string();
+    let term = Terminal::start(&[&addr, "--nick", "ann", "--no-tls"], &[]);
+    let screen = term.wait_line("password for").await;
+    let warned = screen
+        .iter()
+        .position(|l| l.contains("the password travels in clear text"));
+    let asked = screen.iter().position(|l| l.contains("password for"));
+    assert!(
+        warned.is_some() && warned < asked,
+        "no warning before the question:\n{}",
+        screen.join("\n")
+    );
+    term.tmux.send_literal("open-sesame");
+    term.tmux.send_key("Enter");
+    term.wait_prompt("#lobby>").await;
+}
