@@ -63,7 +63,8 @@ pub struct ChatArgs {
     /// Room to join (and, when stdin is not a terminal, to send each input line to).
     #[arg(long)]
     pub room: Option<String>,
-    /// File whose first line is the server password.
+    /// File whose first line is the server password (else $LANCHAT_PASSWORD; else, at a
+    /// terminal, lanchat asks when the server wants one).
     #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
     /// Do not ring the terminal bell on mentions and direct messages.
@@ -289,7 +290,12 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         Some(r) => Some(commands::room_name(r).map_err(|h| Error::Usage(format!("--room: {h}")))?),
         None => None,
     };
-    let password = args.password_file.as_ref().map(read_password).transpose()?;
+    let password = match &args.password_file {
+        Some(path) => Some(read_password(path)?),
+        None => std::env::var("LANCHAT_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    };
     let discover_timeout = seconds(args.discover_timeout, "--discover-timeout")?;
     let flag_pin = args
         .tls_fingerprint
@@ -301,6 +307,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         })
         .transpose()?;
     let known = load_known()?;
+    let mut beacon_auth = false;
     let target = match &args.host {
         Some(host) => {
             let address = parse_target(host)?;
@@ -319,6 +326,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
                 broadcast: true,
             };
             let found = pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
+            beacon_auth = found.auth;
             Target {
                 server: found.name.clone(),
                 address: found.address.to_string(),
@@ -327,6 +335,14 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         }
     };
     let security = security(args.no_tls, flag_pin, known.as_ref(), &target);
+    // Its beacon says the server wants a password: ask for it now rather than be refused. It is
+    // sent only in a hello, after the dial has checked the certificate against its pin.
+    let password = match password {
+        None if beacon_auth && mode == Mode::Interactive => {
+            Some(session::ask_password(&target.server).await?)
+        }
+        password => password,
+    };
     let secrets = crate::secrets::Secrets::from_env();
     if security == Security::Plain {
         let what = match (
@@ -363,6 +379,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         color,
         bell: !args.no_bell,
         secrets,
+        ask_password: mode == Mode::Interactive,
     };
 
     if mode == Mode::Interactive {
@@ -393,7 +410,7 @@ impl EmptyIsNone for Option<std::ffi::OsString> {
 }
 
 /// Lines of stdin, read on a thread of their own; the channel closes at end of input.
-fn stdin_lines() -> mpsc::Receiver<String> {
+fn stdin_lines() -> mpsc::Receiver<repl::Typed> {
     let (tx, rx) = mpsc::channel(64);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -406,7 +423,7 @@ fn stdin_lines() -> mpsc::Receiver<String> {
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&buf);
                     let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                    if tx.blocking_send(line).is_err() {
+                    if tx.blocking_send(line.into()).is_err() {
                         return;
                     }
                 }

@@ -65,6 +65,10 @@ pub trait Dialer: fmt::Display + Send {
     fn server(&self) -> String {
         self.to_string()
     }
+
+    /// A password will be sent from now on (typed after `auth_failed`): a dialer that may
+    /// connect in plain text warns.
+    fn password_follows(&mut self) {}
 }
 
 /// A plain TCP connection to `host:port`, resolved again at each dial.
@@ -127,8 +131,10 @@ pub struct Lost(pub Closed);
 pub enum ConnectError {
     /// Worth another try later (refused, timed out, server full, connection dropped).
     Retry(String),
-    /// Trying again cannot help (bad password, incompatible protocol, invalid nick).
+    /// Trying again cannot help (incompatible protocol, invalid nick).
     Fatal(String),
+    /// The server wants a password, or another one: only a new password can help.
+    AuthFailed(String),
     /// The server's certificate is not the pinned one: nothing was sent, and nothing will be.
     Untrusted(String),
 }
@@ -136,9 +142,10 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Retry(m) | ConnectError::Fatal(m) | ConnectError::Untrusted(m) => {
-                f.write_str(m)
-            }
+            ConnectError::Retry(m)
+            | ConnectError::Fatal(m)
+            | ConnectError::AuthFailed(m)
+            | ConnectError::Untrusted(m) => f.write_str(m),
         }
     }
 }
@@ -240,6 +247,16 @@ impl Link {
         &self.secrets
     }
 
+    /// The password to give in the hellos from now on (one typed after `auth_failed`).
+    pub fn set_password(&mut self, password: Option<String>) {
+        self.password = password;
+    }
+
+    /// A password is about to be asked for: the dialer warns if it would go in plain text.
+    pub fn password_follows(&mut self) {
+        self.dialer.password_follows();
+    }
+
     /// What the link dials, for messages.
     pub fn target(&self) -> String {
         self.dialer.to_string()
@@ -302,6 +319,7 @@ impl Link {
                         ErrorCode::ServerFull | ErrorCode::RateLimited => {
                             ConnectError::Retry(message)
                         }
+                        ErrorCode::AuthFailed => ConnectError::AuthFailed(message),
                         _ => ConnectError::Fatal(message),
                     });
                 }
@@ -426,7 +444,7 @@ impl Link {
             if !user.wait(backoff.wait()).await {
                 return Ok(false);
             }
-            let failure = match self.connect(model.nick()).await {
+            let failure = match self.connect(model.hello_nick()).await {
                 Ok(connected) => {
                     let welcome = model.welcomed(&connected.welcome, connected.nick_taken);
                     user.show(welcome, model.nick());
@@ -438,7 +456,7 @@ impl Link {
                         Err(Lost(closed)) => closed.to_string(),
                     }
                 }
-                Err(ConnectError::Fatal(m)) => {
+                Err(ConnectError::Fatal(m) | ConnectError::AuthFailed(m)) => {
                     return Err(Error::Fatal(format!("cannot reconnect: {m}")))
                 }
                 Err(ConnectError::Untrusted(m)) => return Err(Error::Untrusted(m)),

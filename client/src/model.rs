@@ -98,6 +98,8 @@ pub struct Model {
     status: Status,
     status_text: Option<String>,
     server_name: String,
+    /// The nick asked for while the server gave another (`ann_2`): taken back once free.
+    wanted_nick: Option<String>,
 }
 
 impl Model {
@@ -114,11 +116,39 @@ impl Model {
             status: Status::Online,
             status_text: None,
             server_name: String::new(),
+            wanted_nick: None,
         }
     }
 
     pub fn nick(&self) -> &str {
         &self.nick
+    }
+
+    /// The nick to say hello with: the one asked for, even while known by another.
+    pub fn hello_nick(&self) -> &str {
+        self.wanted_nick.as_deref().unwrap_or(&self.nick)
+    }
+
+    /// The nick asked for, while the server gave another; `None` once taken back or given up.
+    pub fn wanted_nick(&self) -> Option<&str> {
+        self.wanted_nick.as_deref()
+    }
+
+    /// Stop wanting the nick back (the user chose another with `/nick`, or it stayed taken).
+    pub fn forget_wanted_nick(&mut self) {
+        self.wanted_nick = None;
+    }
+
+    /// Whether `event` frees the nick wanted back: its holder quit or changed nick.
+    pub fn frees_wanted_nick(&self, event: &ServerFrame) -> bool {
+        let Some(wanted) = &self.wanted_nick else {
+            return false;
+        };
+        match event {
+            ServerFrame::Quit(q) => name_key(&q.nick) == name_key(wanted),
+            ServerFrame::Nick(n) => name_key(&n.old) == name_key(wanted),
+            _ => false,
+        }
     }
 
     pub fn current(&self) -> Option<&str> {
@@ -173,11 +203,15 @@ impl Model {
     /// asked for was taken.
     pub fn welcomed(&mut self, welcome: &Welcome, nick_taken: bool) -> Vec<Show> {
         let mut show = Vec::new();
+        let asked = self.hello_nick().to_owned();
         if nick_taken {
             show.push(Show::Info(format!(
-                "the nick {} is taken; you are {}",
-                self.nick, welcome.nick
+                "the nick {asked} is taken; you are {}",
+                welcome.nick
             )));
+            self.wanted_nick = Some(asked);
+        } else {
+            self.wanted_nick = None;
         }
         self.nick = welcome.nick.clone();
         self.server_name = welcome.name.clone();
@@ -253,6 +287,7 @@ impl Model {
                 }
             }
             ReplyData::Nick { nick } => {
+                self.wanted_nick = None;
                 let old = std::mem::replace(&mut self.nick, nick.clone());
                 self.rename_member(&old, &nick);
                 show.push(Show::Info(format!("you are now known as {nick}")));

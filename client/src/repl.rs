@@ -4,7 +4,11 @@
 //! room) and the words to complete through [`Shared`].
 //!
 //! After each line the thread waits briefly for the session to acknowledge it, so that the next
-//! prompt already shows the room a `/join` or `/switch` moved to.
+//! prompt already shows the room a `/join` or `/switch` moved to. Nothing typed meanwhile is lost:
+//! the keys wait in the terminal (not echoed) or in rustyline's kept read buffer (feature
+//! `buffer-redux`) for the next prompt. Each line goes to the session with the room its prompt
+//! named ([`Typed`]), since the room can change while a prompt is shown (a `/join` typed while
+//! offline is done on reconnecting) and rustyline cannot redraw a prompt it is reading under.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -30,10 +34,31 @@ pub const HISTORY_SIZE: usize = 1000;
 /// How long the prompt waits for the session to finish a line before it is shown again.
 const ACK_WAIT: Duration = Duration::from_millis(800);
 
+/// A line typed, and the room its prompt named (where plain text goes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typed {
+    pub line: String,
+    /// `None` for a line read without a prompt (a script's stdin): it goes to the current room.
+    pub room: Option<String>,
+}
+
+impl From<String> for Typed {
+    fn from(line: String) -> Self {
+        Typed { line, room: None }
+    }
+}
+
+impl From<&str> for Typed {
+    fn from(line: &str) -> Self {
+        line.to_owned().into()
+    }
+}
+
 /// What the session tells the REPL thread.
 #[derive(Debug)]
 pub struct Shared {
-    prompt: Mutex<String>,
+    /// The prompt and the room it names.
+    prompt: Mutex<(String, Option<String>)>,
     words: Mutex<Words>,
     ack: Mutex<Option<std_mpsc::Sender<()>>>,
 }
@@ -53,15 +78,22 @@ impl Default for Shared {
 impl Shared {
     pub fn new() -> Self {
         Shared {
-            prompt: Mutex::new("> ".into()),
+            prompt: Mutex::new(("> ".into(), None)),
             words: Mutex::new(Words::default()),
             ack: Mutex::new(None),
         }
     }
 
-    /// Set the prompt and the completion words (nicks of the current room, room names).
-    pub fn publish(&self, prompt: String, nicks: Vec<String>, rooms: Vec<String>) {
-        *self.prompt.lock().expect("prompt lock") = prompt;
+    /// Set the prompt, the room it names, and the completion words (nicks of the current room,
+    /// room names).
+    pub fn publish(
+        &self,
+        prompt: String,
+        room: Option<String>,
+        nicks: Vec<String>,
+        rooms: Vec<String>,
+    ) {
+        *self.prompt.lock().expect("prompt lock") = (prompt, room);
         *self.words.lock().expect("words lock") = Words { nicks, rooms };
     }
 
@@ -161,7 +193,7 @@ impl Helper for ChatHelper {}
 
 /// The running REPL: lines typed arrive on `input`; print through `screen`.
 pub struct Repl {
-    pub input: mpsc::Receiver<String>,
+    pub input: mpsc::Receiver<Typed>,
     pub screen: PrinterScreen,
     pub shared: Arc<Shared>,
 }
@@ -258,11 +290,11 @@ fn read_lines(
     mut editor: Editor<ChatHelper, DefaultHistory>,
     shared: &Shared,
     history: Option<&Path>,
-    input: mpsc::Sender<String>,
+    input: mpsc::Sender<Typed>,
     acks: std_mpsc::Receiver<()>,
 ) {
     loop {
-        let prompt = shared.prompt.lock().expect("prompt lock").clone();
+        let (prompt, room) = shared.prompt.lock().expect("prompt lock").clone();
         match editor.readline(&prompt) {
             Ok(line) => {
                 if !commands::holds_key(&line) {
@@ -276,9 +308,12 @@ fn read_lines(
                 }
                 let quit = matches!(commands::parse(&line), Ok(Some(Action::Quit(_))));
                 while acks.try_recv().is_ok() {}
-                if input.blocking_send(line).is_err() || quit {
+                if input.blocking_send(Typed { line, room }).is_err() || quit {
                     return;
                 }
+                // Keys typed during the wait stay in the terminal for the next prompt; not
+                // echoed, they do not garble the screen.
+                let _quiet = NoEcho::start();
                 let _ = acks.recv_timeout(ACK_WAIT);
             }
             Err(ReadlineError::Interrupted) => {
@@ -292,6 +327,54 @@ fn read_lines(
                 eprintln!("lanchat: input error: {e}");
                 return;
             }
+        }
+    }
+}
+
+/// Ask for a password on the terminal: `prompt` on stderr, the line read from stdin without
+/// echo. Used before the REPL starts.
+pub fn read_password(prompt: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut stderr = std::io::stderr();
+    stderr.write_all(prompt.as_bytes())?;
+    stderr.flush()?;
+    let quiet = NoEcho::start();
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    drop(quiet);
+    stderr.write_all(b"\n")?;
+    if read? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "end of input",
+        ));
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Turns the terminal's echo off between two prompts, and back on when dropped. The kernel
+/// keeps what is typed meanwhile; rustyline reads it at the next prompt (it switches modes with
+/// `TCSADRAIN`, which keeps pending input).
+struct NoEcho {
+    saved: Option<Termios>,
+}
+
+impl NoEcho {
+    fn start() -> Self {
+        let saved = termios::tcgetattr(std::io::stdin()).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_flags.remove(termios::LocalFlags::ECHO);
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &quiet);
+        }
+        NoEcho { saved }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, t);
         }
     }
 }
@@ -334,6 +417,7 @@ mod tests {
         let shared = Arc::new(Shared::new());
         shared.publish(
             "#lobby> ".into(),
+            Some("lobby".into()),
             nicks.iter().map(|s| s.to_string()).collect(),
             rooms.iter().map(|s| s.to_string()).collect(),
         );

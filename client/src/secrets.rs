@@ -14,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use lanchat_protocol::validate::name_key;
+use lanchat_protocol::{Command, ReplyData};
 
 /// Random bytes in a generated secret (192 bits), written as 32 URL-safe base64 characters.
 const SECRET_BYTES: usize = 24;
@@ -112,6 +113,31 @@ impl Secrets {
         out.write_all(&serde_json::to_vec_pretty(table).map_err(io::Error::other)?)?;
         out.sync_all()?;
         std::fs::rename(&tmp, path)
+    }
+}
+
+impl Secrets {
+    /// After `register` or `unregister` succeeded on `server`: keep the secret for the next
+    /// `hello`, or forget it. The error is what to tell the user (with the secret to note, when
+    /// it could not be kept).
+    pub fn after_reply(&self, server: &str, cmd: &Command, data: &ReplyData) -> Result<(), String> {
+        let kept = match (cmd, data) {
+            (Command::Register { secret }, ReplyData::Register { nick, .. }) => {
+                self.put(server, nick, secret)
+            }
+            (Command::Unregister {}, ReplyData::Unregister { nick }) => self.forget(server, nick),
+            _ => return Ok(()),
+        };
+        kept.map_err(|e| {
+            let path = self
+                .path()
+                .map_or("nowhere".into(), |p| p.display().to_string());
+            let mut message = format!("the secret could not be kept in {path}: {e}");
+            if let Command::Register { secret } = cmd {
+                message.push_str(&format!("; note it yourself: /register {secret}"));
+            }
+            message
+        })
     }
 }
 

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanchat_protocol::{Command, ReplyData, ServerFrame};
+use lanchat_protocol::validate::name_key;
+use lanchat_protocol::{Command, ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -15,7 +16,7 @@ use crate::connection::{Closed, Event, Incoming, Response};
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
-use crate::repl::Shared;
+use crate::repl::{Shared, Typed};
 use crate::secrets::{self, Secrets};
 use crate::Error;
 
@@ -35,6 +36,39 @@ pub struct Options {
     pub bell: bool,
     /// Where the secrets of registered nicks are kept (`/register`).
     pub secrets: Secrets,
+    /// A person at a terminal can be asked for the password when the server refuses the hello
+    /// with `auth_failed`.
+    pub ask_password: bool,
+}
+
+/// Times a password is asked for after `auth_failed` before giving up.
+const PASSWORD_TRIES: u32 = 3;
+/// Taking the nick back (after being given `ann_2`): the first try after this, then doubling up
+/// to the cap, at most this many tries. An event that frees the nick makes the next try now.
+const RECLAIM_FIRST: Duration = Duration::from_secs(2);
+const RECLAIM_MAX: Duration = Duration::from_secs(60);
+const RECLAIM_TRIES: u32 = 8;
+
+/// A direct message typed while offline, refused as `no_such_nick` on reconnecting: its
+/// recipient may not be back yet. Tried again after 4 s, doubling up to 30 s (and at once when
+/// they appear), seven sends in all (about two minutes), then given up with its text repeated.
+const DM_RETRY_FIRST: Duration = Duration::from_secs(4);
+const DM_RETRY_TRIES: u32 = 7;
+const DM_RETRY_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct UndeliveredDm {
+    to: String,
+    cmd: Command,
+    at: Instant,
+    tries: u32,
+}
+
+/// The next try at taking back the nick asked for.
+#[derive(Debug, Clone, Copy)]
+struct Reclaim {
+    at: Instant,
+    tries: u32,
 }
 
 /// What to do after an input line.
@@ -53,9 +87,14 @@ pub struct Session {
     /// The REPL's prompt and completion words, when there is a REPL.
     shared: Option<Arc<Shared>>,
     /// Input lines typed while reconnecting, sent once connected.
-    queued_input: VecDeque<String>,
+    queued_input: VecDeque<Typed>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
+    ask_password: bool,
+    /// While the server gave us another nick than the one asked for.
+    reclaim: Option<Reclaim>,
+    /// Direct messages typed offline whose recipient was not back yet, oldest first.
+    undelivered: VecDeque<UndeliveredDm>,
 }
 
 impl Session {
@@ -74,6 +113,9 @@ impl Session {
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,
+            ask_password: opts.ask_password,
+            reclaim: None,
+            undelivered: VecDeque::new(),
         }
     }
 
@@ -86,14 +128,38 @@ impl Session {
 
     /// Connect, say hello, join, show recent history. Errors here end the program.
     pub async fn start(&mut self) -> Result<(), Error> {
-        let connected = self
-            .link
-            .connect(self.model.nick())
-            .await
-            .map_err(|e| match e {
-                ConnectError::Untrusted(why) => Error::Untrusted(why),
-                e => Error::Fatal(format!("cannot connect to {}: {e}", self.link.target())),
-            })?;
+        let mut asked = 0;
+        let connected = loop {
+            match self.link.connect(self.model.nick()).await {
+                Ok(connected) => break connected,
+                Err(ConnectError::AuthFailed(why))
+                    if self.ask_password && asked < PASSWORD_TRIES =>
+                {
+                    asked += 1;
+                    self.show(Show::Error(format!("{}: {why}", self.link.target())));
+                    // A new dial follows: the certificate is checked against its pin again
+                    // before the password is sent.
+                    self.link.password_follows();
+                    let password = ask_password(&self.link.target()).await?;
+                    self.link.set_password(Some(password));
+                }
+                Err(ConnectError::AuthFailed(why)) => {
+                    return Err(Error::Fatal(format!(
+                        "cannot connect to {}: {why}; give the password with --password-file PATH \
+                         or the LANCHAT_PASSWORD environment variable, or type it when asked in a \
+                         terminal",
+                        self.link.target()
+                    )))
+                }
+                Err(ConnectError::Untrusted(why)) => return Err(Error::Untrusted(why)),
+                Err(e) => {
+                    return Err(Error::Fatal(format!(
+                        "cannot connect to {}: {e}",
+                        self.link.target()
+                    )))
+                }
+            }
+        };
         let welcome = self
             .model
             .welcomed(&connected.welcome, connected.nick_taken);
@@ -110,6 +176,7 @@ impl Session {
             }
         }
         self.publish();
+        self.plan_reclaim();
         Ok(())
     }
 
@@ -155,18 +222,26 @@ impl Session {
     }
 
     /// Read input until the user quits (or stdin ends in scripting mode), then say goodbye.
-    pub async fn run(mut self, mut input: mpsc::Receiver<String>) -> Result<(), Error> {
+    pub async fn run(mut self, mut input: mpsc::Receiver<Typed>) -> Result<(), Error> {
         loop {
             while let Some(frame) = self.link.held() {
                 self.on_frame(frame);
             }
+            let reclaim_at = self.reclaim.map(|r| r.at);
+            let dm_at = self.undelivered.iter().map(|d| d.at).min();
             let flow = if let Some(line) = self.queued_input.pop_front() {
-                self.on_line(&line).await
+                self.on_line(&line, true).await
             } else {
                 tokio::select! {
+                    _ = sleep_until(dm_at.unwrap_or_else(Instant::now)), if dm_at.is_some() => {
+                        self.retry_dms().await
+                    }
+                    _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
+                        self.reclaim_nick().await
+                    }
                     line = input.recv() => match line {
                         Some(line) => {
-                            let flow = self.on_line(&line).await;
+                            let flow = self.on_line(&line, false).await;
                             self.ack();
                             flow
                         }
@@ -201,7 +276,7 @@ impl Session {
     async fn reconnect(
         &mut self,
         closed: Closed,
-        input: &mut mpsc::Receiver<String>,
+        input: &mut mpsc::Receiver<Typed>,
     ) -> Result<bool, Error> {
         let mut offline = Offline {
             output: &mut self.output,
@@ -215,6 +290,7 @@ impl Session {
             .await?;
         if restored {
             self.publish();
+            self.plan_reclaim();
         }
         Ok(restored)
     }
@@ -237,10 +313,67 @@ impl Session {
         .await;
     }
 
+    // ----- the nick asked for -----
+
+    /// Plan to take back the nick asked for, if the server gave another.
+    fn plan_reclaim(&mut self) {
+        self.reclaim = match (self.model.wanted_nick(), self.reclaim) {
+            (None, _) => None,
+            (Some(_), Some(planned)) => Some(planned),
+            (Some(_), None) => Some(Reclaim {
+                at: Instant::now() + RECLAIM_FIRST,
+                tries: 0,
+            }),
+        };
+    }
+
+    /// Ask for the nick back; on refusal, try again later (bounded), then say so and stop.
+    async fn reclaim_nick(&mut self) -> Flow {
+        let (Some(wanted), Some(mut reclaim)) = (
+            self.model.wanted_nick().map(str::to_owned),
+            self.reclaim.take(),
+        ) else {
+            return Flow::Continue;
+        };
+        // A registered nick of ours is taken back with its secret.
+        let cmd = Command::Nick {
+            secret: self.link.secrets().get(&self.link.server(), &wanted),
+            nick: wanted.clone(),
+        };
+        let reply = match self.link.request(cmd.clone()).await {
+            Ok(reply) => reply,
+            Err(Lost(closed)) => return Flow::Lost(closed),
+        };
+        match reply.frame {
+            Some(ServerFrame::Error(_)) | None => {
+                reclaim.tries += 1;
+                if reclaim.tries < RECLAIM_TRIES {
+                    let wait = RECLAIM_FIRST.saturating_mul(1 << reclaim.tries.min(10));
+                    reclaim.at = Instant::now() + wait.min(RECLAIM_MAX);
+                    self.reclaim = Some(reclaim);
+                } else {
+                    self.model.forget_wanted_nick();
+                    self.show(Show::Info(format!(
+                        "{wanted} is still taken; stopped trying (/nick {wanted} to try again)"
+                    )));
+                }
+                Flow::Continue
+            }
+            Some(frame) => {
+                let outcome = self.model.apply_reply_to(&cmd, frame);
+                match self.apply(outcome).await {
+                    Ok(()) => Flow::Continue,
+                    Err(Lost(closed)) => Flow::Lost(closed),
+                }
+            }
+        }
+    }
+
     // ----- input -----
 
-    async fn on_line(&mut self, line: &str) -> Flow {
-        let action = match commands::parse(line) {
+    /// One input line; `offline` when it was typed while disconnected.
+    async fn on_line(&mut self, typed: &Typed, offline: bool) -> Flow {
+        let action = match commands::parse(&typed.line) {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
@@ -272,10 +405,22 @@ impl Session {
             },
             other => other,
         };
-        let cmd = match commands::to_command(&action, self.model.current()) {
+        // The room the prompt named, which may no longer be the current one.
+        let room = match &typed.room {
+            Some(room) if !self.model.is_joined(room) => {
+                let text = typed.line.trim_end();
+                self.show(Show::Error(format!(
+                    "not sent: you are no longer in #{room} (the prompt named it): {text}"
+                )));
+                return Flow::Continue;
+            }
+            Some(room) => Some(room.as_str()),
+            None => self.model.current(),
+        };
+        let cmd = match commands::to_command(&action, room) {
             // A registered nick of ours: its kept secret goes with the request.
             Ok(Some(Command::Nick { nick, secret: None })) => Command::Nick {
-                secret: self.link.secrets().get(&self.link.target(), &nick),
+                secret: self.link.secrets().get(&self.link.server(), &nick),
                 nick,
             },
             Ok(Some(cmd)) => cmd,
@@ -285,6 +430,11 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        if matches!(cmd, Command::Nick { .. }) {
+            // The user's choice now, not the nick asked for at the start.
+            self.model.forget_wanted_nick();
+            self.reclaim = None;
+        }
         let reply = match self.link.submit(&cmd).await {
             Ok(reply) => reply,
             Err(Lost(closed)) => {
@@ -294,11 +444,41 @@ impl Session {
                 return Flow::Lost(closed);
             }
         };
+        if let (Command::Dm { to, .. }, Some(ServerFrame::Error(e))) = (&cmd, &reply.frame) {
+            if offline && e.code == ErrorCode::NoSuchNick {
+                self.show(Show::Info(format!(
+                    "{to} is not back yet; trying again for two minutes: {}",
+                    dm_text(&cmd)
+                )));
+                self.undelivered.push_back(UndeliveredDm {
+                    to: to.clone(),
+                    cmd,
+                    at: Instant::now() + DM_RETRY_FIRST,
+                    tries: 1,
+                });
+                return Flow::Continue;
+            }
+        }
+        self.on_sent(&cmd, reply).await
+    }
+
+    /// Show the reply to a request the user typed (a refused direct message with its text).
+    async fn on_sent(&mut self, cmd: &Command, reply: Response) -> Flow {
+        if let (Command::Dm { to, text }, Some(ServerFrame::Error(e))) = (cmd, &reply.frame) {
+            self.show(Show::Error(format!(
+                "not delivered to {to}: {}: {}; it said: {text}",
+                e.code, e.message
+            )));
+            return Flow::Continue;
+        }
         if let Some(ServerFrame::Reply(ok)) = &reply.frame {
-            self.keep_secret(&cmd, &ok.data);
+            let server = self.link.server();
+            if let Err(message) = self.link.secrets().after_reply(&server, cmd, &ok.data) {
+                self.show(Show::Error(message));
+            }
         }
         let outcome = match reply.frame {
-            Some(frame) => self.model.apply_reply_to(&cmd, frame),
+            Some(frame) => self.model.apply_reply_to(cmd, frame),
             None => model::undecoded_reply(&reply.line).into(),
         };
         match self.apply(outcome).await {
@@ -307,30 +487,45 @@ impl Session {
         }
     }
 
-    /// After `register` or `unregister` succeeded: keep the secret for the next `hello`, or
-    /// forget it.
-    fn keep_secret(&mut self, cmd: &Command, data: &ReplyData) {
-        let server = self.link.server();
-        let secrets = self.link.secrets();
-        let kept = match (cmd, data) {
-            (Command::Register { secret }, ReplyData::Register { nick, .. }) => {
-                secrets.put(&server, nick, secret)
+    /// Send again the direct messages whose time has come; keep those still refused as
+    /// `no_such_nick`, with a longer wait, until their tries run out.
+    async fn retry_dms(&mut self) -> Flow {
+        let now = Instant::now();
+        let (due, later): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.undelivered)
+            .into_iter()
+            .partition(|d| d.at <= now);
+        self.undelivered = later;
+        let mut due = due;
+        while let Some(mut dm) = due.pop_front() {
+            let reply = match self.link.submit(&dm.cmd).await {
+                Ok(reply) => reply,
+                Err(Lost(closed)) => {
+                    // Not sent again: the server may have delivered it before the loss.
+                    self.show(Show::Error(format!(
+                        "the connection was lost before the server confirmed the message to {}; \
+                         it may not have been sent: {}",
+                        dm.to,
+                        dm_text(&dm.cmd)
+                    )));
+                    self.undelivered.extend(due);
+                    return Flow::Lost(closed);
+                }
+            };
+            let absent = matches!(&reply.frame,
+                Some(ServerFrame::Error(e)) if e.code == ErrorCode::NoSuchNick);
+            dm.tries += 1;
+            if absent && dm.tries < DM_RETRY_TRIES {
+                let wait = DM_RETRY_FIRST.saturating_mul(1 << (dm.tries - 1).min(10));
+                dm.at = Instant::now() + wait.min(DM_RETRY_MAX);
+                self.undelivered.push_back(dm);
+                continue;
             }
-            (Command::Unregister {}, ReplyData::Unregister { nick }) => {
-                secrets.forget(&server, nick)
+            if let Flow::Lost(closed) = self.on_sent(&dm.cmd, reply).await {
+                self.undelivered.extend(due);
+                return Flow::Lost(closed);
             }
-            _ => return,
-        };
-        if let Err(e) = kept {
-            let path = secrets
-                .path()
-                .map_or("nowhere".into(), |p| p.display().to_string());
-            let mut message = format!("the secret could not be kept in {path}: {e}");
-            if let Command::Register { secret } = cmd {
-                message.push_str(&format!("; note it yourself: /register {secret}"));
-            }
-            self.show(Show::Error(message));
         }
+        Flow::Continue
     }
 
     // ----- replies and events -----
@@ -372,6 +567,24 @@ impl Session {
             return;
         }
         let Some(frame) = incoming.frame else { return };
+        // Someone appearing may be the recipient of a message waiting for them.
+        let appeared = match &frame {
+            ServerFrame::Join(j) => Some(j.nick.as_str()),
+            ServerFrame::Nick(n) => Some(n.new.as_str()),
+            _ => None,
+        };
+        if let Some(nick) = appeared {
+            for dm in &mut self.undelivered {
+                if name_key(&dm.to) == name_key(nick) {
+                    dm.at = Instant::now();
+                }
+            }
+        }
+        if self.model.frees_wanted_nick(&frame) {
+            if let Some(reclaim) = &mut self.reclaim {
+                reclaim.at = Instant::now();
+            }
+        }
         let shown = self.model.apply_event(frame);
         self.show_all(shown);
         self.publish();
@@ -391,7 +604,8 @@ impl Session {
     fn publish(&self) {
         if let Some(shared) = &self.shared {
             let model = &self.model;
-            shared.publish(model.prompt(), model.nicks_here(), model.room_names());
+            let room = model.current().map(str::to_owned);
+            shared.publish(model.prompt(), room, model.nicks_here(), model.room_names());
         }
     }
 
@@ -402,13 +616,30 @@ impl Session {
     }
 }
 
+/// The text of a direct message, for messages about it.
+fn dm_text(cmd: &Command) -> &str {
+    match cmd {
+        Command::Dm { text, .. } => text,
+        _ => "",
+    }
+}
+
+/// Ask the person at the terminal for the password of `server`, without echo.
+pub async fn ask_password(server: &str) -> Result<String, Error> {
+    let prompt = format!("password for {server}: ");
+    tokio::task::spawn_blocking(move || crate::repl::read_password(&prompt))
+        .await
+        .map_err(|e| Error::Fatal(format!("cannot ask for the password: {e}")))?
+        .map_err(|e| Error::Fatal(format!("cannot read the password: {e}")))
+}
+
 /// The session while the link reconnects: waits watching the input, and shows what the link
 /// reports.
 struct Offline<'a> {
     output: &'a mut Output,
     shared: Option<&'a Shared>,
-    input: &'a mut mpsc::Receiver<String>,
-    queued_input: &'a mut VecDeque<String>,
+    input: &'a mut mpsc::Receiver<Typed>,
+    queued_input: &'a mut VecDeque<Typed>,
 }
 
 impl Reconnecting for Offline<'_> {
@@ -427,7 +658,7 @@ impl Reconnecting for Offline<'_> {
                     if let Some(shared) = self.shared {
                         shared.ack();
                     }
-                    match commands::parse(&line) {
+                    match commands::parse(&line.line) {
                         Ok(Some(Action::Quit(_))) => return false,
                         Ok(None) => {}
                         _ => {
@@ -446,216 +677,4 @@ impl Reconnecting for Offline<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use serde_json::{json, Value};
-
-    use super::*;
-    use crate::testing::{fake_dialer, FakeServer, Servers, T};
-
-    /// Keeps what is shown, without time stamps, and reports each line as it comes.
-    #[derive(Clone)]
-    struct Captured {
-        lines: Arc<Mutex<Vec<String>>>,
-        each: mpsc::UnboundedSender<String>,
-    }
-
-    impl Captured {
-        fn new() -> (Captured, mpsc::UnboundedReceiver<String>) {
-            let (each, rx) = mpsc::unbounded_channel();
-            let lines = Arc::default();
-            (Captured { lines, each }, rx)
-        }
-
-        fn lines(&self) -> Vec<String> {
-            self.lines.lock().unwrap().clone()
-        }
-
-        fn keep(&self, line: String) {
-            let _ = self.each.send(line.clone());
-            self.lines.lock().unwrap().push(line);
-        }
-    }
-
-    impl Screen for Captured {
-        fn out(&mut self, text: &str) {
-            let b = text.as_bytes();
-            let stamped = b.len() > 6 && b[2] == b':' && b[5] == b' ';
-            self.keep(if stamped { &text[6..] } else { text }.to_owned());
-        }
-
-        fn err(&mut self, text: &str) {
-            self.keep(format!("stderr: {text}"));
-        }
-    }
-
-    fn options(mode: Mode, room: Option<&str>) -> Options {
-        Options {
-            nick: "ann".into(),
-            password: None,
-            room: room.map(str::to_owned),
-            mode,
-            color: false,
-            bell: false,
-            secrets: Secrets::none(),
-        }
-    }
-
-    /// Plays the server for each connection in turn, answering as a server would, until the
-    /// client quits (the answer is `bye`) or, on the first connection, `drop_after` requests
-    /// were answered; returns the type (and room) of each request.
-    async fn serve(mut servers: Servers, mut drop_after: Option<usize>) -> Vec<String> {
-        let mut asked = Vec::new();
-        let mut first = true;
-        while let Some(stream) = servers.recv().await {
-            let drop_here = drop_after.take();
-            let mut server = FakeServer::new(stream);
-            server.welcome(&["lobby"], 10, 5).await;
-            let mut answered = 0;
-            while let Some(request) = server.next().await {
-                let room = request["room"].as_str().unwrap_or("").to_owned();
-                let kind = request["type"].as_str().unwrap_or("").to_owned();
-                asked.push(format!("{kind} {room}").trim_end().to_owned());
-                let members = json!([{"nick": "ann", "status": "online"}]);
-                let history = |messages: Value| json!({"type": "ok", "cmd": "history", "room": room, "messages": messages});
-                let reply = match kind.as_str() {
-                    "history" if room == "lobby" && first => history(json!([{"id": "01", "ts": 1,
-                        "room": "lobby", "from": "bob", "text": "earlier"}])),
-                    "history" => history(json!([])),
-                    "who" => json!({"type": "ok", "cmd": "who", "room": room, "members": members}),
-                    "join" => json!({"type": "ok", "cmd": "join", "room": room, "topic": "",
-                        "members": members}),
-                    "say" => json!({"type": "ok", "cmd": "say", "id": "02", "ts": 2,
-                        "room": room}),
-                    "quit" => {
-                        let bye = json!({"type": "bye", "reason": "quit", "message": "bye"});
-                        server.send(&bye.to_string()).await;
-                        return asked;
-                    }
-                    other => panic!("unexpected {other}"),
-                };
-                server.answer(&request, reply).await;
-                answered += 1;
-                if drop_here == Some(answered) {
-                    break;
-                }
-            }
-            first = false;
-        }
-        asked
-    }
-
-    async fn wait_for(shown: &mut mpsc::UnboundedReceiver<String>, what: &str) {
-        while let Some(line) = timeout(T, shown.recv()).await.unwrap() {
-            if line.contains(what) {
-                return;
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_script_joins_its_room_says_its_lines_and_says_goodbye() {
-        let (dialer, servers, _) = fake_dialer(0);
-        let server = tokio::spawn(serve(servers, None));
-        let (screen, _) = Captured::new();
-        let opts = options(Mode::Script, Some("dev"));
-        let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (typed, input) = mpsc::channel(4);
-        typed.send("hello".into()).await.unwrap();
-        drop(typed);
-        timeout(T, session.run(input)).await.unwrap().unwrap();
-        assert_eq!(
-            screen.lines(),
-            [
-                "-- connected to office (fake/1) as ann",
-                "#lobby <bob> earlier",
-                "-- joined #dev",
-                "-- #dev: 1 here: ann",
-                "#dev <ann> hello",
-            ]
-        );
-        let asked = timeout(T, server).await.unwrap().unwrap();
-        assert_eq!(
-            asked,
-            [
-                "history lobby",
-                "join dev",
-                "history dev",
-                "say dev",
-                "quit"
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn json_mode_prints_every_frame_through_the_goodbye() {
-        let (dialer, servers, _) = fake_dialer(0);
-        let server = tokio::spawn(serve(servers, None));
-        let (screen, _) = Captured::new();
-        let mut session = Session::new(
-            options(Mode::Json, None),
-            dialer,
-            Box::new(screen.clone()),
-            None,
-        );
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (_, input) = mpsc::channel(1);
-        timeout(T, session.run(input)).await.unwrap().unwrap();
-        let lines = screen.lines();
-        assert_eq!(
-            lines[0],
-            "stderr: lanchat: connected to office (fake/1) as ann"
-        );
-        let frames: Vec<Value> = lines[1..]
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["welcome", "ok", "bye"]);
-        timeout(T, server).await.unwrap().unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lines_typed_while_reconnecting_are_sent_once_reconnected() {
-        let (dialer, servers, _) = fake_dialer(0);
-        // The first connection drops after the who and history of the start.
-        let server = tokio::spawn(serve(servers, Some(2)));
-        let (screen, mut shown) = Captured::new();
-        let opts = options(Mode::Interactive, None);
-        let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
-        timeout(T, session.start()).await.unwrap().unwrap();
-        let (typed, input) = mpsc::channel(4);
-        let user = async move {
-            wait_for(&mut shown, "reconnecting").await;
-            typed.send("hi".into()).await.unwrap();
-            wait_for(&mut shown, "<ann> hi").await;
-        };
-        let (ended, ()) = tokio::join!(timeout(T, session.run(input)), user);
-        ended.unwrap().unwrap();
-        assert_eq!(
-            screen.lines(),
-            [
-                "-- connected to office (fake/1) as ann",
-                "<bob> earlier",
-                "-- connection lost: the server closed the connection; reconnecting",
-                "-- not connected; this will be sent once reconnected",
-                "-- reconnected to office as ann; caught up 0 messages",
-                "<ann> hi",
-            ]
-        );
-        let asked = timeout(T, server).await.unwrap().unwrap();
-        assert_eq!(
-            asked,
-            [
-                "who lobby",
-                "history lobby",
-                "who lobby",
-                "history lobby",
-                "say lobby",
-                "quit"
-            ]
-        );
-    }
-}
+mod tests;

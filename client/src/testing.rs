@@ -78,7 +78,12 @@ impl FakeServer {
 
     /// The next request; `None` once the client hung up.
     pub async fn next(&mut self) -> Option<Value> {
-        let line = timeout(T, self.lines.next_line()).await.ok()?.ok()??;
+        self.next_within(T).await
+    }
+
+    /// The next request within `wait` (for clients that are quiet for minutes of a paused clock).
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        let line = timeout(wait, self.lines.next_line()).await.ok()?.ok()??;
         Some(serde_json::from_str(&line).expect("the client sends JSON"))
     }
 

@@ -214,6 +214,17 @@ impl Dialer for SecureDialer {
     fn server(&self) -> String {
         self.server.clone()
     }
+
+    fn password_follows(&mut self) {
+        self.password = true;
+        // Asked for after a plain connection was refused: the warning then did not say so.
+        if self.security == Security::Plain {
+            eprintln!(
+                "lanchat: warning: no TLS to {}: the password travels in clear text",
+                self.tcp
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,4 +20,5 @@ mod private;
 mod soak;
 mod tls;
 mod trust;
+mod typing;
 mod vectors;

@@ -127,6 +127,46 @@ fn a_taken_nick_is_replaced_by_the_one_the_server_gave() {
     assert_eq!(model.nick(), "ann_2");
 }
 
+#[test]
+fn a_nick_given_instead_is_wanted_back_until_taken_or_given_up() {
+    let mut model = Model::new("ann");
+    model.welcomed(&welcome("ann_2", &[]), true);
+    assert_eq!(model.wanted_nick(), Some("ann"));
+    // Reconnects say hello with the nick asked for, not ann_2 (which would become ann_2_2).
+    assert_eq!(model.hello_nick(), "ann");
+    let second = model.welcomed(&welcome("ann_3", &[]), true);
+    assert_eq!(second, vec![info("the nick ann is taken; you are ann_3")]);
+    assert_eq!(model.wanted_nick(), Some("ann"));
+
+    // Its holder leaving or renamed frees it; others do not.
+    let quit = |nick: &str| {
+        ServerFrame::Quit(QuitEvent {
+            nick: nick.into(),
+            reason: "timeout".into(),
+        })
+    };
+    let renamed = ServerFrame::Nick(NickChange {
+        old: "ANN".into(),
+        new: "ann_away".into(),
+    });
+    assert!(model.frees_wanted_nick(&quit("ann")));
+    assert!(model.frees_wanted_nick(&renamed));
+    assert!(!model.frees_wanted_nick(&quit("bob")));
+
+    model.apply_reply(ok(ReplyData::Nick { nick: "ann".into() }));
+    assert_eq!((model.nick(), model.wanted_nick()), ("ann", None));
+    assert!(!model.frees_wanted_nick(&quit("ann")));
+
+    // Welcomed with the nick asked for: nothing to want back.
+    let mut model = Model::new("ann");
+    model.welcomed(&welcome("ann_2", &[]), true);
+    model.welcomed(&welcome("ann", &[]), false);
+    assert_eq!((model.nick(), model.wanted_nick()), ("ann", None));
+    model.welcomed(&welcome("ann_2", &[]), true);
+    model.forget_wanted_nick();
+    assert_eq!(model.hello_nick(), "ann_2");
+}
+
 // ----- replies -----
 
 #[test]
