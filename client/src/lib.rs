@@ -10,6 +10,7 @@
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
 //! - [`render`]: what to show to display lines (pure).
+//! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
 //! - [`discovery`]: finding servers on the LAN over UDP discovery.
@@ -29,6 +30,7 @@ pub mod model;
 pub mod output;
 pub mod render;
 pub mod repl;
+pub mod sanitize;
 pub mod session;
 #[cfg(test)]
 mod testing;

@@ -142,7 +142,7 @@ impl Model {
     /// The REPL prompt: the current room.
     pub fn prompt(&self) -> String {
         match &self.current {
-            Some(room) => format!("#{room}> "),
+            Some(room) => format!("#{}> ", crate::sanitize::name(room)),
             None => "(no room)> ".to_owned(),
         }
     }

@@ -89,10 +89,14 @@ impl Output {
 
     /// Show one thing to the user whose nick is `me`.
     pub fn show(&mut self, show: Show, me: &str) {
+        // NO_COLOR means no colour, not no notification: the bell rings and mentions are marked
+        // with text. Not in scripts, whose output is read by programs.
+        let interactive = self.mode == Mode::Interactive;
         let view = View {
             me,
             color: self.color,
-            bell: self.bell,
+            bell: self.bell && interactive,
+            mark: interactive && !self.color,
             show_room: self.mode != Mode::Interactive,
             now_ms: render::now_ms(),
             utc_offset: render::local_utc_offset,

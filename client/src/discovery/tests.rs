@@ -366,3 +366,17 @@ fn explanation_and_table() {
             && rows[1].ends_with("CONFLICT")
     );
 }
+
+#[test]
+fn an_unknown_interface_is_named() {
+    let asked = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(unknown_interfaces(&asked(&["lo"]), &["lo", "eth0"]), None);
+    assert_eq!(unknown_interfaces(&[], &[]), None);
+    assert_eq!(
+        unknown_interfaces(&asked(&["lo", "nosuch0"]), &["lo", "eth0"]).unwrap(),
+        "no IPv4 interface named nosuch0 (the IPv4 interfaces here: lo, eth0)"
+    );
+    let err = broadcast_targets(Some(&asked(&["nosuch0"]))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("nosuch0"), "{err}");
+}
