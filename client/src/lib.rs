@@ -12,6 +12,7 @@
 //! - [`render`]: what to show to display lines (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
+//! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
 //! - [`discovery`]: finding servers on the LAN over UDP discovery.
 //! - [`tls`]: the TLS dialer around the TCP one, trusting exactly the pinned certificate.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod commands;
 pub mod connection;
 pub mod discovery;
+pub mod echo;
 pub mod link;
 pub mod model;
 pub mod output;

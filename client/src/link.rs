@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::connection::{Closed, Connection, Event, Incoming, Response};
-use crate::model::{Model, Show};
+use crate::model::{self, Backlog, Model, Show};
 use crate::Error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -452,15 +452,17 @@ impl Link {
         let mut caught_up = 0;
         for room in model.rooms().to_vec() {
             let mut query = Some(model.catch_up(&room));
+            let mut missed = Vec::new();
             while let Some(q) = query.take() {
                 let Some(frame) = self.request(Command::History(q.clone())).await?.frame else {
                     break;
                 };
                 let page = model.caught_up(&q, frame);
-                shown.extend(page.show);
+                missed.extend(page.show);
                 caught_up += page.new;
                 query = page.next;
             }
+            shown.extend(model::bracket(Backlog::Missed, &room, missed));
         }
         shown.push(model.reconnected(caught_up));
         Ok(())

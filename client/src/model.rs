@@ -38,6 +38,9 @@ pub enum Show {
     Members { room: String, members: Vec<Member> },
     /// The server's room list.
     Rooms(Vec<RoomInfo>),
+    /// Where a block of old messages starts or ends (see [`bracket`]); a notice, which `--json`
+    /// has no use for.
+    Backlog(String),
 }
 
 /// What a reply asks of the session: lines to show, then perhaps a room's history to fetch.
@@ -288,15 +291,17 @@ impl Model {
                     show.push(Show::Info(format!("more rooms follow: /rooms {next}")));
                 }
             }
-            ReplyData::History { messages, .. } => {
+            ReplyData::History { room, messages } => {
                 if messages.is_empty() {
                     show.push(Show::Info("no messages".into()));
                 }
                 // `/history` shows messages again, even those shown before.
+                let mut asked = Vec::new();
                 for m in messages {
                     self.shown.insert(&m.id);
-                    show.push(self.seen(m));
+                    asked.push(self.seen(m));
                 }
+                show.extend(bracket(Backlog::Asked, &room, asked));
             }
             ReplyData::Say { .. } | ReplyData::Dm { .. } | ReplyData::Ping {} => {}
         }
@@ -363,10 +368,13 @@ impl Model {
     pub fn history(&mut self, reply: ServerFrame) -> Vec<Show> {
         match reply {
             ServerFrame::Reply(r) => match r.data {
-                ReplyData::History { messages, .. } => messages
-                    .into_iter()
-                    .filter_map(|m| self.message(m))
-                    .collect(),
+                ReplyData::History { room, messages } => {
+                    let shown = messages
+                        .into_iter()
+                        .filter_map(|m| self.message(m))
+                        .collect();
+                    bracket(Backlog::Recent, &room, shown)
+                }
                 _ => Vec::new(),
             },
             _ => Vec::new(),
@@ -544,8 +552,10 @@ pub fn recent_history(room: &str) -> Command {
     })
 }
 
+mod backlog;
 mod restore;
 #[cfg(test)]
 mod tests;
 
+pub use backlog::{bracket, Backlog};
 pub use restore::{Page, Restore};

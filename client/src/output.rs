@@ -104,6 +104,8 @@ impl Output {
         match show {
             Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),
             Show::Info(text) => self.line(view.info(&text)),
+            Show::Backlog(_) if self.mode == Mode::Json => {}
+            Show::Backlog(text) => self.line(view.info(&text)),
             Show::Error(text) if self.mode == Mode::Interactive => self.line(view.error(&text)),
             Show::Error(text) => self.diagnostic(&text),
             Show::Message {

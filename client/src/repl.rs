@@ -22,6 +22,7 @@ use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper
 use tokio::sync::mpsc;
 
 use crate::commands::{self, Action, COMMANDS};
+use crate::echo;
 use crate::output::Screen;
 use crate::Error;
 
@@ -264,6 +265,11 @@ fn read_lines(
         let prompt = shared.prompt.lock().expect("prompt lock").clone();
         match editor.readline(&prompt) {
             Ok(line) => {
+                if echo::is_echoed(&line) {
+                    if let Some((columns, _)) = editor.dimensions() {
+                        echo::erase_entered(&prompt, &line, usize::from(columns));
+                    }
+                }
                 if let Some(path) = history {
                     if let Some(dir) = path.parent() {
                         let _ = std::fs::create_dir_all(dir);

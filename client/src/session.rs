@@ -523,7 +523,9 @@ mod tests {
             screen.lines(),
             [
                 "-- connected to office (fake/1) as ann",
+                "-- earlier in #lobby (1 message):",
                 "#lobby <bob> earlier",
+                "-- end of earlier messages in #lobby",
                 "-- joined #dev",
                 "-- #dev: 1 here: ann",
                 "#dev <ann> hello",
@@ -591,7 +593,9 @@ mod tests {
             screen.lines(),
             [
                 "-- connected to office (fake/1) as ann",
+                "-- earlier in #lobby (1 message):",
                 "<bob> earlier",
+                "-- end of earlier messages in #lobby",
                 "-- connection lost: the server closed the connection; reconnecting",
                 "-- not connected; this will be sent once reconnected",
                 "-- reconnected to office as ann; caught up 0 messages",

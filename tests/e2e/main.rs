@@ -16,6 +16,7 @@ mod limits;
 mod names;
 mod netns;
 mod soak;
+mod terminal;
 mod tls;
 mod trust;
 mod vectors;
