@@ -7,9 +7,9 @@
 //! Requests are made one at a time: while a reply is awaited, arriving events are held (so the
 //! bounded event channel never fills up and stalls the connection task) and handed out after the
 //! reply. The reply to each line has thus arrived before the next line is read, which is what
-//! scripting mode needs to exit only once everything sent has been answered.
+//! scripting mode needs to exit only once everything sent has been answered. What is held is
+//! bounded (`link/held.rs`): past the bound the link drops the connection and says why.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -196,8 +196,10 @@ pub struct Link {
     give_up: Option<Duration>,
     conn: Option<Connection>,
     events: mpsc::Receiver<Event>,
-    /// Frames that arrived while a reply was awaited, to be handled next.
-    held: VecDeque<Incoming>,
+    /// Frames that arrived while a reply was awaited, to be handled next (bounded).
+    held: Held,
+    /// Why the link dropped the connection itself (too much held), for the next request.
+    dropped: Option<Closed>,
     pacer: TokenBucket,
 }
 
@@ -214,7 +216,8 @@ impl Link {
             give_up,
             conn: None,
             events,
-            held: VecDeque::new(),
+            held: Held::default(),
+            dropped: None,
             pacer: pacer(&Limits::default()),
         }
     }
@@ -285,7 +288,7 @@ impl Link {
     /// Send one request and wait for its reply, holding the events that arrive meanwhile.
     pub async fn request(&mut self, cmd: Command) -> Result<Response, Lost> {
         let Some(conn) = &self.conn else {
-            return Err(Lost(Closed::default()));
+            return Err(Lost(self.dropped.take().unwrap_or_default()));
         };
         let mut reply = match conn.request(cmd).await {
             Ok(rx) => rx,
@@ -300,7 +303,12 @@ impl Link {
                     Err(_) => return Err(Lost(self.closed_reason().await)),
                 },
                 event = self.events.recv() => match event {
-                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    Some(Event::Frame(frame)) => {
+                        if let Err(closed) = self.held.push(frame) {
+                            self.conn = None;
+                            return Err(Lost(closed));
+                        }
+                    }
                     Some(Event::Closed(closed)) => {
                         self.conn = None;
                         return Err(Lost(closed));
@@ -347,7 +355,7 @@ impl Link {
 
     /// The next frame that arrived while a reply was awaited.
     pub fn held(&mut self) -> Option<Incoming> {
-        self.held.pop_front()
+        self.held.pop()
     }
 
     /// The next frame from the server, or why the connection closed.
@@ -473,7 +481,11 @@ impl Link {
         self.conn = None;
         while let Ok(Some(event)) = timeout(Duration::from_secs(1), self.events.recv()).await {
             match event {
-                Event::Frame(frame) => self.held.push_back(frame),
+                Event::Frame(frame) => {
+                    if let Err(closed) = self.held.push(frame) {
+                        return closed;
+                    }
+                }
                 Event::Closed(closed) => return closed,
             }
         }
@@ -487,7 +499,13 @@ impl Link {
             tokio::select! {
                 _ = sleep_until(deadline) => return,
                 event = self.events.recv() => match event {
-                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    Some(Event::Frame(frame)) => {
+                        if let Err(closed) = self.held.push(frame) {
+                            // Let the next request find out.
+                            self.conn = None;
+                            self.dropped = Some(closed);
+                        }
+                    }
                     // Let the next request find out.
                     _ => { sleep(deadline - Instant::now()).await; return; }
                 },
@@ -540,5 +558,8 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(0.5 * random)
 }
 
+mod held;
 #[cfg(test)]
 mod tests;
+
+use held::Held;

@@ -454,6 +454,28 @@ async fn a_server_that_stops_answering_counts_as_lost() {
     drop(server);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_server_flooding_events_while_holding_a_reply_is_dropped() {
+    let (mut link, server) = connected(10, 5, |mut server| async move {
+        server.recv().await;
+        let event = json!({"type": "join", "room": "lobby", "nick": "bob"}).to_string();
+        // Never answers; floods until the client hangs up.
+        for _ in 0..held::HELD_FRAMES + 10 {
+            server.send(&event).await;
+        }
+        server
+    })
+    .await;
+    let Err(Lost(closed)) = link.request(say("hi")).await else {
+        panic!("answered")
+    };
+    assert_eq!(closed, held::overflow());
+    assert!(link.held.len() <= held::HELD_FRAMES);
+    // The connection is gone: the next request says so at once.
+    assert!(link.request(say("again")).await.is_err());
+    drop(server);
+}
+
 #[test]
 fn suffixes_fit_the_nick_limit() {
     assert_eq!(with_suffix("ann", 1), "ann");
