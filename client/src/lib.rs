@@ -10,6 +10,7 @@
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
 //! - [`render`]: what to show to display lines (pure).
+//! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
@@ -34,6 +35,7 @@ pub mod render;
 pub mod repl;
 pub mod sanitize;
 pub mod session;
+pub mod split;
 #[cfg(test)]
 mod testing;
 pub mod tls;

@@ -201,6 +201,8 @@ pub struct Link {
     /// Why the link dropped the connection itself (too much held), for the next request.
     dropped: Option<Closed>,
     pacer: TokenBucket,
+    /// The longest message text the server takes, in bytes (from its `welcome`).
+    max_text: usize,
 }
 
 impl Link {
@@ -219,7 +221,13 @@ impl Link {
             held: Held::default(),
             dropped: None,
             pacer: pacer(&Limits::default()),
+            max_text: Limits::default().max_text,
         }
+    }
+
+    /// The longest message text the server takes, in bytes.
+    pub fn max_text(&self) -> usize {
+        self.max_text
     }
 
     /// What the link dials, for messages.
@@ -258,6 +266,7 @@ impl Link {
             match reply.frame {
                 Some(ServerFrame::Welcome(welcome)) => {
                     self.pacer = pacer(&welcome.limits);
+                    self.max_text = welcome.limits.max_text;
                     return Ok(Connected {
                         welcome,
                         nick_taken: suffix > 1,

@@ -16,6 +16,7 @@ use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::Shared;
+use crate::split;
 use crate::Error;
 
 const BYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -264,6 +265,28 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        let parts = match split::over_limit(&cmd, self.link.max_text()) {
+            Some(parts) => {
+                self.show(Show::Info(format!(
+                    "the message is over the server's limit of {} bytes: sent as {} messages",
+                    self.link.max_text(),
+                    parts.len()
+                )));
+                parts
+            }
+            None => vec![cmd],
+        };
+        for cmd in parts {
+            match self.send(cmd).await {
+                Flow::Continue => {}
+                flow => return flow,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Send one request the user typed and show what its reply does.
+    async fn send(&mut self, cmd: Command) -> Flow {
         let reply = match self.link.submit(&cmd).await {
             Ok(reply) => reply,
             Err(Lost(closed)) => {
@@ -542,6 +565,31 @@ mod tests {
                 "quit"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_sent_as_several_and_the_user_told() {
+        let (dialer, servers, _) = fake_dialer(0);
+        let server = tokio::spawn(serve(servers, None));
+        let (screen, _) = Captured::new();
+        let opts = options(Mode::Script, Some("dev"));
+        let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
+        timeout(T, session.start()).await.unwrap().unwrap();
+        let (typed, input) = mpsc::channel(4);
+        // 5,000 bytes; the fake server's max_text is 4,096.
+        typed.send("word ".repeat(1000)).await.unwrap();
+        drop(typed);
+        timeout(T, session.run(input)).await.unwrap().unwrap();
+        let lines = screen.lines();
+        assert!(
+            lines.contains(
+                &"-- the message is over the server's limit of 4096 bytes: sent as 2 messages"
+                    .to_owned()
+            ),
+            "{lines:?}"
+        );
+        let asked = timeout(T, server).await.unwrap().unwrap();
+        assert_eq!(asked.iter().filter(|a| *a == "say dev").count(), 2);
     }
 
     #[tokio::test]
