@@ -122,16 +122,9 @@ pub struct Report {
 
 /// Every up IPv4 interface with a broadcast address; loopback (which has none) gets the top of
 /// its network (127.255.255.255), which is where a server bound to 127.0.0.1 announces.
-/// An `--interface` that names no IPv4 interface is an `InvalidInput` error naming it (and the
-/// ones there are), not an empty target list that would later be blamed on the port.
 pub fn broadcast_targets(only: Option<&[String]>) -> io::Result<Vec<Target>> {
-    let interfaces = lanchat_net::ipv4_interfaces();
-    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
-    if let Some(why) = unknown_interfaces(only.unwrap_or_default(), &names) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
-    }
     let mut targets: Vec<Target> = Vec::new();
-    for iface in interfaces {
+    for iface in lanchat_net::ipv4_interfaces() {
         if only.is_some_and(|only| !only.contains(&iface.name)) {
             continue;
         }
@@ -144,6 +137,18 @@ pub fn broadcast_targets(only: Option<&[String]>) -> io::Result<Vec<Target>> {
         }
     }
     Ok(targets)
+}
+
+/// An `--interface` that names no IPv4 interface is an `InvalidInput` error naming it (and the
+/// ones there are), rather than an empty list of targets that was later blamed on the port.
+/// (With `--host`, the hosts alone are asked, so `--interface none` means "unicast only".)
+pub fn check_interfaces(only: Option<&[String]>) -> io::Result<()> {
+    let interfaces = lanchat_net::ipv4_interfaces();
+    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    match unknown_interfaces(only.unwrap_or_default(), &names) {
+        Some(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+        None => Ok(()),
+    }
 }
 
 /// Why `asked` cannot be used when the IPv4 interfaces are `there`, if it cannot.
@@ -191,6 +196,9 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
 
     let mut destinations: Vec<SocketAddr> = Vec::new();
     if opts.broadcast {
+        if opts.hosts.is_empty() {
+            check_interfaces(opts.interfaces.as_deref())?;
+        }
         report.targets = broadcast_targets(opts.interfaces.as_deref())?;
         destinations.extend(
             report

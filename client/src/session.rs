@@ -12,6 +12,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
+use crate::joins::Joins;
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
@@ -54,6 +55,8 @@ pub struct Session {
     queued_input: VecDeque<String>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
+    /// Joins in bursts, held to be summed up.
+    joins: Joins,
 }
 
 impl Session {
@@ -72,6 +75,7 @@ impl Session {
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,
+            joins: Joins::default(),
         }
     }
 
@@ -155,10 +159,15 @@ impl Session {
             while let Some(frame) = self.link.held() {
                 self.on_frame(frame);
             }
+            let summary_due = self.joins.due();
             let flow = if let Some(line) = self.queued_input.pop_front() {
                 self.on_line(&line).await
             } else {
                 tokio::select! {
+                    _ = sleep_until(summary_due.unwrap_or_else(Instant::now)), if summary_due.is_some() => {
+                        self.flush_joins(false);
+                        Flow::Continue
+                    }
                     line = input.recv() => match line {
                         Some(line) => {
                             let flow = self.on_line(&line).await;
@@ -177,6 +186,9 @@ impl Session {
                     },
                 }
             };
+            if !matches!(flow, Flow::Continue) {
+                self.flush_joins(true);
+            }
             match flow {
                 Flow::Continue => {}
                 Flow::Quit(reason) => {
@@ -346,11 +358,25 @@ impl Session {
         }
         let Some(frame) = incoming.frame else { return };
         let shown = self.model.apply_event(frame);
+        let (joins, now) = (&mut self.joins, Instant::now());
+        let shown = shown
+            .into_iter()
+            .filter(|s| match s {
+                Show::Event(ServerFrame::Join(j)) => joins.join(&j.room, &j.nick, now),
+                _ => true,
+            })
+            .collect();
         self.show_all(shown);
         self.publish();
     }
 
     // ----- output -----
+
+    /// The summaries of the bursts of joins that are over (all of them when `all`).
+    fn flush_joins(&mut self, all: bool) {
+        let summaries = self.joins.flush(Instant::now(), all);
+        self.show_all(summaries);
+    }
 
     fn show(&mut self, show: Show) {
         self.output.show(show, self.model.nick());

@@ -513,3 +513,31 @@ async fn nicks_have_distinct_colours_and_the_own_nick_stands_out() {
     let bob_sgr: Vec<&str> = bob.split(['\u{1b}', '[', 'm', ';']).collect();
     assert!(!bob_sgr.contains(&"4"), "{bob:?}");
 }
+
+// ----- bug 13: a mass rejoin is one line, not one per person -----
+
+#[tokio::test]
+async fn a_burst_of_joins_is_summed_up() {
+    let server = ServerProcess::start(&[]);
+    let term = Terminal::open(&server.addr.to_string(), &["NO_COLOR=1"], &["--no-bell"]);
+    term.prompt().await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    let screen = term
+        .wait_for_row("the summary", |l| {
+            l.ends_with("-- 5 more people joined #lobby: user3, user4, user5, user6, user7")
+        })
+        .await;
+    let joined = screen
+        .iter()
+        .filter(|l| l.contains(" joined #lobby"))
+        .count();
+    assert_eq!(joined, 4, "{}", screen.join("\n"));
+    for i in 0..3 {
+        assert!(screen
+            .iter()
+            .any(|l| l.ends_with(&format!("-- user{i} joined #lobby"))));
+    }
+}

@@ -376,7 +376,7 @@ fn an_unknown_interface_is_named() {
         unknown_interfaces(&asked(&["lo", "nosuch0"]), &["lo", "eth0"]).unwrap(),
         "no IPv4 interface named nosuch0 (the IPv4 interfaces here: lo, eth0)"
     );
-    let err = broadcast_targets(Some(&asked(&["nosuch0"]))).unwrap_err();
+    let err = check_interfaces(Some(&asked(&["nosuch0"]))).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("nosuch0"), "{err}");
 }
