@@ -311,6 +311,18 @@ impl Model {
     /// A reply to a command the user typed: own messages are shown as sent, and `/who` and
     /// `/topic TEXT` say what they did; the rest is [`Model::apply_reply`].
     pub fn apply_reply_to(&mut self, cmd: &Command, reply: ServerFrame) -> Outcome {
+        if let (Command::Say { text, .. } | Command::Dm { text, .. }, ServerFrame::Error(e)) =
+            (cmd, &reply)
+        {
+            // The typed line was erased (its echo would replace it): say what was not sent.
+            return vec![Show::Error(format!(
+                "{}: {} (not sent: {})",
+                e.code,
+                e.message,
+                preview(text)
+            ))]
+            .into();
+        }
         let ServerFrame::Reply(r) = &reply else {
             return self.apply_reply(reply);
         };
@@ -536,6 +548,15 @@ pub fn undecoded_reply(line: &str) -> Vec<Show> {
     let code = v["code"].as_str().unwrap_or("error");
     let message = v["message"].as_str().unwrap_or("");
     vec![Show::Error(format!("{code}: {message}"))]
+}
+
+/// The start of a message, to name it in a notice.
+fn preview(text: &str) -> String {
+    const CHARS: usize = 60;
+    match text.char_indices().nth(CHARS) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 fn error_shown(e: &ErrorFrame) -> Show {

@@ -385,7 +385,21 @@ fn own_messages_are_shown_as_sent_once() {
     let refused = model.apply_reply_to(&say, error(ErrorCode::TextTooLong, "too long"));
     assert_eq!(
         refused.show,
-        vec![Show::Error("text_too_long: too long".into())]
+        vec![Show::Error(
+            "text_too_long: too long (not sent: hello)".into()
+        )]
+    );
+    let long = Command::Dm {
+        to: "bob".into(),
+        text: "y".repeat(100),
+    };
+    let refused = model.apply_reply_to(&long, error(ErrorCode::RateLimited, "slow down"));
+    assert_eq!(
+        refused.show,
+        vec![Show::Error(format!(
+            "rate_limited: slow down (not sent: {}...)",
+            "y".repeat(60)
+        ))]
     );
 }
 
