@@ -541,3 +541,24 @@ async fn a_burst_of_joins_is_summed_up() {
             .any(|l| l.ends_with(&format!("-- user{i} joined #lobby"))));
     }
 }
+
+// ----- bug 13: the goodbye of a restarting server is told once -----
+
+#[tokio::test]
+async fn a_servers_goodbye_is_told_once() {
+    let port = crate::client::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = ServerProcess::start_raw(&["--listen", &listen, "--no-announce"]);
+    let term = Terminal::open_wide(&listen, &["NO_COLOR=1"], &["--no-bell"], 200);
+    term.prompt().await;
+    server.sigterm();
+    let screen = term
+        .wait_for_row("the loss notice", |l| l.contains("reconnecting"))
+        .await;
+    let told: Vec<&String> = screen.iter().filter(|l| l.contains("goodbye")).collect();
+    assert_eq!(told.len(), 1, "{}", screen.join("\n"));
+    assert!(
+        told[0].contains("-- connection lost: server said goodbye: "),
+        "{told:?}"
+    );
+}
