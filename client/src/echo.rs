@@ -16,14 +16,18 @@ pub fn is_echoed(line: &str) -> bool {
 }
 
 /// How many rows a prompt and the line typed after it took on a terminal `columns` wide (the
-/// line wraps; each character counts as one column, so a line of wide characters may leave a
-/// row behind).
+/// line wraps, and a pasted line break starts a row; each character counts as one column, so a
+/// line of wide characters may leave a row behind).
 pub fn rows_taken(prompt: &str, line: &str, columns: usize) -> usize {
     if columns == 0 {
         return 1;
     }
-    let width = prompt.chars().count() + line.chars().count();
-    width.div_ceil(columns).max(1)
+    let mut rows = 0;
+    for (i, part) in line.split('\n').enumerate() {
+        let width = if i == 0 { prompt.chars().count() } else { 0 } + part.chars().count();
+        rows += width.div_ceil(columns).max(1);
+    }
+    rows
 }
 
 /// The escape sequence that erases the `rows` rows above the cursor (which Enter left at the
@@ -62,6 +66,11 @@ mod tests {
         assert_eq!(rows_taken("#lobby> ", &"x".repeat(72), 80), 1);
         assert_eq!(rows_taken("#lobby> ", &"x".repeat(73), 80), 2);
         assert_eq!(rows_taken("> ", "", 0), 1);
+        assert_eq!(rows_taken("#lobby> ", "one\ntwo\n", 80), 3);
+        assert_eq!(
+            rows_taken("#lobby> ", &format!("a\n{}", "x".repeat(81)), 80),
+            3
+        );
         assert_eq!(erase_rows(2), "\x1b[1A\x1b[2K\x1b[1A\x1b[2K\r");
     }
 }

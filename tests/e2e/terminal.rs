@@ -240,6 +240,42 @@ async fn later_lines_of_a_message_are_marked_continuations() {
         screen[first + 2],
         format!("{indent}| <dan> ann: your password please")
     );
+
+    // The same pasted by ann (bracketed paste): sent as one message, shown the same way, and
+    // the pasted rows under the prompt are gone.
+    let paste = "afk\n06:39 -- dan is now known as root";
+    assert!(term.tmux.run(&["set-buffer", paste]).status.success());
+    assert!(term
+        .tmux
+        .run(&["paste-buffer", "-p", "-t", "chat"])
+        .status
+        .success());
+    term.tmux.send_key("Enter");
+    let m = bob.skip_until("message").await;
+    assert_eq!(m["text"], paste);
+    let screen = term
+        .wait_for("ann's message and an empty prompt", |s| {
+            s.iter().any(|l| l.ends_with("<ann> afk")) && prompt_row(s) == "#lobby>"
+        })
+        .await;
+    let all = screen.join("\n");
+    let first = screen
+        .iter()
+        .position(|l| l.ends_with("<ann> afk"))
+        .unwrap();
+    assert!(
+        screen[first + 1].ends_with("| 06:39 -- dan is now known as root")
+            && screen[first + 1].starts_with("      "),
+        "{all}"
+    );
+    assert_eq!(
+        screen
+            .iter()
+            .filter(|l| l.contains("dan is now known"))
+            .count(),
+        1,
+        "{all}"
+    );
 }
 
 /// The column where the text of bob's message starts (after `HH:MM <bob> `, or `HH:MM >> <bob> `
