@@ -20,9 +20,11 @@
 //! - [`tls`]: the TLS dialer around the TCP one, trusting exactly the pinned certificate.
 //! - [`trust`]: the known-servers file (a pin per server, recorded on first contact).
 //!
-//! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
-//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client;
-//! `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery` uses `trust`.
+//! Dependencies run one way: `session` uses `link`, `model`, `output`, `joins`, `split`; `link`
+//! uses `model` and `connection`; `model` uses `commands`, `sanitize` (for the prompt) and the
+//! protocol crate, nothing else of the client; `render` and `discovery` use `sanitize`, a leaf;
+//! `repl` uses `echo`; `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery`
+//! uses `trust`.
 
 pub mod cli;
 pub mod commands;
