@@ -70,9 +70,9 @@ impl Output {
         self.screen = screen;
     }
 
-    /// A server line exactly as received (`--json`).
+    /// A server line as received (`--json`), its control characters escaped.
     pub fn frame(&mut self, line: &str) {
-        self.screen.out(line);
+        self.screen.out(&crate::sanitize::json_line(line));
     }
 
     /// A client notice (it renders the same whoever the user is).

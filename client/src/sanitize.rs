@@ -35,6 +35,25 @@ pub fn is_multiline(s: &str) -> bool {
     s.chars().any(is_line_break)
 }
 
+/// A server line for `--json`: control characters (but tab) written as JSON `\u` escapes.
+/// JSON allows raw DEL and C1 controls (CSI is U+009B) inside strings, and a rogue server may
+/// send raw C0 too; escaped, a string holds the same value and the terminal sees no control.
+/// Lines without any (every line a lanchat server sends) are returned as they are.
+pub fn json_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A text split at its line breaks (CRLF counts once).
 fn split_lines(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
@@ -137,6 +156,19 @@ mod tests {
         assert_eq!(name("x\u{200d}"), "x<U+200D>");
         assert_eq!(text("tab\there"), "tab here");
         assert_eq!(name("Ünï"), "Ünï");
+    }
+
+    #[test]
+    fn json_lines_keep_their_value_without_controls() {
+        let plain = r#"{"type":"message","text":"caf\u00e9 \u001b ok"}"#;
+        assert!(matches!(json_line(plain), std::borrow::Cow::Borrowed(_)));
+        let raw = "{\"type\":\"message\",\"text\":\"a\u{9b}2Jb\u{7f}\"}";
+        let escaped = json_line(raw);
+        assert_eq!(escaped, r#"{"type":"message","text":"a\u009b2Jb\u007f"}"#);
+        let a: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(json_line("x\x1b]0;t\x07"), "x\\u001b]0;t\\u0007");
     }
 
     #[test]
