@@ -214,6 +214,27 @@ async fn reconnect_backs_off_then_restores_rooms_status_and_missed_messages() {
         ]
     );
     assert_eq!(model.rooms(), ["lobby", "dev"]);
+    // The messages caught up come between lines that say so, room by room.
+    let caught: Vec<String> = user
+        .shown
+        .iter()
+        .filter_map(|s| match s {
+            Show::Backlog(t) => Some(t.clone()),
+            Show::Message { message, .. } => Some(message.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        caught,
+        [
+            "missed in #lobby while disconnected (1 message):",
+            "06",
+            "end of missed messages in #lobby",
+            "missed in #dev while disconnected (1 message):",
+            "07",
+            "end of missed messages in #dev",
+        ]
+    );
 
     drop(link);
     let requests = timeout(T, server).await.unwrap().unwrap();

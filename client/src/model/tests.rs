@@ -332,6 +332,14 @@ fn asked_history_is_shown_even_when_seen_and_says_when_empty() {
         vec![msg("01", "lobby", "bob"), msg("02", "lobby", "bob")],
     ));
     assert_eq!(ids(&shown.show), ["01", "02"]);
+    // Between lines saying where it starts and ends.
+    assert_eq!(
+        (shown.show.first(), shown.show.last()),
+        (
+            Some(&Show::Backlog("history of #lobby (2 messages):".into())),
+            Some(&Show::Backlog("end of the history of #lobby".into()))
+        )
+    );
     // It counts as shown: catching up later does not repeat it.
     assert!(model
         .apply_event(ServerFrame::Message(msg("02", "lobby", "bob")))
