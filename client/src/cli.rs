@@ -172,9 +172,7 @@ async fn discover_command(args: DiscoverArgs) -> Result<(), Error> {
         interfaces: args.interfaces.selected(),
         broadcast: true,
     };
-    let mut report = discovery::discover(&opts)
-        .await
-        .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
+    let mut report = discovery::discover(&opts).await.map_err(discovery_failed)?;
     if report.servers.is_empty() {
         for line in report.nothing_found() {
             eprintln!("{line}");
@@ -542,6 +540,14 @@ fn trust_command(args: TrustArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// A bad `--interface` is bad usage (status 2); anything else a failure.
+fn discovery_failed(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput => Error::Usage(e.to_string()),
+        _ => Error::Fatal(format!("discovery failed: {e}")),
+    }
+}
+
 /// Discover servers and choose one: the only one, or the user's pick. Never one that another
 /// source contradicts (a conflict): the user must name it.
 async fn pick_server(
@@ -552,9 +558,7 @@ async fn pick_server(
     if interactive {
         eprintln!("looking for lanchat servers on the LAN...");
     }
-    let report = discovery::discover(opts)
-        .await
-        .map_err(|e| Error::Fatal(format!("discovery failed: {e}")))?;
+    let report = discovery::discover(opts).await.map_err(discovery_failed)?;
     let mut servers: Vec<Found> = report
         .servers
         .iter()

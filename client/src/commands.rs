@@ -103,7 +103,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "[after]",
         "list the server's rooms, a page at a time",
     ),
-    ("/topic", "[TEXT]", "show or set the current room's topic"),
+    (
+        "/topic",
+        "[TEXT | --clear]",
+        "show, set or clear the current room's topic",
+    ),
     (
         "/mode",
         "[+i|-i] [+k KEY|-k] [+t|-t]",
@@ -225,6 +229,8 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
             "" => Action::Rooms(None),
             r => Action::Rooms(Some(one_room(r).ok_or_else(|| usage("rooms"))??)),
         },
+        // The protocol clears a topic set to "", which cannot be typed: `--clear` asks for it.
+        "topic" if rest == "--clear" => Action::Topic(Some(String::new())),
         "topic" => Action::Topic(rest_opt),
         "away" => Action::Away(rest_opt),
         "back" => no_args(rest, Action::Back, || usage("back"))?,
@@ -570,6 +576,14 @@ mod tests {
         assert_eq!(
             ok("/topic  release on friday "),
             Action::Topic(Some("release on friday".into()))
+        );
+        assert_eq!(ok("/topic --clear"), Action::Topic(Some(String::new())));
+        assert_eq!(
+            to_command(&ok("/topic --clear"), Some("lobby")).unwrap(),
+            Some(Command::Topic {
+                room: "lobby".into(),
+                topic: Some(String::new())
+            })
         );
     }
 

@@ -29,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::sanitize;
 use crate::trust::{self, Check, KnownServers};
 
 /// Default time to wait for answers.
@@ -138,6 +139,41 @@ pub fn broadcast_targets(only: Option<&[String]>) -> io::Result<Vec<Target>> {
     Ok(targets)
 }
 
+/// An `--interface` that names no IPv4 interface is an `InvalidInput` error naming it (and the
+/// ones there are), rather than an empty list of targets that was later blamed on the port.
+/// (With `--host`, the hosts alone are asked, so `--interface none` means "unicast only".)
+pub fn check_interfaces(only: Option<&[String]>) -> io::Result<()> {
+    let interfaces = lanchat_net::ipv4_interfaces();
+    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    match unknown_interfaces(only.unwrap_or_default(), &names) {
+        Some(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+        None => Ok(()),
+    }
+}
+
+/// Why `asked` cannot be used when the IPv4 interfaces are `there`, if it cannot.
+fn unknown_interfaces(asked: &[String], there: &[&str]) -> Option<String> {
+    let unknown: Vec<&str> = asked
+        .iter()
+        .filter(|a| !there.contains(&a.as_str()))
+        .map(|a| a.as_str())
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let mut there: Vec<&str> = there.to_vec();
+    there.dedup();
+    Some(format!(
+        "no IPv4 interface named {} (the IPv4 interfaces here: {})",
+        unknown.join(", "),
+        if there.is_empty() {
+            "none".to_owned()
+        } else {
+            there.join(", ")
+        }
+    ))
+}
+
 /// The list of hosts in LANCHAT_HOSTS (commas or whitespace between them).
 pub fn hosts_from_env(value: Option<&str>) -> Vec<String> {
     value
@@ -160,6 +196,9 @@ pub async fn discover(opts: &Options) -> io::Result<Report> {
 
     let mut destinations: Vec<SocketAddr> = Vec::new();
     if opts.broadcast {
+        if opts.hosts.is_empty() {
+            check_interfaces(opts.interfaces.as_deref())?;
+        }
         report.targets = broadcast_targets(opts.interfaces.as_deref())?;
         destinations.extend(
             report
@@ -340,15 +379,17 @@ pub fn mark_pins(servers: &mut [Found], known: &KnownServers) {
 }
 
 fn found_from(beacon: Beacon, from: SocketAddr) -> Found {
+    // Anyone on the LAN can send a beacon: its strings are made safe for the terminal (and for
+    // a line of the known-servers file) once, here, before anything prints or records them.
     Found {
-        name: beacon.name,
+        name: sanitize::name(&beacon.name),
         address: SocketAddr::new(from.ip(), beacon.port),
         users: beacon.users,
         rooms: beacon.rooms,
         auth: beacon.auth,
         state: beacon.state,
-        instance: beacon.instance,
-        server: beacon.server,
+        instance: sanitize::name(&beacon.instance),
+        server: sanitize::text(&beacon.server),
         protocol: beacon.protocol,
         // Lowercase, whatever case the beacon used (it was checked to be a fingerprint).
         tls_sha256: beacon

@@ -9,28 +9,38 @@
 //!   restore.
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
+//! - [`joins`]: joins in bursts (a mass reconnect) summed up in one line (pure).
 //! - [`render`]: what to show to display lines (pure).
+//! - [`split`]: a message over the server's limit into messages that fit (pure).
+//! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
+//! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
 //! - [`discovery`]: finding servers on the LAN over UDP discovery.
 //! - [`tls`]: the TLS dialer around the TCP one, trusting exactly the pinned certificate.
 //! - [`trust`]: the known-servers file (a pin per server, recorded on first contact).
 //!
-//! Dependencies run one way: `session` uses `link`, `model`, `output`; `link` uses `model` and
-//! `connection`; `model` uses `commands` and the protocol crate, nothing else of the client;
-//! `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery` uses `trust`.
+//! Dependencies run one way: `session` uses `link`, `model`, `output`, `joins`, `split`; `link`
+//! uses `model` and `connection`; `model` uses `commands`, `sanitize` (for the prompt) and the
+//! protocol crate, nothing else of the client; `render` and `discovery` use `sanitize`, a leaf;
+//! `repl` uses `echo`; `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery`
+//! uses `trust`.
 
 pub mod cli;
 pub mod commands;
 pub mod connection;
 pub mod discovery;
+pub mod echo;
+pub mod joins;
 pub mod link;
 pub mod model;
 pub mod output;
 pub mod render;
 pub mod repl;
+pub mod sanitize;
 pub mod secrets;
 pub mod session;
+pub mod split;
 #[cfg(test)]
 mod testing;
 pub mod tls;

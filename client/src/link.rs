@@ -7,9 +7,9 @@
 //! Requests are made one at a time: while a reply is awaited, arriving events are held (so the
 //! bounded event channel never fills up and stalls the connection task) and handed out after the
 //! reply. The reply to each line has thus arrived before the next line is read, which is what
-//! scripting mode needs to exit only once everything sent has been answered.
+//! scripting mode needs to exit only once everything sent has been answered. What is held is
+//! bounded (`link/held.rs`): past the bound the link drops the connection and says why.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use crate::connection::{Closed, Connection, Event, Incoming, Response};
-use crate::model::{Model, Show};
+use crate::model::{self, Backlog, Model, Show};
 use crate::secrets::Secrets;
 use crate::Error;
 
@@ -211,11 +211,15 @@ pub struct Link {
     give_up: Option<Duration>,
     conn: Option<Connection>,
     events: mpsc::Receiver<Event>,
-    /// Frames that arrived while a reply was awaited, to be handled next.
-    held: VecDeque<Incoming>,
+    /// Frames that arrived while a reply was awaited, to be handled next (bounded).
+    held: Held,
+    /// Why the link dropped the connection itself (too much held), for the next request.
+    dropped: Option<Closed>,
     pacer: TokenBucket,
     /// The secrets of registered nicks, sent in `hello` (see [`crate::secrets`]).
     secrets: Secrets,
+    /// The longest message text the server takes, in bytes (from its `welcome`).
+    max_text: usize,
 }
 
 impl Link {
@@ -231,9 +235,11 @@ impl Link {
             give_up,
             conn: None,
             events,
-            held: VecDeque::new(),
+            held: Held::default(),
+            dropped: None,
             pacer: pacer(&Limits::default()),
             secrets: Secrets::none(),
+            max_text: Limits::default().max_text,
         }
     }
 
@@ -255,6 +261,11 @@ impl Link {
     /// A password is about to be asked for: the dialer warns if it would go in plain text.
     pub fn password_follows(&mut self) {
         self.dialer.password_follows();
+    }
+
+    /// The longest message text the server takes, in bytes.
+    pub fn max_text(&self) -> usize {
+        self.max_text
     }
 
     /// What the link dials, for messages.
@@ -301,6 +312,7 @@ impl Link {
             match reply.frame {
                 Some(ServerFrame::Welcome(welcome)) => {
                     self.pacer = pacer(&welcome.limits);
+                    self.max_text = welcome.limits.max_text;
                     return Ok(Connected {
                         welcome,
                         nick_taken: suffix > 1,
@@ -336,7 +348,7 @@ impl Link {
     /// Send one request and wait for its reply, holding the events that arrive meanwhile.
     pub async fn request(&mut self, cmd: Command) -> Result<Response, Lost> {
         let Some(conn) = &self.conn else {
-            return Err(Lost(Closed::default()));
+            return Err(Lost(self.dropped.take().unwrap_or_default()));
         };
         let mut reply = match conn.request(cmd).await {
             Ok(rx) => rx,
@@ -351,7 +363,12 @@ impl Link {
                     Err(_) => return Err(Lost(self.closed_reason().await)),
                 },
                 event = self.events.recv() => match event {
-                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    Some(Event::Frame(frame)) => {
+                        if let Err(closed) = self.held.push(frame) {
+                            self.conn = None;
+                            return Err(Lost(closed));
+                        }
+                    }
                     Some(Event::Closed(closed)) => {
                         self.conn = None;
                         return Err(Lost(closed));
@@ -398,7 +415,7 @@ impl Link {
 
     /// The next frame that arrived while a reply was awaited.
     pub fn held(&mut self) -> Option<Incoming> {
-        self.held.pop_front()
+        self.held.pop()
     }
 
     /// The next frame from the server, or why the connection closed.
@@ -503,15 +520,17 @@ impl Link {
         let mut caught_up = 0;
         for room in model.rooms().to_vec() {
             let mut query = Some(model.catch_up(&room));
+            let mut missed = Vec::new();
             while let Some(q) = query.take() {
                 let Some(frame) = self.request(Command::History(q.clone())).await?.frame else {
                     break;
                 };
                 let page = model.caught_up(&q, frame);
-                shown.extend(page.show);
+                missed.extend(page.show);
                 caught_up += page.new;
                 query = page.next;
             }
+            shown.extend(model::bracket(Backlog::Missed, &room, missed));
         }
         shown.push(model.reconnected(caught_up));
         Ok(())
@@ -522,7 +541,11 @@ impl Link {
         self.conn = None;
         while let Ok(Some(event)) = timeout(Duration::from_secs(1), self.events.recv()).await {
             match event {
-                Event::Frame(frame) => self.held.push_back(frame),
+                Event::Frame(frame) => {
+                    if let Err(closed) = self.held.push(frame) {
+                        return closed;
+                    }
+                }
                 Event::Closed(closed) => return closed,
             }
         }
@@ -536,7 +559,13 @@ impl Link {
             tokio::select! {
                 _ = sleep_until(deadline) => return,
                 event = self.events.recv() => match event {
-                    Some(Event::Frame(frame)) => self.held.push_back(frame),
+                    Some(Event::Frame(frame)) => {
+                        if let Err(closed) = self.held.push(frame) {
+                            // Let the next request find out.
+                            self.conn = None;
+                            self.dropped = Some(closed);
+                        }
+                    }
                     // Let the next request find out.
                     _ => { sleep(deadline - Instant::now()).await; return; }
                 },
@@ -591,5 +620,8 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(0.5 * random)
 }
 
+mod held;
 #[cfg(test)]
 mod tests;
+
+use held::Held;

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
     match lanchat::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lanchat: {e}");
+            // The message may quote the server (a refusal, a goodbye): filtered for the terminal.
+            let lines: Vec<String> = e.to_string().lines().map(lanchat::sanitize::text).collect();
+            eprintln!("lanchat: {}", lines.join("\n"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -38,6 +38,9 @@ pub enum Show {
     Members { room: String, members: Vec<Member> },
     /// The server's room list.
     Rooms(Vec<RoomInfo>),
+    /// Where a block of old messages starts or ends (see [`bracket`]); a notice, which `--json`
+    /// has no use for.
+    Backlog(String),
 }
 
 /// What a reply asks of the session: lines to show, then perhaps a room's history to fetch.
@@ -172,7 +175,7 @@ impl Model {
     /// The REPL prompt: the current room.
     pub fn prompt(&self) -> String {
         match &self.current {
-            Some(room) => format!("#{room}> "),
+            Some(room) => format!("#{}> ", crate::sanitize::name(room)),
             None => "(no room)> ".to_owned(),
         }
     }
@@ -332,15 +335,17 @@ impl Model {
                     show.push(Show::Info(format!("more rooms follow: /rooms {next}")));
                 }
             }
-            ReplyData::History { messages, .. } => {
+            ReplyData::History { room, messages } => {
                 if messages.is_empty() {
                     show.push(Show::Info("no messages".into()));
                 }
                 // `/history` shows messages again, even those shown before.
+                let mut asked = Vec::new();
                 for m in messages {
                     self.shown.insert(&m.id);
-                    show.push(self.seen(m));
+                    asked.push(self.seen(m));
                 }
+                show.extend(bracket(Backlog::Asked, &room, asked));
             }
             ReplyData::Mode(m) => show.push(Show::Info(format!(
                 "modes of #{}: {}",
@@ -364,6 +369,18 @@ impl Model {
     /// A reply to a command the user typed: own messages are shown as sent, and `/who` and
     /// `/topic TEXT` say what they did; the rest is [`Model::apply_reply`].
     pub fn apply_reply_to(&mut self, cmd: &Command, reply: ServerFrame) -> Outcome {
+        if let (Command::Say { text, .. } | Command::Dm { text, .. }, ServerFrame::Error(e)) =
+            (cmd, &reply)
+        {
+            // The typed line was erased (its echo would replace it): say what was not sent.
+            return vec![Show::Error(format!(
+                "{}: {} (not sent: {})",
+                e.code,
+                e.message,
+                preview(text)
+            ))]
+            .into();
+        }
         let ServerFrame::Reply(r) = &reply else {
             return self.apply_reply(reply);
         };
@@ -421,10 +438,13 @@ impl Model {
     pub fn history(&mut self, reply: ServerFrame) -> Vec<Show> {
         match reply {
             ServerFrame::Reply(r) => match r.data {
-                ReplyData::History { messages, .. } => messages
-                    .into_iter()
-                    .filter_map(|m| self.message(m))
-                    .collect(),
+                ReplyData::History { room, messages } => {
+                    let shown = messages
+                        .into_iter()
+                        .filter_map(|m| self.message(m))
+                        .collect();
+                    bracket(Backlog::Recent, &room, shown)
+                }
                 _ => Vec::new(),
             },
             _ => Vec::new(),
@@ -596,6 +616,15 @@ pub fn undecoded_reply(line: &str) -> Vec<Show> {
     vec![Show::Error(format!("{code}: {message}"))]
 }
 
+/// The start of a message, to name it in a notice.
+fn preview(text: &str) -> String {
+    const CHARS: usize = 60;
+    match text.char_indices().nth(CHARS) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 fn error_shown(e: &ErrorFrame) -> Show {
     Show::Error(format!("{}: {}", e.code, e.message))
 }
@@ -610,8 +639,10 @@ pub fn recent_history(room: &str) -> Command {
     })
 }
 
+mod backlog;
 mod restore;
 #[cfg(test)]
 mod tests;
 
+pub use backlog::{bracket, Backlog};
 pub use restore::{Page, Restore};

@@ -70,9 +70,9 @@ impl Output {
         self.screen = screen;
     }
 
-    /// A server line exactly as received (`--json`).
+    /// A server line as received (`--json`), its control characters escaped.
     pub fn frame(&mut self, line: &str) {
-        self.screen.out(line);
+        self.screen.out(&crate::sanitize::json_line(line));
     }
 
     /// A client notice (it renders the same whoever the user is).
@@ -89,10 +89,14 @@ impl Output {
 
     /// Show one thing to the user whose nick is `me`.
     pub fn show(&mut self, show: Show, me: &str) {
+        // NO_COLOR means no colour, not no notification: the bell rings and mentions are marked
+        // with text. Not in scripts, whose output is read by programs.
+        let interactive = self.mode == Mode::Interactive;
         let view = View {
             me,
             color: self.color,
-            bell: self.bell,
+            bell: self.bell && interactive,
+            mark: interactive && !self.color,
             show_room: self.mode != Mode::Interactive,
             now_ms: render::now_ms(),
             utc_offset: render::local_utc_offset,
@@ -100,6 +104,8 @@ impl Output {
         match show {
             Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),
             Show::Info(text) => self.line(view.info(&text)),
+            Show::Backlog(_) if self.mode == Mode::Json => {}
+            Show::Backlog(text) => self.line(view.info(&text)),
             Show::Error(text) if self.mode == Mode::Interactive => self.line(view.error(&text)),
             Show::Error(text) => self.diagnostic(&text),
             Show::Message {

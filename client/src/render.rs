@@ -1,14 +1,22 @@
 //! The renderer: events and client notices to display lines. Pure: the clock and the time zone
 //! come in through [`View`], so every format is unit-tested without a terminal.
 //!
-//! Lines start with a local `HH:MM` timestamp. Nicks get a stable colour (a hash of the lowercased
-//! nick), DMs and mentions of the user's nick are highlighted and ring the bell, and joins, quits
-//! and other notices are dimmed. Without colour (NO_COLOR, or output that is not a terminal) the
-//! same text is produced with no escape sequences and no bell.
+//! Lines start with a local `HH:MM` timestamp (with the date before it when the line is not from
+//! today). Nicks get a stable colour (a hash of the lowercased nick; the user's own is also bold
+//! and underlined), DMs and mentions of the user's nick are highlighted and ring the bell, and
+//! joins, quits and other notices are dimmed. Without colour (NO_COLOR, or output that is not a
+//! terminal) the same text is produced with no escape sequences; mentions and DMs are then marked
+//! `>>` instead (see [`View::mark`]).
+//!
+//! Every string from the server goes through [`crate::sanitize`] here, and a text of several
+//! lines shows its later lines indented under the first with a `|` marker, so no line of a
+//! message can pass for a line of its own (another nick's message, or a notice).
 
 use chrono::{Local, TimeZone};
 use lanchat_protocol::validate::name_key;
 use lanchat_protocol::{Direct, Member, Message, RoomInfo, ServerFrame, Status};
+
+use crate::sanitize;
 
 const RESET: &str = "\x1b[0m";
 const DIM: &str = "\x1b[2m";
@@ -16,8 +24,18 @@ const BOLD: &str = "\x1b[1m";
 const MENTION: &str = "\x1b[1;33m";
 const DIRECT: &str = "\x1b[1;35m";
 const ERROR: &str = "\x1b[31m";
-/// Bright and normal foreground colours that read on dark and light backgrounds alike.
-const NICK_COLOURS: [u8; 12] = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
+/// Marks the user's own nick (with its colour).
+const OWN: &str = "\x1b[1;4m";
+/// What starts the later lines of a text of several lines (after the indent).
+pub const CONTINUATION: &str = "| ";
+/// What marks a mention or a DM when there is no colour to highlight it.
+pub const MARK: &str = ">> ";
+/// Nick colours from the 256-colour palette, all of middle lightness so that each reads on a
+/// dark and on a light background (no dark blue, no yellow, no grey), and no pure red, which
+/// errors use.
+const NICK_COLOURS: [u8; 15] = [
+    33, 37, 34, 70, 136, 166, 162, 128, 99, 30, 130, 61, 168, 106, 172,
+];
 
 /// What a line is rendered against: who the user is, and how to show it.
 #[derive(Debug, Clone)]
@@ -26,8 +44,10 @@ pub struct View<'a> {
     pub me: &'a str,
     /// Emit ANSI styles (and allow the bell).
     pub color: bool,
-    /// Ring the terminal bell on mentions and DMs (only with `color`).
+    /// Ring the terminal bell on mentions and DMs.
     pub bell: bool,
+    /// Mark mentions and DMs with [`MARK`] (when there is no colour to highlight them).
+    pub mark: bool,
     /// Show the room of room messages (`#lobby`).
     pub show_room: bool,
     /// Milliseconds since the epoch, for notices that carry no timestamp.
@@ -53,74 +73,105 @@ impl<'a> View<'a> {
         }
     }
 
+    /// `HH:MM`, or `YYYY-MM-DD HH:MM` when `ts_ms` is not on today's local date.
     fn time(&self, ts_ms: u64) -> String {
-        let local = (ts_ms / 1000) as i64 + (self.utc_offset)(ts_ms);
-        let minute_of_day = local.rem_euclid(86_400) / 60;
-        let stamp = format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60);
+        let local = |ms: u64| (ms / 1000) as i64 + (self.utc_offset)(ms);
+        let at = local(ts_ms);
+        let minute_of_day = at.rem_euclid(86_400) / 60;
+        let mut stamp = format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60);
+        let day = at.div_euclid(86_400);
+        if day != local(self.now_ms).div_euclid(86_400) {
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0).map_or_else(
+                || format!("day {day}"),
+                |d| d.format("%Y-%m-%d").to_string(),
+            );
+            stamp = format!("{date} {stamp}");
+        }
         self.style(DIM, &stamp)
     }
 
     fn nick(&self, nick: &str) -> String {
-        if self.color {
-            format!("\x1b[{}m{nick}{RESET}", nick_colour(nick))
-        } else {
-            nick.to_owned()
+        let shown = sanitize::name(nick);
+        if !self.color {
+            return shown;
         }
+        let own = if name_key(nick) == name_key(self.me) {
+            OWN
+        } else {
+            ""
+        };
+        format!("{own}\x1b[38;5;{}m{shown}{RESET}", nick_colour(nick))
     }
 
     fn room(&self, room: &str) -> String {
         if self.show_room {
+            let room = sanitize::name(room);
             format!("{} ", self.style(BOLD, &format!("#{room}")))
         } else {
             String::new()
         }
     }
 
-    fn line(&self, ts_ms: u64, body: String) -> Line {
+    /// A line: the time, `head`, then `text` (from the server) in `style`, its later lines (if
+    /// it has several) indented under the first behind [`CONTINUATION`].
+    fn lines(&self, ts_ms: u64, head: &str, text: &str, style: Option<&str>) -> Line {
+        let first = format!("{} {head}", self.time(ts_ms));
+        let indent = visible_width(&first).saturating_sub(CONTINUATION.len());
+        let styled = |t: &str| match style {
+            Some(s) => self.style(s, t),
+            None => t.to_owned(),
+        };
+        let mut out = first;
+        for (i, line) in sanitize::lines(text).iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&self.style(DIM, CONTINUATION.trim_end()));
+                out.push(' ');
+            }
+            out.push_str(&styled(line));
+        }
         Line {
-            text: format!("{} {body}", self.time(ts_ms)),
+            text: out,
             bell: false,
         }
     }
 
     /// A dimmed notice: joins, leaves, quits, nick and status changes, client notices.
     pub fn notice(&self, text: &str) -> Line {
-        self.line(self.now_ms, self.style(DIM, &format!("-- {text}")))
+        self.lines(self.now_ms, "", &format!("-- {text}"), Some(DIM))
     }
 
     /// A client notice that is not dimmed (the user needs to read it).
     pub fn info(&self, text: &str) -> Line {
-        self.line(self.now_ms, format!("-- {text}"))
+        self.lines(self.now_ms, "", &format!("-- {text}"), None)
     }
 
     /// An error or hint.
     pub fn error(&self, text: &str) -> Line {
-        self.line(self.now_ms, self.style(ERROR, &format!("!! {text}")))
+        self.lines(self.now_ms, "", &format!("!! {text}"), Some(ERROR))
+    }
+
+    fn marked(&self, notify: bool) -> &'static str {
+        if notify && self.mark {
+            MARK
+        } else {
+            ""
+        }
     }
 
     /// A room message, the user's own included (shown as sent).
     pub fn message(&self, msg: &Message) -> Line {
         let own = name_key(&msg.from) == name_key(self.me);
         let mention = !own && mentions(&msg.text, self.me);
-        let body = match msg.text.strip_prefix("/me ") {
-            Some(action) => format!("* {} {}", self.nick(&msg.from), self.text(action, mention)),
-            None => format!(
-                "<{}> {}",
-                self.nick(&msg.from),
-                self.text(&msg.text, mention)
-            ),
+        let (head, text) = match msg.text.strip_prefix("/me ") {
+            Some(action) => (format!("* {} ", self.nick(&msg.from)), action),
+            None => (format!("<{}> ", self.nick(&msg.from)), msg.text.as_str()),
         };
-        let mut line = self.line(msg.ts, format!("{}{body}", self.room(&msg.room)));
-        line.bell = mention && self.bell && self.color;
+        let head = format!("{}{}{head}", self.marked(mention), self.room(&msg.room));
+        let mut line = self.lines(msg.ts, &head, text, mention.then_some(MENTION));
+        line.bell = mention && self.bell;
         line
-    }
-
-    fn text(&self, text: &str, highlight: bool) -> String {
-        if highlight {
-            self.style(MENTION, text)
-        } else {
-            text.to_owned()
-        }
     }
 
     /// A direct message, received or sent.
@@ -128,58 +179,80 @@ impl<'a> View<'a> {
         let outgoing =
             name_key(&dm.from) == name_key(self.me) && name_key(&dm.to) != name_key(self.me);
         // The whole line in the DM style: a nick colour inside it would end the style early.
-        let body = if outgoing {
-            format!("-> *{}* {}", dm.to, dm.text)
+        let head = if outgoing {
+            format!("-> *{}* ", sanitize::name(&dm.to))
         } else {
-            format!("*{}* {}", dm.from, dm.text)
+            format!("*{}* ", sanitize::name(&dm.from))
         };
-        let mut line = self.line(dm.ts, self.style(DIRECT, &body));
-        line.bell = !outgoing && self.bell && self.color;
+        let head = format!("{}{}", self.marked(!outgoing), self.style(DIRECT, &head));
+        let mut line = self.lines(dm.ts, &head, &dm.text, Some(DIRECT));
+        line.bell = !outgoing && self.bell;
         line
     }
 
-    /// A server event. `None` for frames that are not shown (replies, ping) or unknown.
+    /// A server event. `None` for frames that are not shown (replies, ping, and `bye`, which
+    /// the notice about the lost connection or the exit message tells) or unknown.
     pub fn event(&self, frame: &ServerFrame) -> Option<Line> {
+        let name = sanitize::name;
         let line = match frame {
             ServerFrame::Message(m) => self.message(m),
             ServerFrame::Direct(d) => self.direct(d),
-            ServerFrame::Join(j) => self.notice(&format!("{} joined #{}", j.nick, j.room)),
+            ServerFrame::Join(j) => {
+                self.notice(&format!("{} joined #{}", name(&j.nick), name(&j.room)))
+            }
             ServerFrame::Leave(l) => match (&l.kicked_by, &l.reason) {
-                (None, _) => self.notice(&format!("{} left #{}", l.nick, l.room)),
-                (Some(by), None) => {
-                    self.notice(&format!("{} was kicked from #{} by {by}", l.nick, l.room))
-                }
+                (None, _) => self.notice(&format!("{} left #{}", name(&l.nick), name(&l.room))),
+                (Some(by), None) => self.notice(&format!(
+                    "{} was kicked from #{} by {}",
+                    name(&l.nick),
+                    name(&l.room),
+                    name(by)
+                )),
                 (Some(by), Some(why)) => self.notice(&format!(
-                    "{} was kicked from #{} by {by} ({why})",
-                    l.nick, l.room
+                    "{} was kicked from #{} by {} ({why})",
+                    name(&l.nick),
+                    name(&l.room),
+                    name(by)
                 )),
             },
             ServerFrame::Mode(m) => self.notice(&format!(
                 "{} set the modes of #{}: {}",
-                m.by,
-                m.room,
+                name(&m.by),
+                name(&m.room),
                 modes(m.invite_only, m.has_key, m.topic_lock)
             )),
             ServerFrame::Invite(i) => self.notice(&format!(
                 "{} invited you to #{}: /join {}",
-                i.by, i.room, i.room
+                name(&i.by),
+                name(&i.room),
+                name(&i.room)
             )),
-            ServerFrame::Quit(q) => self.notice(&format!("{} quit ({})", q.nick, q.reason)),
-            ServerFrame::Nick(n) => self.notice(&format!("{} is now known as {}", n.old, n.new)),
-            ServerFrame::Presence(m) => self.notice(&presence(m)),
-            ServerFrame::Topic(t) if t.topic.is_empty() => {
-                self.notice(&format!("{} cleared the topic of #{}", t.by, t.room))
+            ServerFrame::Quit(q) if q.reason.is_empty() || q.reason == "quit" => {
+                self.notice(&format!("{} quit", name(&q.nick)))
             }
+            ServerFrame::Quit(q) => self.notice(&format!("{} quit ({})", name(&q.nick), q.reason)),
+            ServerFrame::Nick(n) => self.notice(&format!(
+                "{} is now known as {}",
+                name(&n.old),
+                name(&n.new)
+            )),
+            ServerFrame::Presence(m) => self.notice(&presence(m)),
+            ServerFrame::Topic(t) if t.topic.is_empty() => self.notice(&format!(
+                "{} cleared the topic of #{}",
+                name(&t.by),
+                name(&t.room)
+            )),
             ServerFrame::Topic(t) => self.notice(&format!(
                 "{} set the topic of #{}: {}",
-                t.by, t.room, t.topic
-            )),
-            ServerFrame::Bye(b) => self.info(&format!(
-                "server said goodbye: {} ({})",
-                b.message, b.reason
+                name(&t.by),
+                name(&t.room),
+                t.topic
             )),
             ServerFrame::Error(e) => self.error(&format!("{}: {}", e.code, e.message)),
-            ServerFrame::Welcome(_) | ServerFrame::Reply(_) | ServerFrame::Ping {} => return None,
+            ServerFrame::Bye(_)
+            | ServerFrame::Welcome(_)
+            | ServerFrame::Reply(_)
+            | ServerFrame::Ping {} => return None,
         };
         Some(line)
     }
@@ -191,13 +264,14 @@ impl<'a> View<'a> {
             .map(|m| {
                 let op = if m.op { "@" } else { "" };
                 match m.status {
-                    Status::Online => format!("{op}{}", m.nick),
-                    s => format!("{op}{} ({})", m.nick, s.as_str()),
+                    Status::Online => format!("{op}{}", sanitize::name(&m.nick)),
+                    s => format!("{op}{} ({})", sanitize::name(&m.nick), s.as_str()),
                 }
             })
             .collect();
         self.info(&format!(
-            "#{room}: {} here: {}",
+            "#{}: {} here: {}",
+            sanitize::name(room),
             members.len(),
             names.join(", ")
         ))
@@ -216,7 +290,11 @@ impl<'a> View<'a> {
                 } else {
                     format!(" - {}", r.topic)
                 };
-                self.info(&format!("#{} ({} members){topic}", r.name, r.members))
+                self.info(&format!(
+                    "#{} ({}){topic}",
+                    sanitize::name(&r.name),
+                    count(r.members as u64, "member", "members")
+                ))
             })
             .collect()
     }
@@ -240,11 +318,32 @@ pub fn modes(invite_only: bool, has_key: bool, topic_lock: bool) -> String {
     words.join(", ")
 }
 
+/// `1 member`, `2 members`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// How many columns `s` takes, leaving out the escape sequences this module writes.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
+}
+
 fn presence(m: &Member) -> String {
+    let nick = sanitize::name(&m.nick);
     match (m.status, &m.text) {
-        (Status::Online, _) => format!("{} is back", m.nick),
-        (s, Some(text)) => format!("{} is {}: {text}", m.nick, s.as_str()),
-        (s, None) => format!("{} is {}", m.nick, s.as_str()),
+        (Status::Online, _) => format!("{nick} is back"),
+        (s, Some(text)) => format!("{nick} is {}: {text}", s.as_str()),
+        (s, None) => format!("{nick} is {}", s.as_str()),
     }
 }
 
@@ -274,15 +373,22 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     false
 }
 
-/// The colour code of a nick: FNV-1a of its lowercase form, so it is the same in every run and
-/// for every spelling.
+/// The 256-colour code of a nick: a hash of its folded form, so it is the same in every run and
+/// for every spelling. FNV-1a alone spreads short nicks badly over a small palette (its low bits
+/// depend mostly on the last byte: "ann", "bob" and "dan" collided); the 64-bit form with
+/// MurmurHash3's finaliser mixes every byte into every bit.
 pub fn nick_colour(nick: &str) -> u8 {
-    let mut hash: u32 = 0x811c_9dc5;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name_key(nick).bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    NICK_COLOURS[(hash % NICK_COLOURS.len() as u32) as usize]
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    NICK_COLOURS[(hash % NICK_COLOURS.len() as u64) as usize]
 }
 
 /// Seconds east of UTC in the local time zone at `ts_ms` (honours TZ and DST).
@@ -309,20 +415,21 @@ mod tests {
     };
 
     // 2024-01-02 13:45:10 UTC
-    const TS: u64 = 1_704_203_110_000;
+    pub(super) const TS: u64 = 1_704_203_110_000;
 
-    fn plain(me: &str) -> View<'_> {
+    pub(super) fn plain(me: &str) -> View<'_> {
         View {
             me,
             color: false,
             bell: true,
+            mark: false,
             show_room: false,
             now_ms: TS,
             utc_offset: |_| 0,
         }
     }
 
-    fn msg(from: &str, text: &str) -> Message {
+    pub(super) fn msg(from: &str, text: &str) -> Message {
         Message {
             id: "0190-x".into(),
             ts: TS,
@@ -363,11 +470,11 @@ mod tests {
     }
 
     #[test]
-    fn plain_output_has_no_escapes_and_no_bell() {
+    fn plain_output_has_no_escapes_but_still_rings() {
         let v = plain("ann");
         let line = v.message(&msg("bob", "hey ann!"));
         assert!(!line.text.contains('\x1b'));
-        assert!(!line.bell);
+        assert!(line.bell);
         let d = Direct {
             id: "i".into(),
             ts: TS,
@@ -413,7 +520,7 @@ mod tests {
         let line = v.direct(&d);
         assert!(line.text.contains(DIRECT) && line.bell);
         // The nick is coloured with its own stable colour.
-        let colour = format!("\x1b[{}mbob", nick_colour("bob"));
+        let colour = format!("\x1b[38;5;{}mbob", nick_colour("bob"));
         assert!(v.message(&msg("bob", "x")).text.contains(&colour));
     }
 
@@ -561,3 +668,6 @@ mod tests {
         assert_eq!(v.rooms(&rooms)[0].text, "13:45 -- #dev (3 members) - rust");
     }
 }
+
+#[cfg(test)]
+mod display_tests;

@@ -26,6 +26,7 @@ use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper
 use tokio::sync::mpsc;
 
 use crate::commands::{self, Action, COMMANDS};
+use crate::echo;
 use crate::output::Screen;
 use crate::Error;
 
@@ -297,6 +298,11 @@ fn read_lines(
         let (prompt, room) = shared.prompt.lock().expect("prompt lock").clone();
         match editor.readline(&prompt) {
             Ok(line) => {
+                if echo::is_echoed(&line) {
+                    if let Some((columns, _)) = editor.dimensions() {
+                        echo::erase_entered(&prompt, &line, usize::from(columns));
+                    }
+                }
                 if !commands::holds_key(&line) {
                     let _ = editor.add_history_entry(line.as_str());
                 }

@@ -13,11 +13,13 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
+use crate::joins::Joins;
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::{Shared, Typed};
 use crate::secrets::{self, Secrets};
+use crate::split;
 use crate::Error;
 
 const BYE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,34 +45,6 @@ pub struct Options {
 
 /// Times a password is asked for after `auth_failed` before giving up.
 const PASSWORD_TRIES: u32 = 3;
-/// Taking the nick back (after being given `ann_2`): the first try after this, then doubling up
-/// to the cap, at most this many tries. An event that frees the nick makes the next try now.
-const RECLAIM_FIRST: Duration = Duration::from_secs(2);
-const RECLAIM_MAX: Duration = Duration::from_secs(60);
-const RECLAIM_TRIES: u32 = 8;
-
-/// A direct message typed while offline, refused as `no_such_nick` on reconnecting: its
-/// recipient may not be back yet. Tried again after 4 s, doubling up to 30 s (and at once when
-/// they appear), seven sends in all (about two minutes), then given up with its text repeated.
-const DM_RETRY_FIRST: Duration = Duration::from_secs(4);
-const DM_RETRY_TRIES: u32 = 7;
-const DM_RETRY_MAX: Duration = Duration::from_secs(30);
-
-#[derive(Debug)]
-struct UndeliveredDm {
-    to: String,
-    cmd: Command,
-    at: Instant,
-    tries: u32,
-}
-
-/// The next try at taking back the nick asked for.
-#[derive(Debug, Clone, Copy)]
-struct Reclaim {
-    at: Instant,
-    tries: u32,
-}
-
 /// What to do after an input line.
 enum Flow {
     Continue,
@@ -95,6 +69,8 @@ pub struct Session {
     reclaim: Option<Reclaim>,
     /// Direct messages typed offline whose recipient was not back yet, oldest first.
     undelivered: VecDeque<UndeliveredDm>,
+    /// Joins in bursts, held to be summed up.
+    joins: Joins,
 }
 
 impl Session {
@@ -116,6 +92,7 @@ impl Session {
             ask_password: opts.ask_password,
             reclaim: None,
             undelivered: VecDeque::new(),
+            joins: Joins::default(),
         }
     }
 
@@ -229,6 +206,7 @@ impl Session {
             }
             let reclaim_at = self.reclaim.map(|r| r.at);
             let dm_at = self.undelivered.iter().map(|d| d.at).min();
+            let summary_due = self.joins.due();
             let flow = if let Some(line) = self.queued_input.pop_front() {
                 self.on_line(&line, true).await
             } else {
@@ -238,6 +216,10 @@ impl Session {
                     }
                     _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
                         self.reclaim_nick().await
+                    }
+                    _ = sleep_until(summary_due.unwrap_or_else(Instant::now)), if summary_due.is_some() => {
+                        self.flush_joins(false);
+                        Flow::Continue
                     }
                     line = input.recv() => match line {
                         Some(line) => {
@@ -257,6 +239,9 @@ impl Session {
                     },
                 }
             };
+            if !matches!(flow, Flow::Continue) {
+                self.flush_joins(true);
+            }
             match flow {
                 Flow::Continue => {}
                 Flow::Quit(reason) => {
@@ -311,62 +296,6 @@ impl Session {
             }
         })
         .await;
-    }
-
-    // ----- the nick asked for -----
-
-    /// Plan to take back the nick asked for, if the server gave another.
-    fn plan_reclaim(&mut self) {
-        self.reclaim = match (self.model.wanted_nick(), self.reclaim) {
-            (None, _) => None,
-            (Some(_), Some(planned)) => Some(planned),
-            (Some(_), None) => Some(Reclaim {
-                at: Instant::now() + RECLAIM_FIRST,
-                tries: 0,
-            }),
-        };
-    }
-
-    /// Ask for the nick back; on refusal, try again later (bounded), then say so and stop.
-    async fn reclaim_nick(&mut self) -> Flow {
-        let (Some(wanted), Some(mut reclaim)) = (
-            self.model.wanted_nick().map(str::to_owned),
-            self.reclaim.take(),
-        ) else {
-            return Flow::Continue;
-        };
-        // A registered nick of ours is taken back with its secret.
-        let cmd = Command::Nick {
-            secret: self.link.secrets().get(&self.link.server(), &wanted),
-            nick: wanted.clone(),
-        };
-        let reply = match self.link.request(cmd.clone()).await {
-            Ok(reply) => reply,
-            Err(Lost(closed)) => return Flow::Lost(closed),
-        };
-        match reply.frame {
-            Some(ServerFrame::Error(_)) | None => {
-                reclaim.tries += 1;
-                if reclaim.tries < RECLAIM_TRIES {
-                    let wait = RECLAIM_FIRST.saturating_mul(1 << reclaim.tries.min(10));
-                    reclaim.at = Instant::now() + wait.min(RECLAIM_MAX);
-                    self.reclaim = Some(reclaim);
-                } else {
-                    self.model.forget_wanted_nick();
-                    self.show(Show::Info(format!(
-                        "{wanted} is still taken; stopped trying (/nick {wanted} to try again)"
-                    )));
-                }
-                Flow::Continue
-            }
-            Some(frame) => {
-                let outcome = self.model.apply_reply_to(&cmd, frame);
-                match self.apply(outcome).await {
-                    Ok(()) => Flow::Continue,
-                    Err(Lost(closed)) => Flow::Lost(closed),
-                }
-            }
-        }
     }
 
     // ----- input -----
@@ -435,6 +364,29 @@ impl Session {
             self.model.forget_wanted_nick();
             self.reclaim = None;
         }
+        let parts = match split::over_limit(&cmd, self.link.max_text()) {
+            Some(parts) => {
+                self.show(Show::Info(format!(
+                    "the message is over the server's limit of {} bytes: sent as {} messages",
+                    self.link.max_text(),
+                    parts.len()
+                )));
+                parts
+            }
+            None => vec![cmd],
+        };
+        for cmd in parts {
+            match self.send(cmd, offline).await {
+                Flow::Continue => {}
+                flow => return flow,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Send one request the user typed (`offline`: while disconnected, so a direct message may
+    /// wait for its recipient) and show what its reply does.
+    async fn send(&mut self, cmd: Command, offline: bool) -> Flow {
         let reply = match self.link.submit(&cmd).await {
             Ok(reply) => reply,
             Err(Lost(closed)) => {
@@ -485,47 +437,6 @@ impl Session {
             Ok(()) => Flow::Continue,
             Err(Lost(closed)) => Flow::Lost(closed),
         }
-    }
-
-    /// Send again the direct messages whose time has come; keep those still refused as
-    /// `no_such_nick`, with a longer wait, until their tries run out.
-    async fn retry_dms(&mut self) -> Flow {
-        let now = Instant::now();
-        let (due, later): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.undelivered)
-            .into_iter()
-            .partition(|d| d.at <= now);
-        self.undelivered = later;
-        let mut due = due;
-        while let Some(mut dm) = due.pop_front() {
-            let reply = match self.link.submit(&dm.cmd).await {
-                Ok(reply) => reply,
-                Err(Lost(closed)) => {
-                    // Not sent again: the server may have delivered it before the loss.
-                    self.show(Show::Error(format!(
-                        "the connection was lost before the server confirmed the message to {}; \
-                         it may not have been sent: {}",
-                        dm.to,
-                        dm_text(&dm.cmd)
-                    )));
-                    self.undelivered.extend(due);
-                    return Flow::Lost(closed);
-                }
-            };
-            let absent = matches!(&reply.frame,
-                Some(ServerFrame::Error(e)) if e.code == ErrorCode::NoSuchNick);
-            dm.tries += 1;
-            if absent && dm.tries < DM_RETRY_TRIES {
-                let wait = DM_RETRY_FIRST.saturating_mul(1 << (dm.tries - 1).min(10));
-                dm.at = Instant::now() + wait.min(DM_RETRY_MAX);
-                self.undelivered.push_back(dm);
-                continue;
-            }
-            if let Flow::Lost(closed) = self.on_sent(&dm.cmd, reply).await {
-                self.undelivered.extend(due);
-                return Flow::Lost(closed);
-            }
-        }
-        Flow::Continue
     }
 
     // ----- replies and events -----
@@ -586,11 +497,25 @@ impl Session {
             }
         }
         let shown = self.model.apply_event(frame);
+        let (joins, now) = (&mut self.joins, Instant::now());
+        let shown = shown
+            .into_iter()
+            .filter(|s| match s {
+                Show::Event(ServerFrame::Join(j)) => joins.join(&j.room, &j.nick, now),
+                _ => true,
+            })
+            .collect();
         self.show_all(shown);
         self.publish();
     }
 
     // ----- output -----
+
+    /// The summaries of the bursts of joins that are over (all of them when `all`).
+    fn flush_joins(&mut self, all: bool) {
+        let summaries = self.joins.flush(Instant::now(), all);
+        self.show_all(summaries);
+    }
 
     fn show(&mut self, show: Show) {
         self.output.show(show, self.model.nick());
@@ -613,14 +538,6 @@ impl Session {
         if let Some(shared) = &self.shared {
             shared.ack();
         }
-    }
-}
-
-/// The text of a direct message, for messages about it.
-fn dm_text(cmd: &Command) -> &str {
-    match cmd {
-        Command::Dm { text, .. } => text,
-        _ => "",
     }
 }
 
@@ -675,6 +592,10 @@ impl Reconnecting for Offline<'_> {
         self.output.show_all(show, me);
     }
 }
+
+mod retries;
+
+use retries::{dm_text, Reclaim, UndeliveredDm, DM_RETRY_FIRST};
 
 #[cfg(test)]
 mod tests;

@@ -183,7 +183,8 @@ async fn scripted_clients_talk_line_by_line() {
 
     let (status, ann_out) = ann.finish().await;
     assert!(status.success(), "ann exited with {status}");
-    bob.expect_suffix("-- ann quit (quit)").await;
+    // No reason given: no "(quit)" after it.
+    bob.expect_suffix("-- ann quit").await;
     let (status, bob_out) = bob.finish().await;
     assert!(status.success(), "bob exited with {status}");
     for line in ann_out.iter().chain(&bob_out) {
@@ -654,6 +655,22 @@ async fn bad_usage_is_one_line_and_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
+}
+
+#[tokio::test]
+async fn an_unknown_interface_is_named_not_the_port() {
+    let out = run_client(
+        &["discover", "--interface", "nosuch0", "--timeout", "0.2"],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("lanchat: no IPv4 interface named nosuch0 ("),
+        "{err}"
+    );
+    assert!(!err.contains("port"), "{err}");
 }
 
 // ----- the interactive client in a real terminal -----

@@ -18,6 +18,7 @@ mod names;
 mod netns;
 mod private;
 mod soak;
+mod terminal;
 mod tls;
 mod trust;
 mod typing;

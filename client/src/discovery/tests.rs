@@ -366,3 +366,30 @@ fn explanation_and_table() {
             && rows[1].ends_with("CONFLICT")
     );
 }
+
+#[test]
+fn an_unknown_interface_is_named() {
+    let asked = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(unknown_interfaces(&asked(&["lo"]), &["lo", "eth0"]), None);
+    assert_eq!(unknown_interfaces(&[], &[]), None);
+    assert_eq!(
+        unknown_interfaces(&asked(&["lo", "nosuch0"]), &["lo", "eth0"]).unwrap(),
+        "no IPv4 interface named nosuch0 (the IPv4 interfaces here: lo, eth0)"
+    );
+    let err = check_interfaces(Some(&asked(&["nosuch0"]))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("nosuch0"), "{err}");
+}
+
+#[test]
+fn beacon_strings_are_made_safe_for_the_terminal() {
+    let mut beacon = beacon_from("i\u{1b}[2J", "office\u{1b}]0;pwned\u{7}", None, 1);
+    beacon.server = "lanchat\u{9b}31m".into();
+    let found = found_from(beacon, "127.0.0.1:7879".parse().unwrap());
+    assert_eq!(found.name, "office<U+001B>]0;pwned<U+0007>");
+    assert_eq!(found.instance, "i<U+001B>[2J");
+    assert_eq!(found.server, "lanchat<U+009B>31m");
+    for row in table(&[found]) {
+        assert!(!row.chars().any(char::is_control), "{row:?}");
+    }
+}

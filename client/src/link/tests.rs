@@ -237,6 +237,27 @@ async fn reconnect_backs_off_then_restores_rooms_status_and_missed_messages() {
         ]
     );
     assert_eq!(model.rooms(), ["lobby", "dev"]);
+    // The messages caught up come between lines that say so, room by room.
+    let caught: Vec<String> = user
+        .shown
+        .iter()
+        .filter_map(|s| match s {
+            Show::Backlog(t) => Some(t.clone()),
+            Show::Message { message, .. } => Some(message.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        caught,
+        [
+            "missed in #lobby while disconnected (1 message):",
+            "06",
+            "end of missed messages in #lobby",
+            "missed in #dev while disconnected (1 message):",
+            "07",
+            "end of missed messages in #dev",
+        ]
+    );
 
     drop(link);
     let requests = timeout(T, server).await.unwrap().unwrap();
@@ -474,6 +495,28 @@ async fn a_server_that_stops_answering_counts_as_lost() {
     };
     assert_eq!(closed.to_string(), "the server stopped answering");
     assert_eq!(started.elapsed(), REPLY_TIMEOUT);
+    drop(server);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_flooding_events_while_holding_a_reply_is_dropped() {
+    let (mut link, server) = connected(10, 5, |mut server| async move {
+        server.recv().await;
+        let event = json!({"type": "join", "room": "lobby", "nick": "bob"}).to_string();
+        // Never answers; floods until the client hangs up.
+        for _ in 0..held::HELD_FRAMES + 10 {
+            server.send(&event).await;
+        }
+        server
+    })
+    .await;
+    let Err(Lost(closed)) = link.request(say("hi")).await else {
+        panic!("answered")
+    };
+    assert_eq!(closed, held::overflow());
+    assert!(link.held.len() <= held::HELD_FRAMES);
+    // The connection is gone: the next request says so at once.
+    assert!(link.request(say("again")).await.is_err());
     drop(server);
 }
 

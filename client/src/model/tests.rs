@@ -374,6 +374,14 @@ fn asked_history_is_shown_even_when_seen_and_says_when_empty() {
         vec![msg("01", "lobby", "bob"), msg("02", "lobby", "bob")],
     ));
     assert_eq!(ids(&shown.show), ["01", "02"]);
+    // Between lines saying where it starts and ends.
+    assert_eq!(
+        (shown.show.first(), shown.show.last()),
+        (
+            Some(&Show::Backlog("history of #lobby (2 messages):".into())),
+            Some(&Show::Backlog("end of the history of #lobby".into()))
+        )
+    );
     // It counts as shown: catching up later does not repeat it.
     assert!(model
         .apply_event(ServerFrame::Message(msg("02", "lobby", "bob")))
@@ -427,7 +435,21 @@ fn own_messages_are_shown_as_sent_once() {
     let refused = model.apply_reply_to(&say, error(ErrorCode::TextTooLong, "too long"));
     assert_eq!(
         refused.show,
-        vec![Show::Error("text_too_long: too long".into())]
+        vec![Show::Error(
+            "text_too_long: too long (not sent: hello)".into()
+        )]
+    );
+    let long = Command::Dm {
+        to: "bob".into(),
+        text: "y".repeat(100),
+    };
+    let refused = model.apply_reply_to(&long, error(ErrorCode::RateLimited, "slow down"));
+    assert_eq!(
+        refused.show,
+        vec![Show::Error(format!(
+            "rate_limited: slow down (not sent: {}...)",
+            "y".repeat(60)
+        ))]
     );
 }
 

@@ -33,6 +33,10 @@ impl Captured {
 
 impl Screen for Captured {
     fn out(&mut self, text: &str) {
+        // Messages of other days (these tests' are from 1970) carry a date too.
+        let b = text.as_bytes();
+        let dated = b.len() > 11 && b[4] == b'-' && b[7] == b'-' && b[10] == b' ';
+        let text = if dated { &text[11..] } else { text };
         let b = text.as_bytes();
         let stamped = b.len() > 6 && b[2] == b':' && b[5] == b' ';
         self.keep(if stamped { &text[6..] } else { text }.to_owned());
@@ -127,7 +131,9 @@ async fn a_script_joins_its_room_says_its_lines_and_says_goodbye() {
         screen.lines(),
         [
             "-- connected to office (fake/1) as ann",
+            "-- earlier in #lobby (1 message):",
             "#lobby <bob> earlier",
+            "-- end of earlier messages in #lobby",
             "-- joined #dev",
             "-- #dev: 1 here: ann",
             "#dev <ann> hello",
@@ -195,7 +201,9 @@ async fn lines_typed_while_reconnecting_are_sent_once_reconnected() {
         screen.lines(),
         [
             "-- connected to office (fake/1) as ann",
+            "-- earlier in #lobby (1 message):",
             "<bob> earlier",
+            "-- end of earlier messages in #lobby",
             "-- connection lost: the server closed the connection; reconnecting",
             "-- not connected; this will be sent once reconnected",
             "-- reconnected to office as ann; caught up 0 messages",
@@ -375,4 +383,29 @@ async fn a_dm_typed_offline_is_tried_for_two_minutes_then_shown_with_its_text() 
         7,
         "{asked:?}"
     );
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_sent_as_several_and_the_user_told() {
+    let (dialer, servers, _) = fake_dialer(0);
+    let server = tokio::spawn(serve(servers, None));
+    let (screen, _) = Captured::new();
+    let opts = options(Mode::Script, Some("dev"));
+    let mut session = Session::new(opts, dialer, Box::new(screen.clone()), None);
+    timeout(T, session.start()).await.unwrap().unwrap();
+    let (typed, input) = mpsc::channel(4);
+    // 5,000 bytes; the fake server's max_text is 4,096.
+    typed.send("word ".repeat(1000).into()).await.unwrap();
+    drop(typed);
+    timeout(T, session.run(input)).await.unwrap().unwrap();
+    let lines = screen.lines();
+    assert!(
+        lines.contains(
+            &"-- the message is over the server's limit of 4096 bytes: sent as 2 messages"
+                .to_owned()
+        ),
+        "{lines:?}"
+    );
+    let asked = timeout(T, server).await.unwrap().unwrap();
+    assert_eq!(asked.iter().filter(|a| *a == "say dev").count(), 2);
 }

@@ -1,0 +1,76 @@
+//! The typed line and its echo. Once a line that the chat echoes (a message, an action, a DM) is
+//! entered, the REPL erases it from the screen: the echo (`13:45 <ann> hello`), printed above
+//! the next prompt when the server has taken the message, replaces it, so the message is not
+//! shown twice. Commands stay on screen, since what they print does not repeat them.
+//!
+//! Pure but for [`erase_entered`], which writes to the terminal.
+
+use crate::commands::{self, Action};
+
+/// Whether `line` will be echoed once sent, and so need not stay on screen.
+pub fn is_echoed(line: &str) -> bool {
+    matches!(
+        commands::parse(line),
+        Ok(Some(Action::Say(_) | Action::Me(_) | Action::Msg { .. }))
+    )
+}
+
+/// How many rows a prompt and the line typed after it took on a terminal `columns` wide (the
+/// line wraps, and a pasted line break starts a row; each character counts as one column, so a
+/// line of wide characters may leave a row behind).
+pub fn rows_taken(prompt: &str, line: &str, columns: usize) -> usize {
+    if columns == 0 {
+        return 1;
+    }
+    let mut rows = 0;
+    for (i, part) in line.split('\n').enumerate() {
+        let width = if i == 0 { prompt.chars().count() } else { 0 } + part.chars().count();
+        rows += width.div_ceil(columns).max(1);
+    }
+    rows
+}
+
+/// The escape sequence that erases the `rows` rows above the cursor (which Enter left at the
+/// start of the next row) and leaves the cursor at the first of them.
+pub fn erase_rows(rows: usize) -> String {
+    "\x1b[1A\x1b[2K".repeat(rows) + "\r"
+}
+
+/// Erase the line just entered after `prompt`, on a terminal `columns` wide.
+pub fn erase_entered(prompt: &str, line: &str, columns: usize) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(erase_rows(rows_taken(prompt, line, columns)).as_bytes());
+    let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_echoed_commands_are_not() {
+        assert!(is_echoed("hello"));
+        assert!(is_echoed("/me waves"));
+        assert!(is_echoed("/msg bob hi"));
+        assert!(is_echoed("//not a command"));
+        assert!(!is_echoed("/join dev"));
+        assert!(!is_echoed("/nosuch"));
+        assert!(!is_echoed(""));
+        assert!(!is_echoed("/quit"));
+    }
+
+    #[test]
+    fn rows_follow_the_wrap() {
+        assert_eq!(rows_taken("#lobby> ", "hi", 80), 1);
+        assert_eq!(rows_taken("#lobby> ", &"x".repeat(72), 80), 1);
+        assert_eq!(rows_taken("#lobby> ", &"x".repeat(73), 80), 2);
+        assert_eq!(rows_taken("> ", "", 0), 1);
+        assert_eq!(rows_taken("#lobby> ", "one\ntwo\n", 80), 3);
+        assert_eq!(
+            rows_taken("#lobby> ", &format!("a\n{}", "x".repeat(81)), 80),
+            3
+        );
+        assert_eq!(erase_rows(2), "\x1b[1A\x1b[2K\x1b[1A\x1b[2K\r");
+    }
+}
