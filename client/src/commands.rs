@@ -48,6 +48,8 @@ pub enum Action {
     Unregister,
     Quit(Option<String>),
     Help,
+    /// `/focus`: show only the current room, mentions and DMs (or everything again).
+    Focus,
 }
 
 /// The changes of a `/mode` line; `None` leaves a mode as it is.
@@ -142,6 +144,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "reserve your nick on this server (the secret is kept in your config)",
     ),
     ("/unregister", "", "release your registered nick"),
+    (
+        "/focus",
+        "",
+        "only this room, mentions and DMs (again: all)",
+    ),
     ("/quit", "[REASON]", "leave the chat"),
     ("/help", "", "show this list"),
 ];
@@ -256,6 +263,7 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
         "unregister" => no_args(rest, Action::Unregister, || usage("unregister"))?,
         "quit" | "exit" | "q" => Action::Quit(rest_opt),
         "help" | "?" => Action::Help,
+        "focus" => no_args(rest, Action::Focus, || usage("focus"))?,
         n if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && rest.is_empty() => {
             match n.parse::<usize>() {
                 Ok(pos) => Action::Switch(SwitchTarget::Position(pos)),
@@ -429,7 +437,7 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
         Action::Unregister => Command::Unregister {},
         // The session makes a secret up first.
         Action::Register(None) => return Ok(None),
-        Action::Switch(_) | Action::Quit(_) | Action::Help => return Ok(None),
+        Action::Switch(_) | Action::Quit(_) | Action::Help | Action::Focus => return Ok(None),
     };
     Ok(Some(cmd))
 }
@@ -607,6 +615,7 @@ mod tests {
         assert_eq!(ok("/quit"), Action::Quit(None));
         assert_eq!(ok("/quit see you"), Action::Quit(Some("see you".into())));
         assert_eq!(ok("/help"), Action::Help);
+        assert_eq!(ok("/focus"), Action::Focus);
     }
 
     #[test]

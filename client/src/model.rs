@@ -36,8 +36,11 @@ pub enum Show {
     Event(ServerFrame),
     /// The members of a room.
     Members { room: String, members: Vec<Member> },
-    /// The server's room list.
-    Rooms(Vec<RoomInfo>),
+    /// The server's room list, and which of them the user is in.
+    Rooms {
+        rooms: Vec<RoomInfo>,
+        joined: Vec<bool>,
+    },
     /// Where a block of old messages starts or ends (see [`bracket`]); a notice, which `--json`
     /// has no use for.
     Backlog(String),
@@ -103,6 +106,8 @@ pub struct Model {
     server_name: String,
     /// The nick asked for while the server gave another (`ann_2`): taken back once free.
     wanted_nick: Option<String>,
+    /// Unread counts, mentions, unanswered DMs, focus mode.
+    activity: Activity,
 }
 
 impl Model {
@@ -120,6 +125,7 @@ impl Model {
             status_text: None,
             server_name: String::new(),
             wanted_nick: None,
+            activity: Activity::default(),
         }
     }
 
@@ -244,6 +250,7 @@ impl Model {
     pub fn set_current(&mut self, room: &str) {
         if let Some(i) = self.room_index(room) {
             self.current = Some(self.rooms[i].clone());
+            self.read_current(None);
         }
     }
 
@@ -267,6 +274,7 @@ impl Model {
                     self.rooms.push(room.clone());
                 }
                 self.current = Some(room.clone());
+                self.read_current(None);
                 self.remember_room(&room);
                 show.push(Show::Info(format!("joined #{room}")));
                 if !topic.is_empty() {
@@ -329,7 +337,8 @@ impl Model {
                 for r in &rooms {
                     self.remember_room(&r.name);
                 }
-                show.push(Show::Rooms(rooms));
+                let joined = rooms.iter().map(|r| self.is_joined(&r.name)).collect();
+                show.push(Show::Rooms { rooms, joined });
                 // One page at a time: a server may hold thousands of rooms.
                 if let Some(next) = next {
                     show.push(Show::Info(format!("more rooms follow: /rooms {next}")));
@@ -400,6 +409,7 @@ impl Model {
                 if name_key(to) == name_key(&self.nick) {
                     return Outcome::default();
                 }
+                self.noticed_direct(&self.nick.clone(), to);
                 vec![Show::Direct(Direct {
                     id: id.clone(),
                     ts: *ts,
@@ -456,8 +466,13 @@ impl Model {
     /// A server event (not a reply): the members it changes, and what to show.
     pub fn apply_event(&mut self, event: ServerFrame) -> Vec<Show> {
         match event {
-            ServerFrame::Message(m) => return self.message(m).into_iter().collect(),
-            ServerFrame::Direct(d) => return vec![Show::Direct(d)],
+            ServerFrame::Message(m) => {
+                return self.message(m).map_or(Vec::new(), |s| self.noticed(s))
+            }
+            ServerFrame::Direct(d) => {
+                self.noticed_direct(&d.from, &d.to);
+                return vec![Show::Direct(d)];
+            }
             ServerFrame::Error(e) => return vec![error_shown(&e)],
             ServerFrame::Welcome(_) | ServerFrame::Reply(_) | ServerFrame::Ping {} => {
                 return Vec::new()
@@ -520,6 +535,7 @@ impl Model {
         };
         let show = Show::Info(format!("now talking in #{room}"));
         self.current = Some(room);
+        self.read_current(None);
         show
     }
 
@@ -569,6 +585,7 @@ impl Model {
             if self.current.as_deref().map(name_key) == Some(name_key(&removed)) {
                 self.current = self.rooms.first().cloned();
             }
+            self.read_current(Some(&removed));
         }
     }
 
@@ -639,10 +656,12 @@ pub fn recent_history(room: &str) -> Command {
     })
 }
 
+mod activity;
 mod backlog;
 mod restore;
 #[cfg(test)]
 mod tests;
 
+use activity::Activity;
 pub use backlog::{bracket, Backlog};
 pub use restore::{Page, Restore};

@@ -125,8 +125,8 @@ impl Output {
                 }
             }
             Show::Members { room, members } => self.line(view.members(&room, &members)),
-            Show::Rooms(rooms) => {
-                for line in view.rooms(&rooms) {
+            Show::Rooms { rooms, joined } => {
+                for line in view.listed(&rooms, &joined) {
                     self.line(line);
                 }
             }

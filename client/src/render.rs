@@ -279,19 +279,30 @@ impl<'a> View<'a> {
 
     /// The server's room list, a line per room.
     pub fn rooms(&self, rooms: &[RoomInfo]) -> Vec<Line> {
+        self.listed(rooms, &[])
+    }
+
+    /// The room list, the rooms the user is in (`joined`, in the same order) marked `*`.
+    pub fn listed(&self, rooms: &[RoomInfo], joined: &[bool]) -> Vec<Line> {
         if rooms.is_empty() {
             return vec![self.info("no rooms")];
         }
         rooms
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
+                let mark = if joined.get(i) == Some(&true) {
+                    "* "
+                } else {
+                    ""
+                };
                 let topic = if r.topic.is_empty() {
                     String::new()
                 } else {
                     format!(" - {}", r.topic)
                 };
                 self.info(&format!(
-                    "#{} ({}){topic}",
+                    "{mark}#{} ({}){topic}",
                     sanitize::name(&r.name),
                     count(r.members as u64, "member", "members")
                 ))
@@ -666,6 +677,10 @@ mod tests {
             topic: "rust".into(),
         }];
         assert_eq!(v.rooms(&rooms)[0].text, "13:45 -- #dev (3 members) - rust");
+        assert_eq!(
+            v.listed(&rooms, &[true])[0].text,
+            "13:45 -- * #dev (3 members) - rust"
+        );
     }
 }
 

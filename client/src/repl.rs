@@ -22,7 +22,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper};
+use rustyline::{ColorMode, CompletionType, Config, Context, Editor, ExternalPrinter, Helper};
 use tokio::sync::mpsc;
 
 use crate::commands::{self, Action, COMMANDS};
@@ -62,6 +62,8 @@ pub struct Shared {
     prompt: Mutex<(String, Option<String>)>,
     words: Mutex<Words>,
     ack: Mutex<Option<std_mpsc::Sender<()>>>,
+    /// The activity line above the prompt, and the room switch keys.
+    status: status::StatusLine,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -82,6 +84,7 @@ impl Shared {
             prompt: Mutex::new(("> ".into(), None)),
             words: Mutex::new(Words::default()),
             ack: Mutex::new(None),
+            status: status::StatusLine::default(),
         }
     }
 
@@ -183,9 +186,13 @@ impl Highlighter for ChatHelper {
     fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
         &'s self,
         prompt: &'p str,
-        _default: bool,
+        default: bool,
     ) -> Cow<'b, str> {
-        Cow::Borrowed(prompt)
+        // The activity line above the prompt may have changed since the line was started.
+        match self.shared.status.redraw(prompt).filter(|_| default) {
+            Some(drawn) => Cow::Owned(drawn),
+            None => Cow::Borrowed(prompt),
+        }
     }
 }
 
@@ -237,6 +244,10 @@ pub fn start(history: Option<PathBuf>, shared: Arc<Shared>) -> Result<Repl, Erro
             let editor = match editor(&thread_shared, history.as_deref()) {
                 Ok(mut e) => match e.create_external_printer() {
                     Ok(p) => {
+                        // A second printer (the same pipe) redraws the activity line.
+                        if let Ok(nudge) = e.create_external_printer() {
+                            thread_shared.status.set_nudge(Box::new(nudge));
+                        }
                         let _ = printer_tx.send(Ok(Box::new(p) as Box<dyn ExternalPrinter + Send>));
                         e
                     }
@@ -275,11 +286,15 @@ fn editor(
         // Added by hand in `read_lines`: a line that holds a room key is not kept on disk.
         .auto_add_history(false)
         .completion_type(CompletionType::List)
+        // The activity line is drawn by the highlighter (`highlight_prompt`), which rustyline
+        // calls only with colours on; it adds no colour of its own, so NO_COLOR still holds.
+        .color_mode(ColorMode::Forced)
         .build();
     let mut editor = Editor::with_config(config)?;
     editor.set_helper(Some(ChatHelper {
         shared: shared.clone(),
     }));
+    status::bind_keys(&mut editor, shared);
     if let Some(path) = history {
         // A missing file is the normal first run.
         let _ = editor.load_history(path);
@@ -294,14 +309,35 @@ fn read_lines(
     input: mpsc::Sender<Typed>,
     acks: std_mpsc::Receiver<()>,
 ) {
+    // A half-typed line kept across a room switch key, and the cursor's place in it.
+    let mut kept: Option<(String, usize)> = None;
     loop {
         let (prompt, room) = shared.prompt.lock().expect("prompt lock").clone();
-        match editor.readline(&prompt) {
+        let columns = editor.dimensions().map_or(0, |(c, _)| usize::from(c));
+        let prompt = shared.status.prompt(&prompt, columns);
+        let read = match kept.take() {
+            Some((line, at)) => editor.readline_with_initial(&prompt, line.split_at(at)),
+            None => editor.readline(&prompt),
+        };
+        match read {
             Ok(line) => {
-                if echo::is_echoed(&line) {
-                    if let Some((columns, _)) = editor.dimensions() {
-                        echo::erase_entered(&prompt, &line, usize::from(columns));
+                let rows = status::rows_taken(&prompt, &line, columns);
+                if let Some((to, at)) = shared.status.take_switch() {
+                    // Not entered: the line comes back at the next prompt, in the new room.
+                    write_terminal(&echo::erase_rows(rows));
+                    kept = Some((line, at));
+                    while acks.try_recv().is_ok() {}
+                    if input.blocking_send(format!("/{to}").into()).is_err() {
+                        return;
                     }
+                    let _quiet = NoEcho::start();
+                    let _ = acks.recv_timeout(ACK_WAIT);
+                    continue;
+                }
+                if echo::is_echoed(&line) && columns > 0 {
+                    write_terminal(&echo::erase_rows(rows));
+                } else if prompt.contains('\n') && columns > 0 {
+                    write_terminal(&status::drop_status_row(rows));
                 }
                 if !commands::holds_key(&line) {
                     let _ = editor.add_history_entry(line.as_str());
@@ -335,6 +371,14 @@ fn read_lines(
             }
         }
     }
+}
+
+/// Write escape sequences to the terminal (stdout), at once.
+fn write_terminal(seq: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(seq.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// Ask for a password on the terminal: `prompt` on stderr, the line read from stdin without
@@ -414,6 +458,8 @@ impl Drop for TerminalGuard {
         }
     }
 }
+
+mod status;
 
 #[cfg(test)]
 mod tests {

@@ -318,7 +318,14 @@ impl Session {
             }
             Action::Switch(target) => {
                 let switched = self.model.switch(target);
-                self.show(switched);
+                let hidden = self.model.focus_summary();
+                self.show_all(hidden.into_iter().chain([switched]).collect());
+                self.publish();
+                return Flow::Continue;
+            }
+            Action::Focus => {
+                let focus = self.model.toggle_focus();
+                self.show_all(focus);
                 self.publish();
                 return Flow::Continue;
             }
@@ -531,6 +538,7 @@ impl Session {
             let model = &self.model;
             let room = model.current().map(str::to_owned);
             shared.publish(model.prompt(), room, model.nicks_here(), model.room_names());
+            shared.set_activity(model.activity_line(), model.position());
         }
     }
 

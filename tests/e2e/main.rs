@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod activity;
 mod client;
 mod commands;
 mod discovery;

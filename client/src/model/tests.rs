@@ -349,7 +349,11 @@ fn the_room_list_is_shown_and_its_rooms_completed() {
         rooms: rooms.clone(),
         next: None,
     }));
-    assert_eq!(shown.show, vec![Show::Rooms(rooms.clone())]);
+    let listed = |rooms: Vec<RoomInfo>| Show::Rooms {
+        rooms,
+        joined: vec![false],
+    };
+    assert_eq!(shown.show, vec![listed(rooms.clone())]);
     assert_eq!(model.room_names(), ["lobby", "dev"]);
     // A page that is not the last says how to see the next.
     let shown = model.apply_reply(ok(ReplyData::Rooms {
@@ -359,7 +363,7 @@ fn the_room_list_is_shown_and_its_rooms_completed() {
     assert_eq!(
         shown.show,
         vec![
-            Show::Rooms(rooms),
+            listed(rooms),
             Show::Info("more rooms follow: /rooms dev".into())
         ]
     );
