@@ -8,6 +8,9 @@
 use lanchat_protocol::validate::{check_nick, check_room, check_secret, is_room_key};
 use lanchat_protocol::{Command, HistoryQuery, ModeRequest, Status, HISTORY_LIMIT_MAX};
 
+mod conversation;
+pub use conversation::{conversation, Conversation};
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -33,6 +36,8 @@ pub enum Action {
         to: String,
         text: String,
     },
+    /// `/query`, `/reply`, `/close`: DM conversations.
+    Conversation(Conversation),
     Nick(String),
     Who(Option<String>),
     /// The page of rooms after this one (`None`: the first page).
@@ -95,6 +100,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "make a joined room current (or /1, /2, ... by position)",
     ),
     ("/msg", "NICK TEXT", "send a direct message"),
+    ("/query", "NICK", "talk with NICK alone (prompt: @NICK)"),
+    ("/reply", "[TEXT]", "answer the last direct message"),
+    ("/close", "[NICK]", "end a conversation (default: this one)"),
     ("/me", "ACTION", "say an action: /me waves"),
     ("/nick", "NEW", "change your nick"),
     ("/who", "[ROOM]", "list the members of a room"),
@@ -215,6 +223,7 @@ pub fn parse(line: &str) -> Result<Option<Action>, Hint> {
                 text: text.to_owned(),
             }
         }
+        "query" | "reply" | "r" | "close" => Action::Conversation(conversation(name, rest)?),
         "me" => Action::Me(rest_opt.ok_or_else(|| usage("me"))?),
         "nick" => {
             let nick = one_word(rest).ok_or_else(|| usage("nick"))?;
@@ -428,7 +437,7 @@ pub fn to_command(action: &Action, current: Option<&str>) -> Result<Option<Comma
         },
         Action::Unregister => Command::Unregister {},
         // The session makes a secret up first.
-        Action::Register(None) => return Ok(None),
+        Action::Register(None) | Action::Conversation(_) => return Ok(None),
         Action::Switch(_) | Action::Quit(_) | Action::Help => return Ok(None),
     };
     Ok(Some(cmd))

@@ -103,6 +103,8 @@ pub struct Model {
     server_name: String,
     /// The nick asked for while the server gave another (`ann_2`): taken back once free.
     wanted_nick: Option<String>,
+    /// DM conversations (`/query`), one of which may be talked in instead of the current room.
+    queries: Queries,
 }
 
 impl Model {
@@ -120,6 +122,7 @@ impl Model {
             status_text: None,
             server_name: String::new(),
             wanted_nick: None,
+            queries: Queries::default(),
         }
     }
 
@@ -174,6 +177,9 @@ impl Model {
 
     /// The REPL prompt: the current room.
     pub fn prompt(&self) -> String {
+        if let Some(nick) = self.queries.active() {
+            return format!("@{}> ", crate::sanitize::name(nick));
+        }
         match &self.current {
             Some(room) => format!("#{}> ", crate::sanitize::name(room)),
             None => "(no room)> ".to_owned(),
@@ -267,6 +273,7 @@ impl Model {
                     self.rooms.push(room.clone());
                 }
                 self.current = Some(room.clone());
+                self.queries.leave_active();
                 self.remember_room(&room);
                 show.push(Show::Info(format!("joined #{room}")));
                 if !topic.is_empty() {
@@ -457,7 +464,12 @@ impl Model {
     pub fn apply_event(&mut self, event: ServerFrame) -> Vec<Show> {
         match event {
             ServerFrame::Message(m) => return self.message(m).into_iter().collect(),
-            ServerFrame::Direct(d) => return vec![Show::Direct(d)],
+            ServerFrame::Direct(d) => {
+                if name_key(&d.from) != name_key(&self.nick) {
+                    self.queries.received_from(&d.from);
+                }
+                return vec![Show::Direct(d)];
+            }
             ServerFrame::Error(e) => return vec![error_shown(&e)],
             ServerFrame::Welcome(_) | ServerFrame::Reply(_) | ServerFrame::Ping {} => {
                 return Vec::new()
@@ -489,7 +501,10 @@ impl Model {
                 }
             }
             // Someone's new nick; the user's own changes through the reply to `/nick`.
-            ServerFrame::Nick(ref n) => self.rename_member(&n.old, &n.new),
+            ServerFrame::Nick(ref n) => {
+                self.rename_member(&n.old, &n.new);
+                self.queries.rename(&n.old, &n.new);
+            }
             ServerFrame::Presence(ref p) => self.set_presence(&p.nick, p.status, &p.text),
             ServerFrame::Topic(_)
             | ServerFrame::Bye(_)
@@ -520,6 +535,7 @@ impl Model {
         };
         let show = Show::Info(format!("now talking in #{room}"));
         self.current = Some(room);
+        self.queries.leave_active();
         show
     }
 
@@ -640,9 +656,11 @@ pub fn recent_history(room: &str) -> Command {
 }
 
 mod backlog;
+pub mod queries;
 mod restore;
 #[cfg(test)]
 mod tests;
 
 pub use backlog::{bracket, Backlog};
+use queries::Queries;
 pub use restore::{Page, Restore};

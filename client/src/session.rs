@@ -15,7 +15,7 @@ use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
 use crate::joins::Joins;
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
-use crate::model::{self, Model, Outcome, Show};
+use crate::model::{self, queries, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::{Shared, Typed};
 use crate::secrets::{self, Secrets};
@@ -168,6 +168,7 @@ impl Session {
                     self.on_reply(reply).await?;
                 }
             }
+            self.fetch_room_names().await?;
         }
         for room in &rooms {
             self.show_history(room).await?;
@@ -310,6 +311,10 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        let action = match self.in_conversation(action, typed) {
+            Ok(action) => action,
+            Err(flow) => return flow,
+        };
         match &action {
             Action::Quit(reason) => return Flow::Quit(reason.clone()),
             Action::Help => {
@@ -335,7 +340,12 @@ impl Session {
             other => other,
         };
         // The room the prompt named, which may no longer be the current one.
-        let room = match &typed.room {
+        // A conversation's prompt (`@bob>`): commands there are for the current room.
+        let room = match &typed
+            .room
+            .as_ref()
+            .filter(|r| queries::partner(r).is_none())
+        {
             Some(room) if !self.model.is_joined(room) => {
                 let text = typed.line.trim_end();
                 self.show(Show::Error(format!(
@@ -529,8 +539,13 @@ impl Session {
     fn publish(&self) {
         if let Some(shared) = &self.shared {
             let model = &self.model;
-            let room = model.current().map(str::to_owned);
-            shared.publish(model.prompt(), room, model.nicks_here(), model.room_names());
+            let room = model.conversation();
+            shared.publish(
+                model.prompt(),
+                room,
+                model.known_nicks(),
+                model.room_names(),
+            );
         }
     }
 
@@ -593,6 +608,7 @@ impl Reconnecting for Offline<'_> {
     }
 }
 
+mod conversations;
 mod retries;
 
 use retries::{dm_text, Reclaim, UndeliveredDm, DM_RETRY_FIRST};

@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod client;
 mod commands;
+mod conversations;
 mod discovery;
 mod durable;
 mod errors;

@@ -1,0 +1,215 @@
+//! Issue 16's "DM conversations" against the real server: `/query` and `/reply` in the
+//! interactive client (tmux), nick and room completion.
+//! The other side of every exchange is a raw protocol client, so the tests see what arrived.
+
+use lanchat_tests::tmux::Tmux;
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient};
+use serde_json::json;
+
+/// `lanchat` as ann in a tmux pane, with its own data and config directories.
+struct Terminal {
+    tmux: Tmux,
+    _data: TempDir,
+    _config: TempDir,
+}
+
+impl Terminal {
+    fn open(addr: &str, extra: &[&str]) -> Terminal {
+        let tmux = Tmux::new();
+        let (data, config) = (TempDir::new("conv-data"), TempDir::new("conv-config"));
+        let command = format!(
+            "env NO_COLOR=1 XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' TERM=xterm '{}' {addr} \
+             --nick ann --no-bell {}",
+            data.path().display(),
+            config.path().display(),
+            bin_path("lanchat").display(),
+            extra.join(" ")
+        );
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ]);
+        assert!(out.status.success(), "tmux new-session failed");
+        Terminal {
+            tmux,
+            _data: data,
+            _config: config,
+        }
+    }
+
+    /// Type a line and press Enter.
+    fn enter(&self, line: &str) {
+        self.tmux.send_literal(line);
+        self.tmux.send_key("Enter");
+    }
+
+    /// Wait until the prompt (the last non-empty row) starts with `prompt`.
+    async fn prompt(&self, prompt: &str) {
+        self.tmux
+            .wait_for(&format!("the prompt {prompt}"), |s| {
+                last_row(s).starts_with(prompt)
+            })
+            .await;
+    }
+
+    async fn row(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        self.tmux
+            .wait_for(what, |s| s.iter().any(|l| pred(l)))
+            .await;
+    }
+}
+
+fn last_row(screen: &[String]) -> &str {
+    screen
+        .iter()
+        .rev()
+        .find(|l| !l.is_empty())
+        .map_or("", |l| l.as_str())
+}
+
+#[tokio::test]
+async fn a_query_exchange_both_ways_follows_a_nick_change_and_closes() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let ann = Terminal::open(&server.addr.to_string(), &[]);
+    ann.prompt("#lobby>").await;
+
+    ann.enter("/query bob");
+    ann.prompt("@bob>").await;
+    ann.enter("just between us");
+    let dm = bob.skip_until("direct").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str()),
+        (Some("ann"), Some("just between us"))
+    );
+    ann.row("the sent DM", |l| l.ends_with("-> *bob* just between us"))
+        .await;
+
+    bob.request(json!({"type": "dm", "to": "ann", "text": "sure thing"}))
+        .await;
+    ann.row("bob's DM", |l| {
+        l.ends_with("*bob* sure thing") && !l.contains("->")
+    })
+    .await;
+
+    // bob becomes robert: the conversation follows him, even for a line typed at the prompt that
+    // still says @bob (a prompt being read under is redrawn after the line).
+    bob.request(json!({"type": "nick", "nick": "robert"})).await;
+    ann.row("the nick change", |l| {
+        l.ends_with("bob is now known as robert")
+    })
+    .await;
+    ann.enter("still there?");
+    let dm = bob.skip_until("direct").await;
+    assert_eq!(
+        (dm["to"].as_str(), dm["text"].as_str()),
+        (Some("robert"), Some("still there?"))
+    );
+    ann.prompt("@robert>").await;
+
+    // Closed: plain text goes to the room again.
+    ann.enter("/close");
+    ann.prompt("#lobby>").await;
+    ann.enter("back to everyone");
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["room"].as_str(), m["text"].as_str()),
+        (Some("lobby"), Some("back to everyone"))
+    );
+
+    // `/leave` in a conversation closes it and leaves no room.
+    ann.enter("/query robert");
+    ann.prompt("@robert>").await;
+    ann.enter("/leave");
+    ann.prompt("#lobby>").await;
+    ann.enter("/who");
+    ann.row("lobby still joined", |l| {
+        l.contains("#lobby") && l.contains("robert")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reply_answers_the_last_dm_sender_and_alone_opens_the_conversation() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let (mut cat, _) = TestClient::hello(server.addr, "cat").await;
+    let ann = Terminal::open(&server.addr.to_string(), &[]);
+    ann.prompt("#lobby>").await;
+
+    ann.enter("/reply too early");
+    ann.row("the hint", |l| {
+        l.contains("no direct message to reply to yet")
+    })
+    .await;
+
+    cat.request(json!({"type": "dm", "to": "ann", "text": "first"}))
+        .await;
+    bob.request(json!({"type": "dm", "to": "ann", "text": "lunch?"}))
+        .await;
+    ann.row("bob's DM", |l| l.ends_with("*bob* lunch?")).await;
+    ann.enter("/reply yes, at noon");
+    let dm = bob.skip_until("direct").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str()),
+        (Some("ann"), Some("yes, at noon"))
+    );
+    ann.prompt("#lobby>").await;
+
+    ann.enter("/reply");
+    ann.prompt("@bob>").await;
+    ann.enter("see you");
+    let dm = bob.skip_until("direct").await;
+    assert_eq!(dm["text"], "see you");
+    cat.sync().await;
+    let to_cat = cat.drain_pending();
+    assert!(!to_cat.iter().any(|f| f["type"] == "direct"), "{to_cat:?}");
+}
+
+#[tokio::test]
+async fn tab_completes_a_nick_from_another_room_and_a_room_from_the_server_list() {
+    let server = ServerProcess::start(&[]);
+    let (mut cat, _) = TestClient::hello(server.addr, "cat").await;
+    cat.request(json!({"type": "leave", "room": "lobby"})).await;
+    cat.request(json!({"type": "join", "room": "dev"})).await;
+    // A room ann has never joined: only the server's room list names it.
+    let (mut dan, _) = TestClient::hello(server.addr, "dan").await;
+    dan.request(json!({"type": "join", "room": "rustaceans"}))
+        .await;
+
+    let ann = Terminal::open(&server.addr.to_string(), &["--room", "dev"]);
+    ann.prompt("#dev>").await;
+    ann.enter("/switch lobby");
+    ann.prompt("#lobby>").await;
+
+    // cat shares #dev with ann, not #lobby, the current room.
+    ann.tmux.send_literal("/msg ca");
+    ann.tmux.send_key("Tab");
+    ann.prompt("#lobby> /msg cat").await;
+    ann.enter(" completed");
+    let dm = cat.skip_until("direct").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str()),
+        (Some("ann"), Some("completed"))
+    );
+
+    ann.tmux.send_literal("/join rusta");
+    ann.tmux.send_key("Tab");
+    ann.prompt("#lobby> /join rustaceans").await;
+    ann.tmux.send_key("Enter");
+    ann.prompt("#rustaceans>").await;
+    loop {
+        let join = dan.skip_until("join").await;
+        if join["room"] == "rustaceans" {
+            assert_eq!(join["nick"], "ann");
+            break;
+        }
+    }
+}
