@@ -18,6 +18,7 @@ use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
 use crate::model::{self, queries, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::{Shared, Typed};
+use crate::scripting::{self, Failures};
 use crate::secrets::{self, Secrets};
 use crate::split;
 use crate::Error;
@@ -71,6 +72,8 @@ pub struct Session {
     undelivered: VecDeque<UndeliveredDm>,
     /// Joins in bursts, held to be summed up.
     joins: Joins,
+    /// Commands that failed: with `--json`, the exit status says so.
+    failures: Failures,
 }
 
 impl Session {
@@ -93,6 +96,7 @@ impl Session {
             reclaim: None,
             undelivered: VecDeque::new(),
             joins: Joins::default(),
+            failures: Failures::default(),
         }
     }
 
@@ -247,7 +251,10 @@ impl Session {
                 Flow::Continue => {}
                 Flow::Quit(reason) => {
                     self.quit(reason).await;
-                    return Ok(());
+                    return match self.output.mode() {
+                        Mode::Json => self.failures.outcome(),
+                        _ => Ok(()),
+                    };
                 }
                 Flow::Lost(closed) => {
                     if !self.reconnect(closed, &mut input).await? {
@@ -307,7 +314,7 @@ impl Session {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
-                self.show(Show::Error(hint.0));
+                self.failed(Show::Error(hint.0));
                 return Flow::Continue;
             }
         };
@@ -348,7 +355,7 @@ impl Session {
         {
             Some(room) if !self.model.is_joined(room) => {
                 let text = typed.line.trim_end();
-                self.show(Show::Error(format!(
+                self.failed(Show::Error(format!(
                     "not sent: you are no longer in #{room} (the prompt named it): {text}"
                 )));
                 return Flow::Continue;
@@ -365,7 +372,7 @@ impl Session {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
-                self.show(Show::Error(hint.0));
+                self.failed(Show::Error(hint.0));
                 return Flow::Continue;
             }
         };
@@ -426,6 +433,13 @@ impl Session {
 
     /// Show the reply to a request the user typed (a refused direct message with its text).
     async fn on_sent(&mut self, cmd: &Command, reply: Response) -> Flow {
+        let refused = match &reply.frame {
+            Some(frame) => matches!(frame, ServerFrame::Error(_)),
+            None => !model::undecoded_reply(&reply.line).is_empty(),
+        };
+        if refused {
+            self.failures.note();
+        }
         if let (Command::Dm { to, text }, Some(ServerFrame::Error(e))) = (cmd, &reply.frame) {
             self.show(Show::Error(format!(
                 "not delivered to {to}: {}: {}; it said: {text}",
@@ -481,7 +495,8 @@ impl Session {
 
     fn on_frame(&mut self, incoming: Incoming) {
         if self.output.mode() == Mode::Json {
-            self.output.frame(&incoming.line);
+            let line = scripting::history_marked(&incoming.line, incoming.frame.as_ref());
+            self.output.frame(&line);
         }
         // Replies were handled by their requester; unknown frames are not shown.
         if incoming.is_reply {
@@ -529,6 +544,12 @@ impl Session {
 
     fn show(&mut self, show: Show) {
         self.output.show(show, self.model.nick());
+    }
+
+    /// Show why a typed line was not done, and count it as a failed command.
+    fn failed(&mut self, show: Show) {
+        self.failures.note();
+        self.show(show);
     }
 
     fn show_all(&mut self, show: Vec<Show>) {

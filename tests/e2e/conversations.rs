@@ -1,10 +1,17 @@
-//! Issue 16's "DM conversations" against the real server: `/query` and `/reply` in the
-//! interactive client (tmux), nick and room completion.
+//! Issue 16's "DM conversations" and "Bots" against the real server: `/query` and `/reply` in the
+//! interactive client (tmux), nick and room completion, and what `--json` promises a bot (a
+//! failed command makes the exit status 1; a naive filter for live messages never sees history).
 //! The other side of every exchange is a raw protocol client, so the tests see what arrived.
 
+use std::process::Stdio;
+
 use lanchat_tests::tmux::Tmux;
-use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient};
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
 
 /// `lanchat` as ann in a tmux pane, with its own data and config directories.
 struct Terminal {
@@ -212,4 +219,170 @@ async fn tab_completes_a_nick_from_another_room_and_a_room_from_the_server_list(
             break;
         }
     }
+}
+
+/// `lanchat --json` reading stdin from a pipe: stdout lines as they come.
+struct Bot {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    _data: TempDir,
+    _config: TempDir,
+}
+
+impl Bot {
+    fn start(addr: &str, nick: &str) -> Bot {
+        let (data, config) = (TempDir::new("bot-data"), TempDir::new("bot-config"));
+        let mut child = Command::new(bin_path("lanchat"))
+            .args([addr, "--nick", nick, "--json"])
+            .env("XDG_DATA_HOME", data.path())
+            .env("XDG_CONFIG_HOME", config.path())
+            .env_remove("LANCHAT_NICK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start lanchat");
+        let (tx, lines) = mpsc::channel(10_000);
+        let stdout = child.stdout.take().expect("piped stdout");
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Bot {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            _data: data,
+            _config: config,
+        }
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Read stdout until a line matches `pred`.
+    async fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    let found = pred(&line);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                _ => panic!("no {what}; stdout:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Close stdin; the exit status and every stdout line.
+    async fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        drop(self.stdin.take());
+        let status = timeout(WAIT, self.child.wait())
+            .await
+            .expect("the bot exits after its input")
+            .expect("wait");
+        while let Ok(Some(line)) = timeout(WAIT, self.lines.recv()).await {
+            self.seen.push(line);
+        }
+        (status, self.seen)
+    }
+}
+
+#[tokio::test]
+async fn json_a_failed_command_gives_exit_status_1_after_the_whole_input() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let addr = server.addr.to_string();
+
+    let mut bot = Bot::start(&addr, "bot");
+    bot.expect("the welcome", |l| l.contains(r#""type":"welcome""#))
+        .await;
+    bot.type_line("/msg nobody hello?").await;
+    bot.type_line("said after the failure").await;
+    let m = bob.skip_until("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("bot"), Some("said after the failure"))
+    );
+    let (status, out) = bot.finish().await;
+    assert_eq!(status.code(), Some(1), "{out:?}");
+    assert!(out.iter().any(|l| l.contains(r#""code":"no_such_nick""#)));
+    assert!(
+        out.last().unwrap().contains(r#""type":"bye""#),
+        "ran to the end"
+    );
+
+    // The same bot with nothing failing exits 0.
+    let mut bot = Bot::start(&addr, "bot");
+    bot.expect("the welcome", |l| l.contains(r#""type":"welcome""#))
+        .await;
+    bot.type_line("/msg bob all good").await;
+    bot.expect("the dm reply", |l| l.contains(r#""cmd":"dm""#))
+        .await;
+    let (status, out) = bot.finish().await;
+    assert_eq!(status.code(), Some(0), "{out:?}");
+}
+
+#[tokio::test]
+async fn json_a_naive_filter_for_live_messages_never_sees_history() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type": "say", "room": "lobby", "text": "old news"}))
+        .await;
+
+    let mut bot = Bot::start(&server.addr.to_string(), "bot");
+    // The recent history fetched on start holds the old message.
+    bot.expect("the history reply", |l| l.contains("old news"))
+        .await;
+    bob.request(json!({"type": "say", "room": "lobby", "text": "fresh news"}))
+        .await;
+    bot.expect("the live message", |l| l.contains("fresh news"))
+        .await;
+    // Asked for explicitly: both again, as history.
+    bot.type_line("/history").await;
+    bot.expect("the /history reply", |l| {
+        l.contains(r#""cmd":"history""#) && l.contains("fresh news")
+    })
+    .await;
+    let (status, out) = bot.finish().await;
+    assert!(status.success());
+
+    // What `grep '"type":"message"'` keeps: the one live message.
+    let live: Vec<&String> = out
+        .iter()
+        .filter(|l| l.contains(r#""type":"message""#))
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert!(live[0].contains("fresh news"));
+    // The history is all there, marked, inside its replies.
+    let histories: Vec<serde_json::Value> = out
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|f| f["cmd"] == "history")
+        .collect();
+    assert_eq!(histories.len(), 2);
+    for h in &histories {
+        for m in h["messages"].as_array().unwrap() {
+            assert_eq!(m["type"], "history_message", "{h}");
+        }
+    }
+    assert_eq!(histories[1]["messages"].as_array().unwrap().len(), 2);
 }

@@ -65,7 +65,7 @@ impl Session {
             Action::Conversation(Conversation::Reply(text)) => {
                 let Some(to) = self.model.reply_target().map(str::to_owned) else {
                     let hint = "no direct message to reply to yet".to_owned();
-                    self.show(Show::Error(hint));
+                    self.failed(Show::Error(hint));
                     return Err(Flow::Continue);
                 };
                 match text {
@@ -75,8 +75,10 @@ impl Session {
             }
             other => return Ok(other),
         };
-        if let Some(show) = done {
-            self.show(show);
+        match done {
+            Some(show @ Show::Error(_)) => self.failed(show),
+            Some(show) => self.show(show),
+            None => {}
         }
         self.publish();
         Err(Flow::Continue)
