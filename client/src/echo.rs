@@ -5,13 +5,18 @@
 //!
 //! Pure but for [`erase_entered`], which writes to the terminal.
 
-use crate::commands::{self, Action};
+use crate::commands::{self, Action, Conversation};
 
 /// Whether `line` will be echoed once sent, and so need not stay on screen.
 pub fn is_echoed(line: &str) -> bool {
     matches!(
         commands::parse(line),
-        Ok(Some(Action::Say(_) | Action::Me(_) | Action::Msg { .. }))
+        Ok(Some(
+            Action::Say(_)
+                | Action::Me(_)
+                | Action::Msg { .. }
+                | Action::Conversation(Conversation::Reply(Some(_)))
+        ))
     )
 }
 

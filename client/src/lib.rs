@@ -13,6 +13,7 @@
 //! - [`render`]: what to show to display lines (pure).
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
+//! - [`scripting`]: what `--json` adds for bots: history messages marked, failures counted.
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
@@ -38,6 +39,7 @@ pub mod output;
 pub mod render;
 pub mod repl;
 pub mod sanitize;
+pub mod scripting;
 pub mod secrets;
 pub mod session;
 pub mod split;

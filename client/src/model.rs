@@ -108,6 +108,8 @@ pub struct Model {
     wanted_nick: Option<String>,
     /// Unread counts, mentions, unanswered DMs, focus mode.
     activity: Activity,
+    /// DM conversations (`/query`), one of which may be talked in instead of the current room.
+    queries: Queries,
 }
 
 impl Model {
@@ -126,6 +128,7 @@ impl Model {
             server_name: String::new(),
             wanted_nick: None,
             activity: Activity::default(),
+            queries: Queries::default(),
         }
     }
 
@@ -180,6 +183,9 @@ impl Model {
 
     /// The REPL prompt: the current room.
     pub fn prompt(&self) -> String {
+        if let Some(nick) = self.queries.active() {
+            return format!("@{}> ", crate::sanitize::name(nick));
+        }
         match &self.current {
             Some(room) => format!("#{}> ", crate::sanitize::name(room)),
             None => "(no room)> ".to_owned(),
@@ -275,6 +281,7 @@ impl Model {
                 }
                 self.current = Some(room.clone());
                 self.read_current(None);
+                self.queries.leave_active();
                 self.remember_room(&room);
                 show.push(Show::Info(format!("joined #{room}")));
                 if !topic.is_empty() {
@@ -471,6 +478,9 @@ impl Model {
             }
             ServerFrame::Direct(d) => {
                 self.noticed_direct(&d.from, &d.to);
+                if name_key(&d.from) != name_key(&self.nick) {
+                    self.queries.received_from(&d.from);
+                }
                 return vec![Show::Direct(d)];
             }
             ServerFrame::Error(e) => return vec![error_shown(&e)],
@@ -504,7 +514,10 @@ impl Model {
                 }
             }
             // Someone's new nick; the user's own changes through the reply to `/nick`.
-            ServerFrame::Nick(ref n) => self.rename_member(&n.old, &n.new),
+            ServerFrame::Nick(ref n) => {
+                self.rename_member(&n.old, &n.new);
+                self.queries.rename(&n.old, &n.new);
+            }
             ServerFrame::Presence(ref p) => self.set_presence(&p.nick, p.status, &p.text),
             ServerFrame::Topic(_)
             | ServerFrame::Bye(_)
@@ -536,6 +549,7 @@ impl Model {
         let show = Show::Info(format!("now talking in #{room}"));
         self.current = Some(room);
         self.read_current(None);
+        self.queries.leave_active();
         show
     }
 
@@ -658,10 +672,12 @@ pub fn recent_history(room: &str) -> Command {
 
 mod activity;
 mod backlog;
+pub mod queries;
 mod restore;
 #[cfg(test)]
 mod tests;
 
 use activity::Activity;
 pub use backlog::{bracket, Backlog};
+use queries::Queries;
 pub use restore::{Page, Restore};

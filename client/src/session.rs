@@ -15,9 +15,10 @@ use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
 use crate::joins::Joins;
 use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
-use crate::model::{self, Model, Outcome, Show};
+use crate::model::{self, queries, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::{Shared, Typed};
+use crate::scripting::{self, Failures};
 use crate::secrets::{self, Secrets};
 use crate::split;
 use crate::Error;
@@ -71,6 +72,8 @@ pub struct Session {
     undelivered: VecDeque<UndeliveredDm>,
     /// Joins in bursts, held to be summed up.
     joins: Joins,
+    /// Commands that failed: with `--json`, the exit status says so.
+    failures: Failures,
 }
 
 impl Session {
@@ -93,6 +96,7 @@ impl Session {
             reclaim: None,
             undelivered: VecDeque::new(),
             joins: Joins::default(),
+            failures: Failures::default(),
         }
     }
 
@@ -168,6 +172,7 @@ impl Session {
                     self.on_reply(reply).await?;
                 }
             }
+            self.fetch_room_names().await?;
         }
         for room in &rooms {
             self.show_history(room).await?;
@@ -246,7 +251,10 @@ impl Session {
                 Flow::Continue => {}
                 Flow::Quit(reason) => {
                     self.quit(reason).await;
-                    return Ok(());
+                    return match self.output.mode() {
+                        Mode::Json => self.failures.outcome(),
+                        _ => Ok(()),
+                    };
                 }
                 Flow::Lost(closed) => {
                     if !self.reconnect(closed, &mut input).await? {
@@ -306,9 +314,13 @@ impl Session {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
-                self.show(Show::Error(hint.0));
+                self.failed(Show::Error(hint.0));
                 return Flow::Continue;
             }
+        };
+        let action = match self.in_conversation(action, typed) {
+            Ok(action) => action,
+            Err(flow) => return flow,
         };
         match &action {
             Action::Quit(reason) => return Flow::Quit(reason.clone()),
@@ -342,10 +354,15 @@ impl Session {
             other => other,
         };
         // The room the prompt named, which may no longer be the current one.
-        let room = match &typed.room {
+        // A conversation's prompt (`@bob>`): commands there are for the current room.
+        let room = match &typed
+            .room
+            .as_ref()
+            .filter(|r| queries::partner(r).is_none())
+        {
             Some(room) if !self.model.is_joined(room) => {
                 let text = typed.line.trim_end();
-                self.show(Show::Error(format!(
+                self.failed(Show::Error(format!(
                     "not sent: you are no longer in #{room} (the prompt named it): {text}"
                 )));
                 return Flow::Continue;
@@ -362,7 +379,7 @@ impl Session {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Flow::Continue,
             Err(hint) => {
-                self.show(Show::Error(hint.0));
+                self.failed(Show::Error(hint.0));
                 return Flow::Continue;
             }
         };
@@ -423,6 +440,13 @@ impl Session {
 
     /// Show the reply to a request the user typed (a refused direct message with its text).
     async fn on_sent(&mut self, cmd: &Command, reply: Response) -> Flow {
+        let refused = match &reply.frame {
+            Some(frame) => matches!(frame, ServerFrame::Error(_)),
+            None => !model::undecoded_reply(&reply.line).is_empty(),
+        };
+        if refused {
+            self.failures.note();
+        }
         if let (Command::Dm { to, text }, Some(ServerFrame::Error(e))) = (cmd, &reply.frame) {
             self.show(Show::Error(format!(
                 "not delivered to {to}: {}: {}; it said: {text}",
@@ -478,7 +502,8 @@ impl Session {
 
     fn on_frame(&mut self, incoming: Incoming) {
         if self.output.mode() == Mode::Json {
-            self.output.frame(&incoming.line);
+            let line = scripting::history_marked(&incoming.line, incoming.frame.as_ref());
+            self.output.frame(&line);
         }
         // Replies were handled by their requester; unknown frames are not shown.
         if incoming.is_reply {
@@ -528,6 +553,12 @@ impl Session {
         self.output.show(show, self.model.nick());
     }
 
+    /// Show why a typed line was not done, and count it as a failed command.
+    fn failed(&mut self, show: Show) {
+        self.failures.note();
+        self.show(show);
+    }
+
     fn show_all(&mut self, show: Vec<Show>) {
         self.output.show_all(show, self.model.nick());
     }
@@ -536,8 +567,13 @@ impl Session {
     fn publish(&self) {
         if let Some(shared) = &self.shared {
             let model = &self.model;
-            let room = model.current().map(str::to_owned);
-            shared.publish(model.prompt(), room, model.nicks_here(), model.room_names());
+            let room = model.conversation();
+            shared.publish(
+                model.prompt(),
+                room,
+                model.known_nicks(),
+                model.room_names(),
+            );
             shared.set_activity(model.activity_line(), model.position());
         }
     }
@@ -601,6 +637,7 @@ impl Reconnecting for Offline<'_> {
     }
 }
 
+mod conversations;
 mod retries;
 
 use retries::{dm_text, Reclaim, UndeliveredDm, DM_RETRY_FIRST};

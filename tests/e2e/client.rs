@@ -322,7 +322,8 @@ async fn json_mode_prints_every_frame_as_json() {
         (Some("jay"), Some("hi bob"))
     );
     let (status, out) = jay.finish().await;
-    assert!(status.success());
+    // `/nosuchcommand` failed: with --json the exit status says so (1).
+    assert_eq!(status.code(), Some(1));
     let frames: Vec<Value> = out
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))

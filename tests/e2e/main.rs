@@ -6,6 +6,7 @@ mod accounts;
 mod activity;
 mod client;
 mod commands;
+mod conversations;
 mod discovery;
 mod durable;
 mod errors;

@@ -75,6 +75,12 @@ async fn serve(mut servers: Servers, mut drop_after: Option<usize>) -> Vec<Strin
         while let Some(request) = server.next_within(Duration::from_secs(600)).await {
             let room = request["room"].as_str().unwrap_or("").to_owned();
             let kind = request["type"].as_str().unwrap_or("").to_owned();
+            if kind == "rooms" {
+                // The room names an interactive session learns for completion: not counted.
+                let rooms = json!({"type": "ok", "cmd": "rooms", "rooms": []});
+                server.answer(&request, rooms).await;
+                continue;
+            }
             asked.push(format!("{kind} {room}").trim_end().to_owned());
             let members = json!([{"nick": "ann", "status": "online"}]);
             let history = |messages: Value| json!({"type": "ok", "cmd": "history", "room": room, "messages": messages});
@@ -252,6 +258,7 @@ async fn serve_nick_taken(mut servers: Servers) -> Vec<(String, Instant)> {
             }
             "say" => json!({"type": "ok", "cmd": "say", "id": "02", "ts": 2, "room": room}),
             "nick" => json!({"type": "error", "code": "nick_taken", "message": "taken"}),
+            "rooms" => json!({"type": "ok", "cmd": "rooms", "rooms": []}),
             "quit" => {
                 let bye = json!({"type": "bye", "reason": "quit", "message": "bye"});
                 server.send(&bye.to_string()).await;
