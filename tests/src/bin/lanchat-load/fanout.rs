@@ -47,6 +47,8 @@ pub struct Config {
     pub server_pid: Option<u32>,
     pub connect_concurrency: usize,
     pub read_buffer: usize,
+    /// Each message in its own write() (a real client), not a sender's batch in one.
+    pub write_each: bool,
     pub oper: Option<Oper>,
     /// Pause between the end of setup and the start of the clock, so that the join events of
     /// the setup are drained and not measured.
@@ -356,6 +358,7 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
         "messages_per_sender": cfg.messages,
         "rate": cfg.rate,
         "window": cfg.window,
+        "write_each": cfg.write_each,
         "size": cfg.size,
         "dm_every": cfg.dm_every,
         "churners": cfg.churners,
@@ -587,6 +590,12 @@ async fn run_member(mut conn: Conn, plan: Plan, shared: &Shared) -> anyhow::Resu
                         proto.room_message(&mut conn.out, &plan.room, &text);
                     }
                     st.sent = n;
+                    if cfg.write_each {
+                        conn.flush().await?;
+                        // Let the other connections run before the next write, as separate
+                        // clients would: back-to-back writes would reach the server as one read.
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         }
@@ -706,6 +715,7 @@ mod tests {
             settle: Duration::ZERO,
             start_at_unix_ms: None,
             tls: None,
+            write_each: false,
         }
     }
 

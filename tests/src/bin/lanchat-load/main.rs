@@ -118,6 +118,10 @@ struct FanoutArgs {
     /// Read buffer per connection in bytes
     #[arg(long, default_value_t = 32 * 1024)]
     read_buffer: usize,
+    /// Write each message in its own write(), as a person's or a bot's client does, instead of
+    /// all the messages a sender may send at that moment in one (issue 17)
+    #[arg(long)]
+    write_each: bool,
     /// Milliseconds between the end of setup and the start of the clock
     #[arg(long, default_value_t = 300)]
     settle_ms: u64,
@@ -280,6 +284,7 @@ fn fanout_config(
         server_pid: cli.server_pid,
         connect_concurrency: cli.connect_concurrency,
         read_buffer: f.read_buffer,
+        write_each: f.write_each,
         oper,
         settle: Duration::from_millis(f.settle_ms),
         start_at_unix_ms: f.start_at,
