@@ -9,6 +9,7 @@
 //!   restore.
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
+//! - [`config`]: the config file (`config.toml`): reading, checking, the commented default.
 //! - [`joins`]: joins in bursts (a mass reconnect) summed up in one line (pure).
 //! - [`render`]: what to show to display lines (pure).
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
@@ -28,6 +29,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod connection;
 pub mod discovery;
 pub mod echo;

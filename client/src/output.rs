@@ -4,7 +4,7 @@
 //! stderr.
 
 use crate::model::Show;
-use crate::render::{self, Line, View};
+use crate::render::{self, Line, Look, View};
 
 /// Where display lines go.
 pub trait Screen: Send {
@@ -49,6 +49,7 @@ pub struct Output {
     mode: Mode,
     color: bool,
     bell: bool,
+    look: Look,
 }
 
 impl Output {
@@ -58,7 +59,14 @@ impl Output {
             mode,
             color,
             bell,
+            look: Look::default(),
         }
+    }
+
+    /// With the config's highlight words and time format.
+    pub fn with_look(mut self, look: Look) -> Self {
+        self.look = look;
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -100,6 +108,7 @@ impl Output {
             show_room: self.mode != Mode::Interactive,
             now_ms: render::now_ms(),
             utc_offset: render::local_utc_offset,
+            look: &self.look,
         };
         match show {
             Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),

@@ -16,6 +16,7 @@ use chrono::{Local, TimeZone};
 use lanchat_protocol::validate::name_key;
 use lanchat_protocol::{Direct, Member, Message, RoomInfo, ServerFrame, Status};
 
+pub use crate::config::{Look, PLAIN_LOOK};
 use crate::sanitize;
 
 const RESET: &str = "\x1b[0m";
@@ -54,6 +55,8 @@ pub struct View<'a> {
     pub now_ms: u64,
     /// Seconds east of UTC at a given time (local time zone, or 0 in tests).
     pub utc_offset: fn(u64) -> i64,
+    /// The config file's highlight words and timestamp format.
+    pub look: &'a Look,
 }
 
 /// One display line, without its newline.
@@ -78,7 +81,11 @@ impl<'a> View<'a> {
         let local = |ms: u64| (ms / 1000) as i64 + (self.utc_offset)(ms);
         let at = local(ts_ms);
         let minute_of_day = at.rem_euclid(86_400) / 60;
-        let mut stamp = format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60);
+        let mut stamp = match &self.look.timestamp {
+            Some(format) => chrono::DateTime::from_timestamp(at, 0)
+                .map_or_else(String::new, |d| d.format(format).to_string()),
+            None => format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60),
+        };
         let day = at.div_euclid(86_400);
         if day != local(self.now_ms).div_euclid(86_400) {
             let date = chrono::DateTime::from_timestamp(day * 86_400, 0).map_or_else(
@@ -160,10 +167,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Whether `text` mentions the user: their nick or a highlight word.
+    pub fn mentioned(&self, text: &str) -> bool {
+        mentions(text, self.me) || self.look.highlight.iter().any(|w| mentions(text, w))
+    }
+
     /// A room message, the user's own included (shown as sent).
     pub fn message(&self, msg: &Message) -> Line {
         let own = name_key(&msg.from) == name_key(self.me);
-        let mention = !own && mentions(&msg.text, self.me);
+        let mention = !own && self.mentioned(&msg.text);
         let (head, text) = match msg.text.strip_prefix("/me ") {
             Some(action) => (format!("* {} ", self.nick(&msg.from)), action),
             None => (format!("<{}> ", self.nick(&msg.from)), msg.text.as_str()),
@@ -426,6 +438,7 @@ mod tests {
             show_room: false,
             now_ms: TS,
             utc_offset: |_| 0,
+            look: &PLAIN_LOOK,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Options {
     /// A person at a terminal can be asked for the password when the server refuses the hello
     /// with `auth_failed`.
     pub ask_password: bool,
+    /// From the config file: rooms to join, highlight words, time format.
+    pub extras: crate::config::Extras,
 }
 
 /// Times a password is asked for after `auth_failed` before giving up.
@@ -64,6 +66,8 @@ pub struct Session {
     queued_input: VecDeque<Typed>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
+    /// The config's `autojoin`: joined at the start.
+    autojoin: Vec<String>,
     ask_password: bool,
     /// While the server gave us another nick than the one asked for.
     reclaim: Option<Reclaim>,
@@ -85,10 +89,12 @@ impl Session {
         Session {
             model: Model::new(opts.nick),
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
-            output: Output::new(screen, opts.mode, opts.color, opts.bell),
+            output: Output::new(screen, opts.mode, opts.color, opts.bell)
+                .with_look(opts.extras.look),
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,
+            autojoin: opts.extras.autojoin,
             ask_password: opts.ask_password,
             reclaim: None,
             undelivered: VecDeque::new(),
@@ -172,6 +178,7 @@ impl Session {
         for room in &rooms {
             self.show_history(room).await?;
         }
+        self.autojoin().await?;
         let Some(room) = self.room.clone() else {
             return Ok(None);
         };
@@ -196,6 +203,17 @@ impl Session {
         }
         self.on_reply(reply).await?;
         Ok(None)
+    }
+
+    /// Join the config's `autojoin` rooms not joined yet; a refusal is shown and the rest go on.
+    async fn autojoin(&mut self) -> Result<(), Lost> {
+        for room in self.autojoin.clone() {
+            if !self.model.is_joined(&room) && self.room.as_deref() != Some(room.as_str()) {
+                let reply = self.link.request(Command::Join { room, key: None }).await?;
+                self.on_reply(reply).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Read input until the user quits (or stdin ends in scripting mode), then say goodbye.

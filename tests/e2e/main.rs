@@ -17,6 +17,7 @@ mod limits;
 mod names;
 mod netns;
 mod private;
+mod settings;
 mod soak;
 mod terminal;
 mod tls;

@@ -1,0 +1,209 @@
+//! The user's settings (issue 16): the config file (nick, autojoin, highlight words; a broken
+//! file refused in one line; `--write-config`), chat logs, terminal notifications, away. Every
+//! `lanchat` here gets its own `XDG_CONFIG_HOME` and `XDG_DATA_HOME`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use lanchat_tests::tmux::Tmux;
+use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::time::{timeout, Instant};
+
+/// A home of its own: `config/` (XDG_CONFIG_HOME) and `data/` (XDG_DATA_HOME).
+struct Home {
+    dir: TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = TempDir::new("settings");
+        std::fs::create_dir_all(dir.path().join("config/lanchat")).unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        Home { dir }
+    }
+
+    fn config_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("config")
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn config_file(&self) -> std::path::PathBuf {
+        self.config_dir().join("lanchat/config.toml")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_file(), text).unwrap();
+    }
+
+    /// `lanchat ARGS` in scripting mode with `stdin`, bounded by `WAIT`.
+    async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+        let mut child = Command::new(bin_path("lanchat"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", self.config_dir())
+            .env("XDG_DATA_HOME", self.data_dir())
+            .env_remove("LANCHAT_NICK")
+            .env_remove("LANCHAT_CONFIG")
+            .env_remove("LANCHAT_HOSTS")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start lanchat");
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.as_bytes()).await.unwrap();
+        drop(pipe);
+        timeout(WAIT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("lanchat {args:?} did not finish"))
+            .expect("lanchat output")
+    }
+
+    /// The interactive `lanchat ARGS` in a 100x30 tmux pane (no `--nick`: the config's).
+    fn terminal(&self, args: &str, env: &str) -> Tmux {
+        let tmux = Tmux::new();
+        let command = format!(
+            "env -u NO_COLOR -u LANCHAT_NICK -u LANCHAT_CONFIG XDG_CONFIG_HOME='{}' \
+             XDG_DATA_HOME='{}' TERM=xterm {env} '{}' {args}",
+            self.config_dir().display(),
+            self.data_dir().display(),
+            bin_path("lanchat").display(),
+        );
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+}
+
+/// Poll bob's `who` of `room` until `nick` is in it.
+async fn wait_member(bob: &mut TestClient, room: &str, nick: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let who = bob.request(json!({"type": "who", "room": room})).await;
+        let here = who["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["nick"] == nick));
+        if here {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{nick} never in #{room}: {who}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ----- the config file -----
+
+#[tokio::test]
+async fn the_config_sets_nick_autojoin_and_highlight_words() {
+    let server = ServerProcess::start(&[]);
+    let home = Home::new();
+    home.write_config(
+        "# mine\nnick = \"cfgann\"\nautojoin = [\"dev\"]\nhighlight = [\"deploy\"]\n\
+         timestamp = \"%H:%M:%S\"\n",
+    );
+    let term = home.terminal(&server.addr.to_string(), "NO_COLOR=1");
+    term.wait_for("the prompt in #dev", |s| {
+        s.iter().any(|l| l.starts_with("#dev>"))
+    })
+    .await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    bob.request(json!({"type": "join", "room": "dev"})).await;
+    wait_member(&mut bob, "dev", "cfgann").await;
+    bob.request(json!({"type": "say", "room": "dev", "text": "the deploy is done"}))
+        .await;
+    bob.request(json!({"type": "say", "room": "dev", "text": "nothing to see"}))
+        .await;
+    let screen = term
+        .wait_for("the plain line", |s| {
+            s.iter().any(|l| l.ends_with("<bob> nothing to see"))
+        })
+        .await;
+    // The highlight word marks the line as a mention would; the time has its seconds.
+    let marked = screen
+        .iter()
+        .find(|l| l.contains(" >> ") && l.ends_with("<bob> the deploy is done"))
+        .unwrap_or_else(|| panic!("no marked highlight:\n{}", screen.join("\n")));
+    let time = marked.split(' ').next().unwrap();
+    assert_eq!(time.len(), 8, "{marked}");
+    assert_eq!(time.matches(':').count(), 2, "{marked}");
+    assert!(screen
+        .iter()
+        .any(|l| l.ends_with("<bob> nothing to see") && !l.contains(">>")));
+}
+
+#[tokio::test]
+async fn flags_and_variables_override_the_config() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let home = Home::new();
+    home.write_config("nick = \"cfgann\"\nserver = \"nowhere.invalid:1\"\n");
+    let addr = server.addr.to_string();
+    let out = home
+        .run(
+            &[&addr, "--room", "lobby"],
+            &[("LANCHAT_NICK", "envann")],
+            "from the env\n",
+        )
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    let msg = bob.skip_until("message").await;
+    assert_eq!(msg["from"], "envann", "{msg}");
+    assert_eq!(msg["text"], "from the env");
+}
+
+#[tokio::test]
+async fn a_broken_config_is_one_line_naming_the_file_and_line_and_exit_2() {
+    let home = Home::new();
+    home.write_config("nick = \"ann\"\n\nbell = \"loud\"\n");
+    let out = home.run(&["127.0.0.1:1"], &[], "").await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let expected = format!("lanchat: {}:3: ", home.config_file().display());
+    assert!(err.starts_with(&expected), "{err}");
+
+    home.write_config("nick = \"ann\"\ncolour = true\n");
+    let out = home.run(&["127.0.0.1:1"], &[], "").await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(":2: ") && err.contains("colour"), "{err}");
+}
+
+#[tokio::test]
+async fn write_config_writes_a_commented_default_once() {
+    let home = Home::new();
+    let out = home.run(&["--write-config"], &[], "").await;
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(home.config_file()).unwrap();
+    assert!(text.contains("# nick = ") && text.contains("# autojoin = "));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&*home.config_file().to_string_lossy()));
+    // Never over an existing file.
+    home.write_config("nick = \"mine\"\n");
+    let out = home.run(&["--write-config"], &[], "").await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = std::fs::read_to_string(home.config_file()).unwrap();
+    assert_eq!(text, "nick = \"mine\"\n");
+}
