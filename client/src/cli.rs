@@ -376,6 +376,7 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or_empty()
         && config.color != Some(false);
+    let extras = config.extras(args.log, &target.server);
     let dialer = Box::new(SecureDialer::new(
         TcpDialer::new(target.address),
         target.server,
@@ -392,7 +393,7 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
         bell: !args.no_bell && config.bell != Some(false),
         secrets,
         ask_password: mode == Mode::Interactive,
-        extras: config.extras(),
+        extras,
     };
 
     if mode == Mode::Interactive {

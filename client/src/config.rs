@@ -181,9 +181,12 @@ impl Config {
         Ok(())
     }
 
-    /// What the session takes from the config.
-    pub fn extras(&self) -> Extras {
+    /// What the session takes from the config; `log` is `--log`, `server` what the server is
+    /// known as (its logs' directory).
+    pub fn extras(&self, log: bool, server: &str) -> Extras {
+        let log = log || self.log == Some(true);
         Extras {
+            log_dir: log.then(|| crate::logs::Logs::dir_for(server)).flatten(),
             autojoin: self.autojoin.clone(),
             look: Look {
                 highlight: self.highlight.clone(),
@@ -222,6 +225,8 @@ pub struct Extras {
     /// Rooms to join at the start.
     pub autojoin: Vec<String>,
     pub look: Look,
+    /// Where to keep the chat logs of this server, when kept.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// What the config file changes in how lines look.

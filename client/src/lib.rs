@@ -14,6 +14,7 @@
 //! - [`render`]: what to show to display lines (pure).
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
+//! - [`logs`]: chat logs per room and per DM nick, plain text with dates (off by default).
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
@@ -35,6 +36,7 @@ pub mod discovery;
 pub mod echo;
 pub mod joins;
 pub mod link;
+pub mod logs;
 pub mod model;
 pub mod output;
 pub mod render;

@@ -3,6 +3,9 @@
 //! the server's frames only and client notices go to stderr; in scripting mode errors go to
 //! stderr.
 
+use std::path::PathBuf;
+
+use crate::logs::Logs;
 use crate::model::Show;
 use crate::render::{self, Line, Look, View};
 
@@ -50,6 +53,7 @@ pub struct Output {
     color: bool,
     bell: bool,
     look: Look,
+    logs: Option<Logs>,
 }
 
 impl Output {
@@ -60,7 +64,14 @@ impl Output {
             color,
             bell,
             look: Look::default(),
+            logs: None,
         }
+    }
+
+    /// Keeping chat logs there.
+    pub fn with_logs(mut self, dir: Option<PathBuf>) -> Self {
+        self.logs = dir.map(Logs::new);
+        self
     }
 
     /// With the config's highlight words and time format.
@@ -99,6 +110,9 @@ impl Output {
     pub fn show(&mut self, show: Show, me: &str) {
         // NO_COLOR means no colour, not no notification: the bell rings and mentions are marked
         // with text. Not in scripts, whose output is read by programs.
+        if let Some(problem) = self.log(&show, me) {
+            self.diagnostic(&problem);
+        }
         let interactive = self.mode == Mode::Interactive;
         let view = View {
             me,
@@ -151,6 +165,16 @@ impl Output {
             self.screen.out(&format!("\x07{}", line.text));
         } else {
             self.screen.out(&line.text);
+        }
+    }
+
+    /// Write a message or a DM to the logs; `Some(problem)` the first time that fails.
+    fn log(&mut self, show: &Show, me: &str) -> Option<String> {
+        let logs = self.logs.as_mut()?;
+        match show {
+            Show::Message { message, .. } => logs.message(message),
+            Show::Direct(dm) => logs.direct(dm, me),
+            _ => None,
         }
     }
 

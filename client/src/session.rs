@@ -90,7 +90,8 @@ impl Session {
             model: Model::new(opts.nick),
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
             output: Output::new(screen, opts.mode, opts.color, opts.bell)
-                .with_look(opts.extras.look),
+                .with_look(opts.extras.look)
+                .with_logs(opts.extras.log_dir),
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,

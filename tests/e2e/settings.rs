@@ -2,6 +2,7 @@
 //! file refused in one line; `--write-config`), chat logs, terminal notifications, away. Every
 //! `lanchat` here gets its own `XDG_CONFIG_HOME` and `XDG_DATA_HOME`.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -43,7 +44,19 @@ impl Home {
 
     /// `lanchat ARGS` in scripting mode with `stdin`, bounded by `WAIT`.
     async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
-        let mut child = Command::new(bin_path("lanchat"))
+        let mut child = self.spawn(args, env);
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.as_bytes()).await.unwrap();
+        drop(pipe);
+        timeout(WAIT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("lanchat {args:?} did not finish"))
+            .expect("lanchat output")
+    }
+
+    /// `lanchat ARGS` in scripting mode, stdin piped and left open.
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+        Command::new(bin_path("lanchat"))
             .args(args)
             .env("XDG_CONFIG_HOME", self.config_dir())
             .env("XDG_DATA_HOME", self.data_dir())
@@ -57,14 +70,7 @@ impl Home {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("start lanchat");
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(stdin.as_bytes()).await.unwrap();
-        drop(pipe);
-        timeout(WAIT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("lanchat {args:?} did not finish"))
-            .expect("lanchat output")
+            .expect("start lanchat")
     }
 
     /// The interactive `lanchat ARGS` in a 100x30 tmux pane (no `--nick`: the config's).
@@ -94,6 +100,25 @@ impl Home {
             String::from_utf8_lossy(&out.stderr)
         );
         tmux
+    }
+}
+
+/// Poll `pred` on the contents of `path` until it holds; panics with them after `WAIT`.
+async fn wait_for_file(path: &Path, what: &str, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        if pred(&bytes) {
+            return bytes;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: {} holds {:?}",
+                path.display(),
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -206,4 +231,80 @@ async fn write_config_writes_a_commented_default_once() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let text = std::fs::read_to_string(home.config_file()).unwrap();
     assert_eq!(text, "nick = \"mine\"\n");
+}
+
+// ----- chat logs -----
+
+#[tokio::test]
+async fn with_log_messages_and_dms_land_in_the_logs() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let home = Home::new();
+    let addr = server.addr.to_string();
+    let mut ann = home.spawn(&[&addr, "--nick", "ann", "--room", "lobby", "--log"], &[]);
+    let mut stdin = ann.stdin.take().unwrap();
+    stdin.write_all(b"hello from ann\n").await.unwrap();
+    let msg = bob.skip_until("message").await;
+    assert_eq!(msg["text"], "hello from ann");
+    let said = bob
+        .request(json!({"type": "say", "room": "lobby", "text": "hi ann\nsecond"}))
+        .await;
+    assert_eq!(said["type"], "ok", "{said}");
+    bob.request(json!({"type": "dm", "to": "ann", "text": "psst"}))
+        .await;
+
+    let dir = home.data_dir().join("lanchat/logs").join(&addr);
+    let room = wait_for_file(&dir.join("lobby.log"), "the room log", |b| {
+        String::from_utf8_lossy(b).contains("<bob> hi ann")
+    })
+    .await;
+    let room = String::from_utf8(room).unwrap();
+    let lines: Vec<&str> = room.lines().collect();
+    assert!(lines[0].ends_with(" <ann> hello from ann"), "{room}");
+    assert!(lines[1].ends_with(" <bob> hi ann"), "{room}");
+    // The later line of a text marked as such (as on the screen; the display filter's unit
+    // tests cover escapes, which the real server refuses).
+    assert_eq!(lines[2].trim_start(), "| second", "{room}");
+    // A date and a time on every line: YYYY-MM-DD HH:MM:SS.
+    let stamp = &lines[0][..19];
+    assert!(chrono_like(stamp), "{room}");
+    let dm = wait_for_file(&dir.join("dm/bob.log"), "the DM log", |b| {
+        String::from_utf8_lossy(b).contains("<bob> psst")
+    })
+    .await;
+    assert!(chrono_like(&String::from_utf8_lossy(&dm)[..19]));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("lobby.log")), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    drop(stdin);
+    let status = timeout(WAIT, ann.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn without_log_nothing_is_written() {
+    let server = ServerProcess::start(&[]);
+    let home = Home::new();
+    let addr = server.addr.to_string();
+    let out = home
+        .run(
+            &[&addr, "--nick", "ann", "--room", "lobby"],
+            &[],
+            "not logged\n",
+        )
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!home.data_dir().join("lanchat/logs").exists());
+}
+
+/// `YYYY-MM-DD HH:MM:SS`.
+fn chrono_like(s: &str) -> bool {
+    s.len() == 19
+        && s.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == '-',
+            10 => c == ' ',
+            13 | 16 => c == ':',
+            _ => c.is_ascii_digit(),
+        })
 }
