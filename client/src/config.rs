@@ -186,6 +186,7 @@ impl Config {
     pub fn extras(&self, log: bool, server: &str) -> Extras {
         let log = log || self.log == Some(true);
         Extras {
+            notify: self.notify.unwrap_or_default(),
             log_dir: log.then(|| crate::logs::Logs::dir_for(server)).flatten(),
             autojoin: self.autojoin.clone(),
             look: Look {
@@ -227,6 +228,7 @@ pub struct Extras {
     pub look: Look,
     /// Where to keep the chat logs of this server, when kept.
     pub log_dir: Option<PathBuf>,
+    pub notify: Notify,
 }
 
 /// What the config file changes in how lines look.

@@ -15,6 +15,7 @@
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`logs`]: chat logs per room and per DM nick, plain text with dates (off by default).
+//! - [`notify`]: desktop notifications as OSC 777 / OSC 9 sequences, server strings made inert.
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
@@ -38,6 +39,7 @@ pub mod joins;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod notify;
 pub mod output;
 pub mod render;
 pub mod repl;

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::Notify;
 use crate::logs::Logs;
 use crate::model::Show;
 use crate::render::{self, Line, Look, View};
@@ -54,6 +55,9 @@ pub struct Output {
     bell: bool,
     look: Look,
     logs: Option<Logs>,
+    notify: Notify,
+    /// The notification sequence to send with the next line.
+    alert: String,
 }
 
 impl Output {
@@ -65,7 +69,15 @@ impl Output {
             bell,
             look: Look::default(),
             logs: None,
+            notify: Notify::Off,
+            alert: String::new(),
         }
+    }
+
+    /// Sending desktop notifications for mentions and DMs.
+    pub fn with_notify(mut self, notify: Notify) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Keeping chat logs there.
@@ -124,6 +136,9 @@ impl Output {
             utc_offset: render::local_utc_offset,
             look: &self.look,
         };
+        if interactive && self.notify != Notify::Off {
+            self.alert = alert(&show, &view, self.notify);
+        }
         match show {
             Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),
             Show::Info(text) => self.line(view.info(&text)),
@@ -161,8 +176,10 @@ impl Output {
         if self.mode == Mode::Json {
             return;
         }
-        if line.bell {
-            self.screen.out(&format!("\x07{}", line.text));
+        let alert = std::mem::take(&mut self.alert);
+        if line.bell || !alert.is_empty() {
+            let bell = if line.bell { "\x07" } else { "" };
+            self.screen.out(&format!("{alert}{bell}{}", line.text));
         } else {
             self.screen.out(&line.text);
         }
@@ -180,5 +197,19 @@ impl Output {
 
     fn diagnostic(&mut self, text: &str) {
         self.screen.err(&format!("lanchat: {text}"));
+    }
+}
+
+/// The notification sequence for a mention of the user or a DM to them (else empty).
+fn alert(show: &Show, view: &View, notify: Notify) -> String {
+    use lanchat_protocol::validate::name_key;
+    let own = |nick: &str| name_key(nick) == name_key(view.me);
+    match show {
+        Show::Message { message: m, .. } if !own(&m.from) && view.mentioned(&m.text) => {
+            let title = format!("{} in #{}", m.from, m.room);
+            crate::notify::sequence(notify, &title, &m.text)
+        }
+        Show::Direct(dm) if !own(&dm.from) => crate::notify::sequence(notify, &dm.from, &dm.text),
+        _ => String::new(),
     }
 }

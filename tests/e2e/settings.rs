@@ -308,3 +308,53 @@ fn chrono_like(s: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
 }
+
+// ----- notifications -----
+
+#[tokio::test]
+async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
+    let server = ServerProcess::start(&[]);
+    let home = Home::new();
+    home.write_config("nick = \"ann\"\nnotify = \"both\"\n");
+    let term = home.terminal(&server.addr.to_string(), "");
+    term.wait_for("the prompt", |s| s.iter().any(|l| l.starts_with("#lobby>")))
+        .await;
+    let piped = TempDir::new("pipe");
+    let output = piped.path().join("output");
+    let out = term.run(&[
+        "pipe-pane",
+        "-o",
+        "-t",
+        "chat",
+        &format!("cat >> '{}'", output.display()),
+    ]);
+    assert!(out.status.success());
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    for text in ["just chatting", "ann: look at this", "still chatting"] {
+        bob.request(json!({"type": "say", "room": "lobby", "text": text}))
+            .await;
+    }
+    bob.request(json!({"type": "dm", "to": "ann", "text": "psst"}))
+        .await;
+    term.wait_for("the DM", |s| s.iter().any(|l| l.ends_with("*bob* psst")))
+        .await;
+    let bytes = wait_for_file(&output, "two notifications", |b| {
+        String::from_utf8_lossy(b).contains("bob: psst\u{7}")
+    })
+    .await;
+    let text = String::from_utf8_lossy(&bytes);
+    let osc777: Vec<&str> = text.split("\u{1b}]777;notify;").skip(1).collect();
+    let osc9: Vec<&str> = text.split("\u{1b}]9;").skip(1).collect();
+    assert_eq!(osc777.len(), 2, "{text:?}");
+    assert_eq!(osc9.len(), 2, "{text:?}");
+    assert!(
+        osc777[0].starts_with("bob in #lobby;ann: look at this\u{7}"),
+        "{text:?}"
+    );
+    assert!(osc777[1].starts_with("bob;psst\u{7}"), "{text:?}");
+    assert!(osc9[1].starts_with("bob: psst\u{7}"), "{text:?}");
+    // Nothing for the plain lines, which reached the terminal all the same.
+    assert!(!text.contains("chatting\u{7}"));
+    let screen = term.screen();
+    assert!(screen.iter().any(|l| l.ends_with("<bob> still chatting")));
+}
