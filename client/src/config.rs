@@ -53,8 +53,8 @@ pub const DEFAULT: &str = r##"# lanchat's config file. Flags and LANCHAT_* varia
 # $XDG_DATA_HOME/lanchat/logs/<server>/ (--log turns it on for one run).
 # log = false
 
-# Minutes without a typed line after which lanchat sets you away (0: never). The next line you
-# type sets you back.
+# Minutes without a typed line after which lanchat sets you away (0: never; fractions allowed).
+# The next line you type sets you back, with a summary of what arrived meanwhile.
 # away_after = 0
 
 # Servers by name: `lanchat office` connects to this address. A fingerprint (64 hex digits,
@@ -67,7 +67,7 @@ pub const DEFAULT: &str = r##"# lanchat's config file. Flags and LANCHAT_* varia
 "##;
 
 /// What the config file says. Every field is optional: a missing key keeps the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub nick: Option<String>,
@@ -79,7 +79,7 @@ pub struct Config {
     pub color: Option<bool>,
     pub timestamp: Option<String>,
     pub log: Option<bool>,
-    pub away_after: Option<u32>,
+    pub away_after: Option<f64>,
     pub servers: Vec<ServerEntry>,
 }
 
@@ -165,6 +165,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(minutes) = self.away_after {
+            if !(minutes.is_finite() && (0.0..=1e6).contains(&minutes)) {
+                return Err(problem(
+                    "away_after",
+                    "away_after: a number of minutes, 0 or more".into(),
+                ));
+            }
+        }
         for entry in &self.servers {
             if let Some(hex) = &entry.fingerprint {
                 if lanchat_protocol::pin::Fingerprint::parse(hex.trim()).is_none() {
@@ -187,6 +195,10 @@ impl Config {
         let log = log || self.log == Some(true);
         Extras {
             notify: self.notify.unwrap_or_default(),
+            away_after: self
+                .away_after
+                .filter(|m| *m > 0.0)
+                .map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
             log_dir: log.then(|| crate::logs::Logs::dir_for(server)).flatten(),
             autojoin: self.autojoin.clone(),
             look: Look {
@@ -229,6 +241,8 @@ pub struct Extras {
     /// Where to keep the chat logs of this server, when kept.
     pub log_dir: Option<PathBuf>,
     pub notify: Notify,
+    /// Automatic away after this long without a typed line.
+    pub away_after: Option<std::time::Duration>,
 }
 
 /// What the config file changes in how lines look.
@@ -332,7 +346,8 @@ mod tests {
         let config = Config::parse(&all).unwrap();
         assert_eq!(config.nick.as_deref(), Some("ann"));
         assert_eq!(config.autojoin, ["lobby", "dev"]);
-        assert_eq!(config.away_after, Some(0));
+        assert_eq!(config.away_after, Some(0.0));
+        assert_eq!(config.extras(false, "s").away_after, None);
         assert_eq!(config.server("office").unwrap().address, "10.0.0.5:7878");
         assert_eq!(config.server("10.0.0.5:7878").unwrap().name, "office");
     }
@@ -351,6 +366,8 @@ mod tests {
         assert_eq!(p.line, Some(2));
         let p = Config::parse("autojoin = [\"ok\", \"bad room\"]\n").unwrap_err();
         assert_eq!(p.line, Some(1));
+        let p = Config::parse("away_after = -1\n").unwrap_err();
+        assert_eq!(p.line, Some(1), "{p:?}");
         let p = Config::parse("timestamp = \"%Q\"\n").unwrap_err();
         assert!(p.message.contains("strftime"), "{p:?}");
         let p = Config::parse("[[servers]]\nname = \"x\"\naddress = \"h\"\nfingerprint = \"ab\"\n")

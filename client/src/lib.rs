@@ -1,5 +1,7 @@
 //! `lanchat`, the terminal client of lanchat.
 //!
+//! - [`away`]: automatic away after idle time, back on the next line, the summary of what
+//!   arrived while away (pure).
 //! - [`cli`]: the command line (clap) and [`run`], which picks a server and starts a session.
 //! - [`session`]: the wiring: input lines to the link, replies and events through the model, what
 //!   the model shows to the output.
@@ -29,6 +31,7 @@
 //! `repl` uses `echo`; `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery`
 //! uses `trust`.
 
+pub mod away;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -11,6 +11,7 @@ use lanchat_protocol::{Command, ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::away::Away;
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
 use crate::joins::Joins;
@@ -75,6 +76,10 @@ pub struct Session {
     undelivered: VecDeque<UndeliveredDm>,
     /// Joins in bursts, held to be summed up.
     joins: Joins,
+    /// Automatic away, and what arrived while away.
+    away: Away,
+    /// The config's highlight words (for the tally while away).
+    highlight: Vec<String>,
 }
 
 impl Session {
@@ -86,6 +91,7 @@ impl Session {
         shared: Option<Arc<Shared>>,
     ) -> Self {
         let give_up = (opts.mode != Mode::Interactive).then_some(SCRIPT_GIVE_UP);
+        let highlight = opts.extras.look.highlight.clone();
         Session {
             model: Model::new(opts.nick),
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
@@ -101,6 +107,14 @@ impl Session {
             reclaim: None,
             undelivered: VecDeque::new(),
             joins: Joins::default(),
+            // Only a person goes idle: a script's status stays as it sets it.
+            away: Away::new(
+                opts.extras
+                    .away_after
+                    .filter(|_| opts.mode == Mode::Interactive),
+                Instant::now(),
+            ),
+            highlight,
         }
     }
 
@@ -227,6 +241,7 @@ impl Session {
             let reclaim_at = self.reclaim.map(|r| r.at);
             let dm_at = self.undelivered.iter().map(|d| d.at).min();
             let summary_due = self.joins.due();
+            let away_due = self.away.due();
             let flow = if let Some(line) = self.queued_input.pop_front() {
                 self.on_line(&line, true).await
             } else {
@@ -236,6 +251,10 @@ impl Session {
                     }
                     _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
                         self.reclaim_nick().await
+                    }
+                    _ = sleep_until(away_due.unwrap_or_else(Instant::now)), if away_due.is_some() => {
+                        let idle = self.away.went_idle();
+                        self.send(idle, false).await
                     }
                     _ = sleep_until(summary_due.unwrap_or_else(Instant::now)), if summary_due.is_some() => {
                         self.flush_joins(false);
@@ -322,6 +341,11 @@ impl Session {
 
     /// One input line; `offline` when it was typed while disconnected.
     async fn on_line(&mut self, typed: &Typed, offline: bool) -> Flow {
+        if let Some(back) = self.away.typed(&typed.line, Instant::now()) {
+            if let flow @ (Flow::Quit(_) | Flow::Lost(_)) = self.send(back, offline).await {
+                return flow;
+            }
+        }
         let action = match commands::parse(&typed.line) {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
@@ -449,11 +473,18 @@ impl Session {
                 self.show(Show::Error(message));
             }
         }
+        let ok = matches!(reply.frame, Some(ServerFrame::Reply(_)));
         let outcome = match reply.frame {
             Some(frame) => self.model.apply_reply_to(cmd, frame),
             None => model::undecoded_reply(&reply.line).into(),
         };
-        match self.apply(outcome).await {
+        let applied = self.apply(outcome).await;
+        if let (Command::Status { status, .. }, true) = (cmd, ok) {
+            if let Some(summary) = self.away.status_set(*status) {
+                self.show(Show::Info(summary));
+            }
+        }
+        match applied {
             Ok(()) => Flow::Continue,
             Err(Lost(closed)) => Flow::Lost(closed),
         }
@@ -524,7 +555,8 @@ impl Session {
                 Show::Event(ServerFrame::Join(j)) => joins.join(&j.room, &j.nick, now),
                 _ => true,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.away.count(&shown, self.model.nick(), &self.highlight);
         self.show_all(shown);
         self.publish();
     }

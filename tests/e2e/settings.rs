@@ -358,3 +358,67 @@ async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
     let screen = term.screen();
     assert!(screen.iter().any(|l| l.ends_with("<bob> still chatting")));
 }
+
+// ----- away -----
+
+#[tokio::test]
+async fn idle_goes_away_and_coming_back_sums_up_what_arrived() {
+    let server = ServerProcess::start(&[]);
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    let home = Home::new();
+    // A twentieth of a minute: the test waits for the presence event, not for the time.
+    home.write_config("nick = \"ann\"\naway_after = 0.05\n");
+    let term = home.terminal(&server.addr.to_string(), "NO_COLOR=1");
+    let presence = bob.skip_until("presence").await;
+    assert_eq!(presence["nick"], "ann", "{presence}");
+    assert_eq!(presence["status"], "away", "{presence}");
+    assert_eq!(presence["text"], "idle for 1 min", "{presence}");
+
+    // The server tells a sender that ann is away.
+    let said = bob
+        .request(json!({"type": "dm", "to": "ann", "text": "psst"}))
+        .await;
+    assert_eq!(said["away"], true, "{said}");
+    assert_eq!(said["away_text"], "idle for 1 min", "{said}");
+    for text in ["hello all", "ann: are you there?"] {
+        bob.request(json!({"type": "say", "room": "lobby", "text": text}))
+            .await;
+    }
+    term.wait_for("the mention", |s| {
+        s.iter().any(|l| l.ends_with("<bob> ann: are you there?"))
+    })
+    .await;
+
+    // The next typed line sets ann back, then says what arrived.
+    term.send_literal("back now");
+    term.send_key("Enter");
+    let screen = term
+        .wait_for("the summary", |s| {
+            s.iter().any(|l| l.contains("while you were away:"))
+        })
+        .await;
+    let summary = screen
+        .iter()
+        .find(|l| l.contains("while you were away:"))
+        .unwrap();
+    assert!(
+        summary.ends_with("while you were away: 2 messages in 1 room, 1 mention, 1 DM"),
+        "{summary}"
+    );
+    let presence = bob.skip_until("presence").await;
+    assert_eq!(presence["status"], "online", "{presence}");
+    let msg = bob.skip_until("message").await;
+    assert_eq!(msg["text"], "back now");
+
+    // A DM to someone away shows it.
+    bob.request(json!({"type": "status", "status": "busy", "text": "on a call"}))
+        .await;
+    term.wait_for("bob busy", |s| s.iter().any(|l| l.contains("bob is busy")))
+        .await;
+    term.send_literal("/msg bob ping");
+    term.send_key("Enter");
+    term.wait_for("the away notice", |s| {
+        s.iter().any(|l| l.ends_with("bob is away: on a call"))
+    })
+    .await;
+}
