@@ -3,8 +3,14 @@
 //! and, for direct messages, `.../<server>/dm/<nick>.log` (files 0600, directories 0700).
 //! Every server string goes through the display filter ([`crate::sanitize`]) first, so a log
 //! is as safe to `cat` as the screen; later lines of a text are indented behind `| `.
+//!
+//! The recent history shown at every start is not logged twice: a message not newer than the
+//! last line a log held when this run first wrote to it is left out (compared to the second, by
+//! its server timestamp in local time; so a message of that same second that arrived while no
+//! client ran is left out too).
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +26,8 @@ pub struct Logs {
     dir: PathBuf,
     /// Set after the first failure, which is told once; logging stops.
     failed: bool,
+    /// For each file written in this run, the time of its last line before.
+    floors: HashMap<PathBuf, Option<String>>,
 }
 
 impl Logs {
@@ -33,7 +41,11 @@ impl Logs {
     }
 
     pub fn new(dir: PathBuf) -> Logs {
-        Logs { dir, failed: false }
+        Logs {
+            dir,
+            failed: false,
+            floors: HashMap::new(),
+        }
     }
 
     /// Log a room message. `Some(problem)` the first time writing fails.
@@ -70,6 +82,16 @@ impl Logs {
             .single()
             .map_or_else(NaiveDateTime::default, |t| t.naive_local());
         let path = self.dir.join(file);
+        let floor = self
+            .floors
+            .entry(path.clone())
+            .or_insert_with(|| last_stamp(&path));
+        if floor
+            .as_deref()
+            .is_some_and(|floor| at.format(STAMP).to_string().as_str() <= floor)
+        {
+            return None;
+        }
         let written = (|| {
             let dir = path.parent().expect("a log file is in a directory");
             std::fs::DirBuilder::new()
@@ -93,10 +115,32 @@ impl Logs {
     }
 }
 
+const STAMP: &str = "%Y-%m-%d %H:%M:%S";
+
+/// The time of the last entry of the log at `path` (read from its end), if any.
+fn last_stamp(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let tail = String::from_utf8_lossy(&tail);
+    tail.lines().rev().find_map(|l| {
+        let stamp = l.get(..19)?;
+        let shape = stamp.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+        shape.then(|| stamp.to_owned())
+    })
+}
+
 /// One log entry (with its newline): `YYYY-MM-DD HH:MM:SS head text`, later lines of the text
 /// indented behind `| `.
 pub fn line(at: NaiveDateTime, head: &str, text: &str) -> String {
-    let stamp = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let stamp = at.format(STAMP).to_string();
     let mut out = format!("{stamp} {head}");
     for (i, part) in sanitize::lines(text).iter().enumerate() {
         if i > 0 {
@@ -186,6 +230,27 @@ mod tests {
             .unwrap()
             .ends_with(" <ann> psst\n"));
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // The next run: the history shown again at its start is not logged twice.
+        let mut again = Logs::new(dir.join("srv"));
+        let older = Message {
+            ts: msg.ts - 1000,
+            text: "older".into(),
+            ..msg.clone()
+        };
+        let newer = Message {
+            ts: msg.ts + 1000,
+            text: "newer".into(),
+            ..msg.clone()
+        };
+        for m in [&older, &msg, &newer] {
+            assert_eq!(again.message(m), None);
+        }
+        let room = std::fs::read_to_string(dir.join("srv/lobby.log")).unwrap();
+        assert_eq!(room.lines().count(), 2, "{room}");
+        assert!(
+            !room.contains("older") && room.ends_with(" <bob> newer\n"),
+            "{room}"
+        );
         assert_eq!(mode(&private), 0o600);
         assert_eq!(mode(&dir.join("srv/dm")), 0o700);
         std::fs::remove_dir_all(&dir).unwrap();

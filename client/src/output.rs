@@ -120,11 +120,11 @@ impl Output {
 
     /// Show one thing to the user whose nick is `me`.
     pub fn show(&mut self, show: Show, me: &str) {
-        // NO_COLOR means no colour, not no notification: the bell rings and mentions are marked
-        // with text. Not in scripts, whose output is read by programs.
         if let Some(problem) = self.log(&show, me) {
             self.diagnostic(&problem);
         }
+        // NO_COLOR means no colour, not no notification: the bell rings and mentions are marked
+        // with text. Not in scripts, whose output is read by programs.
         let interactive = self.mode == Mode::Interactive;
         let view = View {
             me,

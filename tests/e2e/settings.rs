@@ -280,6 +280,21 @@ async fn with_log_messages_and_dms_land_in_the_logs() {
     drop(stdin);
     let status = timeout(WAIT, ann.wait()).await.unwrap().unwrap();
     assert!(status.success());
+
+    // The next run shows the recent history again, and does not log it twice.
+    let before = std::fs::read_to_string(dir.join("lobby.log")).unwrap();
+    let out = home
+        .run(
+            &[&addr, "--nick", "ann", "--room", "lobby", "--log"],
+            &[],
+            "",
+        )
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("<bob> hi ann"), "{shown}");
+    let after = std::fs::read_to_string(dir.join("lobby.log")).unwrap();
+    assert_eq!(after, before);
 }
 
 #[tokio::test]
