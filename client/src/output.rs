@@ -200,16 +200,80 @@ impl Output {
     }
 }
 
+/// How old a message may be and still notify (milliseconds).
+const FRESH_MS: u64 = 60_000;
+
 /// The notification sequence for a mention of the user or a DM to them (else empty).
 fn alert(show: &Show, view: &View, notify: Notify) -> String {
     use lanchat_protocol::validate::name_key;
     let own = |nick: &str| name_key(nick) == name_key(view.me);
     match show {
+        // Not for the history shown at the start or after a reconnect: only what just arrived.
+        Show::Message { message: m, .. } if m.ts + FRESH_MS < view.now_ms => String::new(),
         Show::Message { message: m, .. } if !own(&m.from) && view.mentioned(&m.text) => {
             let title = format!("{} in #{}", m.from, m.room);
             crate::notify::sequence(notify, &title, &m.text)
         }
         Show::Direct(dm) if !own(&dm.from) => crate::notify::sequence(notify, &dm.from, &dm.text),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanchat_protocol::{Direct, Message};
+
+    const NOW: u64 = 1_704_203_110_000;
+
+    fn said(from: &str, text: &str, ts: u64) -> Show {
+        Show::Message {
+            message: Message {
+                id: "x".into(),
+                ts,
+                room: "lobby".into(),
+                from: from.into(),
+                text: text.into(),
+            },
+            room_shown: false,
+        }
+    }
+
+    #[test]
+    fn only_fresh_mentions_and_dms_to_the_user_notify() {
+        let look = Look {
+            highlight: vec!["deploy".into()],
+            timestamp: None,
+        };
+        let view = View {
+            me: "ann",
+            color: false,
+            bell: true,
+            mark: true,
+            show_room: false,
+            now_ms: NOW,
+            utc_offset: |_| 0,
+            look: &look,
+        };
+        let osc = |show: Show| alert(&show, &view, Notify::Osc777);
+        assert_eq!(
+            osc(said("bob", "ann: hi", NOW)),
+            "\x1b]777;notify;bob in #lobby;ann: hi\x07"
+        );
+        assert!(!osc(said("bob", "the deploy", NOW - 1000)).is_empty());
+        assert_eq!(osc(said("bob", "just chatting", NOW)), "");
+        assert_eq!(osc(said("ann", "ann: note to self", NOW)), "");
+        assert_eq!(osc(said("bob", "ann: hi", NOW - 3_600_000)), "", "history");
+        let dm = |from: &str, to: &str| {
+            Show::Direct(Direct {
+                id: "y".into(),
+                ts: NOW,
+                from: from.into(),
+                to: to.into(),
+                text: "psst".into(),
+            })
+        };
+        assert_eq!(osc(dm("bob", "ann")), "\x1b]777;notify;bob;psst\x07");
+        assert_eq!(osc(dm("ann", "bob")), "", "sent, not received");
     }
 }
