@@ -110,11 +110,7 @@ impl Config {
         if let Some(path) = flag {
             return Some(path.to_owned());
         }
-        let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
-        };
-        Some(base.join("lanchat").join("config.toml"))
+        Some(xdg_home("XDG_CONFIG_HOME", ".config")?.join("lanchat/config.toml"))
     }
 
     /// Read the config. A missing default file is an empty config; a missing `--config` file,
@@ -274,6 +270,14 @@ impl Problem {
             Some(line) => format!("{}:{line}: {}", path.display(), self.message),
             None => format!("{}: {}", path.display(), self.message),
         }
+    }
+}
+
+/// An XDG base directory: `$VAR` when set and not empty, else `~/FALLBACK`.
+pub fn xdg_home(var: &str, fallback: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(std::env::var_os("HOME")?).join(fallback)),
     }
 }
 

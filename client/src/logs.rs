@@ -33,10 +33,7 @@ pub struct Logs {
 impl Logs {
     /// `$XDG_DATA_HOME/lanchat/logs/<server>` (else under `~/.local/share`).
     pub fn dir_for(server: &str) -> Option<PathBuf> {
-        let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(std::env::var_os("HOME")?).join(".local/share"),
-        };
+        let base = crate::config::xdg_home("XDG_DATA_HOME", ".local/share")?;
         Some(base.join("lanchat/logs").join(file_name(server)))
     }
 
