@@ -14,6 +14,7 @@ use lanchat_protocol::validate::check_nick;
 use lanchat_protocol::{DEFAULT_ANNOUNCE_PORT, DEFAULT_PORT, MAX_NAME_CHARS};
 use tokio::sync::mpsc;
 
+use crate::config::{self, Config};
 use crate::discovery::{self, Found};
 use crate::link::TcpDialer;
 use crate::output::{Mode, StdScreen};
@@ -87,6 +88,15 @@ pub struct ChatArgs {
     /// travels in clear text.
     #[arg(long)]
     pub no_tls: bool,
+    /// The config file (default: $XDG_CONFIG_HOME/lanchat/config.toml).
+    #[arg(long, value_name = "PATH", env = "LANCHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Write a commented default config file (never over an existing one), then exit.
+    #[arg(long)]
+    pub write_config: bool,
+    /// Keep logs of the rooms and direct messages (as `log = true` in the config).
+    #[arg(long)]
+    pub log: bool,
     #[command(flatten)]
     pub interfaces: Interfaces,
 }
@@ -124,7 +134,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Sub::Discover(args)) => runtime.block_on(discover_command(args)),
         Some(Sub::Trust(args)) => trust_command(args),
-        None => runtime.block_on(chat(cli.chat)),
+        None if cli.chat.write_config => config::write_command(cli.chat.config.as_deref()),
+        None => {
+            let config = Config::load(cli.chat.config.as_deref())?;
+            runtime.block_on(chat(cli.chat, config))
+        }
     }
 }
 
@@ -268,7 +282,7 @@ fn read_password(path: &PathBuf) -> Result<String, Error> {
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
-async fn chat(args: ChatArgs) -> Result<(), Error> {
+async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
     let interactive = std::io::stdin().is_terminal();
     let mode = if args.json {
         Mode::Json
@@ -277,7 +291,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
     } else {
         Mode::Script
     };
-    let nick = match &args.nick {
+    let nick = match args.nick.as_ref().or(config.nick.as_ref()) {
         Some(n) => {
             check_nick(n).map_err(|(_, why)| Error::Usage(format!("--nick: {why}")))?;
             n.clone()
@@ -295,9 +309,8 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
             .filter(|p| !p.is_empty()),
     };
     let discover_timeout = seconds(args.discover_timeout, "--discover-timeout")?;
-    let flag_pin = args
-        .tls_fingerprint
-        .as_deref()
+    let (host, flag_pin) = config.target(args.host.as_deref(), args.tls_fingerprint.as_deref());
+    let flag_pin = flag_pin
         .map(|hex| {
             Fingerprint::parse(hex.trim()).ok_or_else(|| {
                 Error::Usage("--tls-fingerprint: not 64 hex digits (a SHA-256)".into())
@@ -306,7 +319,7 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         .transpose()?;
     let known = load_known()?;
     let mut beacon_auth = false;
-    let target = match &args.host {
+    let target = match host {
         Some(host) => {
             let address = parse_target(host)?;
             Target {
@@ -361,7 +374,9 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
     }
     let color = mode == Mode::Interactive
         && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or_empty();
+        && std::env::var_os("NO_COLOR").is_none_or_empty()
+        && config.color != Some(false);
+    let extras = config.extras(args.log, &target.server);
     let dialer = Box::new(SecureDialer::new(
         TcpDialer::new(target.address),
         target.server,
@@ -375,9 +390,10 @@ async fn chat(args: ChatArgs) -> Result<(), Error> {
         room,
         mode,
         color,
-        bell: !args.no_bell,
+        bell: !args.no_bell && config.bell != Some(false),
         secrets,
         ask_password: mode == Mode::Interactive,
+        extras,
     };
 
     if mode == Mode::Interactive {

@@ -1,5 +1,7 @@
 //! `lanchat`, the terminal client of lanchat.
 //!
+//! - [`away`]: automatic away after idle time, back on the next line, the summary of what
+//!   arrived while away (pure).
 //! - [`cli`]: the command line (clap) and [`run`], which picks a server and starts a session.
 //! - [`session`]: the wiring: input lines to the link, replies and events through the model, what
 //!   the model shows to the output.
@@ -9,11 +11,14 @@
 //!   restore.
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
+//! - [`config`]: the config file (`config.toml`): reading, checking, the commented default.
 //! - [`joins`]: joins in bursts (a mass reconnect) summed up in one line (pure).
 //! - [`render`]: what to show to display lines (pure).
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`scripting`]: what `--json` adds for bots: history messages marked, failures counted.
+//! - [`logs`]: chat logs per room and per DM nick, plain text with dates (off by default).
+//! - [`notify`]: desktop notifications as OSC 777 / OSC 9 sequences, server strings made inert.
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).
@@ -27,14 +32,18 @@
 //! `repl` uses `echo`; `tls` uses `link` (the `Dialer` it implements) and `trust`; `discovery`
 //! uses `trust`.
 
+pub mod away;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod connection;
 pub mod discovery;
 pub mod echo;
 pub mod joins;
 pub mod link;
+pub mod logs;
 pub mod model;
+pub mod notify;
 pub mod output;
 pub mod render;
 pub mod repl;

@@ -411,20 +411,36 @@ impl Model {
                 };
                 self.message(msg).into_iter().collect::<Vec<_>>().into()
             }
-            (Command::Dm { text, .. }, ReplyData::Dm { id, ts, to }) => {
+            (
+                Command::Dm { text, .. },
+                ReplyData::Dm {
+                    id,
+                    ts,
+                    to,
+                    away,
+                    away_text,
+                },
+            ) => {
                 // A DM to oneself also arrives as `direct`; show it once.
                 if name_key(to) == name_key(&self.nick) {
                     return Outcome::default();
                 }
                 self.noticed_direct(&self.nick.clone(), to);
-                vec![Show::Direct(Direct {
+                let mut show = vec![Show::Direct(Direct {
                     id: id.clone(),
                     ts: *ts,
                     from: self.nick.clone(),
                     to: to.clone(),
                     text: text.clone(),
-                })]
-                .into()
+                })];
+                // The server's extension: the recipient is away or busy.
+                if *away == Some(true) {
+                    show.push(Show::Info(crate::away::recipient_away(
+                        to,
+                        away_text.as_deref(),
+                    )));
+                }
+                show.into()
             }
             (Command::Topic { topic: Some(_), .. }, ReplyData::Topic { room, topic }) => {
                 vec![Show::Info(match topic.as_str() {

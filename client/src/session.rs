@@ -11,6 +11,7 @@ use lanchat_protocol::{Command, ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::away::Away;
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
 use crate::joins::Joins;
@@ -42,6 +43,8 @@ pub struct Options {
     /// A person at a terminal can be asked for the password when the server refuses the hello
     /// with `auth_failed`.
     pub ask_password: bool,
+    /// From the config file: rooms to join, highlight words, time format.
+    pub extras: crate::config::Extras,
 }
 
 /// Times a password is asked for after `auth_failed` before giving up.
@@ -65,6 +68,8 @@ pub struct Session {
     queued_input: VecDeque<Typed>,
     /// `--room`: joined (or made current) at the start.
     room: Option<String>,
+    /// The config's `autojoin`: joined at the start.
+    autojoin: Vec<String>,
     ask_password: bool,
     /// While the server gave us another nick than the one asked for.
     reclaim: Option<Reclaim>,
@@ -74,6 +79,10 @@ pub struct Session {
     joins: Joins,
     /// Commands that failed: with `--json`, the exit status says so.
     failures: Failures,
+    /// Automatic away, and what arrived while away.
+    away: Away,
+    /// The config's highlight words (for the tally while away).
+    highlight: Vec<String>,
 }
 
 impl Session {
@@ -85,18 +94,31 @@ impl Session {
         shared: Option<Arc<Shared>>,
     ) -> Self {
         let give_up = (opts.mode != Mode::Interactive).then_some(SCRIPT_GIVE_UP);
+        let highlight = opts.extras.look.highlight.clone();
         Session {
             model: Model::new(opts.nick),
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
-            output: Output::new(screen, opts.mode, opts.color, opts.bell),
+            output: Output::new(screen, opts.mode, opts.color, opts.bell)
+                .with_look(opts.extras.look)
+                .with_logs(opts.extras.log_dir)
+                .with_notify(opts.extras.notify),
             shared,
             queued_input: VecDeque::new(),
             room: opts.room,
+            autojoin: opts.extras.autojoin,
             ask_password: opts.ask_password,
             reclaim: None,
             undelivered: VecDeque::new(),
             joins: Joins::default(),
             failures: Failures::default(),
+            // Only a person goes idle: a script's status stays as it sets it.
+            away: Away::new(
+                opts.extras
+                    .away_after
+                    .filter(|_| opts.mode == Mode::Interactive),
+                Instant::now(),
+            ),
+            highlight,
         }
     }
 
@@ -177,6 +199,7 @@ impl Session {
         for room in &rooms {
             self.show_history(room).await?;
         }
+        self.autojoin().await?;
         let Some(room) = self.room.clone() else {
             return Ok(None);
         };
@@ -203,6 +226,17 @@ impl Session {
         Ok(None)
     }
 
+    /// Join the config's `autojoin` rooms not joined yet; a refusal is shown and the rest go on.
+    async fn autojoin(&mut self) -> Result<(), Lost> {
+        for room in self.autojoin.clone() {
+            if !self.model.is_joined(&room) && self.room.as_deref() != Some(room.as_str()) {
+                let reply = self.link.request(Command::Join { room, key: None }).await?;
+                self.on_reply(reply).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Read input until the user quits (or stdin ends in scripting mode), then say goodbye.
     pub async fn run(mut self, mut input: mpsc::Receiver<Typed>) -> Result<(), Error> {
         loop {
@@ -212,6 +246,7 @@ impl Session {
             let reclaim_at = self.reclaim.map(|r| r.at);
             let dm_at = self.undelivered.iter().map(|d| d.at).min();
             let summary_due = self.joins.due();
+            let away_due = self.away.due();
             let flow = if let Some(line) = self.queued_input.pop_front() {
                 self.on_line(&line, true).await
             } else {
@@ -221,6 +256,10 @@ impl Session {
                     }
                     _ = sleep_until(reclaim_at.unwrap_or_else(Instant::now)), if reclaim_at.is_some() => {
                         self.reclaim_nick().await
+                    }
+                    _ = sleep_until(away_due.unwrap_or_else(Instant::now)), if away_due.is_some() => {
+                        let idle = self.away.went_idle();
+                        self.send(idle, false).await
                     }
                     _ = sleep_until(summary_due.unwrap_or_else(Instant::now)), if summary_due.is_some() => {
                         self.flush_joins(false);
@@ -310,6 +349,11 @@ impl Session {
 
     /// One input line; `offline` when it was typed while disconnected.
     async fn on_line(&mut self, typed: &Typed, offline: bool) -> Flow {
+        if let Some(back) = self.away.typed(&typed.line, Instant::now()) {
+            if let flow @ (Flow::Quit(_) | Flow::Lost(_)) = self.send(back, offline).await {
+                return flow;
+            }
+        }
         let action = match commands::parse(&typed.line) {
             Ok(Some(action)) => action,
             Ok(None) => return Flow::Continue,
@@ -460,11 +504,18 @@ impl Session {
                 self.show(Show::Error(message));
             }
         }
+        let ok = matches!(reply.frame, Some(ServerFrame::Reply(_)));
         let outcome = match reply.frame {
             Some(frame) => self.model.apply_reply_to(cmd, frame),
             None => model::undecoded_reply(&reply.line).into(),
         };
-        match self.apply(outcome).await {
+        let applied = self.apply(outcome).await;
+        if let (Command::Status { status, .. }, true) = (cmd, ok) {
+            if let Some(summary) = self.away.status_set(*status) {
+                self.show(Show::Info(summary));
+            }
+        }
+        match applied {
             Ok(()) => Flow::Continue,
             Err(Lost(closed)) => Flow::Lost(closed),
         }
@@ -536,7 +587,8 @@ impl Session {
                 Show::Event(ServerFrame::Join(j)) => joins.join(&j.room, &j.nick, now),
                 _ => true,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.away.count(&shown, self.model.nick(), &self.highlight);
         self.show_all(shown);
         self.publish();
     }

@@ -304,6 +304,7 @@ void lc_event_free(lc_event *ev)
     free(ev->by);
     free(ev->next);
     free(ev->kicked_by);
+    free(ev->away_text);
     free(ev->server);
     free(ev->name);
     free(ev->session);
@@ -651,6 +652,7 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         {"status", &ev->status}, {"topic", &ev->topic}, {"by", &ev->by},
         {"server", &ev->server}, {"name", &ev->name}, {"session", &ev->session},
         {"motd", &ev->motd}, {"next", &ev->next}, {"kicked_by", &ev->kicked_by},
+        {"away_text", &ev->away_text},
     };
     lc_status rc;
     size_t i;
@@ -673,6 +675,8 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev)
         rc = get_integer(obj, "retry_after_ms", &ev->retry_after_ms, &ev->has_retry_after);
     if (rc == LC_OK)
         rc = get_bool(obj, "persistent", &ev->persistent, &ev->has_persistent);
+    if (rc == LC_OK)
+        rc = get_bool(obj, "away", &ev->away, &ev->has_away);
     if (rc == LC_OK)
         rc = get_integer(obj, "protocol", &ev->protocol, NULL);
     if (rc == LC_OK)

@@ -120,6 +120,7 @@ typedef struct lc_limits {
  *             Codes of the accounts extension: nick_registered (the nick
  *             needs its secret), too_many_accounts; bye reason "replaced".
  *   ok register / unregister (extension): nick, and persistent (register)
+ *   ok dm (extension): has_away and away (recipient away or busy), away_text
  *   bye       reason, message
  *   join      room, nick              leave     room, nick
  *   message   id, ts, room, from, text
@@ -169,6 +170,9 @@ typedef struct lc_event {
     int has_persistent; /* ok register (extension, accounts): ... */
     int persistent;     /* ... 1 when the server keeps accounts on disk */
     char *kicked_by; /* leave (extension): the operator who removed `nick` */
+    int has_away;    /* ok dm (extension): ... */
+    int away;        /* ... 1 when the recipient is away or busy */
+    char *away_text; /* ok dm (extension): the recipient's status text, with away */
     /* ok mode and the mode event (extension): the room's modes, never its key */
     int has_modes;
     int invite_only;

@@ -630,6 +630,12 @@ pub enum ReplyData {
         id: String,
         ts: u64,
         to: String,
+        /// Extension: `true` when the recipient's status is away or busy (else absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        away: Option<bool>,
+        /// Extension: the recipient's status text, with `away`, when they set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        away_text: Option<String>,
     },
     Nick {
         nick: String,
@@ -823,6 +829,10 @@ struct SentReplyRef<'a> {
     room: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    away: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    away_text: Option<&'a str>,
 }
 
 impl SentMessage<'_> {
@@ -861,9 +871,26 @@ impl SentMessage<'_> {
         self.reply(re, CommandType::Say, Some(room), None)
     }
 
-    /// The `ok` reply to the `dm` that sent it to `to`.
-    pub fn dm_reply_line(&self, re: Option<&RequestId>, to: &str) -> Bytes {
-        self.reply(re, CommandType::Dm, None, Some(to))
+    /// The `ok` reply to the `dm` that sent it to `to`; `away` is `Some(status text)` when the
+    /// recipient is away or busy (the reply then says so).
+    pub fn dm_reply_line(
+        &self,
+        re: Option<&RequestId>,
+        to: &str,
+        away: Option<Option<&str>>,
+    ) -> Bytes {
+        let r = SentReplyRef {
+            re,
+            cmd: CommandType::Dm.into(),
+            id: self.id,
+            ts: self.ts,
+            room: None,
+            to: Some(to),
+            away: away.map(|_| true),
+            away_text: away.flatten(),
+        };
+        let away_len = away.map_or(0, |t| 16 + t.map_or(0, |t| 16 + t.len()));
+        encode_sized(&r, 92 + self.id.len() + to.len() + away_len)
     }
 
     fn reply(
@@ -880,6 +907,8 @@ impl SentMessage<'_> {
             ts: self.ts,
             room,
             to,
+            away: None,
+            away_text: None,
         };
         let re_len = match re {
             Some(RequestId::Str(s)) => s.len() + 16,
@@ -977,9 +1006,28 @@ mod tests {
                         id: sent.id.into(),
                         ts: sent.ts,
                         to: "bob".into(),
+                        away: None,
+                        away_text: None,
                     },
                 });
-                assert_eq!(sent.dm_reply_line(re.as_ref(), "bob"), dm.encode_line());
+                assert_eq!(
+                    sent.dm_reply_line(re.as_ref(), "bob", None),
+                    dm.encode_line()
+                );
+                for text in [None, Some("lunch \"back\" at 2")] {
+                    let away = ServerFrame::Reply(Reply {
+                        re: re.clone(),
+                        data: ReplyData::Dm {
+                            id: sent.id.into(),
+                            ts: sent.ts,
+                            to: "bob".into(),
+                            away: Some(true),
+                            away_text: text.map(str::to_owned),
+                        },
+                    });
+                    let line = sent.dm_reply_line(re.as_ref(), "bob", Some(text));
+                    assert_eq!(line, away.encode_line());
+                }
             }
         }
     }

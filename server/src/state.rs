@@ -463,7 +463,10 @@ impl<M: Clone> State<M> {
             from: &self.user(who).nick,
             text,
         };
-        Ok(Effects::reply(sent.dm_reply_line(re, &target.nick))
+        // Extension: the sender learns that the recipient is away or busy (and why).
+        let away = matches!(target.status, Status::Away | Status::Busy)
+            .then_some(target.status_text.as_deref());
+        Ok(Effects::reply(sent.dm_reply_line(re, &target.nick, away))
             .with_event(Audience::User(target_id), sent.direct_line(&target.nick)))
     }
 

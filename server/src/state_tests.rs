@@ -313,6 +313,41 @@ fn dm_reaches_only_its_target_and_refuses_an_unknown_nick() {
 }
 
 #[test]
+fn a_dm_to_someone_away_or_busy_says_so_in_its_reply() {
+    let mut chat = Chat::new();
+    let [ann, bob] = chat.users(["ann", "bob"]);
+    // The reply is the last frame: presence events from bob (sharing the lobby) come before it.
+    let dm = |chat: &mut Chat, text: &str| {
+        let frames = chat.act(&ann, &mut |st, me| st.dm(me, None, "bob", text));
+        frames.last().cloned().unwrap()
+    };
+    let reply = dm(&mut chat, "one");
+    assert!(reply.get("away").is_none() && reply.get("away_text").is_none());
+    chat.act(&bob, &mut |st, me| {
+        st.set_status(me, None, Status::Away, Some("lunch".into()))
+    });
+    let reply = dm(&mut chat, "two");
+    assert_eq!(reply["away"], true);
+    assert_eq!(reply["away_text"], "lunch");
+    chat.act(&bob, &mut |st, me| {
+        st.set_status(me, None, Status::Busy, None)
+    });
+    let reply = dm(&mut chat, "three");
+    assert_eq!(reply["away"], true);
+    assert!(reply.get("away_text").is_none());
+    chat.act(&bob, &mut |st, me| {
+        st.set_status(me, None, Status::Online, None)
+    });
+    let reply = dm(&mut chat, "four");
+    assert!(reply.get("away").is_none());
+    // The message itself is delivered all the same.
+    let got = bob.inbox.take();
+    assert!(got
+        .iter()
+        .any(|f| f["type"] == "direct" && f["text"] == "four"));
+}
+
+#[test]
 fn nick_change_tells_each_neighbour_once_and_frees_the_old_nick() {
     let mut chat = Chat::new();
     let [ann, bob, loner] = chat.users(["ann", "bob", "loner"]);

@@ -19,6 +19,7 @@ mod limits;
 mod names;
 mod netns;
 mod private;
+mod settings;
 mod soak;
 mod terminal;
 mod tls;

@@ -32,7 +32,8 @@ impl Terminal {
         let tmux = Tmux::new();
         let data = TempDir::new("terminal");
         let command = format!(
-            "env -u NO_COLOR XDG_DATA_HOME='{}' TERM=xterm {} '{}' {addr} --nick ann {}",
+            "env -u NO_COLOR XDG_DATA_HOME='{0}' XDG_CONFIG_HOME='{0}/config' TERM=xterm {1} '{2}' \
+             {addr} --nick ann {3}",
             data.path().display(),
             env.join(" "),
             bin_path("lanchat").display(),

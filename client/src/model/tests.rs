@@ -469,6 +469,8 @@ fn sent_direct_messages_are_shown_unless_to_oneself() {
             id: "08".into(),
             ts: 5,
             to: to.into(),
+            away: None,
+            away_text: None,
         })
     };
     assert_eq!(

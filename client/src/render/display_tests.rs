@@ -248,3 +248,21 @@ fn counts_and_reasons_read_as_english() {
     });
     assert_eq!(v.event(&bye), None);
 }
+
+#[test]
+fn highlight_words_and_the_timestamp_format_come_from_the_config() {
+    let look = Look {
+        highlight: vec!["release".into()],
+        timestamp: Some("%H:%M:%S".into()),
+    };
+    let v = View {
+        mark: true,
+        look: &look,
+        ..plain("ann")
+    };
+    let line = v.message(&msg("bob", "the Release is out"));
+    assert_eq!(line.text, "13:45:10 >> <bob> the Release is out");
+    assert!(line.bell);
+    assert!(!v.message(&msg("bob", "releases")).bell);
+    assert!(v.mentioned("hi ann"));
+}

@@ -57,6 +57,7 @@ fn options(mode: Mode, room: Option<&str>) -> Options {
         bell: false,
         secrets: Secrets::none(),
         ask_password: false,
+        extras: Default::default(),
     }
 }
 

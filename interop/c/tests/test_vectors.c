@@ -229,6 +229,15 @@ static void check_fields(struct checks *t, const char *name, const lc_event *ev)
         expect(t, ev->has_ts && ev->ts == 1763769602789LL &&
                       strcmp(ev->id, "019aa8dc-52e5-7538-92ae-5fea0b73a011") == 0,
                "server.jsonl", name, "id and ts");
+    } else if (strcmp(name, "ok_dm") == 0) {
+        expect(t, !ev->has_away && ev->away_text == NULL, "server.jsonl", name, "not away");
+    } else if (strcmp(name, "ok_dm_away") == 0) {
+        expect(t, ev->has_away && ev->away && strcmp(ev->away_text, "lunch") == 0 &&
+                      strcmp(ev->to, "bob") == 0,
+               "server.jsonl", name, "away and away_text");
+    } else if (strcmp(name, "ok_dm_away_no_text") == 0) {
+        expect(t, ev->has_away && ev->away && ev->away_text == NULL, "server.jsonl", name,
+               "away without text");
     } else if (strcmp(name, "ok_ping_string_re") == 0) {
         expect(t, !ev->re_is_int && strcmp(ev->re, "p-1") == 0, "server.jsonl", name, "re");
     } else if (strcmp(name, "ok_ping_u64_re") == 0) {

@@ -468,7 +468,11 @@ class Client:
         return self.request("say", timeout, room=room, text=text)
 
     def dm(self, to: str, text: str, timeout: Optional[float] = None) -> Frame:
-        """Send a direct message to the nick ``to``; it gets a ``direct`` event."""
+        """Send a direct message to the nick ``to``; it gets a ``direct`` event.
+
+        The reply has ``away`` (True) and maybe ``away_text`` when the recipient is away or
+        busy (a server extension; see :func:`lanchat.protocol.recipient_away`).
+        """
         return self.request("dm", timeout, to=to, text=text)
 
     def _check_may_send_secrets(self, *values: Optional[str]) -> None:

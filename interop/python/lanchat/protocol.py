@@ -187,6 +187,11 @@ _OK_FIELDS: Mapping[str, Mapping[str, _Types]] = {
     "unregister": {"nick": _STR},
 }
 
+_OK_OPTIONAL: Mapping[str, Mapping[str, _Types]] = {
+    "dm": {"away": (bool,), "away_text": _STR},
+}
+"""Optional fields of ``ok`` replies (extensions), checked when present."""
+
 EVENT_TYPES: FrozenSet[str] = frozenset(
     t for t in _SERVER_FIELDS if t not in ("welcome", "ok", "error", "bye")
 )
@@ -408,8 +413,23 @@ def check_server_frame(frame: Mapping[str, Any]) -> None:
         _check_fields(frame, _OK_FIELDS.get(frame["cmd"], {}), f"ok {frame['cmd']}")
         if frame["cmd"] == "rooms" and frame.get("next") is not None:
             _check_fields(frame, {"next": _STR}, "ok rooms")
+        optional = _OK_OPTIONAL.get(frame["cmd"], {})
+        present = {k: v for k, v in optional.items() if frame.get(k) is not None}
+        _check_fields(frame, present, f"ok {frame['cmd']}")
     if type_ in EVENT_TYPES and "re" in frame:
         raise ProtocolError("bad_frame", f"{type_}: events carry no re")
+
+
+def recipient_away(reply: Mapping[str, Any]) -> Optional[Tuple[str, Optional[str]]]:
+    """``(to, away_text)`` when the ``ok`` reply to a ``dm`` says its recipient is away or busy.
+
+    The server's extension: such a reply carries ``"away": true`` and, when the recipient set
+    a status text, ``away_text``.  ``None`` for any other reply (or an older server's).
+    """
+    if reply.get("type") != "ok" or reply.get("cmd") != "dm" or reply.get("away") is not True:
+        return None
+    text = reply.get("away_text")
+    return str(reply.get("to", "")), text if isinstance(text, str) else None
 
 
 def frame_kind(frame: Mapping[str, Any]) -> str:

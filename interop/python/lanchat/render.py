@@ -100,7 +100,8 @@ def format_event(event: Mapping[str, Any], now_ms: Optional[int] = None) -> str:
 
 
 def format_reply(reply: Mapping[str, Any]) -> List[str]:
-    """Readable lines for a reply worth showing (welcome, join, who, rooms, topic, history)."""
+    """Readable lines for a reply worth showing (welcome, join, who, rooms, topic, history,
+    and a dm whose recipient is away)."""
     kind, cmd = reply.get("type"), reply.get("cmd")
     if kind == "welcome":
         lines = [f"* connected to {reply.get('name')} ({reply.get('server')}) as {reply.get('nick')}"]
@@ -125,6 +126,10 @@ def format_reply(reply: Mapping[str, Any]) -> List[str]:
         if reply.get("next"):
             lines.append(f"* more rooms follow: /rooms {_one_line(reply['next'])}")
         return lines
+    if cmd == "dm" and reply.get("away") is True:
+        # The server's extension: the recipient is away or busy (the message was delivered).
+        text = reply.get("away_text")
+        return [f"* {reply.get('to')} is away" + (f": {_one_line(text)}" if text else "")]
     if cmd == "topic":
         topic = _one_line(reply.get("topic", "")) or "(no topic)"
         return [f"[{reply['room']}] * topic: {topic}"]

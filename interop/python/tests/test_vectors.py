@@ -20,6 +20,7 @@ from lanchat.protocol import (
     decode_line,
     encode_frame,
     frame_kind,
+    recipient_away,
     request_frame,
     validate,
 )
@@ -52,6 +53,26 @@ class RetryAfter(unittest.TestCase):
         self.assertIsNone(LanchatError.from_frame(frames["error_rate_limited"]).retry_after)
         welcome = frames["welcome_with_budgets"]
         self.assertEqual(welcome["limits"]["events_per_sec"], 2)
+
+
+class RecipientAway(unittest.TestCase):
+    """A dm's ok reply says when its recipient is away or busy (extension)."""
+
+    def test_away_fields_from_the_vectors(self) -> None:
+        frames = {v["name"]: decode_line(v["line"].encode()) for v in load_vectors("server.jsonl")}
+        self.assertEqual(recipient_away(frames["ok_dm_away"]), ("bob", "lunch"))
+        self.assertEqual(recipient_away(frames["ok_dm_away_no_text"]), ("bob", None))
+        self.assertIsNone(recipient_away(frames["ok_dm"]))
+        self.assertIsNone(recipient_away(frames["ok_say"]))
+        self.assertEqual(format_reply(frames["ok_dm_away"]), ["* bob is away: lunch"])
+        self.assertEqual(format_reply(frames["ok_dm"]), [])
+
+    def test_malformed_away_fields_are_refused(self) -> None:
+        for extra in ('"away":"yes"', '"away":true,"away_text":3'):
+            line = '{"type":"ok","re":5,"cmd":"dm","id":"x","ts":1,"to":"bob",' + extra + "}"
+            with self.assertRaises(ProtocolError, msg=extra) as caught:
+                check_server_frame(decode_line(line.encode()))
+            self.assertEqual(caught.exception.code, "bad_frame")
 
 
 class ErrorCodes(unittest.TestCase):
