@@ -694,7 +694,8 @@ async fn interactive_prompt_survives_incoming_messages() {
     let data = TempDir::new("tmux");
     let client = bin_path("lanchat");
     let command = format!(
-        "env XDG_DATA_HOME='{}' TERM=xterm '{}' {} --nick ann --no-bell",
+        "env XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' TERM=xterm '{}' {} --nick ann --no-bell",
+        data.path().display(),
         data.path().display(),
         client.display(),
         server.addr
@@ -805,7 +806,9 @@ async fn several_servers_found_the_user_picks_one() {
     let (mut watcher, _) = TestClient::hello(second.addr, "watcher").await;
     let data = TempDir::new("pick");
     let command = format!(
-        "env XDG_DATA_HOME='{}' TERM=xterm '{}' --discover-port {port} --interface lo --nick ann --no-bell",
+        "env XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' TERM=xterm '{}' --discover-port {port} \
+         --interface lo --nick ann --no-bell",
+        data.path().display(),
         data.path().display(),
         bin_path("lanchat").display(),
     );

@@ -142,6 +142,7 @@ fn discover_and_chat_across_namespaces() {
         .args(["netns", "exec", &lan.ns("a")])
         .arg(&client_bin)
         .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
         .args([
             "discover",
             "--json",
@@ -190,6 +191,7 @@ fn discover_and_chat_across_namespaces() {
         .args(["netns", "exec", &lan.ns("b")])
         .arg(&client_bin)
         .env("XDG_DATA_HOME", bob_data.path())
+        .env("XDG_CONFIG_HOME", bob_data.path())
         .args(["--nick", "bob", "--json", "--interface", "eth0"])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
@@ -232,6 +234,7 @@ fn discover_and_chat_across_namespaces() {
         .args(["netns", "exec", &lan.ns("a")])
         .arg(&client_bin)
         .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
         .args([&address, "--nick", "ann", "--tls-fingerprint", &fingerprint])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())

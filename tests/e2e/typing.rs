@@ -21,7 +21,8 @@ impl Terminal {
         let data = TempDir::new("typing");
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         let command = format!(
-            "env XDG_DATA_HOME='{}' TERM=xterm NO_COLOR=1 {} '{}' {} --no-bell",
+            "env XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' TERM=xterm NO_COLOR=1 {} '{}' {} --no-bell",
+            data.path().display(),
             data.path().display(),
             env.join(" "),
             bin_path("lanchat").display(),
@@ -230,6 +231,7 @@ async fn lanchat_password_gives_the_password_and_its_absence_is_explained() {
         let mut cmd = tokio::process::Command::new(bin_path("lanchat"));
         cmd.args([addr.as_str(), "--nick", "ci"])
             .env("XDG_DATA_HOME", data.path())
+            .env("XDG_CONFIG_HOME", data.path())
             .env("NO_COLOR", "1")
             .env_remove("LANCHAT_PASSWORD")
             .stdin(std::process::Stdio::null())
