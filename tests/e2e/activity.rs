@@ -26,22 +26,7 @@ impl Terminal {
             config.path().display(),
             bin_path("lanchat").display(),
         );
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "chat",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.new_session(80, 24, &command);
         Terminal {
             tmux,
             _data: data,

@@ -700,22 +700,7 @@ async fn interactive_prompt_survives_incoming_messages() {
         client.display(),
         server.addr
     );
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "chat",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmux.new_session(100, 30, &command);
 
     tmux.wait_for("the prompt", |s| prompt_row(s).starts_with("#lobby>"))
         .await;
@@ -812,22 +797,7 @@ async fn several_servers_found_the_user_picks_one() {
         data.path().display(),
         bin_path("lanchat").display(),
     );
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "chat",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmux.new_session(120, 30, &command);
     let screen = tmux
         .wait_for("the choice", |s| {
             s.iter()

@@ -32,18 +32,7 @@ impl Terminal {
             bin_path("lanchat").display(),
             extra.join(" ")
         );
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "chat",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(out.status.success(), "tmux new-session failed");
+        tmux.new_session(100, 30, &command);
         Terminal {
             tmux,
             _data: data,

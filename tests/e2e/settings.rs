@@ -83,22 +83,7 @@ impl Home {
             self.data_dir().display(),
             bin_path("lanchat").display(),
         );
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "chat",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.new_session(100, 30, &command);
         tmux
     }
 }

@@ -39,22 +39,7 @@ impl Terminal {
             bin_path("lanchat").display(),
             extra.join(" ")
         );
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "chat",
-            "-x",
-            &columns.to_string(),
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.new_session(columns, 30, &command);
         Terminal { tmux, _data: data }
     }
 

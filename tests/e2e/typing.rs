@@ -28,22 +28,7 @@ impl Terminal {
             bin_path("lanchat").display(),
             quoted.join(" "),
         );
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "chat",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.new_session(80, 24, &command);
         Terminal { tmux, _data: data }
     }
 

@@ -32,6 +32,27 @@ impl Tmux {
             .expect("run tmux")
     }
 
+    /// Start the session `chat`, `columns` x `rows`, running `command` (a shell command line).
+    pub fn new_session(&self, columns: u16, rows: u16, command: &str) {
+        let (x, y) = (columns.to_string(), rows.to_string());
+        let out = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            &x,
+            "-y",
+            &y,
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn send_literal(&self, text: &str) {
         let out = self.run(&["send-keys", "-t", "chat", "-l", text]);
         assert!(
