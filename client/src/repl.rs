@@ -224,10 +224,7 @@ impl Screen for PrinterScreen {
 /// Where input history lives: `$XDG_DATA_HOME/lanchat/history`, else
 /// `~/.local/share/lanchat/history`.
 pub fn history_path() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".local/share"),
-    };
+    let base = crate::config::xdg_home("XDG_DATA_HOME", ".local/share")?;
     Some(base.join("lanchat").join("history"))
 }
 

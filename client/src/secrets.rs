@@ -31,10 +31,7 @@ pub struct Secrets {
 impl Secrets {
     /// The user's file: `$XDG_CONFIG_HOME/lanchat/secrets.json`, else under `~/.config`.
     pub fn from_env() -> Self {
-        let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => Some(PathBuf::from(dir)),
-            None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")),
-        };
+        let base = crate::config::xdg_home("XDG_CONFIG_HOME", ".config");
         Secrets {
             path: base.map(|b| b.join("lanchat").join("secrets.json")),
         }

@@ -32,10 +32,7 @@ pub fn short(fp: &Fingerprint) -> String {
 
 /// `$XDG_DATA_HOME/lanchat/known_servers`, else `~/.local/share/lanchat/known_servers`.
 pub fn default_path() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".local/share"),
-    };
+    let base = crate::config::xdg_home("XDG_DATA_HOME", ".local/share")?;
     Some(base.join("lanchat").join(FILE_NAME))
 }
 
