@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, TextI
 from .client import Client, parse_address
 from .discovery import Server, discover
 from .errors import ConnectionClosed, FingerprintMismatch, LanchatError
-from .protocol import DEFAULT_PORT, DISCOVERY_PORT, Frame
+from .protocol import DEFAULT_PORT, DISCOVERY_PORT, NULL, Frame
 from .render import format_event, format_reply
 from .tls import parse_fingerprint
 
@@ -47,7 +47,7 @@ __all__ = ["main", "parse_command", "HELP"]
 HELP = """\
 commands:
   TEXT                  say TEXT in the current room (//TEXT says /TEXT)
-  /join ROOM            join ROOM and make it the current room
+  /join ROOM [KEY]      join ROOM (with its key, if it has one) and make it the current room
   /leave [ROOM]         leave ROOM (default: the current room)
   /msg NICK TEXT        send a direct message
   /me ACTION            say an action in the current room: /me waves
@@ -57,6 +57,14 @@ commands:
   /who [ROOM]           list members
   /rooms [after]        list rooms, a page at a time
   /history [LIMIT]      show the current room's recent messages
+  /mode [+i|-i] [+k KEY|-k] [+t|-t]
+                        show or (operators) set the current room's modes: invite-only,
+                        key, topic lock
+  /invite NICK          let NICK join the current room once (operators)
+  /kick NICK [REASON]   remove NICK from the current room (operators)
+  /op NICK              make NICK an operator of the current room (operators)
+  /register SECRET      register your nick: from then on it needs SECRET (keep it)
+  /unregister           give your registered nick up
   /ping                 round-trip to the server
   /quit [REASON]        leave the chat
   /help                 this help"""
@@ -153,7 +161,7 @@ def parse_command(line: str, room: Optional[str]) -> Tuple[str, Dict[str, Any]]:
         return room
 
     if name == "join":
-        return "join", {"room": need(rest, "a room")}
+        return "join", {"room": need(first, "a room"), "key": tail or None}
     if name in ("leave", "part"):
         return "leave", {"room": current(rest)}
     if name in ("msg", "dm"):
@@ -177,6 +185,16 @@ def parse_command(line: str, room: Optional[str]) -> Tuple[str, Dict[str, Any]]:
         if rest and not rest.isdigit():
             raise ValueError("/history takes a number of messages")
         return "history", {"room": current(""), "limit": int(rest) if rest else None}
+    if name == "mode":
+        return "mode", _mode_fields(current(""), rest.split())
+    if name in ("invite", "op"):
+        return name, {"room": current(""), "nick": need(rest, "a nick")}
+    if name == "kick":
+        return "kick", {"room": current(""), "nick": need(first, "a nick"), "reason": tail or None}
+    if name == "register":
+        return "register", {"secret": need(rest, "a secret (8 to 256 bytes)")}
+    if name == "unregister":
+        return "unregister", {}
     if name == "ping":
         return "ping", {}
     if name == "quit":
@@ -184,6 +202,26 @@ def parse_command(line: str, room: Optional[str]) -> Tuple[str, Dict[str, Any]]:
     if name == "help":
         return "help", {}
     raise ValueError(f"unknown command /{name} (see /help)")
+
+
+def _mode_fields(room: str, words: List[str]) -> Dict[str, Any]:
+    """The fields of ``mode`` from ``+i -i +k KEY -k +t -t`` (none: read the modes)."""
+    fields: Dict[str, Any] = {"room": room}
+    flags = {"+i": ("invite_only", True), "-i": ("invite_only", False),
+             "+t": ("topic_lock", True), "-t": ("topic_lock", False), "-k": ("key", NULL)}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "+k" and i + 1 < len(words):
+            fields["key"] = words[i + 1]
+            i += 2
+            continue
+        if word not in flags:
+            raise ValueError("usage: /mode [+i|-i] [+k KEY|-k] [+t|-t]")
+        field, value = flags[word]
+        fields[field] = value
+        i += 1
+    return fields
 
 
 class _Output:

@@ -10,7 +10,7 @@ import unittest
 
 from support import WAIT, python_env
 
-from lanchat import parse_address
+from lanchat import NULL, parse_address
 from lanchat.cli import STDIN_LINE_LIMIT, _read_stdin, backoff, parse_command
 from lanchat.render import format_event, format_reply, format_time
 
@@ -37,7 +37,18 @@ class CommandTests(unittest.TestCase):
 
     def test_commands(self) -> None:
         cases = {
-            "/join rust": ("join", {"room": "rust"}),
+            "/join rust": ("join", {"room": "rust", "key": None}),
+            "/join vault s3cret": ("join", {"room": "vault", "key": "s3cret"}),
+            "/mode": ("mode", {"room": "lobby"}),
+            "/mode +i -t +k k3y": ("mode", {"room": "lobby", "invite_only": True,
+                                            "topic_lock": False, "key": "k3y"}),
+            "/mode -k": ("mode", {"room": "lobby", "key": NULL}),
+            "/invite bob": ("invite", {"room": "lobby", "nick": "bob"}),
+            "/op bob": ("op", {"room": "lobby", "nick": "bob"}),
+            "/kick bob go away": ("kick", {"room": "lobby", "nick": "bob", "reason": "go away"}),
+            "/kick bob": ("kick", {"room": "lobby", "nick": "bob", "reason": None}),
+            "/register tWv2x9Qm4bLk7rZp": ("register", {"secret": "tWv2x9Qm4bLk7rZp"}),
+            "/unregister": ("unregister", {}),
             "/leave": ("leave", {"room": "lobby"}),
             "/leave rust": ("leave", {"room": "rust"}),
             "/msg bob hello there": ("dm", {"to": "bob", "text": "hello there"}),
@@ -62,7 +73,9 @@ class CommandTests(unittest.TestCase):
     def test_errors(self) -> None:
         for line, room in (("/frobnicate", "lobby"), ("/join", "lobby"), ("/msg bob", "lobby"),
                            ("/history many", "lobby"), ("hello", None), ("/who", None),
-                           ("/me", "lobby"), ("/me waves", None)):
+                           ("/me", "lobby"), ("/me waves", None), ("/mode +x", "lobby"),
+                           ("/mode +k", "lobby"), ("/invite", "lobby"), ("/kick", "lobby"),
+                           ("/register", "lobby")):
             with self.subTest(line), self.assertRaises(ValueError):
                 parse_command(line, room)
 

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 
 from support import WAIT, ServerProcess, python_env
 
-from lanchat import Client
+from lanchat import Client, LanchatError
 
 TIME = r"\d\d:\d\d:\d\d"
 
@@ -166,6 +166,26 @@ class CliSessionTests(unittest.TestCase):
         cli.send("/quit\n")
         self.assertEqual(cli.wait_exit(), 0)
         self.assertIn("/me needs an action", cli.stderr())
+
+    def test_register_and_a_private_room_from_the_cli(self) -> None:
+        server = self.start_server()
+        bob = self.connect(server, "bob")
+        cli = self.cli(server)
+        # One request at a time, in order: bob's invitation shows the ones before were done.
+        cli.send("/register tWv2x9Qm4bLk7rZp\n/join vault\n/mode +i\n/invite bob\n")
+        invite = bob.wait_for(lambda e: e.get("type") == "invite", WAIT)
+        self.assertEqual((invite["room"], invite["by"]), ("vault", "ann"))
+        cli.send("/quit\n")
+        self.assertEqual(cli.wait_exit(), 0, cli.stderr())
+        self.assert_clean_stderr(cli)
+        # The nick is ann's now: without the secret, nobody has it.
+        other = Client(timeout=WAIT).connect(server.host, server.port)
+        self.addCleanup(other.close)
+        with self.assertRaises(LanchatError) as refused:
+            other.hello("ann")
+        self.assertEqual(refused.exception.code, "nick_registered")
+        # Invite-only: bob gets in on the invitation, once.
+        self.assertEqual(bob.join("vault")["room"], "vault")
 
     def test_join_lines_are_timestamped_like_messages(self) -> None:
         server = self.start_server()
