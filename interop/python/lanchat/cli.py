@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nick", required=True, help="your nick")
     parser.add_argument("--room", help="room to join and talk in (default: the server's default room)")
     parser.add_argument("--password-file", metavar="F", help="file whose first line is the server password")
+    parser.add_argument("--secret-file", metavar="F",
+                        help="file whose first line is the secret of your registered nick"
+                             " (see /register); sent with hello")
     parser.add_argument("--json", action="store_true", help="print every server frame as raw JSON")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECS",
                         help="seconds to wait for a connection or a reply (default 10)")
@@ -313,6 +316,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             password = _read_password(args.password_file)
         except (OSError, UnicodeDecodeError) as exc:
             parser.error(f"cannot read password file: {exc}")
+    secret = None
+    if args.secret_file:
+        try:
+            secret = _read_password(args.secret_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"cannot read secret file: {exc}")
     unix_path = args.address if "/" in args.address else None
     if unix_path is not None and args.tls_fingerprint:
         parser.error("--tls-fingerprint is for TCP: a Unix socket is always plain")
@@ -345,6 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         target = (None, host, port)
     chat = _Chat(out, inbox, target, pin, args.nick, password, args.timeout, args.reconnect)
+    chat.secret = secret
     try:
         chat.connect()
     except FingerprintMismatch as exc:
@@ -450,6 +460,8 @@ class _Chat:
         self._attempts = attempts
         self._client: Optional[Client] = None
         self._generation = 0
+        self.secret: Optional[str] = None
+        """The secret of the registered nick, sent with every hello."""
         self._lock = threading.Lock()  # guards the fields below (the reader thread writes them)
         self._last_seen: Dict[str, str] = {}
         self._seen: "collections.OrderedDict[str, None]" = collections.OrderedDict()
@@ -486,7 +498,7 @@ class _Chat:
     def register(self, room: Optional[str]) -> None:
         """First connection: hello, then join ``room`` if given; raises LanchatError."""
         client = self._current()
-        self._out.reply(client.hello(self._nick, self._password))
+        self._out.reply(client.hello(self._nick, self._password, secret=self.secret))
         self.rooms = list((client.welcome or {}).get("rooms") or [])
         self.room = self.rooms[0] if self.rooms else None
         if room:
@@ -500,7 +512,7 @@ class _Chat:
     def _rejoin(self) -> None:
         """After a reconnect: hello, the same rooms as before, and the messages missed."""
         client = self._current()
-        welcome = client.hello(self._nick, self._password)
+        welcome = client.hello(self._nick, self._password, secret=self.secret)
         if self._out.as_json:
             self._out.reply(welcome)
         else:

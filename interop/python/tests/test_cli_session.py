@@ -6,6 +6,7 @@ Also /me, timestamps on join lines, and reconnection across a server restart wit
 catch-up from history.
 """
 
+import os
 import queue
 import re
 import subprocess
@@ -186,6 +187,13 @@ class CliSessionTests(unittest.TestCase):
         self.assertEqual(refused.exception.code, "nick_registered")
         # Invite-only: bob gets in on the invitation, once.
         self.assertEqual(bob.join("vault")["room"], "vault")
+        # The owner comes back with the secret from a file.
+        with tempfile.NamedTemporaryFile("w", suffix=".secret", delete=False) as file:
+            file.write("tWv2x9Qm4bLk7rZp\n")
+        self.addCleanup(os.unlink, file.name)
+        again = self.cli(server, "--secret-file", file.name)
+        again.send("/quit\n")
+        self.assertEqual(again.wait_exit(), 0, again.stderr())
 
     def test_join_lines_are_timestamped_like_messages(self) -> None:
         server = self.start_server()
