@@ -1,5 +1,6 @@
 /*
- * lanchat-c [--tls-fingerprint HEX] HOST PORT NICK - a line-oriented lanchat client.
+ * lanchat-c [--tls-fingerprint HEX] [--secret-file F] HOST PORT NICK - a line-oriented
+ * lanchat client.
  * lanchat-c --help (or -h) prints the usage and the commands on stdout, exit 0;
  * bad arguments print one line on stderr and exit 2.
  *
@@ -8,9 +9,15 @@
  * line and exits 2, before anything is sent.
  *
  * Multiplexes stdin and the server socket with poll(). A plain stdin line is
- * said to the current room (lobby until /join); /join ROOM, /leave ROOM,
- * /msg NICK TEXT, /nick NEW, /quit [REASON] and /help are commands ("//text"
- * says "/text"); an unknown command gets one line naming it.
+ * said to the current room (lobby until /join); /join ROOM [KEY], /leave ROOM,
+ * /msg NICK TEXT, /nick NEW, /mode [+i|-i] [+k KEY|-k] [+t|-t], /invite NICK,
+ * /kick NICK [REASON], /op NICK (the private-room commands act on the current
+ * room), /register SECRET, /unregister, /quit [REASON] and /help are commands
+ * ("//text" says "/text"); an unknown command gets one line naming it.
+ *
+ * --secret-file F: the first line of F is the secret of the registered nick,
+ * sent with hello. Without it a registered nick is refused (nick_registered):
+ * the error is printed and the client exits 1.
  * Every event is printed on one line. When stdin closes the client sends
  * quit, waits for the server's bye and exits 0.
  */
@@ -43,15 +50,28 @@ struct session {
     int bye_quit;             /* ... after our quit */
 };
 
-#define USAGE "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"
+#define USAGE "usage: lanchat-c [--tls-fingerprint HEX] [--secret-file F] HOST PORT NICK"
+#define MODE_USAGE "usage: /mode [+i|-i] [+k KEY|-k] [+t|-t]"
+#define SECRET_MAX 1024 /* the server takes 8 to 256 bytes; longer is its to refuse */
 
 static const char COMMANDS[] =
     "commands:\n"
     "  TEXT             say TEXT in the current room (//TEXT says /TEXT)\n"
-    "  /join ROOM       join ROOM and make it the current room\n"
+    "  /join ROOM [KEY] join ROOM (with its key, if it has one) and make it the\n"
+    "                   current room\n"
     "  /leave ROOM      leave ROOM\n"
     "  /msg NICK TEXT   send a direct message\n"
     "  /nick NEW        change your nick\n"
+    "  /mode [+i|-i] [+k KEY|-k] [+t|-t]\n"
+    "                   show or (operators) set the current room's modes:\n"
+    "                   invite-only, key, topic lock\n"
+    "  /invite NICK     let NICK join the current room once (operators)\n"
+    "  /kick NICK [REASON]\n"
+    "                   remove NICK from the current room (operators)\n"
+    "  /op NICK         make NICK an operator of the current room (operators)\n"
+    "  /register SECRET register your nick: from then on it needs SECRET\n"
+    "                   (give it next time with --secret-file F)\n"
+    "  /unregister      give your registered nick up\n"
     "  /quit [REASON]   leave the chat\n"
     "  /help            this list\n";
 
@@ -63,6 +83,8 @@ static int print_help(void)
                "options:\n"
                "  --tls-fingerprint HEX  connect with TLS, accepting only the certificate\n"
                "                         whose SHA-256 is HEX (the server's tls_sha256)\n"
+               "  --secret-file F        the first line of F is the secret of your registered\n"
+               "                         nick (see /register), sent with hello\n"
                "  -h, --help             show this help and exit\n\n"
                "%s\n"
                "Exit status: 0 after end of input or /quit; 1 when the connection fails or\n"
@@ -113,6 +135,20 @@ static void print_ok(struct session *s, const lc_event *ev)
         printf("* left %s", ev->room != NULL ? ev->room : "?");
     } else if (strcmp(ev->cmd, "nick") == 0) {
         printf("* you are now %s", ev->nick != NULL ? ev->nick : "?");
+    } else if (strcmp(ev->cmd, "mode") == 0 && ev->has_modes) {
+        printf("* modes of %s:%s%s%s%s", ev->room != NULL ? ev->room : "?",
+               ev->invite_only ? " invite-only" : "", ev->has_key ? " key" : "",
+               ev->invite_only || ev->has_key ? "" : " public",
+               ev->topic_lock ? " topic-locked" : "");
+    } else if (strcmp(ev->cmd, "invite") == 0 || strcmp(ev->cmd, "kick") == 0 ||
+               strcmp(ev->cmd, "op") == 0) {
+        printf("* %s %s in %s", strcmp(ev->cmd, "invite") == 0 ? "invited"
+                                : strcmp(ev->cmd, "kick") == 0 ? "kicked"
+                                                               : "made operator",
+               ev->nick != NULL ? ev->nick : "?", ev->room != NULL ? ev->room : "?");
+    } else if (strcmp(ev->cmd, "register") == 0 || strcmp(ev->cmd, "unregister") == 0) {
+        printf("* %s %s", strcmp(ev->cmd, "register") == 0 ? "registered" : "unregistered",
+               ev->nick != NULL ? ev->nick : "?");
     } else if (strcmp(ev->cmd, "say") == 0 || strcmp(ev->cmd, "dm") == 0) {
         return; /* the text is already on screen */
     } else {
@@ -275,6 +311,35 @@ static char *split_word(char *s, char **word)
     return space + 1;
 }
 
+/* The fields of a mode request from "+i -i +k KEY -k +t -t" (none: read the
+ * modes), into req. 0 for anything else. Modifies s. */
+static int parse_mode(char *s, lc_request *req)
+{
+    char *word = NULL;
+
+    req->invite_only = LC_MODE_KEEP;
+    req->topic_lock = LC_MODE_KEEP;
+    while ((s = split_word(s, &word)) != NULL) {
+        if (strcmp(word, "+i") == 0 || strcmp(word, "-i") == 0) {
+            req->invite_only = word[0] == '+' ? LC_MODE_ON : LC_MODE_OFF;
+        } else if (strcmp(word, "+t") == 0 || strcmp(word, "-t") == 0) {
+            req->topic_lock = word[0] == '+' ? LC_MODE_ON : LC_MODE_OFF;
+        } else if (strcmp(word, "-k") == 0) {
+            req->clear_key = 1;
+            req->key = NULL;
+        } else if (strcmp(word, "+k") == 0) {
+            s = split_word(s, &word);
+            if (s == NULL)
+                return 0; /* +k needs its KEY */
+            req->key = word;
+            req->clear_key = 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The name of the command in line ("/join ROOM" -> "join"), in name. */
 static void command_name(const char *line, char *name, size_t size)
 {
@@ -317,12 +382,55 @@ static int handle_input_line(struct session *s, char *line, char **quit_reason)
         return 0;
     }
     if (strcmp(name, "join") == 0) {
-        if (split_word(line + 5, &arg) == NULL) {
-            fputs("lanchat-c: usage: /join ROOM\n", stderr);
+        rest = split_word(line + 5, &arg);
+        if (rest == NULL) {
+            fputs("lanchat-c: usage: /join ROOM [KEY]\n", stderr);
             return 0;
         }
+        while (*rest == ' ')
+            rest++;
         req.type = LC_REQ_JOIN;
         req.room = arg;
+        req.key = *rest != '\0' ? rest : NULL; /* the rest of the line, as the Python CLI */
+    } else if (strcmp(name, "mode") == 0) {
+        if (!parse_mode(line + 5, &req)) {
+            fputs("lanchat-c: " MODE_USAGE "\n", stderr);
+            return 0;
+        }
+        req.type = LC_REQ_MODE;
+        req.room = s->room;
+    } else if (strcmp(name, "invite") == 0 || strcmp(name, "op") == 0) {
+        if (split_word(line + 1 + strlen(name), &arg) == NULL) {
+            fprintf(stderr, "lanchat-c: usage: /%s NICK\n", name);
+            return 0;
+        }
+        req.type = strcmp(name, "op") == 0 ? LC_REQ_OP : LC_REQ_INVITE;
+        req.room = s->room;
+        req.nick = arg;
+    } else if (strcmp(name, "kick") == 0) {
+        rest = split_word(line + 5, &arg);
+        if (rest == NULL) {
+            fputs("lanchat-c: usage: /kick NICK [REASON]\n", stderr);
+            return 0;
+        }
+        while (*rest == ' ')
+            rest++;
+        req.type = LC_REQ_KICK;
+        req.room = s->room;
+        req.nick = arg;
+        req.reason = *rest != '\0' ? rest : NULL;
+    } else if (strcmp(name, "register") == 0) {
+        rest = line + 9;
+        while (*rest == ' ')
+            rest++;
+        if (*rest == '\0') {
+            fputs("lanchat-c: usage: /register SECRET\n", stderr);
+            return 0;
+        }
+        req.type = LC_REQ_REGISTER;
+        req.secret = rest;
+    } else if (strcmp(name, "unregister") == 0) {
+        req.type = LC_REQ_UNREGISTER;
     } else if (strcmp(name, "leave") == 0) {
         if (split_word(line + 6, &arg) == NULL) {
             fputs("lanchat-c: usage: /leave ROOM\n", stderr);
@@ -476,6 +584,7 @@ static int valid_port(const char *s)
 
 struct options {
     const char *fingerprint; /* NULL: plain TCP */
+    const char *secret_file; /* NULL: no secret sent with hello */
     const char *host;
     const char *port;
     const char *nick;
@@ -491,7 +600,8 @@ static enum parsed bad_args(const char *why, const char *what)
     return ARGS_BAD;
 }
 
-/* [--tls-fingerprint HEX | --tls-fingerprint=HEX] HOST PORT NICK, options
+/* [--tls-fingerprint HEX | --tls-fingerprint=HEX] [--secret-file F |
+ * --secret-file=F] HOST PORT NICK, options
  * anywhere before "--"; -h or --help alone asks for help. ARGS_BAD after
  * printing one line saying why. */
 static enum parsed parse_args(int argc, char **argv, struct options *o)
@@ -515,6 +625,12 @@ static enum parsed parse_args(int argc, char **argv, struct options *o)
             o->fingerprint = argv[++i];
         } else if (!options_done && strncmp(arg, "--tls-fingerprint=", 18) == 0) {
             o->fingerprint = arg + 18;
+        } else if (!options_done && strcmp(arg, "--secret-file") == 0) {
+            if (i + 1 >= argc)
+                return bad_args("--secret-file needs a value", NULL);
+            o->secret_file = argv[++i];
+        } else if (!options_done && strncmp(arg, "--secret-file=", 14) == 0) {
+            o->secret_file = arg + 14;
         } else if (!options_done && arg[0] == '-' && arg[1] != '\0') {
             return bad_args("unknown option ", arg);
         } else if (n < 3) {
@@ -535,6 +651,37 @@ static enum parsed parse_args(int argc, char **argv, struct options *o)
     o->port = positional[1];
     o->nick = positional[2];
     return ARGS_RUN;
+}
+
+/* The first line of path, without its line ending, into secret. 0 after
+ * printing one line (with the usage) when it cannot be read or is empty. */
+static int read_secret(const char *path, char *secret, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    const char *why = NULL;
+    int got;
+
+    if (f == NULL) {
+        fprintf(stderr, "lanchat-c: cannot read secret file %s: %s; " USAGE " (--help for more)\n",
+                path, strerror(errno));
+        return 0;
+    }
+    got = fgets(secret, (int)size, f) != NULL;
+    if (!got)
+        why = ferror(f) ? "read error" : "it is empty";
+    if (fclose(f) != 0 && why == NULL)
+        why = strerror(errno);
+    if (why == NULL) {
+        secret[strcspn(secret, "\r\n")] = '\0';
+        if (secret[0] == '\0')
+            why = "its first line is empty";
+    }
+    if (why != NULL) {
+        fprintf(stderr, "lanchat-c: cannot read secret file %s: %s; " USAGE " (--help for more)\n",
+                path, why);
+        return 0;
+    }
+    return 1;
 }
 
 /* Connect, in plain or TLS. Returns the exit status on failure, -1 on success. */
@@ -573,6 +720,7 @@ int main(int argc, char **argv)
     lc_event welcome;
     lc_status rc;
     int status;
+    char secret[SECRET_MAX];
 
     switch (parse_args(argc, argv, &opts)) {
     case ARGS_RUN:
@@ -582,12 +730,16 @@ int main(int argc, char **argv)
     case ARGS_BAD:
         return 2;
     }
+    if (opts.secret_file != NULL && !read_secret(opts.secret_file, secret, sizeof secret))
+        return 2;
     memset(&s, 0, sizeof s);
     strcpy(s.room, "lobby");
     status = open_connection(&opts, &s.client);
     if (status >= 0)
         return status;
-    rc = lc_hello(s.client, opts.nick, NULL, &welcome);
+    rc = lc_hello_secret(s.client, opts.nick, NULL, opts.secret_file != NULL ? secret : NULL,
+                         &welcome);
+    memset(secret, 0, sizeof secret);
     if (rc == LC_OK) {
         if (welcome.n_rooms > 0 && strlen(welcome.rooms[0]) < sizeof s.room)
             strcpy(s.room, welcome.rooms[0]);

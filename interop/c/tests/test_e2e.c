@@ -625,7 +625,10 @@ static void test_cli_arguments(struct checks *t, const struct paths *paths)
 {
     static const char *const help_flags[] = {"--help", "-h"};
     char fp_short[] = "--tls-fingerprint=abcd";
-    char *bad[][6] = {
+    char *bad[][7] = {
+        {(char *)paths->cli, "127.0.0.1", "7878", "ann", "--secret-file", NULL},
+        {(char *)paths->cli, "--secret-file", "/nonexistent/lanchat-secret", "127.0.0.1", "7878",
+         "ann", NULL},
         {(char *)paths->cli, NULL},
         {(char *)paths->cli, "127.0.0.1", "7878", NULL},
         {(char *)paths->cli, "127.0.0.1", "http", "ann", NULL},
@@ -649,7 +652,7 @@ static void test_cli_arguments(struct checks *t, const struct paths *paths)
         out.fd = cli.out;
         memset(&err, 0, sizeof err);
         err.fd = cli.err;
-        CHECK(t, next_own_line_is(&out, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"));
+        CHECK(t, next_own_line_is(&out, "usage: lanchat-c [--tls-fingerprint HEX] [--secret-file F] HOST PORT NICK"));
         CHECK(t, wait_output(&out, "/quit [REASON]"));
         CHECK(t, !own_line(&err, line, sizeof line)); /* stderr ends empty */
         CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 0) && alone);
@@ -662,7 +665,7 @@ static void test_cli_arguments(struct checks *t, const struct paths *paths)
         memset(&err, 0, sizeof err);
         err.fd = cli.err;
         CHECK(t, own_line(&err, line, sizeof line) && strncmp(line, "lanchat-c: ", 11) == 0 &&
-                     strstr(line, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK") != NULL);
+                     strstr(line, "usage: lanchat-c [--tls-fingerprint HEX] [--secret-file F] HOST PORT NICK") != NULL);
         CHECK(t, !own_line(&err, line, sizeof line)); /* that one line only */
         CHECK(t, !read_line(&out, WAIT_MS, line, sizeof line)); /* nothing on stdout */
         CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 2));
@@ -752,7 +755,7 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
      * command's usage; /help lists the commands */
     CHECK(t, write_text(cli.in, "/frobnicate now\n/join\n/help\n"));
     CHECK(t, next_own_line_is(&err, "lanchat-c: unknown command /frobnicate (/help lists the commands)"));
-    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /join ROOM"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /join ROOM [KEY]"));
     CHECK(t, next_own_line_is(&err, "commands:"));
     CHECK(t, wait_output(&err, "/msg NICK TEXT"));
 
@@ -779,11 +782,165 @@ static void test_cli(struct checks *t, const char *port, const struct paths *pat
     if (CHECK(t, spawn(&cli, bad_argv, 0, 1))) {
         memset(&err, 0, sizeof err);
         err.fd = cli.err;
-        CHECK(t, wait_output(&err, "usage: lanchat-c [--tls-fingerprint HEX] HOST PORT NICK"));
+        CHECK(t, wait_output(&err, "usage: lanchat-c [--tls-fingerprint HEX] [--secret-file F] HOST PORT NICK"));
         status = reap(&cli, WAIT_MS, &alone);
         CHECK(t, exited_with(status, 2));
     }
     test_cli_arguments(t, paths);
+}
+
+/* Write text to a new file named by the template (mkstemp). 1 on success. */
+static int make_file(char *template, const char *text)
+{
+    int fd = mkstemp(template);
+    int ok;
+
+    if (fd < 0)
+        return 0;
+    ok = write_text(fd, text);
+    if (close(fd) != 0)
+        ok = 0;
+    return ok;
+}
+
+/* Start the CLI (argv) with stdin, stdout and stderr piped; the readers on them. */
+static int spawn_cli(struct child *cli, char *const argv[], struct reader *out, struct reader *err)
+{
+    if (!spawn(cli, argv, 1, 1))
+        return 0;
+    memset(out, 0, sizeof *out);
+    out->fd = cli->out;
+    memset(err, 0, sizeof *err);
+    err->fd = cli->err;
+    return 1;
+}
+
+/* End of stdin: the CLI quits, prints the bye and exits 0. */
+static void end_cli(struct checks *t, struct child *cli, struct reader *out)
+{
+    int alone;
+
+    close_fd(&cli->in);
+    CHECK(t, wait_output(out, "* bye (quit)"));
+    CHECK(t, exited_with(reap(cli, WAIT_MS, &alone), 0) && alone);
+}
+
+/* The private-room and account commands of the CLI: erin registers her nick,
+ * makes a room invite-only and invites frank (a library client), who gets the
+ * invite event and can join; /op and /kick; bad arguments get one usage line.
+ * Then erin's nick is refused without its secret (the CLI prints the error
+ * and exits 1) and given back with --secret-file. */
+static void test_cli_private(struct checks *t, const char *port, const struct paths *paths)
+{
+    char secret_path[] = "/tmp/lanchat-c-secret-XXXXXX";
+    char secret_opt[64];
+    char *argv[] = {(char *)paths->cli, "127.0.0.1", (char *)port, "erin", NULL};
+    char *with_secret[] = {(char *)paths->cli, "--secret-file", secret_path, "127.0.0.1",
+                           (char *)port, "erin", NULL};
+    char *with_secret_eq[] = {(char *)paths->cli, secret_opt, "127.0.0.1", (char *)port, "erin",
+                              NULL};
+    lc_client *f = connect_as(t, port, "frank");
+    struct child cli;
+    struct reader out;
+    struct reader err;
+    char line[LINE_MAX_BYTES];
+    lc_event ev;
+    int alone;
+
+    if (f == NULL)
+        return;
+    if (!CHECK(t, make_file(secret_path, "q7Lp2mX9vRt4sWz8\nnot this line\n"))) {
+        quit_client(t, f);
+        return;
+    }
+    CHECK(t, (size_t)snprintf(secret_opt, sizeof secret_opt, "--secret-file=%s", secret_path) <
+                 sizeof secret_opt);
+    if (!CHECK(t, spawn_cli(&cli, argv, &out, &err)))
+        goto done;
+    CHECK(t, wait_output(&out, "* connected to"));
+
+    /* bad arguments: one usage line each, nothing sent */
+    CHECK(t, write_text(cli.in, "/mode +x\n/mode +k\n/invite\n/kick\n/op\n/register\n"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /mode [+i|-i] [+k KEY|-k] [+t|-t]"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /mode [+i|-i] [+k KEY|-k] [+t|-t]"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /invite NICK"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /kick NICK [REASON]"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /op NICK"));
+    CHECK(t, next_own_line_is(&err, "lanchat-c: usage: /register SECRET"));
+    CHECK(t, write_text(cli.in, "/help\n"));
+    CHECK(t, wait_output(&err, "/mode [+i|-i] [+k KEY|-k] [+t|-t]"));
+    CHECK(t, wait_output(&err, "/unregister"));
+
+    /* /register, then a room of erin's that is invite-only and has a key */
+    CHECK(t, write_text(cli.in, "/register q7Lp2mX9vRt4sWz8\n"));
+    CHECK(t, next_own_line_is(&out, "* registered erin"));
+    CHECK(t, write_text(cli.in, "/join hideout\n/mode +i +k door +t\n/mode\n"));
+    CHECK(t, wait_output(&out, "* joined hideout (erin)"));
+    CHECK(t, next_own_line_is(&out, "* modes of hideout: invite-only key topic-locked"));
+    CHECK(t, next_own_line_is(&out, "* modes of hideout: invite-only key topic-locked"));
+    CHECK(t, lc_join_key(f, "hideout", "door", NULL) == LC_ERR_SERVER &&
+                 streq(lc_server_code(f), "not_invited"));
+
+    /* /invite: frank gets the invite event and can join (with the key) */
+    CHECK(t, write_text(cli.in, "/invite frank\n"));
+    CHECK(t, next_own_line_is(&out, "* invited frank in hideout"));
+    CHECK(t, wait_event_in(f, LC_EV_INVITE, NULL, "hideout", &ev) && streq(ev.by, "erin"));
+    lc_event_free(&ev);
+    CHECK(t, lc_join_key(f, "hideout", "door", &ev) == LC_OK && streq(ev.room, "hideout") &&
+                 ev.n_members == 2);
+    lc_event_free(&ev);
+    CHECK(t, next_own_line_is(&out, "* frank joined hideout"));
+
+    /* /op, then /kick with a reason */
+    CHECK(t, write_text(cli.in, "/op frank\n"));
+    CHECK(t, next_own_line_is(&out, "* made operator frank in hideout"));
+    CHECK(t, write_text(cli.in, "/kick frank out you go\n"));
+    CHECK(t, wait_event_in(f, LC_EV_LEAVE, "frank", "hideout", &ev) &&
+                 streq(ev.kicked_by, "erin") && streq(ev.reason, "out you go"));
+    lc_event_free(&ev);
+    CHECK(t, wait_output(&out, "* kicked frank in hideout"));
+
+    /* /mode -i -k -t opens it again; /join ROOM KEY on a keyed room */
+    CHECK(t, write_text(cli.in, "/mode -i -k -t\n"));
+    CHECK(t, next_own_line_is(&out, "* modes of hideout: public"));
+    CHECK(t, lc_join(f, "keyed", NULL) == LC_OK);
+    CHECK(t, lc_mode(f, "keyed", LC_MODE_KEEP, "latch", 0, LC_MODE_KEEP, NULL) == LC_OK);
+    CHECK(t, write_text(cli.in, "/join keyed wrong\n"));
+    CHECK(t, own_line(&out, line, sizeof line) && strncmp(line, "! bad_key: ", 11) == 0);
+    CHECK(t, write_text(cli.in, "/join keyed latch\n"));
+    CHECK(t, wait_output(&out, "* joined keyed ("));
+    CHECK(t, wait_event_in(f, LC_EV_JOIN, "erin", "keyed", &ev));
+    lc_event_free(&ev);
+    end_cli(t, &cli, &out);
+
+    /* without the secret the registered nick is refused: the error, exit 1 */
+    if (CHECK(t, spawn_cli(&cli, argv, &out, &err))) {
+        close_fd(&cli.in);
+        CHECK(t, own_line(&out, line, sizeof line) &&
+                     strncmp(line, "! nick_registered: ", 19) == 0);
+        CHECK(t, next_own_line_is(&err, "lanchat-c: hello: the server replied with an error"));
+        CHECK(t, exited_with(reap(&cli, WAIT_MS, &alone), 1) && alone);
+    }
+
+    /* --secret-file F (and --secret-file=F): the nick is erin's again */
+    if (CHECK(t, spawn_cli(&cli, with_secret_eq, &out, &err))) {
+        CHECK(t, wait_output(&out, "* connected to"));
+        end_cli(t, &cli, &out);
+    }
+    if (CHECK(t, spawn_cli(&cli, with_secret, &out, &err))) {
+        CHECK(t, own_line(&out, line, sizeof line) && strstr(line, " as erin") != NULL);
+        CHECK(t, write_text(cli.in, "/unregister\n"));
+        CHECK(t, next_own_line_is(&out, "* unregistered erin"));
+        end_cli(t, &cli, &out);
+    }
+    /* unregistered: the nick is free without a secret */
+    if (CHECK(t, spawn_cli(&cli, argv, &out, &err))) {
+        CHECK(t, own_line(&out, line, sizeof line) && strstr(line, " as erin") != NULL);
+        end_cli(t, &cli, &out);
+    }
+done:
+    CHECK(t, unlink(secret_path) == 0);
+    quit_client(t, f);
 }
 
 /* The bot stays connected until the server stops; main reaps it then. */
@@ -1406,6 +1563,7 @@ int main(void)
         test_library(&t, port);
         test_accounts(&t, port);
         test_cli(&t, port, &paths);
+        test_cli_private(&t, port, &paths);
         test_echo_bot(&t, port, &paths, &bot);
     }
     stop_server(&server);
