@@ -2,7 +2,7 @@
 //!
 //! A request goes through the checks that need no state (its shape, names and texts, the rate
 //! limit in [`Guard`]), then through its rule in [`crate::state`], applied with its fan-out by
-//! [`Chat`]. Every command reads top to bottom in [`Turn::command`]. No I/O happens here: the
+//! [`Chat`]. Every command reads top to bottom in `Turn::command`. No I/O happens here: the
 //! only output is lines queued in outboxes, and the session ([`crate::session`]) owns the socket
 //! and the timers. A request about a room that is not in memory but may be on disk returns
 //! [`Step::Load`] instead: the session brings the room back and calls [`Client::resume`]. A
