@@ -3,7 +3,7 @@
 //! the next prompt when the server has taken the message, replaces it, so the message is not
 //! shown twice. Commands stay on screen, since what they print does not repeat them.
 //!
-//! Pure but for [`erase_entered`], which writes to the terminal.
+//! Pure: the REPL writes what these compute.
 
 use crate::commands::{self, Action, Conversation};
 
@@ -39,14 +39,6 @@ pub fn rows_taken(prompt: &str, line: &str, columns: usize) -> usize {
 /// start of the next row) and leaves the cursor at the first of them.
 pub fn erase_rows(rows: usize) -> String {
     "\x1b[1A\x1b[2K".repeat(rows) + "\r"
-}
-
-/// Erase the line just entered after `prompt`, on a terminal `columns` wide.
-pub fn erase_entered(prompt: &str, line: &str, columns: usize) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(erase_rows(rows_taken(prompt, line, columns)).as_bytes());
-    let _ = stdout.flush();
 }
 
 #[cfg(test)]
