@@ -14,6 +14,36 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
+/// `lanchat` with `data` as its XDG data and config homes (nothing of the real home is read or
+/// written) and stdin and stdout piped.
+pub fn lanchat_in(data: &Path) -> Command {
+    let mut command = Command::new(bin_path("lanchat"));
+    command
+        .env("XDG_DATA_HOME", data)
+        .env("XDG_CONFIG_HOME", data.join("config"))
+        .env_remove("LANCHAT_NICK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Start `command` (stdout piped) and forward its stdout, line by line, to the receiver.
+pub fn spawn_reading(command: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command.spawn().expect("start lanchat");
+    let (tx, lines) = mpsc::channel(10_000);
+    let stdout = child.stdout.take().expect("piped stdout");
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
 /// A `lanchat` process in scripting mode: stdin piped, stdout read line by line.
 struct Script {
     child: Child,
@@ -29,30 +59,14 @@ struct Script {
 impl Script {
     fn start(addr: &str, nick: &str, extra: &[&str]) -> Script {
         let data = TempDir::new("script-data");
-        let mut child = Command::new(bin_path("lanchat"))
+        let mut command = lanchat_in(data.path());
+        command
             .arg(addr)
             .args(["--nick", nick])
             .args(extra)
-            .env("XDG_DATA_HOME", data.path())
-            .env("XDG_CONFIG_HOME", data.path().join("config"))
-            .env_remove("LANCHAT_NICK")
             .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start lanchat");
-        let (tx, lines) = mpsc::channel(10_000);
-        let stdout = child.stdout.take().expect("piped stdout");
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).await.is_err() {
-                    break;
-                }
-            }
-        });
+            .stderr(Stdio::piped());
+        let (mut child, lines) = spawn_reading(&mut command);
         let stderr = child.stderr.take().expect("piped stderr");
         let who = nick.to_owned();
         tokio::spawn(async move {

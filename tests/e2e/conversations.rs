@@ -8,8 +8,8 @@ use std::process::Stdio;
 use lanchat_tests::tmux::Tmux;
 use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient, WAIT};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
@@ -17,7 +17,6 @@ use tokio::time::{timeout, Instant};
 struct Terminal {
     tmux: Tmux,
     _data: TempDir,
-    _config: TempDir,
 }
 
 impl Terminal {
@@ -33,11 +32,7 @@ impl Terminal {
             extra.join(" ")
         );
         tmux.new_session(100, 30, &command);
-        Terminal {
-            tmux,
-            _data: data,
-            _config: config,
-        }
+        Terminal { tmux, _data: data }
     }
 
     /// Type a line and press Enter.
@@ -217,40 +212,22 @@ struct Bot {
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
     _data: TempDir,
-    _config: TempDir,
 }
 
 impl Bot {
     fn start(addr: &str, nick: &str) -> Bot {
-        let (data, config) = (TempDir::new("bot-data"), TempDir::new("bot-config"));
-        let mut child = Command::new(bin_path("lanchat"))
+        let data = TempDir::new("bot-data");
+        let mut command = crate::client::lanchat_in(data.path());
+        command
             .args([addr, "--nick", nick, "--json"])
-            .env("XDG_DATA_HOME", data.path())
-            .env("XDG_CONFIG_HOME", config.path())
-            .env_remove("LANCHAT_NICK")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start lanchat");
-        let (tx, lines) = mpsc::channel(10_000);
-        let stdout = child.stdout.take().expect("piped stdout");
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).await.is_err() {
-                    break;
-                }
-            }
-        });
+            .stderr(Stdio::inherit());
+        let (mut child, lines) = crate::client::spawn_reading(&mut command);
         Bot {
             stdin: child.stdin.take(),
             child,
             lines,
             seen: Vec::new(),
             _data: data,
-            _config: config,
         }
     }
 

@@ -123,21 +123,25 @@ async fn an_unbracketed_three_line_paste_sends_every_line() {
     assert_eq!(messages(&mut bob, 3).await, said("lobby", &texts));
 }
 
-#[tokio::test]
-async fn the_prompt_names_the_room_a_line_goes_to_after_a_join_done_on_reconnecting() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+/// ann's terminal on a server that stops: `line` is typed while disconnected, then the server
+/// comes back on the same port (the client reconnects by itself).
+async fn typed_while_offline(line: &str) -> (Terminal, ServerProcess) {
+    let listen = format!("127.0.0.1:{}", free_port());
     let args = ["--listen", listen.as_str(), "--no-announce", "--no-tls"];
     let mut server = ServerProcess::start_raw(&args);
     let term = Terminal::start(&[&listen, "--nick", "ann", "--no-tls"], &[]);
     term.wait_prompt("#lobby>").await;
-
     server.kill();
     term.wait_line("connection lost").await;
-    term.tmux.send_literal("/join ops");
+    term.tmux.send_literal(line);
     term.tmux.send_key("Enter");
     term.wait_line("this will be sent once reconnected").await;
-    let server = ServerProcess::start_raw(&args);
+    (term, ServerProcess::start_raw(&args))
+}
+
+#[tokio::test]
+async fn the_prompt_names_the_room_a_line_goes_to_after_a_join_done_on_reconnecting() {
+    let (term, server) = typed_while_offline("/join ops").await;
     let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
     bob.request(json!({"type":"join","room":"ops"})).await;
     term.wait_line("joined #ops").await;
@@ -301,19 +305,7 @@ async fn the_nick_is_tried_again_when_no_event_says_it_is_free() {
 
 #[tokio::test]
 async fn a_dm_typed_offline_waits_for_its_recipient_to_come_back() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let args = ["--listen", listen.as_str(), "--no-announce", "--no-tls"];
-    let mut server = ServerProcess::start_raw(&args);
-    let term = Terminal::start(&[&listen, "--nick", "ann", "--no-tls"], &[]);
-    term.wait_prompt("#lobby>").await;
-
-    server.kill();
-    term.wait_line("connection lost").await;
-    term.tmux.send_literal("/msg bob are you back");
-    term.tmux.send_key("Enter");
-    term.wait_line("this will be sent once reconnected").await;
-    let server = ServerProcess::start_raw(&args);
+    let (term, server) = typed_while_offline("/msg bob are you back").await;
     // ann is back first: bob is not there yet.
     term.wait_line("bob is not back yet").await;
     let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
