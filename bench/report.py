@@ -25,6 +25,8 @@ FANOUT = [
     ("fanout-1x100x10", "1 room x 100 members x 10 senders"),
     ("fanout-1x1000x5", "1 room x 1000 members x 5 senders"),
     ("fanout-50x20x1", "50 rooms x 20 members x 1 sender"),
+    ("office-1x500x499", "busy office: 1 room x 500 members, 499 sending 2 messages/s each"),
+    ("batched-1x1000x5", "1 room x 1000 members x 5 senders, batched writes"),
 ]
 
 
@@ -102,9 +104,10 @@ def fanout_table(g, out: list[str]) -> dict[str, dict[str, float]]:
     out.append(
         "| scenario | server | deliveries per server CPU-s (M) | deliveries/s (M) | messages/s "
         "| p50 ms | p99 ms | p999 ms | server CPU s | server busy % | generator us/delivery "
-        "| generator busy % | lost / dup / reordered |"
+        "| generator busy % | deliveries per server send | server loop turns per 1,000 deliveries "
+        "| lost / dup / reordered |"
     )
-    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, title in FANOUT:
         best[label] = {}
         for s in SERVERS:
@@ -124,9 +127,23 @@ def fanout_table(g, out: list[str]) -> dict[str, dict[str, float]]:
                 f"| {med([100 * r['server_cpu_s'] / r['wall_s'] for r in reps]):.0f} "
                 f"| {med([r['gen_cpu_us_per_delivery'] for r in reps]):.3f} "
                 f"| {med([100 * r['gen_cpu_s'] / r['wall_s'] for r in reps]):.0f} "
+                f"| {per_send(reps)} | {turns(reps)} "
                 f"| {clean(reps)} |"
             )
     return best
+
+
+def per_send(reps: list[dict]) -> str:
+    """Median deliveries per server send (write/sendto...), or n/a without --count-syscalls."""
+    v = [1 / r["server_sends_per_delivery"] for r in reps if r.get("server_sends_per_delivery")]
+    return f"{med(v):.1f}" if v else "n/a"
+
+
+def turns(reps: list[dict]) -> str:
+    """Median event-loop turns (epoll_wait calls) of the server per 1,000 deliveries."""
+    v = [1000 * r["server_loop_turns_per_delivery"] for r in reps
+         if r.get("server_loop_turns_per_delivery") is not None]
+    return f"{med(v):.2f}" if v else "n/a"
 
 
 def summary(r: dict) -> str:

@@ -171,7 +171,7 @@ measure() {
     local out rc=0
     # shellcheck disable=SC2046
     out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$ADDR" --server-pid "$SERVER_PID" \
-        --prefix "g$N" $(proto_args "$server") "${args[@]}") || rc=$?
+        --count-syscalls --prefix "g$N" $(proto_args "$server") "${args[@]}") || rc=$?
     stop_server
     if [ -z "$out" ]; then
         out='{"completed":false,"first_error":"generator failed (exit '"$rc"')"}'
@@ -204,9 +204,15 @@ START=$(date +%s)
 SERVERS=(lanchat redis ngircd)
 # Fan-out at max rate, each window bounded at 32 messages in flight per sender. About 10 million
 # deliveries each, so that a run uses seconds of server CPU, not a few hundred milliseconds.
+# Every sender writes each message in its own write() and lets the others run before the next,
+# as people's clients do (issue 17); FAN_B_BATCHED is the old batched generator, for comparison.
 FAN_A=(fanout --rooms 1 --members 100 --senders 10 --messages 12000)
 FAN_B=(fanout --rooms 1 --members 1000 --senders 5 --messages 2000)
 FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 6000)
+FAN_B_BATCHED=("${FAN_B[@]}" --batched)
+# A busy office: 500 people in one room, 499 of them sending 2 messages/s each (a receiver that
+# does not send is needed), for 10 s: 5 million deliveries at a fixed rate.
+OFFICE=(fanout --rooms 1 --members 500 --senders 499 --messages 20 --rate 998 --window 1000)
 # 1010 messages/s to 99 receivers = 100,000 deliveries/s for 5 s.
 RATE=(fanout --rooms 1 --members 100 --senders 10 --messages 505 --rate 1010 --window 1000)
 MIXED=(mixed --rooms 10 --members 20 --senders 2 --messages 16000 --dm-every 4 --churners 2)
@@ -219,6 +225,8 @@ for round in $(seq 1 "$ROUNDS"); do
     for s in "${order[@]}"; do measure "fanout-1x100x10" "$s" "$round" -- "${FAN_A[@]}"; done
     for s in "${order[@]}"; do measure "fanout-1x1000x5" "$s" "$round" -- "${FAN_B[@]}"; done
     for s in "${order[@]}"; do measure "fanout-50x20x1" "$s" "$round" -- "${FAN_C[@]}"; done
+    for s in lanchat redis; do measure "office-1x500x499" "$s" "$round" -- "${OFFICE[@]}"; done
+    for s in lanchat redis; do measure "batched-1x1000x5" "$s" "$round" -- "${FAN_B_BATCHED[@]}"; done
     # issue 7: the same one-room fan-out with durable history, alternating with in-memory.
     measure "datadir-off-1x100x10" lanchat "$round" -- "${FAN_A[@]}"
     rm -rf "$WORK/data"

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Conn, Oper};
-use crate::measure::{new_histogram, self_cpu_s, server_cpu};
+use crate::measure::{new_histogram, self_cpu_s, server_cpu, SyscallCount};
 use crate::proto::{now_ns, write_payload, Event, Payload, Proto};
 
 #[derive(Debug, Clone)]
@@ -49,6 +49,8 @@ pub struct Config {
     pub read_buffer: usize,
     /// Each message in its own write() (a real client), not a sender's batch in one.
     pub write_each: bool,
+    /// Count the server's sends and event-loop turns with `perf` (needs `server_pid`).
+    pub count_syscalls: bool,
     pub oper: Option<Oper>,
     /// Pause between the end of setup and the start of the clock, so that the join events of
     /// the setup are drained and not measured.
@@ -279,6 +281,10 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
         tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms))).await;
     }
 
+    let syscalls = cfg
+        .server_pid
+        .filter(|_| cfg.count_syscalls)
+        .and_then(SyscallCount::start);
     let cpu0 = server_cpu(cfg.server_pid);
     let gen0 = self_cpu_s();
     let t0 = now_ns();
@@ -295,6 +301,7 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
     let t_end = now_ns();
     let cpu1 = server_cpu(cfg.server_pid);
     let gen1 = self_cpu_s();
+    let syscalls = syscalls.and_then(SyscallCount::stop);
     shared.stop.cancel();
 
     let mut stats = Vec::with_capacity(n);
@@ -392,6 +399,11 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
         "deliveries_per_server_cpu_s": server_cpu_s.map(|c| all_deliveries as f64 / c.max(1e-9)),
         "gen_cpu_s": gen_cpu_s,
         "gen_cpu_us_per_delivery": gen_cpu_s * 1e6 / (all_deliveries.max(1) as f64),
+        "server_sends": syscalls.map(|s| s.sends),
+        "server_sends_per_delivery": syscalls.map(|s| s.sends as f64 / all_deliveries.max(1) as f64),
+        "server_loop_turns": syscalls.map(|s| s.loop_turns),
+        "server_loop_turns_per_delivery": syscalls
+            .map(|s| s.loop_turns as f64 / all_deliveries.max(1) as f64),
     }))
 }
 
@@ -716,6 +728,7 @@ mod tests {
             start_at_unix_ms: None,
             tls: None,
             write_each: false,
+            count_syscalls: false,
         }
     }
 

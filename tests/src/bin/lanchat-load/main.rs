@@ -55,6 +55,10 @@ struct Cli {
     /// IRC operator NAME:PASSWORD; senders OPER and set user mode +F (no flood throttling)
     #[arg(long, global = true)]
     irc_oper: Option<String>,
+    /// Count the server's sends and event-loop turns during the run (`perf stat` on the syscall
+    /// tracepoints of --server-pid; needs root): reported per delivery
+    #[arg(long, global = true)]
+    count_syscalls: bool,
     /// lanchat over TLS, pinned to this certificate fingerprint (the server's `tls_sha256`)
     #[arg(long, global = true, value_name = "SHA256_HEX")]
     tls: Option<String>,
@@ -118,10 +122,11 @@ struct FanoutArgs {
     /// Read buffer per connection in bytes
     #[arg(long, default_value_t = 32 * 1024)]
     read_buffer: usize,
-    /// Write each message in its own write(), as a person's or a bot's client does, instead of
-    /// all the messages a sender may send at that moment in one (issue 17)
+    /// Write all the messages a sender may send at that moment in one write(), as a bridge or a
+    /// pipelining bot does. The default writes each message in its own write() and lets the
+    /// other connections run before the next, as people's clients do (issue 17).
     #[arg(long)]
-    write_each: bool,
+    batched: bool,
     /// Milliseconds between the end of setup and the start of the clock
     #[arg(long, default_value_t = 300)]
     settle_ms: u64,
@@ -284,7 +289,8 @@ fn fanout_config(
         server_pid: cli.server_pid,
         connect_concurrency: cli.connect_concurrency,
         read_buffer: f.read_buffer,
-        write_each: f.write_each,
+        write_each: !f.batched,
+        count_syscalls: cli.count_syscalls,
         oper,
         settle: Duration::from_millis(f.settle_ms),
         start_at_unix_ms: f.start_at,
@@ -351,6 +357,15 @@ fn print_text(r: &Value) {
             num("gen_cpu_s"),
             num("gen_cpu_us_per_delivery"),
         );
+        if r["server_sends"].is_u64() {
+            println!(
+                "server sends {} ({:.2} deliveries per send), event-loop turns {} ({:.4} per delivery)",
+                r["server_sends"],
+                1.0 / num("server_sends_per_delivery"),
+                r["server_loop_turns"],
+                num("server_loop_turns_per_delivery"),
+            );
+        }
     }
     if let Some(e) = r["first_error"].as_str() {
         println!("first error: {e}");

@@ -130,3 +130,105 @@ mod tests {
         assert!(process_cpu_s(std::process::id()).unwrap() >= 0.09);
     }
 }
+
+/// The server's system calls during the run phase, counted by `perf stat` on the kernel's
+/// syscall tracepoints (attached to the server's pid; needs root or a low
+/// `perf_event_paranoid`): how many sends it made and how many times its event loop turned.
+/// Redis, ngircd and lanchat are counted the same way, so the figures compare across servers.
+pub struct SyscallCount {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+/// The tracepoints counted: every way a server hands bytes to a socket, and every way an event
+/// loop waits for readiness.
+const SENDS: &[&str] = &["sendto", "sendmsg", "write", "writev"];
+const TURNS: &[&str] = &["epoll_wait", "epoll_pwait", "epoll_pwait2"];
+
+/// What [`SyscallCount::stop`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct Syscalls {
+    pub sends: u64,
+    pub loop_turns: u64,
+}
+
+impl SyscallCount {
+    /// Start counting the syscalls of `pid`; `None` (with a warning) when `perf` cannot.
+    pub fn start(pid: u32) -> Option<SyscallCount> {
+        let out = std::env::temp_dir().join(format!(
+            "lanchat-load-perf-{}-{pid}.csv",
+            std::process::id()
+        ));
+        let events: Vec<String> = SENDS
+            .iter()
+            .chain(TURNS)
+            .map(|s| format!("syscalls:sys_enter_{s}"))
+            .collect();
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-x", ",", "-e", &events.join(","), "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&out)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(SyscallCount { child, out }),
+            Err(e) => {
+                eprintln!("lanchat-load: --count-syscalls: cannot run perf: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stop counting (SIGINT, as perf expects) and read the counts; `None` when perf failed.
+    pub fn stop(mut self) -> Option<Syscalls> {
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).ok();
+        let _ = std::fs::remove_file(&self.out);
+        let counts = parse_perf_csv(&text?);
+        let sum = |names: &[&str]| -> u64 {
+            names
+                .iter()
+                .filter_map(|n| counts.get(&format!("sys_enter_{n}")))
+                .sum()
+        };
+        if counts.is_empty() {
+            eprintln!("lanchat-load: --count-syscalls: perf counted nothing (permissions?)");
+            return None;
+        }
+        Some(Syscalls {
+            sends: sum(SENDS),
+            loop_turns: sum(TURNS),
+        })
+    }
+}
+
+/// `perf stat -x,` lines: `COUNT,UNIT,EVENT,...`; events perf could not count are skipped.
+fn parse_perf_csv(text: &str) -> std::collections::HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let count = f.next()?.trim().parse::<u64>().ok()?;
+            let event = f.nth(1)?;
+            Some((event.rsplit(':').next()?.to_owned(), count))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod syscall_tests {
+    #[test]
+    fn perf_csv_is_read_by_event_name() {
+        let text = "# started on Mon\n\n1234,,syscalls:sys_enter_sendto,1000,100.00,,\n\
+                    <not supported>,,syscalls:sys_enter_writev,0,100.00,,\n\
+                    56,,syscalls:sys_enter_epoll_wait,1000,100.00,,\n";
+        let c = super::parse_perf_csv(text);
+        assert_eq!(c["sys_enter_sendto"], 1234);
+        assert_eq!(c["sys_enter_epoll_wait"], 56);
+        assert!(!c.contains_key("sys_enter_writev"));
+    }
+}
