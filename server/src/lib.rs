@@ -93,6 +93,8 @@ pub struct Shared {
     pub budgets: Budgets,
     /// Registered nicks (issue 15): their secrets' hashes, kept in the data directory if any.
     pub accounts: accounts::Accounts,
+    /// Writes plain TCP sessions' queues once per turn of the runtime (started by [`run`]).
+    pub flusher: Arc<outbox::Flusher>,
     next_session: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -134,6 +136,7 @@ impl Shared {
             }),
             accounts,
             config,
+            flusher: outbox::Flusher::new(),
             next_session: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         })
@@ -242,6 +245,9 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
     if shared.chat.store().is_some() {
         tracker.spawn(forget_idle_rooms(shared.clone(), shutdown.clone()));
     }
+    // Untracked: it runs as long as the runtime, so that sessions ending last still get their
+    // lines written.
+    tokio::spawn(shared.flusher.clone().run());
     let mut accept_loops = Vec::new();
     for listener in listeners {
         accept_loops.push(tokio::spawn(listener::accept_loop(

@@ -23,8 +23,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+mod flusher;
+pub use flusher::{write_loop_direct, Flusher};
 
 /// The sending side; cheap to clone (one per room the session is in).
 #[derive(Debug)]
@@ -53,6 +57,19 @@ struct Queue {
     senders: AtomicUsize,
     /// Wakes the session once, when the queue overflows (it then aborts the writer).
     overflowed: CancellationToken,
+    /// A plain TCP session's socket and the flusher that writes to it (see [`Flusher`]);
+    /// `None` for a session whose writer task does all the writing.
+    direct: Option<Direct>,
+    /// The bounds, which the state keeps only as the room left under them.
+    max_frames: u32,
+    max_bytes: u32,
+}
+
+/// What the flusher needs to write a queue out without its writer task.
+#[derive(Debug)]
+struct Direct {
+    flusher: Arc<Flusher>,
+    socket: Arc<OwnedWriteHalf>,
 }
 
 /// What the lock guards: the queued lines, the room left under the bounds, and the flags.
@@ -66,7 +83,14 @@ struct Pending {
     /// Bytes that may still be pushed: `max_bytes` less those in `lines` and those the writer
     /// has taken and not yet written (the batch keeps count of its share).
     room_bytes: u32,
+    /// Nobody is writing this queue out nor about to: the next push must arrange it (wake the
+    /// writer task, or hand the queue to the flusher).
     writer_waiting: bool,
+    /// The flusher has taken lines from here and is writing them.
+    flushing: bool,
+    /// A write of the flusher's would have blocked: the writer task is in charge (it waits for
+    /// the socket) until the queue is empty again.
+    handed_off: bool,
     /// The writer is gone: nothing more will be read.
     closed: bool,
     /// A push failed for lack of room; no push succeeds after that.
@@ -75,17 +99,38 @@ struct Pending {
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+    make(max_frames, max_bytes, None)
+}
+
+/// [`outbox`] for a plain TCP session: `flusher` writes what is queued straight to `socket`,
+/// once per turn of the runtime, and the writer task ([`write_loop_direct`]) takes over only
+/// when a write would block, or to drain and close.
+pub fn direct_outbox(
+    max_frames: usize,
+    max_bytes: usize,
+    flusher: Arc<Flusher>,
+    socket: Arc<OwnedWriteHalf>,
+) -> (Outbox, OutboxReceiver) {
+    make(max_frames, max_bytes, Some(Direct { flusher, socket }))
+}
+
+fn make(max_frames: usize, max_bytes: usize, direct: Option<Direct>) -> (Outbox, OutboxReceiver) {
     let max_frames = u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX);
     let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
     let queue = Arc::new(Queue {
         state: Mutex::new(Pending {
             max_queued: max_frames,
             room_bytes: max_bytes,
+            // A direct queue starts idle; a writer task says so itself when it first waits.
+            writer_waiting: direct.is_some(),
             ..Pending::default()
         }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
         overflowed: CancellationToken::new(),
+        direct,
+        max_frames,
+        max_bytes,
     });
     (
         Outbox {
@@ -150,7 +195,10 @@ impl Outbox {
         let wake = std::mem::take(&mut state.writer_waiting);
         drop(state);
         if wake {
-            q.ready.notify_one();
+            match &q.direct {
+                Some(direct) => direct.flusher.schedule(self.queue.clone()),
+                None => q.ready.notify_one(),
+            }
         }
         true
     }

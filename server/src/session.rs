@@ -3,6 +3,7 @@
 //! request needs a room back from the data directory, the loop awaits that load (bounded by
 //! [`LOAD_TIMEOUT`]) before the next line.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use tracing::{debug, info, warn};
 use crate::admission::Permit;
 use crate::dispatch::{Client, End, Step};
 use crate::logsafe;
-use crate::outbox::{outbox, Batch, Chunk, OutboxReceiver};
+use crate::outbox::{
+    direct_outbox, outbox, write_loop_direct, Batch, Chunk, Outbox, OutboxReceiver,
+};
 use crate::store::RoomLoad;
 use crate::{Peer, Shared};
 
@@ -39,14 +42,15 @@ const LINGER: Duration = Duration::from_secs(1);
 const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serve one connection until it ends. Returns when the socket is closed.
-pub async fn serve<R, W>(
+pub fn serve<R, W>(
     reader: R,
     writer: W,
     peer: Peer,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     permit: Permit,
-) where
+) -> impl Future<Output = ()> + Send
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -60,12 +64,15 @@ pub async fn serve<R, W>(
         permit,
         hello_deadline,
     )
-    .await
 }
 
 /// [`serve`] a connection that must say hello by `hello_deadline`: the hello timeout counts from
 /// the accept, so time spent on a TLS handshake is part of it.
-pub async fn serve_until<R, W>(
+///
+/// (These are plain functions returning the session's future, not `async fn`s: an `async fn`
+/// keeps its arguments in its future beside the one it awaits, and every connected client
+/// holds one session future.)
+pub fn serve_until<R, W>(
     reader: R,
     writer: W,
     peer: Peer,
@@ -73,13 +80,77 @@ pub async fn serve_until<R, W>(
     shutdown: CancellationToken,
     permit: Permit,
     hello_deadline: Instant,
-) where
+) -> impl Future<Output = ()> + Send
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let start = move |shared: &Shared| {
+        let config = &shared.config;
+        let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
+        (outbox, tokio::spawn(write_loop(writer, receiver)))
+    };
+    session(
+        reader,
+        start,
+        peer,
+        shared,
+        shutdown,
+        permit,
+        hello_deadline,
+    )
+}
+
+/// [`serve_until`] for a plain TCP connection: its lines are written by the server's flusher,
+/// once per turn of the runtime (see `outbox::Flusher`), and its writer task steps in only when
+/// the socket is full or the session ends. Needs the flusher running ([`crate::run`] starts it).
+pub fn serve_plain(
+    stream: tokio::net::TcpStream,
+    peer: Peer,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    permit: Permit,
+    hello_deadline: Instant,
+) -> impl Future<Output = ()> + Send {
+    let (reader, writer) = stream.into_split();
+    let start = move |shared: &Shared| {
+        let socket = Arc::new(writer);
+        let config = &shared.config;
+        let (outbox, receiver) = direct_outbox(
+            config.outbox_frames,
+            config.outbox_bytes,
+            shared.flusher.clone(),
+            socket.clone(),
+        );
+        (outbox, tokio::spawn(write_loop_direct(socket, receiver)))
+    };
+    session(
+        reader,
+        start,
+        peer,
+        shared,
+        shutdown,
+        permit,
+        hello_deadline,
+    )
+}
+
+/// The body of a session, whichever way its lines are written: `start` makes its outbox and
+/// spawns the task that writes it.
+async fn session<R, S>(
+    reader: R,
+    start: S,
+    peer: Peer,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    permit: Permit,
+    hello_deadline: Instant,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    S: FnOnce(&Shared) -> (Outbox, tokio::task::JoinHandle<()>),
+{
+    let (outbox, writer) = start(&shared);
     let config = &shared.config;
-    let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
-    let writer = tokio::spawn(write_loop(writer, receiver));
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 

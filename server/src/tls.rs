@@ -371,16 +371,7 @@ pub async fn serve_tcp(
     let _ = stream.set_nodelay(true);
     let hello_deadline = Instant::now() + shared.config.hello_timeout;
     let plain = |stream: TcpStream, shared, shutdown, permit| {
-        let (reader, writer) = stream.into_split();
-        let session = session::serve_until(
-            reader,
-            writer,
-            peer,
-            shared,
-            shutdown,
-            permit,
-            hello_deadline,
-        );
+        let session = session::serve_plain(stream, peer, shared, shutdown, permit, hello_deadline);
         tracker.spawn(session);
     };
     let Some(tls) = shared.config.tls.clone() else {

@@ -1,0 +1,382 @@
+//! Writing plain TCP sessions' queues once per turn of the runtime, as Redis does before it
+//! sleeps (issue 17).
+//!
+//! With a writer task per session, a push to a waiting writer wakes it, and the runtime soon
+//! runs it: it writes what is queued at that instant, often one line. How many lines a write
+//! carries then depends on how the clients write: a sender that writes one message per `write()`
+//! (a person, most bots) cost the server three to four times the sends of one that pipelines.
+//!
+//! Here a push to an idle queue only puts the queue on the flusher's list, and the flusher
+//! runs after the rest of the turn: every session that had lines to read has read them and
+//! fanned them out, and each queue is written once with everything the turn put in it, with a
+//! non-blocking write from the flusher itself (no task woken per session). The busier the server,
+//! the longer a turn and the more a write carries; an idle server writes a lone line at once.
+//!
+//! A write that would block (a reader that is behind) hands the queue to the session's writer
+//! task, which waits for the socket and writes until the queue is empty, then gives it back.
+//! Everything else is as before: one writer at a time per queue, lines in order, the same
+//! bounds (lines the flusher holds count until written), slow consumers dropped by the push.
+
+use std::io::ErrorKind;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use super::{Batch, Chunk, OutboxReceiver, Queue};
+
+/// Bytes gathered into one write at most (as the writer task's chunks).
+const WRITE_CHUNK: usize = 64 * 1024;
+/// A pass at least this long is followed by a pause as long (timers are 1 ms granular).
+const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
+/// Queues written per poll before the flusher lets the other tasks run (and comes back).
+const QUEUES_PER_POLL: usize = 1024;
+
+/// The queues that have lines and nobody writing them, and the task that writes them.
+#[derive(Debug, Default)]
+pub struct Flusher {
+    dirty: Mutex<Vec<Arc<Queue>>>,
+    wake: Notify,
+}
+
+impl Flusher {
+    pub fn new() -> Arc<Flusher> {
+        Arc::new(Flusher::default())
+    }
+
+    /// Put a queue that just became non-empty (and had nobody writing it) on the list.
+    pub(super) fn schedule(&self, queue: Arc<Queue>) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        dirty.push(queue);
+        let first = dirty.len() == 1;
+        drop(dirty);
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The flusher task: runs for as long as the runtime does.
+    pub async fn run(self: Arc<Self>) {
+        let mut batch = Batch::default();
+        let mut list = Vec::new();
+        loop {
+            self.wake.notified().await;
+            // Let the rest of this turn run first: the other sessions' lines and their fan-out
+            // land in the queues before any of them is written.
+            tokio::task::yield_now().await;
+            let started = tokio::time::Instant::now();
+            loop {
+                std::mem::swap(
+                    &mut list,
+                    &mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                if list.is_empty() {
+                    break;
+                }
+                for (n, queue) in list.drain(..).enumerate() {
+                    queue.flush(&mut batch);
+                    if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                if list.capacity() > 4 * QUEUES_PER_POLL {
+                    list = Vec::new();
+                }
+            }
+            // A long pass means a busy server: give the sessions as long again to read and fan
+            // out before the next one, so that each write carries more (at most half the time
+            // goes to writing). Short passes (a quiet server) are followed at once.
+            let took = started.elapsed();
+            if took >= COALESCE_FROM {
+                tokio::time::sleep(took).await;
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Write out what is queued, from the flusher, without blocking.
+    fn flush(&self, batch: &mut Batch) {
+        let Some(direct) = &self.direct else { return };
+        loop {
+            {
+                let mut state = self.lock();
+                if state.closed || state.handed_off {
+                    state.flushing = false;
+                    return;
+                }
+                if state.lines.is_empty() {
+                    state.flushing = false;
+                    state.writer_waiting = true;
+                    // Closing: the writer task waits for the flusher before it shuts down.
+                    let closing = self.senders.load(Ordering::Acquire) == 0;
+                    drop(state);
+                    if closing {
+                        self.ready.notify_one();
+                    }
+                    return;
+                }
+                std::mem::swap(&mut state.lines, &mut batch.lines);
+                // Nobody else holds lines of this queue: the bytes counted are all in them.
+                batch.bytes = (self.max_bytes - state.room_bytes) as usize;
+                // The lines stay counted (`room_bytes` is unchanged) until written.
+                state.max_queued = self.max_frames - batch.lines.len() as u32;
+                state.flushing = true;
+            }
+            let taken = batch.bytes;
+            let rest = write_now(&direct.socket, batch);
+            let mut state = self.lock();
+            state.flushing = false;
+            state.max_queued = self.max_frames;
+            match rest {
+                None => state.room_bytes += taken as u32,
+                Some(rest) => {
+                    // Back in front of what was pushed meanwhile, still counted; the writer
+                    // task takes over.
+                    let left = rest.len() + batch.bytes;
+                    state.room_bytes += (taken - left) as u32;
+                    batch.lines.push_front(rest);
+                    batch.lines.extend(state.lines.drain(..));
+                    std::mem::swap(&mut state.lines, &mut batch.lines);
+                    batch.bytes = 0;
+                    state.handed_off = true;
+                    drop(state);
+                    self.ready.notify_one();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Write the batch without blocking. `None` when all of it was written (or the connection is
+/// gone: the session sees that on its side); otherwise what is left of the chunk being written,
+/// with the lines after it still in `batch`.
+fn write_now(socket: &OwnedWriteHalf, batch: &mut Batch) -> Option<Bytes> {
+    while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
+        let bytes: &[u8] = match &chunk {
+            Chunk::Gathered(b) => b,
+            Chunk::Line(b) => b,
+        };
+        match socket.try_write(bytes) {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => return Some(Bytes::copy_from_slice(&bytes[n..])),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                return Some(match chunk {
+                    Chunk::Line(b) => b,
+                    Chunk::Gathered(b) => Bytes::copy_from_slice(b),
+                });
+            }
+            Err(_) => {
+                // The connection is broken: what is left is dropped, as the writer task would.
+                batch.lines.clear();
+                batch.bytes = 0;
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// The writer task of a plain TCP session whose queue the flusher writes: it writes only when a
+/// write of the flusher's would have blocked, or when the session ends (to drain and close).
+pub async fn write_loop_direct(socket: Arc<OwnedWriteHalf>, mut receiver: OutboxReceiver) {
+    let mut batch = Batch::default();
+    while receiver.recv_handed(&mut batch).await {
+        while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
+            let written = match chunk {
+                Chunk::Gathered(bytes) => write_all(&socket, bytes).await,
+                Chunk::Line(line) => write_all(&socket, &line).await,
+            };
+            if written.is_err() {
+                return;
+            }
+            receiver.written(&mut batch);
+        }
+    }
+    // Dropping the last handle on the write half shuts down its direction of the stream; the
+    // queue holds the other (see `OutboxReceiver::drop`).
+}
+
+async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl OutboxReceiver {
+    /// [`recv_batch`](Self::recv_batch) for a direct queue: lines for the writer task only when
+    /// the flusher handed the queue over, or when the session has ended (every `Outbox` dropped)
+    /// and the flusher is not writing. Returns false once that ended queue is empty.
+    async fn recv_handed(&mut self, batch: &mut Batch) -> bool {
+        loop {
+            {
+                let mut state = self.queue.lock();
+                state.room_bytes += std::mem::take(&mut batch.counted_bytes);
+                batch.counted_frames = 0;
+                state.max_queued = self.max_frames;
+                let ended = self.queue.senders.load(Ordering::Acquire) == 0;
+                if !state.flushing && (state.handed_off || ended) {
+                    if !state.lines.is_empty() {
+                        state.handed_off = true;
+                        state.writer_waiting = false;
+                        std::mem::swap(&mut state.lines, &mut batch.lines);
+                        batch.counted_frames = batch.lines.len() as u32;
+                        batch.counted_bytes = self.max_bytes - state.room_bytes;
+                        batch.bytes = batch.counted_bytes as usize;
+                        state.max_queued = self.max_frames - batch.counted_frames;
+                        return true;
+                    }
+                    if ended {
+                        return false;
+                    }
+                    // Written out: the queue goes back to the flusher.
+                    state.handed_off = false;
+                    state.writer_waiting = true;
+                }
+            }
+            batch.shrink();
+            self.queue.ready.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::super::{direct_outbox, Outbox};
+    use super::*;
+
+    /// A direct outbox on one end of a loopback connection, its writer task and flusher
+    /// running; the other end is returned for reading.
+    async fn pair(
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> (Outbox, tokio::task::JoinHandle<()>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_read, write) = accepted.unwrap().0.into_split();
+        let socket = Arc::new(write);
+        let flusher = Flusher::new();
+        tokio::spawn(flusher.clone().run());
+        let (outbox, receiver) = direct_outbox(max_frames, max_bytes, flusher, socket.clone());
+        let writer = tokio::spawn(write_loop_direct(socket, receiver));
+        // The read half is dropped: a TCP read half has nothing to close.
+        (outbox, writer, client.unwrap())
+    }
+
+    fn line(n: usize, len: usize) -> Bytes {
+        let mut s = format!("{n:08}").into_bytes();
+        s.resize(len - 1, b'.');
+        s.push(b'\n');
+        Bytes::from(s)
+    }
+
+    async fn read_lines(peer: &mut TcpStream, n: usize, len: usize) -> Vec<usize> {
+        let mut buf = vec![0u8; n * len];
+        tokio::time::timeout(Duration::from_secs(10), peer.read_exact(&mut buf))
+            .await
+            .expect("lines arrive")
+            .unwrap();
+        buf.chunks(len)
+            .map(|l| std::str::from_utf8(&l[..8]).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_flusher_writes_pushed_lines_in_order() {
+        let (outbox, _writer, mut peer) = pair(1000, 1 << 20).await;
+        for n in 0..100 {
+            assert!(outbox.push(line(n, 40)));
+        }
+        assert_eq!(
+            read_lines(&mut peer, 100, 40).await,
+            (0..100).collect::<Vec<_>>()
+        );
+        // Idle again: the next push is written too.
+        assert!(outbox.push(line(100, 40)));
+        assert_eq!(read_lines(&mut peer, 1, 40).await, [100]);
+    }
+
+    /// A reader that stops reading fills the socket: the flusher's write would block, the writer
+    /// task takes over and waits, and nothing is lost or reordered when the reader comes back;
+    /// then the queue is the flusher's again.
+    #[tokio::test]
+    async fn a_full_socket_hands_the_queue_to_the_writer_task_and_back() {
+        let len = 1000;
+        let (outbox, _writer, mut peer) = pair(100_000, 64 << 20).await;
+        // Far more than loopback socket buffers hold (a few MB at most).
+        let total = 20_000;
+        for n in 0..total {
+            assert!(outbox.push(line(n, len)), "line {n} fits the bounds");
+            if n % 1000 == 999 {
+                // Let the flusher run (and find the socket full).
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(
+            read_lines(&mut peer, total, len).await,
+            (0..total).collect::<Vec<_>>()
+        );
+        {
+            let state = outbox.queue.lock();
+            assert!(state.lines.is_empty() && !state.flushing);
+        }
+        assert!(outbox.push(line(total, len)));
+        assert_eq!(read_lines(&mut peer, 1, len).await, [total]);
+        assert!(!outbox.queue.lock().handed_off, "given back to the flusher");
+    }
+
+    /// Lines the flusher or the writer holds still count: a reader that never reads overflows
+    /// the queue at its byte bound, not later.
+    #[tokio::test]
+    async fn a_reader_that_never_reads_overflows_the_bound() {
+        let (outbox, writer, _peer) = pair(1_000_000, 8 << 20).await;
+        let mut pushed = 0usize;
+        while outbox.push(line(pushed, 1000)) {
+            pushed += 1;
+            if pushed % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+            assert!(pushed < 100_000, "never overflowed");
+        }
+        // The bound (8 MiB) plus what the kernel took (socket buffers, a few MiB at most).
+        assert!((8_000..28_000).contains(&pushed), "{pushed} lines");
+        assert!(outbox.overflow_token().is_cancelled());
+        writer.abort();
+    }
+
+    /// When the session ends, what is queued is written, then the connection is closed.
+    #[tokio::test]
+    async fn the_end_of_the_session_drains_then_closes() {
+        let (outbox, writer, mut peer) = pair(1000, 1 << 20).await;
+        for n in 0..50 {
+            assert!(outbox.push(line(n, 30)));
+        }
+        drop(outbox);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer task ends")
+            .unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut all))
+            .await
+            .expect("closed after the lines")
+            .unwrap();
+        assert_eq!(all.len(), 50 * 30);
+        assert!(all.starts_with(b"00000000") && all.ends_with(b".\n"));
+    }
+}
