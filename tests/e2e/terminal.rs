@@ -564,6 +564,49 @@ async fn a_burst_of_joins_is_summed_up() {
     }
 }
 
+/// Those back within a minute of their quit (a mass reconnect) are summed up as rejoining; a
+/// newcomer in the same burst is still "joined".
+#[tokio::test]
+async fn a_burst_of_people_coming_back_is_summed_up_as_rejoining() {
+    let server = ServerProcess::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    let term = Terminal::open_wide(
+        &server.addr.to_string(),
+        &["NO_COLOR=1"],
+        &["--no-bell"],
+        200,
+    );
+    term.prompt().await;
+    drop(clients);
+    term.wait_for("every quit", |s| {
+        (0..8).all(|i| s.iter().any(|l| l.contains(&format!("-- user{i} quit"))))
+    })
+    .await;
+    let mut clients = Vec::new();
+    for nick in (0..8).map(|i| format!("user{i}")).chain(["newbie".into()]) {
+        clients.push(TestClient::hello(server.addr, &nick).await.0);
+    }
+    let screen = term
+        .wait_for("both summaries", |s| {
+            let row = |end: &str| s.iter().any(|l| l.ends_with(end));
+            row("-- 5 more people rejoined #lobby: user3, user4, user5, user6, user7")
+                && row("-- 1 more person joined #lobby: newbie")
+        })
+        .await;
+    for i in 0..3 {
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.ends_with(&format!("-- user{i} joined #lobby"))),
+            "{}",
+            screen.join("\n")
+        );
+    }
+}
+
 // ----- bug 13: the goodbye of a restarting server is told once -----
 
 #[tokio::test]
