@@ -6,6 +6,7 @@
 //! Pure: the REPL writes what these compute.
 
 use crate::commands::{self, Action, Conversation};
+use crate::sanitize;
 
 /// Whether `line` will be echoed once sent, and so need not stay on screen.
 pub fn is_echoed(line: &str) -> bool {
@@ -21,16 +22,25 @@ pub fn is_echoed(line: &str) -> bool {
 }
 
 /// How many rows a prompt and the line typed after it took on a terminal `columns` wide (the
-/// line wraps, and a pasted line break starts a row; each character counts as one column, so a
-/// line of wide characters may leave a row behind).
+/// line wraps, and a pasted line break starts a row). Wide (CJK) characters take two columns, and
+/// one that does not fit in the last column of a row starts the next, as rustyline lays it out.
 pub fn rows_taken(prompt: &str, line: &str, columns: usize) -> usize {
     if columns == 0 {
         return 1;
     }
     let mut rows = 0;
     for (i, part) in line.split('\n').enumerate() {
-        let width = if i == 0 { prompt.chars().count() } else { 0 } + part.chars().count();
-        rows += width.div_ceil(columns).max(1);
+        // The prompt's columns, then the characters' (wide ones two).
+        let prompt = std::iter::repeat_n(1, if i == 0 { sanitize::width(prompt) } else { 0 });
+        let (mut row, mut col) = (1, 0);
+        for w in prompt.chain(part.chars().map(sanitize::char_width)) {
+            col += w;
+            if col > columns {
+                row += 1;
+                col = w;
+            }
+        }
+        rows += row;
     }
     rows
 }
@@ -66,6 +76,19 @@ mod tests {
         assert_eq!(rows_taken("#lobby> ", "one\ntwo\n", 80), 3);
         assert_eq!(
             rows_taken("#lobby> ", &format!("a\n{}", "x".repeat(81)), 80),
+            3
+        );
+        // Wide characters: 36 of them fill the 72 columns after the prompt; one more wraps, and
+        // so does one that would straddle the last column.
+        assert_eq!(rows_taken("#lobby> ", &"漢".repeat(36), 80), 1);
+        assert_eq!(rows_taken("#lobby> ", &"漢".repeat(37), 80), 2);
+        assert_eq!(
+            rows_taken("#lobby> ", &format!("x{}", "漢".repeat(36)), 80),
+            2
+        );
+        assert_eq!(rows_taken("#lobby> ", &"漢".repeat(76), 80), 2);
+        assert_eq!(
+            rows_taken("#lobby> ", &format!("x{}", "漢".repeat(76)), 80),
             3
         );
         assert_eq!(erase_rows(2), "\x1b[1A\x1b[2K\x1b[1A\x1b[2K\r");

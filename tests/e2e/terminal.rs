@@ -370,6 +370,51 @@ async fn a_message_typed_shows_once() {
     .await;
 }
 
+/// A line of wide (CJK) characters takes two columns a character: the rows erased when it is
+/// entered are the rows it took, not one per character count, so no row of it is left behind and
+/// the line above it stays.
+#[tokio::test]
+async fn a_wide_line_typed_is_replaced_by_its_echo_and_the_line_above_stays() {
+    let server = ServerProcess::start(&[]);
+    let term = Terminal::open(&server.addr.to_string(), &["NO_COLOR=1"], &["--no-bell"]);
+    term.prompt().await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    term.wait_for_row("bob's join", |l| l.ends_with("-- bob joined #lobby"))
+        .await;
+    bob.request(json!({"type":"say","room":"lobby","text":"just above"}))
+        .await;
+    term.wait_for_row("bob's line", |l| l.ends_with("<bob> just above"))
+        .await;
+    // 8 columns of prompt and 124 of text: two rows of a 100-column pane (68 characters, so
+    // counting characters would say one).
+    let wide = format!("{}終わり", "漢字".repeat(29));
+    term.tmux.send_literal(&wide);
+    term.wait_for_row("the typed line", |l| l.contains("終わり"))
+        .await;
+    term.tmux.send_key("Enter");
+    let m = bob.skip_until("message").await;
+    assert_eq!(m["text"], wide.as_str());
+    let screen = term
+        .wait_for("the echo and an empty prompt", |s| {
+            s.iter().any(|l| l.contains("<ann> 漢字")) && prompt_row(s) == "#lobby>"
+        })
+        .await;
+    let all = screen.join("\n");
+    assert!(
+        !screen.iter().any(|l| l.starts_with("#lobby> ")),
+        "a row of the typed line stayed:\n{all}"
+    );
+    assert_eq!(
+        screen.iter().filter(|l| l.contains("終わり")).count(),
+        1,
+        "{all}"
+    );
+    assert!(
+        screen.iter().any(|l| l.ends_with("<bob> just above")),
+        "the line above is gone:\n{all}"
+    );
+}
+
 // ----- bug 7: NO_COLOR keeps the bell and marks mentions and DMs with text -----
 
 #[tokio::test]
