@@ -80,9 +80,9 @@ impl Output {
         self
     }
 
-    /// Keeping chat logs there.
-    pub fn with_logs(mut self, dir: Option<PathBuf>) -> Self {
-        self.logs = dir.map(Logs::new);
+    /// Keeping chat logs there, each rotated before it grows past `max` bytes.
+    pub fn with_logs(mut self, dir: Option<PathBuf>, max: Option<u64>) -> Self {
+        self.logs = dir.map(|dir| Logs::new(dir).rotate_at(max));
         self
     }
 

@@ -100,7 +100,7 @@ impl Session {
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
             output: Output::new(screen, opts.mode, opts.color, opts.bell)
                 .with_look(opts.extras.look)
-                .with_logs(opts.extras.log_dir)
+                .with_logs(opts.extras.log_dir, opts.extras.log_max)
                 .with_notify(opts.extras.notify),
             shared,
             queued_input: VecDeque::new(),

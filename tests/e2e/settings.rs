@@ -282,6 +282,51 @@ async fn with_log_messages_and_dms_land_in_the_logs() {
     assert_eq!(after, before);
 }
 
+/// `log_max_mib`: a log about to grow past it is renamed `.log.1` (replacing the one before) and
+/// a new one started, so what is kept is the latest lines, in two files within the cap.
+#[tokio::test]
+async fn a_log_past_its_cap_is_rotated() {
+    let server = ServerProcess::start(&[]);
+    let home = Home::new();
+    // 524 bytes: five entries of about 100 bytes a file.
+    home.write_config("log = true\nlog_max_mib = 0.0005\n");
+    let addr = server.addr.to_string();
+    let mut ann = home.spawn(&[&addr, "--nick", "ann", "--room", "lobby"], &[]);
+    let mut stdin = ann.stdin.take().unwrap();
+    let said = |i: usize| format!("line {i:02} {}", "x".repeat(60));
+    for i in 0..12 {
+        stdin
+            .write_all(format!("{}\n", said(i)).as_bytes())
+            .await
+            .unwrap();
+    }
+    let dir = home.data_dir().join("lanchat/logs").join(&addr);
+    let current = wait_for_file(&dir.join("lobby.log"), "the last line logged", |b| {
+        String::from_utf8_lossy(b).contains(&said(11))
+    })
+    .await;
+    drop(stdin);
+    let status = timeout(WAIT, ann.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    let current = String::from_utf8(current).unwrap();
+    let older = std::fs::read_to_string(dir.join("lobby.log.1")).unwrap();
+    assert!(!dir.join("lobby.log.2").exists());
+    for (name, text) in [("lobby.log", &current), ("lobby.log.1", &older)] {
+        assert!(text.len() <= 524, "{name} is {} bytes:\n{text}", text.len());
+    }
+    // The two files hold the latest lines, in order, the older ones in `.1`.
+    let kept: Vec<String> = older
+        .lines()
+        .chain(current.lines())
+        .map(|l| l[20..].to_owned())
+        .collect();
+    let first = 12 - kept.len();
+    assert!(kept.len() >= 6, "{older}{current}");
+    for (i, line) in kept.iter().enumerate() {
+        assert_eq!(line, &format!("<ann> {}", said(first + i)));
+    }
+}
+
 #[tokio::test]
 async fn without_log_nothing_is_written() {
     let server = ServerProcess::start(&[]);
