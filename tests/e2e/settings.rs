@@ -358,10 +358,53 @@ fn chrono_like(s: &str) -> bool {
 
 #[tokio::test]
 async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
+    // Outside tmux (its `TMUX` emptied): the plain sequences.
+    let text = notifications("TMUX=", "bob: psst\u{7}").await;
+    assert!(!text.contains("\u{1b}P"), "{text:?}");
+    let osc777: Vec<&str> = text.split("\u{1b}]777;notify;").skip(1).collect();
+    let osc9: Vec<&str> = text.split("\u{1b}]9;").skip(1).collect();
+    assert_eq!(osc777.len(), 2, "{text:?}");
+    assert_eq!(osc9.len(), 2, "{text:?}");
+    assert!(
+        osc777[0].starts_with("bob in #lobby;ann: look at this\u{7}"),
+        "{text:?}"
+    );
+    assert!(osc777[1].starts_with("bob;psst\u{7}"), "{text:?}");
+    assert!(osc9[1].starts_with("bob: psst\u{7}"), "{text:?}");
+    // Nothing for the plain lines, which reached the terminal all the same.
+    assert!(!text.contains("chatting\u{7}"));
+}
+
+/// In tmux (`TMUX` set, as in every tmux pane) the sequences are wrapped for its passthrough:
+/// `ESC P tmux;` then the sequences with each ESC doubled, then `ESC \`.
+#[tokio::test]
+async fn inside_tmux_notifications_are_wrapped_for_its_passthrough() {
+    let text = notifications("", "bob: psst\u{7}\u{1b}\\").await;
+    let wrapped: Vec<&str> = text
+        .split("\u{1b}Ptmux;")
+        .skip(1)
+        .map(|w| &w[..w.find("\u{1b}\\").expect("the wrap's end")])
+        .collect();
+    assert_eq!(
+        wrapped,
+        [
+            "\u{1b}\u{1b}]777;notify;bob in #lobby;ann: look at this\u{7}\
+             \u{1b}\u{1b}]9;bob in #lobby: ann: look at this\u{7}",
+            "\u{1b}\u{1b}]777;notify;bob;psst\u{7}\u{1b}\u{1b}]9;bob: psst\u{7}",
+        ],
+        "{text:?}"
+    );
+    // No sequence outside a wrap.
+    assert_eq!(text.matches("]777;").count(), 2, "{text:?}");
+}
+
+/// With `notify = "both"`, in a pane with `env` (`NAME=value` words): bob says a plain line, a
+/// mention, a plain line, then a DM; the bytes the client wrote from then on, up to `last`.
+async fn notifications(env: &str, last: &str) -> String {
     let server = ServerProcess::start(&[]);
     let home = Home::new();
     home.write_config("nick = \"ann\"\nnotify = \"both\"\n");
-    let term = home.terminal(&server.addr.to_string(), "");
+    let term = home.terminal(&server.addr.to_string(), env);
     term.wait_for("the prompt", |s| s.iter().any(|l| l.starts_with("#lobby>")))
         .await;
     let piped = TempDir::new("pipe");
@@ -384,24 +427,12 @@ async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
     term.wait_for("the DM", |s| s.iter().any(|l| l.ends_with("*bob* psst")))
         .await;
     let bytes = wait_for_file(&output, "two notifications", |b| {
-        String::from_utf8_lossy(b).contains("bob: psst\u{7}")
+        String::from_utf8_lossy(b).contains(last)
     })
     .await;
-    let text = String::from_utf8_lossy(&bytes);
-    let osc777: Vec<&str> = text.split("\u{1b}]777;notify;").skip(1).collect();
-    let osc9: Vec<&str> = text.split("\u{1b}]9;").skip(1).collect();
-    assert_eq!(osc777.len(), 2, "{text:?}");
-    assert_eq!(osc9.len(), 2, "{text:?}");
-    assert!(
-        osc777[0].starts_with("bob in #lobby;ann: look at this\u{7}"),
-        "{text:?}"
-    );
-    assert!(osc777[1].starts_with("bob;psst\u{7}"), "{text:?}");
-    assert!(osc9[1].starts_with("bob: psst\u{7}"), "{text:?}");
-    // Nothing for the plain lines, which reached the terminal all the same.
-    assert!(!text.contains("chatting\u{7}"));
     let screen = term.screen();
     assert!(screen.iter().any(|l| l.ends_with("<bob> still chatting")));
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 // ----- away -----
