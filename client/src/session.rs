@@ -516,10 +516,21 @@ impl Session {
                 self.show(Show::Info(summary));
             }
         }
-        match applied {
-            Ok(()) => Flow::Continue,
-            Err(Lost(closed)) => Flow::Lost(closed),
+        if let Err(Lost(closed)) = applied {
+            return Flow::Lost(closed);
         }
+        // The rooms to complete after `/join` may have changed: a room made or emptied.
+        let rooms_changed = matches!(
+            cmd,
+            Command::Join { .. } | Command::Leave { .. } | Command::Rooms { .. }
+        );
+        if ok && rooms_changed && self.output.mode() == Mode::Interactive {
+            if let Err(Lost(closed)) = self.fetch_room_names().await {
+                return Flow::Lost(closed);
+            }
+            self.publish();
+        }
+        Flow::Continue
     }
 
     // ----- replies and events -----
