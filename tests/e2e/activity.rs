@@ -233,14 +233,14 @@ async fn messages_caught_up_after_a_reconnect_count_as_unread() {
 
 /// A TCP relay to the server that a test can cut: the connection through it is closed, and
 /// those that come while it is cut are dropped at once, until it is mended.
-struct Relay {
-    addr: SocketAddr,
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
     open: watch::Sender<bool>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
 impl Relay {
-    async fn start(to: SocketAddr) -> Relay {
+    pub(crate) async fn start(to: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (open, is_open) = watch::channel(true);
@@ -268,11 +268,11 @@ impl Relay {
         }
     }
 
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.open.send_replace(false);
     }
 
-    fn mend(&self) {
+    pub(crate) fn mend(&self) {
         self.open.send_replace(true);
     }
 }

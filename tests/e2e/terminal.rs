@@ -652,6 +652,45 @@ async fn a_burst_of_people_coming_back_is_summed_up_as_rejoining() {
     }
 }
 
+/// After our own connection was lost, those who were in the room and come back after the
+/// reconnect (a server restart: everyone reconnects) are summed up as rejoining too.
+#[tokio::test]
+async fn after_our_reconnect_those_coming_back_are_summed_up_as_rejoining() {
+    let server = ServerProcess::start(&[]);
+    let relay = crate::activity::Relay::start(server.addr).await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
+    let term = Terminal::open_wide(
+        &relay.addr.to_string(),
+        &["NO_COLOR=1"],
+        &["--no-bell"],
+        200,
+    );
+    term.prompt().await;
+    relay.cut();
+    term.wait_for_row("the loss", |l| l.contains("reconnect attempt 1 failed"))
+        .await;
+    // They leave while we are away: we never see their quits.
+    drop(clients);
+    for _ in 0..8 {
+        watcher.skip_until("quit").await;
+    }
+    relay.mend();
+    term.wait_for_row("the reconnect", |l| l.contains("-- reconnected to"))
+        .await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    term.wait_for_row("the summary", |l| {
+        l.ends_with("-- 5 more people rejoined #lobby: user3, user4, user5, user6, user7")
+    })
+    .await;
+}
+
 // ----- bug 13: the goodbye of a restarting server is told once -----
 
 #[tokio::test]
