@@ -371,8 +371,9 @@ async fn a_message_typed_shows_once() {
 }
 
 /// A line of wide (CJK) characters takes two columns a character: the rows erased when it is
-/// entered are the rows it took, not one per character count, so no row of it is left behind and
-/// the line above it stays.
+/// entered are the rows it took, not one per character, so no row of it is left behind and the
+/// line above it stays. So too for a line that fills its last row to the edge, after which the
+/// cursor waits on a row of its own.
 #[tokio::test]
 async fn a_wide_line_typed_is_replaced_by_its_echo_and_the_line_above_stays() {
     let server = ServerProcess::start(&[]);
@@ -385,34 +386,39 @@ async fn a_wide_line_typed_is_replaced_by_its_echo_and_the_line_above_stays() {
         .await;
     term.wait_for_row("bob's line", |l| l.ends_with("<bob> just above"))
         .await;
-    // 8 columns of prompt and 124 of text: two rows of a 100-column pane (68 characters, so
-    // counting characters would say one).
-    let wide = format!("{}終わり", "漢字".repeat(29));
-    term.tmux.send_literal(&wide);
-    term.wait_for_row("the typed line", |l| l.contains("終わり"))
-        .await;
-    term.tmux.send_key("Enter");
-    let m = bob.skip_until("message").await;
-    assert_eq!(m["text"], wide.as_str());
-    let screen = term
-        .wait_for("the echo and an empty prompt", |s| {
-            s.iter().any(|l| l.contains("<ann> 漢字")) && prompt_row(s) == "#lobby>"
-        })
-        .await;
-    let all = screen.join("\n");
-    assert!(
-        !screen.iter().any(|l| l.starts_with("#lobby> ")),
-        "a row of the typed line stayed:\n{all}"
-    );
-    assert_eq!(
-        screen.iter().filter(|l| l.contains("終わり")).count(),
-        1,
-        "{all}"
-    );
-    assert!(
-        screen.iter().any(|l| l.ends_with("<bob> just above")),
-        "the line above is gone:\n{all}"
-    );
+    // After the 8 columns of the prompt in a 100-column pane: 124 columns in 68 characters (two
+    // rows, where counting characters would say one); exactly 92 columns (a full row, then the
+    // cursor on the next); exactly 92 ASCII columns.
+    let wrapped = format!("{}終わり", "漢字".repeat(29));
+    let full = format!("{}おわ", "漢字".repeat(22));
+    let ascii = format!("{}the end", "x".repeat(85));
+    // The screen's text without the blanks (rows are trimmed, and the echo wraps).
+    let flat = |rows: &[String]| rows.concat().split_whitespace().collect::<String>();
+    for line in [&wrapped, &full, &ascii] {
+        let whole = flat(std::slice::from_ref(line));
+        let tail = &line[line.len() - 6..];
+        term.tmux.send_literal(line);
+        term.wait_for_row("the typed line", |l| l.contains(tail))
+            .await;
+        term.tmux.send_key("Enter");
+        let m = bob.skip_until("message").await;
+        assert_eq!(m["text"], line.as_str());
+        let screen = term
+            .wait_for("the echo and an empty prompt", |s| {
+                flat(s).contains(&format!("<ann>{whole}")) && prompt_row(s) == "#lobby>"
+            })
+            .await;
+        let all = screen.join("\n");
+        assert!(
+            !screen.iter().any(|l| l.starts_with("#lobby> ")),
+            "a row of the typed line stayed:\n{all}"
+        );
+        assert_eq!(flat(&screen).matches(&whole).count(), 1, "{all}");
+        assert!(
+            screen.iter().any(|l| l.ends_with("<bob> just above")),
+            "the line above is gone:\n{all}"
+        );
+    }
 }
 
 // ----- bug 7: NO_COLOR keeps the bell and marks mentions and DMs with text -----
