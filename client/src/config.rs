@@ -53,6 +53,10 @@ pub const DEFAULT: &str = r##"# lanchat's config file. Flags and LANCHAT_* varia
 # $XDG_DATA_HOME/lanchat/logs/<server>/ (--log turns it on for one run).
 # log = false
 
+# A log over this many MiB is renamed to <room>.log.1 (replacing the one before) and a new one
+# started; 0: never. Fractions allowed.
+# log_max_mib = 10
+
 # Minutes without a typed line after which lanchat sets you away (0: never; fractions allowed).
 # The next line you type sets you back, with a summary of what arrived meanwhile.
 # away_after = 0
@@ -79,6 +83,7 @@ pub struct Config {
     pub color: Option<bool>,
     pub timestamp: Option<String>,
     pub log: Option<bool>,
+    pub log_max_mib: Option<f64>,
     pub away_after: Option<f64>,
     pub servers: Vec<ServerEntry>,
 }
@@ -169,6 +174,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(mib) = self.log_max_mib {
+            if !(mib.is_finite() && (0.0..=1e6).contains(&mib)) {
+                return Err(problem(
+                    "log_max_mib",
+                    "log_max_mib: a number of MiB, 0 or more".into(),
+                ));
+            }
+        }
         for entry in &self.servers {
             if let Some(hex) = &entry.fingerprint {
                 if lanchat_protocol::pin::Fingerprint::parse(hex.trim()).is_none() {
@@ -196,6 +209,9 @@ impl Config {
                 .filter(|m| *m > 0.0)
                 .map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
             log_dir: log.then(|| crate::logs::Logs::dir_for(server)).flatten(),
+            log_max: Some(self.log_max_mib.unwrap_or(crate::logs::MAX_MIB))
+                .filter(|mib| *mib > 0.0)
+                .map(|mib| (mib * 1024.0 * 1024.0) as u64),
             autojoin: self.autojoin.clone(),
             look: Look {
                 highlight: self.highlight.clone(),
@@ -236,6 +252,8 @@ pub struct Extras {
     pub look: Look,
     /// Where to keep the chat logs of this server, when kept.
     pub log_dir: Option<PathBuf>,
+    /// The size at which a log is rotated (`None`: never).
+    pub log_max: Option<u64>,
     pub notify: Notify,
     /// Automatic away after this long without a typed line.
     pub away_after: Option<std::time::Duration>,

@@ -6,6 +6,7 @@
 //! Pure: the REPL writes what these compute.
 
 use crate::commands::{self, Action, Conversation};
+use crate::sanitize;
 
 /// Whether `line` will be echoed once sent, and so need not stay on screen.
 pub fn is_echoed(line: &str) -> bool {
@@ -21,18 +22,31 @@ pub fn is_echoed(line: &str) -> bool {
 }
 
 /// How many rows a prompt and the line typed after it took on a terminal `columns` wide (the
-/// line wraps, and a pasted line break starts a row; each character counts as one column, so a
-/// line of wide characters may leave a row behind).
+/// line wraps, and a pasted line break starts a row), as rustyline lays it out: wide (CJK)
+/// characters take two columns, one that does not fit in the last column of a row starts the
+/// next, and a last row filled to the edge is followed by an empty one (rustyline moves the
+/// cursor there).
 pub fn rows_taken(prompt: &str, line: &str, columns: usize) -> usize {
     if columns == 0 {
         return 1;
     }
     let mut rows = 0;
+    let mut last_col = 0;
     for (i, part) in line.split('\n').enumerate() {
-        let width = if i == 0 { prompt.chars().count() } else { 0 } + part.chars().count();
-        rows += width.div_ceil(columns).max(1);
+        // The prompt's columns, then the characters' (wide ones two).
+        let prompt = std::iter::repeat_n(1, if i == 0 { sanitize::width(prompt) } else { 0 });
+        let (mut row, mut col) = (1, 0);
+        for w in prompt.chain(part.chars().map(sanitize::char_width)) {
+            col += w;
+            if col > columns {
+                row += 1;
+                col = w;
+            }
+        }
+        rows += row;
+        last_col = col;
     }
-    rows
+    rows + usize::from(last_col == columns)
 }
 
 /// The escape sequence that erases the `rows` rows above the cursor (which Enter left at the
@@ -59,15 +73,24 @@ mod tests {
 
     #[test]
     fn rows_follow_the_wrap() {
-        assert_eq!(rows_taken("#lobby> ", "hi", 80), 1);
-        assert_eq!(rows_taken("#lobby> ", &"x".repeat(72), 80), 1);
-        assert_eq!(rows_taken("#lobby> ", &"x".repeat(73), 80), 2);
+        let rows = |line: &str| rows_taken("#lobby> ", line, 80);
+        assert_eq!(rows("hi"), 1);
+        assert_eq!(rows(&"x".repeat(71)), 1);
+        // Filled to the edge: the cursor waits on the next row.
+        assert_eq!(rows(&"x".repeat(72)), 2);
+        assert_eq!(rows(&"x".repeat(73)), 2);
+        assert_eq!(rows(&format!("{}\nb", "x".repeat(72))), 2);
         assert_eq!(rows_taken("> ", "", 0), 1);
-        assert_eq!(rows_taken("#lobby> ", "one\ntwo\n", 80), 3);
-        assert_eq!(
-            rows_taken("#lobby> ", &format!("a\n{}", "x".repeat(81)), 80),
-            3
-        );
+        assert_eq!(rows("one\ntwo\n"), 3);
+        assert_eq!(rows(&format!("a\n{}", "x".repeat(81))), 3);
+        // Wide characters: 36 of them fill the 72 columns after the prompt; one that would
+        // straddle the last column starts the next row.
+        assert_eq!(rows(&"漢".repeat(35)), 1);
+        assert_eq!(rows(&"漢".repeat(36)), 2);
+        assert_eq!(rows(&"漢".repeat(37)), 2);
+        assert_eq!(rows(&format!("x{}", "漢".repeat(36))), 2);
+        assert_eq!(rows(&"漢".repeat(75)), 2);
+        assert_eq!(rows(&format!("x{}", "漢".repeat(76))), 3);
         assert_eq!(erase_rows(2), "\x1b[1A\x1b[2K\x1b[1A\x1b[2K\r");
     }
 }

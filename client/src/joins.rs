@@ -1,43 +1,104 @@
 //! Joins in bursts. When a server restarts, everyone reconnects within seconds and each rejoin
 //! would be a line of its own; so in each room the first few joins of a burst are shown as usual
 //! and the rest are held and summed up in one line once the burst is over (no join in that room
-//! for [`QUIET`]): `9 more people joined #lobby: cat, dan, eve, ... and 2 others`. A single join
-//! is shown at once, as before. Pure: the time comes in.
+//! for [`QUIET`]): `9 more people joined #lobby: cat, dan, eve, ... and 2 others`. People who
+//! left the room or quit less than [`REJOIN`] before are summed up apart, as having rejoined
+//! (`7 more people rejoined #lobby: ...`). A single join is shown at once, as before. Pure: the time
+//! comes in.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use lanchat_protocol::frame::ServerFrame;
 use lanchat_protocol::validate::name_key;
 use tokio::time::Instant;
 
-use crate::model::Show;
+use crate::model::{Model, Show};
 
 /// Joins shown one by one at the start of a burst.
 pub const SHOWN_PER_BURST: usize = 3;
 /// A burst ends after this long without a join in its room.
 pub const QUIET: Duration = Duration::from_secs(2);
+/// A join this soon after the same nick left the room (or quit) is a rejoin.
+pub const REJOIN: Duration = Duration::from_secs(60);
 /// Nicks named in a summary; the rest are counted.
 const NAMED: usize = 10;
+/// Departures remembered at most (a bound against a flood of quits).
+const DEPARTURES: usize = 4096;
 
 #[derive(Debug)]
 struct Burst {
     room: String,
     last: Instant,
     shown: usize,
-    held: Vec<String>,
+    /// The joins held, each with whether it is a rejoin.
+    held: Vec<(String, bool)>,
 }
 
-/// The bursts of joins under way, by room key.
+/// Where a nick went when it left.
+#[derive(Debug)]
+enum Gone {
+    /// Left this room (its key).
+    Room(String),
+    /// Quit the server: gone from every room.
+    Quit,
+}
+
+/// The bursts of joins under way, by room key, and who left lately.
 #[derive(Debug, Default)]
 pub struct Joins {
     bursts: HashMap<String, Burst>,
+    /// Recent departures: nick key, where from, when.
+    departures: Vec<(String, Gone, Instant)>,
 }
 
 impl Joins {
+    /// Note a departure (a `leave` or `quit` event) that may be followed by a rejoin.
+    pub fn note(&mut self, frame: &ServerFrame, now: Instant) {
+        match frame {
+            ServerFrame::Leave(l) => self.depart(&l.nick, Gone::Room(name_key(&l.room)), now),
+            ServerFrame::Quit(q) => self.depart(&q.nick, Gone::Quit, now),
+            _ => {}
+        }
+    }
+
+    /// The connection was lost: everyone in the rooms of `model` counts as gone from them, so
+    /// those who come back after the reconnect are summed up as rejoining.
+    pub fn lost(&mut self, model: &Model, now: Instant) {
+        for room in model.rooms() {
+            for member in model.members(room).unwrap_or_default() {
+                self.depart(&member.nick, Gone::Room(name_key(room)), now);
+            }
+        }
+    }
+
+    fn depart(&mut self, nick: &str, gone: Gone, now: Instant) {
+        self.departures
+            .retain(|(_, _, at)| now.duration_since(*at) <= REJOIN);
+        if self.departures.len() >= DEPARTURES {
+            self.departures.remove(0);
+        }
+        self.departures.push((name_key(nick), gone, now));
+    }
+
+    /// Whether `nick` joining `room` at `now` comes back from a recent departure.
+    fn rejoins(&self, room_key: &str, nick: &str, now: Instant) -> bool {
+        let nick = name_key(nick);
+        self.departures.iter().any(|(who, gone, at)| {
+            *who == nick
+                && now.duration_since(*at) <= REJOIN
+                && match gone {
+                    Gone::Room(room) => room == room_key,
+                    Gone::Quit => true,
+                }
+        })
+    }
+
     /// `nick` joined `room` at `now`: true to show it now, false when it is held for the
     /// summary.
     pub fn join(&mut self, room: &str, nick: &str, now: Instant) -> bool {
         let key = name_key(room);
+        let rejoin = self.rejoins(&key, nick, now);
         let burst = self.bursts.entry(key).or_insert_with(|| Burst {
             room: room.to_owned(),
             last: now,
@@ -52,7 +113,7 @@ impl Joins {
             burst.shown += 1;
             return true;
         }
-        burst.held.push(nick.to_owned());
+        burst.held.push((nick.to_owned(), rejoin));
         false
     }
 
@@ -72,7 +133,14 @@ impl Joins {
         self.bursts.retain(|_, b| {
             let over = now.duration_since(b.last) >= QUIET;
             if (over || all) && !b.held.is_empty() {
-                show.push(Show::Info(summary(&b.room, &std::mem::take(&mut b.held))));
+                let (rejoined, joined): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut b.held).into_iter().partition(|h| h.1);
+                for (held, verb) in [(joined, "joined"), (rejoined, "rejoined")] {
+                    if !held.is_empty() {
+                        let nicks: Vec<String> = held.into_iter().map(|h| h.0).collect();
+                        show.push(Show::Info(summary(&b.room, &nicks, verb)));
+                    }
+                }
             }
             !over && !all
         });
@@ -80,7 +148,7 @@ impl Joins {
     }
 }
 
-fn summary(room: &str, held: &[String]) -> String {
+fn summary(room: &str, held: &[String], verb: &str) -> String {
     let mut names: Vec<String> = held
         .iter()
         .take(NAMED)
@@ -94,7 +162,7 @@ fn summary(room: &str, held: &[String]) -> String {
     } else {
         format!("{} more people", held.len())
     };
-    format!("{who} joined #{room}: {}", names.join(", "))
+    format!("{who} {verb} #{room}: {}", names.join(", "))
 }
 
 #[cfg(test)]
@@ -146,6 +214,58 @@ mod tests {
         assert_eq!(
             all,
             vec![Show::Info("2 more people joined #a: q, r".into())]
+        );
+    }
+
+    #[test]
+    fn those_back_from_a_leave_or_quit_are_summed_up_as_rejoining() {
+        use lanchat_protocol::frame::{LeaveEvent, QuitEvent};
+        let mut joins = Joins::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        joins.note(
+            &ServerFrame::Quit(QuitEvent {
+                nick: "Cat".into(),
+                reason: "timeout".into(),
+            }),
+            t0,
+        );
+        joins.note(
+            &ServerFrame::Leave(LeaveEvent {
+                room: "lobby".into(),
+                nick: "dan".into(),
+                kicked_by: None,
+                reason: None,
+            }),
+            t0,
+        );
+        // Left another room: a join here is new.
+        joins.note(
+            &ServerFrame::Leave(LeaveEvent {
+                room: "dev".into(),
+                nick: "eve".into(),
+                kicked_by: None,
+                reason: None,
+            }),
+            t0,
+        );
+        for (i, nick) in ["a", "b", "c", "cat", "dan", "eve"].iter().enumerate() {
+            joins.join("lobby", nick, ms(1000 + i as u64));
+        }
+        assert_eq!(
+            joins.flush(ms(1005) + QUIET, false),
+            vec![
+                Show::Info("1 more person joined #lobby: eve".into()),
+                Show::Info("2 more people rejoined #lobby: cat, dan".into()),
+            ]
+        );
+        // Long after the quit, the same nick joining is new again.
+        for nick in ["a", "b", "c", "cat"] {
+            joins.join("lobby", nick, t0 + REJOIN * 2);
+        }
+        assert_eq!(
+            joins.flush(t0 + REJOIN * 2 + QUIET, false),
+            vec![Show::Info("1 more person joined #lobby: cat".into())]
         );
     }
 }

@@ -12,13 +12,15 @@
 //! - [`connection`]: the task that owns the socket (requests in, replies by `re`, events out).
 //! - [`commands`]: input line to action to request (pure).
 //! - [`config`]: the config file (`config.toml`): reading, checking, the commented default.
-//! - [`joins`]: joins in bursts (a mass reconnect) summed up in one line (pure).
+//! - [`joins`]: joins in bursts (a mass reconnect) summed up, rejoins apart from new joins (pure).
 //! - [`render`]: what to show to display lines (pure).
 //! - [`split`]: a message over the server's limit into messages that fit (pure).
 //! - [`sanitize`]: the display filter every server string passes (escapes, bidi, line breaks).
 //! - [`scripting`]: what `--json` adds for bots: history messages marked, failures counted.
-//! - [`logs`]: chat logs per room and per DM nick, plain text with dates (off by default).
-//! - [`notify`]: desktop notifications as OSC 777 / OSC 9 sequences, server strings made inert.
+//! - [`logs`]: chat logs per room and per DM nick, plain text with dates, rotated at a cap (off by
+//!   default).
+//! - [`notify`]: desktop notifications as OSC 777 / OSC 9 sequences (through tmux's passthrough
+//!   inside tmux), server strings made inert.
 //! - [`output`]: display lines to stdout, stderr or the REPL, as the mode calls for.
 //! - [`echo`]: a message typed is erased once entered, so its echo shows it once.
 //! - [`repl`]: the rustyline thread (prompt, completion, persistent input history).

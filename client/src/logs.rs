@@ -4,6 +4,9 @@
 //! Every server string goes through the display filter ([`crate::sanitize`]) first, so a log
 //! is as safe to `cat` as the screen; later lines of a text are indented behind `| `.
 //!
+//! A log that would grow past its cap (`log_max_mib`, [`MAX_MIB`] by default) is first renamed
+//! to `<name>.log.1`, replacing the one before, so a room's log takes at most twice the cap.
+//!
 //! The recent history shown at every start is not logged twice: a message not newer than the
 //! last line a log held when this run first wrote to it is left out (compared to the second, by
 //! its server timestamp in local time; so a message of that same second that arrived while no
@@ -20,10 +23,15 @@ use lanchat_protocol::{Direct, Message};
 
 use crate::sanitize;
 
+/// The default cap of one log, in MiB.
+pub const MAX_MIB: f64 = 10.0;
+
 /// The logs of one server.
 #[derive(Debug)]
 pub struct Logs {
     dir: PathBuf,
+    /// The size past which a log is rotated, if any.
+    max: Option<u64>,
     /// Set after the first failure, which is told once; logging stops.
     failed: bool,
     /// For each file written in this run, the time of its last line before.
@@ -40,9 +48,16 @@ impl Logs {
     pub fn new(dir: PathBuf) -> Logs {
         Logs {
             dir,
+            max: None,
             failed: false,
             floors: HashMap::new(),
         }
+    }
+
+    /// Rotating each log before it grows past `max` bytes.
+    pub fn rotate_at(mut self, max: Option<u64>) -> Logs {
+        self.max = max;
+        self
     }
 
     /// Log a room message. `Some(problem)` the first time writing fails.
@@ -89,18 +104,28 @@ impl Logs {
         {
             return None;
         }
+        let entry = line(at, head, text);
         let written = (|| {
             let dir = path.parent().expect("a log file is in a directory");
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if self
+                .max
+                .is_some_and(|max| size > 0 && size + entry.len() as u64 > max)
+            {
+                let mut old = path.clone().into_os_string();
+                old.push(".1");
+                std::fs::rename(&path, old)?;
+            }
             let mut out = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
                 .open(&path)?;
-            out.write_all(line(at, head, text).as_bytes())
+            out.write_all(entry.as_bytes())
         })();
         written.err().map(|e| {
             self.failed = true;
@@ -250,6 +275,33 @@ mod tests {
         );
         assert_eq!(mode(&private), 0o600);
         assert_eq!(mode(&dir.join("srv/dm")), 0o700);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_past_its_cap_is_rotated_to_dot_1() {
+        let dir = std::env::temp_dir().join(format!("lanchat-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut logs = Logs::new(dir.clone()).rotate_at(Some(200));
+        let say = |i: u64| Message {
+            id: format!("m{i}"),
+            ts: 1_704_203_110_000 + i * 1000,
+            room: "lobby".into(),
+            from: "bob".into(),
+            text: format!("message {i:02} {}", "x".repeat(40)),
+        };
+        // Each entry is 78 bytes: two fit in 200, the third starts a new log.
+        for i in 0..7 {
+            assert_eq!(logs.message(&say(i)), None);
+        }
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let (current, older) = (read("lobby.log"), read("lobby.log.1"));
+        assert!(current.len() <= 200 && older.len() <= 200);
+        assert_eq!(current.lines().count(), 1, "{current}");
+        assert!(current.contains("message 06"), "{current}");
+        assert_eq!(older.lines().count(), 2, "{older}");
+        assert!(older.contains("message 04") && older.contains("message 05"));
+        assert!(!dir.join("lobby.log.2").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,11 @@
 //! They are sent whether or not the terminal has focus: focus reporting (`CSI ? 1004 h`) sends
 //! `CSI I` / `CSI O` as input, which rustyline would read as keys typed at the prompt.
 //!
+//! Inside tmux (`$TMUX` set) the sequences are wrapped for its passthrough (`ESC P tmux; ...
+//! ESC \`, every ESC inside doubled), which tmux hands to the outer terminal when its
+//! `allow-passthrough` option is on (tmux 3.3 and later) and drops silently otherwise: tmux
+//! itself does nothing with OSC 777 or 9.
+//!
 //! The title and body carry server strings (nicks, rooms, texts) inside a control sequence, so
 //! they pass the display filter and lose every control character left: nothing from the server
 //! can end the sequence early and inject its own.
@@ -30,6 +35,20 @@ pub fn sequence(notify: Notify, title: &str, body: &str) -> String {
         Notify::Osc9 => osc9,
         Notify::Both => osc777 + &osc9,
     }
+}
+
+/// `seq` wrapped for tmux's passthrough when `tmux`: `ESC P tmux; seq ESC \`, with each ESC of
+/// `seq` doubled. Empty stays empty.
+pub fn passthrough(seq: String, tmux: bool) -> String {
+    if !tmux || seq.is_empty() {
+        return seq;
+    }
+    format!("\x1bPtmux;{}\x1b\\", seq.replace('\x1b', "\x1b\x1b"))
+}
+
+/// Whether this process runs inside tmux.
+pub fn in_tmux() -> bool {
+    std::env::var_os("TMUX").is_some_and(|v| !v.is_empty())
 }
 
 /// A server string as one printable line of at most `max` characters.
@@ -77,5 +96,16 @@ mod tests {
         assert!(seq.starts_with("\x1b]777;notify;b,o"), "{seq:?}");
         let long = sequence(Notify::Osc9, "t", &"a".repeat(1000));
         assert!(long.len() < 220 && long.ends_with("...\x07"));
+    }
+
+    #[test]
+    fn inside_tmux_the_sequences_go_through_its_passthrough() {
+        let seq = sequence(Notify::Both, "t", "b");
+        assert_eq!(
+            passthrough(seq.clone(), true),
+            "\x1bPtmux;\x1b\x1b]777;notify;t;b\x07\x1b\x1b]9;t: b\x07\x1b\\"
+        );
+        assert_eq!(passthrough(seq.clone(), false), seq);
+        assert_eq!(passthrough(String::new(), true), "");
     }
 }

@@ -56,6 +56,8 @@ pub struct Output {
     look: Look,
     logs: Option<Logs>,
     notify: Notify,
+    /// Notifications go through tmux's passthrough.
+    tmux: bool,
     /// The notification sequence to send with the next line.
     alert: String,
 }
@@ -70,6 +72,7 @@ impl Output {
             look: Look::default(),
             logs: None,
             notify: Notify::Off,
+            tmux: false,
             alert: String::new(),
         }
     }
@@ -77,12 +80,13 @@ impl Output {
     /// Sending desktop notifications for mentions and DMs.
     pub fn with_notify(mut self, notify: Notify) -> Self {
         self.notify = notify;
+        self.tmux = crate::notify::in_tmux();
         self
     }
 
-    /// Keeping chat logs there.
-    pub fn with_logs(mut self, dir: Option<PathBuf>) -> Self {
-        self.logs = dir.map(Logs::new);
+    /// Keeping chat logs there, each rotated before it grows past `max` bytes.
+    pub fn with_logs(mut self, dir: Option<PathBuf>, max: Option<u64>) -> Self {
+        self.logs = dir.map(|dir| Logs::new(dir).rotate_at(max));
         self
     }
 
@@ -137,7 +141,7 @@ impl Output {
             look: &self.look,
         };
         if interactive && self.notify != Notify::Off {
-            self.alert = alert(&show, &view, self.notify);
+            self.alert = crate::notify::passthrough(alert(&show, &view, self.notify), self.tmux);
         }
         match show {
             Show::Info(text) if self.mode == Mode::Json => self.diagnostic(&text),

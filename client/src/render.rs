@@ -123,7 +123,7 @@ impl<'a> View<'a> {
     /// it has several) indented under the first behind [`CONTINUATION`].
     fn lines(&self, ts_ms: u64, head: &str, text: &str, style: Option<&str>) -> Line {
         let first = format!("{} {head}", self.time(ts_ms));
-        let indent = visible_width(&first).saturating_sub(CONTINUATION.len());
+        let indent = sanitize::width(&first).saturating_sub(CONTINUATION.len());
         let styled = |t: &str| match style {
             Some(s) => self.style(s, t),
             None => t.to_owned(),
@@ -344,21 +344,6 @@ pub fn modes(invite_only: bool, has_key: bool, topic_lock: bool) -> String {
 /// `1 member`, `2 members`.
 pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// How many columns `s` takes, leaving out the escape sequences this module writes.
-fn visible_width(s: &str) -> usize {
-    let mut width = 0;
-    let mut in_escape = false;
-    for c in s.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-            (false, _) => width += 1,
-        }
-    }
-    width
 }
 
 fn presence(m: &Member) -> String {

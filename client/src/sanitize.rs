@@ -30,6 +30,28 @@ pub fn lines(s: &str) -> Vec<String> {
     split_lines(s).map(text).collect()
 }
 
+/// The terminal columns `c` takes: 2 for wide (CJK) characters, 0 for combining marks and
+/// controls, as rustyline counts them.
+pub fn char_width(c: char) -> usize {
+    unicode_width::UnicodeWidthChar::width(c).unwrap_or(0)
+}
+
+/// The terminal columns `s` takes, leaving out the SGR sequences (`ESC [ ... m`) the client
+/// writes itself.
+pub fn width(s: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => width += char_width(c),
+        }
+    }
+    width
+}
+
 /// Whether a text would be shown on several lines.
 pub fn is_multiline(s: &str) -> bool {
     s.chars().any(is_line_break)

@@ -15,7 +15,7 @@ use crate::away::Away;
 use crate::commands::{self, Action};
 use crate::connection::{Closed, Event, Incoming, Response};
 use crate::joins::Joins;
-use crate::link::{self, ConnectError, Dialer, Link, Lost, Reconnecting};
+use crate::link::{self, ConnectError, Dialer, Link, Lost};
 use crate::model::{self, queries, Model, Outcome, Show};
 use crate::output::{Mode, Output, Screen};
 use crate::repl::{Shared, Typed};
@@ -100,7 +100,7 @@ impl Session {
             link: Link::new(dialer, opts.password, give_up).with_secrets(opts.secrets),
             output: Output::new(screen, opts.mode, opts.color, opts.bell)
                 .with_look(opts.extras.look)
-                .with_logs(opts.extras.log_dir)
+                .with_logs(opts.extras.log_dir, opts.extras.log_max)
                 .with_notify(opts.extras.notify),
             shared,
             queued_input: VecDeque::new(),
@@ -310,6 +310,7 @@ impl Session {
         closed: Closed,
         input: &mut mpsc::Receiver<Typed>,
     ) -> Result<bool, Error> {
+        self.joins.lost(&self.model, Instant::now());
         let mut offline = Offline {
             output: &mut self.output,
             shared: self.shared.as_deref(),
@@ -515,10 +516,21 @@ impl Session {
                 self.show(Show::Info(summary));
             }
         }
-        match applied {
-            Ok(()) => Flow::Continue,
-            Err(Lost(closed)) => Flow::Lost(closed),
+        if let Err(Lost(closed)) = applied {
+            return Flow::Lost(closed);
         }
+        // The rooms to complete after `/join` may have changed: a room made or emptied.
+        let rooms_changed = matches!(
+            cmd,
+            Command::Join { .. } | Command::Leave { .. } | Command::Rooms { .. }
+        );
+        if ok && rooms_changed && self.output.mode() == Mode::Interactive {
+            if let Err(Lost(closed)) = self.fetch_room_names().await {
+                return Flow::Lost(closed);
+            }
+            self.publish();
+        }
+        Flow::Continue
     }
 
     // ----- replies and events -----
@@ -579,8 +591,10 @@ impl Session {
                 reclaim.at = Instant::now();
             }
         }
+        let now = Instant::now();
+        self.joins.note(&frame, now);
         let shown = self.model.apply_event(frame);
-        let (joins, now) = (&mut self.joins, Instant::now());
+        let joins = &mut self.joins;
         let shown = shown
             .into_iter()
             .filter(|s| match s {
@@ -646,51 +660,11 @@ pub async fn ask_password(server: &str) -> Result<String, Error> {
         .map_err(|e| Error::Fatal(format!("cannot read the password: {e}")))
 }
 
-/// The session while the link reconnects: waits watching the input, and shows what the link
-/// reports.
-struct Offline<'a> {
-    output: &'a mut Output,
-    shared: Option<&'a Shared>,
-    input: &'a mut mpsc::Receiver<Typed>,
-    queued_input: &'a mut VecDeque<Typed>,
-}
-
-impl Reconnecting for Offline<'_> {
-    /// Interactively, lines typed meanwhile are queued (and /quit quits); a script just waits.
-    async fn wait(&mut self, pause: Duration) -> bool {
-        let deadline = Instant::now() + pause;
-        if self.output.mode() != Mode::Interactive {
-            sleep_until(deadline).await;
-            return true;
-        }
-        loop {
-            tokio::select! {
-                _ = sleep_until(deadline) => return true,
-                line = self.input.recv() => {
-                    let Some(line) = line else { return false };
-                    if let Some(shared) = self.shared {
-                        shared.ack();
-                    }
-                    match commands::parse(&line.line) {
-                        Ok(Some(Action::Quit(_))) => return false,
-                        Ok(None) => {}
-                        _ => {
-                            self.output.info("not connected; this will be sent once reconnected");
-                            self.queued_input.push_back(line);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn show(&mut self, show: Vec<Show>, me: &str) {
-        self.output.show_all(show, me);
-    }
-}
-
 mod conversations;
+mod offline;
 mod retries;
+
+use offline::Offline;
 
 use retries::{dm_text, Reclaim, UndeliveredDm, DM_RETRY_FIRST};
 

@@ -3,9 +3,13 @@
 //! switching rooms with the half-typed line kept (Alt-1..9 cannot be bound in rustyline 19), `/rooms` marking the joined rooms, and focus
 //! mode. Every wait polls the screen under a deadline.
 
+use std::net::SocketAddr;
+
 use lanchat_tests::tmux::Tmux;
 use lanchat_tests::{bin_path, ServerProcess, TempDir, TestClient};
 use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// `lanchat` as ann in an 80x24 pane, with data and config directories of its own.
 struct Terminal {
@@ -195,4 +199,86 @@ async fn focus_hides_another_rooms_chatter_but_not_a_mention_and_sums_it_up() {
     term.wait_line("focus: 1 message not shown (#dev 1)").await;
     term.wait_prompt("[focus 1:lobby 2:dev 3:ops]", "#dev>")
         .await;
+}
+
+/// Messages caught up after a reconnect count as unread like live ones.
+#[tokio::test]
+async fn messages_caught_up_after_a_reconnect_count_as_unread() {
+    let server = ServerProcess::start(&[]);
+    let relay = Relay::start(server.addr).await;
+    let term = Terminal::start(&relay.addr.to_string());
+    term.tmux
+        .wait_for("the prompt", |s| last_rows(s).1.starts_with("#lobby>"))
+        .await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    join(&mut bob, "dev").await;
+    term.type_line("/join dev");
+    term.wait_line("joined #dev").await;
+    term.type_line("/1");
+    term.wait_prompt("[1:lobby 2:dev]", "#lobby>").await;
+    say(&mut bob, "dev", "said before the loss").await;
+    term.wait_prompt("[1:lobby 2:dev(1)]", "#lobby>").await;
+
+    // While the relay is cut, the client can only learn what bob says by catching up.
+    relay.cut();
+    term.wait_line("reconnect attempt 1 failed").await;
+    for text in ["missed one", "missed two"] {
+        say(&mut bob, "dev", text).await;
+    }
+    relay.mend();
+    term.wait_line("missed in #dev while disconnected (2 messages)")
+        .await;
+    term.wait_prompt("[1:lobby 2:dev(3)]", "#lobby>").await;
+}
+
+/// A TCP relay to the server that a test can cut: the connection through it is closed, and
+/// those that come while it is cut are dropped at once, until it is mended.
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
+    open: watch::Sender<bool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub(crate) async fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, is_open) = watch::channel(true);
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*is_open.borrow() {
+                    continue;
+                }
+                let mut is_open = is_open.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = is_open.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            open,
+            accepting,
+        }
+    }
+
+    pub(crate) fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub(crate) fn mend(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
 }

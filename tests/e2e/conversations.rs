@@ -205,6 +205,37 @@ async fn tab_completes_a_nick_from_another_room_and_a_room_from_the_server_list(
     }
 }
 
+/// The room list for completion is fetched again on `/rooms` and after each join and leave: a
+/// room made after the start completes once one of them happened.
+#[tokio::test]
+async fn rooms_made_after_the_start_complete_after_rooms_or_a_join() {
+    let server = ServerProcess::start(&[]);
+    let ann = Terminal::open(&server.addr.to_string(), &[]);
+    ann.prompt("#lobby>").await;
+    let (mut dan, _) = TestClient::hello(server.addr, "dan").await;
+    let joined = dan.request(json!({"type": "join", "room": "golang"})).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ann.enter("/rooms");
+    ann.row("the room list", |l| l.contains("#golang")).await;
+    ann.tmux.send_literal("/join gola");
+    ann.tmux.send_key("Tab");
+    ann.prompt("#lobby> /join golang").await;
+    ann.tmux.send_key("C-u");
+    ann.tmux
+        .wait_for("an empty prompt", |s| last_row(s) == "#lobby>")
+        .await;
+
+    let joined = dan
+        .request(json!({"type": "join", "room": "haskell"}))
+        .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    ann.enter("/join dev");
+    ann.prompt("#dev>").await;
+    ann.tmux.send_literal("/join hask");
+    ann.tmux.send_key("Tab");
+    ann.prompt("#dev> /join haskell").await;
+}
+
 /// `lanchat --json` reading stdin from a pipe: stdout lines as they come.
 struct Bot {
     child: Child,

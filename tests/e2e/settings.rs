@@ -282,6 +282,51 @@ async fn with_log_messages_and_dms_land_in_the_logs() {
     assert_eq!(after, before);
 }
 
+/// `log_max_mib`: a log about to grow past it is renamed `.log.1` (replacing the one before) and
+/// a new one started, so what is kept is the latest lines, in two files within the cap.
+#[tokio::test]
+async fn a_log_past_its_cap_is_rotated() {
+    let server = ServerProcess::start(&[]);
+    let home = Home::new();
+    // 524 bytes: five entries of about 100 bytes a file.
+    home.write_config("log = true\nlog_max_mib = 0.0005\n");
+    let addr = server.addr.to_string();
+    let mut ann = home.spawn(&[&addr, "--nick", "ann", "--room", "lobby"], &[]);
+    let mut stdin = ann.stdin.take().unwrap();
+    let said = |i: usize| format!("line {i:02} {}", "x".repeat(60));
+    for i in 0..12 {
+        stdin
+            .write_all(format!("{}\n", said(i)).as_bytes())
+            .await
+            .unwrap();
+    }
+    let dir = home.data_dir().join("lanchat/logs").join(&addr);
+    let current = wait_for_file(&dir.join("lobby.log"), "the last line logged", |b| {
+        String::from_utf8_lossy(b).contains(&said(11))
+    })
+    .await;
+    drop(stdin);
+    let status = timeout(WAIT, ann.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    let current = String::from_utf8(current).unwrap();
+    let older = std::fs::read_to_string(dir.join("lobby.log.1")).unwrap();
+    assert!(!dir.join("lobby.log.2").exists());
+    for (name, text) in [("lobby.log", &current), ("lobby.log.1", &older)] {
+        assert!(text.len() <= 524, "{name} is {} bytes:\n{text}", text.len());
+    }
+    // The two files hold the latest lines, in order, the older ones in `.1`.
+    let kept: Vec<String> = older
+        .lines()
+        .chain(current.lines())
+        .map(|l| l[20..].to_owned())
+        .collect();
+    let first = 12 - kept.len();
+    assert!(kept.len() >= 6, "{older}{current}");
+    for (i, line) in kept.iter().enumerate() {
+        assert_eq!(line, &format!("<ann> {}", said(first + i)));
+    }
+}
+
 #[tokio::test]
 async fn without_log_nothing_is_written() {
     let server = ServerProcess::start(&[]);
@@ -313,10 +358,53 @@ fn chrono_like(s: &str) -> bool {
 
 #[tokio::test]
 async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
+    // Outside tmux (its `TMUX` emptied): the plain sequences.
+    let text = notifications("TMUX=", "bob: psst\u{7}").await;
+    assert!(!text.contains("\u{1b}P"), "{text:?}");
+    let osc777: Vec<&str> = text.split("\u{1b}]777;notify;").skip(1).collect();
+    let osc9: Vec<&str> = text.split("\u{1b}]9;").skip(1).collect();
+    assert_eq!(osc777.len(), 2, "{text:?}");
+    assert_eq!(osc9.len(), 2, "{text:?}");
+    assert!(
+        osc777[0].starts_with("bob in #lobby;ann: look at this\u{7}"),
+        "{text:?}"
+    );
+    assert!(osc777[1].starts_with("bob;psst\u{7}"), "{text:?}");
+    assert!(osc9[1].starts_with("bob: psst\u{7}"), "{text:?}");
+    // Nothing for the plain lines, which reached the terminal all the same.
+    assert!(!text.contains("chatting\u{7}"));
+}
+
+/// In tmux (`TMUX` set, as in every tmux pane) the sequences are wrapped for its passthrough:
+/// `ESC P tmux;` then the sequences with each ESC doubled, then `ESC \`.
+#[tokio::test]
+async fn inside_tmux_notifications_are_wrapped_for_its_passthrough() {
+    let text = notifications("", "bob: psst\u{7}\u{1b}\\").await;
+    let wrapped: Vec<&str> = text
+        .split("\u{1b}Ptmux;")
+        .skip(1)
+        .map(|w| &w[..w.find("\u{1b}\\").expect("the wrap's end")])
+        .collect();
+    assert_eq!(
+        wrapped,
+        [
+            "\u{1b}\u{1b}]777;notify;bob in #lobby;ann: look at this\u{7}\
+             \u{1b}\u{1b}]9;bob in #lobby: ann: look at this\u{7}",
+            "\u{1b}\u{1b}]777;notify;bob;psst\u{7}\u{1b}\u{1b}]9;bob: psst\u{7}",
+        ],
+        "{text:?}"
+    );
+    // No sequence outside a wrap.
+    assert_eq!(text.matches("]777;").count(), 2, "{text:?}");
+}
+
+/// With `notify = "both"`, in a pane with `env` (`NAME=value` words): bob says a plain line, a
+/// mention, a plain line, then a DM; the bytes the client wrote from then on, up to `last`.
+async fn notifications(env: &str, last: &str) -> String {
     let server = ServerProcess::start(&[]);
     let home = Home::new();
     home.write_config("nick = \"ann\"\nnotify = \"both\"\n");
-    let term = home.terminal(&server.addr.to_string(), "");
+    let term = home.terminal(&server.addr.to_string(), env);
     term.wait_for("the prompt", |s| s.iter().any(|l| l.starts_with("#lobby>")))
         .await;
     let piped = TempDir::new("pipe");
@@ -339,24 +427,12 @@ async fn notifications_for_a_mention_and_a_dm_and_none_for_plain_lines() {
     term.wait_for("the DM", |s| s.iter().any(|l| l.ends_with("*bob* psst")))
         .await;
     let bytes = wait_for_file(&output, "two notifications", |b| {
-        String::from_utf8_lossy(b).contains("bob: psst\u{7}")
+        String::from_utf8_lossy(b).contains(last)
     })
     .await;
-    let text = String::from_utf8_lossy(&bytes);
-    let osc777: Vec<&str> = text.split("\u{1b}]777;notify;").skip(1).collect();
-    let osc9: Vec<&str> = text.split("\u{1b}]9;").skip(1).collect();
-    assert_eq!(osc777.len(), 2, "{text:?}");
-    assert_eq!(osc9.len(), 2, "{text:?}");
-    assert!(
-        osc777[0].starts_with("bob in #lobby;ann: look at this\u{7}"),
-        "{text:?}"
-    );
-    assert!(osc777[1].starts_with("bob;psst\u{7}"), "{text:?}");
-    assert!(osc9[1].starts_with("bob: psst\u{7}"), "{text:?}");
-    // Nothing for the plain lines, which reached the terminal all the same.
-    assert!(!text.contains("chatting\u{7}"));
     let screen = term.screen();
     assert!(screen.iter().any(|l| l.ends_with("<bob> still chatting")));
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 // ----- away -----

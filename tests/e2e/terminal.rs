@@ -370,6 +370,57 @@ async fn a_message_typed_shows_once() {
     .await;
 }
 
+/// A line of wide (CJK) characters takes two columns a character: the rows erased when it is
+/// entered are the rows it took, not one per character, so no row of it is left behind and the
+/// line above it stays. So too for a line that fills its last row to the edge, after which the
+/// cursor waits on a row of its own.
+#[tokio::test]
+async fn a_wide_line_typed_is_replaced_by_its_echo_and_the_line_above_stays() {
+    let server = ServerProcess::start(&[]);
+    let term = Terminal::open(&server.addr.to_string(), &["NO_COLOR=1"], &["--no-bell"]);
+    term.prompt().await;
+    let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
+    term.wait_for_row("bob's join", |l| l.ends_with("-- bob joined #lobby"))
+        .await;
+    bob.request(json!({"type":"say","room":"lobby","text":"just above"}))
+        .await;
+    term.wait_for_row("bob's line", |l| l.ends_with("<bob> just above"))
+        .await;
+    // After the 8 columns of the prompt in a 100-column pane: 124 columns in 68 characters (two
+    // rows, where counting characters would say one); exactly 92 columns (a full row, then the
+    // cursor on the next); exactly 92 ASCII columns.
+    let wrapped = format!("{}終わり", "漢字".repeat(29));
+    let full = format!("{}おわ", "漢字".repeat(22));
+    let ascii = format!("{}the end", "x".repeat(85));
+    // The screen's text without the blanks (rows are trimmed, and the echo wraps).
+    let flat = |rows: &[String]| rows.concat().split_whitespace().collect::<String>();
+    for line in [&wrapped, &full, &ascii] {
+        let whole = flat(std::slice::from_ref(line));
+        let tail = &line[line.len() - 6..];
+        term.tmux.send_literal(line);
+        term.wait_for_row("the typed line", |l| l.contains(tail))
+            .await;
+        term.tmux.send_key("Enter");
+        let m = bob.skip_until("message").await;
+        assert_eq!(m["text"], line.as_str());
+        let screen = term
+            .wait_for("the echo and an empty prompt", |s| {
+                flat(s).contains(&format!("<ann>{whole}")) && prompt_row(s) == "#lobby>"
+            })
+            .await;
+        let all = screen.join("\n");
+        assert!(
+            !screen.iter().any(|l| l.starts_with("#lobby> ")),
+            "a row of the typed line stayed:\n{all}"
+        );
+        assert_eq!(flat(&screen).matches(&whole).count(), 1, "{all}");
+        assert!(
+            screen.iter().any(|l| l.ends_with("<bob> just above")),
+            "the line above is gone:\n{all}"
+        );
+    }
+}
+
 // ----- bug 7: NO_COLOR keeps the bell and marks mentions and DMs with text -----
 
 #[tokio::test]
@@ -562,6 +613,88 @@ async fn a_burst_of_joins_is_summed_up() {
             .iter()
             .any(|l| l.ends_with(&format!("-- user{i} joined #lobby"))));
     }
+}
+
+/// Those back within a minute of their quit (a mass reconnect) are summed up as rejoining; a
+/// newcomer in the same burst is still "joined".
+#[tokio::test]
+async fn a_burst_of_people_coming_back_is_summed_up_as_rejoining() {
+    let server = ServerProcess::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    let term = Terminal::open_wide(
+        &server.addr.to_string(),
+        &["NO_COLOR=1"],
+        &["--no-bell"],
+        200,
+    );
+    term.prompt().await;
+    drop(clients);
+    term.wait_for("every quit", |s| {
+        (0..8).all(|i| s.iter().any(|l| l.contains(&format!("-- user{i} quit"))))
+    })
+    .await;
+    let mut clients = Vec::new();
+    for nick in (0..8).map(|i| format!("user{i}")).chain(["newbie".into()]) {
+        clients.push(TestClient::hello(server.addr, &nick).await.0);
+    }
+    let screen = term
+        .wait_for("both summaries", |s| {
+            let row = |end: &str| s.iter().any(|l| l.ends_with(end));
+            row("-- 5 more people rejoined #lobby: user3, user4, user5, user6, user7")
+                && row("-- 1 more person joined #lobby: newbie")
+        })
+        .await;
+    for i in 0..3 {
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.ends_with(&format!("-- user{i} joined #lobby"))),
+            "{}",
+            screen.join("\n")
+        );
+    }
+}
+
+/// After our own connection was lost, those who were in the room and come back after the
+/// reconnect (a server restart: everyone reconnects) are summed up as rejoining too.
+#[tokio::test]
+async fn after_our_reconnect_those_coming_back_are_summed_up_as_rejoining() {
+    let server = ServerProcess::start(&[]);
+    let relay = crate::activity::Relay::start(server.addr).await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
+    let term = Terminal::open_wide(
+        &relay.addr.to_string(),
+        &["NO_COLOR=1"],
+        &["--no-bell"],
+        200,
+    );
+    term.prompt().await;
+    relay.cut();
+    term.wait_for_row("the loss", |l| l.contains("reconnect attempt 1 failed"))
+        .await;
+    // They leave while we are away: we never see their quits.
+    drop(clients);
+    for _ in 0..8 {
+        watcher.skip_until("quit").await;
+    }
+    relay.mend();
+    term.wait_for_row("the reconnect", |l| l.contains("-- reconnected to"))
+        .await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(TestClient::hello(server.addr, &format!("user{i}")).await.0);
+    }
+    term.wait_for_row("the summary", |l| {
+        l.ends_with("-- 5 more people rejoined #lobby: user3, user4, user5, user6, user7")
+    })
+    .await;
 }
 
 // ----- bug 13: the goodbye of a restarting server is told once -----

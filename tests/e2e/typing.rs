@@ -337,13 +337,11 @@ async fn a_refused_dm_is_shown_with_its_text() {
         .await;
 }
 
-/// Bug 5, not fixed yet: on SIGWINCH rustyline 19 clears the rows the input took at the old
-/// width, but a terminal that reflows (tmux, VTE, kitty) has already laid it out at the new one,
-/// so widening erases the rows above (`State::next_cmd`, `Signal::Resize`). Checked by hand: the
-/// layout recomputed at the new width before `refresh_line` makes this test pass; that needs a
-/// patched rustyline (upstream or `[patch.crates-io]`), a decision for the project.
+/// Bug 5: on SIGWINCH rustyline 19 cleared the rows the input took at the old width, but a
+/// terminal that reflows (tmux, VTE, kitty) has already laid it out at the new one, so widening
+/// erased the rows above. Fixed in the vendored rustyline (vendor/README.md), which recomputes the
+/// layout at the new width before redrawing.
 #[tokio::test]
-#[ignore = "issue 16 bug 5: needs a rustyline fix (see the comment above)"]
 async fn resizing_with_a_wrapped_half_line_keeps_the_message_above_it() {
     let server = ServerProcess::start(&[]);
     let addr = server.addr.to_string();

@@ -181,10 +181,12 @@ impl super::Model {
         nicks
     }
 
-    /// A `rooms` reply fetched for completion: its names remembered, nothing shown.
+    /// A `rooms` reply fetched for completion: its names replace those heard before (a room
+    /// emptied and gone is no longer offered), nothing shown.
     pub fn rooms_heard(&mut self, reply: &ServerFrame) {
         if let ServerFrame::Reply(r) = reply {
             if let ReplyData::Rooms { rooms, .. } = &r.data {
+                self.known_rooms.clear();
                 for room in rooms {
                     self.remember_room(&room.name);
                 }
@@ -307,6 +309,17 @@ mod tests {
         });
         model.rooms_heard(&reply);
         assert_eq!(model.room_names(), ["lobby", "rust"]);
+        // A list fetched again replaces it: #rust is gone, #go is new.
+        let again = crate::model::tests::ok(ReplyData::Rooms {
+            rooms: vec![lanchat_protocol::RoomInfo {
+                name: "go".into(),
+                members: 1,
+                topic: String::new(),
+            }],
+            next: None,
+        });
+        model.rooms_heard(&again);
+        assert_eq!(model.room_names(), ["lobby", "go"]);
     }
 
     #[test]

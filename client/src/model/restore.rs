@@ -143,9 +143,11 @@ impl Model {
                 ..query.clone()
             });
         }
+        // Counted as unread (and hidden in focus mode) like messages that arrive live; those
+        // shown before the loss are not shown, nor counted, again.
         for m in messages {
             if let Some(shown) = self.message(m) {
-                page.show.push(shown);
+                page.show.extend(self.noticed(shown));
                 page.new += 1;
             }
         }
@@ -250,6 +252,32 @@ mod tests {
             model.reconnected(2),
             info("reconnected to office as ann; caught up 2 messages")
         );
+    }
+
+    #[test]
+    fn missed_messages_count_as_unread_but_not_those_seen_before() {
+        let mut model = ann_in(&["lobby", "dev"]);
+        model.set_current("lobby");
+        model.apply_event(ServerFrame::Message(msg("05", "dev", "bob")));
+        model.set_current("dev");
+        model.set_current("lobby");
+        assert_eq!(model.activity_line().as_deref(), Some("[1:lobby 2:dev]"));
+        let q = model.catch_up("dev");
+        let reply = history_reply(
+            "dev",
+            vec![
+                msg("05", "dev", "bob"),
+                msg("06", "dev", "bob"),
+                msg("07", "dev", "cat"),
+            ],
+        );
+        let page = model.caught_up(&q, reply);
+        assert_eq!(page.new, 2);
+        assert_eq!(model.activity_line().as_deref(), Some("[1:lobby 2:dev(2)]"));
+        // In the current room, nothing is unread.
+        let q = model.catch_up("lobby");
+        model.caught_up(&q, history_reply("lobby", vec![msg("08", "lobby", "bob")]));
+        assert_eq!(model.activity_line().as_deref(), Some("[1:lobby 2:dev(2)]"));
     }
 
     #[test]

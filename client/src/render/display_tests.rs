@@ -41,6 +41,13 @@ fn later_lines_of_a_message_are_marked_continuations() {
         "13:45 -- bob is away: x\n    | y"
     );
     assert_eq!(v.info("a\nb").text, "13:45 -- a\n    | b");
+    // A wide (CJK) nick takes two columns a character: the later lines still start under the
+    // first line's text.
+    let text = v.message(&msg("小明", "你好\n世界")).text;
+    assert_eq!(text, "13:45 <小明> 你好\n           | 世界");
+    let (first, second) = text.split_once('\n').unwrap();
+    let column = |row: &str, at: &str| crate::sanitize::width(&row[..row.find(at).unwrap()]);
+    assert_eq!(column(first, "你好"), column(second, "世界"));
     // In colour, the continuation of a mention is highlighted too, the marker dimmed.
     let c = View {
         color: true,

@@ -106,10 +106,19 @@ impl Shared {
 /// `line` cut to fit in one row of `columns`.
 fn fit(line: &str, columns: usize) -> String {
     let room = columns.saturating_sub(1).max(8);
-    if line.chars().count() <= room {
+    if crate::sanitize::width(line) <= room {
         return line.to_owned();
     }
-    line.chars().take(room - 1).chain(['~']).collect()
+    let mut used = 0;
+    let mut cut: String = line
+        .chars()
+        .take_while(|c| {
+            used += crate::sanitize::char_width(*c);
+            used < room
+        })
+        .collect();
+    cut.push('~');
+    cut
 }
 
 /// The rows the prompt (`rows` of them) and the line typed after it took.
@@ -187,6 +196,8 @@ mod tests {
     fn the_activity_line_fits_one_row() {
         assert_eq!(fit("[1:lobby 2:dev(3)]", 80), "[1:lobby 2:dev(3)]");
         assert_eq!(fit("[1:lobby 2:dev(3)]", 10), "[1:lobby~");
+        // Wide characters count two columns: the cut line takes 9 of them, not 9 characters.
+        assert_eq!(fit("[1:大厅 2:开发(3)]", 10), "[1:大厅 ~");
     }
 
     #[test]
