@@ -17,6 +17,7 @@
 //! Everything else is as before: one writer at a time per queue, lines in order, the same
 //! bounds (lines the flusher holds count until written), slow consumers dropped by the push.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ use super::{Batch, Chunk, OutboxReceiver, Queue};
 
 /// Bytes gathered into one write at most (as the writer task's chunks).
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Line buffer capacity a queue always keeps (8 lines, 256 bytes); more only while its writes
+/// need it (see `Queue::flush`).
+const LINES_KEPT: usize = 8;
 /// A pass at least this long is followed by a pause as long (timers are 1 ms granular).
 const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
 /// Queues written per poll before the flusher lets the other tasks run (and comes back).
@@ -61,12 +65,18 @@ impl Flusher {
     pub async fn run(self: Arc<Self>) {
         let mut batch = Batch::default();
         let mut list = Vec::new();
+        // Queues written last pass that kept a large line buffer.
+        let mut trim: Vec<Arc<Queue>> = Vec::new();
         loop {
             self.wake.notified().await;
             // Let the rest of this turn run first: the other sessions' lines and their fan-out
             // land in the queues before any of them is written.
             tokio::task::yield_now().await;
             let started = tokio::time::Instant::now();
+            // Those that got nothing since (their burst is over) give their buffer back.
+            for queue in trim.drain(..) {
+                queue.trim();
+            }
             loop {
                 std::mem::swap(
                     &mut list,
@@ -76,7 +86,9 @@ impl Flusher {
                     break;
                 }
                 for (n, queue) in list.drain(..).enumerate() {
-                    queue.flush(&mut batch);
+                    if queue.flush(&mut batch) {
+                        trim.push(queue);
+                    }
                     if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
                         tokio::task::yield_now().await;
                     }
@@ -97,26 +109,30 @@ impl Flusher {
 }
 
 impl Queue {
-    /// Write out what is queued, from the flusher, without blocking.
-    fn flush(&self, batch: &mut Batch) {
-        let Some(direct) = &self.direct else { return };
+    /// Write out what is queued, from the flusher, without blocking. True when the queue is
+    /// left with a line buffer over [`LINES_KEPT`], for [`Queue::trim`] to look at next pass.
+    fn flush(&self, batch: &mut Batch) -> bool {
+        let Some(direct) = &self.direct else {
+            return false;
+        };
         loop {
             {
                 let mut state = self.lock();
                 if state.closed || state.handed_off {
                     state.flushing = false;
-                    return;
+                    return false;
                 }
                 if state.lines.is_empty() {
                     state.flushing = false;
                     state.writer_waiting = true;
                     // Closing: the writer task waits for the flusher before it shuts down.
                     let closing = self.senders.load(Ordering::Acquire) == 0;
+                    let large = state.lines.capacity() > LINES_KEPT;
                     drop(state);
                     if closing {
                         self.ready.notify_one();
                     }
-                    return;
+                    return large;
                 }
                 std::mem::swap(&mut state.lines, &mut batch.lines);
                 // Nobody else holds lines of this queue: the bytes counted are all in them.
@@ -131,7 +147,14 @@ impl Queue {
             state.flushing = false;
             state.max_queued = self.max_frames;
             match rest {
-                None => state.room_bytes += taken as u32,
+                None => {
+                    state.room_bytes += taken as u32;
+                    if state.lines.is_empty() {
+                        // Each queue keeps its own line buffer: steady traffic allocates
+                        // nothing, and no queue is left holding another's large one.
+                        std::mem::swap(&mut state.lines, &mut batch.lines);
+                    }
+                }
                 Some(rest) => {
                     // Back in front of what was pushed meanwhile, still counted; the writer
                     // task takes over.
@@ -144,9 +167,21 @@ impl Queue {
                     state.handed_off = true;
                     drop(state);
                     self.ready.notify_one();
-                    return;
+                    return false;
                 }
             }
+        }
+    }
+}
+
+impl Queue {
+    /// Give back a line buffer over [`LINES_KEPT`] if nothing came since the last pass: a burst
+    /// (a registration storm, a history reply) is over, and an idle session should hold next to
+    /// nothing. A queue still in use keeps its buffer.
+    fn trim(&self) {
+        let mut state = self.lock();
+        if state.lines.is_empty() && state.writer_waiting && state.lines.capacity() > LINES_KEPT {
+            state.lines = VecDeque::new();
         }
     }
 }
