@@ -4,6 +4,7 @@
 mod abuse;
 mod accounts;
 mod activity;
+mod browser;
 mod client;
 mod commands;
 mod conversations;
