@@ -6,7 +6,9 @@ const STORE_NICK = 'lanchat.nick';
 const STORE_ROOMS = 'lanchat.rooms';
 const PAGE = 50;
 const CATCH_UP_PAGE = 200;
-const MAX_BACKOFF_MS = 30000;
+// A LAN server is back within seconds of a restart; a refused connection costs it nothing. The
+// jitter spreads a roomful of pages reconnecting at once.
+const MAX_BACKOFF_MS = 8000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -591,6 +593,7 @@ function setConn(s, detail) {
   const el = $('conn');
   el.className = 'conn conn-' + s;
   el.textContent = s === 'online' ? 'Connected' : s === 'connecting' ? 'Connecting…' : (detail || 'Disconnected');
+  $('retry').hidden = s !== 'offline' || !state.everConnected;
   $('input').placeholder = s === 'online' ? 'Message' : 'Offline: reconnecting…';
 }
 
@@ -601,7 +604,7 @@ function scheduleReconnect() {
     state.quitting = false;
     return;
   }
-  const delay = state.backoffMs;
+  const delay = Math.round(state.backoffMs * (0.75 + Math.random() / 4));
   state.backoffMs = Math.min(state.backoffMs * 2, MAX_BACKOFF_MS);
   setConn('offline', 'Disconnected: retrying in ' + Math.max(1, Math.round(delay / 1000)) + ' s');
   for (const c of state.convs.values()) if (c.kind === 'room') c.members.clear();
@@ -974,6 +977,7 @@ function init() {
     input.value = '/nick ';
     input.focus();
   });
+  $('retry').addEventListener('click', () => { state.backoffMs = 500; connect(); });
   $('me-status').addEventListener('change', (e) => setStatus(e.target.value, ''));
   $('nav-toggle').addEventListener('click', () => {
     const open = document.body.classList.toggle('nav-open');

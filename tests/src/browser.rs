@@ -208,7 +208,18 @@ impl Page {
     /// Wait until `script` returns something truthy, and return it; panics with `what` and the
     /// last value after [`WAIT`].
     pub async fn wait_for(&self, what: &str, script: &str, args: Vec<Value>) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_within(WAIT, what, script, args).await
+    }
+
+    /// [`Page::wait_for`] with another bound than [`WAIT`].
+    pub async fn wait_for_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        script: &str,
+        args: Vec<Value>,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let v = self.eval_with(script, args.clone()).await;
             let truthy = match &v {
@@ -223,7 +234,7 @@ impl Page {
             }
             if Instant::now() > deadline {
                 let shot = self.save_failure_screenshot(what).await;
-                panic!("waited {WAIT:?} for {what}; last value {v}; screenshot {shot}");
+                panic!("waited {limit:?} for {what}; last value {v}; screenshot {shot}");
             }
             // Polling interval of the condition, not a synchronisation: the loop above decides.
             tokio::time::sleep(Duration::from_millis(40)).await;
