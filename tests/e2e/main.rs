@@ -26,3 +26,4 @@ mod tls;
 mod trust;
 mod typing;
 mod vectors;
+mod websocket;
