@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use lanchat_protocol::{ByeReason, ErrorCode, ErrorFrame, LineCodec, ServerFrame};
+use lanchat_protocol::{ByeReason, ErrorCode, ErrorFrame, Line, LineCodec, ServerFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admission::Permit;
 use crate::dispatch::{Client, End, Step};
 use crate::logsafe;
-use crate::outbox::{outbox, Batch, Chunk, OutboxReceiver};
+use crate::outbox::{outbox, Batch, Chunk, Framing, Outbox, OutboxReceiver};
 use crate::store::RoomLoad;
 use crate::{Peer, Shared};
 
@@ -38,6 +38,25 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The longest a request waits for its room to come back from disk.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How a connection carries protocol lines: the codec that reads them (JSON lines, or WebSocket
+/// text messages) and how the writer frames them. The session loop, its timers, limits and
+/// outbox are the same for every transport.
+pub trait Transport: Decoder<Item = Line, Error = std::io::Error> + Send + 'static {
+    /// How the writer frames the outbox's lines.
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    /// The session's outbox, for replies the transport itself sends (a WebSocket pong).
+    fn attach(&mut self, _outbox: &Outbox) {}
+
+    /// The session has ended so (its bye, if any, queued): queue what the transport sends last
+    /// (a WebSocket close) and let go of the outbox.
+    fn finish(&mut self, _end: &End) {}
+}
+
+impl Transport for LineCodec {}
+
 /// Serve one connection until it ends. Returns when the socket is closed.
 pub async fn serve<R, W>(
     reader: R,
@@ -51,8 +70,10 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let hello_deadline = Instant::now() + shared.config.hello_timeout;
+    let codec = LineCodec::new(shared.config.limits.max_line);
     serve_until(
         reader,
+        codec,
         writer,
         peer,
         shared,
@@ -64,9 +85,11 @@ pub async fn serve<R, W>(
 }
 
 /// [`serve`] a connection that must say hello by `hello_deadline`: the hello timeout counts from
-/// the accept, so time spent on a TLS handshake is part of it.
-pub async fn serve_until<R, W>(
+/// the accept, so time spent on a TLS handshake (or an HTTP upgrade) is part of it.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_until<R, C, W>(
     reader: R,
+    mut codec: C,
     writer: W,
     peer: Peer,
     shared: Arc<Shared>,
@@ -75,16 +98,17 @@ pub async fn serve_until<R, W>(
     hello_deadline: Instant,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
+    C: Transport,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
     let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
-    let writer = tokio::spawn(write_loop(writer, receiver));
+    let writer = tokio::spawn(write_loop(writer, receiver, codec.framing()));
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 
-    let mut reader =
-        FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
+    codec.attach(&outbox);
+    let mut reader = FramedRead::with_capacity(reader, codec, READ_BUFFER);
     let mut client = Client::new(id, peer, permit, shared.clone(), outbox);
     let end = run(&mut client, &mut reader, &shared, &shutdown, hello_deadline).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
@@ -99,6 +123,7 @@ pub async fn serve_until<R, W>(
     // The connection keeps its slot until the socket is closed (below), not just until it left.
     let permit = client.take_permit();
     drop(client);
+    reader.decoder_mut().finish(&end);
     let grace = shared.config.shutdown_grace;
     let mut writer = writer;
     // A slow consumer's writer may be stuck on a full socket: stop it now.
@@ -127,10 +152,14 @@ pub async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
 }
 
 /// Drain the outbox to the socket: everything already queued goes out together.
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut receiver: OutboxReceiver,
+    framing: Framing,
+) {
     // No cancellation is watched here (a future per batch costs locks on the hot path): when
     // the outbox overflows, the session ends and aborts this task.
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(framing);
     while receiver.recv_batch(&mut batch).await {
         while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
             let written = match chunk {
@@ -163,9 +192,9 @@ fn size_read_buffer(buf: &mut BytesMut, lines: usize) {
 }
 
 /// The connection loop of one session: lines in, timers, shutdown.
-async fn run<R: AsyncRead + Unpin>(
+async fn run<R: AsyncRead + Unpin, C: Transport>(
     client: &mut Client,
-    reader: &mut FramedRead<R, LineCodec>,
+    reader: &mut FramedRead<R, C>,
     shared: &Shared,
     shutdown: &CancellationToken,
     hello_deadline: Instant,

@@ -27,3 +27,4 @@ mod tls;
 mod trust;
 mod typing;
 mod vectors;
+mod websocket;

@@ -8,10 +8,12 @@
 //! - [`browser::Browser`] drives headless Chromium through chromedriver for the web chat.
 //! - [`bin_path`] finds workspace binaries (cargo only sets `CARGO_BIN_EXE_*` for the package
 //!   under test): an override variable first, then the workspace target directory.
+//! - [`ws`]: a WebSocket client (and a one-request HTTP client) for the web transport.
 
 pub mod abuse;
 pub mod browser;
 pub mod tmux;
+pub mod ws;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
