@@ -27,7 +27,8 @@ fn base(addr: SocketAddr) -> String {
 /// Open the chat, enter `nick` and wait until the page is connected in the default room.
 async fn login(page: &Page, addr: SocketAddr, nick: &str) {
     page.goto(&base(addr)).await;
-    page.type_into("#login-nick", &format!("{nick}{ENTER}")).await;
+    page.type_into("#login-nick", &format!("{nick}{ENTER}"))
+        .await;
     connected(page).await;
     page.wait_for(
         "the default room's title",
@@ -134,7 +135,10 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     // ann answers from the page: the terminal and bob get it, ann sees her own line once.
     say(&ann, "hi cyd, hi bob").await;
     let m = next_said(&mut cyd, "message").await;
-    assert_eq!((m["from"].as_str(), m["text"].as_str()), (Some("ann"), Some("hi cyd, hi bob")));
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("ann"), Some("hi cyd, hi bob"))
+    );
     wait_message(&bob, "hi cyd, hi bob").await;
     wait_message(&ann, "hi cyd, hi bob").await;
     assert_eq!(
@@ -153,7 +157,8 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     )
     .await;
     assert_eq!(
-        ann.eval("return localStorage.getItem('lanchat.nick')").await,
+        ann.eval("return localStorage.getItem('lanchat.nick')")
+            .await,
         "ann"
     );
 
@@ -184,7 +189,10 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     say(&bob, "rust talk here").await;
     wait_message(&ann, "rust talk here").await;
     let m = next_said(&mut cyd, "message").await;
-    assert_eq!((m["room"].as_str(), m["text"].as_str()), (Some("rust"), Some("rust talk here")));
+    assert_eq!(
+        (m["room"].as_str(), m["text"].as_str()),
+        (Some("rust"), Some("rust talk here"))
+    );
 
     // Alt+1 goes back to lobby; a mention in rust marks rust's entry, with an unread count.
     ann.type_into("#input", &format!("{ALT}1{RELEASE}")).await;
@@ -217,9 +225,16 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
 
     // Tab completes a nick; Shift+Enter makes a second line; Enter sends both as one message.
     ann.type_into("#input", &format!("cy{TAB}")).await;
-    assert_eq!(ann.eval("return document.getElementById('input').value").await, "cyd: ");
-    ann.type_into("#input", &format!("line one{SHIFT}{ENTER}{RELEASE}line two{ENTER}"))
-        .await;
+    assert_eq!(
+        ann.eval("return document.getElementById('input').value")
+            .await,
+        "cyd: "
+    );
+    ann.type_into(
+        "#input",
+        &format!("line one{SHIFT}{ENTER}{RELEASE}line two{ENTER}"),
+    )
+    .await;
     let m = next_said(&mut cyd, "message").await;
     assert_eq!(m["text"], "cyd: line one\nline two");
     wait_message(&bob, "cyd: line one\nline two").await;
@@ -240,12 +255,21 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     // A DM from the terminal becomes a conversation in ann's sidebar; she answers in it.
     cyd.request(json!({"type":"dm","to":"ann","text":"psst, a secret"}))
         .await;
-    wait_sidebar(&ann, "a DM conversation with cyd", "cyd", "!!b.querySelector('.mention-mark')").await;
+    wait_sidebar(
+        &ann,
+        "a DM conversation with cyd",
+        "cyd",
+        "!!b.querySelector('.mention-mark')",
+    )
+    .await;
     click_conversation(&ann, "cyd").await;
     wait_message(&ann, "psst, a secret").await;
     say(&ann, "my lips are sealed").await;
     let d = next_said(&mut cyd, "direct").await;
-    assert_eq!((d["from"].as_str(), d["text"].as_str()), (Some("ann"), Some("my lips are sealed")));
+    assert_eq!(
+        (d["from"].as_str(), d["text"].as_str()),
+        (Some("ann"), Some("my lips are sealed"))
+    );
     // bob, who was not part of it, has no such conversation.
     let bobs = bob
         .eval("return [...document.querySelectorAll('#dms .conv-name')].map(e => e.textContent)")
@@ -253,7 +277,13 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     assert_eq!(bobs, json!([]));
     // Between two browsers too: bob writes to ann with /msg.
     say(&bob, "/msg ann from one browser to another").await;
-    wait_sidebar(&ann, "a DM conversation with bob", "bob", "!!b.querySelector('.badge')").await;
+    wait_sidebar(
+        &ann,
+        "a DM conversation with bob",
+        "bob",
+        "!!b.querySelector('.badge')",
+    )
+    .await;
     click_conversation(&ann, "bob").await;
     wait_message(&ann, "from one browser to another").await;
 
@@ -265,7 +295,9 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
 async fn scrolling_up_loads_older_history_in_order() {
     let server = ServerProcess::start(&["--rate-per-sec", "0"]);
     let (mut seed, _) = TestClient::hello(server.addr, "seed").await;
-    let texts: Vec<String> = (1..=150).map(|i| format!("message number {i:03}")).collect();
+    let texts: Vec<String> = (1..=150)
+        .map(|i| format!("message number {i:03}"))
+        .collect();
     for t in &texts {
         let ok = seed
             .request(json!({"type":"say","room":"lobby","text":t}))
@@ -295,7 +327,10 @@ async fn scrolling_up_loads_older_history_in_order() {
         if round["start"] == true {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "history never reached its start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never reached its start"
+        );
         page.wait_for(
             "an older page, or the start",
             "return document.querySelectorAll('#messages li.msg').length > arguments[0] ||
@@ -339,8 +374,7 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
     .await;
     // While the page is away, the server runs elsewhere on the same data and people talk.
     {
-        let mut elsewhere =
-            ServerProcess::start(&["--data-dir", &data_dir, "--rate-per-sec", "0"]);
+        let mut elsewhere = ServerProcess::start(&["--data-dir", &data_dir, "--rate-per-sec", "0"]);
         let (mut cyd, _) = TestClient::hello(elsewhere.addr, "cyd").await;
         for t in ["missed one", "missed two", "ann: you missed this"] {
             cyd.request(json!({"type":"say","room":"lobby","text":t}))
@@ -377,13 +411,21 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
     let texts: Vec<String> = shown(&page).await.into_iter().map(|(_, t)| t).collect();
     assert_eq!(
         texts,
-        ["before the restart", "missed one", "missed two", "ann: you missed this"]
+        [
+            "before the restart",
+            "missed one",
+            "missed two",
+            "ann: you missed this"
+        ]
     );
     // And the page chats again on the new server.
     let (mut bob, _) = TestClient::hello(addr, "bob").await;
     say(&page, "I am back").await;
     let m = next_said(&mut bob, "message").await;
-    assert_eq!((m["from"].as_str(), m["text"].as_str()), (Some("ann"), Some("I am back")));
+    assert_eq!(
+        (m["from"].as_str(), m["text"].as_str()),
+        (Some("ann"), Some("I am back"))
+    );
     page.close().await;
 }
 
@@ -520,10 +562,11 @@ async fn a_page_on_another_origin_cannot_open_the_websocket() {
     assert_eq!(title, "closed", "the cross-origin WebSocket must not open");
     // Nobody joined the server.
     let (mut watcher, _) = TestClient::hello(server.addr, "watcher").await;
-    let who = watcher
-        .request(json!({"type":"who","room":"lobby"}))
-        .await;
-    assert_eq!(who["members"], json!([{"nick":"watcher","status":"online"}]));
+    let who = watcher.request(json!({"type":"who","room":"lobby"})).await;
+    assert_eq!(
+        who["members"],
+        json!([{"nick":"watcher","status":"online"}])
+    );
     // The same browser on the chat's own origin connects, so the refusal was the origin's.
     login(&page, server.addr, "ann").await;
     page.close().await;
@@ -557,7 +600,11 @@ async fn a_phone_sized_window_is_usable() {
                  getComputedStyle(document.getElementById('sidebar')).visibility === 'visible' }",
         )
         .await;
-    assert_eq!((layout["w"].as_u64(), layout["h"].as_u64()), (Some(390), Some(844)), "{layout}");
+    assert_eq!(
+        (layout["w"].as_u64(), layout["h"].as_u64()),
+        (Some(390), Some(844)),
+        "{layout}"
+    );
     assert!(layout["scrollWidth"].as_u64().unwrap() <= 390, "{layout}");
     for part in ["input", "send", "scroller", "toggle", "conn"] {
         assert_eq!(layout[part], true, "{part} not on screen: {layout}");
@@ -584,7 +631,10 @@ async fn a_phone_sized_window_is_usable() {
     .await;
     say(&page, "typed on a phone").await;
     let m = next_said(&mut cyd, "message").await;
-    assert_eq!((m["room"].as_str(), m["text"].as_str()), (Some("rust"), Some("typed on a phone")));
+    assert_eq!(
+        (m["room"].as_str(), m["text"].as_str()),
+        (Some("rust"), Some("typed on a phone"))
+    );
     page.close().await;
 }
 
@@ -612,13 +662,18 @@ async fn screenshots_for_the_readme() {
     ];
     for (who, t) in script {
         let c = [&mut bob, &mut cyd, &mut dee].into_iter().nth(who).unwrap();
-        c.request(json!({"type":"say","room":"rust","text":t})).await;
+        c.request(json!({"type":"say","room":"rust","text":t}))
+            .await;
     }
     let mut browser = Browser::start();
     let ann = browser.page(DESKTOP.0, DESKTOP.1).await;
     login(&ann, addr, "ann").await;
     say(&ann, "/join rust").await;
-    wait_message(&ann, "the notes are at https://example.invalid/blog/release").await;
+    wait_message(
+        &ann,
+        "the notes are at https://example.invalid/blog/release",
+    )
+    .await;
     say(&ann, "/join design").await;
     ann.type_into("#input", &format!("{ALT}2{RELEASE}")).await;
     say(&ann, "I can walk through the changes after lunch").await;
@@ -632,7 +687,11 @@ async fn screenshots_for_the_readme() {
         .await;
     bob.request(json!({"type":"dm","to":"ann","text":"can you review my PR?"}))
         .await;
-    wait_message(&ann, "ann: great, 14:00 in the small room?\nI'll bring the projector").await;
+    wait_message(
+        &ann,
+        "ann: great, 14:00 in the small room?\nI'll bring the projector",
+    )
+    .await;
     wait_sidebar(&ann, "bob's DM", "bob", "!!b.querySelector('.badge')").await;
     ann.wait_for(
         "dee away",
@@ -647,7 +706,11 @@ async fn screenshots_for_the_readme() {
     let phone = browser.page(PHONE.0, PHONE.1).await;
     login(&phone, addr, "eve").await;
     say(&phone, "/join rust").await;
-    wait_message(&phone, "ann: great, 14:00 in the small room?\nI'll bring the projector").await;
+    wait_message(
+        &phone,
+        "ann: great, 14:00 in the small room?\nI'll bring the projector",
+    )
+    .await;
     say(&phone, "count me in!").await;
     wait_message(&phone, "count me in!").await;
     std::fs::write(dir.join("web-phone.png"), phone.screenshot().await).unwrap();

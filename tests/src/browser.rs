@@ -170,7 +170,9 @@ impl Page {
     /// Resize the window so that the page's viewport (not the window) is `width` x `height`.
     async fn fit_viewport(&self, width: u32, height: u32) {
         for _ in 0..3 {
-            let v = self.eval("return [window.innerWidth, window.innerHeight]").await;
+            let v = self
+                .eval("return [window.innerWidth, window.innerHeight]")
+                .await;
             let (w, h) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
             if (w, h) == (width as u64, height as u64) {
                 return;
