@@ -287,6 +287,53 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
     click_conversation(&ann, "bob").await;
     wait_message(&ann, "from one browser to another").await;
 
+    // Status and nick from the page reach the others: the terminal gets the events, bob's
+    // members list follows, and the page remembers the new nick.
+    ann.click("#me-status").await;
+    ann.find("#me-status")
+        .await
+        .select_by_value("busy")
+        .await
+        .expect("choose busy");
+    let p = next_said(&mut cyd, "presence").await;
+    assert_eq!((p["nick"].as_str(), p["status"].as_str()), (Some("ann"), Some("busy")));
+    say(&ann, "/nick annie").await;
+    let n = next_said(&mut cyd, "nick").await;
+    assert_eq!((n["old"].as_str(), n["new"].as_str()), (Some("ann"), Some("annie")));
+    bob.wait_for(
+        "annie, busy, in bob's list",
+        "const li = [...document.querySelectorAll('#members li')]
+           .find(li => li.querySelector('.member-nick').textContent === 'annie');
+         return li && li.classList.contains('status-busy')",
+        vec![],
+    )
+    .await;
+    ann.wait_for(
+        "the new nick remembered",
+        "return localStorage.getItem('lanchat.nick') === 'annie' &&
+           document.getElementById('me-nick').textContent === 'annie'",
+        vec![],
+    )
+    .await;
+    // Every control has a label, and new messages have a live region.
+    let unlabelled = ann
+        .eval(
+            "return [...document.querySelectorAll('input, select, textarea, button')]
+               .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') &&
+                 !e.textContent.trim())
+               .map(e => e.id || e.outerHTML.slice(0, 60))",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]));
+    assert!(
+        ann.eval("return document.getElementById('announcer').textContent")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("from one browser to another"),
+        "the live region announced the DM"
+    );
+
     ann.close().await;
     bob.close().await;
 }
