@@ -16,6 +16,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   nick: '',
   wantedNick: '',
+  preferredNick: '', // the nick the user chose (wantedNick may be nick_ after a reconnect)
+  password: '', // the server password, if it has one: memory only
+  retryAt: 0,
   ws: null,
   conn: 'offline', // 'connecting' | 'online' | 'offline'
   everConnected: false,
@@ -182,9 +185,18 @@ function connect() {
 }
 
 function hello(nick) {
-  send({ type: 'hello', nick, protocol: 1, client: 'lanchat-web/0.1' }, (r) => {
+  const frame = { type: 'hello', nick, protocol: 1, client: 'lanchat-web/0.1' };
+  if (state.password) frame.password = state.password;
+  send(frame, (r) => {
     if (r.type === 'welcome') return onWelcome(r);
     if (r.type !== 'error') return;
+    if (r.code === 'auth_failed') {
+      // Kept in memory only, for reconnecting; asked for again after a reload.
+      state.password = '';
+      $('login-password-row').hidden = false;
+      $('login-password').value = '';
+      state.everConnected = false;
+    }
     if (state.everConnected && (r.code === 'nick_taken')) {
       // Our old session may not have timed out yet: come back under a nearby nick.
       state.wantedNick = (nick + '_').slice(0, 32);
@@ -196,6 +208,7 @@ function hello(nick) {
     if (ws) { ws.onclose = null; ws.close(); }
     setConn('offline');
     showLogin(r.message || r.code);
+    if (r.code === 'auth_failed') $('login-password').focus();
   });
 }
 
@@ -251,7 +264,10 @@ function onWelcome(w) {
   state.nick = w.nick;
   state.backoffMs = 500;
   state.limits = w.limits || state.limits;
-  try { localStorage.setItem(STORE_NICK, w.nick); } catch (_) { /* private mode */ }
+  // A nick taken in a hurry on reconnecting (nick_) is not the one to remember.
+  if (!state.preferredNick || w.nick.toLowerCase() === state.preferredNick.toLowerCase()) {
+    try { localStorage.setItem(STORE_NICK, w.nick); } catch (_) { /* private mode */ }
+  }
   setConn('online');
   showApp();
   $('me-nick').textContent = w.nick;
@@ -516,6 +532,7 @@ function changeNick(n) {
     const old = state.nick;
     state.nick = r.nick;
     state.wantedNick = r.nick;
+    state.preferredNick = r.nick;
     try { localStorage.setItem(STORE_NICK, r.nick); } catch (_) { /* private mode */ }
     $('me-nick').textContent = r.nick;
     onNick(old, r.nick);
@@ -606,10 +623,17 @@ function scheduleReconnect() {
   }
   const delay = Math.round(state.backoffMs * (0.75 + Math.random() / 4));
   state.backoffMs = Math.min(state.backoffMs * 2, MAX_BACKOFF_MS);
-  setConn('offline', 'Disconnected: retrying in ' + Math.max(1, Math.round(delay / 1000)) + ' s');
+  state.retryAt = Date.now() + delay;
+  showCountdown();
   for (const c of state.convs.values()) if (c.kind === 'room') c.members.clear();
   renderMembers();
   state.retryTimer = setTimeout(connect, delay);
+}
+
+/** The offline state with the seconds left before the next attempt (updated every second). */
+function showCountdown() {
+  const left = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
+  setConn('offline', 'Disconnected: retrying in ' + left + ' s');
 }
 
 // ---------- rendering ----------
@@ -917,6 +941,8 @@ function init() {
     const nick = $('login-nick').value.trim();
     if (!nick) return;
     state.wantedNick = nick;
+    state.preferredNick = nick;
+    state.password = $('login-password').value;
     $('login-error').textContent = '';
     if ('Notification' in window && Notification.permission === 'default') {
       try { Notification.requestPermission().catch(() => {}); } catch (_) { /* old API */ }
@@ -997,9 +1023,10 @@ function init() {
     if (!document.hidden && c && (c.unread || c.mention)) { c.unread = 0; c.mention = false; renderSidebar(); }
     if (!document.hidden && state.conn === 'offline' && state.everConnected) connect();
   });
+  setInterval(() => { if (state.conn === 'offline' && state.retryTimer) showCountdown(); }, 1000);
   window.addEventListener('online', () => { if (state.conn === 'offline' && state.everConnected) connect(); });
 
-  if (saved) { state.wantedNick = saved; connect(); } else { $('login-nick').focus(); }
+  if (saved) { state.wantedNick = saved; state.preferredNick = saved; connect(); } else { $('login-nick').focus(); }
 }
 
 init();

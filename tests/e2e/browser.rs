@@ -296,10 +296,16 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
         .await
         .expect("choose busy");
     let p = next_said(&mut cyd, "presence").await;
-    assert_eq!((p["nick"].as_str(), p["status"].as_str()), (Some("ann"), Some("busy")));
+    assert_eq!(
+        (p["nick"].as_str(), p["status"].as_str()),
+        (Some("ann"), Some("busy"))
+    );
     say(&ann, "/nick annie").await;
     let n = next_said(&mut cyd, "nick").await;
-    assert_eq!((n["old"].as_str(), n["new"].as_str()), (Some("ann"), Some("annie")));
+    assert_eq!(
+        (n["old"].as_str(), n["new"].as_str()),
+        (Some("ann"), Some("annie"))
+    );
     bob.wait_for(
         "annie, busy, in bob's list",
         "const li = [...document.querySelectorAll('#members li')]
@@ -621,12 +627,28 @@ async fn a_page_on_another_origin_cannot_open_the_websocket() {
 
 #[tokio::test]
 async fn a_phone_sized_window_is_usable() {
-    let server = ServerProcess::start(&[]);
-    let (mut cyd, _) = TestClient::hello(server.addr, "cyd").await;
+    // A server with a password, which the page asks for once the server says it needs one.
+    let server = ServerProcess::start(&["--password", "letmein"]);
+    let mut cyd = TestClient::connect(server.addr).await;
+    let w = cyd
+        .request(json!({"type":"hello","nick":"cyd","password":"letmein"}))
+        .await;
+    assert_eq!(w["type"], "welcome", "{w}");
     cyd.request(json!({"type":"join","room":"rust"})).await;
     let mut browser = Browser::start();
     let page = browser.page(PHONE.0, PHONE.1).await;
-    login(&page, server.addr, "ann").await;
+    page.goto(&base(server.addr)).await;
+    page.type_into("#login-nick", &format!("ann{ENTER}")).await;
+    page.wait_for(
+        "the password field after auth_failed",
+        "return !document.getElementById('login-password-row').hidden &&
+           document.getElementById('login-error').textContent !== ''",
+        vec![],
+    )
+    .await;
+    page.type_into("#login-password", &format!("letmein{ENTER}"))
+        .await;
+    connected(&page).await;
     cyd.request(json!({"type":"say","room":"lobby","text":"hello, small screen"}))
         .await;
     wait_message(&page, "hello, small screen").await;
