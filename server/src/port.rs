@@ -16,7 +16,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use lanchat_protocol::{ByeReason, ErrorCode, LineCodec};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -48,6 +48,9 @@ impl Conn {
         C: Transport,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        // The prefix lives as long as the session: keep its bytes, not the buffer they were
+        // read into (an idle WebSocket would otherwise hold its upgrade's read buffer).
+        let prefix = Bytes::copy_from_slice(&prefix);
         let reader = Cursor::new(prefix).chain(reader);
         self.tracker.spawn(session::serve_until(
             reader,

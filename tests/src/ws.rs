@@ -45,7 +45,7 @@ impl Frame {
 pub struct Response {
     pub status: u16,
     /// Header names in lowercase.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub body: Vec<u8>,
 }
 
@@ -58,8 +58,12 @@ impl Response {
     }
 }
 
-/// Split a response head from what follows it; `None` until the head is complete.
-fn split_head(buf: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+/// Header names (lowercase) and values.
+type Headers = Vec<(String, String)>;
+
+/// Split a response head from what follows it: its status, its headers and its length; `None`
+/// until the head is complete.
+fn split_head(buf: &[u8]) -> Option<(u16, Headers, usize)> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");

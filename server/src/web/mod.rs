@@ -142,10 +142,11 @@ pub fn origin_allowed(
     let origin = origin.trim_end_matches('/');
     let scheme = if secure { "https://" } else { "http://" };
     let same = host.is_some_and(|host| {
-        origin.len() == scheme.len() + host.len()
-            && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
-            && origin.is_char_boundary(scheme.len())
-            && origin[scheme.len()..].eq_ignore_ascii_case(host)
+        let (Some(start), Some(rest)) = (origin.get(..scheme.len()), origin.get(scheme.len()..))
+        else {
+            return false;
+        };
+        start.eq_ignore_ascii_case(scheme) && rest.eq_ignore_ascii_case(host)
     });
     same || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
@@ -349,6 +350,8 @@ mod tests {
             none
         ));
         assert!(!origin_allowed(Some("http://é"), Some("x"), false, none));
+        assert!(!origin_allowed(Some("http:/éx"), Some("x"), false, none));
+        assert!(!origin_allowed(Some("http:/"), Some(""), false, none));
         let listed = [parse_origin("https://Intranet.example/").unwrap()];
         assert!(origin_allowed(
             Some("https://intranet.example"),

@@ -89,9 +89,30 @@ fn server_frame_headers_at_the_length_boundaries() {
         assert_eq!(&h[..used], &head[..], "{len}");
         assert_eq!(header_len(len), used, "{len}");
     }
-    // The test vector of PROTOCOL.md: {"type":"ping"} as a server text frame.
+    // The test vectors of PROTOCOL.md ("WebSocket transport").
     let ping = frame(OP_TEXT, br#"{"type":"ping"}"#);
-    assert_eq!(&ping[..2], [0x81, 0x0f]);
+    assert_eq!(
+        hex(&ping),
+        "81 0f 7b 22 74 79 70 65 22 3a 22 70 69 6e 67 22 7d"
+    );
+    assert_eq!(hex(&close_frame(close::NORMAL, "")), "88 02 03 e8");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let digits: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    digits.join(" ")
+}
+
+#[test]
+fn the_client_frame_of_protocol_md() {
+    let bytes = [
+        0x81, 0x8f, 0x37, 0xfa, 0x21, 0x3d, 0x4c, 0xd8, 0x55, 0x44, 0x47, 0x9f, 0x03, 0x07, 0x15,
+        0x8a, 0x4e, 0x53, 0x50, 0xd8, 0x5c,
+    ];
+    let (mut c, _rx, _tx) = codec(1000);
+    let (items, err) = decode_all(&mut c, &bytes, usize::MAX);
+    assert!(err.is_none());
+    assert_eq!(items, [frame_line(br#"{"type":"pong"}"#)]);
 }
 
 #[test]

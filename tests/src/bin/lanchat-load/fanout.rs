@@ -718,6 +718,7 @@ mod tests {
             settle: Duration::ZERO,
             start_at_unix_ms: None,
             tls: None,
+            websocket: false,
             write_each: false,
         }
     }
