@@ -406,6 +406,17 @@ async fn scrolling_up_loads_older_history_in_order() {
 async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
     let data = TempDir::new("web-restart");
     let data_dir = data.path().to_str().unwrap().to_owned();
+    // One message from long ago on disk, as the server writes them: its time shows with a date.
+    let old_secs = 1_735_812_000; // 2025-01-02 10:00 UTC
+    let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, old_secs, 0));
+    std::fs::create_dir_all(data.path().join("rooms")).unwrap();
+    let old_line = json!({"type":"message","id":old_id.to_string(),"ts":old_secs * 1000,
+        "room":"lobby","from":"cyd","text":"from long ago"});
+    std::fs::write(
+        data.path().join("rooms/lobby.jsonl"),
+        format!("{old_line}\n"),
+    )
+    .unwrap();
     let mut first = ServerProcess::start(&["--data-dir", &data_dir, "--rate-per-sec", "0"]);
     let addr = first.addr;
     let mut browser = Browser::start();
@@ -415,6 +426,20 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
     cyd.request(json!({"type":"say","room":"lobby","text":"before the restart"}))
         .await;
     wait_message(&page, "before the restart").await;
+    let stamps = page
+        .eval(
+            "return [...document.querySelectorAll('#messages li.msg .ts')].map(t => t.textContent)",
+        )
+        .await;
+    let stamps: Vec<String> = serde_json::from_value(stamps).unwrap();
+    assert!(
+        stamps[0].contains("2025"),
+        "an old message shows its date: {stamps:?}"
+    );
+    assert!(
+        !stamps[1].contains("20"),
+        "today's message shows only its time: {stamps:?}"
+    );
 
     first.stop();
     drop(cyd);
@@ -465,6 +490,7 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
     assert_eq!(
         texts,
         [
+            "from long ago",
             "before the restart",
             "missed one",
             "missed two",
