@@ -441,6 +441,13 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
         !stamps[1].contains(&stamps[2]) && stamps[1].len() < stamps[0].len(),
         "today's message shows only its time: {stamps:?}"
     );
+    // A second room, to be joined again after the restart.
+    say(&page, "/join rust").await;
+    cyd.request(json!({"type":"join","room":"rust"})).await;
+    cyd.request(json!({"type":"say","room":"rust","text":"rust before"}))
+        .await;
+    wait_message(&page, "rust before").await;
+    click_conversation(&page, "lobby").await;
 
     first.stop();
     drop(cyd);
@@ -459,6 +466,9 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
             cyd.request(json!({"type":"say","room":"lobby","text":t}))
                 .await;
         }
+        cyd.request(json!({"type":"join","room":"rust"})).await;
+        cyd.request(json!({"type":"say","room":"rust","text":"missed in rust"}))
+            .await;
         elsewhere.stop();
     }
     // Back on the page's port: the page reconnects by itself (its back-off is at most 8 s) and
@@ -498,6 +508,19 @@ async fn the_page_reconnects_after_a_restart_and_shows_what_it_missed() {
             "ann: you missed this"
         ]
     );
+    // The page is back in rust too, which shows what was missed there as unread.
+    let unread = wait_sidebar(
+        &page,
+        "rust's unread count after the catch-up",
+        "rust",
+        "b.querySelector('.badge') && b.querySelector('.badge').textContent",
+    )
+    .await;
+    assert_eq!(unread, "1");
+    click_conversation(&page, "rust").await;
+    let texts: Vec<String> = shown(&page).await.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["rust before", "missed in rust"]);
+    click_conversation(&page, "lobby").await;
     // And the page chats again on the new server.
     let (mut bob, _) = TestClient::hello(addr, "bob").await;
     say(&page, "I am back").await;
