@@ -13,12 +13,13 @@
 //! Every session (JSON lines or WebSocket) runs as a task of its own on the tracker, started
 //! once this is decided: a connection's memory for its whole life is the session's future alone.
 
-use std::io::Cursor;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use lanchat_protocol::{ByeReason, ErrorCode, LineCodec};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,10 +49,7 @@ impl Conn {
         C: Transport,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        // The prefix lives as long as the session: keep its bytes, not the buffer they were
-        // read into (an idle WebSocket would otherwise hold its upgrade's read buffer).
-        let prefix = Bytes::copy_from_slice(&prefix);
-        let reader = Cursor::new(prefix).chain(reader);
+        let reader = Prefixed::new(&prefix, reader);
         self.tracker.spawn(session::serve_until(
             reader,
             codec,
@@ -79,6 +77,43 @@ impl Conn {
             secure,
             deadline: self.hello_deadline,
         }
+    }
+}
+
+/// A session's reader: the bytes read to decide the transport, then the socket's.
+pub struct Prefixed<R> {
+    /// Boxed, and only while it lasts: the reader sits in the session's future for its whole
+    /// life, and most prefixes are empty (or a hello line, read at once).
+    prefix: Option<Box<Bytes>>,
+    inner: R,
+}
+
+impl<R> Prefixed<R> {
+    pub fn new(prefix: &[u8], inner: R) -> Prefixed<R> {
+        // A copy of the bytes, not the buffer they were read into (an idle WebSocket would
+        // otherwise hold its upgrade's read buffer).
+        let prefix = (!prefix.is_empty()).then(|| Box::new(Bytes::copy_from_slice(prefix)));
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(prefix) = &mut this.prefix {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix[..n]);
+            prefix.advance(n);
+            if prefix.is_empty() {
+                this.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -262,5 +297,21 @@ mod tests {
         let size = std::mem::size_of_val(&fut);
         assert!(size < 1024, "connection future is {size} bytes");
         eprintln!("connection future: {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn the_prefix_comes_first_then_the_socket() {
+        use tokio::io::AsyncReadExt;
+        let mut reader = Prefixed::new(b"GE", &b"T /"[..]);
+        let mut first = [0u8; 1];
+        reader.read_exact(&mut first).await.unwrap();
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).await.unwrap();
+        assert_eq!((first[0], rest.as_str()), (b'G', "ET /"));
+        let mut empty = Prefixed::new(b"", &b"x"[..]);
+        assert!(empty.prefix.is_none(), "nothing allocated");
+        let mut all = Vec::new();
+        empty.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"x");
     }
 }

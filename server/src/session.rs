@@ -376,5 +376,33 @@ mod tests {
         let fut = serve(r, w, Peer(None), shared.clone(), token, permit);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 2048, "session future is {size} bytes");
+        eprintln!("session future: {size} bytes");
+    }
+
+    /// The same for a WebSocket session, whose reader is the upgrade's left-over bytes chained
+    /// before the socket (see port.rs).
+    #[test]
+    fn websocket_session_future_stays_small() {
+        let shared = crate::Shared::new(crate::Config::default());
+        let (a, _b) = tokio::io::duplex(64);
+        let (r, w) = tokio::io::split(a);
+        let r = crate::port::Prefixed::new(b"", r);
+        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
+        let codec = crate::web::ws::WsCodec::new(1024);
+        let token = CancellationToken::new();
+        let deadline = Instant::now();
+        let fut = serve_until(
+            r,
+            codec,
+            w,
+            Peer(None),
+            shared.clone(),
+            token,
+            permit,
+            deadline,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "WebSocket session future is {size} bytes");
+        eprintln!("WebSocket session future: {size} bytes");
     }
 }

@@ -111,17 +111,18 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
 /// through the session's outbox, pre-framed: see [`Framing::WebSocket`].
 #[derive(Debug)]
 pub struct WsCodec {
-    max_line: usize,
-    /// The text message being assembled from its fragments.
-    message: BytesMut,
-    /// A text message has begun and its last fragment has not come.
-    in_message: bool,
-    /// The message in progress passed the limit: its remaining fragments are skipped.
-    discarding: bool,
     /// Payload bytes of the current frame still to skip.
     skip: u64,
     /// Where pongs and closes go; `None` before the session attaches it and after the close.
     outbox: Option<Outbox>,
+    /// The text message being assembled from its fragments, if it came in more than one. Boxed:
+    /// the codec sits in every session's future, and fragmented messages are rare.
+    fragments: Option<Box<BytesMut>>,
+    max_line: u32,
+    /// A text message has begun and its last fragment has not come.
+    in_message: bool,
+    /// The message in progress passed the limit: its remaining fragments are skipped.
+    discarding: bool,
 }
 
 /// How a frame ended the connection: the close code sent, and why (for the log).
@@ -135,13 +136,18 @@ fn failure(code: u16, why: &'static str) -> std::io::Error {
 impl WsCodec {
     pub fn new(max_line: usize) -> WsCodec {
         WsCodec {
-            max_line,
-            message: BytesMut::new(),
-            in_message: false,
-            discarding: false,
             skip: 0,
             outbox: None,
+            fragments: None,
+            max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
+            in_message: false,
+            discarding: false,
         }
+    }
+
+    /// Bytes of the message assembled so far.
+    fn assembled(&self) -> usize {
+        self.fragments.as_ref().map_or(0, |m| m.len())
     }
 
     /// Queue a pre-framed reply; false once the outbox is gone or full (the session then ends
@@ -260,13 +266,13 @@ impl Decoder for WsCodec {
                         self.discarding = !fin;
                         continue;
                     }
-                    if self.message.len() as u64 + len > self.max_line as u64 {
+                    if self.assembled() as u64 + len > u64::from(self.max_line) {
                         // Told now, skipped as it arrives: nothing of it is kept.
                         buf.advance(head);
                         self.skip = len;
                         self.in_message = !fin;
                         self.discarding = !fin;
-                        self.message = BytesMut::new();
+                        self.fragments = None;
                         return Ok(Some(Line::TooLong));
                     }
                     let len = len as usize;
@@ -276,19 +282,20 @@ impl Decoder for WsCodec {
                     }
                     buf.advance(head);
                     self.in_message = !fin;
-                    let line = if self.message.is_empty() && fin {
+                    let line = if self.fragments.is_none() && fin {
                         let mut payload = buf.split_to(len);
                         unmask(&mut payload, mask, 0);
                         payload
                     } else {
-                        let start = self.message.len();
-                        self.message.extend_from_slice(&buf[..len]);
+                        let message = self.fragments.get_or_insert_with(Default::default);
+                        let start = message.len();
+                        message.extend_from_slice(&buf[..len]);
                         buf.advance(len);
-                        unmask(&mut self.message[start..], mask, 0);
+                        unmask(&mut message[start..], mask, 0);
                         if !fin {
                             continue;
                         }
-                        self.message.split()
+                        *self.fragments.take().expect("assembled above")
                     };
                     if std::str::from_utf8(&line).is_err() {
                         return Err(self.fail(close::INVALID_DATA, "text is not UTF-8"));

@@ -177,7 +177,7 @@ fn an_overlong_message_is_one_too_long_and_never_buffered() {
             items.push(item);
         }
         assert!(
-            buf.len() + c.message.len() <= 2 * (100 + 14),
+            buf.len() + c.assembled() <= 2 * (100 + 14),
             "held {}",
             buf.len()
         );
