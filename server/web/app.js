@@ -1029,4 +1029,12 @@ function init() {
   if (saved) { state.wantedNick = saved; state.preferredNick = saved; connect(); } else { $('login-nick').focus(); }
 }
 
-init();
+// Anything the Content-Security-Policy blocks is a bug in this page: say so where a developer
+// (and the browser tests) will see it. This script runs in <head>, before the body is parsed, so
+// that a blocked attribute in the markup is caught too.
+document.addEventListener('securitypolicyviolation', (e) => {
+  const root = document.documentElement;
+  root.dataset.cspViolations = String(Number(root.dataset.cspViolations || 0) + 1);
+  console.error('blocked by the Content-Security-Policy:', e.violatedDirective, e.blockedURI);
+});
+document.addEventListener('DOMContentLoaded', init);

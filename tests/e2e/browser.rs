@@ -331,6 +331,13 @@ async fn two_browsers_and_a_terminal_chat_in_rooms_and_in_private() {
         )
         .await;
     assert_eq!(unlabelled, json!([]));
+    // Nothing on the page was blocked by the server's Content-Security-Policy.
+    for page in [&ann, &bob] {
+        let blocked = page
+            .eval("return document.documentElement.dataset.cspViolations || null")
+            .await;
+        assert_eq!(blocked, Value::Null, "CSP violations");
+    }
     assert!(
         ann.eval("return document.getElementById('announcer').textContent")
             .await
