@@ -167,6 +167,19 @@ pub struct Args {
     /// No TLS: plain JSON lines only, no certificate, no tls_sha256 in beacons
     #[arg(long, env = "LANCHAT_NO_TLS", conflicts_with_all = ["tls_cert", "tls_key", "require_tls"])]
     pub no_tls: bool,
+    /// No web app: no HTTP and no WebSocket on the chat port (an HTTP request is then just a bad
+    /// JSON line)
+    #[arg(long, env = "LANCHAT_NO_WEB")]
+    pub no_web: bool,
+    /// Also let pages from this origin (scheme://host[:port]) open the WebSocket; may be repeated
+    /// or comma-separated. The server's own origin is always allowed
+    #[arg(
+        long,
+        env = "LANCHAT_WEB_ORIGIN",
+        value_delimiter = ',',
+        conflicts_with = "no_web"
+    )]
+    pub web_origin: Vec<String>,
 }
 
 /// Everything `run` needs besides its listeners.
@@ -202,6 +215,10 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Plain TCP connections are refused (`--require-tls`; needs `tls`).
     pub require_tls: bool,
+    /// HTTP and WebSocket on the TCP port (not `--no-web`).
+    pub web: bool,
+    /// Origins besides the server's own whose pages may open the WebSocket (`--web-origin`).
+    pub web_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +251,8 @@ impl Default for Config {
             unix_mode: DEFAULT_UNIX_MODE,
             tls: None,
             require_tls: false,
+            web: true,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -290,6 +309,12 @@ impl Args {
             return Err("--rate-burst must be at least 1 when --rate-per-sec is set".into());
         }
         let unix_mode = parse_mode(&self.unix_mode).map_err(|e| format!("--unix-mode: {e}"))?;
+        let web_origins = self
+            .web_origin
+            .iter()
+            .filter(|o| !o.trim().is_empty())
+            .map(|o| crate::web::parse_origin(o).map_err(|e| format!("--web-origin: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let name = match self.name {
             Some(n) if n.trim().is_empty() => return Err("--name: must not be empty".into()),
             // The name travels in every beacon, which must stay under 1,200 bytes.
@@ -344,6 +369,8 @@ impl Args {
             }),
             unix_mode,
             require_tls: self.require_tls,
+            web: !self.no_web,
+            web_origins,
             ..Config::default()
         })
     }

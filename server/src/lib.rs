@@ -18,8 +18,9 @@
 //! - [`discovery`]: UDP beacons and answers to `discover`.
 //! - [`store`]: durable history (`--data-dir`), written by its own thread off the hot path.
 //! - [`logsafe`]: client- and network-supplied strings rendered safely for one log field.
-//! - [`tls`]: the certificate (made once and kept, or given), its fingerprint, and the first byte
-//!   that tells TLS from plain JSON lines on the TCP port.
+//! - [`tls`]: the certificate (made once and kept, or given) and its fingerprint.
+//! - [`port`]: one TCP port, three ways in: TLS, HTTP and JSON lines told apart by the first bytes.
+//! - [`web`]: the web app's files, HTTP, and the WebSocket transport of the protocol.
 
 pub mod accounts;
 pub mod admission;
@@ -35,11 +36,13 @@ pub mod history;
 pub mod listener;
 pub mod logsafe;
 pub mod outbox;
+pub mod port;
 pub mod session;
 pub mod startup;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! Listening sockets and their accept loops: admission (connection caps) and a back-off when
 //! `accept` fails, so running out of file descriptors never becomes a busy loop or a crash.
-//! An admitted TCP connection goes to [`tls::serve_tcp`] (TLS or plain by its first byte); a
+//! An admitted TCP connection goes to [`port::serve_tcp`] (TLS, HTTP or JSON lines by its first bytes); a
 //! Unix socket connection is always plain (its file mode protects it), `--require-tls` or not.
 
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use lanchat_protocol::{ByeReason, ErrorCode};
 
 use crate::admission::Source;
-use crate::{session, tls};
+use crate::{port, session};
 use crate::{Peer, Shared};
 
 /// A bound listening socket.
@@ -178,7 +178,7 @@ fn start_session(
     match (conn, permit) {
         (Accepted::Tcp(stream, _), Ok(permit)) => {
             let sessions = tracker.clone();
-            tracker.spawn(tls::serve_tcp(
+            tracker.spawn(port::serve_tcp(
                 stream, peer, shared, shutdown, permit, sessions,
             ));
         }

@@ -264,6 +264,19 @@ impl OutboxReceiver {
     }
 }
 
+/// How the writer frames the lines it takes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// As queued: JSON lines, LF included.
+    #[default]
+    Lines,
+    /// Each line as one unmasked WebSocket text frame, without its LF. The header depends only
+    /// on the line's length: a few instructions per recipient, the payload shared as for TCP.
+    /// An item whose first byte has the high bit set (FIN) is a frame already (a pong, a close,
+    /// queued by the WebSocket codec) and goes out as it is: a line starts with `{`.
+    WebSocket,
+}
+
 /// The writer's side: lines taken from the queue in one swap, and the buffer they are gathered
 /// into for writing. The two sides trade line queues, so steady traffic allocates nothing.
 #[derive(Debug, Default)]
@@ -276,6 +289,9 @@ pub struct Batch {
     counted_frames: u32,
     counted_bytes: u32,
     buf: Vec<u8>,
+    framing: Framing,
+    /// WebSocket: the header of the long line at the front has been written, its payload not.
+    header_sent: bool,
 }
 
 /// The next piece of a batch to write.
@@ -294,8 +310,19 @@ const BUFFER_KEPT: usize = 512;
 const LINES_KEPT: usize = 64;
 
 impl Batch {
+    /// An empty batch whose lines go out framed so.
+    pub fn new(framing: Framing) -> Batch {
+        Batch {
+            framing,
+            ..Batch::default()
+        }
+    }
+
     /// Take the next chunk of at most `max` bytes (or one longer line); `None` once empty.
     pub fn next_chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        if self.framing == Framing::WebSocket {
+            return self.next_ws_chunk(max);
+        }
         let first = self.lines.front()?.len();
         if first >= max {
             self.bytes -= first;
@@ -308,6 +335,52 @@ impl Batch {
                 break;
             }
             self.buf.extend_from_slice(line);
+            self.bytes -= line.len();
+            self.lines.pop_front();
+        }
+        Some(Chunk::Gathered(&self.buf))
+    }
+
+    /// [`next_chunk`](Self::next_chunk) for [`Framing::WebSocket`]: each line as a text frame.
+    /// A line too long for a chunk goes as two: its header, then its payload from its own buffer.
+    fn next_ws_chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        let framed = |line: &Bytes| -> (usize, usize) {
+            if line.first().is_some_and(|b| b & 0x80 != 0) {
+                return (0, 0);
+            }
+            let payload = line.len() - usize::from(line.last() == Some(&b'\n'));
+            (crate::web::ws::header_len(payload), payload)
+        };
+        let first = self.lines.front()?;
+        let (head, payload) = framed(first);
+        if self.header_sent || head + payload >= max {
+            if !self.header_sent && head > 0 {
+                self.header_sent = true;
+                let (h, used) = crate::web::ws::header(crate::web::ws::OP_TEXT, payload);
+                self.buf.clear();
+                self.buf.extend_from_slice(&h[..used]);
+                return Some(Chunk::Gathered(&self.buf));
+            }
+            self.header_sent = false;
+            let line = self.lines.pop_front()?;
+            self.bytes -= line.len();
+            let payload = if head > 0 { payload } else { line.len() };
+            return Some(Chunk::Line(line.slice(..payload)));
+        }
+        self.buf.clear();
+        self.buf.reserve(self.bytes.min(max));
+        while let Some(line) = self.lines.front() {
+            let (head, payload) = framed(line);
+            if self.buf.len() + head + payload > max && !self.buf.is_empty() {
+                break;
+            }
+            if head == 0 {
+                self.buf.extend_from_slice(line);
+            } else {
+                let (h, used) = crate::web::ws::header(crate::web::ws::OP_TEXT, payload);
+                self.buf.extend_from_slice(&h[..used]);
+                self.buf.extend_from_slice(&line[..payload]);
+            }
             self.bytes -= line.len();
             self.lines.pop_front();
         }

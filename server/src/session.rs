@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use lanchat_protocol::{ByeReason, ErrorCode, ErrorFrame, LineCodec, ServerFrame};
+use lanchat_protocol::{ByeReason, ErrorCode, ErrorFrame, Line, LineCodec, ServerFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,7 +20,7 @@ use crate::admission::Permit;
 use crate::dispatch::{Client, End, Step};
 use crate::logsafe;
 use crate::outbox::{
-    direct_outbox, outbox, write_loop_direct, Batch, Chunk, Outbox, OutboxReceiver,
+    direct_outbox, outbox, write_loop_direct, Batch, Chunk, Framing, Outbox, OutboxReceiver,
 };
 use crate::store::RoomLoad;
 use crate::{Peer, Shared};
@@ -41,6 +41,25 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The longest a request waits for its room to come back from disk.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How a connection carries protocol lines: the codec that reads them (JSON lines, or WebSocket
+/// text messages) and how the writer frames them. The session loop, its timers, limits and
+/// outbox are the same for every transport.
+pub trait Transport: Decoder<Item = Line, Error = std::io::Error> + Send + 'static {
+    /// How the writer frames the outbox's lines.
+    fn framing(&self) -> Framing {
+        Framing::Lines
+    }
+
+    /// The session's outbox, for replies the transport itself sends (a WebSocket pong).
+    fn attach(&mut self, _outbox: &Outbox) {}
+
+    /// The session has ended so (its bye, if any, queued): queue what the transport sends last
+    /// (a WebSocket close) and let go of the outbox.
+    fn finish(&mut self, _end: &End) {}
+}
+
+impl Transport for LineCodec {}
+
 /// Serve one connection until it ends. Returns when the socket is closed.
 pub fn serve<R, W>(
     reader: R,
@@ -55,8 +74,10 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let hello_deadline = Instant::now() + shared.config.hello_timeout;
+    let codec = LineCodec::new(shared.config.limits.max_line);
     serve_until(
         reader,
+        codec,
         writer,
         peer,
         shared,
@@ -67,13 +88,15 @@ where
 }
 
 /// [`serve`] a connection that must say hello by `hello_deadline`: the hello timeout counts from
-/// the accept, so time spent on a TLS handshake is part of it.
+/// the accept, so time spent on a TLS handshake (or an HTTP upgrade) is part of it.
 ///
 /// (These are plain functions returning the session's future, not `async fn`s: an `async fn`
 /// keeps its arguments in its future beside the one it awaits, and every connected client
 /// holds one session future.)
-pub fn serve_until<R, W>(
+#[allow(clippy::too_many_arguments)]
+pub fn serve_until<R, C, W>(
     reader: R,
+    codec: C,
     writer: W,
     peer: Peer,
     shared: Arc<Shared>,
@@ -83,15 +106,17 @@ pub fn serve_until<R, W>(
 ) -> impl Future<Output = ()> + Send
 where
     R: AsyncRead + Unpin + Send + 'static,
+    C: Transport,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let start = move |shared: &Shared| {
+    let start = move |shared: &Shared, framing: Framing| {
         let config = &shared.config;
         let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
-        (outbox, tokio::spawn(write_loop(writer, receiver)))
+        (outbox, tokio::spawn(write_loop(writer, receiver, framing)))
     };
     session(
         reader,
+        codec,
         start,
         peer,
         shared,
@@ -101,19 +126,24 @@ where
     )
 }
 
-/// [`serve_until`] for a plain TCP connection: its lines are written by the server's flusher,
-/// once per turn of the runtime (see `outbox::Flusher`), and its writer task steps in only when
-/// the socket is full or the session ends. Needs the flusher running ([`crate::run`] starts it).
-pub fn serve_plain(
-    stream: tokio::net::TcpStream,
+/// [`serve_until`] for JSON lines on a plain TCP connection: its lines are written by the
+/// server's flusher, once per turn of the runtime (see `outbox::Flusher`), and its writer task
+/// steps in only when the socket is full or the session ends. Needs the flusher running
+/// ([`crate::run`] starts it).
+pub fn serve_plain<R>(
+    reader: R,
+    writer: tokio::net::tcp::OwnedWriteHalf,
     peer: Peer,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     permit: Permit,
     hello_deadline: Instant,
-) -> impl Future<Output = ()> + Send {
-    let (reader, writer) = stream.into_split();
-    let start = move |shared: &Shared| {
+) -> impl Future<Output = ()> + Send
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let codec = LineCodec::new(shared.config.limits.max_line);
+    let start = move |shared: &Shared, _: Framing| {
         let socket = Arc::new(writer);
         let config = &shared.config;
         let (outbox, receiver) = direct_outbox(
@@ -126,6 +156,7 @@ pub fn serve_plain(
     };
     session(
         reader,
+        codec,
         start,
         peer,
         shared,
@@ -135,10 +166,12 @@ pub fn serve_plain(
     )
 }
 
-/// The body of a session, whichever way its lines are written: `start` makes its outbox and
-/// spawns the task that writes it.
-async fn session<R, S>(
+/// The body of a session, whichever its transport and however its lines are written: `start`
+/// makes its outbox and spawns the task that writes it.
+#[allow(clippy::too_many_arguments)]
+async fn session<R, C, S>(
     reader: R,
+    mut codec: C,
     start: S,
     peer: Peer,
     shared: Arc<Shared>,
@@ -147,15 +180,15 @@ async fn session<R, S>(
     hello_deadline: Instant,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
-    S: FnOnce(&Shared) -> (Outbox, tokio::task::JoinHandle<()>),
+    C: Transport,
+    S: FnOnce(&Shared, Framing) -> (Outbox, tokio::task::JoinHandle<()>),
 {
-    let (outbox, writer) = start(&shared);
-    let config = &shared.config;
+    let (outbox, writer) = start(&shared, codec.framing());
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 
-    let mut reader =
-        FramedRead::with_capacity(reader, LineCodec::new(config.limits.max_line), READ_BUFFER);
+    codec.attach(&outbox);
+    let mut reader = FramedRead::with_capacity(reader, codec, READ_BUFFER);
     let mut client = Client::new(id, peer, permit, shared.clone(), outbox);
     let end = run(&mut client, &mut reader, &shared, &shutdown, hello_deadline).await;
     let linger = matches!(end, End::Quit(..) | End::Bye(..));
@@ -170,6 +203,7 @@ async fn session<R, S>(
     // The connection keeps its slot until the socket is closed (below), not just until it left.
     let permit = client.take_permit();
     drop(client);
+    reader.decoder_mut().finish(&end);
     let grace = shared.config.shutdown_grace;
     let mut writer = writer;
     // A slow consumer's writer may be stuck on a full socket: stop it now.
@@ -198,10 +232,14 @@ pub async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
 }
 
 /// Drain the outbox to the socket: everything already queued goes out together.
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut receiver: OutboxReceiver) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut receiver: OutboxReceiver,
+    framing: Framing,
+) {
     // No cancellation is watched here (a future per batch costs locks on the hot path): when
     // the outbox overflows, the session ends and aborts this task.
-    let mut batch = Batch::default();
+    let mut batch = Batch::new(framing);
     while receiver.recv_batch(&mut batch).await {
         while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
             let written = match chunk {
@@ -234,9 +272,9 @@ fn size_read_buffer(buf: &mut BytesMut, lines: usize) {
 }
 
 /// The connection loop of one session: lines in, timers, shutdown.
-async fn run<R: AsyncRead + Unpin>(
+async fn run<R: AsyncRead + Unpin, C: Transport>(
     client: &mut Client,
-    reader: &mut FramedRead<R, LineCodec>,
+    reader: &mut FramedRead<R, C>,
     shared: &Shared,
     shutdown: &CancellationToken,
     hello_deadline: Instant,
@@ -418,5 +456,33 @@ mod tests {
         let fut = serve(r, w, Peer(None), shared.clone(), token, permit);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 2048, "session future is {size} bytes");
+        eprintln!("session future: {size} bytes");
+    }
+
+    /// The same for a WebSocket session, whose reader is the upgrade's left-over bytes chained
+    /// before the socket (see port.rs).
+    #[test]
+    fn websocket_session_future_stays_small() {
+        let shared = crate::Shared::new(crate::Config::default());
+        let (a, _b) = tokio::io::duplex(64);
+        let (r, w) = tokio::io::split(a);
+        let r = crate::port::Prefixed::new(b"", r);
+        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
+        let codec = crate::web::ws::WsCodec::new(1024);
+        let token = CancellationToken::new();
+        let deadline = Instant::now();
+        let fut = serve_until(
+            r,
+            codec,
+            w,
+            Peer(None),
+            shared.clone(),
+            token,
+            permit,
+            deadline,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "WebSocket session future is {size} bytes");
+        eprintln!("WebSocket session future: {size} bytes");
     }
 }

@@ -14,10 +14,9 @@
 //! holds. Two servers starting at once on one directory agree: the second rename fails and that
 //! server loads the first one's pair.
 //!
-//! On a connection, [`serve_tcp`] peeks at the first byte within the hello timeout: 0x16 (a TLS
-//! handshake record) starts a handshake bounded by what is left of the hello timeout, then the
-//! unchanged session over the TLS stream; anything else is the plain session, or with
-//! `--require-tls` an `error` and a `bye` `tls_required`. The Unix socket is always plain.
+//! On a connection, [`crate::port::serve_tcp`] peeks at the first byte: 0x16 (a TLS handshake
+//! record) starts a handshake, then the unchanged session (or HTTPS) over the TLS stream. The
+//! Unix socket is always plain.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
@@ -26,19 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lanchat_protocol::pin::Fingerprint;
-use lanchat_protocol::{ByeReason, ErrorCode};
 use rustls::crypto::ring;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
-
-use crate::admission::Permit;
-use crate::{session, Peer, Shared};
+use tracing::warn;
 
 /// The first byte of a TLS connection: a handshake record (RFC 8446, 5.1). A JSON line starts
 /// with `{` or whitespace.
@@ -353,104 +344,6 @@ fn sync_dir(dir: &Path) -> Result<(), TlsError> {
         .map_err(io_err(dir))
 }
 
-/// Serve one admitted TCP connection: TLS or plain by its first byte (see the module's doc).
-/// The permit was taken before anything was read, so connections mid-handshake count against
-/// the caps on connections that have not said hello, as idle ones do.
-///
-/// The session runs as a task of its own on `tracker`, started once the first byte (and the
-/// handshake) are done: a connection's memory for its whole life is the session's future alone,
-/// not this one's too.
-pub async fn serve_tcp(
-    stream: TcpStream,
-    peer: Peer,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    permit: Permit,
-    tracker: TaskTracker,
-) {
-    let _ = stream.set_nodelay(true);
-    let hello_deadline = Instant::now() + shared.config.hello_timeout;
-    let plain = |stream: TcpStream, shared, shutdown, permit| {
-        let session = session::serve_plain(stream, peer, shared, shutdown, permit, hello_deadline);
-        tracker.spawn(session);
-    };
-    let Some(tls) = shared.config.tls.clone() else {
-        return plain(stream, shared, shutdown, permit);
-    };
-    let mut first = [0u8; 1];
-    let peeked = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        p = tokio::time::timeout_at(hello_deadline, stream.peek(&mut first)) => Some(p),
-    };
-    match peeked {
-        Some(Ok(Ok(1))) if first[0] == HANDSHAKE_RECORD => {}
-        Some(Ok(Err(e))) => {
-            return debug!(%peer, error = %e, "connection lost before its first byte")
-        }
-        Some(Ok(Ok(1))) if shared.config.require_tls => {
-            return refuse_plain(stream, peer, permit).await
-        }
-        // Plain, an end of stream, nothing within the hello timeout, or a shutdown before the
-        // first byte: the plain session ends these exactly as it always has (`bye
-        // hello_timeout`, `bye shutting_down`).
-        _ => return plain(stream, shared, shutdown, permit),
-    }
-    if !shared
-        .admission
-        .handshake_allowed(permit.source(), std::time::Instant::now())
-    {
-        // Closed unanswered: a client sees a failed handshake, and reconnects later.
-        return debug!(%peer, "TLS handshake refused: too many from this address");
-    }
-    // On the heap, and only while it runs.
-    let mut handshake = Box::pin(tls.acceptor().accept(stream));
-    let done = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        r = tokio::time::timeout_at(hello_deadline, &mut handshake) => Some(r),
-    };
-    match done {
-        Some(Ok(Ok(stream))) => {
-            let (reader, writer) = tokio::io::split(stream);
-            tracker.spawn(session::serve_until(
-                reader,
-                writer,
-                peer,
-                shared,
-                shutdown,
-                permit,
-                hello_deadline,
-            ));
-        }
-        Some(Ok(Err(e))) => debug!(%peer, error = %e, "TLS handshake failed"),
-        Some(Err(_)) => {
-            debug!(%peer, "no TLS handshake within the hello timeout");
-            // The slot is free before the socket closes: whoever sees the close may connect again.
-            drop(permit);
-            drop(handshake);
-        }
-        None => {}
-    }
-}
-
-/// `--require-tls` and a plain connection: `error` and `bye` `tls_required`, then close.
-async fn refuse_plain(stream: TcpStream, peer: Peer, permit: Permit) {
-    debug!(%peer, "plain connection refused: TLS required");
-    let message = "this server accepts TLS only: connect with TLS and check the certificate's \
-                   SHA-256 (tls_sha256 in its beacons)";
-    let (mut reader, writer) = stream.into_split();
-    session::refuse(
-        writer,
-        ErrorCode::TlsRequired,
-        ByeReason::TlsRequired,
-        message,
-    )
-    .await;
-    // The client has sent at least a byte we will not read: closing now could reset the
-    // connection and destroy the bye on its way.
-    session::linger(&mut reader).await;
-    drop(permit);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,24 +457,6 @@ mod tests {
         std::fs::set_permissions(dir.join(KEY_FILE), Permissions::from_mode(0o644)).unwrap();
         load_or_create(&dir, "x").unwrap();
         assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
-    }
-
-    /// Every TCP connection starts as one such future, freed once its session (a task of its
-    /// own, below 2 KiB: see session.rs) starts; the handshake's state is on the heap meanwhile.
-    #[tokio::test]
-    async fn the_connection_future_stays_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let shared = Shared::new(crate::Config::default());
-        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
-        let tracker = TaskTracker::new();
-        let token = CancellationToken::new();
-        let fut = serve_tcp(client, Peer(None), shared, token, permit, tracker);
-        let size = std::mem::size_of_val(&fut);
-        assert!(size < 1024, "connection future is {size} bytes");
-        eprintln!("connection future: {size} bytes");
     }
 
     #[test]

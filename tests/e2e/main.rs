@@ -4,6 +4,7 @@
 mod abuse;
 mod accounts;
 mod activity;
+mod browser;
 mod client;
 mod commands;
 mod conversations;
@@ -26,3 +27,4 @@ mod tls;
 mod trust;
 mod typing;
 mod vectors;
+mod websocket;

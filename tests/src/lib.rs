@@ -5,11 +5,15 @@
 //!   `XDG_STATE_HOME` (removed on drop), so the certificate it makes never lands in the real home.
 //! - [`TestClient`] speaks the protocol over a real socket, plain or TLS
 //!   ([`TestClient::connect_tls`], pinned to a fingerprint); every wait is bounded by a timeout.
+//! - [`browser::Browser`] drives headless Chromium through chromedriver for the web chat.
 //! - [`bin_path`] finds workspace binaries (cargo only sets `CARGO_BIN_EXE_*` for the package
 //!   under test): an override variable first, then the workspace target directory.
+//! - [`ws`]: a WebSocket client (and a one-request HTTP client) for the web transport.
 
 pub mod abuse;
+pub mod browser;
 pub mod tmux;
+pub mod ws;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

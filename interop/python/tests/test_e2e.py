@@ -6,9 +6,11 @@ when it is missing every test here fails and says to run
 """
 
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from typing import Any, Callable, Tuple
@@ -291,6 +293,37 @@ class ProgramTests(ServerTestCase):
                          r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
         ann.dm("echobot", "!ping")
         self.assertEqual(self.expect(ann, "direct", **{"from": "echobot"})["text"], "pong")
+
+    def test_websocket_example_chats_with_a_tcp_client(self) -> None:
+        """examples/ws_client.py over the server's WebSocket (/ws), with a TCP member."""
+        ann = self.connect("ann")
+        ann.join("rust")
+        client = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "ws_client.py"),
+             f"{self.server.host}:{self.server.port}", "webby", "rust", "--say", "hi über ws"],
+            env=python_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        assert client.stdout is not None and client.stderr is not None
+        self.addCleanup(client.stderr.close)
+        self.addCleanup(client.stdout.close)
+        self.addCleanup(client.wait, WAIT)
+        self.addCleanup(client.kill)
+        self.expect(ann, "join", room="rust", nick="webby")
+        said = self.expect(ann, "message", **{"from": "webby"})
+        self.assertEqual((said["room"], said["text"]), ("rust", "hi über ws"))
+        ann.say("rust", "hello, browser")
+        lines: "queue.Queue[str]" = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line.decode()) for line in client.stdout],
+                         daemon=True).start()
+        seen = []
+        while "[rust] <ann> hello, browser\n" not in seen:
+            try:
+                seen.append(lines.get(timeout=WAIT))
+            except queue.Empty:
+                self.fail(f"ws_client.py did not print ann's message; printed {seen}")
+        self.assertTrue(seen[0].startswith('{"type": "welcome"'), seen)
+        ann.quit()
+        client.kill()
 
 
 class UnixSocketTests(ServerTestCase):

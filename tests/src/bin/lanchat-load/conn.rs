@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -32,6 +32,78 @@ pub struct Conn {
     /// Pending output, written by `flush`.
     pub out: Vec<u8>,
     pub nick: String,
+    /// A WebSocket (`--ws`): `flush` sends each line of `out` as a masked text frame, made here.
+    websocket: Option<Framer>,
+}
+
+/// Client frames for `--ws`: masked, as RFC 6455 requires of a client.
+struct Framer {
+    framed: Vec<u8>,
+    /// xorshift32: masks that change from frame to frame (they need not be secret here).
+    mask: u32,
+}
+
+impl Framer {
+    fn frame_lines(&mut self, out: &[u8]) -> &[u8] {
+        self.framed.clear();
+        for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.framed.push(0x81);
+            match line.len() {
+                n if n < 126 => self.framed.push(0x80 | n as u8),
+                n if n <= 0xFFFF => {
+                    self.framed.push(0x80 | 126);
+                    self.framed.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    self.framed.push(0x80 | 127);
+                    self.framed.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            self.mask ^= self.mask << 13;
+            self.mask ^= self.mask >> 17;
+            self.mask ^= self.mask << 5;
+            let mask = self.mask.to_be_bytes();
+            self.framed.extend_from_slice(&mask);
+            self.framed
+                .extend(line.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        &self.framed
+    }
+}
+
+/// Upgrade a connection to a WebSocket on `/ws` (no Origin: not a browser).
+async fn upgrade(stream: &mut Stream, addr: SocketAddr) -> anyhow::Result<()> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes());
+    let request = lanchat_tests::ws::upgrade_request(&addr.to_string(), None, &key);
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 256];
+    while !head.ends_with(b"\r\n\r\n") {
+        // The answer's head only: the server sends nothing more before the hello.
+        let want = if head.len() < 4 {
+            1
+        } else {
+            1.max(4 - trailing_crlf(&head))
+        };
+        let n = stream.read(&mut byte[..want]).await?;
+        anyhow::ensure!(n > 0, "closed during the WebSocket upgrade");
+        head.extend_from_slice(&byte[..n]);
+        anyhow::ensure!(head.len() < 4096, "no end to the upgrade's answer");
+    }
+    let text = String::from_utf8_lossy(&head);
+    anyhow::ensure!(text.starts_with("HTTP/1.1 101 "), "upgrade refused: {text}");
+    let accept = lanchat_tests::ws::accept_key(&key);
+    anyhow::ensure!(text.contains(&accept), "bad Sec-WebSocket-Accept: {text}");
+    Ok(())
+}
+
+/// How many bytes of `\r\n\r\n` the head ends with.
+fn trailing_crlf(head: &[u8]) -> usize {
+    (1..=3)
+        .rev()
+        .find(|&n| head.ends_with(&b"\r\n\r\n"[..n]))
+        .unwrap_or(0)
 }
 
 /// IRC operator credentials, used to set user mode +F (no flood throttling) on senders.
@@ -54,6 +126,7 @@ impl Conn {
         nick: String,
         read_buffer: usize,
         tls: Option<&Arc<ClientConfig>>,
+        websocket: bool,
     ) -> anyhow::Result<Conn> {
         anyhow::ensure!(
             addr.ip().is_loopback(),
@@ -64,7 +137,7 @@ impl Conn {
             .context("connect timed out")?
             .with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
-        let stream = match tls {
+        let mut stream = match tls {
             None => Either::Left(stream),
             Some(config) => {
                 let name = ServerName::try_from("lanchat").expect("a valid DNS name");
@@ -76,18 +149,37 @@ impl Conn {
                 Either::Right(tls)
             }
         };
+        if websocket {
+            tokio::time::timeout(STEP_TIMEOUT, upgrade(&mut stream, addr))
+                .await
+                .context("WebSocket upgrade timed out")??;
+        }
         Ok(Conn {
             proto,
             stream,
-            lines: LineReader::new(read_buffer),
+            lines: if websocket {
+                LineReader::websocket(read_buffer)
+            } else {
+                LineReader::new(read_buffer)
+            },
             out: Vec::with_capacity(512),
             nick,
+            websocket: websocket.then(|| Framer {
+                framed: Vec::with_capacity(512),
+                mask: 0x9E37_79B9,
+            }),
         })
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            match &mut self.websocket {
+                None => self.stream.write_all(&self.out).await?,
+                Some(framer) => {
+                    let framed = framer.frame_lines(&self.out);
+                    self.stream.write_all(framed).await?
+                }
+            }
             self.out.clear();
         }
         Ok(())

@@ -60,6 +60,8 @@ pub struct Config {
     pub start_at_unix_ms: Option<u64>,
     /// Connect over TLS with this (pinned) configuration.
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Every connection a WebSocket (`--ws`).
+    pub websocket: bool,
 }
 
 /// Percentiles reported for latency plots.
@@ -422,6 +424,7 @@ async fn connection(
             plan.nick.clone(),
             cfg.read_buffer,
             cfg.tls.as_ref(),
+            cfg.websocket,
         )
         .await?;
         let oper = cfg.oper.as_ref().filter(|_| plan.sender.is_some());
@@ -727,6 +730,7 @@ mod tests {
             settle: Duration::ZERO,
             start_at_unix_ms: None,
             tls: None,
+            websocket: false,
             write_each: false,
             count_syscalls: false,
         }

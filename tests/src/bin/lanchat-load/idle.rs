@@ -28,6 +28,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Connect over TLS with this (pinned) configuration.
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Every connection a WebSocket (`--ws`).
+    pub websocket: bool,
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
@@ -53,6 +55,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
                     format!("{}{i}", cfg.prefix),
                     512,
                     cfg.tls.as_ref(),
+                    cfg.websocket,
                 )
                 .await?;
                 c.register(None).await?;

@@ -62,6 +62,10 @@ struct Cli {
     /// lanchat over TLS, pinned to this certificate fingerprint (the server's `tls_sha256`)
     #[arg(long, global = true, value_name = "SHA256_HEX")]
     tls: Option<String>,
+    /// lanchat over WebSocket: every connection upgrades on /ws and sends each line as a text
+    /// message (with --tls: wss)
+    #[arg(long, global = true)]
+    ws: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -179,6 +183,10 @@ fn run() -> anyhow::Result<bool> {
         })
         .transpose()?;
     let timeout = Duration::from_secs(cli.timeout);
+    anyhow::ensure!(
+        !cli.ws || cli.proto == Proto::Lanchat,
+        "--ws is for --proto lanchat"
+    );
     let tls = tls_connector(&cli)?;
     let report = match &cli.scenario {
         Scenario::Idle {
@@ -201,6 +209,7 @@ fn run() -> anyhow::Result<bool> {
                 connect_concurrency: cli.connect_concurrency,
                 timeout,
                 tls,
+                websocket: cli.ws,
             }))?
         }
         Scenario::Fanout(f) => {
@@ -295,6 +304,7 @@ fn fanout_config(
         settle: Duration::from_millis(f.settle_ms),
         start_at_unix_ms: f.start_at,
         tls: tls_connector(cli)?,
+        websocket: cli.ws,
     })
 }
 
