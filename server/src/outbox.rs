@@ -224,12 +224,7 @@ impl OutboxReceiver {
                 // is queued, which it takes, and which goes on counting.
                 state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 if !state.lines.is_empty() {
-                    std::mem::swap(&mut state.lines, &mut batch.lines);
-                    // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
-                    batch.counted_frames = batch.lines.len() as u32;
-                    batch.counted_bytes = self.max_bytes - state.room_bytes;
-                    batch.bytes = batch.counted_bytes as usize;
-                    state.max_queued = self.max_frames - batch.counted_frames;
+                    self.take(&mut state, batch);
                     return true;
                 }
                 batch.counted_frames = 0;
@@ -243,6 +238,16 @@ impl OutboxReceiver {
             // A notify_one before we wait leaves a permit, so no wake-up is lost.
             self.queue.ready.notified().await;
         }
+    }
+
+    /// Move everything queued into `batch`, which goes on counting it against the bounds.
+    fn take(&self, state: &mut Pending, batch: &mut Batch) {
+        std::mem::swap(&mut state.lines, &mut batch.lines);
+        // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
+        batch.counted_frames = batch.lines.len() as u32;
+        batch.counted_bytes = self.max_bytes - state.room_bytes;
+        batch.bytes = batch.counted_bytes as usize;
+        state.max_queued = self.max_frames - batch.counted_frames;
     }
 
     /// The chunk last taken from `batch` has been written: its lines stop counting against the

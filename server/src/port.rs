@@ -72,30 +72,15 @@ impl Conn {
         writer: OwnedWriteHalf,
         permit: Permit,
     ) {
-        let shared = self.shared;
-        let session = if prefix.is_empty() {
-            // Most connections: nothing was read to decide, the reader is the socket's.
-            tokio_util::either::Either::Left(session::serve_plain(
-                reader,
-                writer,
-                self.peer,
-                shared,
-                self.shutdown,
-                permit,
-                self.hello_deadline,
-            ))
-        } else {
-            tokio_util::either::Either::Right(session::serve_plain(
-                Prefixed::new(&prefix, reader),
-                writer,
-                self.peer,
-                shared,
-                self.shutdown,
-                permit,
-                self.hello_deadline,
-            ))
-        };
-        self.tracker.spawn(session);
+        self.tracker.spawn(session::serve_plain(
+            Prefixed::new(&prefix, reader),
+            writer,
+            self.peer,
+            self.shared,
+            self.shutdown,
+            permit,
+            self.hello_deadline,
+        ));
     }
 
     fn lines(&self) -> LineCodec {

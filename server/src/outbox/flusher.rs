@@ -263,11 +263,7 @@ impl OutboxReceiver {
                     if !state.lines.is_empty() {
                         state.handed_off = true;
                         state.writer_waiting = false;
-                        std::mem::swap(&mut state.lines, &mut batch.lines);
-                        batch.counted_frames = batch.lines.len() as u32;
-                        batch.counted_bytes = self.max_bytes - state.room_bytes;
-                        batch.bytes = batch.counted_bytes as usize;
-                        state.max_queued = self.max_frames - batch.counted_frames;
+                        self.take(&mut state, batch);
                         return true;
                     }
                     if ended {
