@@ -5,6 +5,8 @@
 #   bench/ab.sh REV                 # REV (e.g. a commit before the change) against the work tree
 #   ROUNDS=5 bench/ab.sh REV
 #   OLD_BIN=path/to/lanchat-server bench/ab.sh REV   # REV already built: use that binary
+#   EXTRA=--batched bench/ab.sh REV    # generator flags added to every run (here: batched senders)
+#   COUNT=0 bench/ab.sh REV            # no callgrind instruction counts (they take minutes)
 #
 # Builds REV in a temporary git worktree (release), runs the fan-out rows of bench/run.sh (one of
 # them with --data-dir) and the fixed-rate latency row with both servers in turn (pinned as run.sh pins them), and prints a
@@ -72,7 +74,7 @@ measure() {
     start "${SERVER_ON[@]}" "${BIN[$side]}" --max-clients 100000 "${flags[@]}"
     local pid=$PID addr=$ADDR out
     out=$("${GEN_ON[@]}" timeout 180 "$LOAD" --json --timeout 120 --addr "$addr" --server-pid "$pid" \
-        --proto lanchat "$@" || echo '{"completed":false}')
+        --proto lanchat "$@" ${EXTRA:-} || echo '{"completed":false}')
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     printf '{"label":"%s","side":"%s","report":%s}\n' "$label" "$side" "$out" >>"$WORK/results.jsonl"
@@ -105,7 +107,9 @@ FAN_C=(fanout --rooms 50 --members 20 --senders 1 --messages 6000)
 RATE=(fanout --rooms 1 --members 100 --senders 10 --messages 505 --rate 1010 --window 1000)
 : >"$WORK/results.jsonl"
 : >"$WORK/counts.jsonl"
-if command -v valgrind >/dev/null; then
+if [ "${COUNT:-1}" = 0 ]; then
+    log "COUNT=0: no instruction counts"
+elif command -v valgrind >/dev/null; then
     for s in before after; do
         count fanout-1x100x10 "$s" -- fanout --rooms 1 --members 100 --senders 10 --messages 300
         count fanout-1x1000x5 "$s" -- fanout --rooms 1 --members 1000 --senders 5 --messages 100

@@ -33,8 +33,11 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// Line buffer capacity a queue always keeps (8 lines, 256 bytes); more only while its writes
 /// need it (see `Queue::flush`).
 const LINES_KEPT: usize = 8;
-/// A pass at least this long is followed by a pause as long (timers are 1 ms granular).
+/// A pass that took at least this much CPU is followed by a pause as long (timers are 1 ms
+/// granular).
 const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest pause after a pass.
+const COALESCE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
 /// Queues written per poll before the flusher lets the other tasks run (and comes back).
 const QUEUES_PER_POLL: usize = 1024;
 
@@ -72,7 +75,7 @@ impl Flusher {
             // Let the rest of this turn run first: the other sessions' lines and their fan-out
             // land in the queues before any of them is written.
             tokio::task::yield_now().await;
-            let started = tokio::time::Instant::now();
+            let started = thread_cpu();
             // Those that got nothing since (their burst is over) give their buffer back.
             for queue in trim.drain(..) {
                 queue.trim();
@@ -98,11 +101,13 @@ impl Flusher {
                 }
             }
             // A long pass means a busy server: give the sessions as long again to read and fan
-            // out before the next one, so that each write carries more (at most half the time
-            // goes to writing). Short passes (a quiet server) are followed at once.
-            let took = started.elapsed();
+            // out before the next one, so that each write carries more (at most half the CPU
+            // goes to writing). Short passes (a quiet server) are followed at once. CPU time,
+            // not wall time: a pass the scheduler interrupted (other processes on the machine)
+            // is not a busy server, and pausing after it would only add latency.
+            let took = thread_cpu().saturating_sub(started);
             if took >= COALESCE_FROM {
-                tokio::time::sleep(took).await;
+                tokio::time::sleep(took.min(COALESCE_MAX)).await;
             }
         }
     }
@@ -184,6 +189,16 @@ impl Queue {
             state.lines = VecDeque::new();
         }
     }
+}
+
+/// CPU time of the calling thread (the flusher does not move between threads within a pass, but
+/// for its yields every [`QUEUES_PER_POLL`] queues; then a pass may be under-counted, never
+/// over-counted by others' time). Zero where the clock is not available.
+fn thread_cpu() -> std::time::Duration {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(std::time::Duration::from)
+        .unwrap_or_default()
 }
 
 /// Write the batch without blocking. `None` when all of it was written (or the connection is
