@@ -397,6 +397,31 @@ mod tests {
     }
 
     #[test]
+    fn web_flags() {
+        let c = config(&[]).unwrap();
+        assert!(c.web && c.web_origins.is_empty());
+        assert!(!config(&["--no-web"]).unwrap().web);
+        let c = config(&[
+            "--web-origin",
+            "https://Intranet.example/,http://a.lan:8080",
+            "--web-origin",
+            "http://b.lan",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.web_origins,
+            [
+                "https://intranet.example",
+                "http://a.lan:8080",
+                "http://b.lan"
+            ]
+        );
+        let err = config(&["--web-origin", "intranet.example"]).unwrap_err();
+        assert!(err.starts_with("--web-origin: "), "{err}");
+        assert!(config(&["--no-web", "--web-origin", "http://a.lan"]).is_err());
+    }
+
+    #[test]
     fn max_text_is_derived_from_max_line_when_not_given() {
         assert_eq!(text_and_line(&[]), (4096, 16384));
         assert_eq!(text_and_line(&["--max-line", "1024"]), (256, 1024));

@@ -373,17 +373,31 @@ impl Batch {
             return Some(Chunk::Line(line.slice(..payload)));
         }
         self.buf.clear();
-        self.buf.reserve(self.bytes.min(max));
+        // Room for the lines and a header each: in a chunk a header is 2 or 4 bytes (a payload of
+        // 64 KiB or more goes alone, above), one more than the LF it replaces at most. Reserved
+        // short, the buffer would grow mid-batch and copy what it holds.
+        self.buf
+            .reserve((self.bytes + 3 * self.lines.len()).min(max));
         while let Some(line) = self.lines.front() {
             let (head, payload) = framed(line);
             if self.buf.len() + head + payload > max && !self.buf.is_empty() {
                 break;
             }
-            if head == 0 {
-                self.buf.extend_from_slice(line);
-            } else {
-                let (h, used) = crate::web::ws::header(crate::web::ws::OP_TEXT, payload);
-                self.buf.extend_from_slice(&h[..used]);
+            // Headers of a known size (0x81: FIN and text) are stored in place, not through a
+            // copy call.
+            match head {
+                0 => self.buf.extend_from_slice(line),
+                2 => self.buf.extend_from_slice(&[0x81, payload as u8]),
+                4 => {
+                    let [hi, lo] = (payload as u16).to_be_bytes();
+                    self.buf.extend_from_slice(&[0x81, 126, hi, lo]);
+                }
+                _ => {
+                    let (h, used) = crate::web::ws::header(crate::web::ws::OP_TEXT, payload);
+                    self.buf.extend_from_slice(&h[..used]);
+                }
+            }
+            if head > 0 {
                 self.buf.extend_from_slice(&line[..payload]);
             }
             self.bytes -= line.len();

@@ -124,10 +124,8 @@ async fn websocket_and_tcp_members_chat_in_one_room() {
     let (mut ann, _) = ws_hello(server.addr, "ann").await;
     let (mut bob, _) = TestClient::hello(server.addr, "bob").await;
     ann.expect_event("join").await;
-    for c in [&mut ann] {
-        let ok = c.request(json!({"type":"join","room":"rust"})).await;
-        assert_eq!(ok["type"], "ok", "{ok}");
-    }
+    let ok = ann.request(json!({"type":"join","room":"rust"})).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
     let ok = bob.request(json!({"type":"join","room":"rust"})).await;
     assert_eq!(ok["members"].as_array().unwrap().len(), 2, "{ok}");
     assert_eq!(ann.expect_event("join").await["nick"], "bob");
@@ -164,6 +162,30 @@ async fn websocket_and_tcp_members_chat_in_one_room() {
     );
     ann.assert_quiet().await;
     bob.assert_quiet().await;
+}
+
+/// A client that sends its hello in the same write as the upgrade request: the bytes read past
+/// the request head are the session's first.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    let server = ServerProcess::start(&[]);
+    let hello = ws::encode(
+        true,
+        OP_TEXT,
+        br#"{"type":"hello","id":1,"nick":"eager"}"#,
+        true,
+    );
+    let host = server.addr.to_string();
+    let conn = ws::upgrade_sending(tcp(server.addr).await, &host, None, &hello)
+        .await
+        .unwrap_or_else(|r| panic!("upgrade refused: {}", r.status));
+    let (mut eager, _) = ws::lines(conn, "eager");
+    let welcome = eager.recv().await;
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["re"].as_i64()),
+        (Some("welcome"), Some(1))
+    );
+    eager.sync().await;
 }
 
 #[tokio::test]

@@ -156,16 +156,24 @@ pub struct WsWriter<W> {
 /// Upgrade `stream` to a WebSocket (`Host` as given, `Origin` when given). The refusal's
 /// response when the server answers anything but 101.
 pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     host: &str,
     origin: Option<&str>,
 ) -> Result<WsConn<S>, Response> {
+    upgrade_sending(stream, host, origin, &[]).await
+}
+
+/// [`upgrade`], with `early` (frames) written together with the request, before the answer.
+pub async fn upgrade_sending<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    origin: Option<&str>,
+    early: &[u8],
+) -> Result<WsConn<S>, Response> {
     let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<16>());
-    let request = upgrade_request(host, origin, &key);
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write upgrade");
+    let mut request = upgrade_request(host, origin, &key).into_bytes();
+    request.extend_from_slice(early);
+    stream.write_all(&request).await.expect("write upgrade");
     stream.flush().await.expect("flush upgrade");
     let mut buf = BytesMut::new();
     let (status, headers, end) = loop {

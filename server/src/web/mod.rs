@@ -30,29 +30,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A file of the web app: its path, its `Content-Type`, its bytes.
 type File = (&'static str, &'static str, &'static [u8]);
 
-/// The web app, built into the binary: nothing is read from disk at run time.
-const FILES: [File; 4] = [
-    (
-        "/",
-        "text/html; charset=utf-8",
-        include_bytes!("../../web/index.html"),
-    ),
-    (
-        "/app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../../web/app.js"),
-    ),
-    (
-        "/app.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../../web/app.css"),
-    ),
-    (
-        "/favicon.svg",
-        "image/svg+xml; charset=utf-8",
-        include_bytes!("../../web/favicon.svg"),
-    ),
-];
+/// The web app, built into the binary by build.rs (every file under `server/web/`, `index.html`
+/// as `/`): nothing is read from disk at run time.
+const FILES: &[File] = include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 /// Request methods whose request line marks a connection as HTTP. Only GET and HEAD are served;
 /// the others are told 405 rather than taken for a bad JSON line. A JSON line starts with `{`.
@@ -228,8 +208,12 @@ impl Http<'_> {
         if req.path == WS_PATH {
             return self.upgrade(req, head_only);
         }
-        let found = FILES.iter().find(|(p, ..)| *p == req.path);
-        let found = found.or_else(|| (req.path == "/index.html").then_some(&FILES[0]));
+        let path = if req.path == "/index.html" {
+            "/"
+        } else {
+            &req.path
+        };
+        let found = FILES.iter().find(|(p, ..)| *p == path);
         match found {
             Some((_, content_type, body)) => (
                 http::response(200, &[], content_type, body, head_only),
@@ -372,9 +356,12 @@ mod tests {
 
     #[test]
     fn the_web_app_is_built_in() {
-        for (path, content_type, body) in FILES {
-            assert!(!body.is_empty(), "{path}");
-            assert!(content_type.contains("charset=utf-8"), "{path}");
+        let paths: Vec<&str> = FILES.iter().map(|(p, ..)| *p).collect();
+        for path in ["/", "/app.js", "/app.css"] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
+        let (_, content_type, page) = FILES.iter().find(|(p, ..)| *p == "/").unwrap();
+        assert_eq!(*content_type, "text/html; charset=utf-8");
+        assert!(page.starts_with(b"<!doctype html>") || page.starts_with(b"<!DOCTYPE html>"));
     }
 }
