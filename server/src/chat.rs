@@ -20,6 +20,12 @@ use crate::store::StoreHandle;
 /// Something a line can be delivered to without waiting.
 pub trait Mailbox: Clone {
     fn deliver(&self, line: Bytes);
+
+    /// Deliver a line that goes to many: `framed` may keep a form of it made once for all
+    /// (a WebSocket frame; see [`Outbox::push_shared`]).
+    fn deliver_shared(&self, line: &Bytes, _framed: &mut Option<Bytes>) {
+        self.deliver(line.clone());
+    }
 }
 
 impl Mailbox for Outbox {
@@ -27,6 +33,10 @@ impl Mailbox for Outbox {
         // A full outbox marks its session as a slow consumer, which then ends: the line is not
         // lost to anyone who is still reading.
         self.push(line);
+    }
+
+    fn deliver_shared(&self, line: &Bytes, framed: &mut Option<Bytes>) {
+        self.push_shared(line, framed);
     }
 }
 
@@ -43,13 +53,15 @@ pub fn deliver<M: Mailbox>(
         persist,
     } = effects;
     if let Some(event) = event {
+        // The event as a WebSocket text frame, made once if any member needs it.
+        let mut framed = None;
         match event.to {
             Audience::Room { key, except } => {
                 // A plain loop over the members' map: this is the hot loop of the server.
                 if let Some(members) = state.room_mailboxes(&key) {
                     for (id, mailbox) in members {
                         if *id != except {
-                            mailbox.deliver(event.line.clone());
+                            mailbox.deliver_shared(&event.line, &mut framed);
                         }
                     }
                 }
@@ -62,7 +74,7 @@ pub fn deliver<M: Mailbox>(
             Audience::Users(ids) => {
                 for id in ids {
                     if let Some(mailbox) = state.mailbox(id) {
-                        mailbox.deliver(event.line.clone());
+                        mailbox.deliver_shared(&event.line, &mut framed);
                     }
                 }
             }

@@ -60,6 +60,8 @@ struct Queue {
     /// A plain TCP session's socket and the flusher that writes to it (see [`Flusher`]);
     /// `None` for a session whose writer task does all the writing.
     direct: Option<Direct>,
+    /// The writer frames lines as WebSocket text frames: lines delivered to many come framed.
+    websocket: bool,
     /// The bounds, which the state keeps only as the room left under them.
     max_frames: u32,
     max_bytes: u32,
@@ -99,7 +101,17 @@ struct Pending {
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
 pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
-    make(max_frames, max_bytes, None)
+    make(max_frames, max_bytes, None, Framing::Lines)
+}
+
+/// [`outbox`] for a session whose writer frames lines so: a WebSocket session's outbox takes
+/// lines delivered to many already framed (see [`Outbox::push_shared`]).
+pub fn framed_outbox(
+    max_frames: usize,
+    max_bytes: usize,
+    framing: Framing,
+) -> (Outbox, OutboxReceiver) {
+    make(max_frames, max_bytes, None, framing)
 }
 
 /// [`outbox`] for a plain TCP session: `flusher` writes what is queued straight to `socket`,
@@ -111,10 +123,20 @@ pub fn direct_outbox(
     flusher: Arc<Flusher>,
     socket: Arc<OwnedWriteHalf>,
 ) -> (Outbox, OutboxReceiver) {
-    make(max_frames, max_bytes, Some(Direct { flusher, socket }))
+    make(
+        max_frames,
+        max_bytes,
+        Some(Direct { flusher, socket }),
+        Framing::Lines,
+    )
 }
 
-fn make(max_frames: usize, max_bytes: usize, direct: Option<Direct>) -> (Outbox, OutboxReceiver) {
+fn make(
+    max_frames: usize,
+    max_bytes: usize,
+    direct: Option<Direct>,
+    framing: Framing,
+) -> (Outbox, OutboxReceiver) {
     let max_frames = u32::try_from(max_frames.max(1)).unwrap_or(u32::MAX);
     let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
     let queue = Arc::new(Queue {
@@ -129,6 +151,7 @@ fn make(max_frames: usize, max_bytes: usize, direct: Option<Direct>) -> (Outbox,
         senders: AtomicUsize::new(1),
         overflowed: CancellationToken::new(),
         direct,
+        websocket: framing == Framing::WebSocket,
         max_frames,
         max_bytes,
     });
@@ -201,6 +224,18 @@ impl Outbox {
             }
         }
         true
+    }
+
+    /// Queue a line that goes to many sessions (a room's event): as it is, or, for a WebSocket
+    /// session, as a text frame made once for all of them (`framed` keeps it between calls),
+    /// so that no recipient pays for framing the line again.
+    pub fn push_shared(&self, line: &Bytes, framed: &mut Option<Bytes>) -> bool {
+        if self.queue.websocket {
+            let frame = framed.get_or_insert_with(|| crate::web::ws::text_frame(line));
+            self.push(frame.clone())
+        } else {
+            self.push(line.clone())
+        }
     }
 
     /// Cancelled once a push has failed for lack of room: the session ends as a slow consumer.
@@ -425,189 +460,4 @@ impl Drop for OutboxReceiver {
 }
 
 #[cfg(test)]
-mod tests {
-    use futures::FutureExt;
-
-    use super::*;
-
-    async fn take(rx: &mut OutboxReceiver) -> Vec<Bytes> {
-        let mut batch = Batch::default();
-        assert!(rx.recv_batch(&mut batch).await);
-        batch.lines.into_iter().collect()
-    }
-
-    #[tokio::test]
-    async fn bounded_by_frames_and_bytes() {
-        let (tx, mut rx) = outbox(2, 1000);
-        assert!(tx.push(Bytes::from_static(b"a\n")));
-        assert!(tx.push(Bytes::from_static(b"b\n")));
-        assert!(!tx.push(Bytes::from_static(b"c\n")));
-        assert!(tx.overflow_token().is_cancelled());
-        assert!(!tx.push(Bytes::from_static(b"d\n")), "stays overflowed");
-        assert_eq!(take(&mut rx).await, ["a\n", "b\n"]);
-
-        let (tx, mut rx) = outbox(100, 10);
-        assert!(tx.push(Bytes::from(vec![b'x'; 6])));
-        assert!(!tx.push(Bytes::from(vec![b'y'; 6])));
-        assert_eq!(take(&mut rx).await.len(), 1);
-        assert!(tx.overflow_token().is_cancelled());
-    }
-
-    /// Frames and bytes counted against the bounds: queued, and taken by the writer.
-    fn held(rx: &OutboxReceiver) -> (usize, usize) {
-        let state = rx.queue.lock();
-        (
-            state.lines.len() + (rx.max_frames - state.max_queued) as usize,
-            (rx.max_bytes - state.room_bytes) as usize,
-        )
-    }
-
-    /// What the writer task does with a batch, the socket aside: write each chunk in turn, then
-    /// come back for more, find the queue empty and wait (the test does not).
-    fn write_batch(rx: &mut OutboxReceiver, batch: &mut Batch, chunk: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(c) = batch.next_chunk(chunk) {
-            match c {
-                Chunk::Gathered(b) => out.extend_from_slice(b),
-                Chunk::Line(b) => out.extend_from_slice(&b),
-            }
-            rx.written(batch);
-        }
-        assert!(rx.recv_batch(batch).now_or_never().is_none(), "queue empty");
-        out
-    }
-
-    fn line(fill: u8, len: usize) -> Bytes {
-        Bytes::from(vec![fill; len])
-    }
-
-    #[tokio::test]
-    async fn bytes_are_released_as_the_writer_drains() {
-        let (tx, mut rx) = outbox(100, 10);
-        let mut batch = Batch::default();
-        for _ in 0..20 {
-            assert!(tx.push(line(b'x', 8)));
-            assert!(rx.recv_batch(&mut batch).await);
-            assert_eq!(write_batch(&mut rx, &mut batch, 64).len(), 8);
-            assert_eq!(held(&rx), (0, 0));
-        }
-        assert!(!tx.overflow_token().is_cancelled());
-    }
-
-    /// A reader that stops reading leaves its writer stuck in a write with a batch in hand: what
-    /// it holds counts, so the session holds one bound's worth, not one in the batch plus one
-    /// queued.
-    #[tokio::test]
-    async fn a_writer_that_writes_nothing_holds_its_batch_against_the_bound() {
-        let (tx, mut rx) = outbox(100, 100);
-        assert!(tx.push(line(b'a', 60)));
-        let mut batch = Batch::default();
-        assert!(rx.recv_batch(&mut batch).await);
-        let _stuck = batch.next_chunk(64 * 1024);
-        assert!(tx.push(line(b'b', 30)));
-        assert_eq!(held(&rx), (2, 90));
-        assert!(!tx.push(line(b'c', 20)), "60 taken + 30 queued + 20 > 100");
-        assert!(tx.overflow_token().is_cancelled());
-
-        let (tx, mut rx) = outbox(3, 1000);
-        assert!(tx.push(line(b'a', 2)));
-        assert!(tx.push(line(b'b', 2)));
-        let mut batch = Batch::default();
-        assert!(rx.recv_batch(&mut batch).await);
-        assert!(tx.push(line(b'c', 2)));
-        assert!(!tx.push(line(b'd', 2)), "2 taken + 1 queued frames = 3");
-        assert!(tx.overflow_token().is_cancelled());
-    }
-
-    #[tokio::test]
-    async fn a_chunk_stops_counting_once_it_is_written() {
-        let (tx, mut rx) = outbox(100, 100);
-        for fill in *b"abcd" {
-            assert!(tx.push(line(fill, 20)));
-        }
-        let mut batch = Batch::default();
-        assert!(rx.recv_batch(&mut batch).await);
-        assert!(tx.push(line(b'e', 20)));
-        assert_eq!(held(&rx), (5, 100), "full: 80 taken, 20 queued");
-
-        assert!(matches!(batch.next_chunk(40), Some(Chunk::Gathered(b)) if b.len() == 40));
-        assert_eq!(held(&rx), (5, 100), "a chunk being written still counts");
-        rx.written(&mut batch);
-        assert_eq!(held(&rx), (3, 60));
-        assert!(tx.push(line(b'f', 40)));
-
-        // The batch's last chunk comes back when the writer returns for more.
-        assert!(batch.next_chunk(40).is_some());
-        rx.written(&mut batch);
-        assert!(rx.recv_batch(&mut batch).await);
-        assert_eq!(held(&rx), (2, 60), "e and f, taken");
-        assert!(tx.push(line(b'g', 40)));
-        assert!(!tx.push(line(b'h', 1)));
-        assert!(tx.overflow_token().is_cancelled());
-    }
-
-    #[tokio::test]
-    async fn the_writer_ends_when_every_sender_is_gone() {
-        let (tx, mut rx) = outbox(100, 1000);
-        let tx2 = tx.clone();
-        let writer = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut batch = Batch::default();
-            while rx.recv_batch(&mut batch).await {
-                got.extend(batch.lines.drain(..));
-            }
-            got
-        });
-        assert!(tx.push(Bytes::from_static(b"1\n")));
-        drop(tx);
-        assert!(tx2.push(Bytes::from_static(b"2\n")));
-        drop(tx2);
-        assert_eq!(writer.await.unwrap(), ["1\n", "2\n"]);
-    }
-
-    #[tokio::test]
-    async fn chunks_gather_small_lines_and_pass_long_ones_whole() {
-        let (tx, mut rx) = outbox(100, 1000);
-        for line in ["ab\n", "cd\n", "ef\n", "0123456789\n", "gh\n"] {
-            assert!(tx.push(Bytes::from_static(line.as_bytes())));
-        }
-        let mut batch = Batch::default();
-        assert!(rx.recv_batch(&mut batch).await);
-        let mut got = Vec::new();
-        while let Some(chunk) = batch.next_chunk(7) {
-            got.push(match chunk {
-                Chunk::Gathered(b) => format!("gathered {}", String::from_utf8_lossy(b)),
-                Chunk::Line(b) => format!("line {}", String::from_utf8_lossy(&b)),
-            });
-        }
-        assert_eq!(
-            got,
-            [
-                "gathered ab\ncd\n",
-                "gathered ef\n",
-                "line 0123456789\n",
-                "gathered gh\n"
-            ]
-        );
-        assert!(batch.lines.is_empty());
-        assert_eq!(batch.bytes, 0);
-    }
-
-    #[test]
-    fn a_push_touches_one_cache_line() {
-        assert!(std::mem::size_of::<Mutex<Pending>>() <= 64);
-        assert_eq!(std::mem::offset_of!(Queue, state), 0);
-        assert_eq!(std::mem::align_of::<Queue>(), 64);
-    }
-
-    #[tokio::test]
-    async fn pushes_fail_once_the_writer_is_gone() {
-        let (tx, rx) = outbox(100, 1000);
-        drop(rx);
-        assert!(!tx.push(Bytes::from_static(b"x\n")));
-        assert!(
-            !tx.overflow_token().is_cancelled(),
-            "a closed queue is not a slow consumer"
-        );
-    }
-}
+mod tests;

@@ -20,7 +20,7 @@ use crate::admission::Permit;
 use crate::dispatch::{Client, End, Step};
 use crate::logsafe;
 use crate::outbox::{
-    direct_outbox, outbox, write_loop_direct, Batch, Chunk, Framing, Outbox, OutboxReceiver,
+    direct_outbox, framed_outbox, write_loop_direct, Batch, Chunk, Framing, Outbox, OutboxReceiver,
 };
 use crate::store::RoomLoad;
 use crate::{Peer, Shared};
@@ -111,7 +111,7 @@ where
 {
     let start = move |shared: &Shared, framing: Framing| {
         let config = &shared.config;
-        let (outbox, receiver) = outbox(config.outbox_frames, config.outbox_bytes);
+        let (outbox, receiver) = framed_outbox(config.outbox_frames, config.outbox_bytes, framing);
         (outbox, tokio::spawn(write_loop(writer, receiver, framing)))
     };
     session(

@@ -282,3 +282,33 @@ impl Drop for Relay {
         self.accepting.abort();
     }
 }
+
+/// Alt and a digit switch to the room at that position, as in irssi, keeping the half-typed
+/// line; a digit with no room there does nothing to the rooms.
+#[tokio::test]
+async fn alt_and_a_digit_switches_to_that_room() {
+    let server = ServerProcess::start(&[]);
+    let (term, mut bob) = three_rooms(&server).await;
+    say(&mut bob, "ops", "ops news").await;
+    term.wait_prompt("[1:lobby 2:dev 3:ops(1)]", "#lobby>")
+        .await;
+
+    term.tmux.send_literal("half");
+    term.tmux.send_key("M-3");
+    term.wait_prompt("[1:lobby 2:dev 3:ops]", "#ops> half")
+        .await;
+    term.tmux.send_key("M-2");
+    term.wait_prompt("[1:lobby 2:dev 3:ops]", "#dev> half")
+        .await;
+    // No room 7: still dev.
+    term.tmux.send_key("M-7");
+    term.tmux.send_literal(" way");
+    term.wait_prompt("[1:lobby 2:dev 3:ops]", "#dev> half way")
+        .await;
+    term.tmux.send_key("Enter");
+    let said: Value = bob.skip_until("message").await;
+    assert_eq!(
+        (said["room"].as_str(), said["text"].as_str()),
+        (Some("dev"), Some("half way"))
+    );
+}

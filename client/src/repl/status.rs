@@ -12,9 +12,10 @@
 //! A switch key accepts the line as it is; the REPL thread sees the request, sends `/N` instead,
 //! and shows the next prompt with the half-typed line and the cursor where they were.
 //!
-//! Alt-1..9 cannot be bound: rustyline 19's emacs keymap takes Alt and a digit as a numeric
-//! argument before it looks at custom bindings (`keymap.rs`, `InputState::emacs`); `/1`, `/2`...
-//! do that.
+//! Alt-1..9 switch to the room at that position, as in irssi. Published rustyline 19 reads Alt
+//! and a digit as a numeric argument before it looks at custom bindings (`keymap.rs`,
+//! `InputState::emacs`); the vendored copy lets a binding of ours win (vendor/README.md). `/1`,
+//! `/2`... do the same.
 
 use std::sync::Mutex;
 
@@ -149,6 +150,8 @@ pub(super) fn drop_status_row(rows: usize) -> String {
 enum Target {
     Next,
     Previous,
+    /// The room at this position (1-based).
+    Number(usize),
 }
 
 struct SwitchKey {
@@ -161,18 +164,24 @@ impl ConditionalEventHandler for SwitchKey {
         let mut state = self.shared.status.state();
         let (at, count) = state.position;
         let to = match self.target {
+            // No room there: nothing happens (as in irssi), rather than a numeric argument
+            // that would repeat the next key typed.
+            Target::Number(n) if n > count.max(1) => return Some(Cmd::Noop),
+            Target::Number(n) if n == at => return Some(Cmd::Noop),
             // With one room, Ctrl-N and Ctrl-P keep their usual meaning (input history).
             _ if count < 2 => return None,
             Target::Next => at % count + 1,
             Target::Previous if at <= 1 => count,
             Target::Previous => at - 1,
+            Target::Number(n) => n,
         };
         state.switch = Some((to, ctx.pos()));
         Some(Cmd::AcceptLine)
     }
 }
 
-/// Ctrl-N and Ctrl-P switch to the next and the previous room (around the end).
+/// Ctrl-N and Ctrl-P switch to the next and the previous room (around the end), Alt-1..9 to
+/// the room of that number (irssi's keys; rustyline is patched for them: vendor/README.md).
 pub(super) fn bind_keys<H: rustyline::history::History>(
     editor: &mut Editor<ChatHelper, H>,
     shared: &std::sync::Arc<Shared>,
@@ -186,6 +195,10 @@ pub(super) fn bind_keys<H: rustyline::history::History>(
     };
     bind(KeyEvent::ctrl('N'), Target::Next);
     bind(KeyEvent::ctrl('P'), Target::Previous);
+    for n in 1..=9 {
+        let digit = char::from(b'0' + n as u8);
+        bind(KeyEvent::alt(digit), Target::Number(n));
+    }
 }
 
 #[cfg(test)]

@@ -87,6 +87,12 @@ pub fn header_len(len: usize) -> usize {
     }
 }
 
+/// A protocol line as one unmasked text frame, its LF left out: what the writer of a WebSocket
+/// session would send for it, made once for every WebSocket member of a room.
+pub fn text_frame(line: &[u8]) -> Bytes {
+    frame(OP_TEXT, line.strip_suffix(b"\n").unwrap_or(line))
+}
+
 /// A whole unmasked frame (a control frame, or a text frame in tests and examples).
 pub fn frame(opcode: u8, payload: &[u8]) -> Bytes {
     let (h, used) = header(opcode, payload.len());

@@ -525,6 +525,13 @@ impl<'b> InputState<'b> {
         wrt: &mut dyn Refresher,
         mut key: KeyEvent,
     ) -> Result<Cmd> {
+        // lanchat: an application's binding of Alt and a digit wins over the digit argument
+        // (a handler that returns `None` leaves it to the digit argument).
+        if let E(K::Char('0'..='9'), M::ALT) = key {
+            if let Some(cmd) = self.custom_binding(wrt, &key.into(), 1, true) {
+                return Ok(cmd);
+            }
+        }
         if let E(K::Char(digit @ '-'), M::ALT) = key {
             key = self.emacs_digit_argument(rdr, wrt, digit)?;
         } else if let E(K::Char(digit @ '0'..='9'), M::ALT) = key {
