@@ -60,8 +60,6 @@ struct Queue {
     /// A plain TCP session's socket and the flusher that writes to it (see [`Flusher`]);
     /// `None` for a session whose writer task does all the writing.
     direct: Option<Direct>,
-    /// The writer frames lines as WebSocket text frames: lines delivered to many come framed.
-    websocket: bool,
     /// The bounds, which the state keeps only as the room left under them.
     max_frames: u32,
     max_bytes: u32,
@@ -80,6 +78,15 @@ struct Direct {
 #[derive(Debug, Default)]
 struct Pending {
     lines: VecDeque<Bytes>,
+    /// Bytes ready for the wire, written before `lines`: what was left of a write of the
+    /// flusher's that would have blocked (a part of a chunk, already framed for WebSocket).
+    /// Boxed, and only while there are some (rarely): the lock and what a push reads stay in
+    /// one cache line.
+    #[allow(clippy::box_collection)] // 8 bytes here, not a `VecDeque`'s 32: see above
+    raw: Option<Box<VecDeque<Bytes>>>,
+    /// The writer frames lines as WebSocket text frames: lines delivered to many come framed.
+    /// (Here rather than beside the lock: a push reads it under the lock, in the same line.)
+    websocket: bool,
     /// Frames `lines` may hold: `max_frames` less those the writer has taken and not yet written.
     max_queued: u32,
     /// Bytes that may still be pushed: `max_bytes` less those in `lines` and those the writer
@@ -120,6 +127,7 @@ pub fn framed_outbox(
 pub fn direct_outbox(
     max_frames: usize,
     max_bytes: usize,
+    framing: Framing,
     flusher: Arc<Flusher>,
     socket: Arc<OwnedWriteHalf>,
 ) -> (Outbox, OutboxReceiver) {
@@ -127,7 +135,7 @@ pub fn direct_outbox(
         max_frames,
         max_bytes,
         Some(Direct { flusher, socket }),
-        Framing::Lines,
+        framing,
     )
 }
 
@@ -145,13 +153,13 @@ fn make(
             room_bytes: max_bytes,
             // A direct queue starts idle; a writer task says so itself when it first waits.
             writer_waiting: direct.is_some(),
+            websocket: framing == Framing::WebSocket,
             ..Pending::default()
         }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
         overflowed: CancellationToken::new(),
         direct,
-        websocket: framing == Framing::WebSocket,
         max_frames,
         max_bytes,
     });
@@ -200,11 +208,18 @@ impl Outbox {
     /// Queue a line without waiting. Returns false if the line was not queued: the queue
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
+        self.push_with(|_| line)
+    }
+
+    /// [`push`](Self::push) the line `make` returns, given whether the writer frames lines for
+    /// WebSocket (read under the push's own lock).
+    fn push_with(&self, make: impl FnOnce(bool) -> Bytes) -> bool {
         let q = &*self.queue;
         let mut state = q.lock();
         if state.closed || state.overflowed {
             return false;
         }
+        let line = make(state.websocket);
         if state.lines.len() >= state.max_queued as usize || line.len() > state.room_bytes as usize
         {
             state.overflowed = true;
@@ -230,12 +245,14 @@ impl Outbox {
     /// session, as a text frame made once for all of them (`framed` keeps it between calls),
     /// so that no recipient pays for framing the line again.
     pub fn push_shared(&self, line: &Bytes, framed: &mut Option<Bytes>) -> bool {
-        if self.queue.websocket {
-            let frame = framed.get_or_insert_with(|| crate::web::ws::text_frame(line));
-            self.push(frame.clone())
-        } else {
-            self.push(line.clone())
-        }
+        self.push_with(|websocket| {
+            if websocket {
+                let frame = framed.get_or_insert_with(|| crate::web::ws::text_frame(line));
+                frame.clone()
+            } else {
+                line.clone()
+            }
+        })
     }
 
     /// Cancelled once a push has failed for lack of room: the session ends as a slow consumer.
@@ -278,6 +295,9 @@ impl OutboxReceiver {
     /// Move everything queued into `batch`, which goes on counting it against the bounds.
     fn take(&self, state: &mut Pending, batch: &mut Batch) {
         std::mem::swap(&mut state.lines, &mut batch.lines);
+        if let Some(raw) = state.raw.take() {
+            batch.raw.extend(*raw);
+        }
         // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
         batch.counted_frames = batch.lines.len() as u32;
         batch.counted_bytes = self.max_bytes - state.room_bytes;
@@ -322,7 +342,9 @@ pub enum Framing {
 #[derive(Debug, Default)]
 pub struct Batch {
     lines: VecDeque<Bytes>,
-    /// Bytes in `lines`.
+    /// Bytes ready for the wire, written before `lines` as they are (see `Pending::raw`).
+    raw: VecDeque<Bytes>,
+    /// Bytes in `raw` and `lines`.
     bytes: usize,
     /// This batch's share of the queue's counts: what it took and has not given back, the
     /// chunk being written included.
@@ -360,6 +382,10 @@ impl Batch {
 
     /// Take the next chunk of at most `max` bytes (or one longer line); `None` once empty.
     pub fn next_chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        if let Some(raw) = self.raw.pop_front() {
+            self.bytes -= raw.len();
+            return Some(Chunk::Line(raw));
+        }
         if self.framing == Framing::WebSocket {
             return self.next_ws_chunk(max);
         }
@@ -456,6 +482,7 @@ impl Drop for OutboxReceiver {
         let mut state = self.queue.lock();
         state.closed = true;
         state.lines = VecDeque::new();
+        state.raw = None;
     }
 }
 

@@ -63,17 +63,19 @@ impl Conn {
         ));
     }
 
-    /// Start a plain TCP session of JSON lines on its own task, `prefix` first: its lines are
+    /// Start a plain TCP session (JSON lines or WebSocket) on its own task, `prefix` first: its lines are
     /// written by the server's flusher (see `session::serve_plain`).
-    fn plain(
+    fn plain<C: Transport>(
         self,
         prefix: BytesMut,
         reader: OwnedReadHalf,
+        codec: C,
         writer: OwnedWriteHalf,
         permit: Permit,
     ) {
         self.tracker.spawn(session::serve_plain(
             Prefixed::new(&prefix, reader),
+            codec,
             writer,
             self.peer,
             self.shared,
@@ -162,7 +164,8 @@ pub async fn serve_tcp(
     };
     let plain = |conn: Conn, stream: TcpStream, permit| {
         let (reader, writer) = stream.into_split();
-        conn.plain(BytesMut::new(), reader, writer, permit);
+        let codec = conn.lines();
+        conn.plain(BytesMut::new(), reader, codec, writer, permit);
     };
     if tls.is_none() && !web {
         return plain(conn, stream, permit);
@@ -258,13 +261,14 @@ async fn sniff_plain(conn: Conn, mut stream: TcpStream, permit: Permit) {
         };
         let (reader, writer) = stream.into_split();
         let codec = conn.websocket();
-        return conn.session(rest, reader, codec, writer, permit);
+        return conn.plain(rest, reader, codec, writer, permit);
     }
     if conn.shared.config.require_tls {
         return refuse_plain(stream, conn.peer, permit).await;
     }
     let (reader, writer) = stream.into_split();
-    conn.plain(buf, reader, writer, permit);
+    let codec = conn.lines();
+    conn.plain(buf, reader, codec, writer, permit);
 }
 
 /// `--require-tls` and a plain connection: `error` and `bye` `tls_required`, then close.

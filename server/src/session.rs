@@ -126,12 +126,14 @@ where
     )
 }
 
-/// [`serve_until`] for JSON lines on a plain TCP connection: its lines are written by the
-/// server's flusher, once per turn of the runtime (see `outbox::Flusher`), and its writer task
-/// steps in only when the socket is full or the session ends. Needs the flusher running
+/// [`serve_until`] for a plain TCP connection (JSON lines or WebSocket): its lines are written
+/// by the server's flusher, once per turn of the runtime (see `outbox::Flusher`), and its writer
+/// task steps in only when the socket is full or the session ends. Needs the flusher running
 /// ([`crate::run`] starts it).
-pub fn serve_plain<R>(
+#[allow(clippy::too_many_arguments)]
+pub fn serve_plain<R, C>(
     reader: R,
+    codec: C,
     writer: tokio::net::tcp::OwnedWriteHalf,
     peer: Peer,
     shared: Arc<Shared>,
@@ -141,14 +143,15 @@ pub fn serve_plain<R>(
 ) -> impl Future<Output = ()> + Send
 where
     R: AsyncRead + Unpin + Send + 'static,
+    C: Transport,
 {
-    let codec = LineCodec::new(shared.config.limits.max_line);
-    let start = move |shared: &Shared, _: Framing| {
+    let start = move |shared: &Shared, framing: Framing| {
         let socket = Arc::new(writer);
         let config = &shared.config;
         let (outbox, receiver) = direct_outbox(
             config.outbox_frames,
             config.outbox_bytes,
+            framing,
             shared.flusher.clone(),
             socket.clone(),
         );

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
-use super::{Batch, Chunk, OutboxReceiver, Queue};
+use super::{Batch, Chunk, Framing, OutboxReceiver, Queue};
 
 /// Bytes gathered into one write at most (as the writer task's chunks).
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -140,6 +140,11 @@ impl Queue {
                     return large;
                 }
                 std::mem::swap(&mut state.lines, &mut batch.lines);
+                batch.framing = if state.websocket {
+                    Framing::WebSocket
+                } else {
+                    Framing::Lines
+                };
                 // Nobody else holds lines of this queue: the bytes counted are all in them.
                 batch.bytes = (self.max_bytes - state.room_bytes) as usize;
                 // The lines stay counted (`room_bytes` is unchanged) until written.
@@ -161,14 +166,24 @@ impl Queue {
                     }
                 }
                 Some(rest) => {
-                    // Back in front of what was pushed meanwhile, still counted; the writer
-                    // task takes over.
-                    let left = rest.len() + batch.bytes;
-                    state.room_bytes += (taken - left) as u32;
-                    batch.lines.push_front(rest);
+                    // What is left of the chunk goes out first, as it is (framed already); then
+                    // the lines not yet written, in front of what was pushed meanwhile. The
+                    // writer task takes over.
+                    let mut raw = VecDeque::from([rest]);
+                    if std::mem::take(&mut batch.header_sent) {
+                        // A long line's WebSocket header is out: its payload is raw too.
+                        if let Some(line) = batch.lines.pop_front() {
+                            let payload = line.len() - usize::from(line.last() == Some(&b'\n'));
+                            raw.push_back(line.slice(..payload));
+                        }
+                    }
                     batch.lines.extend(state.lines.drain(..));
                     std::mem::swap(&mut state.lines, &mut batch.lines);
                     batch.bytes = 0;
+                    // Counted anew: what is held is what is left (framing changed the sizes).
+                    let held: usize = raw.iter().chain(&state.lines).map(Bytes::len).sum();
+                    state.raw = Some(Box::new(raw));
+                    state.room_bytes = self.max_bytes.saturating_sub(held as u32);
                     state.handed_off = true;
                     drop(state);
                     self.ready.notify_one();
@@ -223,6 +238,7 @@ fn write_now(socket: &OwnedWriteHalf, batch: &mut Batch) -> Option<Bytes> {
                 // The connection is broken: what is left is dropped, as the writer task would.
                 batch.lines.clear();
                 batch.bytes = 0;
+                batch.header_sent = false;
                 return None;
             }
         }
@@ -233,7 +249,12 @@ fn write_now(socket: &OwnedWriteHalf, batch: &mut Batch) -> Option<Bytes> {
 /// The writer task of a plain TCP session whose queue the flusher writes: it writes only when a
 /// write of the flusher's would have blocked, or when the session ends (to drain and close).
 pub async fn write_loop_direct(socket: Arc<OwnedWriteHalf>, mut receiver: OutboxReceiver) {
-    let mut batch = Batch::default();
+    let websocket = receiver.queue.lock().websocket;
+    let mut batch = Batch::new(if websocket {
+        Framing::WebSocket
+    } else {
+        Framing::Lines
+    });
     while receiver.recv_handed(&mut batch).await {
         while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
             let written = match chunk {
@@ -275,7 +296,7 @@ impl OutboxReceiver {
                 state.max_queued = self.max_frames;
                 let ended = self.queue.senders.load(Ordering::Acquire) == 0;
                 if !state.flushing && (state.handed_off || ended) {
-                    if !state.lines.is_empty() {
+                    if !state.lines.is_empty() || state.raw.is_some() {
                         state.handed_off = true;
                         state.writer_waiting = false;
                         self.take(&mut state, batch);
@@ -311,6 +332,14 @@ mod tests {
         max_frames: usize,
         max_bytes: usize,
     ) -> (Outbox, tokio::task::JoinHandle<()>, TcpStream) {
+        framed_pair(max_frames, max_bytes, Framing::Lines).await
+    }
+
+    async fn framed_pair(
+        max_frames: usize,
+        max_bytes: usize,
+        framing: Framing,
+    ) -> (Outbox, tokio::task::JoinHandle<()>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
@@ -318,7 +347,8 @@ mod tests {
         let socket = Arc::new(write);
         let flusher = Flusher::new();
         tokio::spawn(flusher.clone().run());
-        let (outbox, receiver) = direct_outbox(max_frames, max_bytes, flusher, socket.clone());
+        let (outbox, receiver) =
+            direct_outbox(max_frames, max_bytes, framing, flusher, socket.clone());
         let writer = tokio::spawn(write_loop_direct(socket, receiver));
         // The read half is dropped: a TCP read half has nothing to close.
         (outbox, writer, client.unwrap())
@@ -384,6 +414,39 @@ mod tests {
         assert!(outbox.push(line(total, len)));
         assert_eq!(read_lines(&mut peer, 1, len).await, [total]);
         assert!(!outbox.queue.lock().handed_off, "given back to the flusher");
+    }
+
+    /// The same hand-over for a WebSocket session: what the flusher could not write (part of a
+    /// gathered chunk, a long line's header without its payload) goes out as it is, so every
+    /// frame arrives whole and in order, lines of 100 KiB included.
+    #[tokio::test]
+    async fn a_full_socket_hands_framed_bytes_over_unchanged() {
+        let (outbox, _writer, mut peer) = framed_pair(100_000, 64 << 20, Framing::WebSocket).await;
+        let lines: Vec<Bytes> = (0..3000)
+            .map(|n| line(n, if n % 100 == 7 { 100_000 } else { 300 }))
+            .collect();
+        for (n, l) in lines.iter().enumerate() {
+            assert!(outbox.push(l.clone()));
+            if n % 50 == 49 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for (n, want) in lines.iter().enumerate() {
+            let mut head = [0u8; 2];
+            tokio::time::timeout(Duration::from_secs(10), peer.read_exact(&mut head))
+                .await
+                .expect("a frame arrives")
+                .unwrap();
+            assert_eq!(head[0], 0x81, "frame {n}: FIN and text");
+            let len = match head[1] {
+                126 => usize::from(peer.read_u16().await.unwrap()),
+                127 => peer.read_u64().await.unwrap() as usize,
+                short => usize::from(short),
+            };
+            let mut payload = vec![0u8; len];
+            peer.read_exact(&mut payload).await.unwrap();
+            assert_eq!(payload, want[..want.len() - 1], "frame {n}");
+        }
     }
 
     /// Lines the flusher or the writer holds still count: a reader that never reads overflows
