@@ -8,7 +8,18 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_members_see_one_order_while_several_send() {
-    let server = ServerProcess::start(&["--rate-per-sec", "0"]);
+    one_order_while_several_send(&["--rate-per-sec", "0"]).await;
+}
+
+/// The same with two runtime threads: pushes from both, the flusher on either, writer tasks
+/// taking a queue over (issue 17) while the other thread pushes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_members_see_one_order_on_two_server_threads() {
+    one_order_while_several_send(&["--rate-per-sec", "0", "--threads", "2"]).await;
+}
+
+async fn one_order_while_several_send(flags: &[&str]) {
+    let server = ServerProcess::start(flags);
     const SENDERS: usize = 4;
     const PER_SENDER: usize = 100;
     let mut listeners = Vec::new();
