@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tracing::error;
 
 use crate::effects::{Audience, Effects, Persist};
-use crate::outbox::Outbox;
+use crate::outbox::{LineRef, Outbox};
 use crate::state::{Refusal, State};
 use crate::store::StoreHandle;
 
@@ -23,8 +23,8 @@ pub trait Mailbox: Clone {
 
     /// Deliver a line that goes to many: `framed` may keep a form of it made once for all
     /// (a WebSocket frame; see [`Outbox::push_shared`]).
-    fn deliver_shared(&self, line: &Bytes, _framed: &mut Option<Bytes>) {
-        self.deliver(line.clone());
+    fn deliver_shared(&self, line: &LineRef, _framed: &mut Option<LineRef>) {
+        self.deliver(Bytes::clone(line));
     }
 }
 
@@ -35,7 +35,7 @@ impl Mailbox for Outbox {
         self.push(line);
     }
 
-    fn deliver_shared(&self, line: &Bytes, framed: &mut Option<Bytes>) {
+    fn deliver_shared(&self, line: &LineRef, framed: &mut Option<LineRef>) {
         self.push_shared(line, framed);
     }
 }
@@ -55,26 +55,27 @@ pub fn deliver<M: Mailbox>(
     if let Some(event) = event {
         // The event as a WebSocket text frame, made once if any member needs it.
         let mut framed = None;
+        let line = LineRef::new(event.line);
         match event.to {
             Audience::Room { key, except } => {
                 // A plain loop over the members' map: this is the hot loop of the server.
                 if let Some(members) = state.room_mailboxes(&key) {
                     for (id, mailbox) in members {
                         if *id != except {
-                            mailbox.deliver_shared(&event.line, &mut framed);
+                            mailbox.deliver_shared(&line, &mut framed);
                         }
                     }
                 }
             }
             Audience::User(id) => {
                 if let Some(mailbox) = state.mailbox(id) {
-                    mailbox.deliver(event.line);
+                    mailbox.deliver_shared(&line, &mut framed);
                 }
             }
             Audience::Users(ids) => {
                 for id in ids {
                     if let Some(mailbox) = state.mailbox(id) {
-                        mailbox.deliver_shared(&event.line, &mut framed);
+                        mailbox.deliver_shared(&line, &mut framed);
                     }
                 }
             }

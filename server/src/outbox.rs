@@ -23,6 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+
+/// A queued line: a reference to an encoded line, 8 bytes in a queue where a `Bytes` takes 32.
+/// A room's event is one allocation shared by every member's queue; at 1,000 queues of 100
+/// lines each, a quarter of the memory a push writes to is a quarter of the cache misses.
+pub type LineRef = Arc<Bytes>;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +82,7 @@ struct Direct {
 /// writer, which changes its share once per chunk, does the rest.
 #[derive(Debug, Default)]
 struct Pending {
-    lines: VecDeque<Bytes>,
+    lines: VecDeque<LineRef>,
     /// Bytes ready for the wire, written before `lines`: what was left of a write of the
     /// flusher's that would have blocked (a part of a chunk, already framed for WebSocket).
     /// Boxed, and only while there are some (rarely): the lock and what a push reads stay in
@@ -208,12 +213,12 @@ impl Outbox {
     /// Queue a line without waiting. Returns false if the line was not queued: the queue
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
-        self.push_with(|_| line)
+        self.push_with(|_| Arc::new(line))
     }
 
     /// [`push`](Self::push) the line `make` returns, given whether the writer frames lines for
     /// WebSocket (read under the push's own lock).
-    fn push_with(&self, make: impl FnOnce(bool) -> Bytes) -> bool {
+    fn push_with(&self, make: impl FnOnce(bool) -> LineRef) -> bool {
         let q = &*self.queue;
         let mut state = q.lock();
         if state.closed || state.overflowed {
@@ -244,10 +249,11 @@ impl Outbox {
     /// Queue a line that goes to many sessions (a room's event): as it is, or, for a WebSocket
     /// session, as a text frame made once for all of them (`framed` keeps it between calls),
     /// so that no recipient pays for framing the line again.
-    pub fn push_shared(&self, line: &Bytes, framed: &mut Option<Bytes>) -> bool {
+    pub fn push_shared(&self, line: &LineRef, framed: &mut Option<LineRef>) -> bool {
         self.push_with(|websocket| {
             if websocket {
-                let frame = framed.get_or_insert_with(|| crate::web::ws::text_frame(line));
+                let frame =
+                    framed.get_or_insert_with(|| Arc::new(crate::web::ws::text_frame(line)));
                 frame.clone()
             } else {
                 line.clone()
@@ -341,7 +347,7 @@ pub enum Framing {
 /// into for writing. The two sides trade line queues, so steady traffic allocates nothing.
 #[derive(Debug, Default)]
 pub struct Batch {
-    lines: VecDeque<Bytes>,
+    lines: VecDeque<LineRef>,
     /// Bytes ready for the wire, written before `lines` as they are (see `Pending::raw`).
     raw: VecDeque<Bytes>,
     /// Bytes in `raw` and `lines`.
@@ -392,7 +398,10 @@ impl Batch {
         let first = self.lines.front()?.len();
         if first >= max {
             self.bytes -= first;
-            return self.lines.pop_front().map(Chunk::Line);
+            return self
+                .lines
+                .pop_front()
+                .map(|l| Chunk::Line(Bytes::clone(&l)));
         }
         self.buf.clear();
         self.buf.reserve(self.bytes.min(max));
@@ -410,7 +419,7 @@ impl Batch {
     /// [`next_chunk`](Self::next_chunk) for [`Framing::WebSocket`]: each line as a text frame.
     /// A line too long for a chunk goes as two: its header, then its payload from its own buffer.
     fn next_ws_chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
-        let framed = |line: &Bytes| -> (usize, usize) {
+        let framed = |line: &[u8]| -> (usize, usize) {
             if line.first().is_some_and(|b| b & 0x80 != 0) {
                 return (0, 0);
             }

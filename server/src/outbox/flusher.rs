@@ -181,7 +181,8 @@ impl Queue {
                     std::mem::swap(&mut state.lines, &mut batch.lines);
                     batch.bytes = 0;
                     // Counted anew: what is held is what is left (framing changed the sizes).
-                    let held: usize = raw.iter().chain(&state.lines).map(Bytes::len).sum();
+                    let held: usize = raw.iter().map(Bytes::len).sum::<usize>()
+                        + state.lines.iter().map(|l| l.len()).sum::<usize>();
                     state.raw = Some(Box::new(raw));
                     state.room_bytes = self.max_bytes.saturating_sub(held as u32);
                     state.handed_off = true;

@@ -5,7 +5,7 @@ use super::*;
 async fn take(rx: &mut OutboxReceiver) -> Vec<Bytes> {
     let mut batch = Batch::default();
     assert!(rx.recv_batch(&mut batch).await);
-    batch.lines.into_iter().collect()
+    batch.lines.into_iter().map(|l| Bytes::clone(&l)).collect()
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn the_writer_ends_when_every_sender_is_gone() {
         let mut got = Vec::new();
         let mut batch = Batch::default();
         while rx.recv_batch(&mut batch).await {
-            got.extend(batch.lines.drain(..));
+            got.extend(batch.lines.drain(..).map(|l| Bytes::clone(&l)));
         }
         got
     });
@@ -190,14 +190,14 @@ async fn a_line_for_many_is_framed_once_for_websocket_sessions() {
     let (ws, mut ws_rx) = framed_outbox(10, 1000, Framing::WebSocket);
     let (ws2, mut ws2_rx) = framed_outbox(10, 1000, Framing::WebSocket);
     let (tcp, mut tcp_rx) = outbox(10, 1000);
-    let line = Bytes::from_static(b"{\"type\":\"message\"}\n");
+    let line = LineRef::new(Bytes::from_static(b"{\"type\":\"message\"}\n"));
     let mut framed = None;
     assert!(ws.push_shared(&line, &mut framed));
     assert!(tcp.push_shared(&line, &mut framed));
     assert!(ws2.push_shared(&line, &mut framed));
     let frame = framed.expect("framed for the WebSocket sessions");
     assert_eq!(&frame[..], &b"\x81\x12{\"type\":\"message\"}"[..]);
-    assert_eq!(take(&mut tcp_rx).await, [line]);
+    assert_eq!(take(&mut tcp_rx).await, [Bytes::clone(&line)]);
     for rx in [&mut ws_rx, &mut ws2_rx] {
         let got = take(rx).await;
         assert_eq!(
@@ -207,13 +207,13 @@ async fn a_line_for_many_is_framed_once_for_websocket_sessions() {
         );
         // The writer sends it as it is.
         let mut batch = Batch::new(Framing::WebSocket);
-        batch.lines.extend(got);
+        batch.lines.extend(got.into_iter().map(LineRef::new));
         batch.bytes = frame.len();
         let chunk = match batch.next_chunk(64 * 1024) {
             Some(Chunk::Gathered(b)) => b.to_vec(),
             Some(Chunk::Line(b)) => b.to_vec(),
             None => panic!("a chunk"),
         };
-        assert_eq!(chunk, frame);
+        assert_eq!(chunk, frame[..]);
     }
 }
