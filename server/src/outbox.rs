@@ -45,9 +45,6 @@ pub struct Outbox {
 #[derive(Debug)]
 pub struct OutboxReceiver {
     queue: Arc<Queue>,
-    /// The bounds, which the queue keeps only as the room left under them.
-    max_frames: u32,
-    max_bytes: u32,
 }
 
 // Aligned so that a push, which is made once per recipient of every message, touches one cache
@@ -172,11 +169,7 @@ fn make(
         Outbox {
             queue: queue.clone(),
         },
-        OutboxReceiver {
-            queue,
-            max_frames,
-            max_bytes,
-        },
+        OutboxReceiver { queue },
     )
 }
 
@@ -213,7 +206,9 @@ impl Outbox {
     /// Queue a line without waiting. Returns false if the line was not queued: the queue
     /// overflowed (now or before) or the writer is gone.
     pub fn push(&self, line: Bytes) -> bool {
-        self.push_with(|_| Arc::new(line))
+        // Allocated before the lock is taken, not while it is held.
+        let line = Arc::new(line);
+        self.push_with(|_| line)
     }
 
     /// [`push`](Self::push) the line `make` returns, given whether the writer frames lines for
@@ -286,7 +281,7 @@ impl OutboxReceiver {
                     return true;
                 }
                 batch.counted_frames = 0;
-                state.max_queued = self.max_frames;
+                state.max_queued = self.queue.max_frames;
                 if self.queue.senders.load(Ordering::Acquire) == 0 {
                     return false;
                 }
@@ -306,9 +301,9 @@ impl OutboxReceiver {
         }
         // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
         batch.counted_frames = batch.lines.len() as u32;
-        batch.counted_bytes = self.max_bytes - state.room_bytes;
+        batch.counted_bytes = self.queue.max_bytes - state.room_bytes;
         batch.bytes = batch.counted_bytes as usize;
-        state.max_queued = self.max_frames - batch.counted_frames;
+        state.max_queued = self.queue.max_frames - batch.counted_frames;
     }
 
     /// The chunk last taken from `batch` has been written: its lines stop counting against the
@@ -323,7 +318,7 @@ impl OutboxReceiver {
         // What is left of the batch goes on counting. (It fits in `u32`s: it was counted so.)
         let (frames, bytes) = (batch.lines.len() as u32, batch.bytes as u32);
         let mut state = self.queue.lock();
-        state.max_queued = self.max_frames - frames;
+        state.max_queued = self.queue.max_frames - frames;
         state.room_bytes += batch.counted_bytes - bytes;
         drop(state);
         (batch.counted_frames, batch.counted_bytes) = (frames, bytes);

@@ -294,7 +294,7 @@ impl OutboxReceiver {
                 let mut state = self.queue.lock();
                 state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 batch.counted_frames = 0;
-                state.max_queued = self.max_frames;
+                state.max_queued = self.queue.max_frames;
                 let ended = self.queue.senders.load(Ordering::Acquire) == 0;
                 if !state.flushing && (state.handed_off || ended) {
                     if !state.lines.is_empty() || state.raw.is_some() {

@@ -29,8 +29,8 @@ async fn bounded_by_frames_and_bytes() {
 fn held(rx: &OutboxReceiver) -> (usize, usize) {
     let state = rx.queue.lock();
     (
-        state.lines.len() + (rx.max_frames - state.max_queued) as usize,
-        (rx.max_bytes - state.room_bytes) as usize,
+        state.lines.len() + (rx.queue.max_frames - state.max_queued) as usize,
+        (rx.queue.max_bytes - state.room_bytes) as usize,
     )
 }
 
