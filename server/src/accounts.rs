@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use crate::outbox::Alarms;
 use crate::state::{Refusal, SessionId};
 use crate::store::private_file;
 
@@ -220,11 +221,12 @@ fn now_ms() -> u64 {
 }
 
 /// A registered session's handles, for a `hello` that takes its nick over: `kick` ends it
-/// (`bye replaced`), `gone` says it has left the chat.
-#[derive(Debug, Clone, Default)]
-pub struct Live {
-    pub kick: CancellationToken,
-    pub gone: CancellationToken,
+/// (`bye replaced`), `gone` says it has left the chat (made only when someone waits for it:
+/// nothing is allocated per session for this rare case).
+#[derive(Debug)]
+struct Live {
+    kick: Alarms,
+    gone: Option<CancellationToken>,
 }
 
 /// Why the accounts file could not be read at start.
@@ -373,23 +375,24 @@ impl Accounts {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Record a registered session's handles.
-    pub fn arrived(&self, id: SessionId, live: Live) {
-        self.live().insert(id, live);
+    /// Record a registered session, and how to end it.
+    pub fn arrived(&self, id: SessionId, kick: Alarms) {
+        self.live().insert(id, Live { kick, gone: None });
     }
 
     /// The session left the chat: whoever waits for it may go on.
     pub fn left(&self, id: SessionId) {
-        if let Some(live) = self.live().remove(&id) {
-            live.gone.cancel();
+        if let Some(gone) = self.live().remove(&id).and_then(|live| live.gone) {
+            gone.cancel();
         }
     }
 
     /// End session `id` (`bye replaced`); what to wait on until it has left, if it is there.
     pub fn kick(&self, id: SessionId) -> Option<CancellationToken> {
-        let live = self.live().get(&id).cloned()?;
-        live.kick.cancel();
-        Some(live.gone)
+        let mut live = self.live();
+        let live = live.get_mut(&id)?;
+        live.kick.replace();
+        Some(live.gone.get_or_insert_with(CancellationToken::new).clone())
     }
 }
 

@@ -22,7 +22,6 @@ use lanchat_protocol::{
 use subtle::ConstantTimeEq;
 use tracing::info;
 
-use crate::accounts::Live;
 use crate::admission::{Permit, Source};
 use crate::budget::{Budget, Budgets};
 use crate::chat::{deliver, Chat};
@@ -71,10 +70,10 @@ pub enum Step {
     End(End),
     /// Bring a room back from disk, then hand the answer to [`Client::resume`]: the request
     /// names a room that is not held in memory, and the server has a data directory.
-    Load(Pending),
+    Load(Box<Pending>),
     /// Run an accounts job (hash, verify, wait for a replaced session, save), then hand its
     /// result to [`Client::account_done`].
-    Account(Job),
+    Account(Box<Job>),
 }
 
 mod accounts;
@@ -112,8 +111,6 @@ pub struct Client {
     /// What room-mates are told when this client goes; `None` tells them nothing. Starts as
     /// "connection lost" so that any exit path not named in [`Client::end`] is reported as such.
     quit_reason: Option<String>,
-    /// This session's handles for a `hello` that takes its nick over (see [`crate::accounts`]).
-    live: Live,
     /// The folded nick whose secret this session has just proved, while its request is re-run.
     proven: Option<String>,
     /// The session that held the nick was told to leave: do not tell it again.
@@ -156,7 +153,6 @@ impl Client {
             nick_key: String::new(),
             quit_reason: Some("connection lost".into()),
             shared,
-            live: Live::default(),
             proven: None,
             replaced: false,
         }
@@ -179,11 +175,6 @@ impl Client {
 
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
-    }
-
-    /// Cancelled when a `hello` with this session's nick and secret takes the nick over.
-    pub fn replaced_token(&self) -> tokio_util::sync::CancellationToken {
-        self.live.kick.clone()
     }
 
     fn push(&self, frame: &ServerFrame) {
@@ -324,11 +315,11 @@ impl Client {
         };
         match turn.command(re.as_ref(), command, now) {
             Ok(Outcome::Done(end)) => end.into(),
-            Ok(Outcome::Load { room_key, command }) => Step::Load(Pending {
+            Ok(Outcome::Load { room_key, command }) => Step::Load(Box::new(Pending {
                 room_key,
                 re,
                 command,
-            }),
+            })),
             Err(refused) => self.refused(re, refused, now).into(),
         }
     }
@@ -443,7 +434,7 @@ impl Client {
                     .force(source, &nick_key, 1.0, now);
                 self.registered = Some(who);
                 self.nick_key = nick_key;
-                self.shared.accounts.arrived(self.id, self.live.clone());
+                self.shared.accounts.arrived(self.id, self.outbox.alarms());
                 Step::Next
             }
             Err(refusal) => self.error(re, refusal, now).into(),

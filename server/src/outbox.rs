@@ -30,10 +30,10 @@ use bytes::Bytes;
 pub type LineRef = Arc<Bytes>;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinHandle;
 
 mod flusher;
-pub use flusher::{write_loop_direct, Flusher};
+pub use flusher::Flusher;
 
 /// The sending side; cheap to clone (one per room the session is in).
 #[derive(Debug)]
@@ -57,8 +57,10 @@ struct Queue {
     ready: Notify,
     /// Live `Outbox` handles; at zero the writer drains what is left and ends.
     senders: AtomicUsize,
-    /// Wakes the session once, when the queue overflows (it then aborts the writer).
-    overflowed: CancellationToken,
+    /// Wakes the session when it must end for a reason others found (see [`Alarm`]): the
+    /// queue overflowed, or another connection took its nick over. One `Notify` inline rather
+    /// than a cancellation token each: nothing allocated per session, one waiter to poll.
+    alarm: Notify,
     /// A plain TCP session's socket and the flusher that writes to it (see [`Flusher`]);
     /// `None` for a session whose writer task does all the writing.
     direct: Option<Direct>,
@@ -67,11 +69,13 @@ struct Queue {
     max_bytes: u32,
 }
 
-/// What the flusher needs to write a queue out without its writer task.
+/// What the flusher needs to write a queue out, and the task that takes over when a write
+/// would block (spawned then, not before: an idle session has no writer task).
 #[derive(Debug)]
 struct Direct {
     flusher: Arc<Flusher>,
-    socket: Arc<OwnedWriteHalf>,
+    socket: OwnedWriteHalf,
+    handed: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the lock guards: the queued lines, the room left under the bounds, and the flags.
@@ -106,6 +110,8 @@ struct Pending {
     closed: bool,
     /// A push failed for lack of room; no push succeeds after that.
     overflowed: bool,
+    /// Another connection took this session's nick over (`bye replaced`).
+    replaced: bool,
 }
 
 /// Make a queue holding at most `max_frames` lines and `max_bytes` bytes.
@@ -124,21 +130,21 @@ pub fn framed_outbox(
 }
 
 /// [`outbox`] for a plain TCP session: `flusher` writes what is queued straight to `socket`,
-/// once per turn of the runtime, and the writer task ([`write_loop_direct`]) takes over only
-/// when a write would block, or to drain and close.
+/// once per turn of the runtime; a task is spawned to take over only when a write would block,
+/// and the session drains the rest itself when it ends ([`OutboxReceiver::drain`]).
 pub fn direct_outbox(
     max_frames: usize,
     max_bytes: usize,
     framing: Framing,
     flusher: Arc<Flusher>,
-    socket: Arc<OwnedWriteHalf>,
+    socket: OwnedWriteHalf,
 ) -> (Outbox, OutboxReceiver) {
-    make(
-        max_frames,
-        max_bytes,
-        Some(Direct { flusher, socket }),
-        framing,
-    )
+    let direct = Direct {
+        flusher,
+        socket,
+        handed: Mutex::new(None),
+    };
+    make(max_frames, max_bytes, Some(direct), framing)
 }
 
 fn make(
@@ -160,7 +166,7 @@ fn make(
         }),
         ready: Notify::new(),
         senders: AtomicUsize::new(1),
-        overflowed: CancellationToken::new(),
+        alarm: Notify::new(),
         direct,
         max_frames,
         max_bytes,
@@ -180,7 +186,49 @@ impl Queue {
     }
 
     fn overflow(&self) {
-        self.overflowed.cancel();
+        self.alarm.notify_one();
+    }
+}
+
+/// Why others want a session to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// Its queue overflowed: a slow consumer.
+    SlowConsumer,
+    /// A `hello` with its nick and secret took the nick over.
+    Replaced,
+}
+
+/// A handle on a session's alarms, which does not count as a sender (the session can end
+/// while others hold one).
+#[derive(Debug, Clone)]
+pub struct Alarms {
+    queue: Arc<Queue>,
+}
+
+impl Alarms {
+    /// Tell the session that another connection took its nick over.
+    pub fn replace(&self) {
+        self.queue.lock().replaced = true;
+        self.queue.alarm.notify_one();
+    }
+
+    /// Completes when an alarm may have gone off since the last one was seen (a permit is kept
+    /// for a future made later): then [`Alarms::raised`] says which.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.queue.alarm.notified()
+    }
+
+    /// The alarm raised, if any; a slow consumer first.
+    pub fn raised(&self) -> Option<Alarm> {
+        let state = self.queue.lock();
+        if state.overflowed {
+            Some(Alarm::SlowConsumer)
+        } else if state.replaced {
+            Some(Alarm::Replaced)
+        } else {
+            None
+        }
     }
 }
 
@@ -256,9 +304,12 @@ impl Outbox {
         })
     }
 
-    /// Cancelled once a push has failed for lack of room: the session ends as a slow consumer.
-    pub fn overflow_token(&self) -> CancellationToken {
-        self.queue.overflowed.clone()
+    /// The session's alarms: a push that failed for lack of room raises one (the session ends
+    /// as a slow consumer).
+    pub fn alarms(&self) -> Alarms {
+        Alarms {
+            queue: self.queue.clone(),
+        }
     }
 }
 
@@ -295,15 +346,7 @@ impl OutboxReceiver {
 
     /// Move everything queued into `batch`, which goes on counting it against the bounds.
     fn take(&self, state: &mut Pending, batch: &mut Batch) {
-        std::mem::swap(&mut state.lines, &mut batch.lines);
-        if let Some(raw) = state.raw.take() {
-            batch.raw.extend(*raw);
-        }
-        // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
-        batch.counted_frames = batch.lines.len() as u32;
-        batch.counted_bytes = self.queue.max_bytes - state.room_bytes;
-        batch.bytes = batch.counted_bytes as usize;
-        state.max_queued = self.queue.max_frames - batch.counted_frames;
+        self.queue.take(state, batch);
     }
 
     /// The chunk last taken from `batch` has been written: its lines stop counting against the
@@ -312,13 +355,33 @@ impl OutboxReceiver {
     /// back in the lock it takes anyway (so a batch of one chunk, the usual case, costs one
     /// lock, as it did before the writer's share was counted).
     pub fn written(&self, batch: &mut Batch) {
+        self.queue.written(batch);
+    }
+}
+
+impl Queue {
+    /// Move everything queued into `batch`, which goes on counting it against the bounds.
+    fn take(&self, state: &mut Pending, batch: &mut Batch) {
+        std::mem::swap(&mut state.lines, &mut batch.lines);
+        if let Some(raw) = state.raw.take() {
+            batch.raw.extend(*raw);
+        }
+        // (`lines.len()` fits: it was at most `max_queued`, a `u32`.)
+        batch.counted_frames = batch.lines.len() as u32;
+        batch.counted_bytes = self.max_bytes - state.room_bytes;
+        batch.bytes = batch.counted_bytes as usize;
+        state.max_queued = self.max_frames - batch.counted_frames;
+    }
+
+    /// See [`OutboxReceiver::written`].
+    fn written(&self, batch: &mut Batch) {
         if batch.lines.is_empty() {
             return;
         }
         // What is left of the batch goes on counting. (It fits in `u32`s: it was counted so.)
         let (frames, bytes) = (batch.lines.len() as u32, batch.bytes as u32);
-        let mut state = self.queue.lock();
-        state.max_queued = self.queue.max_frames - frames;
+        let mut state = self.lock();
+        state.max_queued = self.max_frames - frames;
         state.room_bytes += batch.counted_bytes - bytes;
         drop(state);
         (batch.counted_frames, batch.counted_bytes) = (frames, bytes);

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::admission::Permit;
-use crate::session::{self, Transport};
+use crate::session::{self, Ready, Transport};
 use crate::tls::{Tls, HANDSHAKE_RECORD};
 use crate::web::{self, ws::WsCodec};
 use crate::{Peer, Shared};
@@ -46,7 +46,7 @@ impl Conn {
     /// Start the session on its own task, `prefix` (bytes already read) first.
     fn session<R, C, W>(self, prefix: BytesMut, reader: R, codec: C, writer: W, permit: Permit)
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: Ready,
         C: Transport,
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -137,6 +137,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<R: Ready> Ready for Prefixed<R> {
+    const WAITS: bool = R::WAITS;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.prefix {
+            Some(_) => Poll::Ready(()),
+            None => self.inner.poll_ready(cx),
+        }
     }
 }
 

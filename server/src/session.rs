@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,7 +21,7 @@ use crate::admission::Permit;
 use crate::dispatch::{Client, End, Step};
 use crate::logsafe;
 use crate::outbox::{
-    direct_outbox, framed_outbox, write_loop_direct, Batch, Chunk, Framing, Outbox, OutboxReceiver,
+    direct_outbox, framed_outbox, Alarm, Batch, Chunk, Framing, Outbox, OutboxReceiver,
 };
 use crate::store::RoomLoad;
 use crate::{Peer, Shared};
@@ -70,7 +71,7 @@ pub fn serve<R, W>(
     permit: Permit,
 ) -> impl Future<Output = ()> + Send
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: Ready,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let hello_deadline = Instant::now() + shared.config.hello_timeout;
@@ -105,14 +106,15 @@ pub fn serve_until<R, C, W>(
     hello_deadline: Instant,
 ) -> impl Future<Output = ()> + Send
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: Ready,
     C: Transport,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let start = move |shared: &Shared, framing: Framing| {
         let config = &shared.config;
         let (outbox, receiver) = framed_outbox(config.outbox_frames, config.outbox_bytes, framing);
-        (outbox, tokio::spawn(write_loop(writer, receiver, framing)))
+        let task = tokio::spawn(write_loop(writer, receiver, framing));
+        (outbox, Writer::Task(task))
     };
     session(
         reader,
@@ -127,9 +129,9 @@ where
 }
 
 /// [`serve_until`] for a plain TCP connection (JSON lines or WebSocket): its lines are written
-/// by the server's flusher, once per turn of the runtime (see `outbox::Flusher`), and its writer
-/// task steps in only when the socket is full or the session ends. Needs the flusher running
-/// ([`crate::run`] starts it).
+/// by the server's flusher, once per turn of the runtime (see `outbox::Flusher`); a writer task
+/// exists only while the socket is full, and the session drains what is left when it ends.
+/// Needs the flusher running ([`crate::run`] starts it).
 #[allow(clippy::too_many_arguments)]
 pub fn serve_plain<R, C>(
     reader: R,
@@ -142,20 +144,19 @@ pub fn serve_plain<R, C>(
     hello_deadline: Instant,
 ) -> impl Future<Output = ()> + Send
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: Ready,
     C: Transport,
 {
     let start = move |shared: &Shared, framing: Framing| {
-        let socket = Arc::new(writer);
         let config = &shared.config;
         let (outbox, receiver) = direct_outbox(
             config.outbox_frames,
             config.outbox_bytes,
             framing,
             shared.flusher.clone(),
-            socket.clone(),
+            writer,
         );
-        (outbox, tokio::spawn(write_loop_direct(socket, receiver)))
+        (outbox, Writer::Direct(receiver))
     };
     session(
         reader,
@@ -169,10 +170,22 @@ where
     )
 }
 
+/// Who writes a session's socket, as the session sees it when it ends.
+enum Writer {
+    /// Its own writer task (TLS, Unix sockets).
+    Task(tokio::task::JoinHandle<()>),
+    /// The server's flusher, and a task only while the socket is full: the session drains
+    /// what is left itself.
+    Direct(OutboxReceiver),
+}
+
 /// The body of a session, whichever its transport and however its lines are written: `start`
-/// makes its outbox and spawns the task that writes it.
+/// makes its outbox and whatever writes it.
+///
+/// The session's parts are made here, before the future: an `async` body keeps a slot for each
+/// argument it moves into something else, and every connected client holds one such future.
 #[allow(clippy::too_many_arguments)]
-async fn session<R, C, S>(
+fn session<R, C, S>(
     reader: R,
     mut codec: C,
     start: S,
@@ -181,42 +194,56 @@ async fn session<R, C, S>(
     shutdown: CancellationToken,
     permit: Permit,
     hello_deadline: Instant,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
+) -> impl Future<Output = ()> + Send
+where
+    R: Ready,
     C: Transport,
-    S: FnOnce(&Shared, Framing) -> (Outbox, tokio::task::JoinHandle<()>),
+    S: FnOnce(&Shared, Framing) -> (Outbox, Writer),
 {
     let (outbox, writer) = start(&shared, codec.framing());
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 
     codec.attach(&outbox);
-    let mut reader = FramedRead::with_capacity(reader, codec, READ_BUFFER);
+    // No read buffer before the first bytes if the reader can wait for them without one.
+    let capacity = if R::WAITS { 0 } else { READ_BUFFER };
+    let mut reader = FramedRead::with_capacity(reader, codec, capacity);
     let mut client = Client::new(id, peer, permit, shared.clone(), outbox);
-    let end = run(&mut client, &mut reader, &shared, &shutdown, hello_deadline).await;
-    let linger = matches!(end, End::Quit(..) | End::Bye(..));
-    let slow = matches!(end, End::SlowConsumer);
-    let reason = end.describe();
-    match client.nick() {
-        Some(nick) => info!(%peer, %nick, %reason, "disconnected"),
-        None => debug!(%peer, %reason, "disconnected before hello"),
+    async move {
+        let end = run(&mut client, &mut reader, &shared, &shutdown, hello_deadline).await;
+        let linger = matches!(end, End::Quit(..) | End::Bye(..));
+        let slow = matches!(end, End::SlowConsumer);
+        let reason = end.describe();
+        match client.nick() {
+            Some(nick) => info!(%peer, %nick, %reason, "disconnected"),
+            None => debug!(%peer, %reason, "disconnected before hello"),
+        }
+        // Leaving the state drops every other handle on the outbox, so the writer drains what is
+        // queued (the bye included) and finishes.
+        // The connection keeps its slot until the socket is closed (below), not just until it left.
+        let permit = client.take_permit();
+        drop(client);
+        reader.decoder_mut().finish(&end);
+        let grace = shared.config.shutdown_grace;
+        // A slow consumer's writer may be stuck on a full socket: stop it now.
+        match writer {
+            Writer::Task(mut task) => {
+                if slow || tokio::time::timeout(grace, &mut task).await.is_err() {
+                    task.abort();
+                }
+            }
+            Writer::Direct(mut receiver) => {
+                if !slow {
+                    let _ = tokio::time::timeout(grace, receiver.drain()).await;
+                }
+                receiver.abort_writer();
+            }
+        }
+        if linger {
+            self::linger(reader.get_mut()).await;
+        }
+        drop(permit);
     }
-    // Leaving the state drops every other handle on the outbox, so the writer drains what is
-    // queued (the bye included) and finishes.
-    // The connection keeps its slot until the socket is closed (below), not just until it left.
-    let permit = client.take_permit();
-    drop(client);
-    reader.decoder_mut().finish(&end);
-    let grace = shared.config.shutdown_grace;
-    let mut writer = writer;
-    // A slow consumer's writer may be stuck on a full socket: stop it now.
-    if slow || tokio::time::timeout(grace, &mut writer).await.is_err() {
-        writer.abort();
-    }
-    if linger {
-        self::linger(reader.get_mut()).await;
-    }
-    drop(permit);
 }
 
 /// After a bye, read and discard for at most [`LINGER`] (or until the peer closes), so that the
@@ -262,20 +289,70 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-/// Size the read buffer for the next read, given the lines the last wake-up found. An
-/// interactive session (a line at a time) keeps the small initial buffer; one whose reads
-/// come in full (a bot, a bridge, a busy sender) gets a large one, so that a read takes
-/// hundreds of lines rather than a few. It shrinks back once that session goes quiet.
-fn size_read_buffer(buf: &mut BytesMut, lines: usize) {
+/// Size the read buffer for the next read, given the lines the last wake-up found. A session
+/// whose reads come in full (a bot, a bridge, a busy sender) gets a large one, so that a read
+/// takes hundreds of lines rather than a few; an interactive one (a line at a time) gives its
+/// buffer back when it is empty, if its reader can wait for bytes without one (`lazy`: see
+/// [`Ready`]), or else keeps a small one.
+fn size_read_buffer(buf: &mut BytesMut, lines: usize, lazy: bool) {
     if lines >= BUSY_LINES {
         buf.reserve(READ_BUFFER_BUSY);
+    } else if buf.is_empty() && lazy {
+        *buf = BytesMut::new();
     } else if buf.is_empty() && buf.capacity() > READ_BUFFER {
         *buf = BytesMut::with_capacity(READ_BUFFER);
     }
 }
 
+/// The next line: once the reader has bytes (see [`Ready`]), with a read buffer for them.
+async fn next_line<R: Ready, C: Transport>(
+    reader: &mut FramedRead<R, C>,
+) -> Option<std::io::Result<Line>> {
+    if R::WAITS && reader.read_buffer().is_empty() {
+        let io = reader.get_mut();
+        std::future::poll_fn(move |cx| io.poll_ready(cx)).await;
+    }
+    // Reserved here, not left to the codec's reader: from an empty buffer it reads 8 bytes at a
+    // time, growing it one doubling per read.
+    reader.read_buffer_mut().reserve(READ_BUFFER);
+    reader.next().await
+}
+
+/// A reader that can wait until it has bytes without a buffer to read them into, so that an
+/// idle session holds none (issue 17: memory per idle client). Those that cannot keep a small
+/// buffer.
+pub trait Ready: AsyncRead + Unpin + Send + 'static {
+    /// [`Ready::poll_ready`] waits for bytes; else it is ready at once.
+    const WAITS: bool = false;
+
+    /// Ready when a read may find bytes (or the end, or an error). A poll, not a future: it
+    /// uses the socket's own reader slot, so waiting costs the session nothing.
+    fn poll_ready(&self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+impl Ready for tokio::net::tcp::OwnedReadHalf {
+    const WAITS: bool = true;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // An error is for the read to find.
+        self.as_ref().poll_read_ready(cx).map(|_| ())
+    }
+}
+
+impl Ready for tokio::net::unix::OwnedReadHalf {
+    const WAITS: bool = true;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.as_ref().poll_read_ready(cx).map(|_| ())
+    }
+}
+
+impl<T: AsyncRead + Send + 'static> Ready for tokio::io::ReadHalf<T> {}
+
 /// The connection loop of one session: lines in, timers, shutdown.
-async fn run<R: AsyncRead + Unpin, C: Transport>(
+async fn run<R: Ready, C: Transport>(
     client: &mut Client,
     reader: &mut FramedRead<R, C>,
     shared: &Shared,
@@ -289,28 +366,28 @@ async fn run<R: AsyncRead + Unpin, C: Transport>(
     let timer = tokio::time::sleep_until(hello_deadline);
     tokio::pin!(timer);
     // Made once, not per line: each of these takes locks when it is created and dropped.
-    let overflow = client.outbox().overflow_token();
-    let overflowed = overflow.cancelled();
-    tokio::pin!(overflowed);
+    let alarms = client.outbox().alarms();
+    let alarm = alarms.notified();
+    tokio::pin!(alarm);
     let shutting_down = shutdown.cancelled();
     tokio::pin!(shutting_down);
-    let replaced_token = client.replaced_token();
-    let replaced = replaced_token.cancelled();
-    tokio::pin!(replaced);
     let end = 'session: loop {
         tokio::select! {
             biased;
-            _ = &mut overflowed => break End::SlowConsumer,
+            _ = &mut alarm => {
+                match alarms.raised() {
+                    Some(Alarm::SlowConsumer) => break End::SlowConsumer,
+                    Some(Alarm::Replaced) => break End::Bye(
+                        ByeReason::Replaced,
+                        "another connection said hello with this nick's secret".into(),
+                    ),
+                    None => alarm.set(alarms.notified()),
+                }
+            }
             _ = &mut shutting_down => {
                 break End::Bye(ByeReason::ShuttingDown, "the server is shutting down".into())
             }
-            _ = &mut replaced => {
-                break End::Bye(
-                    ByeReason::Replaced,
-                    "another connection said hello with this nick's secret".into(),
-                )
-            }
-            item = reader.next() => {
+            item = next_line(reader) => {
                 // One clock read per wake-up: the lines drained below arrived together.
                 last_heard = Instant::now();
                 let now = last_heard.into_std();
@@ -328,8 +405,9 @@ async fn run<R: AsyncRead + Unpin, C: Transport>(
                     loop {
                         step = match step {
                             Step::Load(pending) => {
-                                let load = load_room(shared, &pending.room_key).await;
-                                client.resume(pending, load, now)
+                                // Boxed: rare, and the session future stays small.
+                                let load = Box::pin(load_room(shared, &pending.room_key)).await;
+                                client.resume(*pending, load, now)
                             }
                             Step::Account(job) => {
                                 // Boxed: rare, and the session future stays small.
@@ -353,7 +431,7 @@ async fn run<R: AsyncRead + Unpin, C: Transport>(
                     match reader.next().now_or_never() {
                         Some(next) => item = next,
                         None => {
-                            size_read_buffer(reader.read_buffer_mut(), n);
+                            size_read_buffer(reader.read_buffer_mut(), n, R::WAITS);
                             break;
                         }
                     }
@@ -448,9 +526,9 @@ mod tests {
     use super::*;
 
     /// Every connected client holds one session future: keep it small (idle memory target of
-    /// 8 KiB per client, BENCHMARKS.md). A 4 KiB array held across an await once hid here.
-    #[test]
-    fn session_future_stays_small() {
+    /// 2.5 KiB per client, BENCHMARKS.md). A 4 KiB array held across an await once hid here.
+    #[tokio::test]
+    async fn session_future_stays_small() {
         let shared = crate::Shared::new(crate::Config::default());
         let (a, _b) = tokio::io::duplex(64);
         let (r, w) = tokio::io::split(a);
@@ -462,10 +540,39 @@ mod tests {
         eprintln!("session future: {size} bytes");
     }
 
+    /// The session most clients have: JSON lines over plain TCP, written by the flusher.
+    #[tokio::test]
+    async fn plain_tcp_session_future_stays_small() {
+        let shared = crate::Shared::new(crate::Config::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (r, w) = listener.accept().await.unwrap().0.into_split();
+        let r = crate::port::Prefixed::new(b"", r);
+        let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
+        let codec = LineCodec::new(1024);
+        let token = CancellationToken::new();
+        let deadline = Instant::now();
+        let fut = serve_plain(
+            r,
+            codec,
+            w,
+            Peer(None),
+            shared.clone(),
+            token,
+            permit,
+            deadline,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1280, "plain TCP session future is {size} bytes");
+        eprintln!("plain TCP session future: {size} bytes");
+    }
+
     /// The same for a WebSocket session, whose reader is the upgrade's left-over bytes chained
     /// before the socket (see port.rs).
-    #[test]
-    fn websocket_session_future_stays_small() {
+    #[tokio::test]
+    async fn websocket_session_future_stays_small() {
         let shared = crate::Shared::new(crate::Config::default());
         let (a, _b) = tokio::io::duplex(64);
         let (r, w) = tokio::io::split(a);

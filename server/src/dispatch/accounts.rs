@@ -156,10 +156,10 @@ impl Client {
                 if let Err(refused) = charge(&self.nick_key, REGISTER_TOKENS) {
                     return Err(self.refused(re.cloned(), refused, now).into());
                 }
-                Err(Step::Account(Job::Hash {
+                Err(Step::Account(Box::new(Job::Hash {
                     re: re.cloned(),
                     secret,
-                }))
+                })))
             }
             Command::Unregister {} => {
                 if let Err(refused) = charge(&self.nick_key, 1.0) {
@@ -175,10 +175,10 @@ impl Client {
                     }
                 };
                 match removed {
-                    Ok(nick) => Err(Step::Account(Job::Save {
+                    Ok(nick) => Err(Step::Account(Box::new(Job::Save {
                         re: re.cloned(),
                         data: ReplyData::Unregister { nick },
-                    })),
+                    }))),
                     Err(nick) => {
                         let refusal = (
                             ErrorCode::NoSuchNick,
@@ -200,13 +200,15 @@ impl Client {
                     Err(Gate::Refused(refused)) => {
                         Err(self.refused(re.cloned(), refused, now).into())
                     }
-                    Err(Gate::Verify { secret, hash, key }) => Err(Step::Account(Job::Verify {
-                        re: re.cloned(),
-                        secret: secret.clone(),
-                        hash,
-                        key,
-                        then: then(Some(secret)),
-                    })),
+                    Err(Gate::Verify { secret, hash, key }) => {
+                        Err(Step::Account(Box::new(Job::Verify {
+                            re: re.cloned(),
+                            secret: secret.clone(),
+                            hash,
+                            key,
+                            then: then(Some(secret)),
+                        })))
+                    }
                 }
             }
             other => Ok(other),
@@ -242,13 +244,13 @@ impl Client {
                     password,
                     secret: Some(secret.clone()),
                 };
-                return Err(Step::Account(Job::Verify {
+                return Err(Step::Account(Box::new(Job::Verify {
                     re: re.cloned(),
                     secret,
                     hash,
                     key,
                     then: Command::Hello(hello),
-                }));
+                })));
             }
         };
         let hello = Hello {
@@ -264,11 +266,11 @@ impl Client {
             let holder = self.shared.chat.lock().nick_holder(&hello.nick);
             if let Some(gone) = holder.and_then(|old| self.shared.accounts.kick(old)) {
                 info!(peer = %self.peer, nick = %hello.nick, "nick taken over with its secret");
-                return Err(Step::Account(Job::Replace {
+                return Err(Step::Account(Box::new(Job::Replace {
                     re: re.cloned(),
                     hello,
                     gone,
-                }));
+                })));
             }
         }
         Ok(hello)
@@ -376,13 +378,13 @@ impl Client {
                     inserted.map(|()| nick)
                 };
                 match inserted {
-                    Ok(nick) => Step::Account(Job::Save {
+                    Ok(nick) => Step::Account(Box::new(Job::Save {
                         re,
                         data: ReplyData::Register {
                             nick,
                             persistent: false,
                         },
-                    }),
+                    })),
                     Err(refusal) => self.error(re, refusal, now).into(),
                 }
             }

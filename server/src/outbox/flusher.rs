@@ -12,8 +12,10 @@
 //! non-blocking write from the flusher itself (no task woken per session). The busier the server,
 //! the longer a turn and the more a write carries; an idle server writes a lone line at once.
 //!
-//! A write that would block (a reader that is behind) hands the queue to the session's writer
-//! task, which waits for the socket and writes until the queue is empty, then gives it back.
+//! A write that would block (a reader that is behind) hands the queue to a writer task spawned
+//! for it, which waits for the socket and writes until the queue is empty, gives the queue back
+//! and ends. An idle session has no writer task at all; when it ends, the session drains what
+//! is left itself ([`OutboxReceiver::drain`]).
 //! Everything else is as before: one writer at a time per queue, lines in order, the same
 //! bounds (lines the flusher holds count until written), slow consumers dropped by the push.
 
@@ -26,7 +28,7 @@ use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
-use super::{Batch, Chunk, Framing, OutboxReceiver, Queue};
+use super::{Batch, Chunk, Framing, OutboxReceiver, Pending, Queue};
 
 /// Bytes gathered into one write at most (as the writer task's chunks).
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -116,7 +118,7 @@ impl Flusher {
 impl Queue {
     /// Write out what is queued, from the flusher, without blocking. True when the queue is
     /// left with a line buffer over [`LINES_KEPT`], for [`Queue::trim`] to look at next pass.
-    fn flush(&self, batch: &mut Batch) -> bool {
+    fn flush(self: &Arc<Self>, batch: &mut Batch) -> bool {
         let Some(direct) = &self.direct else {
             return false;
         };
@@ -187,7 +189,10 @@ impl Queue {
                     state.room_bytes = self.max_bytes.saturating_sub(held as u32);
                     state.handed_off = true;
                     drop(state);
-                    self.ready.notify_one();
+                    // A finished task's handle may be replaced; a running one cannot be here
+                    // (`handed_off` was false, and a task clears it last).
+                    let task = tokio::spawn(write_handed(self.clone()));
+                    *direct.handed.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
                     return false;
                 }
             }
@@ -247,29 +252,72 @@ fn write_now(socket: &OwnedWriteHalf, batch: &mut Batch) -> Option<Bytes> {
     None
 }
 
-/// The writer task of a plain TCP session whose queue the flusher writes: it writes only when a
-/// write of the flusher's would have blocked, or when the session ends (to drain and close).
-pub async fn write_loop_direct(socket: Arc<OwnedWriteHalf>, mut receiver: OutboxReceiver) {
-    let websocket = receiver.queue.lock().websocket;
-    let mut batch = Batch::new(if websocket {
-        Framing::WebSocket
-    } else {
-        Framing::Lines
-    });
-    while receiver.recv_handed(&mut batch).await {
-        while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
-            let written = match chunk {
-                Chunk::Gathered(bytes) => write_all(&socket, bytes).await,
-                Chunk::Line(line) => write_all(&socket, &line).await,
-            };
-            if written.is_err() {
+/// The task a blocked write of the flusher's hands a queue to: it waits for the socket, writes
+/// until the queue is empty, gives the queue back to the flusher and ends.
+async fn write_handed(queue: Arc<Queue>) {
+    let mut batch = Batch::new(queue.framing());
+    loop {
+        {
+            let mut state = queue.lock();
+            state.room_bytes += std::mem::take(&mut batch.counted_bytes);
+            batch.counted_frames = 0;
+            state.max_queued = queue.max_frames;
+            if !queue.take_held(&mut state, &mut batch) {
+                // Written out: the queue goes back to the flusher, and a session draining at its
+                // end (which waits for this task) may go on.
+                state.handed_off = false;
+                state.writer_waiting = true;
+                drop(state);
+                queue.ready.notify_one();
                 return;
             }
-            receiver.written(&mut batch);
+        }
+        if queue.write_batch(&mut batch).await.is_err() {
+            // The connection is broken: nothing more is written (the session sees it when it
+            // reads), and pushes fail from now on, as after any writer's end.
+            let mut state = queue.lock();
+            state.closed = true;
+            state.lines = VecDeque::new();
+            state.raw = None;
+            drop(state);
+            queue.ready.notify_one();
+            return;
         }
     }
-    // Dropping the last handle on the write half shuts down its direction of the stream; the
-    // queue holds the other (see `OutboxReceiver::drop`).
+}
+
+impl Queue {
+    /// How the writer frames this queue's lines.
+    fn framing(&self) -> Framing {
+        match self.lock().websocket {
+            true => Framing::WebSocket,
+            false => Framing::Lines,
+        }
+    }
+
+    /// Take what is queued into `batch` (see [`Queue::take`]); false when nothing is.
+    fn take_held(&self, state: &mut Pending, batch: &mut Batch) -> bool {
+        if state.lines.is_empty() && state.raw.is_none() {
+            return false;
+        }
+        self.take(state, batch);
+        true
+    }
+
+    /// Write all of `batch` to the socket, waiting for it as needed.
+    async fn write_batch(&self, batch: &mut Batch) -> std::io::Result<()> {
+        let Some(direct) = &self.direct else {
+            return Ok(());
+        };
+        while let Some(chunk) = batch.next_chunk(WRITE_CHUNK) {
+            match chunk {
+                Chunk::Gathered(bytes) => write_all(&direct.socket, bytes).await?,
+                Chunk::Line(line) => write_all(&direct.socket, &line).await?,
+            }
+            self.written(batch);
+        }
+        Ok(())
+    }
 }
 
 async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
@@ -285,34 +333,55 @@ async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result
 }
 
 impl OutboxReceiver {
-    /// [`recv_batch`](Self::recv_batch) for a direct queue: lines for the writer task only when
-    /// the flusher handed the queue over, or when the session has ended (every `Outbox` dropped)
-    /// and the flusher is not writing. Returns false once that ended queue is empty.
-    async fn recv_handed(&mut self, batch: &mut Batch) -> bool {
+    /// The end of a plain TCP session (every `Outbox` dropped): wait for the flusher and for a
+    /// writer task a blocked write spawned, then write what is left. Dropping the receiver
+    /// afterwards closes the socket's write side (the queue holds the write half).
+    pub async fn drain(&mut self) {
+        let queue = &*self.queue;
+        let mut batch = Batch::new(queue.framing());
         loop {
-            {
-                let mut state = self.queue.lock();
+            let mine = {
+                let mut state = queue.lock();
                 state.room_bytes += std::mem::take(&mut batch.counted_bytes);
                 batch.counted_frames = 0;
-                state.max_queued = self.queue.max_frames;
-                let ended = self.queue.senders.load(Ordering::Acquire) == 0;
-                if !state.flushing && (state.handed_off || ended) {
-                    if !state.lines.is_empty() || state.raw.is_some() {
-                        state.handed_off = true;
-                        state.writer_waiting = false;
-                        self.take(&mut state, batch);
-                        return true;
-                    }
-                    if ended {
-                        return false;
-                    }
-                    // Written out: the queue goes back to the flusher.
-                    state.handed_off = false;
-                    state.writer_waiting = true;
+                state.max_queued = queue.max_frames;
+                if state.closed {
+                    return;
                 }
+                let free = !state.flushing && !state.handed_off;
+                if free {
+                    if !queue.take_held(&mut state, &mut batch) {
+                        return;
+                    }
+                    // The flusher may still hold this queue on its list: it must keep off.
+                    state.handed_off = true;
+                    state.writer_waiting = false;
+                }
+                free
+            };
+            if !mine {
+                queue.ready.notified().await;
+                continue;
             }
-            batch.shrink();
-            self.queue.ready.notified().await;
+            if queue.write_batch(&mut batch).await.is_err() {
+                return;
+            }
+            queue.lock().handed_off = false;
+        }
+    }
+
+    /// Stop a writer task still waiting for the socket (a slow consumer's, or one past the
+    /// grace given at the end).
+    pub fn abort_writer(&self) {
+        if let Some(direct) = &self.queue.direct {
+            if let Some(task) = direct
+                .handed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                task.abort();
+            }
         }
     }
 }
@@ -324,15 +393,12 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
-    use super::super::{direct_outbox, Outbox};
+    use super::super::{direct_outbox, Outbox, OutboxReceiver};
     use super::*;
 
-    /// A direct outbox on one end of a loopback connection, its writer task and flusher
-    /// running; the other end is returned for reading.
-    async fn pair(
-        max_frames: usize,
-        max_bytes: usize,
-    ) -> (Outbox, tokio::task::JoinHandle<()>, TcpStream) {
+    /// A direct outbox on one end of a loopback connection, its flusher running; the other end
+    /// is returned for reading.
+    async fn pair(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver, TcpStream) {
         framed_pair(max_frames, max_bytes, Framing::Lines).await
     }
 
@@ -340,19 +406,16 @@ mod tests {
         max_frames: usize,
         max_bytes: usize,
         framing: Framing,
-    ) -> (Outbox, tokio::task::JoinHandle<()>, TcpStream) {
+    ) -> (Outbox, OutboxReceiver, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (_read, write) = accepted.unwrap().0.into_split();
-        let socket = Arc::new(write);
         let flusher = Flusher::new();
         tokio::spawn(flusher.clone().run());
-        let (outbox, receiver) =
-            direct_outbox(max_frames, max_bytes, framing, flusher, socket.clone());
-        let writer = tokio::spawn(write_loop_direct(socket, receiver));
+        let (outbox, receiver) = direct_outbox(max_frames, max_bytes, framing, flusher, write);
         // The read half is dropped: a TCP read half has nothing to close.
-        (outbox, writer, client.unwrap())
+        (outbox, receiver, client.unwrap())
     }
 
     fn line(n: usize, len: usize) -> Bytes {
@@ -375,7 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_flusher_writes_pushed_lines_in_order() {
-        let (outbox, _writer, mut peer) = pair(1000, 1 << 20).await;
+        let (outbox, _receiver, mut peer) = pair(1000, 1 << 20).await;
         for n in 0..100 {
             assert!(outbox.push(line(n, 40)));
         }
@@ -388,13 +451,13 @@ mod tests {
         assert_eq!(read_lines(&mut peer, 1, 40).await, [100]);
     }
 
-    /// A reader that stops reading fills the socket: the flusher's write would block, the writer
+    /// A reader that stops reading fills the socket: the flusher's write would block, a writer
     /// task takes over and waits, and nothing is lost or reordered when the reader comes back;
-    /// then the queue is the flusher's again.
+    /// then the queue is the flusher's again and the writer task is gone.
     #[tokio::test]
     async fn a_full_socket_hands_the_queue_to_the_writer_task_and_back() {
         let len = 1000;
-        let (outbox, _writer, mut peer) = pair(100_000, 64 << 20).await;
+        let (outbox, _receiver, mut peer) = pair(100_000, 64 << 20).await;
         // Far more than loopback socket buffers hold (a few MB at most).
         let total = 20_000;
         for n in 0..total {
@@ -415,6 +478,32 @@ mod tests {
         assert!(outbox.push(line(total, len)));
         assert_eq!(read_lines(&mut peer, 1, len).await, [total]);
         assert!(!outbox.queue.lock().handed_off, "given back to the flusher");
+        let task = outbox
+            .queue
+            .direct
+            .as_ref()
+            .unwrap()
+            .handed
+            .lock()
+            .unwrap()
+            .take();
+        let task = task.expect("a writer task was spawned when the socket was full");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the writer task ends once the queue is empty")
+            .unwrap();
+    }
+
+    /// A session that never fills its socket never has a writer task.
+    #[tokio::test]
+    async fn no_writer_task_while_the_socket_takes_everything() {
+        let (outbox, _receiver, mut peer) = pair(1000, 1 << 20).await;
+        for n in 0..10 {
+            assert!(outbox.push(line(n, 40)));
+            assert_eq!(read_lines(&mut peer, 1, 40).await, [n]);
+        }
+        let handed = outbox.queue.direct.as_ref().unwrap().handed.lock().unwrap();
+        assert!(handed.is_none(), "no writer task");
     }
 
     /// The same hand-over for a WebSocket session: what the flusher could not write (part of a
@@ -422,7 +511,8 @@ mod tests {
     /// frame arrives whole and in order, lines of 100 KiB included.
     #[tokio::test]
     async fn a_full_socket_hands_framed_bytes_over_unchanged() {
-        let (outbox, _writer, mut peer) = framed_pair(100_000, 64 << 20, Framing::WebSocket).await;
+        let (outbox, _receiver, mut peer) =
+            framed_pair(100_000, 64 << 20, Framing::WebSocket).await;
         let lines: Vec<Bytes> = (0..3000)
             .map(|n| line(n, if n % 100 == 7 { 100_000 } else { 300 }))
             .collect();
@@ -454,7 +544,7 @@ mod tests {
     /// the queue at its byte bound, not later.
     #[tokio::test]
     async fn a_reader_that_never_reads_overflows_the_bound() {
-        let (outbox, writer, _peer) = pair(1_000_000, 8 << 20).await;
+        let (outbox, receiver, _peer) = pair(1_000_000, 8 << 20).await;
         let mut pushed = 0usize;
         while outbox.push(line(pushed, 1000)) {
             pushed += 1;
@@ -465,22 +555,25 @@ mod tests {
         }
         // The bound (8 MiB) plus what the kernel took (socket buffers, a few MiB at most).
         assert!((8_000..28_000).contains(&pushed), "{pushed} lines");
-        assert!(outbox.overflow_token().is_cancelled());
-        writer.abort();
+        assert_eq!(
+            outbox.alarms().raised(),
+            Some(super::super::Alarm::SlowConsumer)
+        );
+        receiver.abort_writer();
     }
 
     /// When the session ends, what is queued is written, then the connection is closed.
     #[tokio::test]
     async fn the_end_of_the_session_drains_then_closes() {
-        let (outbox, writer, mut peer) = pair(1000, 1 << 20).await;
+        let (outbox, mut receiver, mut peer) = pair(1000, 1 << 20).await;
         for n in 0..50 {
             assert!(outbox.push(line(n, 30)));
         }
         drop(outbox);
-        tokio::time::timeout(Duration::from_secs(10), writer)
+        tokio::time::timeout(Duration::from_secs(10), receiver.drain())
             .await
-            .expect("the writer task ends")
-            .unwrap();
+            .expect("the drain ends");
+        drop(receiver);
         let mut all = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut all))
             .await

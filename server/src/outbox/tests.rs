@@ -14,7 +14,7 @@ async fn bounded_by_frames_and_bytes() {
     assert!(tx.push(Bytes::from_static(b"a\n")));
     assert!(tx.push(Bytes::from_static(b"b\n")));
     assert!(!tx.push(Bytes::from_static(b"c\n")));
-    assert!(tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), Some(Alarm::SlowConsumer));
     assert!(!tx.push(Bytes::from_static(b"d\n")), "stays overflowed");
     assert_eq!(take(&mut rx).await, ["a\n", "b\n"]);
 
@@ -22,7 +22,7 @@ async fn bounded_by_frames_and_bytes() {
     assert!(tx.push(Bytes::from(vec![b'x'; 6])));
     assert!(!tx.push(Bytes::from(vec![b'y'; 6])));
     assert_eq!(take(&mut rx).await.len(), 1);
-    assert!(tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), Some(Alarm::SlowConsumer));
 }
 
 /// Frames and bytes counted against the bounds: queued, and taken by the writer.
@@ -63,7 +63,7 @@ async fn bytes_are_released_as_the_writer_drains() {
         assert_eq!(write_batch(&mut rx, &mut batch, 64).len(), 8);
         assert_eq!(held(&rx), (0, 0));
     }
-    assert!(!tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), None);
 }
 
 /// A reader that stops reading leaves its writer stuck in a write with a batch in hand: what
@@ -79,7 +79,7 @@ async fn a_writer_that_writes_nothing_holds_its_batch_against_the_bound() {
     assert!(tx.push(line(b'b', 30)));
     assert_eq!(held(&rx), (2, 90));
     assert!(!tx.push(line(b'c', 20)), "60 taken + 30 queued + 20 > 100");
-    assert!(tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), Some(Alarm::SlowConsumer));
 
     let (tx, mut rx) = outbox(3, 1000);
     assert!(tx.push(line(b'a', 2)));
@@ -88,7 +88,7 @@ async fn a_writer_that_writes_nothing_holds_its_batch_against_the_bound() {
     assert!(rx.recv_batch(&mut batch).await);
     assert!(tx.push(line(b'c', 2)));
     assert!(!tx.push(line(b'd', 2)), "2 taken + 1 queued frames = 3");
-    assert!(tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), Some(Alarm::SlowConsumer));
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn a_chunk_stops_counting_once_it_is_written() {
     assert_eq!(held(&rx), (2, 60), "e and f, taken");
     assert!(tx.push(line(b'g', 40)));
     assert!(!tx.push(line(b'h', 1)));
-    assert!(tx.overflow_token().is_cancelled());
+    assert_eq!(tx.alarms().raised(), Some(Alarm::SlowConsumer));
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn pushes_fail_once_the_writer_is_gone() {
     drop(rx);
     assert!(!tx.push(Bytes::from_static(b"x\n")));
     assert!(
-        !tx.overflow_token().is_cancelled(),
+        tx.alarms().raised().is_none(),
         "a closed queue is not a slow consumer"
     );
 }
