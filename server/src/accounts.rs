@@ -220,15 +220,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A registered session's handles, for a `hello` that takes its nick over: `kick` ends it
-/// (`bye replaced`), `gone` says it has left the chat (made only when someone waits for it:
-/// nothing is allocated per session for this rare case).
-#[derive(Debug)]
-struct Live {
-    kick: Alarms,
-    gone: Option<CancellationToken>,
-}
-
 /// Why the accounts file could not be read at start.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -252,7 +243,9 @@ pub struct Accounts {
     file: Option<Arc<Mutex<PathBuf>>>,
     hashing: Arc<Semaphore>,
     max: usize,
-    live: Mutex<HashMap<SessionId, Live>>,
+    /// Sessions told to go (`bye replaced`) and not gone yet: cancelled when each has left the
+    /// chat, for the `hello` waiting to take its nick. Only those: nothing is kept per session.
+    leaving: Mutex<HashMap<SessionId, CancellationToken>>,
 }
 
 impl Accounts {
@@ -263,7 +256,7 @@ impl Accounts {
             file: None,
             hashing: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
             max,
-            live: Mutex::new(HashMap::new()),
+            leaving: Mutex::new(HashMap::new()),
         }
     }
 
@@ -371,28 +364,24 @@ impl Accounts {
         }
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<SessionId, Live>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Record a registered session, and how to end it.
-    pub fn arrived(&self, id: SessionId, kick: Alarms) {
-        self.live().insert(id, Live { kick, gone: None });
+    fn leaving(&self) -> MutexGuard<'_, HashMap<SessionId, CancellationToken>> {
+        self.leaving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The session left the chat: whoever waits for it may go on.
     pub fn left(&self, id: SessionId) {
-        if let Some(gone) = self.live().remove(&id).and_then(|live| live.gone) {
+        if let Some(gone) = self.leaving().remove(&id) {
             gone.cancel();
         }
     }
 
-    /// End session `id` (`bye replaced`); what to wait on until it has left, if it is there.
-    pub fn kick(&self, id: SessionId) -> Option<CancellationToken> {
-        let mut live = self.live();
-        let live = live.get_mut(&id)?;
-        live.kick.replace();
-        Some(live.gone.get_or_insert_with(CancellationToken::new).clone())
+    /// Tell session `id` to go (`bye replaced`, through its `alarms`); what to wait on until it
+    /// has left. Call it under the chat lock, with `id` still in the chat: the session leaves the
+    /// chat (under that lock) before it calls [`Accounts::left`], so the wait cannot be missed.
+    pub fn kick(&self, id: SessionId, alarms: &Alarms) -> CancellationToken {
+        let gone = self.leaving().entry(id).or_default().clone();
+        alarms.replace();
+        gone
     }
 }
 

@@ -10,6 +10,7 @@
 //! (see [`accounts`]) returns [`Step::Account`] the same way: the session runs the job and calls
 //! [`Client::account_done`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,7 +111,7 @@ pub struct Client {
     nick_key: String,
     /// What room-mates are told when this client goes; `None` tells them nothing. Starts as
     /// "connection lost" so that any exit path not named in [`Client::end`] is reported as such.
-    quit_reason: Option<String>,
+    quit_reason: Option<Cow<'static, str>>,
     /// The folded nick whose secret this session has just proved, while its request is re-run.
     proven: Option<String>,
     /// The session that held the nick was told to leave: do not tell it again.
@@ -151,11 +152,16 @@ impl Client {
             registered: None,
             guard: Guard::default(),
             nick_key: String::new(),
-            quit_reason: Some("connection lost".into()),
+            quit_reason: Some(Cow::Borrowed("connection lost")),
             shared,
             proven: None,
             replaced: false,
         }
+    }
+
+    /// Where the connection came from.
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     pub fn is_registered(&self) -> bool {
@@ -225,7 +231,7 @@ impl Client {
     pub fn end(&mut self, end: &End) {
         match end {
             End::Quit(re, reason) => {
-                self.quit_reason = Some(reason.clone());
+                self.quit_reason = Some(Cow::Owned(reason.clone()));
                 self.push(&ServerFrame::Bye(Bye {
                     re: re.clone(),
                     reason: ByeReason::Quit,
@@ -235,7 +241,7 @@ impl Client {
             End::Bye(reason, message) => {
                 self.quit_reason = match reason {
                     ByeReason::ShuttingDown => None,
-                    other => Some(other.as_str().replace('_', " ")),
+                    other => Some(Cow::Owned(other.as_str().replace('_', " "))),
                 };
                 self.push(&ServerFrame::Bye(Bye {
                     re: None,
@@ -243,10 +249,10 @@ impl Client {
                     message: message.clone(),
                 }));
             }
-            End::Lost => self.quit_reason = Some("connection lost".into()),
+            End::Lost => self.quit_reason = Some(Cow::Borrowed("connection lost")),
             End::SlowConsumer => {
                 tracing::warn!(peer = %self.peer, nick = ?self.nick(), "slow_consumer: outbound queue full, dropping session");
-                self.quit_reason = Some("slow consumer".into());
+                self.quit_reason = Some(Cow::Borrowed("slow consumer"));
             }
         }
     }
@@ -434,7 +440,6 @@ impl Client {
                     .force(source, &nick_key, 1.0, now);
                 self.registered = Some(who);
                 self.nick_key = nick_key;
-                self.shared.accounts.arrived(self.id, self.outbox.alarms());
                 Step::Next
             }
             Err(refusal) => self.error(re, refusal, now).into(),

@@ -26,6 +26,7 @@ use uuid::Uuid;
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
 use crate::history::{RoomHistory, StoredMessage};
 pub use privacy::RoomSettings;
+use user_rooms::UserRooms;
 
 /// Identifies a connection for its whole life (nicks change, this does not).
 pub type SessionId = u64;
@@ -68,7 +69,7 @@ struct User<M> {
     status: Status,
     status_text: Option<String>,
     /// Keys of the rooms this user is in.
-    rooms: HashSet<RoomKey>,
+    rooms: UserRooms,
     mailbox: M,
 }
 
@@ -105,7 +106,8 @@ struct Room<M> {
 /// All users and rooms. The methods are the rules; each returns its effects or a refusal.
 #[derive(Debug)]
 pub struct State<M> {
-    users: HashMap<SessionId, User<M>>,
+    /// Boxed: the map's table is sized for the most users it held, and stays so.
+    users: HashMap<SessionId, Box<User<M>>>,
     nicks: HashMap<String, SessionId>,
     /// Each nick's lookalike keys: a nick that looks like another's is taken (see `lookalikes`).
     nick_skeletons: HashMap<String, SessionId>,
@@ -235,14 +237,14 @@ impl<M: Clone> State<M> {
         self.claim_nick_skeletons(&skeletons, id);
         self.users.insert(
             id,
-            User {
+            Box::new(User {
                 nick: nick.to_owned(),
                 skeletons,
                 status: Status::Online,
                 status_text: None,
-                rooms: HashSet::new(),
+                rooms: UserRooms::default(),
                 mailbox,
-            },
+            }),
         );
         let who = Registered { id };
         let default_room = self.default_room.clone();
@@ -690,6 +692,7 @@ mod keeping;
 mod listing;
 mod lookalikes;
 mod privacy;
+mod user_rooms;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -263,8 +263,13 @@ impl Client {
         // Proven: the session holding the nick, if any, is told to go, and the hello waits.
         let proven = self.proven.is_some() && !self.replaced;
         if proven {
-            let holder = self.shared.chat.lock().nick_holder(&hello.nick);
-            if let Some(gone) = holder.and_then(|old| self.shared.accounts.kick(old)) {
+            let gone = {
+                let state = self.shared.chat.lock();
+                let holder = state.nick_holder(&hello.nick);
+                let holder = holder.and_then(|old| Some((old, state.mailbox(old)?.alarms())));
+                holder.map(|(old, alarms)| self.shared.accounts.kick(old, &alarms))
+            };
+            if let Some(gone) = gone {
                 info!(peer = %self.peer, nick = %hello.nick, "nick taken over with its secret");
                 return Err(Step::Account(Box::new(Job::Replace {
                     re: re.cloned(),

@@ -32,9 +32,12 @@ use super::{Batch, Chunk, Framing, OutboxReceiver, Pending, Queue};
 
 /// Bytes gathered into one write at most (as the writer task's chunks).
 const WRITE_CHUNK: usize = 64 * 1024;
-/// Line buffer capacity a queue always keeps (8 lines, 256 bytes); more only while its writes
-/// need it (see `Queue::flush`).
-const LINES_KEPT: usize = 8;
+/// Line buffer capacity a queue always keeps (4 line references, 32 bytes); more only while its
+/// writes need it (see `Queue::flush`).
+const LINES_KEPT: usize = 4;
+/// A queue left with a larger buffer gives it back at the next pass that finds it empty, or
+/// after this long if no pass comes.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 /// A pass that took at least this much CPU is followed by a pause as long (timers are 1 ms
 /// granular).
 const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
@@ -73,7 +76,19 @@ impl Flusher {
         // Queues written last pass that kept a large line buffer.
         let mut trim: Vec<Arc<Queue>> = Vec::new();
         loop {
-            self.wake.notified().await;
+            if trim.is_empty() {
+                self.wake.notified().await;
+            } else if tokio::time::timeout(TRIM_AFTER, self.wake.notified())
+                .await
+                .is_err()
+            {
+                // Quiet since the last pass: the burst is over, even if no push comes to wake
+                // the flusher again (an idle server).
+                for queue in trim.drain(..) {
+                    queue.trim();
+                }
+                continue;
+            }
             // Let the rest of this turn run first: the other sessions' lines and their fan-out
             // land in the queues before any of them is written.
             tokio::task::yield_now().await;
