@@ -304,6 +304,7 @@ impl Link {
                 protocol: Some(lanchat_protocol::PROTOCOL_VERSION),
                 client: Some(format!("lanchat-cli/{}", env!("CARGO_PKG_VERSION"))),
                 password: self.password.clone(),
+                autojoin: None,
             });
             let reply = match self.request(hello).await {
                 Ok(r) => r,

@@ -789,6 +789,8 @@ static lc_status add_fields(cJSON *obj, const lc_request *req)
             rc = add_string(obj, "password", req->password, 0);
         if (rc == LC_OK)
             rc = add_string(obj, "secret", req->secret, 0);
+        if (rc == LC_OK)
+            rc = add_mode(obj, "autojoin", req->autojoin);
         return rc;
     case LC_REQ_JOIN:
         rc = add_string(obj, "room", req->room, 1);

@@ -229,7 +229,7 @@ typedef enum lc_request_type {
 /*
  * A request to encode. Zero-initialise it, set `type` and the fields that
  * type uses; NULL strings and zero integers are left out of the frame.
- * Fields per type: hello nick [client password protocol]; join/leave/who
+ * Fields per type: hello nick [client password protocol autojoin]; join/leave/who
  * room; say room text; dm to text; nick nick; status status [text];
  * topic room [topic] ("" clears, NULL reads); history room [before after
  * limit]; rooms [after limit]; quit [reason]; ping, pong: none.
@@ -246,6 +246,8 @@ typedef struct lc_request {
     const char *client;
     const char *password;
     int protocol;       /* hello: protocol version, 0 = leave out */
+    int autojoin;       /* hello (extension): LC_MODE_KEEP leaves it out (the default room
+                           is joined), LC_MODE_OFF sends false (no room), LC_MODE_ON true */
     const char *room;
     const char *text;
     const char *to;

@@ -12,7 +12,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The request fields with a slot, in slot order.
-const KNOWN: [&str; 19] = [
+const KNOWN: [&str; 20] = [
     "type",
     "id",
     "nick",
@@ -32,6 +32,7 @@ const KNOWN: [&str; 19] = [
     "key",
     "invite_only",
     "topic_lock",
+    "autojoin",
 ];
 
 /// A field's value, as much of it as a request decoder needs to know.

@@ -195,6 +195,9 @@ pub struct Hello {
     /// Extension (accounts): the secret of `nick` when it is registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Extension: `false` registers without joining the default room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autojoin: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -257,6 +260,7 @@ impl Request {
                 client: fields.opt_string("client")?,
                 password: fields.opt_string("password")?,
                 secret: fields.opt_secret("secret")?,
+                autojoin: fields.opt_bool("autojoin")?,
             }),
             CommandType::Join => Command::Join {
                 room: fields.string("room")?,
@@ -1048,6 +1052,7 @@ mod tests {
                 client: Some("test/1".into()),
                 password: Some("pw".into()),
                 secret: Some("correct horse".into()),
+                autojoin: Some(false),
             }),
             Command::Hello(Hello {
                 nick: "ann".into(),
@@ -1055,6 +1060,7 @@ mod tests {
                 client: None,
                 password: None,
                 secret: None,
+                autojoin: None,
             }),
             Command::Join {
                 room: "r".into(),

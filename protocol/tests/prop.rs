@@ -246,17 +246,23 @@ fn arb_request() -> impl Strategy<Value = Request> {
     let os = || proptest::option::of(any::<String>());
     let status = prop_oneof![Just(Status::Online), Just(Status::Away), Just(Status::Busy)];
     let command = prop_oneof![
-        (s(), proptest::option::of(any::<u64>()), os(), os()).prop_map(
-            |(nick, protocol, client, password)| {
+        (
+            s(),
+            proptest::option::of(any::<u64>()),
+            os(),
+            os(),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(nick, protocol, client, password, autojoin)| {
                 Command::Hello(Hello {
                     nick,
                     protocol,
                     client,
                     password,
                     secret: None,
+                    autojoin,
                 })
-            }
-        ),
+            }),
         (s(), proptest::option::of(key())).prop_map(|(room, key)| Command::Join { room, key }),
         (
             s(),

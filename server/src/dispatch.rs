@@ -401,6 +401,9 @@ impl Client {
             Err(step) => return step,
         };
         let config = &self.shared.config;
+        // `"autojoin":false` (extension): registered in no room (a bot with rooms of its own, a
+        // client about to rejoin its rooms), and nobody is told.
+        let autojoin = hello.autojoin.unwrap_or(true);
         // Encoded before the lock is taken; queued under it, ahead of every event.
         let welcome = ServerFrame::Welcome(Welcome {
             re: re.clone(),
@@ -409,7 +412,10 @@ impl Client {
             name: config.name.clone(),
             session: uuid::Uuid::new_v4().to_string(),
             nick: hello.nick.clone(),
-            rooms: vec![config.default_room.clone()],
+            rooms: match autojoin {
+                true => vec![config.default_room.clone()],
+                false => Vec::new(),
+            },
             motd: config.motd.clone(),
             limits: config.limits,
         })
@@ -420,7 +426,7 @@ impl Client {
         let registered = self.shared.chat.apply(&self.outbox, |st| {
             // Again under the chat lock: the nick may have been registered since it was looked at.
             accounts.table().admits(&hello.nick, proven, None)?;
-            let (who, effects) = st.register(id, &hello.nick, mailbox, welcome)?;
+            let (who, effects) = st.register(id, &hello.nick, mailbox, welcome, autojoin)?;
             // Before the welcome can reach the client: from then on it is not waiting any more.
             if let Some(permit) = permit {
                 permit.registered();

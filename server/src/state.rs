@@ -26,7 +26,7 @@ use uuid::Uuid;
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
 use crate::history::{RoomHistory, StoredMessage};
 pub use privacy::RoomSettings;
-use user_rooms::UserRooms;
+use users::{User, UserRooms};
 
 /// Identifies a connection for its whole life (nicks change, this does not).
 pub type SessionId = u64;
@@ -58,30 +58,6 @@ fn ok_line(re: Option<&RequestId>, data: ReplyData) -> Bytes {
         data,
     })
     .encode_line()
-}
-
-/// A registered user.
-#[derive(Debug)]
-struct User<M> {
-    nick: String,
-    /// The nick's [`lookalike_keys`] (one or two), its entries in [`State::nick_skeletons`].
-    skeletons: Vec<String>,
-    status: Status,
-    status_text: Option<String>,
-    /// Keys of the rooms this user is in.
-    rooms: UserRooms,
-    mailbox: M,
-}
-
-impl<M> User<M> {
-    fn member(&self) -> Member {
-        Member {
-            nick: self.nick.clone(),
-            status: self.status,
-            text: self.status_text.clone(),
-            op: false,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -219,13 +195,15 @@ impl<M: Clone> State<M> {
     }
 
     /// Register session `id` under `nick`, reached through `mailbox`, and put it in the default
-    /// room. `welcome` is the reply: it reaches the new user before anyone is told of the join.
+    /// room if `autojoin`. `welcome` is the reply: it reaches the new user before anyone is told
+    /// of the join.
     pub fn register(
         &mut self,
         id: SessionId,
         nick: &str,
         mailbox: M,
         welcome: Bytes,
+        autojoin: bool,
     ) -> Result<(Registered, Effects), Refusal> {
         let key = name_key(nick);
         if self.nicks.contains_key(&key) {
@@ -248,7 +226,10 @@ impl<M: Clone> State<M> {
         );
         let who = Registered { id };
         let default_room = self.default_room.clone();
-        let event = self.enter(&who, &default_room)?;
+        let event = match autojoin {
+            true => self.enter(&who, &default_room)?,
+            false => None,
+        };
         let effects = Effects::reply(welcome);
         Ok((
             who,
@@ -692,7 +673,7 @@ mod keeping;
 mod listing;
 mod lookalikes;
 mod privacy;
-mod user_rooms;
+mod users;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -70,7 +70,7 @@ impl Chat {
         self.next_id += 1;
         let (who, effects) =
             self.state
-                .register(id, nick, inbox.clone(), Bytes::from_static(WELCOME))?;
+                .register(id, nick, inbox.clone(), Bytes::from_static(WELCOME), true)?;
         deliver(&self.state, Some(&inbox), effects);
         Ok(User { who, inbox })
     }

@@ -38,6 +38,46 @@ async fn hello_welcome_and_default_room() {
     assert_eq!(nicks(&who["members"]), ["Ann", "bob"]);
 }
 
+/// `"autojoin":false` (extension): registered in no room, and the default room is not told.
+#[tokio::test]
+async fn hello_without_autojoin_enters_no_room() {
+    let server = ServerProcess::start(&[]);
+    let (mut ann, _) = TestClient::hello(server.addr, "ann").await;
+    let mut bot = TestClient::connect(server.addr).await;
+    let welcome = bot
+        .request(json!({"type":"hello","nick":"deploybot","autojoin":false}))
+        .await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["rooms"], json!([]));
+    // Ann was told of nobody's arrival: the next thing she gets is her own who's reply.
+    let who = ann.request(json!({"type":"who","room":"lobby"})).await;
+    assert_eq!(nicks(&who["members"]), ["ann"]);
+    ann.assert_quiet().await;
+    let said = bot
+        .request(json!({"type":"say","room":"lobby","text":"hi"}))
+        .await;
+    assert_eq!(said["code"], "not_in_room");
+    // Joining later is an ordinary join, which the room hears of.
+    let ok = bot.request(json!({"type":"join","room":"lobby"})).await;
+    assert_eq!(nicks(&ok["members"]), ["ann", "deploybot"]);
+    let ev = ann.expect_event("join").await;
+    assert_eq!(ev, json!({"type":"join","room":"lobby","nick":"deploybot"}));
+    // `true` is the default's spelling; anything but a boolean is refused.
+    let mut eve = TestClient::connect(server.addr).await;
+    let welcome = eve
+        .request(json!({"type":"hello","nick":"eve","autojoin":true}))
+        .await;
+    assert_eq!(welcome["rooms"], json!(["lobby"]));
+    let mut odd = TestClient::connect(server.addr).await;
+    let refused = odd
+        .request(json!({"type":"hello","nick":"odd","autojoin":"no"}))
+        .await;
+    assert_eq!(
+        (&refused["type"], &refused["code"]),
+        (&json!("error"), &json!("bad_frame"))
+    );
+}
+
 #[tokio::test]
 async fn join_say_leave_and_history() {
     let server = ServerProcess::start(&[]);

@@ -145,6 +145,9 @@ static int request_from_json(const cJSON *obj, const char *raw_line, lc_request 
     num = cJSON_GetObjectItemCaseSensitive(obj, "topic_lock");
     if (cJSON_IsBool(num))
         req->topic_lock = cJSON_IsTrue(num) ? LC_MODE_ON : LC_MODE_OFF;
+    num = cJSON_GetObjectItemCaseSensitive(obj, "autojoin");
+    if (cJSON_IsBool(num))
+        req->autojoin = cJSON_IsTrue(num) ? LC_MODE_ON : LC_MODE_OFF;
     num = cJSON_GetObjectItemCaseSensitive(obj, "protocol");
     if (cJSON_IsNumber(num))
         req->protocol = num->valueint;

@@ -399,10 +399,12 @@ class Client:
 
     def hello(self, nick: str, password: Optional[str] = None, *,
               protocol: Optional[int] = PROTOCOL_VERSION, client: Optional[str] = CLIENT_NAME,
-              secret: Optional[str] = None, timeout: Optional[float] = None) -> Frame:
+              secret: Optional[str] = None, autojoin: Optional[bool] = None,
+              timeout: Optional[float] = None) -> Frame:
         """Register as ``nick``; returns the welcome frame.
 
-        After it the session is in the server's default room (``welcome["rooms"]``).
+        After it the session is in the server's default room (``welcome["rooms"]``), unless
+        ``autojoin`` is ``False`` (extension): then it is in no room and nobody is told.
         On ``nick_taken``, ``nick_invalid`` or ``nick_registered`` the connection stays
         open: try again.  ``secret`` is the secret of ``nick`` when it is registered (see
         :meth:`register`); with the right one, a session still holding the nick is told
@@ -412,7 +414,8 @@ class Client:
         """
         self._check_may_send_secrets(password, secret)
         welcome = self.request("hello", timeout, nick=nick, protocol=protocol,
-                               client=client, password=password, secret=secret)
+                               client=client, password=password, secret=secret,
+                               autojoin=autojoin)
         limits = welcome.get("limits") or {}
         if isinstance(limits.get("max_line"), int) and limits["max_line"] > 0:
             self._max_line = limits["max_line"]

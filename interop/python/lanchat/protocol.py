@@ -116,7 +116,8 @@ _INT: _Types = (int,)
 _BOOL: _Types = (bool,)
 REQUEST_FIELDS: Mapping[str, Tuple[Mapping[str, _Types], Mapping[str, _Types]]] = {
     "hello": ({"nick": _STR},
-              {"protocol": _INT, "client": _STR, "password": _STR, "secret": _STR}),
+              {"protocol": _INT, "client": _STR, "password": _STR, "secret": _STR,
+               "autojoin": _BOOL}),
     "join": ({"room": _STR}, {}),
     "join": ({"room": _STR}, {"key": _STR}),
     "leave": ({"room": _STR}, {}),

@@ -67,6 +67,16 @@ class ChatTests(ServerTestCase):
         self.assertEqual((message["from"], message["text"], message["id"], message["ts"]),
                          ("ann", text, ok["id"], ok["ts"]))
 
+    def test_hello_without_autojoin_is_in_no_room(self) -> None:
+        ann = self.connect("ann")
+        bot = Client(timeout=WAIT).connect(self.server.host, self.server.port)
+        self.addCleanup(bot.close)
+        self.assertEqual(bot.hello("deploybot", autojoin=False)["rooms"], [])
+        who = ann.who("lobby")
+        self.assertEqual([m["nick"] for m in who["members"]], ["ann"])
+        bot.join("lobby")
+        self.expect(ann, "join", room="lobby", nick="deploybot")
+
     def test_join_room_and_talk_there(self) -> None:
         ann, bob = self.connect("ann"), self.connect("bob")
         joined = ann.join("rust")

@@ -230,6 +230,7 @@ impl Client {
             client,
             password,
             secret,
+            autojoin,
         } = hello;
         let secret = match self.needs_secret(claim, &nick, secret, None, now) {
             Ok(secret) => secret,
@@ -243,6 +244,7 @@ impl Client {
                     client,
                     password,
                     secret: Some(secret.clone()),
+                    autojoin,
                 };
                 return Err(Step::Account(Box::new(Job::Verify {
                     re: re.cloned(),
@@ -259,6 +261,7 @@ impl Client {
             client,
             password,
             secret,
+            autojoin,
         };
         // Proven: the session holding the nick, if any, is told to go, and the hello waits.
         let proven = self.proven.is_some() && !self.replaced;

@@ -10,7 +10,7 @@ fn a_nick_that_looks_like_anothers_is_taken() {
     for lookalike in ["аlice", "ａｌｉｃｅ", "𝐚𝐥𝐢𝐜𝐞", "ALICE", "a1ice"] {
         let (code, message) = chat
             .state
-            .register(99, lookalike, Inbox::default(), Bytes::new())
+            .register(99, lookalike, Inbox::default(), Bytes::new(), true)
             .expect_err(lookalike);
         assert_eq!(code, ErrorCode::NickTaken, "{lookalike}");
         let code = chat.refused(&bob, &mut |st, me| st.set_nick(me, None, lookalike));

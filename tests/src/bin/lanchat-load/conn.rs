@@ -223,8 +223,10 @@ impl Conn {
             .with_context(|| format!("{what} of {}", self.nick))
     }
 
-    /// Register. lanchat: `hello`, then leave the default room so that registering thousands
-    /// of clients does not make every one of them receive everybody's `join` event. IRC:
+    /// Register. lanchat: `hello` with `"autojoin":false`, so that registering thousands of
+    /// clients does not make every one of them receive everybody's `join` event (and the
+    /// default room left, should the server have joined it anyway: one without the extension).
+    /// IRC:
     /// NICK/USER until 001, and with `oper`, OPER plus MODE +F. Redis: a PING round trip.
     pub async fn register(&mut self, oper: Option<&Oper>) -> anyhow::Result<()> {
         match self.proto {
@@ -234,7 +236,7 @@ impl Conn {
                 self.replies("PING", 1).await
             }
             Proto::Lanchat => {
-                let hello = serde_json::json!({"type": "hello", "nick": self.nick, "client": "lanchat-load"});
+                let hello = serde_json::json!({"type": "hello", "nick": self.nick, "client": "lanchat-load", "autojoin": false});
                 serde_json::to_writer(&mut self.out, &hello)?;
                 self.out.push(b'\n');
                 let mut rooms: Vec<String> = Vec::new();

@@ -1,9 +1,37 @@
+//! A registered user, and the rooms they are in.
+//!
 //! The rooms one user is in: a short list, not a hash set. A session is in at most
 //! `MAX_ROOMS_PER_SESSION` (100) rooms and usually a handful, so a scan costs less than hashing,
 //! and the list takes 24 bytes in every user and nothing at all once it is empty (a set kept 48,
 //! and its table after the last room was left): memory per idle client (issue 17).
 
+use lanchat_protocol::{Member, Status};
+
 use super::RoomKey;
+
+/// A registered user.
+#[derive(Debug)]
+pub(super) struct User<M> {
+    pub(super) nick: String,
+    /// The nick's lookalike keys (one or two), its entries in `State::nick_skeletons`.
+    pub(super) skeletons: Vec<String>,
+    pub(super) status: Status,
+    pub(super) status_text: Option<String>,
+    /// Keys of the rooms this user is in.
+    pub(super) rooms: UserRooms,
+    pub(super) mailbox: M,
+}
+
+impl<M> User<M> {
+    pub(super) fn member(&self) -> Member {
+        Member {
+            nick: self.nick.clone(),
+            status: self.status,
+            text: self.status_text.clone(),
+            op: false,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) struct UserRooms(Vec<RoomKey>);
