@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -74,7 +74,8 @@ impl Flusher {
         let mut batch = Batch::default();
         let mut list = Vec::new();
         // Queues written last pass that kept a large line buffer.
-        let mut trim: Vec<Arc<Queue>> = Vec::new();
+        // Weak: a session that ends meanwhile is not kept (nor its socket open) for this.
+        let mut trim: Vec<Weak<Queue>> = Vec::new();
         loop {
             if trim.is_empty() {
                 self.wake.notified().await;
@@ -84,9 +85,9 @@ impl Flusher {
             {
                 // Quiet since the last pass: the burst is over, even if no push comes to wake
                 // the flusher again (an idle server).
-                for queue in trim.drain(..) {
-                    queue.trim();
-                }
+                trim.drain(..)
+                    .filter_map(|q| q.upgrade())
+                    .for_each(|q| q.trim());
                 continue;
             }
             // Let the rest of this turn run first: the other sessions' lines and their fan-out
@@ -94,9 +95,9 @@ impl Flusher {
             tokio::task::yield_now().await;
             let started = thread_cpu();
             // Those that got nothing since (their burst is over) give their buffer back.
-            for queue in trim.drain(..) {
-                queue.trim();
-            }
+            trim.drain(..)
+                .filter_map(|q| q.upgrade())
+                .for_each(|q| q.trim());
             loop {
                 std::mem::swap(
                     &mut list,
@@ -107,7 +108,7 @@ impl Flusher {
                 }
                 for (n, queue) in list.drain(..).enumerate() {
                     if queue.flush(&mut batch) {
-                        trim.push(queue);
+                        trim.push(Arc::downgrade(&queue));
                     }
                     if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
                         tokio::task::yield_now().await;
@@ -553,6 +554,53 @@ mod tests {
             peer.read_exact(&mut payload).await.unwrap();
             assert_eq!(payload, want[..want.len() - 1], "frame {n}");
         }
+    }
+
+    /// A session that ends while a writer task waits for its full socket: its drain waits for
+    /// that task, then writes what is left, and the reader gets every line, in order, then EOF.
+    #[tokio::test]
+    async fn the_end_of_the_session_waits_for_a_writer_task_then_drains() {
+        let len = 1000;
+        let (outbox, mut receiver, mut peer) = pair(100_000, 64 << 20).await;
+        let total = 20_000;
+        for n in 0..total {
+            assert!(outbox.push(line(n, len)));
+            if n % 1000 == 999 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Lines far beyond what the socket buffers hold: the flusher's write blocked.
+        let direct = outbox.queue.direct.as_ref().unwrap();
+        let handed = || direct.handed.lock().unwrap().is_some();
+        for _ in 0..1000 {
+            if handed() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(handed(), "a writer task took the queue over");
+        let queue = outbox.queue.clone();
+        drop(outbox);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).await.map(|_| all)
+        });
+        tokio::time::timeout(Duration::from_secs(10), receiver.drain())
+            .await
+            .expect("the drain ends");
+        drop(receiver);
+        drop(queue);
+        let all = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("closed after the lines")
+            .unwrap()
+            .unwrap();
+        assert_eq!(all.len(), total * len);
+        let order: Vec<usize> = all
+            .chunks(len)
+            .map(|l| std::str::from_utf8(&l[..8]).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(order, (0..total).collect::<Vec<_>>());
     }
 
     /// Lines the flusher or the writer holds still count: a reader that never reads overflows
