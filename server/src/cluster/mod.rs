@@ -1,0 +1,260 @@
+//! Cluster mode (`--cluster`): lanchat nodes joined through NATS JetStream act as one chat.
+//! Everything NATS lives here; the rest of the server sees three things:
+//! - [`Link::route`], called by [`crate::chat::Chat`] in a rule's critical section: a room event
+//!   is published to the room's subject of the stream instead of being delivered (it is
+//!   delivered, on every node, when it comes back from the stream: [`inbound`]); a user's nick,
+//!   status or quit is delivered here as on one node and published for the other nodes;
+//! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
+//! - [`start`]: the node's tasks (publisher, stream consumer, heartbeat, members answers,
+//!   nick renewals).
+//!
+//! Modules: [`wire`] (subject names, headers), [`roster`] (members other nodes hold),
+//! [`publish`] (the one task that publishes, acks in order), [`inbound`] (the stream, in its
+//! order, into the chat state), [`nicks`] (the nick bucket and its leases).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use lanchat_protocol::{ErrorCode, RequestId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::effects::{Audience, Delivery, Effects};
+use crate::outbox::Outbox;
+use crate::state::Refusal;
+use crate::Shared;
+
+mod inbound;
+mod nicks;
+mod publish;
+pub mod roster;
+pub mod wire;
+
+pub use roster::Roster;
+use wire::{Names, Origin};
+
+/// How long start-up waits for NATS before giving up (exit code 3).
+pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Events waiting to be published at most; beyond, a `say` is refused `unavailable` (no
+/// unbounded buffering while NATS is slow or away).
+const OUTBOUND_QUEUE: usize = 4096;
+
+/// `--cluster`, `--cluster-name`, `--cluster-lease-secs`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub urls: Vec<String>,
+    pub name: String,
+    /// How long a silent node keeps its nicks and its members.
+    pub lease: Duration,
+}
+
+impl ClusterConfig {
+    /// `None` without URLs; the error is one line naming the flag.
+    pub fn from_flags(
+        urls: Vec<String>,
+        name: String,
+        lease_secs: u64,
+    ) -> Result<Option<ClusterConfig>, String> {
+        let urls: Vec<String> = urls
+            .into_iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        wire::check_cluster_name(&name)?;
+        for url in &urls {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("--cluster: {url:?}: {e}"))?;
+        }
+        Ok(Some(ClusterConfig {
+            urls,
+            name,
+            lease: Duration::from_secs(lease_secs),
+        }))
+    }
+}
+
+/// A node's connection to the cluster, made before the server says it listens.
+pub struct Joined {
+    config: ClusterConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    nicks: kv::Store,
+    names: Names,
+    node: Arc<str>,
+}
+
+/// Connect to NATS (within [`CONNECT_WAIT`]) and make sure the stream and the nick bucket exist.
+/// `history`: messages kept per room (`--history`), the stream's per-subject limit.
+pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, String> {
+    let work = async {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_WAIT)
+            .connect(config.urls.clone())
+            .await
+            .map_err(|e| format!("cannot reach NATS at {}: {e}", config.urls.join(",")))?;
+        let js = jetstream::new(client.clone());
+        let names = Names::new(&config.name);
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: names.stream.clone(),
+                subjects: names.stream_subjects(),
+                storage: stream::StorageType::File,
+                max_messages_per_subject: i64::try_from(history.max(1)).unwrap_or(i64::MAX),
+                discard: stream::DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
+        let nicks = match js.get_key_value(&names.nick_bucket).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: names.nick_bucket.clone(),
+                    history: 1,
+                    max_age: config.lease,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?,
+        };
+        Ok(Joined {
+            config: config.clone(),
+            client,
+            js,
+            stream,
+            nicks,
+            names,
+            node: uuid::Uuid::new_v4().simple().to_string().into(),
+        })
+    };
+    tokio::time::timeout(CONNECT_WAIT * 2, work)
+        .await
+        .map_err(|_| {
+            format!(
+                "NATS at {} did not answer within {} s",
+                config.urls.join(","),
+                (CONNECT_WAIT * 2).as_secs()
+            )
+        })?
+}
+
+/// What the chat state needs of the cluster, under its lock: no waiting, no I/O.
+pub struct Link {
+    node: Arc<str>,
+    names: Names,
+    outbound: mpsc::Sender<publish::Outbound>,
+    nicks: nicks::Nicks,
+}
+
+impl Link {
+    /// This node's id (in every event it publishes).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Cluster mode's part of applying `effects` (see the module doc). `stored`: the rule is a
+    /// `say` to request `re`, whose reply waits until JetStream has stored the message; if it
+    /// cannot be queued for publishing, the `say` is refused `unavailable`.
+    pub fn route(
+        &self,
+        actor: &Outbox,
+        mut effects: Effects,
+        stored: Option<Option<&RequestId>>,
+    ) -> Result<Effects, Refusal> {
+        match effects.event.take() {
+            Some(Delivery {
+                to: Audience::Room { key, except },
+                line,
+            }) => {
+                let held = stored.map(|re| publish::Held {
+                    actor: actor.clone(),
+                    reply: effects.reply.take(),
+                    re: re.cloned(),
+                });
+                let held_say = held.is_some();
+                let out = publish::Outbound {
+                    subject: self.names.room_subject(&key),
+                    origin: self.origin(except),
+                    payload: line,
+                    held,
+                };
+                if let Err(e) = self.outbound.try_send(out) {
+                    if held_say {
+                        return Err(unavailable());
+                    }
+                    warn!(error = %e, "cluster: a room event could not be queued for NATS; other nodes miss it");
+                }
+            }
+            Some(delivery @ Delivery {
+                to: Audience::Users(_),
+                ..
+            }) => {
+                let out = publish::Outbound {
+                    subject: self.names.user_subject(),
+                    origin: self.origin(0),
+                    payload: Bytes::clone(&delivery.line),
+                    held: None,
+                };
+                if let Err(e) = self.outbound.try_send(out) {
+                    warn!(error = %e, "cluster: a user event could not be queued for NATS; other nodes miss it");
+                }
+                effects.event = Some(delivery);
+            }
+            other => effects.event = other,
+        }
+        Ok(effects)
+    }
+
+    fn origin(&self, except: crate::state::SessionId) -> Origin {
+        Origin {
+            node: self.node.to_string(),
+            except,
+        }
+    }
+
+    /// Claim the folded nick `key` for this node, cluster-wide; `nick_taken` when another
+    /// session anywhere holds it, `unavailable` when NATS cannot say.
+    pub async fn claim(&self, key: &str, nick: &str) -> Result<(), Refusal> {
+        self.nicks.claim(key, nick).await
+    }
+
+    /// Give a claimed nick back (its session left or changed nick); at once, not awaited.
+    pub fn release(&self, key: &str) {
+        self.nicks.release(key);
+    }
+}
+
+fn unavailable() -> Refusal {
+    (
+        ErrorCode::Unavailable,
+        "the cluster's message store cannot be reached; nothing was sent, try again".into(),
+    )
+}
+
+/// Start the node's cluster tasks and give the chat its [`Link`].
+pub fn start(joined: Joined, shared: &Arc<Shared>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let nicks = nicks::Nicks::new(joined.nicks.clone(), joined.node.clone());
+    let link = Link {
+        node: joined.node.clone(),
+        names: joined.names.clone(),
+        outbound: tx,
+        nicks: nicks.clone(),
+    };
+    if shared.chat.set_cluster(link).is_err() {
+        warn!("cluster: started twice; the second start is ignored");
+        return;
+    }
+    tracker.spawn(publish::run(joined.js.clone(), rx, shutdown.clone()));
+    tracker.spawn(nicks.renew(joined.config.lease, shutdown.clone()));
+    tracker.spawn(inbound::run(Arc::new(joined), shared.clone(), shutdown.clone()));
+}

@@ -1,0 +1,102 @@
+//! Nicks unique across the cluster: a key-value bucket keyed by the folded nick's token, claimed
+//! with `create` (JetStream's compare-and-set: of two nodes racing, exactly one wins). The
+//! bucket's `max_age` is the lease: this node puts its nicks again every third of it, so a node
+//! that dies (kill -9, power cut) loses its nicks within one lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use lanchat_protocol::ErrorCode;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::wire::token;
+use crate::state::Refusal;
+
+/// How long a claim may take before the nick is refused `unavailable`.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// This node's claims, shared by the sessions that make and release them and the renewal task.
+#[derive(Clone)]
+pub struct Nicks {
+    bucket: kv::Store,
+    node: Arc<str>,
+    /// Token -> the value kept under it (the node and the nick as spelt).
+    held: Arc<Mutex<HashMap<String, Bytes>>>,
+}
+
+impl Nicks {
+    pub fn new(bucket: kv::Store, node: Arc<str>) -> Nicks {
+        Nicks {
+            bucket,
+            node,
+            held: Arc::default(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn claim(&self, key: &str, nick: &str) -> Result<(), Refusal> {
+        let token = token(key);
+        let value = Bytes::from(format!("{}\n{nick}", self.node));
+        let created = tokio::time::timeout(CLAIM_WAIT, self.bucket.create(&token, value.clone())).await;
+        match created {
+            Ok(Ok(_)) => {
+                self.held().insert(token, value);
+                Ok(())
+            }
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err((
+                ErrorCode::NickTaken,
+                format!("nick \"{nick}\" is taken"),
+            )),
+            Ok(Err(e)) => {
+                warn!(error = %e, "cluster: a nick could not be claimed");
+                Err(super::unavailable())
+            }
+            Err(_) => Err(super::unavailable()),
+        }
+    }
+
+    pub fn release(&self, key: &str) {
+        let token = token(key);
+        if self.held().remove(&token).is_none() {
+            return;
+        }
+        let bucket = self.bucket.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokio::time::timeout(CLAIM_WAIT, bucket.delete(&token)).await {
+                warn!(error = %e, "cluster: a released nick stays taken until its lease runs out");
+            }
+        });
+    }
+
+    /// Put every held nick again every third of `lease`, until `shutdown`; then give them back.
+    pub async fn renew(self, lease: Duration, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(lease / 3);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => {
+                    let held: Vec<(String, Bytes)> =
+                        self.held().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    for (token, value) in held {
+                        let put = tokio::time::timeout(CLAIM_WAIT, self.bucket.put(&token, value)).await;
+                        if !matches!(put, Ok(Ok(_))) {
+                            warn!("cluster: a nick's lease could not be renewed");
+                        }
+                    }
+                }
+            }
+        }
+        let held: Vec<String> = self.held().drain().map(|(k, _)| k).collect();
+        for token in held {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.bucket.delete(&token)).await;
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Cluster mode's hold on the chat state: what the stream's events change here (history, topics,
+//! the members other nodes hold) and whom they reach. Called under the chat lock by
+//! `cluster::inbound`, in stream order.
+
+use lanchat_protocol::Member;
+
+use super::{RoomKey, SessionId, State};
+use crate::cluster::Roster;
+
+impl<M: Clone> State<M> {
+    /// Room messages reach history from the stream only, in its order (see `say`).
+    pub fn set_clustered(&mut self) {
+        self.clustered = true;
+    }
+
+    /// The members other nodes hold.
+    pub fn roster(&mut self) -> &mut Roster {
+        &mut self.remote
+    }
+
+    /// Hold the room called `name` (made if need be, within `max_rooms`); its key.
+    pub fn hold_room(&mut self, name: &str) -> Option<RoomKey> {
+        self.room_entry(name).map(|r| r.key.clone())
+    }
+
+    /// The key this state uses for a room key, shared; `None` if the room is not held.
+    pub fn room_key(&self, key: &str) -> Option<RoomKey> {
+        self.rooms.get(key).map(|r| r.key.clone())
+    }
+
+    /// This node's sessions in any of `rooms`, each once.
+    pub fn local_members_of(&self, rooms: &[String]) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = rooms
+            .iter()
+            .filter_map(|key| self.rooms.get(key.as_str()))
+            .flat_map(|room| room.members.keys().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// This node's own members, room by room (key, members): its answer to another node's
+    /// `members` request.
+    pub fn local_account(&self) -> Vec<(String, Vec<Member>)> {
+        self.rooms
+            .values()
+            .filter(|room| !room.members.is_empty())
+            .map(|room| {
+                let members = room
+                    .members
+                    .keys()
+                    .filter_map(|id| self.users.get(id))
+                    .map(|u| u.member())
+                    .collect();
+                (room.key.to_string(), members)
+            })
+            .collect()
+    }
+}
