@@ -152,7 +152,7 @@ impl Chat {
         let mut state = self.lock();
         let (value, mut effects) = rule(&mut state)?;
         if let Some(link) = self.cluster.get() {
-            effects = link.route(actor, effects, stored)?;
+            effects = link.route(&mut state, actor, effects, stored)?;
         }
         let persist = deliver(&state, Some(actor), effects);
         // Still under the lock: the store sees a room's messages in history order.
@@ -187,9 +187,9 @@ impl Chat {
         self.cluster.get()
     }
 
-    /// Join this chat to a cluster; an error if it already is.
-    pub fn set_cluster(&self, link: Link) -> Result<(), Link> {
+    /// Join this chat to a cluster; false if it already was.
+    pub fn set_cluster(&self, link: Link) -> bool {
         self.lock().set_clustered();
-        self.cluster.set(link)
+        self.cluster.set(link).is_ok()
     }
 }

@@ -182,7 +182,12 @@ pub struct Args {
     pub web_origin: Vec<String>,
     /// Join a cluster through NATS JetStream at these URLs (nats://HOST:PORT, comma-separated):
     /// nodes of one cluster act as one chat. Without it the server runs alone and needs no NATS
-    #[arg(long, env = "LANCHAT_CLUSTER", value_delimiter = ',', conflicts_with = "data_dir")]
+    #[arg(
+        long,
+        env = "LANCHAT_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "data_dir"
+    )]
     pub cluster: Vec<String>,
     /// The cluster's name, part of its NATS stream, bucket and subject names (1 to 32 of
     /// A-Z a-z 0-9 _ -)

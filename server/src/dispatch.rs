@@ -118,10 +118,13 @@ pub struct Client {
     proven: Option<String>,
     /// The session that held the nick was told to leave: do not tell it again.
     replaced: bool,
+    /// Cluster mode: the folded nick this session holds cluster-wide (see `cluster.rs`).
+    claimed: Option<String>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
+        self.release_claim();
         let Some(who) = self.registered.take() else {
             return;
         };
@@ -159,6 +162,7 @@ impl Client {
             live: Live::default(),
             proven: None,
             replaced: false,
+            claimed: None,
         }
     }
 
@@ -303,6 +307,10 @@ impl Client {
             Ok(command) => command,
             Err(step) => return step,
         };
+        let command = match self.claim_first(re.as_ref(), command) {
+            Ok(command) => command,
+            Err(step) => return step,
+        };
         let turn = match self {
             Client {
                 registered: Some(who),
@@ -415,6 +423,7 @@ impl Client {
             rooms: vec![config.default_room.clone()],
             motd: config.motd.clone(),
             limits: config.limits,
+            cluster: config.cluster.as_ref().map(|c| c.name.clone()),
         })
         .encode_line();
         let (id, mailbox) = (self.id, self.outbox.clone());
@@ -531,7 +540,7 @@ impl Turn<'_> {
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
                 charge(&budgets.messages, 1.0, "messages")?;
-                chat.run(out, |st| st.say(who, re, &room, &text))?;
+                chat.run_stored(out, re, |st| st.say(who, re, &room, &text))?;
                 Ok(Outcome::Done(None))
             }
             Command::Dm { to, text } => {
@@ -682,6 +691,7 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+mod cluster;
 mod private;
 
 #[cfg(test)]

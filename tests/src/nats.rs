@@ -10,8 +10,8 @@ use std::sync::mpsc;
 
 use crate::{ServerProcess, TempDir, WAIT};
 
-/// Where Debian installs the server.
-pub const NATS_SERVER: &str = "/usr/bin/nats-server";
+/// Where Debian installs the server (not on a non-root user's PATH).
+pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
 /// What to run when it is missing.
 pub const INSTALL: &str = "sudo apt-get update && sudo apt-get install -y nats-server";
 
@@ -29,7 +29,7 @@ impl Nats {
     /// `nats-server` is missing, and with its output when it does not get ready in [`WAIT`].
     pub fn start() -> Nats {
         assert!(
-            Path::new(NATS_SERVER).exists(),
+            Path::new(&nats_server()).exists(),
             "{NATS_SERVER} is missing: the cluster tests need Debian's nats-server; run:\n  {INSTALL}"
         );
         let store = TempDir::new("nats");
@@ -72,10 +72,15 @@ impl Drop for Nats {
     }
 }
 
+/// `$LANCHAT_NATS_SERVER` when set, else Debian's.
+fn nats_server() -> std::path::PathBuf {
+    std::env::var_os("LANCHAT_NATS_SERVER").map_or_else(|| NATS_SERVER.into(), Into::into)
+}
+
 /// Start `nats-server` with its store under `dir` on `port` (`-1`: any) and wait until it says
 /// it is ready; returns it and the port it listens on.
 fn spawn(dir: &Path, port: &str) -> (Child, u16) {
-    let mut child = Command::new(NATS_SERVER)
+    let mut child = Command::new(nats_server())
         .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
         .arg(dir)
         .stdin(Stdio::null())
@@ -94,17 +99,19 @@ fn spawn(dir: &Path, port: &str) -> (Child, u16) {
     let mut seen = Vec::new();
     let mut listening = None;
     loop {
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let Ok(line) = rx.recv_timeout(WAIT) else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("nats-server did not get ready:\n{}", seen.join("\n"))
-        });
+        };
         if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
             listening = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
         }
         let ready = line.contains("Server is ready");
         seen.push(line);
         if ready {
-            let port = listening.unwrap_or_else(|| panic!("no client port in:\n{}", seen.join("\n")));
+            let port =
+                listening.unwrap_or_else(|| panic!("no client port in:\n{}", seen.join("\n")));
             return (child, port);
         }
     }

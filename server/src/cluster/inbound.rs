@@ -92,7 +92,14 @@ async fn consume(joined: &Joined, shared: &Shared) {
             state.roster().heard(&origin.node, Instant::now());
         }
         if let Some(event) = apply(&mut state, me, room, &origin, &message.payload, seq > start) {
-            let _ = deliver(&state, None, Effects { event: Some(event), ..Effects::default() });
+            let _ = deliver(
+                &state,
+                None,
+                Effects {
+                    event: Some(event),
+                    ..Effects::default()
+                },
+            );
         }
         drop(state);
         if !replayed && seq >= start {
@@ -127,12 +134,18 @@ fn apply(
             _ => return None,
         };
         let to = Audience::Users(state.local_members_of(&rooms));
-        return Some(Delivery { to, line: Bytes::clone(line) });
+        return Some(Delivery {
+            to,
+            line: Bytes::clone(line),
+        });
     };
     match &frame {
         ServerFrame::Message(m) => {
             let id = Uuid::parse_str(&m.id).ok()?;
-            let stored = StoredMessage { id, line: Bytes::clone(line) };
+            let stored = StoredMessage {
+                id,
+                line: Bytes::clone(line),
+            };
             state.restore_message(&m.room, stored);
         }
         ServerFrame::Topic(t) if !mine => state.restore_topic(&t.room, t.topic.clone()),
@@ -140,6 +153,7 @@ fn apply(
             state.hold_room(&j.room);
             state.roster().join(&room, node, &j.nick);
         }
+        ServerFrame::Join(_) if mine => state.roster().arrived(&room, origin.except),
         ServerFrame::Leave(l) if live && !mine => state.roster().leave(&room, node, &l.nick),
         _ => {}
     }
@@ -148,7 +162,11 @@ fn apply(
     }
     let key = state.room_key(&room)?;
     let except = if mine { origin.except } else { 0 };
-    Some(Delivery { to: Audience::Room { key, except }, line: Bytes::clone(line) })
+    let to = state.room_audience(key, except);
+    Some(Delivery {
+        to,
+        line: Bytes::clone(line),
+    })
 }
 
 /// Ask every node for its members and take their answers (those that come within
@@ -171,20 +189,31 @@ async fn learn_members(joined: &Joined, shared: &Shared) {
             continue;
         };
         if account.node != *joined.node {
-            shared.chat.lock().roster().replace_node(&account.node, account.rooms);
+            shared
+                .chat
+                .lock()
+                .roster()
+                .replace_node(&account.node, account.rooms);
         }
     }
 }
 
 /// Answer other nodes' `members` requests with this node's members.
 async fn answer_members(joined: &Joined, shared: &Shared) {
-    let Ok(mut requests) = joined.client.subscribe(joined.names.members_subject()).await else {
+    let Ok(mut requests) = joined
+        .client
+        .subscribe(joined.names.members_subject())
+        .await
+    else {
         return std::future::pending().await;
     };
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply else { continue };
         let rooms = shared.chat.lock().local_account();
-        let account = Account { node: joined.node.to_string(), rooms };
+        let account = Account {
+            node: joined.node.to_string(),
+            rooms,
+        };
         if let Ok(payload) = serde_json::to_vec(&account) {
             let _ = joined.client.publish(reply, payload.into()).await;
         }
@@ -226,10 +255,21 @@ fn forget_silent(shared: &Shared, lease: Duration) {
         let lost = state.roster().forget_node(&node);
         info!(%node, users = lost.len(), "cluster: a node went silent; its users are gone");
         for (nick, rooms) in lost {
-            let line = ServerFrame::Quit(QuitEvent { nick, reason: "node lost".into() }).encode_line();
+            let line = ServerFrame::Quit(QuitEvent {
+                nick,
+                reason: "node lost".into(),
+            })
+            .encode_line();
             let to = Audience::Users(state.local_members_of(&rooms));
             let event = Some(Delivery { to, line });
-            let _ = deliver(&state, None, Effects { event, ..Effects::default() });
+            let _ = deliver(
+                &state,
+                None,
+                Effects {
+                    event,
+                    ..Effects::default()
+                },
+            );
         }
     }
 }

@@ -25,7 +25,7 @@ use tracing::warn;
 
 use crate::effects::{Audience, Delivery, Effects};
 use crate::outbox::Outbox;
-use crate::state::Refusal;
+use crate::state::{Refusal, State};
 use crate::Shared;
 
 mod inbound;
@@ -113,19 +113,28 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             })
             .await
             .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
-        let nicks = match js.get_key_value(&names.nick_bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: names.nick_bucket.clone(),
-                    history: 1,
-                    max_age: config.lease,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?,
-        };
+        // The bucket's stream made here as async-nats' `create_key_value` would make it: that
+        // call first reads the account's info, whose 2.9 form it cannot parse.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{}", names.nick_bucket),
+            subjects: vec![format!("$KV.{}.>", names.nick_bucket)],
+            max_messages_per_subject: 1,
+            max_age: config.lease,
+            duplicate_window: config.lease,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
+        let nicks = js
+            .get_key_value(&names.nick_bucket)
+            .await
+            .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
         Ok(Joined {
             config: config.clone(),
             client,
@@ -166,6 +175,7 @@ impl Link {
     /// cannot be queued for publishing, the `say` is refused `unavailable`.
     pub fn route(
         &self,
+        state: &mut State<Outbox>,
         actor: &Outbox,
         mut effects: Effects,
         stored: Option<Option<&RequestId>>,
@@ -181,6 +191,10 @@ impl Link {
                     re: re.cloned(),
                 });
                 let held_say = held.is_some();
+                // Serialised with the tag first: a join's line starts so.
+                if line.starts_with(br#"{"type":"join""#) {
+                    state.roster().arriving(&key, except);
+                }
                 let out = publish::Outbound {
                     subject: self.names.room_subject(&key),
                     origin: self.origin(except),
@@ -194,10 +208,12 @@ impl Link {
                     warn!(error = %e, "cluster: a room event could not be queued for NATS; other nodes miss it");
                 }
             }
-            Some(delivery @ Delivery {
-                to: Audience::Users(_),
-                ..
-            }) => {
+            Some(
+                delivery @ Delivery {
+                    to: Audience::Users(_),
+                    ..
+                },
+            ) => {
                 let out = publish::Outbound {
                     subject: self.names.user_subject(),
                     origin: self.origin(0),
@@ -241,7 +257,12 @@ fn unavailable() -> Refusal {
 }
 
 /// Start the node's cluster tasks and give the chat its [`Link`].
-pub fn start(joined: Joined, shared: &Arc<Shared>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+pub fn start(
+    joined: Joined,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let nicks = nicks::Nicks::new(joined.nicks.clone(), joined.node.clone());
     let link = Link {
@@ -250,11 +271,15 @@ pub fn start(joined: Joined, shared: &Arc<Shared>, shutdown: &CancellationToken,
         outbound: tx,
         nicks: nicks.clone(),
     };
-    if shared.chat.set_cluster(link).is_err() {
+    if !shared.chat.set_cluster(link) {
         warn!("cluster: started twice; the second start is ignored");
         return;
     }
     tracker.spawn(publish::run(joined.js.clone(), rx, shutdown.clone()));
     tracker.spawn(nicks.renew(joined.config.lease, shutdown.clone()));
-    tracker.spawn(inbound::run(Arc::new(joined), shared.clone(), shutdown.clone()));
+    tracker.spawn(inbound::run(
+        Arc::new(joined),
+        shared.clone(),
+        shutdown.clone(),
+    ));
 }

@@ -44,16 +44,16 @@ impl Nicks {
     pub async fn claim(&self, key: &str, nick: &str) -> Result<(), Refusal> {
         let token = token(key);
         let value = Bytes::from(format!("{}\n{nick}", self.node));
-        let created = tokio::time::timeout(CLAIM_WAIT, self.bucket.create(&token, value.clone())).await;
+        let created =
+            tokio::time::timeout(CLAIM_WAIT, self.bucket.create(&token, value.clone())).await;
         match created {
             Ok(Ok(_)) => {
                 self.held().insert(token, value);
                 Ok(())
             }
-            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err((
-                ErrorCode::NickTaken,
-                format!("nick \"{nick}\" is taken"),
-            )),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err((ErrorCode::NickTaken, format!("nick \"{nick}\" is taken")))
+            }
             Ok(Err(e)) => {
                 warn!(error = %e, "cluster: a nick could not be claimed");
                 Err(super::unavailable())

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use lanchat_protocol::validate::name_key;
 use lanchat_protocol::{Member, Status};
 
+use crate::state::SessionId;
+
 /// A remote user: the node that holds the session, and the folded nick.
 type Who = (String, String);
 
@@ -20,6 +22,9 @@ pub struct Roster {
     rooms_of: HashMap<Who, HashSet<String>>,
     /// When each node was last heard from (a heartbeat or an event).
     heard: HashMap<String, Instant>,
+    /// This node's sessions that joined a room whose join has not come back from the stream
+    /// yet: the room's earlier events (stream order) are not theirs to see. Room key -> ids.
+    arriving: HashMap<String, HashSet<SessionId>>,
 }
 
 fn who(node: &str, nick: &str) -> Who {
@@ -29,7 +34,10 @@ fn who(node: &str, nick: &str) -> Who {
 impl Roster {
     /// The remote members of a room.
     pub fn members(&self, room_key: &str) -> impl Iterator<Item = &Member> {
-        self.rooms.get(room_key).into_iter().flat_map(|m| m.values())
+        self.rooms
+            .get(room_key)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 
     /// The rooms a remote user is in.
@@ -101,7 +109,12 @@ impl Roster {
     /// A remote user's new nick; returns their rooms.
     pub fn rename(&mut self, node: &str, old: &str, new: &str) -> Vec<String> {
         let (old_who, new_who) = (who(node, old), who(node, new));
-        let rooms: Vec<String> = self.rooms_of.remove(&old_who).into_iter().flatten().collect();
+        let rooms: Vec<String> = self
+            .rooms_of
+            .remove(&old_who)
+            .into_iter()
+            .flatten()
+            .collect();
         for room in &rooms {
             if let Some(members) = self.rooms.get_mut(room) {
                 if let Some(mut member) = members.remove(&old_who) {
@@ -140,10 +153,13 @@ impl Roster {
                     .entry(who.clone())
                     .or_default()
                     .insert(room.clone());
-                self.rooms
-                    .entry(room.clone())
-                    .or_default()
-                    .insert(who, Member { op: false, ..member });
+                self.rooms.entry(room.clone()).or_default().insert(
+                    who,
+                    Member {
+                        op: false,
+                        ..member
+                    },
+                );
             }
         }
     }
@@ -170,6 +186,29 @@ impl Roster {
         }
         self.heard.remove(node);
         lost
+    }
+
+    /// A session of this node joined `room_key`; its join is on its way to the stream.
+    pub fn arriving(&mut self, room_key: &str, session: SessionId) {
+        self.arriving
+            .entry(room_key.to_owned())
+            .or_default()
+            .insert(session);
+    }
+
+    /// A session's join came back from the stream: from here on the room's events are its own.
+    pub fn arrived(&mut self, room_key: &str, session: SessionId) {
+        if let Some(ids) = self.arriving.get_mut(room_key) {
+            ids.remove(&session);
+            if ids.is_empty() {
+                self.arriving.remove(room_key);
+            }
+        }
+    }
+
+    /// The sessions of this node still arriving in a room (none, nearly always).
+    pub fn still_arriving(&self, room_key: &str) -> Option<&HashSet<SessionId>> {
+        self.arriving.get(room_key)
     }
 
     /// `node` said something at `now`.
@@ -263,8 +302,23 @@ mod tests {
         let mut silent = r.silent(t0 + Duration::from_secs(10), lease);
         silent.sort();
         assert_eq!(silent, ["a"]);
-        assert_eq!(r.forget_node("a"), [("ann".to_owned(), vec!["lobby".to_owned()])]);
+        assert_eq!(
+            r.forget_node("a"),
+            [("ann".to_owned(), vec!["lobby".to_owned()])]
+        );
         assert_eq!(nicks(&r, "lobby"), ["bob"]);
+    }
+
+    #[test]
+    fn sessions_arrive_one_by_one() {
+        let mut r = Roster::default();
+        r.arriving("dev", 1);
+        r.arriving("dev", 2);
+        r.arrived("dev", 1);
+        assert_eq!(r.still_arriving("dev").map(|s| s.len()), Some(1));
+        r.arrived("dev", 2);
+        r.arrived("lobby", 3);
+        assert!(r.still_arriving("dev").is_none());
     }
 
     #[test]
@@ -280,6 +334,9 @@ mod tests {
         r.replace_node("a", vec![("dev".into(), vec![ann])]);
         assert!(nicks(&r, "lobby").is_empty());
         let m: Vec<&Member> = r.members("dev").collect();
-        assert_eq!((m[0].nick.as_str(), m[0].status, m[0].op), ("ann", Status::Busy, false));
+        assert_eq!(
+            (m[0].nick.as_str(), m[0].status, m[0].op),
+            ("ann", Status::Busy, false)
+        );
     }
 }

@@ -56,6 +56,14 @@ pub enum Job {
         re: Option<RequestId>,
         data: ReplyData,
     },
+    /// Cluster mode: claim the folded nick `key` cluster-wide, then re-run `then` (see
+    /// `dispatch/cluster.rs`).
+    Claim {
+        re: Option<RequestId>,
+        key: String,
+        nick: String,
+        then: Command,
+    },
 }
 
 /// What a [`Job`] found.
@@ -79,6 +87,12 @@ pub enum Done {
         re: Option<RequestId>,
         data: ReplyData,
         persistent: bool,
+    },
+    Claimed {
+        re: Option<RequestId>,
+        key: String,
+        claimed: Result<(), crate::state::Refusal>,
+        then: Command,
     },
 }
 
@@ -113,6 +127,20 @@ impl Job {
                 re,
                 data,
                 persistent: accounts.save().await,
+            },
+            Job::Claim {
+                re,
+                key,
+                nick,
+                then,
+            } => Done::Claimed {
+                claimed: match shared.chat.cluster() {
+                    Some(link) => link.claim(&key, &nick).await,
+                    None => Ok(()),
+                },
+                re,
+                key,
+                then,
             },
         }
     }
@@ -316,6 +344,12 @@ impl Client {
     /// Carry on with a request after its [`Job`].
     pub fn account_done(&mut self, done: Done, now: Instant) -> Step {
         match done {
+            Done::Claimed {
+                re,
+                key,
+                claimed,
+                then,
+            } => self.claimed(re, key, claimed, then, now),
             Done::Verified {
                 re,
                 right: false,

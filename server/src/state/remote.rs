@@ -4,7 +4,7 @@
 
 use lanchat_protocol::Member;
 
-use super::{RoomKey, SessionId, State};
+use super::{Audience, RoomKey, SessionId, State};
 use crate::cluster::Roster;
 
 impl<M: Clone> State<M> {
@@ -26,6 +26,26 @@ impl<M: Clone> State<M> {
     /// The key this state uses for a room key, shared; `None` if the room is not held.
     pub fn room_key(&self, key: &str) -> Option<RoomKey> {
         self.rooms.get(key).map(|r| r.key.clone())
+    }
+
+    /// Who on this node receives a room's event from the stream: its members but `except`
+    /// and those whose own join has not come back from the stream yet.
+    pub fn room_audience(&self, key: RoomKey, except: SessionId) -> Audience {
+        let Some(arriving) = self.remote.still_arriving(&key) else {
+            return Audience::Room { key, except };
+        };
+        let ids = self
+            .rooms
+            .get(&key)
+            .map(|room| {
+                room.members
+                    .keys()
+                    .filter(|id| **id != except && !arriving.contains(id))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Audience::Users(ids)
     }
 
     /// This node's sessions in any of `rooms`, each once.
