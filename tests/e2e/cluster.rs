@@ -349,3 +349,57 @@ fn an_unreachable_nats_stops_the_start_with_exit_code_3() {
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_mid_chat_loses_nothing_acknowledged() {
+    let mut nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "r").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    joined(&mut bob, "r").await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let ok = ann
+            .request(json!({"type":"say","room":"r","text":format!("before {i}")}))
+            .await;
+        acked.push(ok["id"].as_str().unwrap().to_owned());
+    }
+    nats.kill();
+    // While NATS is away: sessions stay, and a message is refused, not buffered.
+    let refused = ann
+        .request(json!({"type":"say","room":"r","text":"while down"}))
+        .await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    bob.sync().await;
+    nats.restart();
+    // Back: a message is stored again once the node has reconnected.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = ann
+            .request(json!({"type":"say","room":"r","text":"after"}))
+            .await;
+        if r["type"] == "ok" {
+            acked.push(r["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(r["code"], "unavailable", "{r}");
+        assert!(Instant::now() < deadline, "never stored again: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = until(&mut bob, "the message after", |v| {
+        v["type"] == "message" && v["text"] == "after"
+    })
+    .await;
+    assert_eq!(after["id"].as_str(), acked.last().map(|s| s.as_str()));
+    let h = bob
+        .request(json!({"type":"history","room":"r","limit":100}))
+        .await;
+    let ids: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, acked, "history after the restart: {h}");
+}

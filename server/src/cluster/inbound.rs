@@ -82,10 +82,16 @@ async fn consume(joined: &Joined, shared: &Shared) {
                 continue;
             }
         };
-        let seq = message.info().map_or(u64::MAX, |i| i.stream_sequence);
+        let Ok(info) = message.info() else { continue };
+        let seq = info.stream_sequence;
+        let stored_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let Some(origin) = Origin::parse(message.headers.as_ref()) else {
             continue;
         };
+        if !origin.in_time(stored_ms) {
+            // Its sender was told `unavailable`: on no node does it count.
+            continue;
+        }
         let room = joined.names.room_of(&message.subject);
         let mut state = shared.chat.lock();
         if origin.node != me {
@@ -231,6 +237,7 @@ async fn heartbeats(joined: &Joined, shared: &Shared) {
     };
     let mut every = tokio::time::interval(lease / 3);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cut_off = false;
     loop {
         tokio::select! {
             Some(beat) = alive.next() => {
@@ -241,6 +248,19 @@ async fn heartbeats(joined: &Joined, shared: &Shared) {
                 }
             }
             _ = every.tick() => {
+                let connected = joined.client.connection_state()
+                    == async_nats::connection::State::Connected;
+                if !connected {
+                    // Silence from everyone is this node's trouble: forget nobody.
+                    cut_off = true;
+                    continue;
+                }
+                if cut_off {
+                    cut_off = false;
+                    shared.chat.lock().roster().heard_all(Instant::now());
+                    info!("cluster: NATS is back; asking the other nodes who is where");
+                    learn_members(joined, shared).await;
+                }
                 let node = Bytes::copy_from_slice(joined.node.as_bytes());
                 let _ = joined.client.publish(subject.clone(), node).await;
                 forget_silent(shared, lease);

@@ -97,6 +97,10 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
     let work = async {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(CONNECT_WAIT)
+            // On a LAN NATS is back in moments: try again soon, at most every 2 s.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(250 * attempts.max(1) as u64).min(Duration::from_secs(2))
+            })
             .connect(config.urls.clone())
             .await
             .map_err(|e| format!("cannot reach NATS at {}: {e}", config.urls.join(",")))?;
@@ -234,6 +238,7 @@ impl Link {
         Origin {
             node: self.node.to_string(),
             except,
+            deadline_ms: 0,
         }
     }
 
@@ -275,7 +280,12 @@ pub fn start(
         warn!("cluster: started twice; the second start is ignored");
         return;
     }
-    tracker.spawn(publish::run(joined.js.clone(), rx, shutdown.clone()));
+    tracker.spawn(publish::run(
+        joined.client.clone(),
+        joined.js.clone(),
+        rx,
+        shutdown.clone(),
+    ));
     tracker.spawn(nicks.renew(joined.config.lease, shutdown.clone()));
     tracker.spawn(inbound::run(
         Arc::new(joined),

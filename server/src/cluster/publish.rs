@@ -20,7 +20,10 @@ use crate::outbox::Outbox;
 
 /// Acks awaited at once at most; beyond, the queue fills and new `say`s are refused.
 const IN_FLIGHT: usize = 1024;
-/// How long a publish and its ack may take before the message counts as not stored.
+/// How long a publish and its ack may take before the message counts as not stored. Also the
+/// event's deadline (see `wire::DEADLINE`): stored later, it is dropped by every node, so that
+/// a `say` answered `unavailable` never appears (one the client library kept while NATS was
+/// away is sent when it comes back).
 const ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// One event for the stream.
@@ -64,6 +67,7 @@ impl Held {
 type Ack = BoxFuture<'static, (bool, Option<Held>)>;
 
 pub async fn run(
+    client: async_nats::Client,
     js: jetstream::Context,
     mut queue: mpsc::Receiver<Outbound>,
     shutdown: CancellationToken,
@@ -80,7 +84,17 @@ pub async fn run(
             }
             next = queue.recv(), if acks.len() < IN_FLIGHT => {
                 let Some(out) = next else { return };
-                let Outbound { subject, origin, payload, held } = out;
+                let Outbound { subject, mut origin, payload, held } = out;
+                // Not handed to the client while it is disconnected: it would keep the message
+                // and send it on reconnecting, after its sender was told it was not stored.
+                if client.connection_state() != async_nats::connection::State::Connected {
+                    warn!("cluster: NATS is unreachable; an event was not published");
+                    if let Some(held) = held {
+                        held.settle(false);
+                    }
+                    continue;
+                }
+                origin.deadline_ms = unix_ms() + ACK_WAIT.as_millis() as u64;
                 let sent = tokio::time::timeout(
                     ACK_WAIT,
                     js.publish_with_headers(subject, origin.headers(), payload),
@@ -107,4 +121,10 @@ pub async fn run(
             }
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -221,6 +221,13 @@ impl Roster {
         }
     }
 
+    /// Count every node as heard `now` (this node was cut off, not they).
+    pub fn heard_all(&mut self, now: Instant) {
+        for at in self.heard.values_mut() {
+            *at = now;
+        }
+    }
+
     /// Nodes with members that have not been heard from for `lease` (a node first seen through
     /// its members counts as heard when first seen).
     pub fn silent(&mut self, now: Instant, lease: Duration) -> Vec<String> {

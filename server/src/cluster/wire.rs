@@ -11,6 +11,9 @@ use crate::state::SessionId;
 pub const ORIGIN: &str = "Lanchat-Origin";
 /// Header: the session on the origin node that caused the event (it is not sent the event).
 pub const EXCEPT: &str = "Lanchat-Except";
+/// Header: when the origin stops waiting for JetStream's ack (Unix ms, origin's clock); an event
+/// stored later was answered `unavailable` and is dropped by every node.
+pub const DEADLINE: &str = "Lanchat-Deadline";
 
 /// A cluster name is part of stream, bucket and subject names: letters, digits, `_` and `-`,
 /// 1 to 32 of them.
@@ -113,6 +116,8 @@ impl Names {
 pub struct Origin {
     pub node: String,
     pub except: SessionId,
+    /// See [`DEADLINE`]; 0: none.
+    pub deadline_ms: u64,
 }
 
 impl Origin {
@@ -120,6 +125,9 @@ impl Origin {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, self.node.as_str());
         headers.insert(EXCEPT, self.except.to_string().as_str());
+        if self.deadline_ms > 0 {
+            headers.insert(DEADLINE, self.deadline_ms.to_string().as_str());
+        }
         headers
     }
 
@@ -128,7 +136,21 @@ impl Origin {
         let headers = headers?;
         let node = headers.get(ORIGIN)?.as_str().to_owned();
         let except = headers.get(EXCEPT)?.as_str().parse().ok()?;
-        (!node.is_empty()).then_some(Origin { node, except })
+        let deadline_ms = match headers.get(DEADLINE) {
+            Some(d) => d.as_str().parse().ok()?,
+            None => 0,
+        };
+        (!node.is_empty()).then_some(Origin {
+            node,
+            except,
+            deadline_ms,
+        })
+    }
+
+    /// Whether an event stored at `stored_ms` (Unix ms, NATS's clock) counts: not after its
+    /// deadline.
+    pub fn in_time(&self, stored_ms: u64) -> bool {
+        self.deadline_ms == 0 || stored_ms <= self.deadline_ms
     }
 }
 
@@ -179,16 +201,24 @@ mod tests {
 
     #[test]
     fn origin_headers_round_trip() {
-        let origin = Origin {
+        let mut origin = Origin {
             node: "n1".into(),
             except: 42,
+            deadline_ms: 0,
         };
-        assert_eq!(Origin::parse(Some(&origin.headers())), Some(origin));
+        assert_eq!(Origin::parse(Some(&origin.headers())), Some(origin.clone()));
+        assert!(origin.in_time(u64::MAX));
+        origin.deadline_ms = 1_000;
+        assert_eq!(Origin::parse(Some(&origin.headers())), Some(origin.clone()));
+        assert!(origin.in_time(1_000) && !origin.in_time(1_001));
         assert_eq!(Origin::parse(None), None);
         let mut partial = HeaderMap::new();
         partial.insert(ORIGIN, "n1");
         assert_eq!(Origin::parse(Some(&partial)), None);
         partial.insert(EXCEPT, "x");
+        assert_eq!(Origin::parse(Some(&partial)), None);
+        partial.insert(EXCEPT, "1");
+        partial.insert(DEADLINE, "soon");
         assert_eq!(Origin::parse(Some(&partial)), None);
     }
 }
