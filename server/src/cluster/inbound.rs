@@ -49,16 +49,11 @@ pub async fn run(joined: Arc<Joined>, shared: Arc<Shared>, shutdown: Cancellatio
 /// Read the stream until the connection gives up for good (the ordered consumer recovers by
 /// itself from reconnects and gaps).
 async fn consume(joined: &Joined, shared: &Shared) {
-    let mut stream = joined.stream.clone();
-    let start = match stream.info().await {
-        Ok(info) => info.state.last_sequence,
-        Err(e) => {
-            warn!(error = %e, "cluster: cannot read the stream's state; history starts now");
-            u64::MAX
-        }
-    };
+    let start = joined.start;
     learn_members(joined, shared).await;
-    let consumer = stream
+    let consumer = joined
+        .stream
+        .clone()
         .create_consumer(push::OrderedConfig {
             deliver_subject: joined.client.new_inbox(),
             deliver_policy: DeliverPolicy::All,
@@ -84,7 +79,8 @@ async fn consume(joined: &Joined, shared: &Shared) {
         };
         let Ok(info) = message.info() else { continue };
         let seq = info.stream_sequence;
-        let stored_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let stored_ms =
+            u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let Some(origin) = Origin::parse(message.headers.as_ref()) else {
             continue;
         };

@@ -89,6 +89,9 @@ pub struct Joined {
     nicks: kv::Store,
     names: Names,
     node: Arc<str>,
+    /// The stream's last sequence when this node joined, before any of its sessions: events up
+    /// to it are history to this node, later ones are news (see `inbound`).
+    start: u64,
 }
 
 /// Connect to NATS (within [`CONNECT_WAIT`]) and make sure the stream and the nick bucket exist.
@@ -106,7 +109,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .map_err(|e| format!("cannot reach NATS at {}: {e}", config.urls.join(",")))?;
         let js = jetstream::new(client.clone());
         let names = Names::new(&config.name);
-        let stream = js
+        let mut stream = js
             .get_or_create_stream(stream::Config {
                 name: names.stream.clone(),
                 subjects: names.stream_subjects(),
@@ -139,7 +142,14 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .get_key_value(&names.nick_bucket)
             .await
             .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
+        let start = stream
+            .info()
+            .await
+            .map_err(|e| format!("cannot read the JetStream stream {}: {e}", names.stream))?
+            .state
+            .last_sequence;
         Ok(Joined {
+            start,
             config: config.clone(),
             client,
             js,
@@ -196,20 +206,28 @@ impl Link {
                 });
                 let held_say = held.is_some();
                 // Serialised with the tag first: a join's line starts so.
-                if line.starts_with(br#"{"type":"join""#) {
-                    state.roster().arriving(&key, except);
-                }
+                let arriving = line
+                    .starts_with(br#"{"type":"join""#)
+                    .then(|| (key.to_string(), except));
                 let out = publish::Outbound {
                     subject: self.names.room_subject(&key),
                     origin: self.origin(except),
                     payload: line,
                     held,
+                    arriving: arriving.clone(),
                 };
-                if let Err(e) = self.outbound.try_send(out) {
-                    if held_say {
-                        return Err(unavailable());
+                match self.outbound.try_send(out) {
+                    Ok(()) => {
+                        if let Some((key, session)) = arriving {
+                            state.roster().arriving(&key, session);
+                        }
                     }
-                    warn!(error = %e, "cluster: a room event could not be queued for NATS; other nodes miss it");
+                    Err(e) => {
+                        if held_say {
+                            return Err(unavailable());
+                        }
+                        warn!(error = %e, "cluster: a room event could not be queued for NATS; other nodes miss it");
+                    }
                 }
             }
             Some(
@@ -223,6 +241,7 @@ impl Link {
                     origin: self.origin(0),
                     payload: Bytes::clone(&delivery.line),
                     held: None,
+                    arriving: None,
                 };
                 if let Err(e) = self.outbound.try_send(out) {
                     warn!(error = %e, "cluster: a user event could not be queued for NATS; other nodes miss it");
@@ -284,6 +303,7 @@ pub fn start(
         joined.client.clone(),
         joined.js.clone(),
         rx,
+        shared.clone(),
         shutdown.clone(),
     ));
     tracker.spawn(nicks.renew(joined.config.lease, shutdown.clone()));

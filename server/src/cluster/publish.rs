@@ -17,6 +17,7 @@ use tracing::warn;
 
 use super::wire::Origin;
 use crate::outbox::Outbox;
+use crate::state::SessionId;
 
 /// Acks awaited at once at most; beyond, the queue fills and new `say`s are refused.
 const IN_FLIGHT: usize = 1024;
@@ -32,6 +33,8 @@ pub struct Outbound {
     pub origin: Origin,
     pub payload: Bytes,
     pub held: Option<Held>,
+    /// A join: the room key and the session arriving (see `Roster::arriving`).
+    pub arriving: Option<(String, crate::state::SessionId)>,
 }
 
 /// A `say` reply that waits for its message to be stored.
@@ -64,12 +67,21 @@ impl Held {
     }
 }
 
-type Ack = BoxFuture<'static, (bool, Option<Held>)>;
+type Ack = BoxFuture<'static, (bool, Option<Held>, Option<(String, SessionId)>)>;
+
+/// A join that will not come back from the stream: its session stops waiting for it (and gets
+/// the room's events from here on).
+fn arrive_anyway(shared: &crate::Shared, arriving: Option<(String, SessionId)>) {
+    if let Some((key, session)) = arriving {
+        shared.chat.lock().roster().arrived(&key, session);
+    }
+}
 
 pub async fn run(
     client: async_nats::Client,
     js: jetstream::Context,
     mut queue: mpsc::Receiver<Outbound>,
+    shared: std::sync::Arc<crate::Shared>,
     shutdown: CancellationToken,
 ) {
     let mut acks: FuturesOrdered<Ack> = FuturesOrdered::new();
@@ -77,14 +89,17 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            Some((stored, held)) = acks.next(), if !acks.is_empty() => {
+            Some((stored, held, arriving)) = acks.next(), if !acks.is_empty() => {
                 if let Some(held) = held {
                     held.settle(stored);
+                }
+                if !stored {
+                    arrive_anyway(&shared, arriving);
                 }
             }
             next = queue.recv(), if acks.len() < IN_FLIGHT => {
                 let Some(out) = next else { return };
-                let Outbound { subject, mut origin, payload, held } = out;
+                let Outbound { subject, mut origin, payload, held, arriving } = out;
                 // Not handed to the client while it is disconnected: it would keep the message
                 // and send it on reconnecting, after its sender was told it was not stored.
                 if client.connection_state() != async_nats::connection::State::Connected {
@@ -92,6 +107,7 @@ pub async fn run(
                     if let Some(held) = held {
                         held.settle(false);
                     }
+                    arrive_anyway(&shared, arriving);
                     continue;
                 }
                 origin.deadline_ms = unix_ms() + ACK_WAIT.as_millis() as u64;
@@ -107,7 +123,7 @@ pub async fn run(
                             if !stored {
                                 warn!("cluster: JetStream did not acknowledge an event in time");
                             }
-                            (stored, held)
+                            (stored, held, arriving)
                         }
                         .boxed(),
                     ),
@@ -116,6 +132,7 @@ pub async fn run(
                         if let Some(held) = held {
                             held.settle(false);
                         }
+                        arrive_anyway(&shared, arriving);
                     }
                 }
             }

@@ -52,7 +52,10 @@ pub fn untoken(token: &str) -> Option<String> {
             let pair = token.get(i..i + 2)?;
             // Only what `token` writes: uppercase would make a second token for one name, and
             // `from_str_radix` takes a sign.
-            if !pair.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if !pair
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return None;
             }
             u8::from_str_radix(pair, 16).ok()
