@@ -182,6 +182,27 @@ impl Chat {
         self.apply_stored(actor, Some(re), |state| rule(state).map(|e| ((), e)))
     }
 
+    /// Cluster mode: deliver a `direct` line from another node to the user called by the
+    /// folded nick `nick_key`; `None` if nobody here is, else their away text (see
+    /// [`State::dm_target`]).
+    pub fn deliver_direct(&self, nick_key: &str, line: Bytes) -> Option<Option<Option<String>>> {
+        let state = self.lock();
+        let (id, away) = state.dm_target(nick_key)?;
+        let event = Some(crate::effects::Delivery {
+            to: Audience::User(id),
+            line,
+        });
+        let _ = deliver(
+            &state,
+            None,
+            Effects {
+                event,
+                ..Effects::default()
+            },
+        );
+        Some(away)
+    }
+
     /// Cluster mode's link, once joined.
     pub fn cluster(&self) -> Option<&Link> {
         self.cluster.get()

@@ -307,7 +307,7 @@ impl Client {
             Ok(command) => command,
             Err(step) => return step,
         };
-        let command = match self.claim_first(re.as_ref(), command) {
+        let command = match self.claim_first(re.as_ref(), command, now) {
             Ok(command) => command,
             Err(step) => return step,
         };

@@ -403,3 +403,43 @@ async fn nats_restarted_mid_chat_loses_nothing_acknowledged() {
         .collect();
     assert_eq!(ids, acked, "history after the restart: {h}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_a_user_on_another_node() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "Bob").await;
+    let ok = bob
+        .request(json!({"type":"status","status":"away","text":"lunch"}))
+        .await;
+    assert_eq!(ok["cmd"], "status", "{ok}");
+    let ok = ann
+        .request(json!({"type":"dm","to":"bob","text":"psst"}))
+        .await;
+    assert_eq!(ok["cmd"], "dm", "{ok}");
+    assert_eq!(
+        (&ok["to"], &ok["away"], &ok["away_text"]),
+        (&json!("Bob"), &json!(true), &json!("lunch"))
+    );
+    let direct = until(&mut bob, "direct", |v| v["type"] == "direct").await;
+    assert_eq!(
+        (&direct["id"], &direct["from"], &direct["text"]),
+        (&ok["id"], &json!("ann"), &json!("psst"))
+    );
+    // And back, to a user who is not away.
+    let ok = bob
+        .request(json!({"type":"dm","to":"ANN","text":"later"}))
+        .await;
+    assert_eq!(
+        (&ok["cmd"], &ok["to"], &ok["away"]),
+        (&json!("dm"), &json!("ann"), &Value::Null)
+    );
+    let direct = until(&mut ann, "direct", |v| v["type"] == "direct").await;
+    assert_eq!(direct["text"], "later");
+    // Nobody anywhere: as on one server.
+    let refused = ann
+        .request(json!({"type":"dm","to":"nobody","text":"hello?"}))
+        .await;
+    assert_eq!(refused["code"], "no_such_nick", "{refused}");
+}

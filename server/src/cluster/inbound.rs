@@ -43,6 +43,7 @@ pub async fn run(joined: Arc<Joined>, shared: Arc<Shared>, shutdown: Cancellatio
         _ = answer_members(&joined, &shared) => {}
         _ = heartbeats(&joined, &shared) => {}
         _ = consume(&joined, &shared) => {}
+        _ = super::dm::receive(&joined, &shared) => {}
     }
 }
 

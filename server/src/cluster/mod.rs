@@ -5,12 +5,14 @@
 //!   delivered, on every node, when it comes back from the stream: [`inbound`]); a user's nick,
 //!   status or quit is delivered here as on one node and published for the other nodes;
 //! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
+//! - [`Link::direct`]: a `dm` to another node's user ([`dm`]);
 //! - [`start`]: the node's tasks (publisher, stream consumer, heartbeat, members answers,
 //!   nick renewals).
 //!
 //! Modules: [`wire`] (subject names, headers), [`roster`] (members other nodes hold),
 //! [`publish`] (the one task that publishes, acks in order), [`inbound`] (the stream, in its
-//! order, into the chat state), [`nicks`] (the nick bucket and its leases).
+//! order, into the chat state), [`nicks`] (the nick bucket and its leases), [`dm`] (DMs between
+//! nodes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use crate::outbox::Outbox;
 use crate::state::{Refusal, State};
 use crate::Shared;
 
+mod dm;
 mod inbound;
 mod nicks;
 mod publish;
@@ -173,6 +176,8 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
 /// What the chat state needs of the cluster, under its lock: no waiting, no I/O.
 pub struct Link {
     node: Arc<str>,
+    cluster: String,
+    client: async_nats::Client,
     names: Names,
     outbound: mpsc::Sender<publish::Outbound>,
     nicks: nicks::Nicks,
@@ -267,6 +272,19 @@ impl Link {
         self.nicks.claim(key, nick).await
     }
 
+    /// Send a `dm` to `to`, a nick this node does not hold, through the node that holds it:
+    /// the `ok` line to request `re`, or `no_such_nick` / `unavailable`.
+    pub async fn direct(
+        &self,
+        re: Option<&RequestId>,
+        from: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<Bytes, Refusal> {
+        let bucket = self.nicks.bucket();
+        dm::send(&self.client, bucket, &self.cluster, re, from, to, text).await
+    }
+
     /// Give a claimed nick back (its session left or changed nick); at once, not awaited.
     pub fn release(&self, key: &str) {
         self.nicks.release(key);
@@ -291,6 +309,8 @@ pub fn start(
     let nicks = nicks::Nicks::new(joined.nicks.clone(), joined.node.clone());
     let link = Link {
         node: joined.node.clone(),
+        cluster: joined.config.name.clone(),
+        client: joined.client.clone(),
         names: joined.names.clone(),
         outbound: tx,
         nicks: nicks.clone(),

@@ -37,6 +37,11 @@ impl Nicks {
         }
     }
 
+    /// The bucket (its values say which node holds a nick).
+    pub fn bucket(&self) -> &kv::Store {
+        &self.bucket
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }

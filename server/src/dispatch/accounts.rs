@@ -64,6 +64,13 @@ pub enum Job {
         nick: String,
         then: Command,
     },
+    /// Cluster mode: a `dm` to another node's user.
+    Direct {
+        re: Option<RequestId>,
+        from: String,
+        to: String,
+        text: String,
+    },
 }
 
 /// What a [`Job`] found.
@@ -93,6 +100,11 @@ pub enum Done {
         key: String,
         claimed: Result<(), crate::state::Refusal>,
         then: Command,
+    },
+    /// The `ok` line of a `dm` sent through another node, or its refusal.
+    Directed {
+        re: Option<RequestId>,
+        sent: Result<bytes::Bytes, crate::state::Refusal>,
     },
 }
 
@@ -141,6 +153,13 @@ impl Job {
                 re,
                 key,
                 then,
+            },
+            Job::Direct { re, from, to, text } => Done::Directed {
+                sent: match shared.chat.cluster() {
+                    Some(link) => link.direct(re.as_ref(), &from, &to, &text).await,
+                    None => Err((ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""))),
+                },
+                re,
             },
         }
     }
@@ -350,6 +369,13 @@ impl Client {
                 claimed,
                 then,
             } => self.claimed(re, key, claimed, then, now),
+            Done::Directed { re, sent } => match sent {
+                Ok(line) => {
+                    self.outbox().push(line);
+                    Step::Next
+                }
+                Err(refusal) => self.error(re, refusal, now).into(),
+            },
             Done::Verified {
                 re,
                 right: false,

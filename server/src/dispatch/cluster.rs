@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
-use lanchat_protocol::validate::name_key;
+use lanchat_protocol::validate::{check_nick, check_text, name_key};
 use lanchat_protocol::{Command, Request, RequestId};
 
 use super::{Client, Job, Step};
+use crate::admission::{Permit, Source};
 use crate::state::Refusal;
 
 impl Client {
@@ -18,6 +19,7 @@ impl Client {
         &mut self,
         re: Option<&RequestId>,
         command: Command,
+        now: Instant,
     ) -> Result<Command, Step> {
         if self.shared.chat.cluster().is_none() {
             return Ok(command);
@@ -25,6 +27,7 @@ impl Client {
         let nick = match (&command, self.registered.is_some()) {
             (Command::Hello(hello), false) => &hello.nick,
             (Command::Nick { nick, .. }, true) => nick,
+            (Command::Dm { .. }, true) => return self.direct_first(re, command, now),
             _ => return Ok(command),
         };
         let key = name_key(nick);
@@ -71,6 +74,49 @@ impl Client {
             }
         }
         step
+    }
+
+    /// A `dm` to a nick this node does not hold goes through the node that holds it (after the
+    /// same checks and charge as on one node); any other goes the usual way.
+    #[allow(clippy::result_large_err)]
+    fn direct_first(
+        &mut self,
+        re: Option<&RequestId>,
+        command: Command,
+        now: Instant,
+    ) -> Result<Command, Step> {
+        let Command::Dm { to, text } = &command else {
+            return Ok(command);
+        };
+        let limits = &self.shared.config.limits;
+        if self.shared.chat.lock().holds_nick(to)
+            || check_text(text, limits.max_text).is_err()
+            || check_nick(to).is_err()
+        {
+            return Ok(command);
+        }
+        let source = self.permit.as_ref().map_or(Source::Unknown, Permit::source);
+        let charged = self
+            .shared
+            .budgets
+            .messages
+            .charge(source, &self.nick_key, 1.0, now);
+        if charged.is_err() {
+            // Refused with its retry hint by the usual way, which charges nothing more.
+            return Ok(command);
+        }
+        let Some(from) = self.nick() else {
+            return Ok(command);
+        };
+        let Command::Dm { to, text } = command else {
+            unreachable!("matched above")
+        };
+        Err(Step::Account(Job::Direct {
+            re: re.cloned(),
+            from,
+            to,
+            text,
+        }))
     }
 
     /// Give back the nick this session holds cluster-wide (it is leaving).

@@ -2,7 +2,8 @@
 //! the members other nodes hold) and whom they reach. Called under the chat lock by
 //! `cluster::inbound`, in stream order.
 
-use lanchat_protocol::Member;
+use lanchat_protocol::validate::name_key;
+use lanchat_protocol::{Member, Status};
 
 use super::{Audience, RoomKey, SessionId, State};
 use crate::cluster::Roster;
@@ -58,6 +59,21 @@ impl<M: Clone> State<M> {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    /// Whether a user of this node is called `nick` (folded alike).
+    pub fn holds_nick(&self, nick: &str) -> bool {
+        self.nicks.contains_key(name_key(nick).as_str())
+    }
+
+    /// The session called by the folded nick `nick_key`, and its away or busy text when away or
+    /// busy (`Some(None)`: no text), for a `dm` from another node.
+    pub fn dm_target(&self, nick_key: &str) -> Option<(SessionId, Option<Option<String>>)> {
+        let id = *self.nicks.get(nick_key)?;
+        let user = self.users.get(&id)?;
+        let away =
+            matches!(user.status, Status::Away | Status::Busy).then(|| user.status_text.clone());
+        Some((id, away))
     }
 
     /// This node's own members, room by room (key, members): its answer to another node's
