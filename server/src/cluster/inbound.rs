@@ -23,7 +23,6 @@ use super::Joined;
 use crate::chat::deliver;
 use crate::effects::{Audience, Delivery, Effects};
 use crate::history::StoredMessage;
-use crate::outbox::Outbox;
 use crate::state::State;
 use crate::Shared;
 
@@ -114,8 +113,8 @@ async fn consume(joined: &Joined, shared: &Shared) {
 
 /// What one stream event changes here, and whom it reaches on this node (`live`: stored after
 /// this node started; earlier ones only fill history and topics).
-fn apply(
-    state: &mut State<Outbox>,
+fn apply<M: Clone>(
+    state: &mut State<M>,
     me: &str,
     room: Option<String>,
     origin: &Origin,
@@ -290,3 +289,7 @@ fn forget_silent(shared: &Shared, lease: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "inbound_tests.rs"]
+mod tests;
