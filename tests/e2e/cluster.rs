@@ -387,10 +387,14 @@ async fn nats_restarted_mid_chat_loses_nothing_acknowledged() {
         assert!(Instant::now() < deadline, "never stored again: {r}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let after = until(&mut bob, "the message after", |v| {
-        v["type"] == "message" && v["text"] == "after"
-    })
-    .await;
+    let after = tokio::time::timeout(
+        WAIT,
+        until(&mut bob, "the message after", |v| {
+            v["type"] == "message" && v["text"] == "after"
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("bob's node:\n{}", nodes[1].stderr_text()));
     assert_eq!(after["id"].as_str(), acked.last().map(|s| s.as_str()));
     let h = bob
         .request(json!({"type":"history","room":"r","limit":100}))
@@ -442,4 +446,42 @@ async fn a_dm_reaches_a_user_on_another_node() {
         .request(json!({"type":"dm","to":"nobody","text":"hello?"}))
         .await;
     assert_eq!(refused["code"], "no_such_nick", "{refused}");
+}
+
+/// More messages than `--history` right after a join (as a node starts, before its consumer has
+/// caught up): the joiner gets every one, and history keeps the last `--history`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_every_message_even_beyond_the_history_limit() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 1, &["--history", "5"]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "h").await;
+    let (mut bob, _) = TestClient::hello(nodes[0].addr, "bob").await;
+    joined(&mut bob, "h").await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let ok = bob
+            .request(json!({"type":"say","room":"h","text":format!("m{i}")}))
+            .await;
+        ids.push(ok["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let m = until(&mut ann, "message", |v| v["type"] == "message").await;
+        seen.push(m["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ids);
+    let h = ann
+        .request(json!({"type":"history","room":"h","limit":100}))
+        .await;
+    let kept: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        ids[15..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
 }

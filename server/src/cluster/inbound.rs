@@ -36,40 +36,49 @@ struct Account {
     rooms: Vec<(String, Vec<Member>)>,
 }
 
-pub async fn run(joined: Arc<Joined>, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn run(
+    joined: Arc<Joined>,
+    events: Option<push::Ordered>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let Some(events) = events else { return };
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = answer_members(&joined, &shared) => {}
         _ = heartbeats(&joined, &shared) => {}
-        _ = consume(&joined, &shared) => {}
+        _ = consume(&joined, events, &shared) => {}
         _ = super::dm::receive(&joined, &shared) => {}
     }
 }
 
 /// Read the stream until the connection gives up for good (the ordered consumer recovers by
 /// itself from reconnects and gaps).
-async fn consume(joined: &Joined, shared: &Shared) {
+async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) {
     let start = joined.start;
+    // Before reading any event (they wait in the consumer meanwhile): see `learn_members`.
     learn_members(joined, shared).await;
-    let consumer = joined
-        .stream
-        .clone()
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: joined.client.new_inbox(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await;
-    let mut messages = match consumer {
-        Ok(c) => match c.messages().await {
-            Ok(m) => m,
-            Err(e) => return warn!(error = %e, "cluster: cannot read the stream"),
-        },
-        Err(e) => return warn!(error = %e, "cluster: cannot read the stream"),
-    };
     let me: &str = &joined.node;
     let mut replayed = start == 0;
-    while let Some(next) = messages.next().await {
+    let mut last = 0;
+    let mut reconnected = joined.reconnected.clone();
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            changed = reconnected.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // The first connection is the one the consumer was made on.
+                if *reconnected.borrow_and_update() <= 1 {
+                    continue;
+                }
+                info!(after = last, "cluster: NATS is back; reading the stream again");
+                messages = reopen(joined, last + 1).await;
+                continue;
+            }
+        };
+        let Some(next) = next else { return };
         let message = match next {
             Ok(m) => m,
             Err(e) => {
@@ -79,6 +88,10 @@ async fn consume(joined: &Joined, shared: &Shared) {
         };
         let Ok(info) = message.info() else { continue };
         let seq = info.stream_sequence;
+        if seq <= last {
+            continue;
+        }
+        last = seq;
         let stored_ms =
             u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let Some(origin) = Origin::parse(message.headers.as_ref()) else {
@@ -108,6 +121,29 @@ async fn consume(joined: &Joined, shared: &Shared) {
             replayed = true;
             info!(events = start, "cluster: the stream's history is loaded");
         }
+    }
+}
+
+/// A new ordered consumer from sequence `from`, tried every 250 ms until NATS answers.
+async fn reopen(joined: &Joined, from: u64) -> push::Ordered {
+    loop {
+        let consumer = joined
+            .stream
+            .clone()
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: joined.client.new_inbox(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await;
+        if let Ok(consumer) = consumer {
+            if let Ok(messages) = consumer.messages().await {
+                return messages;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

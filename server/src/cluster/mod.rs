@@ -95,13 +95,27 @@ pub struct Joined {
     /// The stream's last sequence when this node joined, before any of its sessions: events up
     /// to it are history to this node, later ones are news (see `inbound`).
     start: u64,
+    /// Changes when the client connects again after an outage.
+    reconnected: tokio::sync::watch::Receiver<u64>,
+    /// The node's one consumer of the stream, made before any session so that it misses nothing
+    /// (the stream keeps only `--history` messages per room).
+    events: std::sync::Mutex<Option<jetstream::consumer::push::Ordered>>,
 }
 
 /// Connect to NATS (within [`CONNECT_WAIT`]) and make sure the stream and the nick bucket exist.
 /// `history`: messages kept per room (`--history`), the stream's per-subject limit.
 pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, String> {
+    // Counts the connections made after the first: the stream's consumer is made again after
+    // each (an ordered consumer does not always notice a short outage by itself).
+    let (reconnects, reconnected) = tokio::sync::watch::channel(0u64);
     let work = async {
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    reconnects.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
             .connection_timeout(CONNECT_WAIT)
             // On a LAN NATS is back in moments: try again soon, at most every 2 s.
             .reconnect_delay_callback(|attempts| {
@@ -151,8 +165,21 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .map_err(|e| format!("cannot read the JetStream stream {}: {e}", names.stream))?
             .state
             .last_sequence;
+        let events = stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot read the JetStream stream {}: {e}", names.stream))?
+            .messages()
+            .await
+            .map_err(|e| format!("cannot read the JetStream stream {}: {e}", names.stream))?;
         Ok(Joined {
+            reconnected,
             start,
+            events: std::sync::Mutex::new(Some(events)),
             config: config.clone(),
             client,
             js,
@@ -210,12 +237,17 @@ impl Link {
                     re: re.cloned(),
                 });
                 let held_say = held.is_some();
-                // Serialised with the tag first: a join's line starts so.
                 let arriving = line
                     .starts_with(br#"{"type":"join""#)
                     .then(|| (key.to_string(), except));
+                // Serialised with the tag first: the type is the line's start.
+                let subject = if line.starts_with(br#"{"type":"message""#) {
+                    self.names.room_subject(&key)
+                } else {
+                    self.names.event_subject(&key)
+                };
                 let out = publish::Outbound {
-                    subject: self.names.room_subject(&key),
+                    subject,
                     origin: self.origin(except),
                     payload: line,
                     held,
@@ -300,7 +332,7 @@ fn unavailable() -> Refusal {
 
 /// Start the node's cluster tasks and give the chat its [`Link`].
 pub fn start(
-    joined: Joined,
+    mut joined: Joined,
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
@@ -327,8 +359,10 @@ pub fn start(
         shutdown.clone(),
     ));
     tracker.spawn(nicks.renew(joined.config.lease, shutdown.clone()));
+    let events = joined.events.get_mut().ok().and_then(Option::take);
     tracker.spawn(inbound::run(
         Arc::new(joined),
+        events,
         shared.clone(),
         shutdown.clone(),
     ));

@@ -24,8 +24,9 @@ const CLAIM_WAIT: Duration = Duration::from_secs(5);
 pub struct Nicks {
     bucket: kv::Store,
     node: Arc<str>,
-    /// Token -> the value kept under it (the node and the nick as spelt).
-    held: Arc<Mutex<HashMap<String, Bytes>>>,
+    /// Token -> the value kept under it (the node and the nick as spelt) and the revision this
+    /// node last wrote: a renewal or a release touches the key only if nobody wrote since.
+    held: Arc<Mutex<HashMap<String, (Bytes, u64)>>>,
 }
 
 impl Nicks {
@@ -42,7 +43,7 @@ impl Nicks {
         &self.bucket
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Bytes>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Bytes, u64)>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -52,8 +53,8 @@ impl Nicks {
         let created =
             tokio::time::timeout(CLAIM_WAIT, self.bucket.create(&token, value.clone())).await;
         match created {
-            Ok(Ok(_)) => {
-                self.held().insert(token, value);
+            Ok(Ok(revision)) => {
+                self.held().insert(token, (value, revision));
                 Ok(())
             }
             Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -69,13 +70,14 @@ impl Nicks {
 
     pub fn release(&self, key: &str) {
         let token = token(key);
-        if self.held().remove(&token).is_none() {
+        let Some((_, revision)) = self.held().remove(&token) else {
             return;
-        }
+        };
         let bucket = self.bucket.clone();
         tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(CLAIM_WAIT, bucket.delete(&token)).await {
-                warn!(error = %e, "cluster: a released nick stays taken until its lease runs out");
+            let deleted = bucket.delete_expect_revision(&token, Some(revision));
+            if !matches!(tokio::time::timeout(CLAIM_WAIT, deleted).await, Ok(Ok(()))) {
+                warn!("cluster: a released nick stays taken until its lease runs out");
             }
         });
     }
@@ -88,20 +90,59 @@ impl Nicks {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = every.tick() => {
-                    let held: Vec<(String, Bytes)> =
-                        self.held().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    for (token, value) in held {
-                        let put = tokio::time::timeout(CLAIM_WAIT, self.bucket.put(&token, value)).await;
-                        if !matches!(put, Ok(Ok(_))) {
-                            warn!("cluster: a nick's lease could not be renewed");
+                    let held: Vec<(String, Bytes, u64)> = self
+                        .held()
+                        .iter()
+                        .map(|(k, (v, r))| (k.clone(), v.clone(), *r))
+                        .collect();
+                    for (token, value, revision) in held {
+                        let update = self.bucket.update(&token, value, revision);
+                        match tokio::time::timeout(CLAIM_WAIT, update).await {
+                            Ok(Ok(new)) => {
+                                let renewed = match self.held().get_mut(&token) {
+                                    Some(entry) if entry.1 == revision => {
+                                        entry.1 = new;
+                                        true
+                                    }
+                                    _ => false,
+                                };
+                                if !renewed {
+                                    // Released meanwhile: the renewal made it taken again.
+                                    let delete = self.bucket.delete_expect_revision(&token, Some(new));
+                                    let _ = tokio::time::timeout(CLAIM_WAIT, delete).await;
+                                }
+                            }
+                            // Expired meanwhile (NATS away longer than the lease): take it
+                            // again if nobody has.
+                            _ => {
+                                let again = self.bucket.create(&token, value_of(&self, &token));
+                                match tokio::time::timeout(CLAIM_WAIT, again).await {
+                                    Ok(Ok(new)) => {
+                                        if let Some(entry) = self.held().get_mut(&token) {
+                                            entry.1 = new;
+                                        }
+                                    }
+                                    _ => warn!("cluster: a nick's lease could not be renewed"),
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-        let held: Vec<String> = self.held().drain().map(|(k, _)| k).collect();
-        for token in held {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.bucket.delete(&token)).await;
+        let held: Vec<(String, u64)> = self.held().drain().map(|(k, (_, r))| (k, r)).collect();
+        for (token, revision) in held {
+            let delete = self.bucket.delete_expect_revision(&token, Some(revision));
+            let _ = tokio::time::timeout(Duration::from_secs(1), delete).await;
         }
     }
+}
+
+/// The value this node keeps under `token` (empty if it was released meanwhile).
+fn value_of(nicks: &Nicks, token: &str) -> Bytes {
+    nicks
+        .held()
+        .get(token)
+        .map(|(v, _)| v.clone())
+        .unwrap_or_default()
 }

@@ -84,18 +84,32 @@ impl Names {
 
     /// Every subject of the stream.
     pub fn stream_subjects(&self) -> Vec<String> {
-        vec![format!("{}.room.*", self.prefix), self.user_subject()]
+        vec![
+            format!("{}.room.*", self.prefix),
+            format!("{}.event.*", self.prefix),
+            self.user_subject(),
+        ]
     }
 
-    /// A room's events, in one order: `lanchat.<name>.room.<token>`.
+    /// A room's messages: `lanchat.<name>.room.<token>`. Only messages, so that the stream's
+    /// per-subject limit keeps exactly `--history` of them.
     pub fn room_subject(&self, room_key: &str) -> String {
         format!("{}.room.{}", self.prefix, token(room_key))
     }
 
-    /// The room key of a room subject; `None` for any other subject.
+    /// A room's other events (joins, leaves, topics): `lanchat.<name>.event.<token>`, limited
+    /// apart from the messages. One stream: its order is still one order per room.
+    pub fn event_subject(&self, room_key: &str) -> String {
+        format!("{}.event.{}", self.prefix, token(room_key))
+    }
+
+    /// The room key of a room's message or event subject; `None` for any other subject.
     pub fn room_of(&self, subject: &str) -> Option<String> {
-        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".room.")?;
-        untoken(rest)
+        let rest = subject.strip_prefix(&self.prefix)?;
+        let token = rest
+            .strip_prefix(".room.")
+            .or_else(|| rest.strip_prefix(".event."))?;
+        untoken(token)
     }
 
     /// A user's nick, status and quit events (they go to whoever shares a room with the user).
@@ -198,6 +212,9 @@ mod tests {
         let subject = names.room_subject("café");
         assert_eq!(subject, "lanchat.dev.room.636166c3a9");
         assert_eq!(names.room_of(&subject).as_deref(), Some("café"));
+        let events = names.event_subject("café");
+        assert_eq!(events, "lanchat.dev.event.636166c3a9");
+        assert_eq!(names.room_of(&events).as_deref(), Some("café"));
         assert_eq!(names.room_of("lanchat.dev.user"), None);
         assert_eq!(names.room_of("lanchat.other.room.6162"), None);
     }
