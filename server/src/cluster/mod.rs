@@ -1,7 +1,7 @@
 //! Cluster mode (`--cluster`): lanchat nodes joined through NATS JetStream act as one chat.
 //! Everything NATS lives here; the rest of the server sees three things:
 //! - [`Link::route`], called by [`crate::chat::Chat`] in a rule's critical section: a room event
-//!   is published to the room's subject of the stream instead of being delivered (it is
+//!   is published to the room's subjects of the stream instead of being delivered (it is
 //!   delivered, on every node, when it comes back from the stream: [`inbound`]); a user's nick,
 //!   status or quit is delivered here as on one node and published for the other nodes;
 //! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
