@@ -32,6 +32,9 @@ pub struct Incoming {
 }
 
 /// What the event channel carries.
+// Frames are nearly every event: boxing them would cost an allocation per line to shrink the
+// rare `Closed`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Frame(Incoming),

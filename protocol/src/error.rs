@@ -51,6 +51,9 @@ pub enum ErrorCode {
     BadKey,
     /// Extension (private rooms): only the room's operators may do this.
     NotOperator,
+    /// Extension (cluster mode): the cluster's message store cannot be reached; the request was
+    /// not applied and may be sent again later.
+    Unavailable,
     /// A code this version does not know (sent by a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -58,10 +61,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this version sends: all but `Unknown`, which is declared last.
-    pub const ALL: [ErrorCode; 25] = {
+    pub const ALL: [ErrorCode; 26] = {
         let variants = <ErrorCode as VariantArray>::VARIANTS;
-        assert!(variants.len() == 26 && matches!(variants[25], ErrorCode::Unknown));
-        let mut all = [ErrorCode::Unknown; 25];
+        assert!(variants.len() == 27 && matches!(variants[26], ErrorCode::Unknown));
+        let mut all = [ErrorCode::Unknown; 26];
         let mut i = 0;
         while i < all.len() {
             all[i] = variants[i];
@@ -216,7 +219,8 @@ mod tests {
             ErrorCode::BadKey,
             ErrorCode::NotOperator,
         ];
-        assert_eq!(&ErrorCode::ALL[22..], &codes);
+        assert_eq!(&ErrorCode::ALL[22..25], &codes);
+        assert_eq!(ErrorCode::ALL[25].as_str(), "unavailable");
         let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
         assert_eq!(names, ["not_invited", "bad_key", "not_operator"]);
         assert!(codes.iter().all(|c| !c.is_protocol_violation()));

@@ -556,6 +556,10 @@ pub struct Welcome {
     pub rooms: Vec<String>,
     pub motd: String,
     pub limits: Limits,
+    /// Extension (cluster mode): the name of the cluster this server is a node of; absent from a
+    /// server that runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// The limits a server announces in `welcome`.

@@ -7,11 +7,13 @@
 //! one order, and a user's reply is queued before any event that follows from it. Delivery is
 //! a non-blocking push of a shared `Bytes` per recipient; nothing here waits.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
+use lanchat_protocol::RequestId;
 use tracing::error;
 
+use crate::cluster::Link;
 use crate::effects::{Audience, Effects, Persist};
 use crate::outbox::{LineRef, Outbox};
 use crate::state::{Refusal, State};
@@ -95,6 +97,8 @@ pub fn deliver<M: Mailbox>(
 pub struct Chat {
     state: Mutex<State<Outbox>>,
     store: Option<StoreHandle>,
+    /// Cluster mode: set once at start, before any session (see [`crate::cluster`]).
+    cluster: OnceLock<Link>,
 }
 
 impl Chat {
@@ -102,6 +106,7 @@ impl Chat {
         Chat {
             state: Mutex::new(state),
             store,
+            cluster: OnceLock::new(),
         }
     }
 
@@ -133,8 +138,22 @@ impl Chat {
         actor: &Outbox,
         rule: impl FnOnce(&mut State<Outbox>) -> Result<(T, Effects), Refusal>,
     ) -> Result<T, Refusal> {
+        self.apply_stored(actor, None, rule)
+    }
+
+    /// [`Chat::apply`]; in cluster mode, with `stored` = `Some(re)`, the reply waits until the
+    /// event is stored by JetStream (a `say`'s `ok`).
+    fn apply_stored<T>(
+        &self,
+        actor: &Outbox,
+        stored: Option<Option<&RequestId>>,
+        rule: impl FnOnce(&mut State<Outbox>) -> Result<(T, Effects), Refusal>,
+    ) -> Result<T, Refusal> {
         let mut state = self.lock();
-        let (value, effects) = rule(&mut state)?;
+        let (value, mut effects) = rule(&mut state)?;
+        if let Some(link) = self.cluster.get() {
+            effects = link.route(&mut state, actor, effects, stored)?;
+        }
         let persist = deliver(&state, Some(actor), effects);
         // Still under the lock: the store sees a room's messages in history order.
         if let (Some(persist), Some(store)) = (persist, &self.store) {
@@ -150,5 +169,48 @@ impl Chat {
         rule: impl FnOnce(&mut State<Outbox>) -> Result<Effects, Refusal>,
     ) -> Result<(), Refusal> {
         self.apply(actor, |state| rule(state).map(|effects| ((), effects)))
+    }
+
+    /// [`Chat::run`] for a `say` to request `re`: in cluster mode its `ok` is sent once JetStream
+    /// has stored the message (or `unavailable` if it does not).
+    pub fn run_stored(
+        &self,
+        actor: &Outbox,
+        re: Option<&RequestId>,
+        rule: impl FnOnce(&mut State<Outbox>) -> Result<Effects, Refusal>,
+    ) -> Result<(), Refusal> {
+        self.apply_stored(actor, Some(re), |state| rule(state).map(|e| ((), e)))
+    }
+
+    /// Cluster mode: deliver a `direct` line from another node to the user called by the
+    /// folded nick `nick_key`; `None` if nobody here is, else their away text (see
+    /// [`State::dm_target`]).
+    pub fn deliver_direct(&self, nick_key: &str, line: Bytes) -> Option<Option<Option<String>>> {
+        let state = self.lock();
+        let (id, away) = state.dm_target(nick_key)?;
+        let event = Some(crate::effects::Delivery {
+            to: Audience::User(id),
+            line,
+        });
+        let _ = deliver(
+            &state,
+            None,
+            Effects {
+                event,
+                ..Effects::default()
+            },
+        );
+        Some(away)
+    }
+
+    /// Cluster mode's link, once joined.
+    pub fn cluster(&self) -> Option<&Link> {
+        self.cluster.get()
+    }
+
+    /// Join this chat to a cluster; false if it already was.
+    pub fn set_cluster(&self, link: Link) -> bool {
+        self.lock().set_clustered();
+        self.cluster.set(link).is_ok()
     }
 }

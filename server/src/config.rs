@@ -180,6 +180,24 @@ pub struct Args {
         conflicts_with = "no_web"
     )]
     pub web_origin: Vec<String>,
+    /// Join a cluster through NATS JetStream at these URLs (nats://HOST:PORT, comma-separated):
+    /// nodes of one cluster act as one chat. Without it the server runs alone and needs no NATS
+    #[arg(
+        long,
+        env = "LANCHAT_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "data_dir"
+    )]
+    pub cluster: Vec<String>,
+    /// The cluster's name, part of its NATS stream, bucket and subject names (1 to 32 of
+    /// A-Z a-z 0-9 _ -)
+    #[arg(long, env = "LANCHAT_CLUSTER_NAME", default_value = "lanchat")]
+    pub cluster_name: String,
+    /// Cluster mode: seconds a node that stopped renewing keeps its nicks and members (it renews
+    /// every third of it)
+    #[arg(long, env = "LANCHAT_CLUSTER_LEASE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub cluster_lease_secs: u64,
 }
 
 /// Everything `run` needs besides its listeners.
@@ -219,6 +237,8 @@ pub struct Config {
     pub web: bool,
     /// Origins besides the server's own whose pages may open the WebSocket (`--web-origin`).
     pub web_origins: Vec<String>,
+    /// The cluster to join (`--cluster`); `None`: this server is the whole chat.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +273,7 @@ impl Default for Config {
             require_tls: false,
             web: true,
             web_origins: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -331,6 +352,11 @@ impl Args {
                 .filter(|n| n.len() <= MAX_NAME_BYTES)
                 .unwrap_or_else(|| "lanchat".into()),
         };
+        let cluster = crate::cluster::ClusterConfig::from_flags(
+            self.cluster,
+            self.cluster_name,
+            self.cluster_lease_secs,
+        )?;
         Ok(Config {
             name,
             motd: self.motd,
@@ -371,6 +397,7 @@ impl Args {
             require_tls: self.require_tls,
             web: !self.no_web,
             web_origins,
+            cluster,
             ..Config::default()
         })
     }

@@ -116,10 +116,13 @@ pub struct Client {
     proven: Option<String>,
     /// The session that held the nick was told to leave: do not tell it again.
     replaced: bool,
+    /// Cluster mode: the folded nick this session holds cluster-wide (see `cluster.rs`).
+    claimed: Option<Box<str>>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
+        self.release_claim();
         let Some(who) = self.registered.take() else {
             return;
         };
@@ -156,6 +159,7 @@ impl Client {
             shared,
             proven: None,
             replaced: false,
+            claimed: None,
         }
     }
 
@@ -300,6 +304,10 @@ impl Client {
             Ok(command) => command,
             Err(step) => return step,
         };
+        let command = match self.claim_first(re.as_ref(), command, now) {
+            Ok(command) => command,
+            Err(step) => return step,
+        };
         let turn = match self {
             Client {
                 registered: Some(who),
@@ -418,6 +426,7 @@ impl Client {
             },
             motd: config.motd.clone(),
             limits: config.limits,
+            cluster: config.cluster.as_ref().map(|c| c.name.clone()),
         })
         .encode_line();
         let (id, mailbox) = (self.id, self.outbox.clone());
@@ -533,7 +542,7 @@ impl Turn<'_> {
             Command::Say { room, text } => {
                 check_text(&text, limits.max_text)?;
                 charge(&budgets.messages, 1.0, "messages")?;
-                chat.run(out, |st| st.say(who, re, &room, &text))?;
+                chat.run_stored(out, re, |st| st.say(who, re, &room, &text))?;
                 Ok(Outcome::Done(None))
             }
             Command::Dm { to, text } => {
@@ -684,6 +693,7 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+mod cluster;
 mod private;
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use lanchat_protocol::HistoryQuery;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use uuid::Uuid;
 
 /// One stored message: its id (for `before`/`after` look-ups) and its `message` line with LF.
@@ -18,6 +20,23 @@ pub struct StoredMessage {
 
 /// Memory a stored message costs besides its line: its slot, the id, the shared buffer's header.
 pub const MESSAGE_OVERHEAD: usize = 96;
+
+/// A fresh message id (UUIDv7) and the same instant in milliseconds since the Unix epoch.
+pub fn new_message_id() -> (Uuid, u64) {
+    let id = Uuid::now_v7();
+    let ts = id
+        .get_timestamp()
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs * 1000 + u64::from(nanos) / 1_000_000
+        })
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        });
+    (id, ts)
+}
 
 /// The last `capacity` messages of a room.
 #[derive(Debug)]

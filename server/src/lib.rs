@@ -21,12 +21,14 @@
 //! - [`tls`]: the certificate (made once and kept, or given) and its fingerprint.
 //! - [`port`]: one TCP port, three ways in: TLS, HTTP and JSON lines told apart by the first bytes.
 //! - [`web`]: the web app's files, HTTP, and the WebSocket transport of the protocol.
+//! - [`cluster`]: cluster mode (`--cluster`): rooms, history and nicks shared through NATS JetStream.
 
 pub mod accounts;
 pub mod admission;
 pub mod buckets;
 pub mod budget;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod dispatch;
@@ -171,6 +173,8 @@ pub struct Bound {
     pub discovery: Option<std::net::UdpSocket>,
     /// The locked data directory and what it held, from [`store::Store::open`].
     pub store: Option<(store::Store, store::Loaded)>,
+    /// The cluster joined at start-up (`--cluster`), from [`cluster::join`].
+    pub cluster: Option<cluster::Joined>,
 }
 
 /// Rooms forgotten per expiry pass at most: the pass holds the chat lock, so it is bounded; a
@@ -207,6 +211,7 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
         listeners,
         discovery,
         store,
+        cluster,
     } = bound;
     let (shared, writer) = match store {
         Some((store, loaded)) => {
@@ -245,6 +250,9 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> R
         )?),
         _ => None,
     };
+    if let Some(joined) = cluster {
+        cluster::start(joined, &shared, &shutdown, &tracker);
+    }
     if shared.chat.store().is_some() {
         tracker.spawn(forget_idle_rooms(shared.clone(), shutdown.clone()));
     }

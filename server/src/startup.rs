@@ -37,6 +37,9 @@ pub enum StartError {
         "cannot bind UDP discovery port {port}: {source} (use --announce-port or --no-announce)"
     )]
     Discovery { port: u16, source: std::io::Error },
+    /// `--cluster` was given and NATS cannot be reached (or refused the stream or bucket).
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
@@ -45,7 +48,7 @@ pub enum StartError {
 
 impl StartError {
     /// 2 for what the user asked for (a bad flag, a data directory in use), 1 for what the
-    /// system refused (a port taken, no runtime).
+    /// system refused (a port taken, no runtime), 3 for a cluster that cannot be joined.
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Usage(_) | StartError::Store(_) | StartError::Tls(_) => 2,
@@ -53,6 +56,7 @@ impl StartError {
             | StartError::Discovery { .. }
             | StartError::Runtime(_)
             | StartError::Serve(_) => 1,
+            StartError::Cluster(_) => 3,
         }
     }
 }
@@ -206,8 +210,21 @@ pub fn bind(prepared: Prepared) -> Result<(Bound, Config), StartError> {
         listeners,
         discovery,
         store,
+        cluster: None,
     };
     Ok((bound, config))
+}
+
+/// With `--cluster`, join the cluster (after binding, before the server says it listens).
+pub async fn join_cluster(bound: &mut Bound, config: &Config) -> Result<(), StartError> {
+    if let Some(cluster) = &config.cluster {
+        let joined = crate::cluster::join(cluster, config.history)
+            .await
+            .map_err(StartError::Cluster)?;
+        info!(cluster = %cluster.name, nats = %cluster.urls.join(","), "joined the cluster");
+        bound.cluster = Some(joined);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! have no way to deliver through one.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
@@ -24,7 +24,7 @@ use lanchat_protocol::{
 use uuid::Uuid;
 
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
-use crate::history::{RoomHistory, StoredMessage};
+use crate::history::{new_message_id, RoomHistory, StoredMessage};
 pub use privacy::RoomSettings;
 use users::{User, UserRooms};
 
@@ -113,6 +113,10 @@ pub struct State<M> {
     max_history_bytes: usize,
     default_room: String,
     history_len: usize,
+    /// Cluster mode: room messages reach history from the stream, in its order (`remote.rs`).
+    clustered: bool,
+    /// Cluster mode: the members other nodes hold.
+    remote: crate::cluster::Roster,
 }
 
 impl<M: Clone> State<M> {
@@ -134,6 +138,8 @@ impl<M: Clone> State<M> {
             max_history_bytes: usize::MAX,
             default_room: default_room.to_owned(),
             history_len,
+            clustered: false,
+            remote: Default::default(),
         };
         if let Some(room) = state.room_entry(default_room) {
             let key = room.key.clone();
@@ -294,6 +300,7 @@ impl<M: Clone> State<M> {
                 ..u.member()
             })
             .collect();
+        members.extend(self.remote.members(&room.key).cloned());
         // One key per member, not two per comparison: a join reply in a big room is a big sort.
         members.sort_by_cached_key(|m| name_key(&m.nick));
         members
@@ -401,12 +408,15 @@ impl<M: Clone> State<M> {
         };
         let line = sent.message_line(&entry.name);
         let reply = sent.say_reply_line(re, &entry.name);
-        let change = entry.history.push(StoredMessage {
-            id: msg_id,
-            line: line.clone(),
-        });
         let key = entry.key.clone();
-        self.kept(&key, change);
+        if !self.clustered {
+            let stored = StoredMessage {
+                id: msg_id,
+                line: line.clone(),
+            };
+            let change = entry.history.push(stored);
+            self.kept(&key, change);
+        }
         Ok(Effects {
             reply: Some(reply),
             event: Some(Delivery {
@@ -651,28 +661,12 @@ impl<M: Clone> State<M> {
     }
 }
 
-/// A fresh message id (UUIDv7) and the same instant in milliseconds since the Unix epoch.
-fn new_message_id() -> (Uuid, u64) {
-    let id = Uuid::now_v7();
-    let ts = id
-        .get_timestamp()
-        .map(|t| {
-            let (secs, nanos) = t.to_unix();
-            secs * 1000 + u64::from(nanos) / 1_000_000
-        })
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        });
-    (id, ts)
-}
-
 mod holders;
 mod keeping;
 mod listing;
 mod lookalikes;
 mod privacy;
+mod remote;
 mod users;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod accounts;
 mod activity;
 mod browser;
 mod client;
+mod cluster;
 mod commands;
 mod conversations;
 mod discovery;

@@ -12,6 +12,7 @@
 
 pub mod abuse;
 pub mod browser;
+pub mod nats;
 pub mod tmux;
 pub mod ws;
 

@@ -17,6 +17,7 @@ pub(super) fn welcome(nick: &str, rooms: &[&str]) -> Welcome {
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         motd: "hello\n\n  \nbe nice".into(),
         limits: Limits::default(),
+        cluster: None,
     }
 }
 

@@ -93,7 +93,7 @@ ERROR_CODES: FrozenSet[str] = frozenset(
         "nick_taken", "room_invalid", "not_in_room", "no_such_nick", "text_invalid",
         "text_too_long", "rate_limited", "server_full", "too_many_errors", "too_many_rooms",
         "tls_required", "nick_registered", "too_many_accounts", "not_invited", "bad_key",
-        "not_operator",
+        "not_operator", "unavailable",
     }
 )
 """Error codes defined by protocol v1.  Servers may add more: treat unknown ones as generic."""

@@ -56,6 +56,21 @@ pub enum Job {
         re: Option<RequestId>,
         data: ReplyData,
     },
+    /// Cluster mode: claim the folded nick `key` cluster-wide, then re-run `then` (see
+    /// `dispatch/cluster.rs`).
+    Claim {
+        re: Option<RequestId>,
+        key: String,
+        nick: String,
+        then: Command,
+    },
+    /// Cluster mode: a `dm` to another node's user.
+    Direct {
+        re: Option<RequestId>,
+        from: String,
+        to: String,
+        text: String,
+    },
 }
 
 /// What a [`Job`] found.
@@ -79,6 +94,17 @@ pub enum Done {
         re: Option<RequestId>,
         data: ReplyData,
         persistent: bool,
+    },
+    Claimed {
+        re: Option<RequestId>,
+        key: String,
+        claimed: Result<(), crate::state::Refusal>,
+        then: Command,
+    },
+    /// The `ok` line of a `dm` sent through another node, or its refusal.
+    Directed {
+        re: Option<RequestId>,
+        sent: Result<bytes::Bytes, crate::state::Refusal>,
     },
 }
 
@@ -113,6 +139,27 @@ impl Job {
                 re,
                 data,
                 persistent: accounts.save().await,
+            },
+            Job::Claim {
+                re,
+                key,
+                nick,
+                then,
+            } => Done::Claimed {
+                claimed: match shared.chat.cluster() {
+                    Some(link) => link.claim(&key, &nick).await,
+                    None => Ok(()),
+                },
+                re,
+                key,
+                then,
+            },
+            Job::Direct { re, from, to, text } => Done::Directed {
+                sent: match shared.chat.cluster() {
+                    Some(link) => link.direct(re.as_ref(), &from, &to, &text).await,
+                    None => Err((ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""))),
+                },
+                re,
             },
         }
     }
@@ -326,6 +373,19 @@ impl Client {
     /// Carry on with a request after its [`Job`].
     pub fn account_done(&mut self, done: Done, now: Instant) -> Step {
         match done {
+            Done::Claimed {
+                re,
+                key,
+                claimed,
+                then,
+            } => self.claimed(re, key, claimed, then, now),
+            Done::Directed { re, sent } => match sent {
+                Ok(line) => {
+                    self.outbox().push(line);
+                    Step::Next
+                }
+                Err(refusal) => self.error(re, refusal, now).into(),
+            },
             Done::Verified {
                 re,
                 right: false,

@@ -24,6 +24,7 @@ async fn run_serves_until_shutdown_and_returns() {
         listeners: vec![Listener::Tcp(listener)],
         discovery: None,
         store: None,
+        cluster: None,
     };
     let config = Config {
         max_per_ip: 2,
@@ -82,6 +83,7 @@ async fn tls_and_plain_on_one_port_and_require_tls() {
             listeners: vec![Listener::Tcp(listener)],
             discovery: None,
             store: None,
+            cluster: None,
         };
         let config = Config {
             tls: Some(identity.clone()),

@@ -1,0 +1,123 @@
+//! Direct messages between nodes: the nick bucket says which node holds the recipient (its
+//! value starts with the node id); the sender's node asks that node over core NATS
+//! (`lanchat.<name>.node.<id>.dm`, request/reply) to deliver the `direct` line it made, and
+//! answers the sender with what came back. Not through the stream: a DM has one reader and no
+//! history.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lanchat_protocol::validate::name_key;
+use lanchat_protocol::{ErrorCode, RequestId, SentMessage};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::wire::token;
+use super::Joined;
+use crate::history::new_message_id;
+use crate::state::Refusal;
+use crate::Shared;
+
+/// How long the sender waits for the recipient's node.
+const DM_WAIT: Duration = Duration::from_secs(5);
+
+/// A DM for another node's user.
+#[derive(Serialize, Deserialize)]
+struct Carry {
+    /// The recipient's folded nick.
+    to: String,
+    /// The `direct` line, made by the sender's node.
+    line: String,
+}
+
+/// What the recipient's node did with it.
+#[derive(Serialize, Deserialize)]
+struct Carried {
+    delivered: bool,
+    /// The recipient's away or busy text, when away or busy (`Some(None)`: no text).
+    away: Option<Option<String>>,
+}
+
+/// The subject a node's DMs arrive on.
+pub fn subject(cluster: &str, node: &str) -> String {
+    format!("lanchat.{cluster}.node.{node}.dm")
+}
+
+/// Send `text` from `from` to `to`, a nick this node does not hold: the `ok` line to request `re`,
+/// or the refusal.
+pub async fn send(
+    client: &async_nats::Client,
+    nicks: &async_nats::jetstream::kv::Store,
+    cluster: &str,
+    re: Option<&RequestId>,
+    from: &str,
+    to: &str,
+    text: &str,
+) -> Result<Bytes, Refusal> {
+    let nobody = || (ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""));
+    let key = name_key(to);
+    let entry = tokio::time::timeout(DM_WAIT, nicks.get(token(&key)))
+        .await
+        .map_err(|_| super::unavailable())?
+        .map_err(|_| super::unavailable())?
+        .ok_or_else(nobody)?;
+    let entry = std::str::from_utf8(&entry).map_err(|_| nobody())?;
+    let (node, nick) = entry.split_once('\n').ok_or_else(nobody)?;
+    let (msg_id, ts) = new_message_id();
+    let mut id_buf = Uuid::encode_buffer();
+    let sent = SentMessage {
+        id: msg_id.hyphenated().encode_lower(&mut id_buf),
+        ts,
+        from,
+        text,
+    };
+    let line = sent.direct_line(nick);
+    let carry = Carry {
+        to: key,
+        line: String::from_utf8_lossy(&line).into_owned(),
+    };
+    let payload = serde_json::to_vec(&carry).map_err(|_| nobody())?;
+    let answer = tokio::time::timeout(
+        DM_WAIT,
+        client.request(subject(cluster, node), payload.into()),
+    )
+    .await
+    .map_err(|_| super::unavailable())?
+    .map_err(|_| nobody())?;
+    let carried: Carried = serde_json::from_slice(&answer.payload).map_err(|_| nobody())?;
+    if !carried.delivered {
+        return Err(nobody());
+    }
+    let away = carried.away.as_ref().map(|t| t.as_deref());
+    Ok(sent.dm_reply_line(re, nick, away))
+}
+
+/// Deliver the DMs other nodes send to this node's users.
+pub async fn receive(joined: &Joined, shared: &Shared) {
+    let subject = subject(&joined.config.name, &joined.node);
+    let Ok(mut requests) = joined.client.subscribe(subject).await else {
+        return std::future::pending().await;
+    };
+    while let Some(request) = requests.next().await {
+        let Some(reply) = request.reply else { continue };
+        let carried = match serde_json::from_slice::<Carry>(&request.payload) {
+            Ok(carry) => {
+                let line = Bytes::from(carry.line.into_bytes());
+                let found = shared.chat.deliver_direct(&carry.to, line);
+                Carried {
+                    delivered: found.is_some(),
+                    away: found.flatten(),
+                }
+            }
+            Err(_) => Carried {
+                delivered: false,
+                away: None,
+            },
+        };
+        if let Ok(payload) = serde_json::to_vec(&carried) {
+            let _ = joined.client.publish(reply, payload.into()).await;
+        }
+    }
+    std::future::pending().await
+}

@@ -1,0 +1,487 @@
+//! Cluster mode (issue 19): a JetStream server on loopback and lanchat nodes joined through it
+//! act as one chat. Every test starts its own `nats-server` (tests/src/nats.rs); a missing one
+//! fails the test with the line that installs it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lanchat_tests::nats::Nats;
+use lanchat_tests::{ServerProcess, TestClient, WAIT};
+use serde_json::{json, Value};
+
+/// Budgets off: the tests send in bursts.
+const FLAGS: &[&str] = &["--rate-per-sec", "0"];
+
+fn nodes(nats: &Nats, n: usize, extra: &[&str]) -> Vec<ServerProcess> {
+    let mut flags = FLAGS.to_vec();
+    flags.extend_from_slice(extra);
+    (0..n).map(|_| nats.node("test", &flags)).collect()
+}
+
+/// The next frame that `pred` accepts; others are skipped (each read bounded by [`WAIT`]).
+async fn until(c: &mut TestClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {what} within {WAIT:?}",
+            c.nick
+        );
+        let v = c.recv().await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+async fn joined(c: &mut TestClient, room: &str) -> Value {
+    let ok = c.request(json!({"type":"join","room":room})).await;
+    assert_eq!(ok["cmd"], "join", "{ok}");
+    ok
+}
+
+/// Ask `who` until `nick` is listed in `room` (the node learns remote members from the stream,
+/// so a moment after the join); panics after [`WAIT`].
+async fn wait_for_member(c: &mut TestClient, room: &str, nick: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let who = c.request(json!({"type":"who","room":room})).await;
+        let listed = who["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["nick"] == nick));
+        if listed {
+            return who;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{nick} never listed in {room}: {who}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_nodes_chat_in_one_room() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 3, &[]);
+    let (mut ann, welcome) = TestClient::hello(nodes[0].addr, "ann").await;
+    assert_eq!(welcome["cluster"], "test", "{welcome}");
+    joined(&mut ann, "dev").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    joined(&mut bob, "dev").await;
+    let (mut cat, _) = TestClient::hello(nodes[2].addr, "cat").await;
+    joined(&mut cat, "dev").await;
+    // Joins cross nodes.
+    for (c, nicks) in [(&mut ann, &["bob", "cat"][..]), (&mut bob, &["cat"][..])] {
+        for nick in nicks {
+            let j = until(c, "join", |v| v["type"] == "join" && v["room"] == "dev").await;
+            assert_eq!(j, json!({"type":"join","room":"dev","nick":nick}));
+        }
+    }
+    // `who` lists every node's members.
+    let who = wait_for_member(&mut cat, "dev", "ann").await;
+    wait_for_member(&mut cat, "dev", "bob").await;
+    assert_eq!(who["members"].as_array().unwrap().len(), 3, "{who}");
+
+    // A message from each node reaches the other two, the same line everywhere.
+    let ok = ann
+        .request(json!({"type":"say","room":"dev","text":"hi from 0"}))
+        .await;
+    assert_eq!(ok["cmd"], "say", "{ok}");
+    let id = ok["id"].clone();
+    for c in [&mut bob, &mut cat] {
+        let m = until(c, "message", |v| v["type"] == "message").await;
+        assert_eq!(
+            m,
+            json!({"type":"message","id":id,"ts":ok["ts"],"room":"dev","from":"ann","text":"hi from 0"})
+        );
+    }
+    let ok = cat
+        .request(json!({"type":"say","room":"dev","text":"hi from 2"}))
+        .await;
+    for c in [&mut ann, &mut bob] {
+        let m = until(c, "message", |v| v["type"] == "message").await;
+        assert_eq!((&m["id"], &m["text"]), (&ok["id"], &json!("hi from 2")));
+    }
+    // The sender is not sent its own message.
+    ann.assert_quiet().await;
+
+    // A leave on one node is seen on the others, and `who` follows.
+    bob.request(json!({"type":"leave","room":"dev"})).await;
+    for c in [&mut ann, &mut cat] {
+        let l = until(c, "leave", |v| v["type"] == "leave").await;
+        assert_eq!(l, json!({"type":"leave","room":"dev","nick":"bob"}));
+    }
+    let who = ann.request(json!({"type":"who","room":"dev"})).await;
+    let nicks: Vec<&str> = who["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["nick"].as_str().unwrap())
+        .collect();
+    assert_eq!(nicks, ["ann", "cat"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_senders_on_three_nodes_every_member_sees_one_order() {
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 50;
+    const TOTAL: usize = SENDERS * PER_SENDER;
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 3, &[]);
+    let mut listeners = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let (mut c, _) = TestClient::hello(node.addr, &format!("l{i}")).await;
+        joined(&mut c, "busy").await;
+        listeners.push(c);
+    }
+    let mut senders = Vec::new();
+    for i in 0..SENDERS {
+        let (mut c, _) = TestClient::hello(nodes[i % 3].addr, &format!("s{i}")).await;
+        joined(&mut c, "busy").await;
+        senders.push(c);
+    }
+    let mut tasks = Vec::new();
+    for (i, mut s) in senders.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for k in 0..PER_SENDER {
+                s.send(json!({"id":k,"type":"say","room":"busy","text":format!("s{i}-{k}")}))
+                    .await;
+            }
+            let (mut seen, mut oks) = (Vec::new(), 0);
+            while seen.len() < TOTAL - PER_SENDER || oks < PER_SENDER {
+                let v = s.recv().await;
+                match v["type"].as_str() {
+                    Some("message") => seen.push(v["id"].as_str().unwrap().to_owned()),
+                    Some("ok") if v["cmd"] == "say" => oks += 1,
+                    Some("error") => panic!("s{i}: {v}"),
+                    _ => {}
+                }
+            }
+            (format!("s{i}"), seen)
+        }));
+    }
+    let mut orders: Vec<(String, Vec<String>)> = Vec::new();
+    let mut from: HashMap<String, String> = HashMap::new();
+    for l in &mut listeners {
+        let mut seen = Vec::new();
+        while seen.len() < TOTAL {
+            let v = l.recv().await;
+            if v["type"] == "message" {
+                let id = v["id"].as_str().unwrap().to_owned();
+                from.insert(id.clone(), v["from"].as_str().unwrap().to_owned());
+                seen.push(id);
+            }
+        }
+        orders.push((l.nick.clone(), seen));
+    }
+    let reference = orders[0].1.clone();
+    let unique: std::collections::HashSet<&String> = reference.iter().collect();
+    assert_eq!(unique.len(), TOTAL, "a message delivered twice");
+    for (nick, order) in &orders {
+        assert_eq!(order, &reference, "{nick} saw another order");
+    }
+    for task in tasks {
+        let (nick, seen) = task.await.unwrap();
+        let expected: Vec<String> = reference
+            .iter()
+            .filter(|id| from[*id] != nick)
+            .cloned()
+            .collect();
+        assert_eq!(seen, expected, "{nick} saw another order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nick_raced_on_two_nodes_is_won_exactly_once() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let mut keep = Vec::new();
+    for round in 0..20 {
+        let nick = format!("race{round}");
+        // The same nick, folded alike, spelt differently on each side.
+        let upper = nick.to_uppercase();
+        let hello = |addr, nick: String| async move {
+            let mut c = TestClient::connect(addr).await;
+            let r = c.request(json!({"type":"hello","nick":nick})).await;
+            (c, r)
+        };
+        let ((a, ra), (b, rb)) = tokio::join!(
+            hello(nodes[0].addr, nick.clone()),
+            hello(nodes[1].addr, upper)
+        );
+        let won: Vec<&Value> = [&ra, &rb]
+            .into_iter()
+            .filter(|r| r["type"] == "welcome")
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {ra} / {rb}");
+        let lost = if ra["type"] == "welcome" { &rb } else { &ra };
+        assert_eq!(lost["code"], "nick_taken", "round {round}: {lost}");
+        keep.push((a, b));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_acknowledged_message_and_frees_its_nicks() {
+    let nats = Nats::start();
+    let lease = 3;
+    let mut nodes = nodes(&nats, 2, &["--cluster-lease-secs", "3"]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "k").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    joined(&mut bob, "k").await;
+    wait_for_member(&mut bob, "k", "ann").await;
+    // Pipelined: every `ok` that arrives is a message JetStream stored.
+    for i in 0..20 {
+        ann.send(json!({"id":i,"type":"say","room":"k","text":format!("m{i}")}))
+            .await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 20 {
+        let v = ann.recv().await;
+        if v["type"] == "ok" && v["cmd"] == "say" {
+            acked.push(v["id"].as_str().unwrap().to_owned());
+        }
+    }
+    nodes[0].kill();
+    let killed_at = Instant::now();
+    let h = bob
+        .request(json!({"type":"history","room":"k","limit":100}))
+        .await;
+    let ids: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, acked, "history on the surviving node");
+    // The dead node's users are gone from the others within the lease (and a bit).
+    let quit = until(&mut bob, "quit", |v| v["type"] == "quit").await;
+    assert_eq!(
+        quit,
+        json!({"type":"quit","nick":"ann","reason":"node lost"})
+    );
+    // Its nicks are free within the lease plus slack.
+    let deadline = killed_at + Duration::from_secs(lease + 5);
+    loop {
+        let mut c = TestClient::connect(nodes[1].addr).await;
+        let r = c.request(json!({"type":"hello","nick":"ann"})).await;
+        if r["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(r["code"], "nick_taken", "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "ann still taken {:?} after the kill",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_later_answers_history_from_the_stream() {
+    let nats = Nats::start();
+    let first = nodes(&nats, 1, &[]);
+    let (mut ann, _) = TestClient::hello(first[0].addr, "ann").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let ok = ann
+            .request(json!({"type":"say","room":"lobby","text":format!("m{i}")}))
+            .await;
+        ids.push(ok["id"].as_str().unwrap().to_owned());
+    }
+    let late = nodes(&nats, 1, &[]);
+    let (mut bob, _) = TestClient::hello(late[0].addr, "bob").await;
+    let texts = |v: &Value| -> Vec<String> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The late node reads the stream after it says it listens: wait until it has.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let h = bob
+            .request(json!({"type":"history","room":"lobby","limit":3}))
+            .await;
+        if texts(&h) == ["m7", "m8", "m9"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history never loaded: {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = bob
+        .request(json!({"type":"history","room":"lobby","before":ids[5],"limit":2}))
+        .await;
+    assert_eq!(texts(&h), ["m3", "m4"]);
+    let h = bob
+        .request(json!({"type":"history","room":"lobby","after":ids[5],"limit":2}))
+        .await;
+    assert_eq!(texts(&h), ["m6", "m7"]);
+    let h = bob
+        .request(json!({"type":"history","room":"LOBBY","after":ids[2],"before":ids[6]}))
+        .await;
+    assert_eq!(texts(&h), ["m3", "m4", "m5"]);
+    // It learnt ann (joined before it started) from the other node's answer.
+    wait_for_member(&mut bob, "lobby", "ann").await;
+}
+
+#[test]
+fn an_unreachable_nats_stops_the_start_with_exit_code_3() {
+    let state = lanchat_tests::TempDir::new("cluster-exit");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let out = lanchat_tests::run_server_to_exit(&["--no-tls", "--cluster", &url], state.path());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach NATS"), "{stderr}");
+    let out = lanchat_tests::run_server_to_exit(
+        &["--cluster", &url, "--cluster-name", "a.b"],
+        state.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_mid_chat_loses_nothing_acknowledged() {
+    let mut nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "r").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    joined(&mut bob, "r").await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let ok = ann
+            .request(json!({"type":"say","room":"r","text":format!("before {i}")}))
+            .await;
+        acked.push(ok["id"].as_str().unwrap().to_owned());
+    }
+    nats.kill();
+    // While NATS is away: sessions stay, and a message is refused, not buffered.
+    let refused = ann
+        .request(json!({"type":"say","room":"r","text":"while down"}))
+        .await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    bob.sync().await;
+    nats.restart();
+    // Back: a message is stored again once the node has reconnected.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = ann
+            .request(json!({"type":"say","room":"r","text":"after"}))
+            .await;
+        if r["type"] == "ok" {
+            acked.push(r["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(r["code"], "unavailable", "{r}");
+        assert!(Instant::now() < deadline, "never stored again: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = tokio::time::timeout(
+        WAIT,
+        until(&mut bob, "the message after", |v| {
+            v["type"] == "message" && v["text"] == "after"
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("bob's node:\n{}", nodes[1].stderr_text()));
+    assert_eq!(after["id"].as_str(), acked.last().map(|s| s.as_str()));
+    let h = bob
+        .request(json!({"type":"history","room":"r","limit":100}))
+        .await;
+    let ids: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, acked, "history after the restart: {h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_a_user_on_another_node() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "Bob").await;
+    let ok = bob
+        .request(json!({"type":"status","status":"away","text":"lunch"}))
+        .await;
+    assert_eq!(ok["cmd"], "status", "{ok}");
+    let ok = ann
+        .request(json!({"type":"dm","to":"bob","text":"psst"}))
+        .await;
+    assert_eq!(ok["cmd"], "dm", "{ok}");
+    assert_eq!(
+        (&ok["to"], &ok["away"], &ok["away_text"]),
+        (&json!("Bob"), &json!(true), &json!("lunch"))
+    );
+    let direct = until(&mut bob, "direct", |v| v["type"] == "direct").await;
+    assert_eq!(
+        (&direct["id"], &direct["from"], &direct["text"]),
+        (&ok["id"], &json!("ann"), &json!("psst"))
+    );
+    // And back, to a user who is not away.
+    let ok = bob
+        .request(json!({"type":"dm","to":"ANN","text":"later"}))
+        .await;
+    assert_eq!(
+        (&ok["cmd"], &ok["to"], &ok["away"]),
+        (&json!("dm"), &json!("ann"), &Value::Null)
+    );
+    let direct = until(&mut ann, "direct", |v| v["type"] == "direct").await;
+    assert_eq!(direct["text"], "later");
+    // Nobody anywhere: as on one server.
+    let refused = ann
+        .request(json!({"type":"dm","to":"nobody","text":"hello?"}))
+        .await;
+    assert_eq!(refused["code"], "no_such_nick", "{refused}");
+}
+
+/// More messages than `--history` right after a join (as a node starts, before its consumer has
+/// caught up): the joiner gets every one, and history keeps the last `--history`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_every_message_even_beyond_the_history_limit() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 1, &["--history", "5"]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "h").await;
+    let (mut bob, _) = TestClient::hello(nodes[0].addr, "bob").await;
+    joined(&mut bob, "h").await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let ok = bob
+            .request(json!({"type":"say","room":"h","text":format!("m{i}")}))
+            .await;
+        ids.push(ok["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let m = until(&mut ann, "message", |v| v["type"] == "message").await;
+        seen.push(m["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ids);
+    let h = ann
+        .request(json!({"type":"history","room":"h","limit":100}))
+        .await;
+    let kept: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        ids[15..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}
