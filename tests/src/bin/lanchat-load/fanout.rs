@@ -45,6 +45,12 @@ pub struct Config {
     pub timeout: Duration,
     pub prefix: String,
     pub server_pid: Option<u32>,
+    /// Further server processes (the other nodes of a cluster, its broker): their CPU time counts
+    /// as the server's.
+    pub also_pids: Vec<u32>,
+    /// Further addresses of the same chat (the other nodes of a cluster): connections are spread
+    /// over `addr` and these in turn.
+    pub nodes: Vec<SocketAddr>,
     pub connect_concurrency: usize,
     pub read_buffer: usize,
     /// Each message in its own write() (a real client), not a sender's batch in one.
@@ -236,12 +242,14 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
     let setup_start = Instant::now();
     let (ready_tx, mut ready_rx) = mpsc::channel::<anyhow::Result<()>>(n.max(1));
     let mut tasks = Vec::with_capacity(n);
-    for plan in plans {
+    let addrs: Vec<SocketAddr> = std::iter::once(cfg.addr).chain(cfg.nodes.clone()).collect();
+    for (i, plan) in plans.into_iter().enumerate() {
         let shared = shared.clone();
         let ready = ready_tx.clone();
+        let addr = addrs[i % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let stop = shared.stop.clone();
-            let r = connection(plan, shared, ready).await;
+            let r = connection(plan, addr, shared, ready).await;
             if r.is_err() {
                 stop.cancel();
             }
@@ -287,7 +295,7 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
         .server_pid
         .filter(|_| cfg.count_syscalls)
         .and_then(SyscallCount::start);
-    let cpu0 = server_cpu(cfg.server_pid);
+    let cpu0 = server_cpu(cfg.server_pid, &cfg.also_pids);
     let gen0 = self_cpu_s();
     let t0 = now_ns();
     shared.t0_ns.store(t0, Ordering::SeqCst);
@@ -301,7 +309,7 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
     .await
     .is_ok();
     let t_end = now_ns();
-    let cpu1 = server_cpu(cfg.server_pid);
+    let cpu1 = server_cpu(cfg.server_pid, &cfg.also_pids);
     let gen1 = self_cpu_s();
     let syscalls = syscalls.and_then(SyscallCount::stop);
     shared.stop.cancel();
@@ -412,6 +420,7 @@ pub async fn run(cfg: Config, scenario: &str) -> anyhow::Result<serde_json::Valu
 /// One connection: set up, wait for the start, then run its role until told to stop.
 async fn connection(
     plan: Plan,
+    addr: SocketAddr,
     shared: Arc<Shared>,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<ConnStats> {
@@ -420,7 +429,7 @@ async fn connection(
         let _permit = shared.setup.acquire().await?;
         let mut conn = Conn::connect(
             cfg.proto,
-            cfg.addr,
+            addr,
             plan.nick.clone(),
             cfg.read_buffer,
             cfg.tls.as_ref(),
@@ -724,6 +733,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             prefix: "t".into(),
             server_pid: None,
+            also_pids: Vec::new(),
+            nodes: Vec::new(),
             connect_concurrency: 1,
             read_buffer: 1024,
             oper: None,

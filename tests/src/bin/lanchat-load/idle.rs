@@ -35,7 +35,7 @@ pub struct Config {
 pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
     let pid = cfg.server_pid;
     let rss_before = pid.map(process_rss_kib).transpose()?;
-    let cpu0 = server_cpu(pid);
+    let cpu0 = server_cpu(pid, &[]);
     let gen0 = self_cpu_s();
     let start = Instant::now();
     let sem = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
@@ -92,7 +92,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
     let register_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(cfg.settle).await;
     let rss_after = pid.map(process_rss_kib).transpose().context("server RSS")?;
-    let cpu1 = server_cpu(pid);
+    let cpu1 = server_cpu(pid, &[]);
     let gen1 = self_cpu_s();
     tokio::time::sleep(cfg.hold).await;
     let rss_held = pid.map(process_rss_kib).transpose()?;

@@ -37,6 +37,14 @@ struct Cli {
     /// Server process id: its CPU time (/proc/PID/stat) and memory (/proc/PID/status) are read
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// fanout: another process whose CPU counts as the server's (a cluster's other nodes and its
+    /// broker); repeat for each
+    #[arg(long, global = true)]
+    also_pid: Vec<u32>,
+    /// fanout: another address of the same chat (a cluster's other nodes, loopback only);
+    /// connections are spread over --addr and these in turn; repeat for each
+    #[arg(long, global = true)]
+    node: Vec<SocketAddr>,
     /// Print one JSON object instead of text
     #[arg(long, global = true)]
     json: bool,
@@ -155,8 +163,8 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<bool> {
     let cli = Cli::parse();
     anyhow::ensure!(
-        cli.addr.ip().is_loopback(),
-        "--addr must be a loopback address (127.0.0.1)"
+        cli.addr.ip().is_loopback() && cli.node.iter().all(|a| a.ip().is_loopback()),
+        "--addr and --node must be loopback addresses (127.0.0.1)"
     );
     let nofile = measure::raise_nofile();
     let rt = if cli.threads <= 1 {
@@ -296,6 +304,8 @@ fn fanout_config(
         timeout,
         prefix: cli.prefix.clone(),
         server_pid: cli.server_pid,
+        also_pids: cli.also_pid.clone(),
+        nodes: cli.node.clone(),
         connect_concurrency: cli.connect_concurrency,
         read_buffer: f.read_buffer,
         write_each: !f.batched,

@@ -60,8 +60,12 @@ pub fn process_rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// The server CPU seconds, when a pid was given.
-pub fn server_cpu(pid: Option<u32>) -> Option<f64> {
-    pid.and_then(|p| process_cpu_s(p).ok())
+pub fn server_cpu(pid: Option<u32>, also: &[u32]) -> Option<f64> {
+    let mut total = process_cpu_s(pid?).ok()?;
+    for &p in also {
+        total += process_cpu_s(p).ok()?;
+    }
+    Some(total)
 }
 
 /// CPU seconds this process has used (all threads).
