@@ -54,9 +54,10 @@ pub struct TrustArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 7878). Without it,
-    /// lanchat looks for servers on the LAN.
-    #[arg(value_name = "HOST[:PORT]")]
+    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 7878); the nodes of
+    /// one cluster as HOST:PORT,HOST:PORT (after a loss the next is tried). Without it, lanchat
+    /// looks for servers on the LAN.
+    #[arg(value_name = "HOST[:PORT][,HOST[:PORT]...]")]
     pub host: Option<String>,
     /// Your nick (default: your login name).
     #[arg(long, env = "LANCHAT_NICK")]
@@ -321,7 +322,13 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
     let mut beacon_auth = false;
     let target = match host {
         Some(host) => {
-            let address = parse_target(host)?;
+            // `HOST:PORT,HOST:PORT`: nodes of one cluster, tried in turn after a loss. Known
+            // (pin, secrets) by the whole list, so every node must present the same certificate.
+            let address = host
+                .split(',')
+                .map(parse_target)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(",");
             Target {
                 server: address.clone(),
                 address,

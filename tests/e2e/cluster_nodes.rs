@@ -2,8 +2,9 @@
 //! discover` showing it, and the terminal client failing over from a killed node to another.
 
 use lanchat_tests::nats::Nats;
-use lanchat_tests::{free_udp_port, ServerProcess, TempDir};
-use serde_json::Value;
+use lanchat_tests::tmux::Tmux;
+use lanchat_tests::{bin_path, free_udp_port, ServerProcess, TempDir, TestClient};
+use serde_json::{json, Value};
 
 use crate::client::run_client_in;
 
@@ -71,4 +72,97 @@ async fn a_nodes_beacons_name_its_cluster_and_discover_lists_it() {
     };
     assert!(row("node-a").ends_with("hq"), "{table}");
     assert!(row("alone").ends_with(" -"), "{table}");
+}
+
+/// `lanchat` as ann in a 200x30 tmux pane, with its own data directory, given `addresses`.
+fn terminal(addresses: &str, data: &TempDir) -> Tmux {
+    let tmux = Tmux::new();
+    let command = format!(
+        "env NO_COLOR=1 XDG_DATA_HOME='{0}' XDG_CONFIG_HOME='{0}/config' TERM=xterm '{1}' \
+         {addresses} --nick ann --no-bell",
+        data.path().display(),
+        bin_path("lanchat").display(),
+    );
+    tmux.new_session(200, 30, &command);
+    tmux
+}
+
+fn row(screen: &[String], pred: impl Fn(&str) -> bool) -> bool {
+    screen.iter().any(|l| pred(l))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
+    let nats = Nats::start();
+    let flags = ["--rate-per-sec", "0", "--cluster-lease-secs", "3"];
+    let node = |name: &str| {
+        let mut args = flags.to_vec();
+        args.extend_from_slice(&["--name", name]);
+        nats.node("test", &args)
+    };
+    let mut a = node("node-a");
+    let b = node("node-b");
+    let (mut bob, welcome) = TestClient::hello(b.addr, "bob").await;
+    if !welcome["rooms"].as_array().unwrap().contains(&json!("lobby")) {
+        bob.request(json!({"type":"join","room":"lobby"})).await;
+    }
+
+    let data = TempDir::new("failover");
+    let term = terminal(&format!("{},{}", a.addr, b.addr), &data);
+    term.wait_for("connected to node-a", |s| {
+        row(s, |l| l.contains("connected to node-a"))
+    })
+    .await;
+    // ann's join reaches node B through the stream.
+    let join = bob.skip_until("join").await;
+    assert_eq!(join["nick"], "ann", "{join}");
+    let ok = bob
+        .request(json!({"type":"say","room":"lobby","text":"before the crash"}))
+        .await;
+    assert_eq!(ok["cmd"], "say", "{ok}");
+    term.wait_for("bob's first line", |s| {
+        row(s, |l| l.ends_with("<bob> before the crash"))
+    })
+    .await;
+
+    // Node A freezes, so nothing more reaches ann through it; bob speaks on node B meanwhile
+    // (stored: `ok`); then node A dies.
+    a.signal(19); // SIGSTOP
+    let ok = bob
+        .request(json!({"type":"say","room":"lobby","text":"while you were away"}))
+        .await;
+    assert_eq!(ok["cmd"], "say", "{ok}");
+    a.kill();
+
+    let screen = term
+        .wait_for("the reconnect to node B", |s| {
+            row(s, |l| l.contains("-- reconnected to node-b as "))
+        })
+        .await;
+    let text = screen.join("\n");
+    assert!(
+        text.contains(&format!("trying another node of cluster test: {}", b.addr)),
+        "{text}"
+    );
+    assert!(
+        row(&screen, |l| l.contains("caught up 1 message")),
+        "{text}"
+    );
+    term.wait_for("the missed line", |s| {
+        row(s, |l| l.ends_with("<bob> while you were away"))
+    })
+    .await;
+
+    // New messages flow both ways through node B.
+    bob.request(json!({"type":"say","room":"lobby","text":"welcome back"}))
+        .await;
+    term.wait_for("bob's new line", |s| {
+        row(s, |l| l.ends_with("<bob> welcome back"))
+    })
+    .await;
+    term.send_literal("hello from node b");
+    term.send_key("Enter");
+    let m = bob.skip_until("message").await;
+    assert_eq!(m["text"], "hello from node b", "{m}");
+    assert!(m["from"].as_str().unwrap().starts_with("ann"), "{m}");
 }

@@ -588,3 +588,16 @@ async fn a_certificate_that_does_not_match_stops_reconnecting_at_once() {
         user.waits
     );
 }
+
+#[test]
+fn several_addresses_are_dialled_in_turn() {
+    let mut nodes = TcpDialer::new("10.0.0.1:7878,10.0.0.2:7000");
+    assert_eq!(nodes.to_string(), "10.0.0.1:7878");
+    assert!(nodes.next_node());
+    assert_eq!(nodes.to_string(), "10.0.0.2:7000");
+    assert!(nodes.next_node());
+    assert_eq!(nodes.to_string(), "10.0.0.1:7878");
+    let mut alone = TcpDialer::new("10.0.0.1:7878");
+    assert!(!alone.next_node());
+    assert_eq!(alone.to_string(), "10.0.0.1:7878");
+}
