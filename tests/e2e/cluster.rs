@@ -485,3 +485,84 @@ async fn a_joiner_gets_every_message_even_beyond_the_history_limit() {
         ids[15..].iter().map(String::as_str).collect::<Vec<_>>()
     );
 }
+
+/// The `rooms` page after `after` as (name, members) pairs, and its `next`.
+async fn rooms_page(
+    c: &mut TestClient,
+    after: Option<&str>,
+    limit: u64,
+) -> (Vec<(String, u64)>, Value) {
+    let mut req = json!({"type":"rooms","limit":limit});
+    if let Some(after) = after {
+        req["after"] = json!(after);
+    }
+    let ok = c.request(req).await;
+    assert_eq!(ok["cmd"], "rooms", "{ok}");
+    let rooms = ok["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["members"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (rooms, ok["next"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_lists_every_nodes_rooms_but_private_ones_to_non_members() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "dev").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    let (mut cat, _) = TestClient::hello(nodes[1].addr, "cat").await;
+    for room in ["dev", "ops", "qa"] {
+        joined(&mut bob, room).await;
+    }
+    joined(&mut cat, "ops").await;
+    let mode = bob
+        .request(json!({"type":"mode","room":"ops","invite_only":true}))
+        .await;
+    assert_eq!(mode["invite_only"], true, "{mode}");
+    // The last of bob's events: once node A lists it, node A has read the ones before.
+    joined(&mut cat, "zoo").await;
+
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let (rooms, next) = rooms_page(&mut ann, None, 500).await;
+        assert!(next.is_null(), "{next}");
+        if rooms.iter().any(|(name, _)| name == "zoo") {
+            break rooms;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zoo never listed on node A: {rooms:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let want = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    };
+    // The lobby (everyone joins it at hello) and dev with members on both nodes, and bob's and
+    // cat's rooms; not ops, private on node B and ann not in it.
+    assert_eq!(
+        listed,
+        want(&[("dev", 2), ("lobby", 3), ("qa", 1), ("zoo", 1)])
+    );
+    // The same a page at a time.
+    let (page, next) = rooms_page(&mut ann, None, 2).await;
+    assert_eq!(
+        (page, next),
+        (want(&[("dev", 2), ("lobby", 3)]), json!("lobby"))
+    );
+    let (page, next) = rooms_page(&mut ann, Some("lobby"), 2).await;
+    assert_eq!(page, want(&[("qa", 1), ("zoo", 1)]));
+    assert!(next.is_null(), "{next}");
+    // On node B, where ops is private, its members see it.
+    let (on_b, _) = rooms_page(&mut cat, None, 500).await;
+    assert!(on_b.contains(&("ops".into(), 2)), "{on_b:?}");
+}

@@ -103,7 +103,11 @@ async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
     let mut a = node("node-a");
     let b = node("node-b");
     let (mut bob, welcome) = TestClient::hello(b.addr, "bob").await;
-    if !welcome["rooms"].as_array().unwrap().contains(&json!("lobby")) {
+    if !welcome["rooms"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("lobby"))
+    {
         bob.request(json!({"type":"join","room":"lobby"})).await;
     }
 
