@@ -566,3 +566,57 @@ async fn rooms_lists_every_nodes_rooms_but_private_ones_to_non_members() {
     let (on_b, _) = rooms_page(&mut cat, None, 500).await;
     assert!(on_b.contains(&("ops".into(), 2)), "{on_b:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_takes_a_nick_over_from_a_session_of_the_same_node() {
+    const SECRET: &str = "tWv2x9Qm4bLk7rZp";
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut old, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    let ok = old
+        .request(json!({"type":"register","secret":SECRET}))
+        .await;
+    assert_eq!(ok["cmd"], "register", "{ok}");
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    wait_for_member(&mut bob, "lobby", "ann").await;
+
+    let mut new = TestClient::connect(nodes[0].addr).await;
+    let welcome = new
+        .request(json!({"type":"hello","nick":"ann","secret":SECRET}))
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["nick"], "ann", "{welcome}");
+    let frames = old.read_to_close().await;
+    assert_eq!(frames.last().unwrap()["reason"], "replaced", "{frames:?}");
+    let quit = until(&mut bob, "ann's quit", |v| v["type"] == "quit").await;
+    assert_eq!(
+        quit,
+        json!({"type":"quit","nick":"ann","reason":"replaced"})
+    );
+
+    // The nick passed from one session to the other and was never free: node B refuses it.
+    let mut thief = TestClient::connect(nodes[1].addr).await;
+    let refused = thief.request(json!({"type":"hello","nick":"ann"})).await;
+    assert_eq!(refused["code"], "nick_taken", "{refused}");
+    // The new session says what a user sees, on both nodes.
+    new.request(json!({"type":"say","room":"lobby","text":"it is me again"}))
+        .await;
+    let m = until(&mut bob, "the message", |v| v["type"] == "message").await;
+    assert_eq!(
+        (&m["from"], &m["text"]),
+        (&json!("ann"), &json!("it is me again"))
+    );
+
+    // Once the new session quits, the nick is free cluster-wide again.
+    new.request(json!({"type":"quit"})).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = thief.request(json!({"type":"hello","nick":"ann"})).await;
+        if reply["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(reply["code"], "nick_taken", "{reply}");
+        assert!(Instant::now() < deadline, "ann never freed: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
