@@ -343,11 +343,18 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
                 interfaces: args.interfaces.selected(),
                 broadcast: true,
             };
-            let found = pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
+            let (found, mates) =
+                pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
             beacon_auth = found.auth;
+            // The other nodes of its cluster heard too: failed over to after a loss.
+            let address = std::iter::once(found.address)
+                .chain(mates)
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             Target {
                 server: found.name.clone(),
-                address: found.address.to_string(),
+                address,
                 discovered: Some(found.tls_sha256.as_deref().and_then(Fingerprint::parse)),
             }
         }
@@ -577,7 +584,7 @@ async fn pick_server(
     opts: &discovery::Options,
     interactive: bool,
     known: Option<&KnownServers>,
-) -> Result<Found, Error> {
+) -> Result<(Found, Vec<SocketAddr>), Error> {
     if interactive {
         eprintln!("looking for lanchat servers on the LAN...");
     }
@@ -611,7 +618,7 @@ async fn pick_server(
         1 => {
             let s = servers.remove(0);
             eprintln!("found {} at {}", s.name, s.address);
-            Ok(s)
+            Ok((s, Vec::new()))
         }
         n => {
             for line in discovery::table(&servers) {
@@ -625,7 +632,8 @@ async fn pick_server(
             let choice = tokio::task::spawn_blocking(move || ask_choice(n))
                 .await
                 .map_err(|e| Error::Fatal(e.to_string()))??;
-            Ok(servers.swap_remove(choice))
+            let mates = discovery::cluster_mates(&servers[choice], &servers);
+            Ok((servers.swap_remove(choice), mates))
         }
     }
 }

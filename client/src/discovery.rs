@@ -364,6 +364,27 @@ impl Heard {
     }
 }
 
+/// The other nodes of `chosen`'s cluster among `servers`, to fail over to (see `link.rs`): up,
+/// not in conflict, and announcing the same certificate as `chosen` (or, like it, none), since the
+/// link trusts the one pin of the server it was given. Empty when `chosen` is not a cluster node.
+pub fn cluster_mates(chosen: &Found, servers: &[Found]) -> Vec<SocketAddr> {
+    let Some(cluster) = &chosen.cluster else {
+        return Vec::new();
+    };
+    servers
+        .iter()
+        .filter(|s| {
+            s.cluster.as_ref() == Some(cluster)
+                && s.address != chosen.address
+                && s.instance != chosen.instance
+                && s.state == ServerState::Up
+                && !s.conflict
+                && s.tls_sha256 == chosen.tls_sha256
+        })
+        .map(|s| s.address)
+        .collect()
+}
+
 /// Mark each server with what the known-servers file says of its name, and list the pinned ones
 /// first (keeping the order otherwise).
 pub fn mark_pins(servers: &mut [Found], known: &KnownServers) {

@@ -8,9 +8,13 @@ use serde_json::{json, Value};
 
 use crate::client::run_client_in;
 
-/// A node of cluster `name` on 127.0.0.1:0 that announces on loopback (every second) to
-/// discovery port `port`.
+/// A node of cluster `name` on 127.0.0.1:0 called `node-a`, that announces on loopback (every
+/// second) to discovery port `port`.
 fn announcing_node(nats: &Nats, name: &str, port: u16) -> ServerProcess {
+    announcing_node_called(nats, name, port, "node-a")
+}
+
+fn announcing_node_called(nats: &Nats, name: &str, port: u16, called: &str) -> ServerProcess {
     let port = port.to_string();
     ServerProcess::start_raw(&[
         "--listen",
@@ -21,7 +25,7 @@ fn announcing_node(nats: &Nats, name: &str, port: u16) -> ServerProcess {
         "1",
         "--no-tls",
         "--name",
-        "node-a",
+        called,
         "--cluster",
         &nats.url,
         "--cluster-name",
@@ -169,4 +173,31 @@ async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
     let m = bob.skip_until("message").await;
     assert_eq!(m["text"], "hello from node b", "{m}");
     assert!(m["from"].as_str().unwrap().starts_with("ann"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_found_by_discovery_fails_over_to_the_other_node_heard() {
+    let nats = Nats::start();
+    let port = free_udp_port();
+    let mut a = announcing_node_called(&nats, "hq", port, "node-a");
+    let _b = announcing_node_called(&nats, "hq", port, "node-b");
+    let data = TempDir::new("failover-discovered");
+    let port = port.to_string();
+    let term = terminal(&format!("--discover-port {port} --interface lo"), &data);
+    // Both nodes are listed; the first (node-a, by name) is chosen.
+    term.wait_for("the choice", |s| {
+        row(s, |l| l.contains("connect to which server?"))
+    })
+    .await;
+    term.send_literal("1");
+    term.send_key("Enter");
+    term.wait_for("connected to node-a", |s| {
+        row(s, |l| l.contains("connected to node-a"))
+    })
+    .await;
+    a.kill();
+    term.wait_for("the reconnect to node B", |s| {
+        row(s, |l| l.contains("-- reconnected to node-b as "))
+    })
+    .await;
 }

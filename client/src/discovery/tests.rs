@@ -411,3 +411,29 @@ fn beacon_strings_are_made_safe_for_the_terminal() {
         assert!(!row.chars().any(char::is_control), "{row:?}");
     }
 }
+
+#[test]
+fn a_cluster_nodes_mates_are_its_clusters_other_nodes_with_its_certificate() {
+    let node = |instance: &str, last: u8, cluster: Option<&str>, fp: Option<&str>| {
+        let mut beacon = beacon_from(instance, &format!("node-{instance}"), fp, 1);
+        beacon.cluster = cluster.map(str::to_owned);
+        found_from(beacon, SocketAddr::from(([10, 0, 0, last], 7879)))
+    };
+    let chosen = node("a", 1, Some("hq"), Some("cert"));
+    let mut conflicted = node("e", 5, Some("hq"), Some("cert"));
+    conflicted.conflict = true;
+    let servers = [
+        chosen.clone(),
+        node("b", 2, Some("hq"), Some("cert")),
+        node("c", 3, Some("other"), Some("cert")),
+        node("d", 4, Some("hq"), Some("another cert")),
+        conflicted,
+        node("f", 6, None, Some("cert")),
+    ];
+    assert_eq!(
+        cluster_mates(&chosen, &servers),
+        vec![SocketAddr::from(([10, 0, 0, 2], 7878))]
+    );
+    // A server that is no cluster node has no mates.
+    assert!(cluster_mates(&servers[5], &servers).is_empty());
+}
