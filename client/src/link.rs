@@ -484,11 +484,21 @@ impl Link {
         user.show(vec![Show::Info(notice)], model.nick());
         let started = Instant::now();
         let mut backoff = Backoff::default();
+        let cluster = self.cluster.clone();
+        let mut failed_over = false;
         loop {
             if !user.wait(backoff.wait()).await {
                 return Ok(false);
             }
             let failure = match self.connect(model.hello_nick()).await {
+                // Another of the addresses given that is not a node of the same cluster is
+                // another chat: not one to rejoin the rooms on.
+                Ok(connected) if failed_over && connected.welcome.cluster != cluster => {
+                    self.conn = None;
+                    self.cluster.clone_from(&cluster);
+                    let cluster = cluster.as_deref().unwrap_or_default();
+                    format!("{} is not a node of cluster {cluster}", self.dialer)
+                }
                 Ok(connected) => {
                     let welcome = model.welcomed(&connected.welcome, connected.nick_taken);
                     user.show(welcome, model.nick());
@@ -510,6 +520,7 @@ impl Link {
             // A cluster node that does not answer: another node is the same chat (its rooms,
             // its history), so the next attempt goes there.
             if let Some(cluster) = self.cluster.as_ref().filter(|_| self.dialer.next_node()) {
+                failed_over = true;
                 let notice = format!("trying another node of cluster {cluster}: {}", self.dialer);
                 user.show(vec![Show::Info(notice)], model.nick());
             }
