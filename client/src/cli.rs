@@ -54,9 +54,10 @@ pub struct TrustArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 7878). Without it,
-    /// lanchat looks for servers on the LAN.
-    #[arg(value_name = "HOST[:PORT]")]
+    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 7878); the nodes of
+    /// one cluster as HOST:PORT,HOST:PORT (after a loss the next is tried). Without it, lanchat
+    /// looks for servers on the LAN.
+    #[arg(value_name = "HOST[:PORT][,HOST[:PORT]...]")]
     pub host: Option<String>,
     /// Your nick (default: your login name).
     #[arg(long, env = "LANCHAT_NICK")]
@@ -321,7 +322,13 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
     let mut beacon_auth = false;
     let target = match host {
         Some(host) => {
-            let address = parse_target(host)?;
+            // `HOST:PORT,HOST:PORT`: nodes of one cluster, tried in turn after a loss. Known
+            // (pin, secrets) by the whole list, so every node must present the same certificate.
+            let address = host
+                .split(',')
+                .map(parse_target)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(",");
             Target {
                 server: address.clone(),
                 address,
@@ -336,11 +343,18 @@ async fn chat(args: ChatArgs, config: Config) -> Result<(), Error> {
                 interfaces: args.interfaces.selected(),
                 broadcast: true,
             };
-            let found = pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
+            let (found, mates) =
+                pick_server(&opts, mode == Mode::Interactive, known.as_ref()).await?;
             beacon_auth = found.auth;
+            // The other nodes of its cluster heard too: failed over to after a loss.
+            let address = std::iter::once(found.address)
+                .chain(mates)
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             Target {
                 server: found.name.clone(),
-                address: found.address.to_string(),
+                address,
                 discovered: Some(found.tls_sha256.as_deref().and_then(Fingerprint::parse)),
             }
         }
@@ -570,7 +584,7 @@ async fn pick_server(
     opts: &discovery::Options,
     interactive: bool,
     known: Option<&KnownServers>,
-) -> Result<Found, Error> {
+) -> Result<(Found, Vec<SocketAddr>), Error> {
     if interactive {
         eprintln!("looking for lanchat servers on the LAN...");
     }
@@ -604,7 +618,7 @@ async fn pick_server(
         1 => {
             let s = servers.remove(0);
             eprintln!("found {} at {}", s.name, s.address);
-            Ok(s)
+            Ok((s, Vec::new()))
         }
         n => {
             for line in discovery::table(&servers) {
@@ -618,7 +632,8 @@ async fn pick_server(
             let choice = tokio::task::spawn_blocking(move || ask_choice(n))
                 .await
                 .map_err(|e| Error::Fatal(e.to_string()))??;
-            Ok(servers.swap_remove(choice))
+            let mates = discovery::cluster_mates(&servers[choice], &servers);
+            Ok((servers.swap_remove(choice), mates))
         }
     }
 }

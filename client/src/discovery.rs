@@ -76,6 +76,9 @@ pub struct Found {
     pub protocol: u64,
     /// The certificate fingerprint the beacon announces (`None`: the server speaks plain only).
     pub tls_sha256: Option<String>,
+    /// The cluster the server is a node of (its beacon's `cluster`), made safe for the terminal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// Another source claims this one's instance or name: never connected to without the user.
     pub conflict: bool,
     /// What the known-servers file says of it (see [`mark_pins`]).
@@ -361,6 +364,27 @@ impl Heard {
     }
 }
 
+/// The other nodes of `chosen`'s cluster among `servers`, to fail over to (see `link.rs`): up,
+/// not in conflict, and announcing the same certificate as `chosen` (or, like it, none), since the
+/// link trusts the one pin of the server it was given. Empty when `chosen` is not a cluster node.
+pub fn cluster_mates(chosen: &Found, servers: &[Found]) -> Vec<SocketAddr> {
+    let Some(cluster) = &chosen.cluster else {
+        return Vec::new();
+    };
+    servers
+        .iter()
+        .filter(|s| {
+            s.cluster.as_ref() == Some(cluster)
+                && s.address != chosen.address
+                && s.instance != chosen.instance
+                && s.state == ServerState::Up
+                && !s.conflict
+                && s.tls_sha256 == chosen.tls_sha256
+        })
+        .map(|s| s.address)
+        .collect()
+}
+
 /// Mark each server with what the known-servers file says of its name, and list the pinned ones
 /// first (keeping the order otherwise).
 pub fn mark_pins(servers: &mut [Found], known: &KnownServers) {
@@ -397,6 +421,7 @@ fn found_from(beacon: Beacon, from: SocketAddr) -> Found {
             .as_deref()
             .and_then(Fingerprint::parse)
             .map(|fp| fp.to_string()),
+        cluster: beacon.cluster.as_deref().map(sanitize::name),
         conflict: false,
         pin: PinState::New,
     }
@@ -485,14 +510,21 @@ impl Report {
 }
 
 /// The table `lanchat discover` prints: the certificate's short fingerprint (or `plain`) and
-/// what to know before connecting (pinned, conflict, changed).
+/// what to know before connecting (pinned, conflict, changed); a CLUSTER column when a server
+/// is a cluster node (`-` for those that are not).
 pub fn table(servers: &[Found]) -> Vec<String> {
-    let mut rows = vec![[
+    let clusters = servers.iter().any(|s| s.cluster.is_some());
+    let mut rows = vec![vec![
         "#", "NAME", "ADDRESS", "USERS", "ROOMS", "AUTH", "STATE", "TLS", "TRUST",
     ]
-    .map(str::to_owned)];
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>()];
+    if clusters {
+        rows[0].push("CLUSTER".into());
+    }
     for (i, s) in servers.iter().enumerate() {
-        rows.push([
+        let mut row = vec![
             (i + 1).to_string(),
             s.name.clone(),
             s.address.to_string(),
@@ -509,7 +541,11 @@ pub fn table(servers: &[Found]) -> Vec<String> {
                 .and_then(Fingerprint::parse)
                 .map_or("plain".to_owned(), |fp| trust::short(&fp)),
             marks(s),
-        ]);
+        ];
+        if clusters {
+            row.push(s.cluster.clone().unwrap_or_else(|| "-".into()));
+        }
+        rows.push(row);
     }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -69,35 +69,56 @@ pub trait Dialer: fmt::Display + Send {
     /// A password will be sent from now on (typed after `auth_failed`): a dialer that may
     /// connect in plain text warns.
     fn password_follows(&mut self) {}
+
+    /// Dial the next of the addresses given (the nodes of one cluster), in turn; false when there
+    /// is only one.
+    fn next_node(&mut self) -> bool {
+        false
+    }
 }
 
-/// A plain TCP connection to `host:port`, resolved again at each dial.
+/// A plain TCP connection to `host:port`, resolved again at each dial. Several addresses
+/// (`host:port,host:port`: the nodes of one cluster) are dialled one at a time, the first until
+/// [`Dialer::next_node`] moves on.
 #[derive(Debug, Clone)]
 pub struct TcpDialer {
-    target: String,
+    targets: Vec<String>,
+    current: usize,
 }
 
 impl TcpDialer {
     pub fn new(target: impl Into<String>) -> Self {
+        let target: String = target.into();
         TcpDialer {
-            target: target.into(),
+            // A host name has no comma, so a comma can only separate addresses.
+            targets: target.split(',').map(str::to_owned).collect(),
+            current: 0,
         }
+    }
+
+    fn target(&self) -> &str {
+        &self.targets[self.current]
     }
 }
 
 impl fmt::Display for TcpDialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.target)
+        f.write_str(self.target())
     }
 }
 
 impl Dialer for TcpDialer {
     fn dial(&mut self) -> BoxFuture<'_, io::Result<Box<dyn Stream>>> {
         Box::pin(async move {
-            let stream = TcpStream::connect(&self.target).await?;
+            let stream = TcpStream::connect(self.target()).await?;
             let _ = stream.set_nodelay(true);
             Ok(Box::new(stream) as Box<dyn Stream>)
         })
+    }
+
+    fn next_node(&mut self) -> bool {
+        self.current = (self.current + 1) % self.targets.len();
+        self.targets.len() > 1
     }
 }
 
@@ -220,6 +241,9 @@ pub struct Link {
     secrets: Secrets,
     /// The longest message text the server takes, in bytes (from its `welcome`).
     max_text: usize,
+    /// The cluster the server is a node of (`welcome.cluster`): after a loss, the link may fail
+    /// over to another of the addresses given, which are then nodes of the same chat.
+    cluster: Option<String>,
 }
 
 impl Link {
@@ -240,6 +264,7 @@ impl Link {
             pacer: pacer(&Limits::default()),
             secrets: Secrets::none(),
             max_text: Limits::default().max_text,
+            cluster: None,
         }
     }
 
@@ -314,6 +339,7 @@ impl Link {
                 Some(ServerFrame::Welcome(welcome)) => {
                     self.pacer = pacer(&welcome.limits);
                     self.max_text = welcome.limits.max_text;
+                    self.cluster.clone_from(&welcome.cluster);
                     return Ok(Connected {
                         welcome,
                         nick_taken: suffix > 1,
@@ -458,11 +484,21 @@ impl Link {
         user.show(vec![Show::Info(notice)], model.nick());
         let started = Instant::now();
         let mut backoff = Backoff::default();
+        let cluster = self.cluster.clone();
+        let mut failed_over = false;
         loop {
             if !user.wait(backoff.wait()).await {
                 return Ok(false);
             }
             let failure = match self.connect(model.hello_nick()).await {
+                // Another of the addresses given that is not a node of the same cluster is
+                // another chat: not one to rejoin the rooms on.
+                Ok(connected) if failed_over && connected.welcome.cluster != cluster => {
+                    self.conn = None;
+                    self.cluster.clone_from(&cluster);
+                    let cluster = cluster.as_deref().unwrap_or_default();
+                    format!("{} is not a node of cluster {cluster}", self.dialer)
+                }
                 Ok(connected) => {
                     let welcome = model.welcomed(&connected.welcome, connected.nick_taken);
                     user.show(welcome, model.nick());
@@ -481,6 +517,13 @@ impl Link {
                 Err(ConnectError::Retry(m)) => m,
             };
             let attempt = backoff.failed();
+            // A cluster node that does not answer: another node is the same chat (its rooms,
+            // its history), so the next attempt goes there.
+            if let Some(cluster) = self.cluster.as_ref().filter(|_| self.dialer.next_node()) {
+                failed_over = true;
+                let notice = format!("trying another node of cluster {cluster}: {}", self.dialer);
+                user.show(vec![Show::Info(notice)], model.nick());
+            }
             if self.give_up.is_some_and(|limit| started.elapsed() > limit) {
                 return Err(Error::Fatal(format!(
                     "gave up reconnecting to {} after {} s: {failure}",

@@ -22,6 +22,9 @@ pub const T: Duration = Duration::from_secs(5);
 /// and the test the other. Notes when each dial happened.
 pub struct FakeDialer {
     refusals: usize,
+    /// How many nodes it stands for (see [`Dialer::next_node`]), and the one dialled.
+    nodes: usize,
+    node: usize,
     servers: mpsc::UnboundedSender<DuplexStream>,
     dials: Arc<Mutex<Vec<Instant>>>,
 }
@@ -30,10 +33,17 @@ pub type Servers = mpsc::UnboundedReceiver<DuplexStream>;
 pub type Dials = Arc<Mutex<Vec<Instant>>>;
 
 pub fn fake_dialer(refusals: usize) -> (Box<dyn Dialer>, Servers, Dials) {
+    fake_nodes(refusals, 1)
+}
+
+/// [`fake_dialer`] standing for `nodes` nodes of a cluster: `fake-1`, `fake-2`, ...
+pub fn fake_nodes(refusals: usize, nodes: usize) -> (Box<dyn Dialer>, Servers, Dials) {
     let (tx, servers) = mpsc::unbounded_channel();
     let dials = Arc::new(Mutex::new(Vec::new()));
     let dialer = FakeDialer {
         refusals,
+        nodes,
+        node: 0,
         servers: tx,
         dials: dials.clone(),
     };
@@ -42,7 +52,10 @@ pub fn fake_dialer(refusals: usize) -> (Box<dyn Dialer>, Servers, Dials) {
 
 impl fmt::Display for FakeDialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fake")
+        match self.nodes {
+            1 => f.write_str("fake"),
+            _ => write!(f, "fake-{}", self.node + 1),
+        }
     }
 }
 
@@ -58,6 +71,11 @@ impl Dialer for FakeDialer {
             let _ = self.servers.send(server);
             Ok(Box::new(client) as Box<dyn Stream>)
         })
+    }
+
+    fn next_node(&mut self) -> bool {
+        self.node = (self.node + 1) % self.nodes;
+        self.nodes > 1
     }
 }
 

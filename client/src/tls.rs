@@ -215,6 +215,10 @@ impl Dialer for SecureDialer {
         self.server.clone()
     }
 
+    fn next_node(&mut self) -> bool {
+        self.tcp.next_node()
+    }
+
     fn password_follows(&mut self) {
         self.password = true;
         // Asked for after a plain connection was refused: the warning then did not say so.

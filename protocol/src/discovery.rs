@@ -32,6 +32,11 @@ pub struct Beacon {
     /// that does not know the field ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_sha256: Option<String>,
+    /// Extension (issue 19): the name of the cluster this server is a node of (`--cluster-name`),
+    /// present only in cluster mode. Nodes of one cluster are one chat: a client may fail over
+    /// from one to another. A client that does not know the field ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// A discovery datagram.
@@ -73,6 +78,7 @@ mod tests {
             auth: false,
             state: ServerState::Up,
             tls_sha256: None,
+            cluster: None,
         });
         assert_eq!(Datagram::parse(&b.encode()), Some(b));
         assert_eq!(
@@ -105,5 +111,17 @@ mod tests {
             Datagram::parse(encoded.as_bytes()),
             Some(Datagram::Beacon(plain))
         );
+    }
+
+    #[test]
+    fn cluster_is_optional_both_ways() {
+        let text = r#"{"type":"beacon","protocol":1,"server":"s","name":"n","instance":"i","port":1,"users":0,"rooms":0,"auth":false,"state":"up","cluster":"office"}"#;
+        let Some(Datagram::Beacon(b)) = Datagram::parse(text.as_bytes()) else {
+            panic!("a beacon");
+        };
+        assert_eq!(b.cluster.as_deref(), Some("office"));
+        let alone = Beacon { cluster: None, ..b };
+        let encoded = String::from_utf8(Datagram::Beacon(alone).encode()).unwrap();
+        assert!(!encoded.contains("cluster"), "{encoded}");
     }
 }

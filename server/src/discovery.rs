@@ -296,6 +296,7 @@ impl Announcer {
                 .tls
                 .as_ref()
                 .map(|t| t.fingerprint().to_owned()),
+            cluster: self.shared.config.cluster.as_ref().map(|c| c.name.clone()),
         })
         .encode()
     }
@@ -493,6 +494,7 @@ mod tests {
                 auth: false,
                 state: ServerState::Stopping,
                 tls_sha256: tls.then(|| "0".repeat(64)),
+                cluster: None,
             })
             .encode()
             .len()

@@ -132,7 +132,7 @@ impl Drop for Client {
             false => self.quit_reason.as_deref(),
         };
         let mut state = self.shared.chat.lock();
-        let effects = state.remove(who, reason);
+        let effects = self.removed(&mut state, who, reason);
         let _ = deliver(&state, None, effects);
         drop(state);
         self.shared.accounts.left(self.id);

@@ -485,3 +485,138 @@ async fn a_joiner_gets_every_message_even_beyond_the_history_limit() {
         ids[15..].iter().map(String::as_str).collect::<Vec<_>>()
     );
 }
+
+/// The `rooms` page after `after` as (name, members) pairs, and its `next`.
+async fn rooms_page(
+    c: &mut TestClient,
+    after: Option<&str>,
+    limit: u64,
+) -> (Vec<(String, u64)>, Value) {
+    let mut req = json!({"type":"rooms","limit":limit});
+    if let Some(after) = after {
+        req["after"] = json!(after);
+    }
+    let ok = c.request(req).await;
+    assert_eq!(ok["cmd"], "rooms", "{ok}");
+    let rooms = ok["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["members"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (rooms, ok["next"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_lists_every_nodes_rooms_but_private_ones_to_non_members() {
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut ann, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    joined(&mut ann, "dev").await;
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    let (mut cat, _) = TestClient::hello(nodes[1].addr, "cat").await;
+    for room in ["dev", "ops", "qa"] {
+        joined(&mut bob, room).await;
+    }
+    joined(&mut cat, "ops").await;
+    let mode = bob
+        .request(json!({"type":"mode","room":"ops","invite_only":true}))
+        .await;
+    assert_eq!(mode["invite_only"], true, "{mode}");
+    // The last of bob's events: once node A lists it, node A has read the ones before.
+    joined(&mut cat, "zoo").await;
+
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let (rooms, next) = rooms_page(&mut ann, None, 500).await;
+        assert!(next.is_null(), "{next}");
+        if rooms.iter().any(|(name, _)| name == "zoo") {
+            break rooms;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zoo never listed on node A: {rooms:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let want = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    };
+    // The lobby (everyone joins it at hello) and dev with members on both nodes, and bob's and
+    // cat's rooms; not ops, private on node B and ann not in it.
+    assert_eq!(
+        listed,
+        want(&[("dev", 2), ("lobby", 3), ("qa", 1), ("zoo", 1)])
+    );
+    // The same a page at a time.
+    let (page, next) = rooms_page(&mut ann, None, 2).await;
+    assert_eq!(
+        (page, next),
+        (want(&[("dev", 2), ("lobby", 3)]), json!("lobby"))
+    );
+    let (page, next) = rooms_page(&mut ann, Some("lobby"), 2).await;
+    assert_eq!(page, want(&[("qa", 1), ("zoo", 1)]));
+    assert!(next.is_null(), "{next}");
+    // On node B, where ops is private, its members see it.
+    let (on_b, _) = rooms_page(&mut cat, None, 500).await;
+    assert!(on_b.contains(&("ops".into(), 2)), "{on_b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_takes_a_nick_over_from_a_session_of_the_same_node() {
+    const SECRET: &str = "tWv2x9Qm4bLk7rZp";
+    let nats = Nats::start();
+    let nodes = nodes(&nats, 2, &[]);
+    let (mut old, _) = TestClient::hello(nodes[0].addr, "ann").await;
+    let ok = old
+        .request(json!({"type":"register","secret":SECRET}))
+        .await;
+    assert_eq!(ok["cmd"], "register", "{ok}");
+    let (mut bob, _) = TestClient::hello(nodes[1].addr, "bob").await;
+    wait_for_member(&mut bob, "lobby", "ann").await;
+
+    let mut new = TestClient::connect(nodes[0].addr).await;
+    let welcome = new
+        .request(json!({"type":"hello","nick":"ann","secret":SECRET}))
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["nick"], "ann", "{welcome}");
+    let frames = old.read_to_close().await;
+    assert_eq!(frames.last().unwrap()["reason"], "replaced", "{frames:?}");
+    let quit = until(&mut bob, "ann's quit", |v| v["type"] == "quit").await;
+    assert_eq!(
+        quit,
+        json!({"type":"quit","nick":"ann","reason":"replaced"})
+    );
+
+    // The nick passed from one session to the other and was never free: node B refuses it.
+    let mut thief = TestClient::connect(nodes[1].addr).await;
+    let refused = thief.request(json!({"type":"hello","nick":"ann"})).await;
+    assert_eq!(refused["code"], "nick_taken", "{refused}");
+    // The new session says what a user sees, on both nodes.
+    new.request(json!({"type":"say","room":"lobby","text":"it is me again"}))
+        .await;
+    let m = until(&mut bob, "the message", |v| v["type"] == "message").await;
+    assert_eq!(
+        (&m["from"], &m["text"]),
+        (&json!("ann"), &json!("it is me again"))
+    );
+
+    // Once the new session quits, the nick is free cluster-wide again.
+    new.request(json!({"type":"quit"})).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = thief.request(json!({"type":"hello","nick":"ann"})).await;
+        if reply["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(reply["code"], "nick_taken", "{reply}");
+        assert!(Instant::now() < deadline, "ann never freed: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -15,6 +15,7 @@ fn beacon_from(instance: &str, name: &str, fp: Option<&str>, users: usize) -> Be
         auth: false,
         state: ServerState::Up,
         tls_sha256: fp.map(|f| Fingerprint::of(f.as_bytes()).to_string()),
+        cluster: None,
     }
 }
 
@@ -221,6 +222,7 @@ fn beacon(instance: &str, port: u16, state: ServerState) -> Vec<u8> {
         auth: false,
         state,
         tls_sha256: None,
+        cluster: None,
     })
     .encode()
 }
@@ -342,7 +344,7 @@ fn explanation_and_table() {
     assert!(text.contains("UDP port 7879"));
     assert!(text.contains("firewall"));
     assert!(text.contains("lanchat HOST[:PORT]"));
-    let rows = table(&[Found {
+    let office = Found {
         name: "office".into(),
         address: "127.0.0.1:7878".parse().unwrap(),
         users: 3,
@@ -353,11 +355,25 @@ fn explanation_and_table() {
         server: "lanchat/0.1.0".into(),
         protocol: 1,
         tls_sha256: None,
+        cluster: None,
         conflict: true,
         pin: PinState::New,
-    }]);
+    };
+    let rows = table(std::slice::from_ref(&office));
     assert_eq!(rows.len(), 2);
     assert!(rows[0].starts_with("#  NAME"));
+    assert!(!rows[0].contains("CLUSTER"), "{rows:?}");
+    // A cluster node adds the CLUSTER column; a lone server shows `-` in it.
+    let node = Found {
+        name: "office-2".into(),
+        cluster: Some("hq".into()),
+        conflict: false,
+        ..office.clone()
+    };
+    let both = table(&[office.clone(), node]);
+    assert!(both[0].ends_with("CLUSTER"), "{both:?}");
+    assert!(both[1].ends_with("CONFLICT  -"), "{both:?}");
+    assert!(both[2].ends_with("hq"), "{both:?}");
     assert!(
         rows[1].contains("office")
             && rows[1].contains("127.0.0.1:7878")
@@ -385,11 +401,39 @@ fn an_unknown_interface_is_named() {
 fn beacon_strings_are_made_safe_for_the_terminal() {
     let mut beacon = beacon_from("i\u{1b}[2J", "office\u{1b}]0;pwned\u{7}", None, 1);
     beacon.server = "lanchat\u{9b}31m".into();
+    beacon.cluster = Some("hq\u{1b}[2J".into());
     let found = found_from(beacon, "127.0.0.1:7879".parse().unwrap());
+    assert_eq!(found.cluster.as_deref(), Some("hq<U+001B>[2J"));
     assert_eq!(found.name, "office<U+001B>]0;pwned<U+0007>");
     assert_eq!(found.instance, "i<U+001B>[2J");
     assert_eq!(found.server, "lanchat<U+009B>31m");
     for row in table(&[found]) {
         assert!(!row.chars().any(char::is_control), "{row:?}");
     }
+}
+
+#[test]
+fn a_cluster_nodes_mates_are_its_clusters_other_nodes_with_its_certificate() {
+    let node = |instance: &str, last: u8, cluster: Option<&str>, fp: Option<&str>| {
+        let mut beacon = beacon_from(instance, &format!("node-{instance}"), fp, 1);
+        beacon.cluster = cluster.map(str::to_owned);
+        found_from(beacon, SocketAddr::from(([10, 0, 0, last], 7879)))
+    };
+    let chosen = node("a", 1, Some("hq"), Some("cert"));
+    let mut conflicted = node("e", 5, Some("hq"), Some("cert"));
+    conflicted.conflict = true;
+    let servers = [
+        chosen.clone(),
+        node("b", 2, Some("hq"), Some("cert")),
+        node("c", 3, Some("other"), Some("cert")),
+        node("d", 4, Some("hq"), Some("another cert")),
+        conflicted,
+        node("f", 6, None, Some("cert")),
+    ];
+    assert_eq!(
+        cluster_mates(&chosen, &servers),
+        vec![SocketAddr::from(([10, 0, 0, 2], 7878))]
+    );
+    // A server that is no cluster node has no mates.
+    assert!(cluster_mates(&servers[5], &servers).is_empty());
 }

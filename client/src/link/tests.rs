@@ -588,3 +588,84 @@ async fn a_certificate_that_does_not_match_stops_reconnecting_at_once() {
         user.waits
     );
 }
+
+#[test]
+fn several_addresses_are_dialled_in_turn() {
+    let mut nodes = TcpDialer::new("10.0.0.1:7878,10.0.0.2:7000");
+    assert_eq!(nodes.to_string(), "10.0.0.1:7878");
+    assert!(nodes.next_node());
+    assert_eq!(nodes.to_string(), "10.0.0.2:7000");
+    assert!(nodes.next_node());
+    assert_eq!(nodes.to_string(), "10.0.0.1:7878");
+    let mut alone = TcpDialer::new("10.0.0.1:7878");
+    assert!(!alone.next_node());
+    assert_eq!(alone.to_string(), "10.0.0.1:7878");
+}
+
+/// Answer the hello with a welcome to the lobby from a node of `cluster` (none: a lone server).
+async fn welcome_from(server: &mut FakeServer, cluster: Option<&str>) {
+    let hello = server.recv().await;
+    let mut frame = json!({"type": "welcome", "protocol": 1, "server": "fake/1",
+        "name": format!("node-{}", cluster.unwrap_or("alone")), "session": "s1",
+        "nick": hello["nick"], "rooms": ["lobby"], "motd": "",
+        "limits": {"max_line": 16384, "max_text": 4096, "rate_burst": 10, "rate_per_sec": 5,
+        "ping_interval_s": 60}});
+    if let Some(cluster) = cluster {
+        frame["cluster"] = json!(cluster);
+    }
+    server.answer(&hello, frame).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_node_lost_is_failed_over_to_the_next_node_of_the_same_cluster() {
+    let (dialer, mut servers, _) = crate::testing::fake_nodes(0, 2);
+    // Bounded: a script gone wrong gives up instead of dialling forever.
+    let mut link = Link::new(dialer, None, Some(Duration::from_secs(60)));
+    let server = tokio::spawn(async move {
+        // fake-1: the first connection.
+        let mut first = FakeServer::new(servers.recv().await.unwrap());
+        welcome_from(&mut first, Some("hq")).await;
+        // fake-1 again after the loss: full.
+        let mut full = FakeServer::new(servers.recv().await.unwrap());
+        let hello = full.recv().await;
+        let refusal = json!({"type": "error", "code": "server_full", "message": "full"});
+        full.answer(&hello, refusal).await;
+        // fake-2: a server of another cluster.
+        let mut other = FakeServer::new(servers.recv().await.unwrap());
+        welcome_from(&mut other, Some("elsewhere")).await;
+        // fake-1 once more: back, a node of hq; the lobby's history is caught up.
+        let mut back = FakeServer::new(servers.recv().await.unwrap());
+        welcome_from(&mut back, Some("hq")).await;
+        while let Some(request) = back.next().await {
+            let reply = match request["type"].as_str() {
+                Some("who") => json!({"type": "ok", "cmd": "who", "room": request["room"],
+                    "members": [{"nick": "ann", "status": "online"}]}),
+                Some("history") => json!({"type": "ok", "cmd": "history",
+                    "room": request["room"], "messages": []}),
+                _ => panic!("unexpected {request}"),
+            };
+            back.answer(&request, reply).await;
+        }
+        (first, full, other)
+    });
+    let mut model = Model::new("ann");
+    let connected = link.connect("ann").await.unwrap();
+    model.welcomed(&connected.welcome, false);
+    model.started(&connected.welcome);
+
+    let mut user = User::default();
+    let restored = link.reconnect(Closed::default(), &mut model, &mut user);
+    assert!(restored.await.unwrap());
+    assert_eq!(
+        user.notices(),
+        [
+            "connection lost: the server closed the connection; reconnecting",
+            "trying another node of cluster hq: fake-2",
+            "reconnect attempt 1 failed (server_full: full); next try within 1.0 s",
+            "trying another node of cluster hq: fake-1",
+            "reconnected to node-hq as ann; caught up 0 messages",
+        ]
+    );
+    drop(link);
+    let _ = server.await.unwrap();
+}

@@ -76,6 +76,9 @@ class Server:
     """The fingerprint of the server's TLS certificate (lowercase hex) in the beacons from
     ``host``, to pin with ``Client.connect(tls_fingerprint=...)``; None when the server
     announced no TLS (or an unreadable value).  Only as trustworthy as the LAN it came from."""
+    cluster: Optional[str] = None
+    """The name of the cluster this server is a node of (cluster mode), or None: nodes of one
+    cluster are one chat, and a client may move from one to another."""
     conflict: bool = False
     """True when this instance's beacons disagree on ``tls_sha256`` (from different addresses,
     or from one over time): one of them is forged.  Do not pin it without asking the user."""
@@ -115,6 +118,7 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         tls_sha256: Optional[str] = parse_fingerprint(beacon.get("tls_sha256"))
     except ValueError:  # absent (no TLS) or not a fingerprint: not something to pin
         tls_sha256 = None
+    cluster = beacon.get("cluster")  # cluster mode only; anything but a name is ignored
     return Server(
         name=str(beacon.get("name", "")),
         host=source_host,
@@ -127,6 +131,7 @@ def parse_beacon(datagram: bytes, source_host: str) -> Optional[Server]:
         server=str(beacon.get("server", "")),
         protocol=_int_field(beacon, "protocol", PROTOCOL_VERSION),
         tls_sha256=tls_sha256,
+        cluster=cluster if isinstance(cluster, str) and cluster else None,
     )
 
 

@@ -197,6 +197,7 @@ class DiscoveryVectors(unittest.TestCase):
                     self.assertEqual(server.address, ("192.0.2.7", server.port))
                     announced = json.loads(datagram).get("tls_sha256")
                     self.assertEqual(server.tls_sha256, announced)
+                    self.assertEqual(server.cluster, json.loads(datagram).get("cluster"))
                     self.assertFalse(server.conflict)
                 else:
                     self.assertIsNone(server)
@@ -207,6 +208,7 @@ class DiscoveryVectors(unittest.TestCase):
         with_tls = [n for n in beacons if "tls_sha256" in names[n]["datagram"]]
         without = [n for n in beacons if n not in with_tls]
         self.assertTrue(with_tls and without, names)
+        self.assertTrue(any("cluster" in names[n]["datagram"] for n in beacons), names)
 
 
 class ValidateVectors(unittest.TestCase):

@@ -187,6 +187,10 @@ fn apply<M: Clone>(
             state.restore_message(&m.room, stored);
         }
         ServerFrame::Topic(t) if !mine => state.restore_topic(&t.room, t.topic.clone()),
+        // Every mode event in stream order, old ones too: the last says whether it is private.
+        ServerFrame::Mode(m) if !mine => state
+            .roster()
+            .set_private(&room, m.invite_only || m.has_key),
         ServerFrame::Join(j) if live && !mine => {
             state.hold_room(&j.room);
             state.roster().join(&room, node, &j.nick);

@@ -227,3 +227,94 @@ fn a_line_that_is_not_an_event_changes_nothing() {
     .is_none());
     assert_eq!(history_len(&state, &ann, "lobby"), 0);
 }
+
+/// The `rooms` reply's (name, members) pairs and its `next`.
+fn rooms(
+    state: &State<()>,
+    ann: &Registered,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<(String, u64)>, Value) {
+    let line = state.rooms(ann, None, after, limit).reply.unwrap();
+    let v: Value = serde_json::from_slice(&line).unwrap();
+    let listed = v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap().to_owned();
+            (name, r["members"].as_u64().unwrap())
+        })
+        .collect();
+    (listed, v["next"].clone())
+}
+
+#[test]
+fn rooms_lists_the_rooms_other_nodes_members_are_in_a_page_at_a_time() {
+    let (mut state, ann) = with_ann();
+    for (room, nick) in [
+        ("dev", "bob"),
+        ("ops", "cat"),
+        ("dev", "dan"),
+        ("lobby", "eve"),
+    ] {
+        let line = join_line(room, nick);
+        let _ = apply(
+            &mut state,
+            ME,
+            Some(room.into()),
+            &origin("b", 7),
+            &line,
+            true,
+        );
+    }
+    let (listed, next) = rooms(&state, &ann, None, 2);
+    assert_eq!(listed, [("dev".into(), 2), ("lobby".into(), 2)]);
+    assert_eq!(next, "lobby");
+    let (listed, next) = rooms(&state, &ann, Some("lobby"), 2);
+    assert_eq!(listed, [("ops".into(), 1)]);
+    assert!(next.is_null(), "{next}");
+    // The last remote member gone, the room is no longer listed.
+    let leave = Bytes::from_static(b"{\"type\":\"leave\",\"room\":\"ops\",\"nick\":\"cat\"}\n");
+    let _ = apply(
+        &mut state,
+        ME,
+        Some("ops".into()),
+        &origin("b", 7),
+        &leave,
+        true,
+    );
+    let (listed, _) = rooms(&state, &ann, None, 10);
+    assert_eq!(listed, [("dev".into(), 2), ("lobby".into(), 2)]);
+    // Made private on node b: listed to its members only, as on one node; ann is not one, but
+    // is one of the lobby's, which she still sees when it goes private too.
+    for room in ["dev", "lobby"] {
+        let mode = format!(
+            r#"{{"type":"mode","room":"{room}","by":"bob","invite_only":true,"has_key":false,"topic_lock":false}}"#
+        );
+        let line = Bytes::from(mode + "\n");
+        let _ = apply(
+            &mut state,
+            ME,
+            Some(room.into()),
+            &origin("b", 7),
+            &line,
+            true,
+        );
+    }
+    let (listed, _) = rooms(&state, &ann, None, 10);
+    assert_eq!(listed, [("lobby".into(), 2)]);
+    let open = Bytes::from_static(
+        b"{\"type\":\"mode\",\"room\":\"dev\",\"by\":\"bob\",\"invite_only\":false,\"has_key\":false,\"topic_lock\":false}\n",
+    );
+    let _ = apply(
+        &mut state,
+        ME,
+        Some("dev".into()),
+        &origin("b", 7),
+        &open,
+        true,
+    );
+    let (listed, _) = rooms(&state, &ann, None, 10);
+    assert_eq!(listed, [("dev".into(), 2), ("lobby".into(), 2)]);
+}

@@ -317,6 +317,13 @@ impl Link {
         dm::send(&self.client, bucket, &self.cluster, re, from, to, text).await
     }
 
+    /// The claim of `key` passes from the session holding it to another of this node (a `hello`
+    /// that took the nick over with its secret): the old session's release is skipped. False
+    /// when this node holds no claim of it.
+    pub fn hand_over(&self, key: &str) -> bool {
+        self.nicks.hand_over(key)
+    }
+
     /// Give a claimed nick back (its session left or changed nick); at once, not awaited.
     pub fn release(&self, key: &str) {
         self.nicks.release(key);

@@ -3,7 +3,7 @@
 //! bucket's `max_age` is the lease: this node puts its nicks again every third of it, so a node
 //! that dies (kill -9, power cut) loses its nicks within one lease.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ pub struct Nicks {
     /// Token -> the value kept under it (the node and the nick as spelt) and the revision this
     /// node last wrote: a renewal or a release touches the key only if nobody wrote since.
     held: Arc<Mutex<HashMap<String, (Bytes, u64)>>>,
+    /// Tokens whose claim passes from a session told to go to the session that took its nick
+    /// over with the secret, both on this node: the next release of each is skipped.
+    handed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Nicks {
@@ -35,6 +38,7 @@ impl Nicks {
             bucket,
             node,
             held: Arc::default(),
+            handed: Arc::default(),
         }
     }
 
@@ -68,8 +72,30 @@ impl Nicks {
         }
     }
 
+    /// The claim of `key`, held here, passes to another session of this node: the release by
+    /// the session that held it is skipped. False when this node does not hold it.
+    pub fn hand_over(&self, key: &str) -> bool {
+        let token = token(key);
+        if !self.held().contains_key(&token) {
+            return false;
+        }
+        self.handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token);
+        true
+    }
+
     pub fn release(&self, key: &str) {
         let token = token(key);
+        let handed = self
+            .handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
+        if handed {
+            return;
+        }
         let Some((_, revision)) = self.held().remove(&token) else {
             return;
         };

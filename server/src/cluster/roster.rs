@@ -3,7 +3,8 @@
 //! start, and forgotten with their node when its heartbeats stop. Pure: the chat state holds one
 //! and changes it under its lock, in stream order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use lanchat_protocol::validate::name_key;
@@ -16,8 +17,8 @@ type Who = (String, String);
 
 #[derive(Debug, Default)]
 pub struct Roster {
-    /// Room key -> its remote members.
-    rooms: HashMap<String, HashMap<Who, Member>>,
+    /// Room key -> its remote members (at least one), in key order: `rooms` pages through it.
+    rooms: BTreeMap<String, HashMap<Who, Member>>,
     /// Each remote user's rooms.
     rooms_of: HashMap<Who, HashSet<String>>,
     /// When each node was last heard from (a heartbeat or an event).
@@ -25,6 +26,9 @@ pub struct Roster {
     /// This node's sessions that joined a room whose join has not come back from the stream
     /// yet: the room's earlier events (stream order) are not theirs to see. Room key -> ids.
     arriving: HashMap<String, HashSet<SessionId>>,
+    /// Rooms an operator on another node made private (invite-only or with a key), as the
+    /// stream's `mode` events say: `rooms` lists them only to members here too.
+    private: HashSet<String>,
 }
 
 fn who(node: &str, nick: &str) -> Who {
@@ -38,6 +42,33 @@ impl Roster {
             .get(room_key)
             .into_iter()
             .flat_map(|m| m.values())
+    }
+
+    /// How many remote members a room has.
+    pub fn count(&self, room_key: &str) -> usize {
+        self.rooms.get(room_key).map_or(0, HashMap::len)
+    }
+
+    /// The keys of the rooms with remote members whose keys sort after `after`, in key order.
+    pub fn rooms_after<'a>(&'a self, after: Option<&'a str>) -> impl Iterator<Item = &'a str> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.rooms
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(key, _)| key.as_str())
+    }
+
+    /// A `mode` event from another node: whether the room is now private there.
+    pub fn set_private(&mut self, room_key: &str, private: bool) {
+        if private {
+            self.private.insert(room_key.to_owned());
+        } else {
+            self.private.remove(room_key);
+        }
+    }
+
+    /// Whether another node made the room private.
+    pub fn is_private(&self, room_key: &str) -> bool {
+        self.private.contains(room_key)
     }
 
     /// The rooms a remote user is in.

@@ -313,6 +313,11 @@ impl Client {
         // Proven: the session holding the nick, if any, is told to go, and the hello waits.
         let proven = self.proven.is_some() && !self.replaced;
         if proven {
+            // Cluster mode: the claim passes to this session before the old one is told to go,
+            // so its release cannot free the nick meanwhile.
+            if self.shared.chat.lock().holds_nick(&hello.nick) {
+                self.adopt_claim(&hello.nick);
+            }
             let gone = {
                 let state = self.shared.chat.lock();
                 let holder = state.nick_holder(&hello.nick);
@@ -327,6 +332,11 @@ impl Client {
                     gone,
                 })));
             }
+        }
+        // Cluster mode, a claim skipped for a take-over that is not one (the holder left
+        // meanwhile, or the secret proves nothing): the nick is claimed the usual way first.
+        if let Some(claim) = self.unclaimed(re, &hello) {
+            return Err(claim);
         }
         Ok(hello)
     }

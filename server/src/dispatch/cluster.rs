@@ -6,11 +6,13 @@
 use std::time::Instant;
 
 use lanchat_protocol::validate::{check_nick, check_text, name_key};
-use lanchat_protocol::{Command, Request, RequestId};
+use lanchat_protocol::{Command, Hello, Request, RequestId};
 
 use super::{Client, Job, Step};
 use crate::admission::{Permit, Source};
-use crate::state::Refusal;
+use crate::effects::Effects;
+use crate::outbox::Outbox;
+use crate::state::{Refusal, Registered, State};
 
 impl Client {
     /// The command, or the claim its nick needs first.
@@ -25,6 +27,13 @@ impl Client {
             return Ok(command);
         }
         let nick = match (&command, self.registered.is_some()) {
+            // A secret may take over the session of this node that holds the nick: its claim
+            // is then handed over (`adopt_claim`), not made.
+            (Command::Hello(hello), false)
+                if hello.secret.is_some() && self.shared.chat.lock().holds_nick(&hello.nick) =>
+            {
+                return Ok(command)
+            }
             (Command::Hello(hello), false) => &hello.nick,
             (Command::Nick { nick, .. }, true) => nick,
             (Command::Dm { .. }, true) => return self.direct_first(re, command, now),
@@ -117,6 +126,55 @@ impl Client {
             to,
             text,
         })))
+    }
+
+    /// Cluster mode: the session of this node holding `nick` is told to go (taken over with the
+    /// secret); its claim passes to this one, so the nick is never free meanwhile.
+    pub(super) fn adopt_claim(&mut self, nick: &str) {
+        let Some(link) = self.shared.chat.cluster() else {
+            return;
+        };
+        let key = name_key(nick);
+        if self.claimed.as_deref() != Some(key.as_str()) && link.hand_over(&key) {
+            if let Some(previous) = self.claimed.replace(key.into()) {
+                link.release(&previous);
+            }
+        }
+    }
+
+    /// Cluster mode: the claim a `hello` still needs (its nick was held on this node when the
+    /// claim was skipped, and no longer is).
+    pub(super) fn unclaimed(&self, re: Option<&RequestId>, hello: &Hello) -> Option<Step> {
+        self.shared.chat.cluster()?;
+        let key = name_key(&hello.nick);
+        if self.claimed.as_deref() == Some(key.as_str()) {
+            return None;
+        }
+        Some(Step::Account(Box::new(Job::Claim {
+            re: re.cloned(),
+            key,
+            nick: hello.nick.clone(),
+            then: Command::Hello(hello.clone()),
+        })))
+    }
+
+    /// Remove the departing user. In cluster mode its quit goes to the other nodes too (their
+    /// members who shared a room with it are told, and forget it); here it is delivered as on
+    /// one node.
+    pub(super) fn removed(
+        &self,
+        state: &mut State<Outbox>,
+        who: Registered,
+        reason: Option<&str>,
+    ) -> Effects {
+        let effects = state.remove(who, reason);
+        match self.shared.chat.cluster() {
+            // A quit's audience is a list of users, which is never refused.
+            Some(link) => link
+                .route(state, &self.outbox, effects, None)
+                .unwrap_or_default(),
+            None => effects,
+        }
     }
 
     /// Give back the nick this session holds cluster-wide (it is leaving).

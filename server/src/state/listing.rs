@@ -1,6 +1,7 @@
 //! `rooms`, a page at a time: the public rooms with members and the default room, read from the
-//! listed-rooms index, and the private rooms the asker is in, merged in key order. Reads the page
-//! (and one room past it) and the asker's own rooms, never every room held.
+//! listed-rooms index, and the private rooms the asker is in, merged in key order; in cluster
+//! mode also the public rooms with members on other nodes (the roster, in key order too). Reads
+//! the page (and one room past it) and the asker's own rooms, never every room held.
 
 use std::ops::Bound;
 
@@ -30,12 +31,24 @@ impl<M: Clone> State<M> {
             _ => None,
         };
         let own = self.own_private_rooms(who, after_key);
+        // Cluster mode: a room made private on another node is listed to its members only (they
+        // are in `own` when it is private here too, else in `listed`).
+        let mine = &self.user(who).rooms;
+        let shown = |key: &str| !self.remote.is_private(key) || mine.contains(key);
+        // Rooms with members on other nodes; a room private here is no room to others.
+        let remote = self
+            .remote
+            .rooms_after(after_key)
+            .filter(|key| self.rooms.get(*key).is_some_and(Self::listable) && shown(key))
+            .take(limit + 1);
         let mut keys: Vec<&str> = self
             .listed
             .range::<str, _>((start.as_ref().map(String::as_str), Bound::Unbounded))
-            .take(limit + 1)
             .map(|k| &**k)
+            .filter(|key| shown(key))
+            .take(limit + 1)
             .chain(own)
+            .chain(remote)
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -45,7 +58,7 @@ impl<M: Clone> State<M> {
             .take(limit)
             .map(|r| RoomInfo {
                 name: r.name.clone(),
-                members: r.members.len(),
+                members: r.members.len() + self.remote.count(&r.key),
                 topic: r.topic.clone(),
             })
             .collect();
