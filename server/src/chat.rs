@@ -188,18 +188,8 @@ impl Chat {
     pub fn deliver_direct(&self, nick_key: &str, line: Bytes) -> Option<Option<Option<String>>> {
         let state = self.lock();
         let (id, away) = state.dm_target(nick_key)?;
-        let event = Some(crate::effects::Delivery {
-            to: Audience::User(id),
-            line,
-        });
-        let _ = deliver(
-            &state,
-            None,
-            Effects {
-                event,
-                ..Effects::default()
-            },
-        );
+        let effects = Effects::default().with_event(Audience::User(id), line);
+        let _ = deliver(&state, None, effects);
         Some(away)
     }
 

@@ -317,15 +317,7 @@ fn forget_silent(shared: &Shared, lease: Duration) {
             })
             .encode_line();
             let to = Audience::Users(state.local_members_of(&rooms));
-            let event = Some(Delivery { to, line });
-            let _ = deliver(
-                &state,
-                None,
-                Effects {
-                    event,
-                    ..Effects::default()
-                },
-            );
+            let _ = deliver(&state, None, Effects::default().with_event(to, line));
         }
     }
 }
