@@ -2,9 +2,10 @@
 //! runs in one on 0.0.0.0 with `--require-tls`; a second runs `lanchat discover`, finds it by
 //! broadcast with its certificate's fingerprint, connects to the address it learnt, pinned to that
 //! fingerprint, and sends a message that a client in the third receives; that one found the server
-//! by itself and pinned it on first contact.
+//! by itself and pinned it on first contact. A second test puts two nodes of one cluster (issue
+//! 19) on two hosts, NATS on the first: discovery finds one cluster, and a client fails over.
 //!
-//! Needs root and iproute2. The addresses (10.77.0.0/24) exist only inside the namespaces this
+//! Needs root and iproute2. The addresses (10.77.0.0/24, 10.78.0.0/24) exist only inside the namespaces this
 //! test creates, and it deletes them, also when it fails. Without root it is skipped with a printed
 //! reason, except under CI (`CI=true`), where it must run.
 
@@ -13,8 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use lanchat_tests::nats::Nats;
 use lanchat_tests::{bin_path, ServerProcess, WAIT};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The namespaces of one run, deleted on drop.
 struct Lan {
@@ -254,6 +256,179 @@ fn discover_and_chat_across_namespaces() {
     drop(bob.stdin.take());
     assert!(wait_child(&mut bob).success());
     drop(server);
+    drop(lan);
+}
+
+/// A `lanchat --json` client in namespace `ns` with its own data directories, and a channel of
+/// the frames it prints.
+fn json_client(ns: &str, data: &lanchat_tests::TempDir, args: &[&str]) -> JsonClient {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin_path("lanchat"))
+        .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
+        .env("NO_COLOR", "1")
+        .args(args)
+        .args(["--json", "--no-tls"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, frames) = mpsc::channel::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    JsonClient { child, frames }
+}
+
+struct JsonClient {
+    child: std::process::Child,
+    frames: mpsc::Receiver<Value>,
+}
+
+impl JsonClient {
+    /// The next frame `pred` accepts (others are skipped), within [`WAIT`].
+    fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.frames.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} within {WAIT:?}"),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for JsonClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 19 on the simulated LAN: two server hosts, each a node of one cluster (NATS on the
+/// first), and a client host. Discovery there finds two servers of one cluster; a client given
+/// both nodes chats with a user on the other node, and when its node is killed (`kill -9`) it
+/// goes on through the other one.
+#[test]
+fn a_cluster_on_two_hosts_is_one_chat_and_its_clients_fail_over() {
+    if let Some(reason) = unavailable() {
+        return skip_or_fail(reason);
+    }
+    let lan = match Lan::build(&[
+        ("n1", "10.78.0.1/24"),
+        ("n2", "10.78.0.2/24"),
+        ("cl", "10.78.0.3/24"),
+    ]) {
+        Ok(lan) => lan,
+        Err(e) => return skip_or_fail(e),
+    };
+    let n1 = lan.ns("n1");
+    // NATS listens on the first host's LAN address, which exists only in that namespace.
+    let nats = Nats::start_in(&["ip", "netns", "exec", &n1], "10.78.0.1");
+    let node = |host: &str| {
+        ServerProcess::start_with(
+            Command::new("ip")
+                .args(["netns", "exec", &lan.ns(host)])
+                .arg(bin_path("lanchat-server"))
+                .args(["--listen", "0.0.0.0:7878", "--announce-interval", "1"])
+                .args(["--no-tls", "--name", host, "--cluster", &nats.url])
+                .args(["--cluster-name", "campus"]),
+        )
+    };
+    let first = node("n1");
+    let _second = node("n2");
+
+    let data = lanchat_tests::TempDir::new("netns-cluster");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lan.ns("cl")])
+        .arg(bin_path("lanchat"))
+        .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
+        .args([
+            "discover",
+            "--json",
+            "--timeout",
+            "2",
+            "--interface",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut found: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["address"].as_str().unwrap().to_owned(),
+                v["cluster"].to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("10.78.0.1:7878".to_owned(), "\"campus\"".to_owned()),
+            ("10.78.0.2:7878".to_owned(), "\"campus\"".to_owned()),
+        ],
+        "one cluster, two nodes"
+    );
+
+    let cl = lan.ns("cl");
+    let ann_data = lanchat_tests::TempDir::new("netns-ann");
+    let bob_data = lanchat_tests::TempDir::new("netns-bob");
+    let mut ann = json_client(
+        &cl,
+        &ann_data,
+        &["10.78.0.1:7878,10.78.0.2:7878", "--nick", "ann"],
+    );
+    let mut bob = json_client(&cl, &bob_data, &["10.78.0.2:7878", "--nick", "bob"]);
+    let welcome = ann.wait_for("ann's welcome", |v| v["type"] == "welcome");
+    assert_eq!(
+        (&welcome["name"], &welcome["cluster"]),
+        (&json!("n1"), &json!("campus"))
+    );
+    bob.wait_for("bob's welcome", |v| v["type"] == "welcome");
+    ann.say("before, from node n1");
+    let m = bob.wait_for("ann's message", |v| v["type"] == "message");
+    assert_eq!(
+        (&m["from"], &m["text"]),
+        (&json!("ann"), &json!("before, from node n1"))
+    );
+
+    first.signal(libc::SIGKILL);
+    let welcome = ann.wait_for("a welcome from the other node", |v| v["type"] == "welcome");
+    assert_eq!(welcome["name"], "n2");
+    bob.say("after the failover");
+    let m = ann.wait_for("bob's message", |v| {
+        v["type"] == "message" && v["text"] == "after the failover"
+    });
+    assert_eq!(m["from"], "bob");
+    drop((ann, bob));
+    drop(nats);
     drop(lan);
 }
 

@@ -18,9 +18,11 @@ pub const INSTALL: &str = "sudo apt-get update && sudo apt-get install -y nats-s
 /// A running `nats-server -js`, killed on drop (its store directory with it).
 pub struct Nats {
     child: Option<Child>,
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://ADDRESS:PORT`.
     pub url: String,
     port: u16,
+    address: String,
+    prefix: Vec<String>,
     store: TempDir,
 }
 
@@ -28,16 +30,24 @@ impl Nats {
     /// Start a JetStream server on a port of its choosing; panics with the install line when
     /// `nats-server` is missing, and with its output when it does not get ready in [`WAIT`].
     pub fn start() -> Nats {
+        Nats::start_in(&[], "127.0.0.1")
+    }
+
+    /// [`Nats::start`] with its command run behind `prefix` (`ip netns exec NS`: inside a
+    /// network namespace a test made) and listening on `address` there.
+    pub fn start_in(prefix: &[&str], address: &str) -> Nats {
         assert!(
             Path::new(&nats_server()).exists(),
             "{NATS_SERVER} is missing: the cluster tests need Debian's nats-server; run:\n  {INSTALL}"
         );
         let store = TempDir::new("nats");
-        let (child, port) = spawn(store.path(), "-1");
+        let (child, port) = spawn(prefix, address, store.path(), "-1");
         Nats {
             child: Some(child),
-            url: format!("nats://127.0.0.1:{port}"),
+            url: format!("nats://{address}:{port}"),
             port,
+            address: address.to_owned(),
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
             store,
         }
     }
@@ -53,7 +63,9 @@ impl Nats {
     /// Start it again on the same port over the same store, after [`Nats::kill`].
     pub fn restart(&mut self) {
         self.kill();
-        let (child, _) = spawn(self.store.path(), &self.port.to_string());
+        let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        let port = self.port.to_string();
+        let (child, _) = spawn(&prefix, &self.address, self.store.path(), &port);
         self.child = Some(child);
     }
 
@@ -77,11 +89,19 @@ fn nats_server() -> std::path::PathBuf {
     std::env::var_os("LANCHAT_NATS_SERVER").map_or_else(|| NATS_SERVER.into(), Into::into)
 }
 
-/// Start `nats-server` with its store under `dir` on `port` (`-1`: any) and wait until it says
-/// it is ready; returns it and the port it listens on.
-fn spawn(dir: &Path, port: &str) -> (Child, u16) {
-    let mut child = Command::new(nats_server())
-        .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
+/// Start `nats-server` (behind `prefix`) with its store under `dir` on `address` and `port`
+/// (`-1`: any) and wait until it says it is ready; returns it and the port it listens on.
+fn spawn(prefix: &[&str], address: &str, dir: &Path, port: &str) -> (Child, u16) {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(nats_server());
+            cmd
+        }
+        None => Command::new(nats_server()),
+    };
+    let mut child = cmd
+        .args(["-js", "-a", address, "-p", port, "-sd"])
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
