@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 /// The namespaces of one run, deleted on drop.
 struct Lan {
     names: Vec<String>,
+    /// What this LAN's namespace names start with: unique per process and per test, since the
+    /// tests of one process run at the same time.
+    prefix: String,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -40,17 +43,21 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Lan {
-    /// A bridge in namespace `lan` and one host namespace per address, each with `eth0` on it.
-    fn build(hosts: &[(&str, &str)]) -> Result<Lan, String> {
-        let tag = std::process::id();
-        let bridge_ns = format!("lc{tag}lan");
-        let mut lan = Lan { names: Vec::new() };
+    /// A bridge in namespace `lan` and one host namespace per address, each with `eth0` on it;
+    /// `test` tells this test's namespaces from another's.
+    fn build(test: &str, hosts: &[(&str, &str)]) -> Result<Lan, String> {
+        let prefix = format!("lc{}{test}", std::process::id());
+        let bridge_ns = format!("{prefix}lan");
+        let mut lan = Lan {
+            names: Vec::new(),
+            prefix,
+        };
         ip(&["netns", "add", &bridge_ns])?;
         lan.names.push(bridge_ns.clone());
         ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &bridge_ns, "link", "set", "br0", "up"])?;
         for (i, (host, addr)) in hosts.iter().enumerate() {
-            let ns = format!("lc{tag}{host}");
+            let ns = lan.ns(host);
             ip(&["netns", "add", &ns])?;
             lan.names.push(ns.clone());
             let port = format!("p{i}");
@@ -70,7 +77,7 @@ impl Lan {
     }
 
     fn ns(&self, host: &str) -> String {
-        format!("lc{}{host}", std::process::id())
+        format!("{}{host}", self.prefix)
     }
 }
 
@@ -106,11 +113,14 @@ fn discover_and_chat_across_namespaces() {
     if let Some(reason) = unavailable() {
         return skip_or_fail(reason);
     }
-    let lan = match Lan::build(&[
-        ("srv", "10.77.0.1/24"),
-        ("a", "10.77.0.2/24"),
-        ("b", "10.77.0.3/24"),
-    ]) {
+    let lan = match Lan::build(
+        "d",
+        &[
+            ("srv", "10.77.0.1/24"),
+            ("a", "10.77.0.2/24"),
+            ("b", "10.77.0.3/24"),
+        ],
+    ) {
         Ok(lan) => lan,
         Err(e) => return skip_or_fail(e),
     };
@@ -331,11 +341,14 @@ fn a_cluster_on_two_hosts_is_one_chat_and_its_clients_fail_over() {
     if let Some(reason) = unavailable() {
         return skip_or_fail(reason);
     }
-    let lan = match Lan::build(&[
-        ("n1", "10.78.0.1/24"),
-        ("n2", "10.78.0.2/24"),
-        ("cl", "10.78.0.3/24"),
-    ]) {
+    let lan = match Lan::build(
+        "c",
+        &[
+            ("n1", "10.78.0.1/24"),
+            ("n2", "10.78.0.2/24"),
+            ("cl", "10.78.0.3/24"),
+        ],
+    ) {
         Ok(lan) => lan,
         Err(e) => return skip_or_fail(e),
     };
