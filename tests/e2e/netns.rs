@@ -150,31 +150,7 @@ fn discover_and_chat_across_namespaces() {
         .expect("the server prints its fingerprint");
 
     // Host a: discover by broadcast on its LAN interface.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lan.ns("a")])
-        .arg(&client_bin)
-        .env("XDG_DATA_HOME", data.path())
-        .env("XDG_CONFIG_HOME", data.path())
-        .args([
-            "discover",
-            "--json",
-            "--timeout",
-            "2",
-            "--interface",
-            "eth0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "discover: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let found: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let found = discover(&lan.ns("a"), &data);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["address"], "10.77.0.1:7878");
     assert_eq!(found[0]["name"], "lan box");
@@ -199,40 +175,12 @@ fn discover_and_chat_across_namespaces() {
     // one server discovered, pinning the beacon's fingerprint on first contact) and prints every
     // frame as JSON.
     let bob_data = lanchat_tests::TempDir::new("netns-bob");
-    let mut bob = Command::new("ip")
-        .args(["netns", "exec", &lan.ns("b")])
-        .arg(&client_bin)
-        .env("XDG_DATA_HOME", bob_data.path())
-        .env("XDG_CONFIG_HOME", bob_data.path())
-        .args(["--nick", "bob", "--json", "--interface", "eth0"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel::<Value>();
-    let stdout = bob.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let wait_for = |pred: &dyn Fn(&Value) -> bool| -> Value {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let v = lines.recv_timeout(left).expect("bob's output");
-            if pred(&v) {
-                return v;
-            }
-        }
-    };
-    wait_for(&|v| v["type"] == "welcome");
+    let mut bob = json_client(
+        &lan.ns("b"),
+        &bob_data,
+        &["--nick", "bob", "--json", "--interface", "eth0"],
+    );
+    bob.wait_for("bob's welcome", |v| v["type"] == "welcome");
     // First contact recorded the certificate the beacon announced and the handshake presented.
     let known = std::fs::read_to_string(bob_data.path().join("lanchat/known_servers"))
         .expect("bob's known servers");
@@ -259,18 +207,47 @@ fn discover_and_chat_across_namespaces() {
         .unwrap()
         .write_all(b"hello across the LAN\n")
         .unwrap();
-    let m = wait_for(&|v| v["type"] == "message");
+    let m = bob.wait_for("ann's message", |v| v["type"] == "message");
     assert_eq!(m["from"], "ann");
     assert_eq!(m["text"], "hello across the LAN");
     assert!(wait_child(&mut ann).success());
-    drop(bob.stdin.take());
-    assert!(wait_child(&mut bob).success());
+    drop(bob.child.stdin.take());
+    assert!(wait_child(&mut bob.child).success());
     drop(server);
     drop(lan);
 }
 
-/// A `lanchat --json` client in namespace `ns` with its own data directories, and a channel of
-/// the frames it prints.
+/// `lanchat discover --json` by broadcast on `eth0` in namespace `ns`: the servers it found.
+fn discover(ns: &str, data: &lanchat_tests::TempDir) -> Vec<Value> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin_path("lanchat"))
+        .env("XDG_DATA_HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path())
+        .args([
+            "discover",
+            "--json",
+            "--timeout",
+            "2",
+            "--interface",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "discover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `lanchat` client (`args`, `--json` among them) in namespace `ns` with its own data
+/// directories, and a channel of the frames it prints.
 fn json_client(ns: &str, data: &lanchat_tests::TempDir, args: &[&str]) -> JsonClient {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns])
@@ -279,7 +256,6 @@ fn json_client(ns: &str, data: &lanchat_tests::TempDir, args: &[&str]) -> JsonCl
         .env("XDG_CONFIG_HOME", data.path())
         .env("NO_COLOR", "1")
         .args(args)
-        .args(["--json", "--no-tls"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -369,30 +345,8 @@ fn a_cluster_on_two_hosts_is_one_chat_and_its_clients_fail_over() {
     let _second = node("n2");
 
     let data = lanchat_tests::TempDir::new("netns-cluster");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lan.ns("cl")])
-        .arg(bin_path("lanchat"))
-        .env("XDG_DATA_HOME", data.path())
-        .env("XDG_CONFIG_HOME", data.path())
-        .args([
-            "discover",
-            "--json",
-            "--timeout",
-            "2",
-            "--interface",
-            "eth0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut found: Vec<(String, String)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let mut found: Vec<(String, String)> = discover(&lan.ns("cl"), &data)
+        .iter()
         .map(|v| {
             (
                 v["address"].as_str().unwrap().to_owned(),
@@ -416,9 +370,19 @@ fn a_cluster_on_two_hosts_is_one_chat_and_its_clients_fail_over() {
     let mut ann = json_client(
         &cl,
         &ann_data,
-        &["10.78.0.1:7878,10.78.0.2:7878", "--nick", "ann"],
+        &[
+            "10.78.0.1:7878,10.78.0.2:7878",
+            "--nick",
+            "ann",
+            "--json",
+            "--no-tls",
+        ],
     );
-    let mut bob = json_client(&cl, &bob_data, &["10.78.0.2:7878", "--nick", "bob"]);
+    let mut bob = json_client(
+        &cl,
+        &bob_data,
+        &["10.78.0.2:7878", "--nick", "bob", "--json", "--no-tls"],
+    );
     let welcome = ann.wait_for("ann's welcome", |v| v["type"] == "welcome");
     assert_eq!(
         (&welcome["name"], &welcome["cluster"]),
