@@ -198,6 +198,11 @@ pub struct Args {
     #[arg(long, env = "LANCHAT_CLUSTER_LEASE_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub cluster_lease_secs: u64,
+    /// Cluster mode: copies JetStream keeps of the stream and the buckets (1 to 5; more than 1
+    /// needs a NATS cluster of at least as many servers, and survives the loss of a minority)
+    #[arg(long, env = "LANCHAT_CLUSTER_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub cluster_replicas: u8,
 }
 
 /// Everything `run` needs besides its listeners.
@@ -356,6 +361,7 @@ impl Args {
             self.cluster,
             self.cluster_name,
             self.cluster_lease_secs,
+            self.cluster_replicas,
         )?;
         Ok(Config {
             name,

@@ -498,6 +498,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TestClient<S> {
         self.read_frame().await.expect("connection closed")
     }
 
+    /// The next frame if one starts within `limit` (for waits longer than [`WAIT`], such as a
+    /// recovery); panics at EOF as [`TestClient::recv`] does.
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
+        // `fill_buf` consumes nothing: a timeout loses no part of a line.
+        // An error is for `recv` to report.
+        let _filled = tokio::time::timeout(limit, self.reader.fill_buf())
+            .await
+            .ok()?;
+        Some(self.recv().await)
+    }
+
     /// Read the next line from the socket, or `None` at EOF. Panics on timeout.
     pub async fn read_frame(&mut self) -> Option<Value> {
         let mut line = String::new();

@@ -1,12 +1,13 @@
 //! A JetStream server for cluster mode's tests: Debian's `nats-server` on 127.0.0.1, on a port it
 //! picks itself, with its storage in a temporary directory; killed on drop. Only the client port
-//! is opened (no monitoring, cluster, gateway or leafnode port). Plus a way to start lanchat
-//! nodes that join it.
+//! is opened (no monitoring, gateway or leafnode port; a route port only in a NATS cluster,
+//! [`Nats::cluster`]). Plus a way to start lanchat nodes that join it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use crate::{ServerProcess, TempDir, WAIT};
 
@@ -23,6 +24,12 @@ pub struct Nats {
     port: u16,
     address: String,
     prefix: Vec<String>,
+    /// Flags beyond the usual ones (a cluster member's name and routes).
+    extra: Vec<String>,
+    /// The server's log lines after "Server is ready".
+    log: mpsc::Receiver<String>,
+    /// A cluster member's monitoring port (for `/healthz`).
+    monitor: Option<u16>,
     store: TempDir,
 }
 
@@ -40,15 +47,107 @@ impl Nats {
             Path::new(&nats_server()).exists(),
             "{NATS_SERVER} is missing: the cluster tests need Debian's nats-server; run:\n  {INSTALL}"
         );
+        Nats::spawned(prefix, address, Vec::new())
+    }
+
+    fn spawned(prefix: &[&str], address: &str, extra: Vec<String>) -> Nats {
+        let monitor = extra
+            .iter()
+            .position(|a| a == "-m")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|p| p.parse().ok());
         let store = TempDir::new("nats");
-        let (child, port) = spawn(prefix, address, store.path(), "-1");
+        let (child, port, log) = spawn(prefix, address, store.path(), "-1", &extra);
         Nats {
             child: Some(child),
             url: format!("nats://{address}:{port}"),
             port,
             address: address.to_owned(),
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            extra,
+            log,
+            monitor,
             store,
+        }
+    }
+
+    /// A NATS cluster of `size` JetStream servers on 127.0.0.1 (routes between them on ports
+    /// picked free just before), returned once every one of them knows the JetStream
+    /// metadata leader: streams with up to `size` replicas can be made.
+    pub fn cluster(size: usize) -> Vec<Nats> {
+        let ports: Vec<u16> = (0..2 * size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|l| l.local_addr().expect("its port").port())
+            .collect();
+        let (routes, monitors) = ports.split_at(size);
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers: Vec<Nats> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let extra = [
+                    "-m".to_owned(),
+                    monitors[i].to_string(),
+                    "--name".to_owned(),
+                    format!("n{i}"),
+                    "--cluster_name".to_owned(),
+                    "lanchat_test".to_owned(),
+                    "--cluster".to_owned(),
+                    format!("nats://127.0.0.1:{port}"),
+                    "--routes".to_owned(),
+                    all.clone(),
+                ];
+                Nats::spawned(&[], "127.0.0.1", extra.to_vec())
+            })
+            .collect();
+        for server in &servers {
+            server.wait_healthy();
+        }
+        servers
+    }
+
+    /// Wait (at most 3 x [`WAIT`]) until a cluster member's `/healthz` says ok: it knows the
+    /// JetStream metadata leader and its copies of streams are current (after a restart: caught
+    /// up). Only for members of [`Nats::cluster`].
+    pub fn wait_healthy(&self) {
+        let port = self
+            .monitor
+            .expect("a cluster member (with a monitoring port)");
+        let deadline = Instant::now() + 3 * WAIT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            last = http_get(port, "/healthz").unwrap_or_else(|e| e.to_string());
+            if last.contains(r#""status":"ok""#) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("nats-server on {} never healthy: {last}", self.url);
+    }
+
+    /// Every server's client URL, comma-separated (a `--cluster` value).
+    pub fn urls(servers: &[Nats]) -> String {
+        let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+        urls.join(",")
+    }
+
+    /// Wait (at most [`WAIT`]) for a log line containing `text`, said since the last wait.
+    pub fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("nats-server never said {text:?}:\n{}", seen.join("\n")),
+            }
         }
     }
 
@@ -65,8 +164,15 @@ impl Nats {
         self.kill();
         let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
         let port = self.port.to_string();
-        let (child, _) = spawn(&prefix, &self.address, self.store.path(), &port);
+        let (child, _, log) = spawn(
+            &prefix,
+            &self.address,
+            self.store.path(),
+            &port,
+            &self.extra,
+        );
         self.child = Some(child);
+        self.log = log;
     }
 
     /// A lanchat node joined to this server as cluster `name` (plus `extra` flags), on
@@ -84,14 +190,32 @@ impl Drop for Nats {
     }
 }
 
+/// The body of `GET path` from 127.0.0.1:`port` (HTTP/1.0: the server closes when done).
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(WAIT))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
 /// `$LANCHAT_NATS_SERVER` when set, else Debian's.
 fn nats_server() -> std::path::PathBuf {
     std::env::var_os("LANCHAT_NATS_SERVER").map_or_else(|| NATS_SERVER.into(), Into::into)
 }
 
 /// Start `nats-server` (behind `prefix`) with its store under `dir` on `address` and `port`
-/// (`-1`: any) and wait until it says it is ready; returns it and the port it listens on.
-fn spawn(prefix: &[&str], address: &str, dir: &Path, port: &str) -> (Child, u16) {
+/// (`-1`: any), plus `extra` flags, and wait until it says it is ready; returns it, the port it
+/// listens on and its later log lines.
+fn spawn(
+    prefix: &[&str],
+    address: &str,
+    dir: &Path,
+    port: &str,
+    extra: &[String],
+) -> (Child, u16, mpsc::Receiver<String>) {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut cmd = Command::new(first);
@@ -103,6 +227,7 @@ fn spawn(prefix: &[&str], address: &str, dir: &Path, port: &str) -> (Child, u16)
     let mut child = cmd
         .args(["-js", "-a", address, "-p", port, "-sd"])
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -132,7 +257,7 @@ fn spawn(prefix: &[&str], address: &str, dir: &Path, port: &str) -> (Child, u16)
         if ready {
             let port =
                 listening.unwrap_or_else(|| panic!("no client port in:\n{}", seen.join("\n")));
-            return (child, port);
+            return (child, port, rx);
         }
     }
 }

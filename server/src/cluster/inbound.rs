@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{push, DeliverPolicy};
+use async_nats::jetstream::consumer::push::{self, OrderedErrorKind};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use bytes::Bytes;
 use futures::StreamExt;
 use lanchat_protocol::{Member, QuitEvent, ServerFrame};
@@ -53,7 +54,7 @@ pub async fn run(
 }
 
 /// Read the stream until the connection gives up for good (the ordered consumer recovers by
-/// itself from reconnects and gaps).
+/// itself from gaps; after a reconnect, or when its NATS server is lost, it is made again here).
 async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) {
     let start = joined.start;
     // Before reading any event (they wait in the consumer meanwhile): see `learn_members`.
@@ -81,6 +82,17 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
         let Some(next) = next else { return };
         let message = match next {
             Ok(m) => m,
+            Err(e) if e.kind() == OrderedErrorKind::MissingHeartbeat => {
+                // The consumer's NATS server is gone while this node's connection is not (a NATS
+                // cluster lost a server): the ordered consumer does not recover from that by
+                // itself. Made again on a live server, from the next event.
+                warn!(
+                    after = last,
+                    "cluster: the stream consumer went silent; reading the stream again"
+                );
+                messages = reopen(joined, last + 1).await;
+                continue;
+            }
             Err(e) => {
                 warn!(error = %e, "cluster: the stream consumer is recovering");
                 continue;

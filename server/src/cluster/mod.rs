@@ -53,6 +53,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// How long a silent node keeps its nicks and its members.
     pub lease: Duration,
+    /// Copies of the stream and the buckets JetStream keeps (`--cluster-replicas`).
+    pub replicas: usize,
 }
 
 impl ClusterConfig {
@@ -61,6 +63,7 @@ impl ClusterConfig {
         urls: Vec<String>,
         name: String,
         lease_secs: u64,
+        replicas: u8,
     ) -> Result<Option<ClusterConfig>, String> {
         let urls: Vec<String> = urls
             .into_iter()
@@ -79,6 +82,7 @@ impl ClusterConfig {
             urls,
             name,
             lease: Duration::from_secs(lease_secs),
+            replicas: usize::from(replicas),
         }))
     }
 }
@@ -126,33 +130,39 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .map_err(|e| format!("cannot reach NATS at {}: {e}", config.urls.join(",")))?;
         let js = jetstream::new(client.clone());
         let names = Names::new(&config.name);
-        let mut stream = js
-            .get_or_create_stream(stream::Config {
+        let mut stream = open_stream(
+            &js,
+            stream::Config {
                 name: names.stream.clone(),
                 subjects: names.stream_subjects(),
                 storage: stream::StorageType::File,
                 max_messages_per_subject: i64::try_from(history.max(1)).unwrap_or(i64::MAX),
                 discard: stream::DiscardPolicy::Old,
+                num_replicas: config.replicas,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
+            },
+        )
+        .await
+        .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
         // The bucket's stream made here as async-nats' `create_key_value` would make it: that
         // call first reads the account's info, whose 2.9 form it cannot parse.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{}", names.nick_bucket),
-            subjects: vec![format!("$KV.{}.>", names.nick_bucket)],
-            max_messages_per_subject: 1,
-            max_age: config.lease,
-            duplicate_window: config.lease,
-            storage: stream::StorageType::File,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: 1,
-            ..Default::default()
-        })
+        open_stream(
+            &js,
+            stream::Config {
+                name: format!("KV_{}", names.nick_bucket),
+                subjects: vec![format!("$KV.{}.>", names.nick_bucket)],
+                max_messages_per_subject: 1,
+                max_age: config.lease,
+                duplicate_window: config.lease,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: config.replicas,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
         let nicks = js
@@ -198,6 +208,33 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
                 (CONNECT_WAIT * 2).as_secs()
             )
         })?
+}
+
+/// Open a stream, making it if need be. One made earlier with another replica count than
+/// `--cluster-replicas` asks for is left as it is, with a warning: the first node made it, and
+/// changing the count of a stream in use lost acknowledged messages in our tests with
+/// nats-server 2.9 (see ARCHITECTURE.md, "Cluster mode").
+pub async fn open_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, String> {
+    let replicas = config.num_replicas;
+    let mut stream = js
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = stream.info().await.map_err(|e| e.to_string())?;
+    if info.config.num_replicas != replicas {
+        warn!(
+            stream = %info.config.name,
+            kept = info.config.num_replicas,
+            asked = replicas,
+            "the stream keeps another number of copies than --cluster-replicas asks for; \
+             it stays as the first node made it (change it with the NATS tools, e.g. \
+             `nats stream edit NAME --replicas N`, when no node is running)"
+        );
+    }
+    Ok(stream)
 }
 
 /// What the chat state needs of the cluster, under its lock: no waiting, no I/O.
