@@ -80,14 +80,14 @@ async fn three_replicas_survive_each_nats_server_lost_in_turn() {
     message(&mut bob, "all up").await;
     // Each server in turn: killed (with whatever leader or copy it held), a message stored and
     // delivered without it, then started again and caught up before the next one goes.
-    for down in 0..nats.len() {
-        nats[down].kill();
+    for (down, server) in nats.iter_mut().enumerate() {
+        server.kill();
         let text = format!("n{down} down");
         acked.push(say_until_stored(&mut ann, "r", &text).await);
         let got = message(&mut bob, &text).await;
         assert_eq!(got["id"].as_str(), acked.last().map(String::as_str));
-        nats[down].restart();
-        nats[down].wait_healthy();
+        server.restart();
+        server.wait_healthy();
     }
     // Every acknowledged message, in order, on a node started after all this.
     let late = node(&urls, "3");
