@@ -175,15 +175,13 @@ impl Job {
             } => Done::Claimed {
                 claimed: match shared.chat.cluster() {
                     Some(link) => {
-                        let claimed = link.claim(&key, &nick).await;
-                        // The nick's account as the cluster has it now, for the re-run request
-                        // to check (a registration on another node a moment ago counts); not
-                        // when NATS did not answer the claim (a second wait for nothing).
-                        let answered = !matches!(&claimed, Err((ErrorCode::Unavailable, _)));
-                        if answered {
-                            if let Err((_, why)) = link.accounts_caught_up().await {
-                                warn!(%why, "cluster: accounts may lag behind the other nodes");
-                            }
+                        // With the claim, at once: the nick's account as the cluster has it
+                        // now, for the re-run request to check (a registration on another node
+                        // a moment ago counts).
+                        let (claimed, caught_up) =
+                            tokio::join!(link.claim(&key, &nick), link.accounts_caught_up());
+                        if let (Ok(()), Err((_, why))) = (&claimed, caught_up) {
+                            warn!(%why, "cluster: accounts may lag behind the other nodes");
                         }
                         claimed
                     }
