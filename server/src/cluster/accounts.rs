@@ -174,9 +174,14 @@ impl Registry {
             kv::Operation::Put => Some(&entry.value[..]),
             kv::Operation::Delete | kv::Operation::Purge => None,
         };
+        self.apply_value(accounts, &entry.key, entry.revision, value);
+    }
+
+    /// [`Mirror::apply`] to the table, and tell whoever waits in [`Registry::catch_up`].
+    fn apply_value(&self, accounts: &Accounts, token: &str, revision: u64, value: Option<&[u8]>) {
         let seen = {
             let mut mirror = self.mirror();
-            mirror.apply(&mut accounts.table(), &entry.key, entry.revision, value);
+            mirror.apply(&mut accounts.table(), token, revision, value);
             mirror.seen()
         };
         self.seen.send_if_modified(|s| {
@@ -213,9 +218,8 @@ impl Registry {
                 .expected_last_sequence(expected);
             match self.publish(&key, publish).await {
                 Ok(revision) => {
-                    let mut mirror = self.mirror();
                     let value = serde_json::to_vec(&account).expect("accounts always serialise");
-                    mirror.apply(&mut accounts.table(), &token(&key), revision, Some(&value));
+                    self.apply_value(accounts, &token(&key), revision, Some(&value));
                     return Ok(());
                 }
                 Err(Some(jetstream::context::PublishErrorKind::WrongLastSequence)) => {
@@ -244,8 +248,7 @@ impl Registry {
             .publish(key, publish)
             .await
             .map_err(|_| super::unavailable())?;
-        let mut mirror = self.mirror();
-        mirror.apply(&mut accounts.table(), &token(key), revision, None);
+        self.apply_value(accounts, &token(key), revision, None);
         Ok(true)
     }
 
@@ -297,6 +300,21 @@ impl Registry {
         tokio::time::timeout(STORE_WAIT, work)
             .await
             .map_err(|_| super::unavailable())?
+    }
+
+    /// The watch made again from the first change not seen, after NATS came back (tried every
+    /// 250 ms until JetStream answers, as the stream's consumer is).
+    async fn watch_again(&self) -> kv::Watch {
+        loop {
+            let from = self.mirror().seen() + 1;
+            match self.store.watch_all_from_revision(from).await {
+                Ok(again) => return again,
+                Err(e) => {
+                    warn!(error = %e, "cluster: the accounts watch could not be made again yet")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -378,11 +396,7 @@ async fn follow(
                 if *reconnected.borrow_and_update() <= 1 {
                     continue;
                 }
-                let from = registry.mirror().seen() + 1;
-                match registry.store.watch_all_from_revision(from).await {
-                    Ok(again) => changes = again,
-                    Err(e) => warn!(error = %e, "cluster: the accounts watch could not be made again"),
-                }
+                changes = registry.watch_again().await;
             }
         }
     }
