@@ -148,6 +148,19 @@ impl Table {
     /// Register (or re-register) `nick` with `hash`, for the session that holds it. Refused
     /// when the table is full, or when it looks like another registered nick.
     pub fn insert(&mut self, nick: &str, hash: String, max: usize) -> Result<(), Refusal> {
+        let (key, account) = self.prepare(nick, hash, max)?;
+        self.store(key, account);
+        Ok(())
+    }
+
+    /// What [`Table::insert`] would store (the folded key and the account), or its refusal;
+    /// the table is not changed. Cluster mode stores it in the accounts bucket first.
+    pub fn prepare(
+        &self,
+        nick: &str,
+        hash: String,
+        max: usize,
+    ) -> Result<(String, Account), Refusal> {
         let key = name_key(nick);
         if let Claim::LooksLike { nick: other } = self.claim(nick, Some(&key)) {
             return Err(looks_like(nick, &other));
@@ -162,16 +175,20 @@ impl Table {
             }
             None => now_ms(),
         };
+        let account = Account {
+            nick: nick.to_owned(),
+            hash,
+            created,
+        };
+        Ok((key, account))
+    }
+
+    /// Keep `account` under the folded nick `key`, in place of any account it had (no rule
+    /// checked: see [`Table::prepare`]; cluster mode's mirror of the bucket stores what the
+    /// bucket holds).
+    pub fn store(&mut self, key: String, account: Account) {
         self.remove(&key);
-        self.put(
-            key,
-            Account {
-                nick: nick.to_owned(),
-                hash,
-                created,
-            },
-        );
-        Ok(())
+        self.put(key, account);
     }
 
     fn put(&mut self, key: String, account: Account) {

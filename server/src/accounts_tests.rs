@@ -154,3 +154,55 @@ fn measure_verification_cost() {
     let each = start.elapsed() / rounds;
     println!("one Argon2id verification (m=19 MiB, t=2, p=1): {each:?}");
 }
+
+#[test]
+fn prepare_checks_the_rules_and_changes_nothing_and_store_keeps_what_it_is_given() {
+    let mut t = Table::default();
+    t.insert("bob", h(1), 2).unwrap();
+    let created = t.prepare("bob", h(2), 2).unwrap().1.created;
+    // A new secret for a registered nick keeps its creation time; the table is unchanged.
+    assert_eq!(t.prepare("BOB", h(2), 2).unwrap().1.created, created);
+    assert_eq!(
+        t.claim("bob", None),
+        Claim::Registered {
+            key: "bob".into(),
+            hash: h(1)
+        }
+    );
+    let (key, account) = t.prepare("ann", h(3), 2).unwrap();
+    assert_eq!((key.as_str(), account.nick.as_str()), ("ann", "ann"));
+    assert!(!t.is_registered("ann"));
+    assert_eq!(
+        t.prepare("b0b", h(4), 2).unwrap_err().0,
+        ErrorCode::NickTaken
+    );
+    // Stored whatever the rules: the cluster's bucket decided already.
+    t.store(key, account);
+    assert_eq!(
+        t.prepare("cat", h(5), 2).unwrap_err().0,
+        ErrorCode::TooManyAccounts
+    );
+    t.store(
+        "cat".into(),
+        Account {
+            nick: "cat".into(),
+            hash: h(5),
+            created: 7,
+        },
+    );
+    assert_eq!(t.len(), 3);
+    // Stored again under the same key: replaced, its old lookalike keys gone.
+    t.store(
+        "bob".into(),
+        Account {
+            nick: "Bob".into(),
+            hash: h(6),
+            created: 1,
+        },
+    );
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        t.claim("b0b", None),
+        Claim::LooksLike { nick: "Bob".into() }
+    );
+}

@@ -103,7 +103,8 @@ pub struct Args {
     #[arg(long, env = "LANCHAT_MAX_ROOMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_rooms: u64,
-    /// Most registered nicks (accounts); beyond, `register` of a new nick is refused
+    /// Most registered nicks (accounts); beyond, `register` of a new nick is refused (in cluster
+    /// mode, counted across the cluster)
     #[arg(long, env = "LANCHAT_MAX_ACCOUNTS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub max_accounts: u64,

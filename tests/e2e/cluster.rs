@@ -594,10 +594,18 @@ async fn a_secret_takes_a_nick_over_from_a_session_of_the_same_node() {
         json!({"type":"quit","nick":"ann","reason":"replaced"})
     );
 
-    // The nick passed from one session to the other and was never free: node B refuses it.
+    // Node B refuses the nick without its secret, as one server would (its account is the
+    // cluster's), and the claim passed from one session to the other: a DM from B reaches the
+    // new session.
     let mut thief = TestClient::connect(nodes[1].addr).await;
     let refused = thief.request(json!({"type":"hello","nick":"ann"})).await;
-    assert_eq!(refused["code"], "nick_taken", "{refused}");
+    assert_eq!(refused["code"], "nick_registered", "{refused}");
+    let ok = bob
+        .request(json!({"type":"dm","to":"ann","text":"still you?"}))
+        .await;
+    assert_eq!(ok["cmd"], "dm", "{ok}");
+    let direct = until(&mut new, "the dm", |v| v["type"] == "direct").await;
+    assert_eq!(direct["text"], "still you?");
     // The new session says what a user sees, on both nodes.
     new.request(json!({"type":"say","room":"lobby","text":"it is me again"}))
         .await;
@@ -607,11 +615,13 @@ async fn a_secret_takes_a_nick_over_from_a_session_of_the_same_node() {
         (&json!("ann"), &json!("it is me again"))
     );
 
-    // Once the new session quits, the nick is free cluster-wide again.
+    // Once the new session quits, the nick is free cluster-wide again (for its secret).
     new.request(json!({"type":"quit"})).await;
     let deadline = Instant::now() + WAIT;
     loop {
-        let reply = thief.request(json!({"type":"hello","nick":"ann"})).await;
+        let reply = thief
+            .request(json!({"type":"hello","nick":"ann","secret":SECRET}))
+            .await;
         if reply["type"] == "welcome" {
             break;
         }

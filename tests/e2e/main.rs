@@ -7,6 +7,7 @@ mod activity;
 mod browser;
 mod client;
 mod cluster;
+mod cluster_accounts;
 mod cluster_nodes;
 mod cluster_replicas;
 mod commands;

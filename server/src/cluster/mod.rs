@@ -6,6 +6,8 @@
 //!   status or quit is delivered here as on one node and published for the other nodes;
 //! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
 //! - [`Link::direct`]: a `dm` to another node's user ([`dm`]);
+//! - [`Link::register`], [`Link::unregister`], [`Link::take_over`]: registered nicks
+//!   cluster-wide ([`accounts`]);
 //! - [`start`]: the node's tasks (publisher, stream consumer, heartbeat, members answers,
 //!   nick renewals).
 //!
@@ -30,6 +32,7 @@ use crate::outbox::Outbox;
 use crate::state::{Refusal, State};
 use crate::Shared;
 
+mod accounts;
 mod dm;
 mod inbound;
 mod nicks;
@@ -94,6 +97,8 @@ pub struct Joined {
     js: jetstream::Context,
     stream: stream::Stream,
     nicks: kv::Store,
+    /// The accounts bucket, read before the server says it listens; taken by [`start`].
+    accounts: std::sync::Mutex<Option<accounts::Opened>>,
     names: Names,
     node: Arc<str>,
     /// The stream's last sequence when this node joined, before any of its sessions: events up
@@ -169,6 +174,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .get_key_value(&names.nick_bucket)
             .await
             .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
+        let accounts = accounts::open(&js, &names).await?;
         let start = stream
             .info()
             .await
@@ -195,6 +201,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             js,
             stream,
             nicks,
+            accounts: std::sync::Mutex::new(Some(accounts)),
             names,
             node: uuid::Uuid::new_v4().simple().to_string().into(),
         })
@@ -245,6 +252,7 @@ pub struct Link {
     names: Names,
     outbound: mpsc::Sender<publish::Outbound>,
     nicks: nicks::Nicks,
+    accounts: Option<accounts::Registry>,
 }
 
 impl Link {
@@ -365,6 +373,42 @@ impl Link {
     pub fn release(&self, key: &str) {
         self.nicks.release(key);
     }
+
+    /// Register `nick` with `hash` cluster-wide (`again`: it was registered when asked); once
+    /// this returns `Ok` the accounts bucket has it, and so does this node's table.
+    pub async fn register(
+        &self,
+        accounts: &crate::accounts::Accounts,
+        nick: &str,
+        hash: String,
+        again: bool,
+    ) -> Result<(), Refusal> {
+        let registry = self.accounts.as_ref().ok_or_else(unavailable)?;
+        registry.register(accounts, nick, hash, again).await
+    }
+
+    /// Unregister the folded nick `key` cluster-wide; false when it is not registered.
+    pub async fn unregister(
+        &self,
+        accounts: &crate::accounts::Accounts,
+        key: &str,
+    ) -> Result<bool, Refusal> {
+        let registry = self.accounts.as_ref().ok_or_else(unavailable)?;
+        registry.unregister(accounts, key).await
+    }
+
+    /// Wait until this node's table has every registration made anywhere so far (bounded).
+    pub async fn accounts_caught_up(&self) -> Result<(), Refusal> {
+        let registry = self.accounts.as_ref().ok_or_else(unavailable)?;
+        registry.catch_up().await
+    }
+
+    /// The secret of folded nick `key`, held by another node's session, was proved here: that
+    /// node ends its session and gives the nick up (bounded); the caller then claims it.
+    pub async fn take_over(&self, key: &str) -> Result<(), Refusal> {
+        let bucket = self.nicks.bucket();
+        accounts::take_over(&self.client, bucket, &self.names, &self.node, key).await
+    }
 }
 
 fn unavailable() -> Refusal {
@@ -383,6 +427,8 @@ pub fn start(
 ) {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let nicks = nicks::Nicks::new(joined.nicks.clone(), joined.node.clone());
+    let opened = joined.accounts.get_mut().ok().and_then(Option::take);
+    let registry = opened.map(|o| accounts::start(o, &joined.js, &shared.accounts));
     let link = Link {
         node: joined.node.clone(),
         cluster: joined.config.name.clone(),
@@ -390,11 +436,19 @@ pub fn start(
         names: joined.names.clone(),
         outbound: tx,
         nicks: nicks.clone(),
+        accounts: registry.as_ref().map(|(r, _)| r.clone()),
     };
     if !shared.chat.set_cluster(link) {
         warn!("cluster: started twice; the second start is ignored");
         return;
     }
+    tracker.spawn(accounts::run(
+        registry.map(|(_, changes)| changes),
+        joined.client.clone(),
+        joined.names.replace_subject(&joined.node),
+        (shared.clone(), joined.reconnected.clone()),
+        shutdown.clone(),
+    ));
     tracker.spawn(publish::run(
         joined.client.clone(),
         joined.js.clone(),

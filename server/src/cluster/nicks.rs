@@ -108,6 +108,18 @@ impl Nicks {
         });
     }
 
+    /// Give the claim of `key` up now and wait until the bucket has it (another node takes the
+    /// nick over); unlike [`Nicks::release`], awaited. False when it is not held here or the
+    /// bucket did not answer.
+    pub async fn give_up(&self, key: &str) -> bool {
+        let token = token(key);
+        let Some((_, revision)) = self.held().remove(&token) else {
+            return false;
+        };
+        let deleted = self.bucket.delete_expect_revision(&token, Some(revision));
+        matches!(tokio::time::timeout(CLAIM_WAIT, deleted).await, Ok(Ok(())))
+    }
+
     /// Put every held nick again every third of `lease`, until `shutdown`; then give them back.
     pub async fn renew(self, lease: Duration, shutdown: CancellationToken) {
         let mut every = tokio::time::interval(lease / 3);
@@ -138,6 +150,8 @@ impl Nicks {
                                     let _ = tokio::time::timeout(CLAIM_WAIT, delete).await;
                                 }
                             }
+                            // Given up meanwhile: not to be taken again.
+                            _ if !self.held().contains_key(&token) => {}
                             // Expired meanwhile (NATS away longer than the lease): take it
                             // again if nobody has.
                             _ => {

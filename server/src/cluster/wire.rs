@@ -71,6 +71,8 @@ pub struct Names {
     prefix: String,
     pub stream: String,
     pub nick_bucket: String,
+    /// Registered nicks (see `accounts`): `lanchat_<name>_accounts`.
+    pub account_bucket: String,
 }
 
 impl Names {
@@ -79,6 +81,7 @@ impl Names {
             prefix: format!("lanchat.{cluster}"),
             stream: format!("LANCHAT_{cluster}"),
             nick_bucket: format!("lanchat_{cluster}_nicks"),
+            account_bucket: format!("lanchat_{cluster}_accounts"),
         }
     }
 
@@ -125,6 +128,12 @@ impl Names {
     /// Core NATS: a request every node answers with its own members (see `roster`).
     pub fn members_subject(&self) -> String {
         format!("{}.members", self.prefix)
+    }
+
+    /// Core NATS: node `node` is asked to end its session holding a nick and give the nick up
+    /// (a `hello` on another node proved the nick's secret; see `accounts`).
+    pub fn replace_subject(&self, node: &str) -> String {
+        format!("{}.node.{node}.replace", self.prefix)
     }
 }
 
@@ -209,6 +218,8 @@ mod tests {
         let names = Names::new("dev");
         assert_eq!(names.stream, "LANCHAT_dev");
         assert_eq!(names.nick_bucket, "lanchat_dev_nicks");
+        assert_eq!(names.account_bucket, "lanchat_dev_accounts");
+        assert_eq!(names.replace_subject("n1"), "lanchat.dev.node.n1.replace");
         let subject = names.room_subject("café");
         assert_eq!(subject, "lanchat.dev.room.636166c3a9");
         assert_eq!(names.room_of(&subject).as_deref(), Some("café"));

@@ -71,6 +71,28 @@ pub enum Job {
         to: String,
         text: String,
     },
+    /// Cluster mode: store the registration of `nick` in the accounts bucket (`again`: it was
+    /// registered already), then reply.
+    Register {
+        re: Option<RequestId>,
+        nick: String,
+        hash: String,
+        again: bool,
+    },
+    /// Cluster mode: delete the account of `nick` (folded: `key`) from the bucket, then reply.
+    Unregister {
+        re: Option<RequestId>,
+        key: String,
+        nick: String,
+    },
+    /// Cluster mode: the secret of folded nick `key`, held on another node, was proved: that
+    /// node ends its session and gives the nick up, then `hello` is re-run (see
+    /// `dispatch/cluster.rs`).
+    TakeOver {
+        re: Option<RequestId>,
+        key: String,
+        hello: Hello,
+    },
 }
 
 /// What a [`Job`] found.
@@ -105,6 +127,11 @@ pub enum Done {
     Directed {
         re: Option<RequestId>,
         sent: Result<bytes::Bytes, crate::state::Refusal>,
+    },
+    /// Cluster mode: what to reply to a `register` or `unregister`, once the bucket has it.
+    Stored {
+        re: Option<RequestId>,
+        stored: Result<ReplyData, crate::state::Refusal>,
     },
 }
 
@@ -147,7 +174,17 @@ impl Job {
                 then,
             } => Done::Claimed {
                 claimed: match shared.chat.cluster() {
-                    Some(link) => link.claim(&key, &nick).await,
+                    Some(link) => {
+                        // With the claim, at once: the nick's account as the cluster has it
+                        // now, for the re-run request to check (a registration on another node
+                        // a moment ago counts).
+                        let (claimed, caught_up) =
+                            tokio::join!(link.claim(&key, &nick), link.accounts_caught_up());
+                        if let (Ok(()), Err((_, why))) = (&claimed, caught_up) {
+                            warn!(%why, "cluster: accounts may lag behind the other nodes");
+                        }
+                        claimed
+                    }
                     None => Ok(()),
                 },
                 re,
@@ -161,8 +198,58 @@ impl Job {
                 },
                 re,
             },
+            Job::Register {
+                re,
+                nick,
+                hash,
+                again,
+            } => Done::Stored {
+                stored: match shared.chat.cluster() {
+                    Some(link) => link.register(accounts, &nick, hash, again).await.map(|()| {
+                        ReplyData::Register {
+                            nick,
+                            persistent: true,
+                        }
+                    }),
+                    None => Err(unavailable()),
+                },
+                re,
+            },
+            Job::Unregister { re, key, nick } => Done::Stored {
+                stored: match shared.chat.cluster() {
+                    Some(link) => match link.unregister(accounts, &key).await {
+                        Ok(true) => Ok(ReplyData::Unregister { nick }),
+                        Ok(false) => Err(not_registered(&nick)),
+                        Err(refusal) => Err(refusal),
+                    },
+                    None => Err(unavailable()),
+                },
+                re,
+            },
+            Job::TakeOver { re, key, hello } => {
+                if let Some(link) = shared.chat.cluster() {
+                    if let Err((_, why)) = link.take_over(&key).await {
+                        warn!(%why, "cluster: a take-over could not reach the nick's node");
+                    }
+                }
+                Done::Replaced { re, hello }
+            }
         }
     }
+}
+
+fn not_registered(nick: &str) -> crate::state::Refusal {
+    (
+        ErrorCode::NoSuchNick,
+        format!("nick \"{nick}\" is not registered"),
+    )
+}
+
+fn unavailable() -> crate::state::Refusal {
+    (
+        ErrorCode::Unavailable,
+        "the cluster cannot be reached; nothing was changed, try again".to_owned(),
+    )
 }
 
 impl Client {
@@ -212,6 +299,14 @@ impl Client {
                 if let Err(refused) = charge(&self.nick_key, 1.0) {
                     return Err(self.refused(re.cloned(), refused, now).into());
                 }
+                if self.shared.chat.cluster().is_some() {
+                    let nick = self.shared.chat.lock().nick(who).to_owned();
+                    return Err(Step::Account(Box::new(Job::Unregister {
+                        re: re.cloned(),
+                        key: name_key(&nick),
+                        nick,
+                    })));
+                }
                 let removed = {
                     let st = self.shared.chat.lock();
                     let nick = st.nick(who).to_owned();
@@ -226,13 +321,7 @@ impl Client {
                         re: re.cloned(),
                         data: ReplyData::Unregister { nick },
                     }))),
-                    Err(nick) => {
-                        let refusal = (
-                            ErrorCode::NoSuchNick,
-                            format!("nick \"{nick}\" is not registered"),
-                        );
-                        Err(self.error(re.cloned(), refusal, now).into())
-                    }
+                    Err(nick) => Err(self.error(re.cloned(), not_registered(&nick), now).into()),
                 }
             }
             Command::Nick { nick, secret } => {
@@ -343,7 +432,7 @@ impl Client {
 
     /// Whether `nick` (claimed as `claim`) may be taken with `secret`: `Ok` when it may (the
     /// secret handed back), or what to do instead.
-    fn needs_secret(
+    pub(super) fn needs_secret(
         &self,
         claim: Claim,
         nick: &str,
@@ -389,6 +478,16 @@ impl Client {
                 claimed,
                 then,
             } => self.claimed(re, key, claimed, then, now),
+            Done::Stored { re, stored } => match stored {
+                Ok(data) => {
+                    if let ReplyData::Register { nick, .. } = &data {
+                        info!(peer = %self.peer, nick = %crate::logsafe::field(nick), "nick registered in the cluster");
+                    }
+                    self.push(&ServerFrame::Reply(Reply { re, data }));
+                    Step::Next
+                }
+                Err(refusal) => self.error(re, refusal, now).into(),
+            },
             Done::Directed { re, sent } => match sent {
                 Ok(line) => {
                     self.outbox().push(line);
@@ -448,6 +547,16 @@ impl Client {
                     return self.error(re, refusal, now).into();
                 };
                 let accounts = &self.shared.accounts;
+                if self.shared.chat.cluster().is_some() {
+                    let nick = self.shared.chat.lock().nick(who).to_owned();
+                    let again = accounts.table().is_registered(&name_key(&nick));
+                    return Step::Account(Box::new(Job::Register {
+                        re,
+                        nick,
+                        hash,
+                        again,
+                    }));
+                }
                 // Under the chat lock: the nick is this session's while it is registered.
                 let inserted = {
                     let st = self.shared.chat.lock();
@@ -489,7 +598,7 @@ impl Client {
 
     /// After a re-run request: the proof and the take-over are for that request only, unless
     /// it needs another job (a take-over after a proof).
-    fn settle(&mut self, step: Step) -> Step {
+    pub(super) fn settle(&mut self, step: Step) -> Step {
         if !matches!(step, Step::Account(_)) {
             self.proven = None;
             self.replaced = false;
@@ -499,7 +608,7 @@ impl Client {
 }
 
 /// Why a nick cannot be taken as it was asked for.
-enum Gate {
+pub(super) enum Gate {
     Refused(Refused),
     /// Its secret must be checked first.
     Verify {

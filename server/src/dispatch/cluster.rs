@@ -6,9 +6,11 @@
 use std::time::Instant;
 
 use lanchat_protocol::validate::{check_nick, check_text, name_key};
-use lanchat_protocol::{Command, Hello, Request, RequestId};
+use lanchat_protocol::{Command, ErrorCode, Hello, Request, RequestId};
 
+use super::accounts::Gate;
 use super::{Client, Job, Step};
+use crate::accounts::Claim;
 use crate::admission::{Permit, Source};
 use crate::effects::Effects;
 use crate::outbox::Outbox;
@@ -67,10 +69,18 @@ impl Client {
         now: Instant,
     ) -> Step {
         if let Err(refusal) = claimed {
-            return self.error(re, refusal, now).into();
+            let step = match then {
+                Command::Hello(hello) if refusal.0 == ErrorCode::NickTaken && !self.replaced => {
+                    self.held_elsewhere(re, key, hello, refusal, now)
+                }
+                _ => self.error(re, refusal, now).into(),
+            };
+            // A proof or a take-over is for this request only.
+            return self.settle(step);
         }
         let previous = self.claimed.replace(key.as_str().into());
         let step = self.request(Request::new(re, then), now, false);
+        let step = self.settle(step);
         let took = self.registered.is_some() && self.nick_key == key;
         if let Some(link) = self.shared.chat.cluster() {
             if took {
@@ -83,6 +93,40 @@ impl Client {
             }
         }
         step
+    }
+
+    /// A `hello` for a nick another node's session holds. A registered nick is refused as on
+    /// one server (`nick_registered` without its secret or with a wrong one); once its secret is
+    /// proved (a [`Job::Verify`] first, then the `hello` comes back here), that node is asked to
+    /// end its session and give the nick up ([`Job::TakeOver`]), and the `hello` is re-run as
+    /// after a take-over on this node. Any other nick stays `refusal` (`nick_taken`).
+    fn held_elsewhere(
+        &mut self,
+        re: Option<RequestId>,
+        key: String,
+        hello: Hello,
+        refusal: Refusal,
+        now: Instant,
+    ) -> Step {
+        let claim = self.shared.accounts.table().claim(&hello.nick, None);
+        if !matches!(&claim, Claim::Registered { key: k, .. } if *k == key) {
+            return self.error(re, refusal, now).into();
+        }
+        if self.proven.as_deref() == Some(key.as_str()) {
+            return Step::Account(Box::new(Job::TakeOver { re, key, hello }));
+        }
+        let secret = hello.secret.clone();
+        match self.needs_secret(claim, &hello.nick, secret, None, now) {
+            Ok(_) => Step::Account(Box::new(Job::TakeOver { re, key, hello })),
+            Err(Gate::Refused(refused)) => self.refused(re, refused, now).into(),
+            Err(Gate::Verify { secret, hash, key }) => Step::Account(Box::new(Job::Verify {
+                re,
+                secret,
+                hash,
+                key,
+                then: Command::Hello(hello),
+            })),
+        }
     }
 
     /// A `dm` to a nick this node does not hold goes through the node that holds it (after the
