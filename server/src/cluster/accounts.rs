@@ -57,13 +57,19 @@ pub struct Opened {
 }
 
 /// Make the bucket if it is new, read every value, and start watching.
-pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Opened, String> {
+/// `replicas`: `--cluster-replicas`.
+pub async fn open(
+    js: &jetstream::Context,
+    names: &Names,
+    replicas: usize,
+) -> Result<Opened, String> {
     let bucket = &names.account_bucket;
     let fail = |e: &dyn std::fmt::Display| format!("cannot open the accounts bucket {bucket}: {e}");
     // Made as async-nats' `create_key_value` would make it (see the nick bucket in `join`), with
     // no `max_age`: accounts do not expire.
-    let mut stream = js
-        .get_or_create_stream(stream::Config {
+    let mut stream = super::open_stream(
+        js,
+        stream::Config {
             name: format!("KV_{bucket}"),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
@@ -72,11 +78,12 @@ pub async fn open(js: &jetstream::Context, names: &Names) -> Result<Opened, Stri
             deny_delete: true,
             allow_direct: true,
             discard: stream::DiscardPolicy::New,
-            num_replicas: 1,
+            num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| fail(&e))?;
+        },
+    )
+    .await
+    .map_err(|e| fail(&e))?;
     let store = js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
     let state = stream.info().await.map_err(|e| fail(&e))?.state.clone();
     if state.last_sequence == 0 {

@@ -174,7 +174,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             .get_key_value(&names.nick_bucket)
             .await
             .map_err(|e| format!("cannot open the nick bucket {}: {e}", names.nick_bucket))?;
-        let accounts = accounts::open(&js, &names).await?;
+        let accounts = accounts::open(&js, &names, config.replicas).await?;
         let start = stream
             .info()
             .await
