@@ -101,20 +101,32 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
             // Its sender was told `unavailable`: on no node does it count.
             continue;
         }
-        let room = joined.names.room_of(&message.subject);
+        let subject = &message.subject;
+        let live = seq > start;
         let mut state = shared.chat.lock();
         if origin.node != me {
             state.roster().heard(&origin.node, Instant::now());
         }
-        if let Some(event) = apply(&mut state, me, room, &origin, &message.payload, seq > start) {
-            let _ = deliver(
-                &state,
-                None,
-                Effects {
-                    event: Some(event),
-                    ..Effects::default()
-                },
-            );
+        let effects = match joined.names.rules_of(subject) {
+            Some(key) => {
+                super::privacy::apply(&mut state, me, &key, &origin, &message.payload, live)
+            }
+            None => Effects {
+                event: apply(
+                    &mut state,
+                    me,
+                    joined.names.room_of(subject),
+                    &origin,
+                    &message.payload,
+                    live,
+                ),
+                ..Effects::default()
+            },
+        };
+        // A privacy change from another node is kept as one made here would be.
+        if let (Some(persist), Some(store)) = (deliver(&state, None, effects), shared.chat.store())
+        {
+            store.persist(persist);
         }
         drop(state);
         if !replayed && seq >= start {
@@ -149,7 +161,7 @@ async fn reopen(joined: &Joined, from: u64) -> push::Ordered {
 
 /// What one stream event changes here, and whom it reaches on this node (`live`: stored after
 /// this node started; earlier ones only fill history and topics).
-fn apply<M: Clone>(
+pub(super) fn apply<M: Clone>(
     state: &mut State<M>,
     me: &str,
     room: Option<String>,
@@ -177,6 +189,9 @@ fn apply<M: Clone>(
             line: Bytes::clone(line),
         });
     };
+    if let ServerFrame::Join(j) = &frame {
+        state.invitation_used(&room, &j.nick);
+    }
     match &frame {
         ServerFrame::Message(m) => {
             let id = Uuid::parse_str(&m.id).ok()?;

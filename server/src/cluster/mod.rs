@@ -12,7 +12,7 @@
 //! Modules: [`wire`] (subject names, headers), [`roster`] (members other nodes hold),
 //! [`publish`] (the one task that publishes, acks in order), [`inbound`] (the stream, in its
 //! order, into the chat state), [`nicks`] (the nick bucket and its leases), [`dm`] (DMs between
-//! nodes).
+//! nodes), [`privacy`] (private rooms' rules, one set for the cluster).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,7 @@ use crate::Shared;
 mod dm;
 mod inbound;
 mod nicks;
+mod privacy;
 mod publish;
 pub mod roster;
 pub mod wire;
@@ -137,6 +138,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             })
             .await
             .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
+        privacy::add_rules_subject(&js, &mut stream, &names).await?;
         // The bucket's stream made here as async-nats' `create_key_value` would make it: that
         // call first reads the account's info, whose 2.9 form it cannot parse.
         js.get_or_create_stream(stream::Config {
@@ -226,6 +228,12 @@ impl Link {
         mut effects: Effects,
         stored: Option<Option<&RequestId>>,
     ) -> Result<Effects, Refusal> {
+        // A privacy change goes first: a node reading the event after it has the room's new
+        // rules.
+        let rule = effects.rule.take();
+        if let Some(change) = &rule {
+            self.publish_rule(change);
+        }
         match effects.event.take() {
             Some(Delivery {
                 to: Audience::Room { key, except },
@@ -267,12 +275,13 @@ impl Link {
                     }
                 }
             }
+            // A kick's `leave`: the other nodes make it from the rule (`privacy`).
             Some(
                 delivery @ Delivery {
                     to: Audience::Users(_),
                     ..
                 },
-            ) => {
+            ) if rule.is_none() => {
                 let out = publish::Outbound {
                     subject: self.names.user_subject(),
                     origin: self.origin(0),
@@ -288,6 +297,22 @@ impl Link {
             other => effects.event = other,
         }
         Ok(effects)
+    }
+
+    /// Queue a privacy change for the room's rules subject (see [`privacy`]).
+    fn publish_rule(&self, change: &crate::state::RuleChange) {
+        let out = publish::Outbound {
+            subject: self
+                .names
+                .rules_subject(&lanchat_protocol::validate::name_key(&change.room)),
+            origin: self.origin(0),
+            payload: privacy::encode(change),
+            held: None,
+            arriving: None,
+        };
+        if let Err(e) = self.outbound.try_send(out) {
+            warn!(error = %e, "cluster: a privacy change could not be queued for NATS; other nodes miss it");
+        }
     }
 
     fn origin(&self, except: crate::state::SessionId) -> Origin {

@@ -29,6 +29,8 @@ pub struct Roster {
     /// Rooms an operator on another node made private (invite-only or with a key), as the
     /// stream's `mode` events say: `rooms` lists them only to members here too.
     private: HashSet<String>,
+    /// Rooms whose privacy changes this node has read from the stream.
+    rules_read: HashSet<String>,
 }
 
 fn who(node: &str, nick: &str) -> Who {
@@ -69,6 +71,47 @@ impl Roster {
     /// Whether another node made the room private.
     pub fn is_private(&self, room_key: &str) -> bool {
         self.private.contains(room_key)
+    }
+
+    /// The remote member of a room called `nick` (folded alike), whichever node holds them.
+    pub fn member_called(&self, room_key: &str, nick: &str) -> Option<&Member> {
+        let folded = name_key(nick);
+        self.rooms
+            .get(room_key)?
+            .iter()
+            .find(|((_, n), _)| *n == folded)
+            .map(|(_, m)| m)
+    }
+
+    /// The nick, as spelt, of a remote user in any room called `nick` (folded alike). Looks at
+    /// every remote user: for an operator's `invite`, not for every line.
+    pub fn user_called(&self, nick: &str) -> Option<String> {
+        let folded = name_key(nick);
+        let (who, rooms) = self.rooms_of.iter().find(|((_, n), _)| *n == folded)?;
+        let room = rooms.iter().next()?;
+        Some(self.rooms.get(room)?.get(who)?.nick.clone())
+    }
+
+    /// A remote member was kicked from a room: forgotten there, whichever node holds them.
+    pub fn kicked(&mut self, room_key: &str, nick: &str) {
+        let folded = name_key(nick);
+        let held: Vec<Who> = self
+            .rooms
+            .get(room_key)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|(_, n)| *n == folded)
+            .cloned()
+            .collect();
+        for (node, nick) in held {
+            self.leave(room_key, &node, &nick);
+        }
+    }
+
+    /// Whether this is the first privacy change of a room this node reads from the stream (it
+    /// then starts from the settings the change carries; see `cluster::privacy`).
+    pub fn first_rule(&mut self, room_key: &str) -> bool {
+        self.rules_read.insert(room_key.to_owned())
     }
 
     /// The rooms a remote user is in.
