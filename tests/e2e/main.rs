@@ -8,6 +8,7 @@ mod browser;
 mod client;
 mod cluster;
 mod cluster_nodes;
+mod cluster_private;
 mod commands;
 mod conversations;
 mod discovery;

@@ -211,7 +211,10 @@ pub(super) fn apply<M: Clone>(
             state.roster().join(&room, node, &j.nick);
         }
         ServerFrame::Join(_) if mine => state.roster().arrived(&room, origin.except),
-        ServerFrame::Leave(l) if live && !mine => state.roster().leave(&room, node, &l.nick),
+        ServerFrame::Leave(l) if live && !mine => {
+            state.roster().leave(&room, node, &l.nick);
+            state.remote_left(&room);
+        }
         _ => {}
     }
     if !live {

@@ -318,3 +318,39 @@ fn a_record_that_is_not_a_change_of_its_room_changes_nothing() {
     let _ = made;
     assert_eq!(join_code(&mut b, &bob[0], "dev", None), None);
 }
+
+#[test]
+fn a_room_made_on_two_nodes_at_once_was_made_by_the_first_in_the_stream() {
+    let (mut a, ann) = node(&["ann"]);
+    let (mut b, bob) = node(&["bob"]);
+    // Each joins before reading the other's join: each node thinks its user made the room.
+    let on_a = change(a.join(&ann[0], None, "dev", None));
+    a.roster().arriving("dev", 1);
+    let on_b = change(b.join(&bob[0], None, "dev", None));
+    b.roster().arriving("dev", 1);
+    let join = |nick: &str| {
+        ServerFrame::Join(RoomNick {
+            room: "dev".into(),
+            nick: nick.into(),
+        })
+        .encode_line()
+    };
+    // The stream: a's change and join (by its session 1), then b's.
+    let by = |node: &str| Origin {
+        except: 1,
+        ..origin(node)
+    };
+    for (s, me) in [(&mut a, "a"), (&mut b, "b")] {
+        let _ = read(s, me, "a", &on_a);
+        let _ = apply_event(s, me, Some("dev".into()), &by("a"), &join("ann"), true);
+        let _ = read(s, me, "b", &on_b);
+        let _ = apply_event(s, me, Some("dev".into()), &by("b"), &join("bob"), true);
+    }
+    for s in [&a, &b] {
+        assert_eq!(s.settings_of("dev").unwrap().ops, ["ann"]);
+    }
+    let refused = b
+        .mode(&bob[0], None, mode("dev", Some(true), None))
+        .unwrap_err();
+    assert_eq!(refused.0, ErrorCode::NotOperator);
+}

@@ -218,8 +218,11 @@ impl<M: Clone> State<M> {
         key: Option<&str>,
     ) -> Result<bool, Refusal> {
         let nick = self.user(who).nick.clone();
-        match self.rooms.get_mut(name_key_ref(room).as_ref()) {
-            None => Ok(true),
+        let folded = name_key_ref(room);
+        // Cluster mode: a room other nodes' members are in is made already.
+        let made = self.remote.count(folded.as_ref()) == 0;
+        match self.rooms.get_mut(folded.as_ref()) {
+            None => Ok(made),
             Some(entry) if entry.members.contains_key(&who.id) => Ok(false),
             Some(entry) => entry.privacy.admit(&nick, key, room).map(|()| false),
         }

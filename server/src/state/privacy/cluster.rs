@@ -24,16 +24,24 @@ impl<M: Clone> State<M> {
         live: bool,
     ) -> Effects {
         let default_room = name_key(&self.default_room);
+        let made_first = match &change.rule {
+            Rule::Made { nick } => !live || !self.others_in(&name_key(&change.room), nick),
+            _ => false,
+        };
         let Some(entry) = self.room_entry(&change.room) else {
             return Effects::default();
         };
         let key = entry.key.clone();
         let privacy = &mut entry.privacy;
-        if first {
+        if first && !matches!(change.rule, Rule::Made { .. }) {
             privacy.take_settings(&change.settings);
         }
         match &change.rule {
-            Rule::Made { nick } | Rule::Op { nick } => {
+            // A room made again after everyone left starts afresh; one made on two nodes at
+            // once was made by the first in the stream, whose members the later maker finds.
+            Rule::Made { .. } if made_first => privacy.take_settings(&change.settings),
+            Rule::Made { .. } => {}
+            Rule::Op { nick } => {
                 privacy.operators.insert(name_key(nick));
             }
             Rule::Mode {
@@ -76,6 +84,26 @@ impl<M: Clone> State<M> {
             _ => None,
         };
         effects
+    }
+
+    /// Whether someone other than `nick` is in the room `room_key` at this point of the stream:
+    /// another node's member, or one of this node's whose join has come back from the stream.
+    fn others_in(&self, room_key: &str, nick: &str) -> bool {
+        let folded = name_key(nick);
+        let arriving = self.remote.still_arriving(room_key);
+        let here = self.rooms.get(room_key).is_some_and(|room| {
+            room.members.keys().any(|id| {
+                !arriving.is_some_and(|a| a.contains(id))
+                    && self
+                        .users
+                        .get(id)
+                        .is_some_and(|u| name_key(&u.nick) != folded)
+            })
+        });
+        here || self
+            .remote
+            .members(room_key)
+            .any(|m| name_key(&m.nick) != folded)
     }
 
     /// A kick made on another node: the member is removed here, whether this node holds their
