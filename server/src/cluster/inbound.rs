@@ -123,11 +123,8 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
                 ..Effects::default()
             },
         };
-        // A privacy change from another node is kept as one made here would be.
-        if let (Some(persist), Some(store)) = (deliver(&state, None, effects), shared.chat.store())
-        {
-            store.persist(persist);
-        }
+        // Nothing to persist: `--data-dir` is refused with `--cluster` (the stream is the store).
+        let _ = deliver(&state, None, effects);
         drop(state);
         if !replayed && seq >= start {
             replayed = true;

@@ -23,7 +23,7 @@ pub fn encode(change: &RuleChange) -> Bytes {
 }
 
 /// A change read from the stream on the rules subject of `room_key`: applied here; what to
-/// deliver to this node's users and to persist. A record that is not a change of that room (a
+/// deliver to this node's users. A record that is not a change of that room (a
 /// newer node's kind, a forged subject) changes nothing.
 pub fn apply<M: Clone>(
     state: &mut State<M>,

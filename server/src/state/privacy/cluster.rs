@@ -15,7 +15,7 @@ impl<M: Clone> State<M> {
     /// `first`: the first of the room's changes this node reads; it starts from the settings the
     /// change carries. `live`: stored after this node started; only then are its users told (an
     /// invitee here, the members here of a room someone was kicked from). Returns what to
-    /// deliver here and what to persist.
+    /// deliver here (nothing to persist: a node of a cluster has no data directory).
     pub fn apply_rule(
         &mut self,
         change: &RuleChange,
@@ -56,20 +56,14 @@ impl<M: Clone> State<M> {
         }
         // As `mode` keeps it: public rooms with members here, and the default room.
         let listed = (!privacy.is_private() && !entry.members.is_empty()) || *key == *default_room;
-        let persist =
-            (!matches!(change.rule, Rule::Invite { .. })).then(|| Self::persist_room(entry));
         match listed {
             true => self.listed.insert(key.clone()),
             false => self.listed.remove(&key),
         };
-        let mut effects = Effects {
-            persist,
-            ..Effects::default()
-        };
         if mine || !live {
-            return effects;
+            return Effects::default();
         }
-        effects.event = match &change.rule {
+        let event = match &change.rule {
             Rule::Invite { nick, by } => {
                 self.nicks
                     .get(name_key_ref(nick).as_ref())
@@ -83,7 +77,10 @@ impl<M: Clone> State<M> {
             }
             _ => None,
         };
-        effects
+        Effects {
+            event,
+            ..Effects::default()
+        }
     }
 
     /// Whether someone other than `nick` is in the room `room_key` at this point of the stream:
