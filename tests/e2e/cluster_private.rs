@@ -530,3 +530,78 @@ async fn a_room_made_on_two_nodes_at_once_ends_with_one_maker_on_both() {
     assert_eq!(ops[0].len(), 1, "one maker: {ops:?}");
     assert_eq!(ops[0], ops[1], "both nodes agree: {ops:?}");
 }
+
+/// One JetStream API request over plain NATS protocol (no client library in the tests): the JSON
+/// answer to `payload` on `subject`.
+async fn jetstream_request(nats: &Nats, subject: &str, payload: &Value) -> Value {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let address = nats.url.trim_start_matches("nats://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let body = serde_json::to_vec(payload).unwrap();
+    let mut out =
+        b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB _INBOX.test 1\r\n".to_vec();
+    out.extend_from_slice(format!("PUB {subject} _INBOX.test {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\r\n");
+    write.write_all(&out).await.unwrap();
+    let work = async {
+        loop {
+            let mut line = String::new();
+            assert!(read.read_line(&mut line).await.unwrap() > 0, "NATS closed");
+            let Some(rest) = line.strip_prefix("MSG ") else {
+                assert!(!line.starts_with("-ERR"), "{line}");
+                continue;
+            };
+            let len: usize = rest.split_whitespace().last().unwrap().parse().unwrap();
+            let mut payload = vec![0; len + 2];
+            read.read_exact(&mut payload).await.unwrap();
+            return serde_json::from_slice::<Value>(&payload[..len]).unwrap();
+        }
+    };
+    tokio::time::timeout(WAIT, work)
+        .await
+        .expect("a JetStream answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_before_rooms_had_rules_gets_their_subject() {
+    let nats = Nats::start();
+    // The stream as nodes made it before this change: no rules subject.
+    let old = json!({
+        "name": "LANCHAT_test",
+        "subjects": ["lanchat.test.room.*", "lanchat.test.event.*", "lanchat.test.user"],
+        "retention": "limits", "storage": "file", "discard": "old",
+        "max_consumers": -1, "max_msgs": -1, "max_bytes": -1, "max_age": 0,
+        "max_msgs_per_subject": 100, "num_replicas": 1
+    });
+    let made = jetstream_request(&nats, "$JS.API.STREAM.CREATE.LANCHAT_test", &old).await;
+    assert!(made.get("error").is_none(), "{made}");
+    let (a, b) = (node(&nats), node(&nats));
+    let info = jetstream_request(&nats, "$JS.API.STREAM.INFO.LANCHAT_test", &json!({})).await;
+    let subjects = &info["config"]["subjects"];
+    assert!(
+        subjects
+            .as_array()
+            .unwrap()
+            .contains(&json!("lanchat.test.rules.*")),
+        "{info}"
+    );
+    assert_eq!(info["config"]["max_msgs_per_subject"], 100, "{info}");
+    // And the rules travel: a key set on a is asked on b.
+    let (mut ann, _) = TestClient::hello(a.addr, "ann").await;
+    let (mut bob, _) = TestClient::hello(b.addr, "bob").await;
+    joined(&mut ann, "vault").await;
+    listed_with(&mut bob, "vault", 1).await;
+    ann.request(json!({"type":"mode","room":"vault","key":"k"}))
+        .await;
+    poll(&mut bob, json!({"type":"rooms"}), "vault unlisted", |r| {
+        !lists(r, "rooms", "vault", "name")
+    })
+    .await;
+    assert_eq!(
+        refused(&mut bob, json!({"type":"join","room":"vault"})).await,
+        "bad_key"
+    );
+}

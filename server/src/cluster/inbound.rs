@@ -97,8 +97,10 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
         let Some(origin) = Origin::parse(message.headers.as_ref()) else {
             continue;
         };
-        if !origin.in_time(stored_ms) {
-            // Its sender was told `unavailable`: on no node does it count.
+        let rules = joined.names.rules_of(&message.subject);
+        if !origin.in_time(stored_ms) && rules.is_none() {
+            // Its sender was told `unavailable`: on no node does it count. (A privacy change
+            // was answered `ok` when made, and its node applied it: late, it counts everywhere.)
             continue;
         }
         let subject = &message.subject;
@@ -107,7 +109,7 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
         if origin.node != me {
             state.roster().heard(&origin.node, Instant::now());
         }
-        let effects = match joined.names.rules_of(subject) {
+        let effects = match rules {
             Some(key) => {
                 super::privacy::apply(&mut state, me, &key, &origin, &message.payload, live)
             }

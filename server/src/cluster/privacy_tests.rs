@@ -354,3 +354,22 @@ fn a_room_made_on_two_nodes_at_once_was_made_by_the_first_in_the_stream() {
         .unwrap_err();
     assert_eq!(refused.0, ErrorCode::NotOperator);
 }
+
+#[test]
+fn a_making_of_a_room_private_here_leaves_its_rules() {
+    let (mut a, ann) = node(&["ann"]);
+    let (mut b, _) = node(&["bob"]);
+    let made = change(a.join(&ann[0], None, "Secret", None));
+    let private = change(a.mode(&ann[0], None, mode("secret", Some(true), None)));
+    for c in [&made, &private] {
+        let _ = read(&mut b, "b", "a", c);
+    }
+    let _ = a.leave(&ann[0], None, "secret").unwrap();
+    // A third node that dropped the room makes it again, public, with cat its maker.
+    let (mut c, cat) = node(&["cat"]);
+    let again = change(c.join(&cat[0], None, "secret", None));
+    let _ = read(&mut b, "b", "c", &again);
+    let settings = b.settings_of("secret").unwrap();
+    assert!(settings.invite_only, "{settings:?}");
+    assert_eq!(settings.ops, ["ann"]);
+}

@@ -38,8 +38,12 @@ impl<M: Clone> State<M> {
         }
         match &change.rule {
             // A room made again after everyone left starts afresh; one made on two nodes at
-            // once was made by the first in the stream, whose members the later maker finds.
-            Rule::Made { .. } if made_first => privacy.take_settings(&change.settings),
+            // once was made by the first in the stream, whose members the later maker finds. A
+            // private room is kept on every node while it has rules, so a making of it comes
+            // from a node that dropped it (`--max-rooms`): the rules stay.
+            Rule::Made { .. } if made_first && !privacy.is_private() => {
+                privacy.take_settings(&change.settings)
+            }
             Rule::Made { .. } => {}
             Rule::Op { nick } => {
                 privacy.operators.insert(name_key(nick));
