@@ -3,7 +3,8 @@
 //! - [`Link::route`], called by [`crate::chat::Chat`] in a rule's critical section: a room event
 //!   is published to the room's subjects of the stream instead of being delivered (it is
 //!   delivered, on every node, when it comes back from the stream: [`inbound`]); a user's nick,
-//!   status or quit is delivered here as on one node and published for the other nodes;
+//!   status or quit is delivered here as on one node and published for the other nodes; a
+//!   private room's change of rules is published for every node to apply ([`privacy`]);
 //! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
 //! - [`Link::direct`]: a `dm` to another node's user ([`dm`]);
 //! - [`start`]: the node's tasks (publisher, stream consumer, heartbeat, members answers,
