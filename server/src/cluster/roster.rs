@@ -103,8 +103,8 @@ impl Roster {
             .filter(|(_, n)| *n == folded)
             .cloned()
             .collect();
-        for (node, nick) in held {
-            self.leave(room_key, &node, &nick);
+        for who in held {
+            self.leave_who(room_key, &who);
         }
     }
 
@@ -151,12 +151,15 @@ impl Roster {
     }
 
     pub fn leave(&mut self, room_key: &str, node: &str, nick: &str) {
-        let who = who(node, nick);
-        self.remove_from(room_key, &who);
-        if let Some(rooms) = self.rooms_of.get_mut(&who) {
+        self.leave_who(room_key, &who(node, nick));
+    }
+
+    fn leave_who(&mut self, room_key: &str, who: &Who) {
+        self.remove_from(room_key, who);
+        if let Some(rooms) = self.rooms_of.get_mut(who) {
             rooms.remove(room_key);
             if rooms.is_empty() {
-                self.rooms_of.remove(&who);
+                self.rooms_of.remove(who);
             }
         }
     }

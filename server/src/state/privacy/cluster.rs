@@ -130,7 +130,10 @@ impl<M: Clone> State<M> {
             .filter(|id| members.contains(id));
         match here {
             Some(id) => self.remove_member(key, id),
-            None => self.remote.kicked(key, nick),
+            None => {
+                self.remote.kicked(key, nick);
+                self.remote_left(key);
+            }
         }
         Delivery {
             to: Audience::Users(members),
