@@ -183,6 +183,11 @@ pub(super) fn apply<M: Clone>(
             _ => return None,
         };
         let to = Audience::Users(state.local_members_of(&rooms));
+        if matches!(frame, ServerFrame::Quit(_)) {
+            for room in &rooms {
+                state.remote_left(room);
+            }
+        }
         return Some(Delivery {
             to,
             line: Bytes::clone(line),

@@ -373,3 +373,23 @@ fn a_making_of_a_room_private_here_leaves_its_rules() {
     assert!(settings.invite_only, "{settings:?}");
     assert_eq!(settings.ops, ["ann"]);
 }
+
+#[test]
+fn a_public_room_is_kept_with_its_operators_while_another_node_s_member_is_in_it() {
+    let (mut a, ann) = node(&["ann"]);
+    let made = change(a.join(&ann[0], None, "dev", None));
+    let _ = read(&mut a, "a", "a", &made);
+    let join = ServerFrame::Join(RoomNick {
+        room: "dev".into(),
+        nick: "bob".into(),
+    })
+    .encode_line();
+    let _ = apply_event(&mut a, "a", Some("dev".into()), &origin("b"), &join, true);
+    // ann leaves; bob, on b, is still in: the room and its operator stay here.
+    let _ = a.leave(&ann[0], None, "dev").unwrap();
+    assert_eq!(a.settings_of("dev").unwrap().ops, ["ann"]);
+    // bob quits: nobody is left anywhere, and a public room with nothing in it is forgotten.
+    let quit = Bytes::from_static(b"{\"type\":\"quit\",\"nick\":\"bob\",\"reason\":\"bye\"}\n");
+    let _ = apply_event(&mut a, "a", None, &origin("b"), &quit, true);
+    assert_eq!(a.settings_of("dev"), None);
+}
