@@ -130,6 +130,7 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
         drop(state);
         if !replayed && seq >= start {
             replayed = true;
+            shared.chat.lock().roster().replay_done();
             info!(events = start, "cluster: the stream's history is loaded");
         }
     }
@@ -173,6 +174,9 @@ pub(super) fn apply<M: Clone>(
     let node = origin.node.as_str();
     let Some(room) = room else {
         // A user's nick, status or quit: this node's own were delivered when made.
+        if let (ServerFrame::Quit(q), false) = (&frame, live) {
+            state.roster().replayed_quit(node, &q.nick);
+        }
         if mine || !live {
             return None;
         }
@@ -193,8 +197,15 @@ pub(super) fn apply<M: Clone>(
             line: Bytes::clone(line),
         });
     };
-    if let ServerFrame::Join(j) = &frame {
-        state.invitation_used(&room, &j.nick);
+    match &frame {
+        ServerFrame::Join(j) => {
+            state.invitation_used(&room, &j.nick);
+            if !live {
+                state.roster().replayed(&room, node, &j.nick, true);
+            }
+        }
+        ServerFrame::Leave(l) if !live => state.roster().replayed(&room, node, &l.nick, false),
+        _ => {}
     }
     match &frame {
         ServerFrame::Message(m) => {

@@ -393,3 +393,59 @@ fn a_public_room_is_kept_with_its_operators_while_another_node_s_member_is_in_it
     let _ = apply_event(&mut a, "a", None, &origin("b"), &quit, true);
     assert_eq!(a.settings_of("dev"), None);
 }
+
+/// A room event line of `frame`'s kind (`join` or `leave`).
+fn room_line(kind: &str, room: &str, nick: &str) -> Bytes {
+    Bytes::from(format!(
+        "{{\"type\":\"{kind}\",\"room\":\"{room}\",\"nick\":\"{nick}\"}}\n"
+    ))
+}
+
+#[test]
+fn a_node_reading_the_stream_later_finds_the_same_maker_as_the_nodes_that_were_there() {
+    let (mut a, ann) = node(&["ann"]);
+    let (mut b, bob) = node(&["bob"]);
+    // Made on two nodes at once, as a late node reads it: a's change and join, then b's.
+    let on_a = change(a.join(&ann[0], None, "dev", None));
+    let on_b = change(b.join(&bob[0], None, "dev", None));
+    let (mut late, _) = node(&["cy"]);
+    let key = "dev";
+    let _ = apply(&mut late, "late", key, &origin("a"), &encode(&on_a), false);
+    let _ = apply_event(
+        &mut late,
+        "late",
+        Some(key.into()),
+        &origin("a"),
+        &room_line("join", "dev", "ann"),
+        false,
+    );
+    let _ = apply(&mut late, "late", key, &origin("b"), &encode(&on_b), false);
+    let _ = apply_event(
+        &mut late,
+        "late",
+        Some(key.into()),
+        &origin("b"),
+        &room_line("join", "dev", "bob"),
+        false,
+    );
+    assert_eq!(late.settings_of("dev").unwrap().ops, ["ann"]);
+
+    // Made again after everyone left: the new maker, as for the nodes that were there.
+    let (mut c, cat) = node(&["cat"]);
+    let again = change(c.join(&cat[0], None, "dev", None));
+    for (line, by) in [
+        (room_line("leave", "dev", "ann"), "a"),
+        (room_line("leave", "dev", "bob"), "b"),
+    ] {
+        let _ = apply_event(
+            &mut late,
+            "late",
+            Some(key.into()),
+            &origin(by),
+            &line,
+            false,
+        );
+    }
+    let _ = apply(&mut late, "late", key, &origin("c"), &encode(&again), false);
+    assert_eq!(late.settings_of("dev").unwrap().ops, ["cat"]);
+}

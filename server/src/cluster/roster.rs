@@ -31,6 +31,9 @@ pub struct Roster {
     private: HashSet<String>,
     /// Rooms whose privacy changes this node has read from the stream.
     rules_read: HashSet<String>,
+    /// While this node reads the events stored before it started: who was in each room at that
+    /// point of the stream, as far as the events kept say (see [`Roster::replayed_others`]).
+    replay: HashMap<String, HashSet<Who>>,
 }
 
 fn who(node: &str, nick: &str) -> Who {
@@ -112,6 +115,47 @@ impl Roster {
     /// then starts from the settings the change carries; see `cluster::privacy`).
     pub fn first_rule(&mut self, room_key: &str) -> bool {
         self.rules_read.insert(room_key.to_owned())
+    }
+
+    /// An event stored before this node started: a join (`true`) or leave of a room.
+    pub fn replayed(&mut self, room_key: &str, node: &str, nick: &str, joined: bool) {
+        let who = who(node, nick);
+        let members = self.replay.entry(room_key.to_owned()).or_default();
+        match joined {
+            true => members.insert(who),
+            false => members.remove(&who),
+        };
+    }
+
+    /// A quit stored before this node started.
+    pub fn replayed_quit(&mut self, node: &str, nick: &str) {
+        let who = who(node, nick);
+        for members in self.replay.values_mut() {
+            members.remove(&who);
+        }
+    }
+
+    /// A kick stored before this node started.
+    pub fn replayed_kick(&mut self, room_key: &str, nick: &str) {
+        let folded = name_key(nick);
+        if let Some(members) = self.replay.get_mut(room_key) {
+            members.retain(|(_, n)| *n != folded);
+        }
+    }
+
+    /// Whether someone other than `nick` was in a room at this point of the stream's events
+    /// stored before this node started. The stream keeps a room's last `--history` events, so
+    /// this may miss members who joined long before (never one who left).
+    pub fn replayed_others(&self, room_key: &str, nick: &str) -> bool {
+        let folded = name_key(nick);
+        self.replay
+            .get(room_key)
+            .is_some_and(|m| m.iter().any(|(_, n)| *n != folded))
+    }
+
+    /// The events stored before this node started are read.
+    pub fn replay_done(&mut self) {
+        self.replay = HashMap::new();
     }
 
     /// The rooms a remote user is in.

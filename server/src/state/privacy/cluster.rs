@@ -25,7 +25,8 @@ impl<M: Clone> State<M> {
     ) -> Effects {
         let default_room = name_key(&self.default_room);
         let made_first = match &change.rule {
-            Rule::Made { nick } => !live || !self.others_in(&name_key(&change.room), nick),
+            Rule::Made { nick } if live => !self.others_in(&name_key(&change.room), nick),
+            Rule::Made { nick } => !self.remote.replayed_others(&name_key(&change.room), nick),
             _ => false,
         };
         let Some(entry) = self.room_entry(&change.room) else {
@@ -64,6 +65,9 @@ impl<M: Clone> State<M> {
             true => self.listed.insert(key.clone()),
             false => self.listed.remove(&key),
         };
+        if let (Rule::Kick { nick, .. }, false) = (&change.rule, live) {
+            self.remote.replayed_kick(&key, nick);
+        }
         if mine || !live {
             return Effects::default();
         }
