@@ -174,8 +174,10 @@ pub(super) fn apply<M: Clone>(
     let node = origin.node.as_str();
     let Some(room) = room else {
         // A user's nick, status or quit: this node's own were delivered when made.
-        if let (ServerFrame::Quit(q), false) = (&frame, live) {
-            state.roster().replayed_quit(node, &q.nick);
+        match (&frame, live) {
+            (ServerFrame::Quit(q), false) => state.roster().replayed_quit(node, &q.nick),
+            (ServerFrame::Nick(n), false) => state.roster().replayed_rename(node, &n.old, &n.new),
+            _ => {}
         }
         if mine || !live {
             return None;

@@ -135,6 +135,16 @@ impl Roster {
         }
     }
 
+    /// A nick change stored before this node started.
+    pub fn replayed_rename(&mut self, node: &str, old: &str, new: &str) {
+        let (old, new) = (who(node, old), who(node, new));
+        for members in self.replay.values_mut() {
+            if members.remove(&old) {
+                members.insert(new.clone());
+            }
+        }
+    }
+
     /// A kick stored before this node started.
     pub fn replayed_kick(&mut self, room_key: &str, nick: &str) {
         let folded = name_key(nick);
@@ -466,5 +476,25 @@ mod tests {
             (m[0].nick.as_str(), m[0].status, m[0].op),
             ("ann", Status::Busy, false)
         );
+    }
+
+    #[test]
+    fn who_was_in_a_room_at_a_point_of_the_stored_events() {
+        let mut r = Roster::default();
+        r.replayed("dev", "a", "Ann", true);
+        assert!(!r.replayed_others("dev", "ann"), "the maker herself");
+        assert!(r.replayed_others("dev", "bob"));
+        r.replayed_rename("a", "Ann", "Anna");
+        r.replayed("dev", "a", "anna", false);
+        assert!(!r.replayed_others("dev", "bob"), "left under her new nick");
+        r.replayed("dev", "b", "cat", true);
+        r.replayed_kick("dev", "CAT");
+        assert!(!r.replayed_others("dev", "bob"), "kicked");
+        r.replayed("dev", "b", "dan", true);
+        r.replayed_quit("b", "dan");
+        assert!(!r.replayed_others("dev", "bob"), "quit");
+        r.replayed("dev", "b", "eve", true);
+        r.replay_done();
+        assert!(!r.replayed_others("dev", "bob"), "forgotten once read");
     }
 }
