@@ -53,6 +53,7 @@ pub fn deliver<M: Mailbox>(
         reply,
         event,
         persist,
+        rule: _,
     } = effects;
     if let Some(event) = event {
         // The event as a WebSocket text frame, made once if any member needs it.

@@ -57,6 +57,9 @@ pub struct Effects {
     pub reply: Option<Bytes>,
     pub event: Option<Delivery>,
     pub persist: Option<Persist>,
+    /// Cluster mode: a change to a room's privacy that every node applies to its own copy, in
+    /// the stream's order (see `crate::cluster`). One server has nothing more to do with it.
+    pub rule: Option<crate::state::RuleChange>,
 }
 
 impl Effects {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
 use crate::history::{new_message_id, RoomHistory, StoredMessage};
-pub use privacy::RoomSettings;
+pub use privacy::{KeyChange, RoomSettings, Rule, RuleChange};
 use users::{User, UserRooms};
 
 /// Identifies a connection for its whole life (nicks change, this does not).
@@ -300,7 +300,11 @@ impl<M: Clone> State<M> {
                 ..u.member()
             })
             .collect();
-        members.extend(self.remote.members(&room.key).cloned());
+        // Operators are one set cluster-wide: another node's member may be one here too.
+        members.extend(self.remote.members(&room.key).map(|m| Member {
+            op: room.privacy.is_operator(&m.nick),
+            ..m.clone()
+        }));
         // One key per member, not two per comparison: a join reply in a big room is a big sort.
         members.sort_by_cached_key(|m| name_key(&m.nick));
         members
@@ -326,6 +330,7 @@ impl<M: Clone> State<M> {
         let made = self.admit(who, room, key)?;
         let event = self.enter(who, room)?;
         let persist = made.then(|| self.made_by(who, room)).flatten();
+        let rule = persist.is_some().then(|| self.made_rule(who, room));
         let entry = &self.rooms[name_key_ref(room).as_ref()];
         let reply = ok_line(
             re,
@@ -337,6 +342,7 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply);
         effects.persist = persist;
+        effects.rule = rule.flatten();
         Ok(match event {
             Some(Delivery { to, line }) => effects.with_event(to, line),
             None => effects,
@@ -430,6 +436,7 @@ impl<M: Clone> State<M> {
                 room_key: key,
                 line,
             }),
+            rule: None,
         })
     }
 
@@ -590,6 +597,7 @@ impl<M: Clone> State<M> {
                 topic,
                 settings: entry.privacy.settings(),
             }),
+            rule: None,
         })
     }
 

@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod cluster_accounts;
 mod cluster_nodes;
+mod cluster_private;
 mod cluster_replicas;
 mod commands;
 mod conversations;

@@ -109,28 +109,40 @@ async fn consume(joined: &Joined, mut messages: push::Ordered, shared: &Shared) 
         let Some(origin) = Origin::parse(message.headers.as_ref()) else {
             continue;
         };
-        if !origin.in_time(stored_ms) {
-            // Its sender was told `unavailable`: on no node does it count.
+        let rules = joined.names.rules_of(&message.subject);
+        if !origin.in_time(stored_ms) && rules.is_none() {
+            // Its sender was told `unavailable`: on no node does it count. (A privacy change
+            // was answered `ok` when made, and its node applied it: late, it counts everywhere.)
             continue;
         }
-        let room = joined.names.room_of(&message.subject);
+        let subject = &message.subject;
+        let live = seq > start;
         let mut state = shared.chat.lock();
         if origin.node != me {
             state.roster().heard(&origin.node, Instant::now());
         }
-        if let Some(event) = apply(&mut state, me, room, &origin, &message.payload, seq > start) {
-            let _ = deliver(
-                &state,
-                None,
-                Effects {
-                    event: Some(event),
-                    ..Effects::default()
-                },
-            );
-        }
+        let effects = match rules {
+            Some(key) => {
+                super::privacy::apply(&mut state, me, &key, &origin, &message.payload, live)
+            }
+            None => Effects {
+                event: apply(
+                    &mut state,
+                    me,
+                    joined.names.room_of(subject),
+                    &origin,
+                    &message.payload,
+                    live,
+                ),
+                ..Effects::default()
+            },
+        };
+        // Nothing to persist: `--data-dir` is refused with `--cluster` (the stream is the store).
+        let _ = deliver(&state, None, effects);
         drop(state);
         if !replayed && seq >= start {
             replayed = true;
+            shared.chat.lock().roster().replay_done();
             info!(events = start, "cluster: the stream's history is loaded");
         }
     }
@@ -161,7 +173,7 @@ async fn reopen(joined: &Joined, from: u64) -> push::Ordered {
 
 /// What one stream event changes here, and whom it reaches on this node (`live`: stored after
 /// this node started; earlier ones only fill history and topics).
-fn apply<M: Clone>(
+pub(super) fn apply<M: Clone>(
     state: &mut State<M>,
     me: &str,
     room: Option<String>,
@@ -174,6 +186,11 @@ fn apply<M: Clone>(
     let node = origin.node.as_str();
     let Some(room) = room else {
         // A user's nick, status or quit: this node's own were delivered when made.
+        match (&frame, live) {
+            (ServerFrame::Quit(q), false) => state.roster().replayed_quit(node, &q.nick),
+            (ServerFrame::Nick(n), false) => state.roster().replayed_rename(node, &n.old, &n.new),
+            _ => {}
+        }
         if mine || !live {
             return None;
         }
@@ -184,11 +201,26 @@ fn apply<M: Clone>(
             _ => return None,
         };
         let to = Audience::Users(state.local_members_of(&rooms));
+        if matches!(frame, ServerFrame::Quit(_)) {
+            for room in &rooms {
+                state.remote_left(room);
+            }
+        }
         return Some(Delivery {
             to,
             line: Bytes::clone(line),
         });
     };
+    match &frame {
+        ServerFrame::Join(j) => {
+            state.invitation_used(&room, &j.nick);
+            if !live {
+                state.roster().replayed(&room, node, &j.nick, true);
+            }
+        }
+        ServerFrame::Leave(l) if !live => state.roster().replayed(&room, node, &l.nick, false),
+        _ => {}
+    }
     match &frame {
         ServerFrame::Message(m) => {
             let id = Uuid::parse_str(&m.id).ok()?;
@@ -208,7 +240,10 @@ fn apply<M: Clone>(
             state.roster().join(&room, node, &j.nick);
         }
         ServerFrame::Join(_) if mine => state.roster().arrived(&room, origin.except),
-        ServerFrame::Leave(l) if live && !mine => state.roster().leave(&room, node, &l.nick),
+        ServerFrame::Leave(l) if live && !mine => {
+            state.roster().leave(&room, node, &l.nick);
+            state.remote_left(&room);
+        }
         _ => {}
     }
     if !live {

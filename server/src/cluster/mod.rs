@@ -3,7 +3,8 @@
 //! - [`Link::route`], called by [`crate::chat::Chat`] in a rule's critical section: a room event
 //!   is published to the room's subjects of the stream instead of being delivered (it is
 //!   delivered, on every node, when it comes back from the stream: [`inbound`]); a user's nick,
-//!   status or quit is delivered here as on one node and published for the other nodes;
+//!   status or quit is delivered here as on one node and published for the other nodes; a
+//!   private room's change of rules is published for every node to apply ([`privacy`]);
 //! - [`Link::claim`] / [`Link::release`]: nicks unique across the cluster ([`nicks`]);
 //! - [`Link::direct`]: a `dm` to another node's user ([`dm`]);
 //! - [`Link::register`], [`Link::unregister`], [`Link::take_over`]: registered nicks
@@ -14,7 +15,7 @@
 //! Modules: [`wire`] (subject names, headers), [`roster`] (members other nodes hold),
 //! [`publish`] (the one task that publishes, acks in order), [`inbound`] (the stream, in its
 //! order, into the chat state), [`nicks`] (the nick bucket and its leases), [`dm`] (DMs between
-//! nodes).
+//! nodes), [`privacy`] (private rooms' rules, one set for the cluster).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ mod accounts;
 mod dm;
 mod inbound;
 mod nicks;
+mod privacy;
 mod publish;
 pub mod roster;
 pub mod wire;
@@ -149,6 +151,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
         )
         .await
         .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
+        privacy::add_rules_subject(&js, &mut stream, &names).await?;
         // The bucket's stream made here as async-nats' `create_key_value` would make it: that
         // call first reads the account's info, whose 2.9 form it cannot parse.
         open_stream(
@@ -271,6 +274,12 @@ impl Link {
         mut effects: Effects,
         stored: Option<Option<&RequestId>>,
     ) -> Result<Effects, Refusal> {
+        // A privacy change goes first: a node reading the event after it has the room's new
+        // rules.
+        let rule = effects.rule.take();
+        if let Some(change) = &rule {
+            self.publish_rule(change);
+        }
         match effects.event.take() {
             Some(Delivery {
                 to: Audience::Room { key, except },
@@ -312,12 +321,13 @@ impl Link {
                     }
                 }
             }
+            // A kick's `leave`: the other nodes make it from the rule (`privacy`).
             Some(
                 delivery @ Delivery {
                     to: Audience::Users(_),
                     ..
                 },
-            ) => {
+            ) if rule.is_none() => {
                 let out = publish::Outbound {
                     subject: self.names.user_subject(),
                     origin: self.origin(0),
@@ -333,6 +343,22 @@ impl Link {
             other => effects.event = other,
         }
         Ok(effects)
+    }
+
+    /// Queue a privacy change for the room's rules subject (see [`privacy`]).
+    fn publish_rule(&self, change: &crate::state::RuleChange) {
+        let out = publish::Outbound {
+            subject: self
+                .names
+                .rules_subject(&lanchat_protocol::validate::name_key(&change.room)),
+            origin: self.origin(0),
+            payload: privacy::encode(change),
+            held: None,
+            arriving: None,
+        };
+        if let Err(e) = self.outbound.try_send(out) {
+            warn!(error = %e, "cluster: a privacy change could not be queued for NATS; other nodes miss it");
+        }
     }
 
     fn origin(&self, except: crate::state::SessionId) -> Origin {

@@ -29,6 +29,11 @@ pub struct Roster {
     /// Rooms an operator on another node made private (invite-only or with a key), as the
     /// stream's `mode` events say: `rooms` lists them only to members here too.
     private: HashSet<String>,
+    /// Rooms whose privacy changes this node has read from the stream.
+    rules_read: HashSet<String>,
+    /// While this node reads the events stored before it started: who was in each room at that
+    /// point of the stream, as far as the events kept say (see [`Roster::replayed_others`]).
+    replay: HashMap<String, HashSet<Who>>,
 }
 
 fn who(node: &str, nick: &str) -> Who {
@@ -71,6 +76,98 @@ impl Roster {
         self.private.contains(room_key)
     }
 
+    /// The remote member of a room called `nick` (folded alike), whichever node holds them.
+    pub fn member_called(&self, room_key: &str, nick: &str) -> Option<&Member> {
+        let folded = name_key(nick);
+        self.rooms
+            .get(room_key)?
+            .iter()
+            .find(|((_, n), _)| *n == folded)
+            .map(|(_, m)| m)
+    }
+
+    /// The nick, as spelt, of a remote user in any room called `nick` (folded alike). Looks at
+    /// every remote user: for an operator's `invite`, not for every line.
+    pub fn user_called(&self, nick: &str) -> Option<String> {
+        let folded = name_key(nick);
+        let (who, rooms) = self.rooms_of.iter().find(|((_, n), _)| *n == folded)?;
+        let room = rooms.iter().next()?;
+        Some(self.rooms.get(room)?.get(who)?.nick.clone())
+    }
+
+    /// A remote member was kicked from a room: forgotten there, whichever node holds them.
+    pub fn kicked(&mut self, room_key: &str, nick: &str) {
+        let folded = name_key(nick);
+        let held: Vec<Who> = self
+            .rooms
+            .get(room_key)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|(_, n)| *n == folded)
+            .cloned()
+            .collect();
+        for who in held {
+            self.leave_who(room_key, &who);
+        }
+    }
+
+    /// Whether this is the first privacy change of a room this node reads from the stream (it
+    /// then starts from the settings the change carries; see `cluster::privacy`).
+    pub fn first_rule(&mut self, room_key: &str) -> bool {
+        self.rules_read.insert(room_key.to_owned())
+    }
+
+    /// An event stored before this node started: a join (`true`) or leave of a room.
+    pub fn replayed(&mut self, room_key: &str, node: &str, nick: &str, joined: bool) {
+        let who = who(node, nick);
+        let members = self.replay.entry(room_key.to_owned()).or_default();
+        match joined {
+            true => members.insert(who),
+            false => members.remove(&who),
+        };
+    }
+
+    /// A quit stored before this node started.
+    pub fn replayed_quit(&mut self, node: &str, nick: &str) {
+        let who = who(node, nick);
+        for members in self.replay.values_mut() {
+            members.remove(&who);
+        }
+    }
+
+    /// A nick change stored before this node started.
+    pub fn replayed_rename(&mut self, node: &str, old: &str, new: &str) {
+        let (old, new) = (who(node, old), who(node, new));
+        for members in self.replay.values_mut() {
+            if members.remove(&old) {
+                members.insert(new.clone());
+            }
+        }
+    }
+
+    /// A kick stored before this node started.
+    pub fn replayed_kick(&mut self, room_key: &str, nick: &str) {
+        let folded = name_key(nick);
+        if let Some(members) = self.replay.get_mut(room_key) {
+            members.retain(|(_, n)| *n != folded);
+        }
+    }
+
+    /// Whether someone other than `nick` was in a room at this point of the stream's events
+    /// stored before this node started. The stream keeps a room's last `--history` events, so
+    /// this may miss members who joined long before (never one who left).
+    pub fn replayed_others(&self, room_key: &str, nick: &str) -> bool {
+        let folded = name_key(nick);
+        self.replay
+            .get(room_key)
+            .is_some_and(|m| m.iter().any(|(_, n)| *n != folded))
+    }
+
+    /// The events stored before this node started are read.
+    pub fn replay_done(&mut self) {
+        self.replay = HashMap::new();
+    }
+
     /// The rooms a remote user is in.
     pub fn rooms_of(&self, node: &str, nick: &str) -> Vec<String> {
         self.rooms_of
@@ -108,12 +205,15 @@ impl Roster {
     }
 
     pub fn leave(&mut self, room_key: &str, node: &str, nick: &str) {
-        let who = who(node, nick);
-        self.remove_from(room_key, &who);
-        if let Some(rooms) = self.rooms_of.get_mut(&who) {
+        self.leave_who(room_key, &who(node, nick));
+    }
+
+    fn leave_who(&mut self, room_key: &str, who: &Who) {
+        self.remove_from(room_key, who);
+        if let Some(rooms) = self.rooms_of.get_mut(who) {
             rooms.remove(room_key);
             if rooms.is_empty() {
-                self.rooms_of.remove(&who);
+                self.rooms_of.remove(who);
             }
         }
     }
@@ -376,5 +476,25 @@ mod tests {
             (m[0].nick.as_str(), m[0].status, m[0].op),
             ("ann", Status::Busy, false)
         );
+    }
+
+    #[test]
+    fn who_was_in_a_room_at_a_point_of_the_stored_events() {
+        let mut r = Roster::default();
+        r.replayed("dev", "a", "Ann", true);
+        assert!(!r.replayed_others("dev", "ann"), "the maker herself");
+        assert!(r.replayed_others("dev", "bob"));
+        r.replayed_rename("a", "Ann", "Anna");
+        r.replayed("dev", "a", "anna", false);
+        assert!(!r.replayed_others("dev", "bob"), "left under her new nick");
+        r.replayed("dev", "b", "cat", true);
+        r.replayed_kick("dev", "CAT");
+        assert!(!r.replayed_others("dev", "bob"), "kicked");
+        r.replayed("dev", "b", "dan", true);
+        r.replayed_quit("b", "dan");
+        assert!(!r.replayed_others("dev", "bob"), "quit");
+        r.replayed("dev", "b", "eve", true);
+        r.replay_done();
+        assert!(!r.replayed_others("dev", "bob"), "forgotten once read");
     }
 }

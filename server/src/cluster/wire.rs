@@ -91,7 +91,24 @@ impl Names {
             format!("{}.room.*", self.prefix),
             format!("{}.event.*", self.prefix),
             self.user_subject(),
+            format!("{}.rules.*", self.prefix),
         ]
+    }
+
+    /// A room's privacy changes (`cluster::privacy`): `lanchat.<name>.rules.<token>`, a JSON
+    /// record for the nodes, never a client's line. Apart from the events so that the stream's
+    /// per-subject limit keeps the last `--history` of them whatever the room's traffic.
+    pub fn rules_subject(&self, room_key: &str) -> String {
+        format!("{}.rules.{}", self.prefix, token(room_key))
+    }
+
+    /// The room key of a room's rules subject; `None` for any other subject.
+    pub fn rules_of(&self, subject: &str) -> Option<String> {
+        untoken(
+            subject
+                .strip_prefix(&self.prefix)?
+                .strip_prefix(".rules.")?,
+        )
     }
 
     /// A room's messages: `lanchat.<name>.room.<token>`. Only messages, so that the stream's
@@ -227,6 +244,14 @@ mod tests {
         assert_eq!(events, "lanchat.dev.event.636166c3a9");
         assert_eq!(names.room_of(&events).as_deref(), Some("café"));
         assert_eq!(names.room_of("lanchat.dev.user"), None);
+        let rules = names.rules_subject("café");
+        assert_eq!(rules, "lanchat.dev.rules.636166c3a9");
+        assert_eq!(names.rules_of(&rules).as_deref(), Some("café"));
+        assert_eq!(names.room_of(&rules), None);
+        assert_eq!(names.rules_of(&events), None);
+        assert!(names
+            .stream_subjects()
+            .contains(&"lanchat.dev.rules.*".to_owned()));
         assert_eq!(names.room_of("lanchat.other.room.6162"), None);
     }
 

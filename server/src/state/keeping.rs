@@ -207,6 +207,23 @@ impl<M: Clone> State<M> {
 
     /// After `key` lost a member: keep the count of active rooms, and forget the room if it is
     /// empty and holds nothing, or queue it to be forgotten first when room is needed.
+    /// Cluster mode: the last of another node's members left `room_key`; with none here either
+    /// and nothing to keep, the room is forgotten, as [`State::left`] forgets it on one server.
+    pub fn remote_left(&mut self, room_key: &str) {
+        let Some(room) = self.rooms.get(room_key) else {
+            return;
+        };
+        let key = room.key.clone();
+        let unused = room.members.is_empty()
+            && !room.keeps_something()
+            && self.remote.count(room_key) == 0
+            && *key != *name_key(&self.default_room);
+        if unused {
+            self.listed.remove(&key);
+            self.forget_room(&key);
+        }
+    }
+
     pub(super) fn left(&mut self, key: &RoomKey) {
         let Some(room) = self.rooms.get(key) else {
             return;
@@ -219,7 +236,8 @@ impl<M: Clone> State<M> {
             return;
         }
         self.listed.remove(key);
-        if !room.keeps_something() {
+        // Cluster mode: a room other nodes' members are in is kept, its operators with it.
+        if !room.keeps_something() && self.remote.count(key) == 0 {
             self.forget_room(key);
         } else {
             self.mark_idle(key);

@@ -19,7 +19,9 @@ use lanchat_protocol::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::{ok_line, refuse, Audience, Effects, Persist, Refusal, Registered, Room, State};
+use super::{
+    ok_line, refuse, Audience, Effects, Persist, Refusal, Registered, Room, RoomKey, State,
+};
 use crate::state::SessionId;
 
 /// Invitations a room keeps at most; beyond, the oldest is dropped.
@@ -45,6 +47,55 @@ impl RoomSettings {
     pub fn is_default(&self) -> bool {
         *self == RoomSettings::default()
     }
+}
+
+/// Cluster mode: one change to a room's privacy, as every node applies it to its own copy of the
+/// room, in the stream's order (`privacy/cluster.rs`). One server makes them and drops them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleChange {
+    /// The room, as the node that made the change spells it.
+    pub room: String,
+    pub rule: Rule,
+    /// The room's privacy after the change, key included, as that node saw it: a node that reads
+    /// a room's changes from the middle (the stream keeps the last `--history` of them) starts
+    /// from it.
+    pub settings: RoomSettings,
+}
+
+/// What changed (nicks as spelt; they are folded where compared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Rule {
+    /// The room was made by `nick` joining it: its first operator.
+    Made {
+        nick: String,
+    },
+    /// The modes a `mode` request set (absent: left as they were).
+    Mode {
+        invite_only: Option<bool>,
+        key: Option<KeyChange>,
+        topic_lock: Option<bool>,
+    },
+    Op {
+        nick: String,
+    },
+    Invite {
+        nick: String,
+        by: String,
+    },
+    Kick {
+        nick: String,
+        by: String,
+        reason: Option<String>,
+    },
+}
+
+/// A `mode` request's change of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyChange {
+    Set(String),
+    Clear,
 }
 
 /// A room's privacy in memory.
@@ -84,6 +135,44 @@ impl Privacy {
             invite_only: self.invite_only,
             has_key: self.key.is_some(),
             topic_lock: self.topic_lock,
+        }
+    }
+
+    /// Start from `settings` (a change read from the stream; invitations are kept).
+    fn take_settings(&mut self, settings: &RoomSettings) {
+        self.invite_only = settings.invite_only;
+        self.key.clone_from(&settings.key);
+        self.topic_lock = settings.topic_lock;
+        self.operators = settings.ops.iter().cloned().collect();
+    }
+
+    /// Invite the folded nick `folded` (once; the oldest invitation goes beyond the limit).
+    fn invite(&mut self, folded: String) {
+        if !self.invitations.contains(&folded) {
+            if self.invitations.len() >= MAX_INVITATIONS {
+                self.invitations.pop_front();
+            }
+            self.invitations.push_back(folded);
+        }
+    }
+
+    /// Apply a `mode` change.
+    fn set_modes(
+        &mut self,
+        invite_only: Option<bool>,
+        key: Option<&KeyChange>,
+        lock: Option<bool>,
+    ) {
+        if let Some(on) = invite_only {
+            self.invite_only = on;
+        }
+        match key {
+            Some(KeyChange::Set(k)) => self.key = Some(k.clone()),
+            Some(KeyChange::Clear) => self.key = None,
+            None => {}
+        }
+        if let Some(on) = lock {
+            self.topic_lock = on;
         }
     }
 
@@ -129,8 +218,11 @@ impl<M: Clone> State<M> {
         key: Option<&str>,
     ) -> Result<bool, Refusal> {
         let nick = self.user(who).nick.clone();
-        match self.rooms.get_mut(name_key_ref(room).as_ref()) {
-            None => Ok(true),
+        let folded = name_key_ref(room);
+        // Cluster mode: a room other nodes' members are in is made already.
+        let made = self.remote.count(folded.as_ref()) == 0;
+        match self.rooms.get_mut(folded.as_ref()) {
+            None => Ok(made),
             Some(entry) if entry.members.contains_key(&who.id) => Ok(false),
             Some(entry) => entry.privacy.admit(&nick, key, room).map(|()| false),
         }
@@ -143,6 +235,19 @@ impl<M: Clone> State<M> {
         let entry = self.rooms.get_mut(name_key_ref(room).as_ref())?;
         entry.privacy.operators.insert(nick);
         Some(Self::persist_room(entry))
+    }
+
+    /// Cluster mode: the change that tells the other nodes who made `room` (see
+    /// [`State::made_by`]).
+    pub(super) fn made_rule(&self, who: &Registered, room: &str) -> Option<RuleChange> {
+        let entry = self.rooms.get(name_key_ref(room).as_ref())?;
+        Some(RuleChange {
+            room: entry.name.clone(),
+            rule: Rule::Made {
+                nick: self.user(who).nick.clone(),
+            },
+            settings: entry.privacy.settings(),
+        })
     }
 
     /// The room called `name` if `id` may read it: it is public, or `id` is a member. A private
@@ -245,6 +350,33 @@ impl<M: Clone> State<M> {
             )
     }
 
+    /// The member of `room` called `nick`: this node's session (`Some`) or, in cluster mode,
+    /// another node's member (`None`); and the nick as spelt.
+    fn member_anywhere(
+        &self,
+        room: &Room<M>,
+        nick: &str,
+    ) -> Result<(Option<SessionId>, String), Refusal> {
+        match self.member_called(room, nick) {
+            Ok(id) => Ok((Some(id), self.users[&id].nick.clone())),
+            Err(refusal) => match self.remote.member_called(&room.key, nick) {
+                Some(member) => Ok((None, member.nick.clone())),
+                None => Err(refusal),
+            },
+        }
+    }
+
+    /// Take session `id` out of the room `key` (kicked).
+    fn remove_member(&mut self, key: &RoomKey, id: SessionId) {
+        if let Some(entry) = self.rooms.get_mut(key) {
+            entry.members.remove(&id);
+        }
+        if let Some(user) = self.users.get_mut(&id) {
+            user.rooms.remove(key);
+        }
+        self.left(key);
+    }
+
     /// What to persist of a room after its privacy changed: the whole entry, topic included.
     fn persist_room(room: &Room<M>) -> Persist {
         Persist::Topic {
@@ -277,15 +409,19 @@ impl<M: Clone> State<M> {
         let default_room = *key == *name_key(&self.default_room);
         let entry = self.rooms.get_mut(&key).expect("looked up above");
         let privacy = &mut entry.privacy;
-        if let Some(on) = request.invite_only {
-            privacy.invite_only = on;
-        }
-        if let Some(new_key) = request.key {
-            privacy.key = new_key;
-        }
-        if let Some(on) = request.topic_lock {
-            privacy.topic_lock = on;
-        }
+        let key_change = request
+            .key
+            .map(|k| k.map_or(KeyChange::Clear, KeyChange::Set));
+        privacy.set_modes(request.invite_only, key_change.as_ref(), request.topic_lock);
+        let rule = RuleChange {
+            room: entry.name.clone(),
+            rule: Rule::Mode {
+                invite_only: request.invite_only,
+                key: key_change,
+                topic_lock: request.topic_lock,
+            },
+            settings: privacy.settings(),
+        };
         let modes = privacy.modes(&entry.name);
         let listed = !privacy.is_private() || default_room;
         let line = ServerFrame::Mode(ModeEvent {
@@ -312,6 +448,7 @@ impl<M: Clone> State<M> {
                 line,
             }),
             persist: Some(persist),
+            rule: Some(rule),
         })
     }
 
@@ -324,10 +461,12 @@ impl<M: Clone> State<M> {
         nick: &str,
     ) -> Result<Effects, Refusal> {
         let entry = self.operator_of(who, room)?;
+        // Cluster mode: the invitee may be another node's user (one in a room there).
         let Some((target, target_nick)) = self
             .nicks
             .get(name_key_ref(nick).as_ref())
-            .and_then(|id| Some((*id, self.users.get(id)?.nick.clone())))
+            .and_then(|id| Some((Some(*id), self.users.get(id)?.nick.clone())))
+            .or_else(|| Some((None, self.remote.user_called(nick)?)))
         else {
             return refuse(
                 ErrorCode::NoSuchNick,
@@ -335,24 +474,18 @@ impl<M: Clone> State<M> {
             );
         };
         let (key, name) = (entry.key.clone(), entry.name.clone());
-        let line = ServerFrame::Invite(InviteEvent {
+        let by = self.user(who).nick.clone();
+        let line = invite_line(&name, &by);
+        let privacy = &mut self.rooms.get_mut(&key).expect("looked up above").privacy;
+        privacy.invite(name_key(&target_nick));
+        let rule = RuleChange {
             room: name.clone(),
-            by: self.user(who).nick.clone(),
-        })
-        .encode_line();
-        let invitations = &mut self
-            .rooms
-            .get_mut(&key)
-            .expect("looked up above")
-            .privacy
-            .invitations;
-        let folded = name_key(&target_nick);
-        if !invitations.contains(&folded) {
-            if invitations.len() >= MAX_INVITATIONS {
-                invitations.pop_front();
-            }
-            invitations.push_back(folded);
-        }
+            rule: Rule::Invite {
+                nick: target_nick.clone(),
+                by,
+            },
+            settings: privacy.settings(),
+        };
         let reply = ok_line(
             re,
             ReplyData::Invite {
@@ -360,7 +493,12 @@ impl<M: Clone> State<M> {
                 nick: target_nick,
             },
         );
-        Ok(Effects::reply(reply).with_event(Audience::User(target), line))
+        let mut effects = Effects::reply(reply);
+        if let Some(target) = target {
+            effects = effects.with_event(Audience::User(target), line);
+        }
+        effects.rule = Some(rule);
+        Ok(effects)
     }
 
     /// `op`: an operator makes a member an operator too.
@@ -372,11 +510,17 @@ impl<M: Clone> State<M> {
         nick: &str,
     ) -> Result<Effects, Refusal> {
         let entry = self.operator_of(who, room)?;
-        let target = self.member_called(entry, nick)?;
-        let target_nick = self.users[&target].nick.clone();
+        let (_, target_nick) = self.member_anywhere(entry, nick)?;
         let key = entry.key.clone();
         let entry = self.rooms.get_mut(&key).expect("looked up above");
         entry.privacy.operators.insert(name_key(&target_nick));
+        let rule = RuleChange {
+            room: entry.name.clone(),
+            rule: Rule::Op {
+                nick: target_nick.clone(),
+            },
+            settings: entry.privacy.settings(),
+        };
         let reply = ok_line(
             re,
             ReplyData::Op {
@@ -386,6 +530,7 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply);
         effects.persist = Some(Self::persist_room(entry));
+        effects.rule = Some(rule);
         Ok(effects)
     }
 
@@ -401,8 +546,9 @@ impl<M: Clone> State<M> {
         reason: Option<String>,
     ) -> Result<Effects, Refusal> {
         let entry = self.operator_of(who, room)?;
-        let target = self.member_called(entry, nick)?;
-        let target_nick = self.users[&target].nick.clone();
+        // Cluster mode: the member may be another node's, which removes them (see
+        // `privacy/cluster.rs`); forgotten here at once.
+        let (target, target_nick) = self.member_anywhere(entry, nick)?;
         let (key, name) = (entry.key.clone(), entry.name.clone());
         let audience: Vec<SessionId> = entry
             .members
@@ -410,21 +556,25 @@ impl<M: Clone> State<M> {
             .copied()
             .filter(|id| *id != who.id)
             .collect();
-        let line: Bytes = ServerFrame::Leave(LeaveEvent {
-            room: name.clone(),
-            nick: target_nick.clone(),
-            kicked_by: Some(self.user(who).nick.clone()),
-            reason: reason.filter(|r| !r.is_empty()),
-        })
-        .encode_line();
+        let by = self.user(who).nick.clone();
+        let reason = reason.filter(|r| !r.is_empty());
+        let line = kick_line(&name, &target_nick, &by, reason.clone());
         let entry = self.rooms.get_mut(&key).expect("looked up above");
-        entry.members.remove(&target);
         let was_operator = entry.privacy.operators.remove(&name_key(&target_nick));
         let persist = was_operator.then(|| Self::persist_room(entry));
-        if let Some(user) = self.users.get_mut(&target) {
-            user.rooms.remove(&key);
+        let rule = RuleChange {
+            room: name.clone(),
+            rule: Rule::Kick {
+                nick: target_nick.clone(),
+                by,
+                reason,
+            },
+            settings: entry.privacy.settings(),
+        };
+        match target {
+            Some(target) => self.remove_member(&key, target),
+            None => self.remote.kicked(&key, &target_nick),
         }
-        self.left(&key);
         let reply = ok_line(
             re,
             ReplyData::Kick {
@@ -434,6 +584,29 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply).with_event(Audience::Users(audience), line);
         effects.persist = persist;
+        effects.rule = Some(rule);
         Ok(effects)
     }
 }
+
+/// The `invite` event an invitee gets.
+fn invite_line(room: &str, by: &str) -> Bytes {
+    ServerFrame::Invite(InviteEvent {
+        room: room.to_owned(),
+        by: by.to_owned(),
+    })
+    .encode_line()
+}
+
+/// The `leave` event of a kick, for everyone in the room, the member kicked included.
+fn kick_line(room: &str, nick: &str, by: &str, reason: Option<String>) -> Bytes {
+    ServerFrame::Leave(LeaveEvent {
+        room: room.to_owned(),
+        nick: nick.to_owned(),
+        kicked_by: Some(by.to_owned()),
+        reason,
+    })
+    .encode_line()
+}
+
+mod cluster;
