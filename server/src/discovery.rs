@@ -276,10 +276,7 @@ pub fn bind_socket(port: u16) -> std::io::Result<std::net::UdpSocket> {
 
 impl Announcer {
     fn beacon(&self, port: u16, state: ServerState) -> Vec<u8> {
-        let (users, rooms) = {
-            let st = self.shared.chat.lock();
-            (st.users(), st.active_rooms())
-        };
+        let (users, rooms) = self.shared.chat.lock().beacon_counts();
         Datagram::Beacon(Beacon {
             protocol: lanchat_protocol::PROTOCOL_VERSION,
             server: lanchat_protocol::server_string(),

@@ -79,6 +79,48 @@ async fn a_nodes_beacons_name_its_cluster_and_discover_lists_it() {
 }
 
 /// `lanchat` as ann in a 200x30 tmux pane, with its own data directory, given `addresses`.
+/// A node's beacons count the cluster's users and rooms, as far as it knows them: its own, and
+/// other nodes' users while they are in a room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_beacons_count_the_users_and_rooms_of_every_node() {
+    let nats = Nats::start();
+    let port = free_udp_port();
+    let node = announcing_node(&nats, "hq", port);
+    let other = nats.node("hq", &[]);
+    // bob here (in the lobby); ann there, in the lobby and in dev; cat there, in no room.
+    let (_bob, _) = TestClient::hello(node.addr, "bob").await;
+    let (mut ann, _) = TestClient::hello(other.addr, "ann").await;
+    let ok = ann.request(json!({"type":"join","room":"dev"})).await;
+    assert_eq!(ok["cmd"], "join", "{ok}");
+    let mut cat = TestClient::connect(other.addr).await;
+    let welcome = cat
+        .request(json!({"type":"hello","nick":"cat","autojoin":false}))
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let data = TempDir::new("discover-counts");
+    let port = port.to_string();
+    let args = ["discover", "--port", &port, "--interface", "lo", "--json"];
+    // The node learns ann's joins from the stream: ask until it has.
+    let deadline = std::time::Instant::now() + lanchat_tests::WAIT;
+    loop {
+        let out = run_client_in(data.path(), &args, "").await;
+        let found: Option<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|s| s["address"] == format!("127.0.0.1:{}", node.addr.port()));
+        let counts = found
+            .as_ref()
+            .map(|s| (s["users"].clone(), s["rooms"].clone()));
+        if counts == Some((json!(2), json!(2))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-a's beacon never counted 2 users in 2 rooms: {found:?}"
+        );
+    }
+}
+
 fn terminal(addresses: &str, data: &TempDir) -> Tmux {
     let tmux = Tmux::new();
     let command = format!(

@@ -49,6 +49,11 @@ impl Roster {
             .flat_map(|m| m.values())
     }
 
+    /// Remote users in at least one room (the only ones this node knows of).
+    pub fn users(&self) -> usize {
+        self.rooms_of.len()
+    }
+
     /// How many remote members a room has.
     pub fn count(&self, room_key: &str) -> usize {
         self.rooms.get(room_key).map_or(0, HashMap::len)

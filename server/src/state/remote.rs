@@ -14,6 +14,21 @@ impl<M: Clone> State<M> {
         self.clustered = true;
     }
 
+    /// What beacons count: users, and rooms with members. In cluster mode, the cluster's as far
+    /// as this node knows it: another node's user counts while in a room, a room while any node's
+    /// user is in it.
+    pub fn beacon_counts(&self) -> (usize, usize) {
+        let remote_only = self
+            .remote
+            .rooms_after(None)
+            .filter(|key| self.rooms.get(*key).is_none_or(|r| r.members.is_empty()))
+            .count();
+        (
+            self.users.len() + self.remote.users(),
+            self.active + remote_only,
+        )
+    }
+
     /// The members other nodes hold.
     pub fn roster(&mut self) -> &mut Roster {
         &mut self.remote
