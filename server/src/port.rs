@@ -1,7 +1,7 @@
 //! One TCP port, three ways in: TLS, HTTP (the web app and its WebSocket) and JSON lines, told
 //! apart by a connection's first bytes, and HTTP or JSON lines again inside TLS.
 //!
-//! [`serve_tcp`] reads the first bytes within the hello timeout. 0x16 (a TLS handshake record,
+//! [`serve_tcp`] peeks at the first byte within the hello timeout. 0x16 (a TLS handshake record,
 //! when TLS is on) starts a handshake bounded by what is left of the hello timeout. A byte that
 //! may begin an HTTP method (`G` of `GET `, `H` of `HEAD `...) is read on until the request line
 //! says HTTP or not (see [`web::classify`]); a JSON line starts with `{`. Anything else is the
@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use lanchat_protocol::{ByeReason, ErrorCode, LineCodec};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -32,9 +32,6 @@ use crate::session::{self, Ready, Transport};
 use crate::tls::{Tls, HANDSHAKE_RECORD};
 use crate::web::{self, ws::WsCodec};
 use crate::{Peer, Shared};
-
-/// Bytes the first read of a connection takes at most (a hello line fits).
-const FIRST_READ: usize = 512;
 
 /// What a session needs besides its streams and its permit.
 struct Conn {
@@ -143,38 +140,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
     }
 }
 
-/// Writes go straight through: a TLS handshake reads its first bytes from the prefix and
-/// answers on the socket.
-impl<R: AsyncWrite + Unpin> AsyncWrite for Prefixed<R> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 impl<R: Ready> Ready for Prefixed<R> {
     const WAITS: bool = R::WAITS;
 
@@ -190,7 +155,7 @@ impl<R: Ready> Ready for Prefixed<R> {
 /// module's doc). The permit was taken before anything was read, so connections mid-handshake
 /// count against the caps on connections that have not said hello, as idle ones do.
 pub async fn serve_tcp(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: Peer,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -208,63 +173,43 @@ pub async fn serve_tcp(
         tracker,
         hello_deadline,
     };
-    if tls.is_none() && !web {
+    let plain = |conn: Conn, stream: TcpStream, permit| {
         let (reader, writer) = stream.into_split();
         let codec = conn.lines();
-        return conn.plain(BytesMut::new(), reader, codec, writer, permit);
-    }
-    // Read (not peek) the first bytes: they go to whatever serves the connection, and the
-    // session's first read is not made twice (one system call per connection less).
-    let mut buf = BytesMut::new();
-    let read = tokio::select! {
-        _ = conn.shutdown.cancelled() => None,
-        r = tokio::time::timeout_at(hello_deadline, first_read(&mut stream, &mut buf)) => Some(r),
+        conn.plain(BytesMut::new(), reader, codec, writer, permit);
     };
-    let first = match read {
+    if tls.is_none() && !web {
+        return plain(conn, stream, permit);
+    }
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        _ = conn.shutdown.cancelled() => None,
+        p = tokio::time::timeout_at(hello_deadline, stream.peek(&mut first)) => Some(p),
+    };
+    let tls = match peeked {
+        Some(Ok(Ok(1))) if first[0] == HANDSHAKE_RECORD && tls.is_some() => tls,
         Some(Ok(Err(e))) => {
             return debug!(%peer, error = %e, "connection lost before its first byte")
         }
-        Some(Ok(Ok(_))) => buf.first().copied(),
-        // Nothing within the hello timeout, or a shutdown before the first byte.
-        _ => None,
-    };
-    match first {
-        Some(HANDSHAKE_RECORD) if tls.is_some() => {
-            let Some(tls) = tls else { return };
-            let stream = Prefixed::new(&buf, stream);
-            drop(buf);
-            // On the heap, and only while it runs.
-            Box::pin(handshake(conn, &tls, stream, permit)).await
-        }
-        Some(byte) if web && web::may_be_http(byte) => {
+        Some(Ok(Ok(1))) if web && web::may_be_http(first[0]) => {
             // On the heap, and only while it runs: the HTTP exchange is rare and short.
-            Box::pin(sniff_plain(conn, buf, stream, permit)).await
+            return Box::pin(sniff_plain(conn, stream, permit)).await;
         }
-        Some(_) if conn.shared.config.require_tls => {
-            Box::pin(refuse_plain(stream, peer, permit)).await
+        Some(Ok(Ok(1))) if conn.shared.config.require_tls => {
+            return Box::pin(refuse_plain(stream, peer, permit)).await;
         }
         // Plain, an end of stream, nothing within the hello timeout, or a shutdown before the
         // first byte: the plain session ends these exactly as it always has (`bye
         // hello_timeout`, `bye shutting_down`).
-        _ => {
-            let (reader, writer) = stream.into_split();
-            let codec = conn.lines();
-            conn.plain(buf, reader, codec, writer, permit);
-        }
-    }
-}
-
-/// Wait until the socket is readable, then read what is there: nothing is allocated while a
-/// connection says nothing. (A read through `AsyncRead`, not `try_read`: a short read tells
-/// tokio the socket is drained, so the session's next read waits instead of failing once.)
-async fn first_read(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    stream.readable().await?;
-    buf.reserve(FIRST_READ);
-    stream.read_buf(buf).await
+        _ => return plain(conn, stream, permit),
+    };
+    let Some(tls) = tls else { return };
+    // On the heap, and only while it runs.
+    Box::pin(handshake(conn, &tls, stream, permit)).await
 }
 
 /// A TLS handshake, bounded by what is left of the hello timeout, then [`serve_tls`].
-async fn handshake(conn: Conn, tls: &Tls, stream: Prefixed<TcpStream>, permit: Permit) {
+async fn handshake(conn: Conn, tls: &Tls, stream: TcpStream, permit: Permit) {
     let (peer, hello_deadline) = (conn.peer, conn.hello_deadline);
     if !conn
         .shared
@@ -298,7 +243,7 @@ async fn handshake(conn: Conn, tls: &Tls, stream: Prefixed<TcpStream>, permit: P
     }
 }
 
-type TlsStream = tokio_rustls::server::TlsStream<Prefixed<TcpStream>>;
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// After the handshake: HTTPS (the web app, `wss://`) or JSON lines, by the first bytes.
 async fn serve_tls(conn: Conn, mut stream: Box<TlsStream>, permit: Permit) {
@@ -319,7 +264,8 @@ async fn serve_tls(conn: Conn, mut stream: Box<TlsStream>, permit: Permit) {
 
 /// A plain connection whose first byte may begin an HTTP request: read on and serve it as what
 /// it turns out to be.
-async fn sniff_plain(conn: Conn, mut buf: BytesMut, mut stream: TcpStream, permit: Permit) {
+async fn sniff_plain(conn: Conn, mut stream: TcpStream, permit: Permit) {
+    let mut buf = BytesMut::new();
     if web::sniff(&mut stream, &mut buf, conn.hello_deadline, &conn.shutdown).await {
         let Some(rest) = conn.http(false).serve(&mut stream, buf).await else {
             return;
