@@ -59,7 +59,8 @@ pub struct Effects {
     pub persist: Option<Persist>,
     /// Cluster mode: a change to a room's privacy that every node applies to its own copy, in
     /// the stream's order (see `crate::cluster`). One server has nothing more to do with it.
-    pub rule: Option<crate::state::RuleChange>,
+    /// Boxed: rare, and `Effects` travels by value through every rule, `say` included.
+    pub rule: Option<Box<crate::state::RuleChange>>,
 }
 
 impl Effects {

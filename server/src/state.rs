@@ -342,7 +342,7 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply);
         effects.persist = persist;
-        effects.rule = rule.flatten();
+        effects.rule = rule.flatten().map(Box::new);
         Ok(match event {
             Some(Delivery { to, line }) => effects.with_event(to, line),
             None => effects,

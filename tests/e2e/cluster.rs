@@ -141,6 +141,17 @@ async fn four_senders_on_three_nodes_every_member_sees_one_order() {
         joined(&mut c, "busy").await;
         senders.push(c);
     }
+    // A join's `ok` comes before the join is stored, and a member receives only the room's events
+    // stored after its join: wait until every join is in the stream (the first listener has seen
+    // them all) before anyone sends.
+    let mut awaited: std::collections::HashSet<String> = (1..3)
+        .map(|i| format!("l{i}"))
+        .chain((0..SENDERS).map(|i| format!("s{i}")))
+        .collect();
+    while !awaited.is_empty() {
+        let v = until(&mut listeners[0], "joins", |v| v["type"] == "join").await;
+        awaited.remove(v["nick"].as_str().unwrap_or_default());
+    }
     let mut tasks = Vec::new();
     for (i, mut s) in senders.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {

@@ -47,7 +47,7 @@ fn mode(room: &str, invite_only: Option<bool>, key: Option<Option<&str>>) -> Mod
 
 /// The change a rule made (it must have made one).
 fn change(effects: Result<Effects, (ErrorCode, String)>) -> RuleChange {
-    effects.expect("accepted").rule.expect("a privacy change")
+    *effects.expect("accepted").rule.expect("a privacy change")
 }
 
 /// `change`, read from the stream by the node `me`, made by the node `by`.

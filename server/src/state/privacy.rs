@@ -448,7 +448,7 @@ impl<M: Clone> State<M> {
                 line,
             }),
             persist: Some(persist),
-            rule: Some(rule),
+            rule: Some(Box::new(rule)),
         })
     }
 
@@ -497,7 +497,7 @@ impl<M: Clone> State<M> {
         if let Some(target) = target {
             effects = effects.with_event(Audience::User(target), line);
         }
-        effects.rule = Some(rule);
+        effects.rule = Some(Box::new(rule));
         Ok(effects)
     }
 
@@ -530,7 +530,7 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply);
         effects.persist = Some(Self::persist_room(entry));
-        effects.rule = Some(rule);
+        effects.rule = Some(Box::new(rule));
         Ok(effects)
     }
 
@@ -584,7 +584,7 @@ impl<M: Clone> State<M> {
         );
         let mut effects = Effects::reply(reply).with_event(Audience::Users(audience), line);
         effects.persist = persist;
-        effects.rule = Some(rule);
+        effects.rule = Some(Box::new(rule));
         Ok(effects)
     }
 }
