@@ -19,7 +19,8 @@ fn nodes(nats: &Nats, n: usize, extra: &[&str]) -> Vec<ServerProcess> {
 }
 
 /// The next frame that `pred` accepts; others are skipped (each read bounded by [`WAIT`]).
-async fn until(c: &mut TestClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+/// (Shared with the other cluster test files.)
+pub(crate) async fn until(c: &mut TestClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         assert!(

@@ -9,25 +9,11 @@ use lanchat_tests::nats::Nats;
 use lanchat_tests::{ServerProcess, TestClient, WAIT};
 use serde_json::{json, Value};
 
+use crate::cluster::until;
+
 /// Budgets off: the tests send in bursts.
 fn node(nats: &Nats) -> ServerProcess {
     nats.node("test", &["--rate-per-sec", "0"])
-}
-
-/// The next frame that `pred` accepts; others are skipped (each read bounded by [`WAIT`]).
-async fn until(c: &mut TestClient, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "{}: no {what} within {WAIT:?}",
-            c.nick
-        );
-        let v = c.recv().await;
-        if pred(&v) {
-            return v;
-        }
-    }
 }
 
 /// The reply to `frame`, its `re` left out.
