@@ -32,8 +32,8 @@ fn serve(args: Args) -> Result<(), StartError> {
         .build()
         .map_err(StartError::Runtime)?;
     runtime.block_on(async move {
-        let (mut bound, config) = startup::bind(prepared)?;
-        startup::join_cluster(&mut bound, &config).await?;
+        let (mut bound, mut config) = startup::bind(prepared)?;
+        startup::join_cluster(&mut bound, &mut config).await?;
         let shutdown = CancellationToken::new();
         // Installed here, not in the task: a SIGTERM right after the `listening` line must find
         // the handler in place, or it kills the process before the task first runs.

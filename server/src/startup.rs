@@ -216,12 +216,16 @@ pub fn bind(prepared: Prepared) -> Result<(Bound, Config), StartError> {
 }
 
 /// With `--cluster`, join the cluster (after binding, before the server says it listens).
-pub async fn join_cluster(bound: &mut Bound, config: &Config) -> Result<(), StartError> {
+/// A node that keeps its own certificate serves the cluster's instead (`cluster/identity.rs`).
+pub async fn join_cluster(bound: &mut Bound, config: &mut Config) -> Result<(), StartError> {
     if let Some(cluster) = &config.cluster {
         let joined = crate::cluster::join(cluster, config.history)
             .await
             .map_err(StartError::Cluster)?;
         info!(cluster = %cluster.name, nats = %cluster.urls.join(","), "joined the cluster");
+        if let Some(own) = config.tls.take() {
+            config.tls = Some(joined.identity(own).await.map_err(StartError::Cluster)?);
+        }
         bound.cluster = Some(joined);
     }
     Ok(())

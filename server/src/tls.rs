@@ -111,6 +111,9 @@ pub struct Tls {
     fingerprint_hex: Arc<str>,
     /// The certificate file in use.
     pub cert_path: PathBuf,
+    /// Made once and kept by the server (not given with `--tls-cert`): in cluster mode such a pair
+    /// gives way to the cluster's (`cluster/identity.rs`).
+    pub kept: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -152,6 +155,36 @@ impl Tls {
             .map_err(|e| unreadable(cert, e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| unreadable(cert, e))?;
+        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable(key, e))?;
+        Tls::from_parts(chain, private, cert, key)
+    }
+
+    /// A pair from PEM text (the cluster's, from NATS); `label` names it in errors and logs.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], label: &Path) -> Result<Tls, TlsError> {
+        let unreadable = |e: pem::Error| TlsError::Unreadable {
+            path: label.to_owned(),
+            why: one_line(e),
+        };
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unreadable)?;
+        let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(unreadable)?;
+        Tls::from_parts(chain, private, label, label)
+    }
+
+    /// This pair as PEM text: its certificate and key files, read again.
+    pub fn pem(&self) -> Result<(String, String), TlsError> {
+        let key = self.cert_path.with_file_name(KEY_FILE);
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(io_err(path));
+        Ok((read(&self.cert_path)?, read(&key)?))
+    }
+
+    fn from_parts(
+        chain: Vec<CertificateDer<'static>>,
+        private: PrivateKeyDer<'static>,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Tls, TlsError> {
         let Some(leaf) = chain.first() else {
             return Err(TlsError::Unreadable {
                 path: cert.to_owned(),
@@ -159,7 +192,6 @@ impl Tls {
             });
         };
         let fingerprint = Fingerprint::of(leaf);
-        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable(key, e))?;
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -182,6 +214,7 @@ impl Tls {
             fingerprint,
             fingerprint_hex: fingerprint.to_string().into(),
             cert_path: cert.to_owned(),
+            kept: false,
         })
     }
 }
@@ -213,7 +246,11 @@ pub fn setup(
     match setup {
         TlsSetup::Off => Ok(None),
         TlsSetup::Given { cert, key } => Ok(Some((Tls::load(cert, key)?, false))),
-        TlsSetup::Kept => load_or_create(&kept_dir(data_dir)?, server_name).map(Some),
+        TlsSetup::Kept => {
+            let (mut tls, made) = load_or_create(&kept_dir(data_dir)?, server_name)?;
+            tls.kept = true;
+            Ok(Some((tls, made)))
+        }
     }
 }
 

@@ -79,6 +79,35 @@ async fn a_nodes_beacons_name_its_cluster_and_discover_lists_it() {
 }
 
 /// `lanchat` as ann in a 200x30 tmux pane, with its own data directory, given `addresses`.
+/// Nodes that make and keep their own certificates serve the cluster's one (the first node's):
+/// a client that pinned one node is welcomed over TLS by the other, so a failover keeps its
+/// trust. Each node's own pair stays in its own state directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_the_first_nodes_certificate() {
+    let nats = Nats::start();
+    let flags = ["--cluster", &nats.url, "--cluster-name", "tls"];
+    let first = ServerProcess::start(&flags);
+    let second = ServerProcess::start(&flags);
+    let pinned = first.tls_sha256.clone().expect("TLS is on by default");
+    assert_eq!(second.tls_sha256.as_deref(), Some(pinned.as_str()));
+    let said = second.stderr_text();
+    assert!(said.contains("serving the cluster's certificate"), "{said}");
+    let (_ann, welcome) = TestClient::hello_tls(second.addr, &pinned, "ann").await;
+    assert_eq!(welcome["cluster"], "tls", "{welcome}");
+    // A node given its own pair (--tls-cert) serves it: the operator's choice.
+    let state = TempDir::new("given-pair");
+    let (cert, key) = (state.path().join("cert.pem"), state.path().join("key.pem"));
+    let pair = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec!["given".to_owned()]).expect("names");
+    let made = params.self_signed(&pair).expect("a certificate");
+    std::fs::write(&cert, made.pem()).expect("write the certificate");
+    std::fs::write(&key, pair.serialize_pem()).expect("write the key");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let given =
+        ServerProcess::start(&[&flags[..], &["--tls-cert", cert, "--tls-key", key]].concat());
+    assert_ne!(given.tls_sha256.as_deref(), Some(pinned.as_str()));
+}
+
 /// A node's beacons count the cluster's users and rooms, as far as it knows them: its own, and
 /// other nodes' users while they are in a room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,6 +251,51 @@ async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
     let m = bob.skip_until("message").await;
     assert_eq!(m["text"], "hello from node b", "{m}");
     assert!(m["from"].as_str().unwrap().starts_with("ann"), "{m}");
+}
+
+/// The same failover over TLS, with nothing configured: the client pins the certificate at first
+/// contact, and the node it fails over to presents the same one (the cluster's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_fails_over_over_tls_with_its_first_pin() {
+    let nats = Nats::start();
+    let node = |name: &str| {
+        ServerProcess::start(&[
+            "--cluster",
+            &nats.url,
+            "--cluster-name",
+            "test",
+            "--rate-per-sec",
+            "0",
+            "--name",
+            name,
+        ])
+    };
+    let mut a = node("node-a");
+    let b = node("node-b");
+    let pin = b.tls_sha256.clone().expect("TLS is on by default");
+    let (mut bob, _) = TestClient::hello_tls(b.addr, &pin, "bob").await;
+    bob.request(json!({"type":"join","room":"lobby"})).await;
+
+    let data = TempDir::new("failover-tls");
+    let term = terminal(&format!("{},{}", a.addr, b.addr), &data);
+    term.wait_for("connected to node-a", |s| {
+        row(s, |l| l.contains("connected to node-a"))
+    })
+    .await;
+    let join = bob.skip_until("join").await;
+    assert_eq!(join["nick"], "ann", "{join}");
+    a.kill();
+    term.wait_for("the reconnect to node B", |s| {
+        row(s, |l| l.contains("-- reconnected to node-b as "))
+    })
+    .await;
+    bob.request(json!({"type":"say","room":"lobby","text":"over tls"}))
+        .await;
+    let screen = term
+        .wait_for("bob's line", |s| row(s, |l| l.ends_with("<bob> over tls")))
+        .await;
+    let text = screen.join("\n");
+    assert!(!text.contains("untrusted"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

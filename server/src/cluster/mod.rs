@@ -35,6 +35,7 @@ use crate::Shared;
 
 mod accounts;
 mod dm;
+mod identity;
 mod inbound;
 mod nicks;
 mod privacy;

@@ -73,6 +73,8 @@ pub struct Names {
     pub nick_bucket: String,
     /// Registered nicks (see `accounts`): `lanchat_<name>_accounts`.
     pub account_bucket: String,
+    /// The cluster's one TLS certificate and key (see `identity`): `lanchat_<name>_identity`.
+    pub identity_bucket: String,
 }
 
 impl Names {
@@ -82,6 +84,7 @@ impl Names {
             stream: format!("LANCHAT_{cluster}"),
             nick_bucket: format!("lanchat_{cluster}_nicks"),
             account_bucket: format!("lanchat_{cluster}_accounts"),
+            identity_bucket: format!("lanchat_{cluster}_identity"),
         }
     }
 
@@ -236,6 +239,7 @@ mod tests {
         assert_eq!(names.stream, "LANCHAT_dev");
         assert_eq!(names.nick_bucket, "lanchat_dev_nicks");
         assert_eq!(names.account_bucket, "lanchat_dev_accounts");
+        assert_eq!(names.identity_bucket, "lanchat_dev_identity");
         assert_eq!(names.replace_subject("n1"), "lanchat.dev.node.n1.replace");
         let subject = names.room_subject("café");
         assert_eq!(subject, "lanchat.dev.room.636166c3a9");
