@@ -222,7 +222,7 @@ pub async fn join_cluster(bound: &mut Bound, config: &mut Config) -> Result<(), 
         let joined = crate::cluster::join(cluster, config.history)
             .await
             .map_err(StartError::Cluster)?;
-        info!(cluster = %cluster.name, nats = %cluster.urls.join(","), "joined the cluster");
+        info!(cluster = %cluster.name, nats = %cluster.shown_urls(), "joined the cluster");
         if let Some(own) = config.tls.take() {
             config.tls = Some(joined.identity(own).await.map_err(StartError::Cluster)?);
         }

@@ -1,6 +1,6 @@
 //! Cluster mode over a NATS cluster (issue 19): with `--cluster-replicas 3` on three NATS servers,
 //! the stream and the nick bucket survive the loss of any one server; with one NATS server, more
-//! replicas than servers is a clear start-up error.
+//! replicas than servers is a clear start-up error. And a NATS that wants a password.
 
 use std::time::{Duration, Instant};
 
@@ -138,4 +138,24 @@ fn more_replicas_than_nats_servers_stops_the_start_with_a_clear_error() {
         state.path(),
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_password_in_the_url_works_and_is_never_shown() {
+    let nats = Nats::start_with(&["--user", "lanchat", "--pass", "s3cret-pass"]);
+    let url = nats.url.replace("nats://", "nats://lanchat:s3cret-pass@");
+    let node = ServerProcess::start(&["--no-tls", "--cluster", &url, "--cluster-name", "auth"]);
+    let (_ann, welcome) = TestClient::hello(node.addr, "ann").await;
+    assert_eq!(welcome["cluster"], "auth", "{welcome}");
+    let said = node.stderr_text();
+    assert!(said.contains("nats://***@127.0.0.1:"), "{said}");
+    assert!(!said.contains("s3cret-pass"), "{said}");
+    // A wrong password: exit 3, and the one line does not show it either.
+    let state = lanchat_tests::TempDir::new("nats-auth");
+    let wrong = nats.url.replace("nats://", "nats://lanchat:wrong-pass@");
+    let out = lanchat_tests::run_server_to_exit(&["--no-tls", "--cluster", &wrong], state.path());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach NATS"), "{stderr}");
+    assert!(!stderr.contains("wrong-pass"), "{stderr}");
 }

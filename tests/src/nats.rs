@@ -50,6 +50,15 @@ impl Nats {
         Nats::spawned(prefix, address, Vec::new())
     }
 
+    /// [`Nats::start`] with `extra` flags (`--user U --pass P`...).
+    pub fn start_with(extra: &[&str]) -> Nats {
+        Nats::spawned(
+            &[],
+            "127.0.0.1",
+            extra.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
     fn spawned(prefix: &[&str], address: &str, extra: Vec<String>) -> Nats {
         let monitor = extra
             .iter()

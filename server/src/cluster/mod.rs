@@ -64,6 +64,13 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The URLs for logs and errors: a user and password in one (`nats://user:pass@host`) shown
+    /// as `***`.
+    pub fn shown_urls(&self) -> String {
+        let shown: Vec<String> = self.urls.iter().map(|u| wire::without_secret(u)).collect();
+        shown.join(",")
+    }
+
     /// `None` without URLs; the error is one line naming the flag.
     pub fn from_flags(
         urls: Vec<String>,
@@ -121,7 +128,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
     // each (an ordered consumer does not always notice a short outage by itself).
     let (reconnects, reconnected) = tokio::sync::watch::channel(0u64);
     let work = async {
-        let client = async_nats::ConnectOptions::new()
+        let client = with_url_credentials(async_nats::ConnectOptions::new(), &config.urls)
             .event_callback(move |event| {
                 if matches!(event, async_nats::Event::Connected) {
                     reconnects.send_modify(|n| *n += 1);
@@ -135,7 +142,7 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
             })
             .connect(config.urls.clone())
             .await
-            .map_err(|e| format!("cannot reach NATS at {}: {e}", config.urls.join(",")))?;
+            .map_err(|e| format!("cannot reach NATS at {}: {e}", config.shown_urls()))?;
         let js = jetstream::new(client.clone());
         let names = Names::new(&config.name);
         let mut stream = open_stream(
@@ -215,10 +222,30 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
         .map_err(|_| {
             format!(
                 "NATS at {} did not answer within {} s",
-                config.urls.join(","),
+                config.shown_urls(),
                 (CONNECT_WAIT * 2).as_secs()
             )
         })?
+}
+
+/// The user and password (`nats://user:pass@host`) or token (`nats://token@host`) of the first
+/// URL that has one: async-nats 0.46 does not take them from the URL by itself.
+fn with_url_credentials(
+    options: async_nats::ConnectOptions,
+    urls: &[String],
+) -> async_nats::ConnectOptions {
+    let credentials = urls
+        .iter()
+        .filter_map(|u| u.parse::<async_nats::ServerAddr>().ok())
+        .find(|a| a.has_user_pass());
+    let Some(addr) = credentials else {
+        return options;
+    };
+    match (addr.username(), addr.password()) {
+        (Some(user), Some(pass)) => options.user_and_password(user.to_owned(), pass.to_owned()),
+        (Some(token), None) => options.token(token.to_owned()),
+        _ => options,
+    }
 }
 
 /// Open a stream, making it if need be. One made earlier with another replica count than

@@ -64,6 +64,20 @@ pub fn untoken(token: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// A NATS URL with its user and password (or token) replaced by `***`, for logs and errors.
+pub fn without_secret(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some((_, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}***@{host}")
+}
+
 /// The names one cluster uses on NATS.
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -240,6 +254,7 @@ mod tests {
         assert_eq!(names.nick_bucket, "lanchat_dev_nicks");
         assert_eq!(names.account_bucket, "lanchat_dev_accounts");
         assert_eq!(names.identity_bucket, "lanchat_dev_identity");
+
         assert_eq!(names.replace_subject("n1"), "lanchat.dev.node.n1.replace");
         let subject = names.room_subject("café");
         assert_eq!(subject, "lanchat.dev.room.636166c3a9");
@@ -280,5 +295,13 @@ mod tests {
         partial.insert(EXCEPT, "1");
         partial.insert(DEADLINE, "soon");
         assert_eq!(Origin::parse(Some(&partial)), None);
+    }
+
+    #[test]
+    fn secrets_in_urls_are_not_shown() {
+        assert_eq!(without_secret("nats://u:p@h:4222"), "nats://***@h:4222");
+        assert_eq!(without_secret("nats://tok@h"), "nats://***@h");
+        assert_eq!(without_secret("u:p@h:4222"), "***@h:4222");
+        assert_eq!(without_secret("nats://h:4222"), "nats://h:4222");
     }
 }
