@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, message::PublishMessage, stream};
+use async_nats::jetstream::{self, kv, message::PublishMessage};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -65,25 +65,10 @@ pub async fn open(
 ) -> Result<Opened, String> {
     let bucket = &names.account_bucket;
     let fail = |e: &dyn std::fmt::Display| format!("cannot open the accounts bucket {bucket}: {e}");
-    // Made as async-nats' `create_key_value` would make it (see the nick bucket in `join`), with
-    // no `max_age`: accounts do not expire.
-    let mut stream = super::open_stream(
-        js,
-        stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: replicas,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| fail(&e))?;
+    // No `max_age`: accounts do not expire.
+    let mut stream = super::open_stream(js, super::bucket_config(bucket, replicas))
+        .await
+        .map_err(|e| fail(&e))?;
     let store = js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
     let state = stream.info().await.map_err(|e| fail(&e))?.state.clone();
     if state.last_sequence == 0 {

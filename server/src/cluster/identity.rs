@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use async_nats::jetstream::{kv, stream};
+use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -38,24 +38,9 @@ impl Joined {
         }
         let bucket = &self.names.identity_bucket;
         let fail = |e: &dyn std::fmt::Display| format!("the cluster's certificate ({bucket}): {e}");
-        // Made as the nick bucket is (see `join`), never expiring.
-        super::open_stream(
-            &self.js,
-            stream::Config {
-                name: format!("KV_{bucket}"),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                storage: stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                num_replicas: self.config.replicas,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| fail(&e))?;
+        super::open_stream(&self.js, super::bucket_config(bucket, self.config.replicas))
+            .await
+            .map_err(|e| fail(&e))?;
         let store = self.js.get_key_value(bucket).await.map_err(|e| fail(&e))?;
         let (cert, key) = own.pem().map_err(|e| fail(&e))?;
         let mine = serde_json::to_vec(&Pair { cert, key }).expect("a pair always serialises");

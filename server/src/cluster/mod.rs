@@ -160,23 +160,13 @@ pub async fn join(config: &ClusterConfig, history: usize) -> Result<Joined, Stri
         .await
         .map_err(|e| format!("cannot open the JetStream stream {}: {e}", names.stream))?;
         privacy::add_rules_subject(&js, &mut stream, &names).await?;
-        // The bucket's stream made here as async-nats' `create_key_value` would make it: that
-        // call first reads the account's info, whose 2.9 form it cannot parse.
+        // Expiring: a node that stops renewing loses its nicks after the lease.
         open_stream(
             &js,
             stream::Config {
-                name: format!("KV_{}", names.nick_bucket),
-                subjects: vec![format!("$KV.{}.>", names.nick_bucket)],
-                max_messages_per_subject: 1,
                 max_age: config.lease,
                 duplicate_window: config.lease,
-                storage: stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                num_replicas: config.replicas,
-                ..Default::default()
+                ..bucket_config(&names.nick_bucket, config.replicas)
             },
         )
         .await
@@ -245,6 +235,24 @@ fn with_url_credentials(
         (Some(user), Some(pass)) => options.user_and_password(user.to_owned(), pass.to_owned()),
         (Some(token), None) => options.token(token.to_owned()),
         _ => options,
+    }
+}
+
+/// The stream of a key-value bucket, made as async-nats' `create_key_value` would make it (that
+/// call first reads the account's info, whose nats-server 2.9 form it cannot parse): one value
+/// per key, file storage, `replicas` copies, no expiry (the nick bucket adds its lease).
+pub fn bucket_config(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
     }
 }
 
