@@ -166,6 +166,27 @@ fn row(screen: &[String], pred: impl Fn(&str) -> bool) -> bool {
     screen.iter().any(|l| pred(l))
 }
 
+/// ann's terminal given nodes `a` and `b` (in that order), once it shows it is on node A and
+/// `bob` (a member of the lobby on node B) has seen her join through the stream.
+async fn ann_on_node_a<S>(
+    a: &ServerProcess,
+    b: &ServerProcess,
+    bob: &mut TestClient<S>,
+    data: &TempDir,
+) -> Tmux
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let term = terminal(&format!("{},{}", a.addr, b.addr), data);
+    term.wait_for("connected to node-a", |s| {
+        row(s, |l| l.contains("connected to node-a"))
+    })
+    .await;
+    let join = bob.skip_until("join").await;
+    assert_eq!(join["nick"], "ann", "{join}");
+    term
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
     let nats = Nats::start();
@@ -187,14 +208,7 @@ async fn the_terminal_client_fails_over_to_another_node_and_catches_up() {
     }
 
     let data = TempDir::new("failover");
-    let term = terminal(&format!("{},{}", a.addr, b.addr), &data);
-    term.wait_for("connected to node-a", |s| {
-        row(s, |l| l.contains("connected to node-a"))
-    })
-    .await;
-    // ann's join reaches node B through the stream.
-    let join = bob.skip_until("join").await;
-    assert_eq!(join["nick"], "ann", "{join}");
+    let term = ann_on_node_a(&a, &b, &mut bob, &data).await;
     let ok = bob
         .request(json!({"type":"say","room":"lobby","text":"before the crash"}))
         .await;
@@ -277,13 +291,7 @@ async fn the_terminal_client_fails_over_over_tls_with_its_first_pin() {
     bob.request(json!({"type":"join","room":"lobby"})).await;
 
     let data = TempDir::new("failover-tls");
-    let term = terminal(&format!("{},{}", a.addr, b.addr), &data);
-    term.wait_for("connected to node-a", |s| {
-        row(s, |l| l.contains("connected to node-a"))
-    })
-    .await;
-    let join = bob.skip_until("join").await;
-    assert_eq!(join["nick"], "ann", "{join}");
+    let term = ann_on_node_a(&a, &b, &mut bob, &data).await;
     a.kill();
     term.wait_for("the reconnect to node B", |s| {
         row(s, |l| l.contains("-- reconnected to node-b as "))

@@ -26,8 +26,6 @@ pub struct Nats {
     prefix: Vec<String>,
     /// Flags beyond the usual ones (a cluster member's name and routes).
     extra: Vec<String>,
-    /// The server's log lines after "Server is ready".
-    log: mpsc::Receiver<String>,
     /// A cluster member's monitoring port (for `/healthz`).
     monitor: Option<u16>,
     store: TempDir,
@@ -66,7 +64,7 @@ impl Nats {
             .and_then(|i| extra.get(i + 1))
             .and_then(|p| p.parse().ok());
         let store = TempDir::new("nats");
-        let (child, port, log) = spawn(prefix, address, store.path(), "-1", &extra);
+        let (child, port) = spawn(prefix, address, store.path(), "-1", &extra);
         Nats {
             child: Some(child),
             url: format!("nats://{address}:{port}"),
@@ -74,7 +72,6 @@ impl Nats {
             address: address.to_owned(),
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
             extra,
-            log,
             monitor,
             store,
         }
@@ -146,20 +143,6 @@ impl Nats {
         urls.join(",")
     }
 
-    /// Wait (at most [`WAIT`]) for a log line containing `text`, said since the last wait.
-    pub fn wait_log(&self, text: &str) {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("nats-server never said {text:?}:\n{}", seen.join("\n")),
-            }
-        }
-    }
-
     /// SIGKILL the server (its stored streams stay on disk).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -173,7 +156,7 @@ impl Nats {
         self.kill();
         let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
         let port = self.port.to_string();
-        let (child, _, log) = spawn(
+        let (child, _) = spawn(
             &prefix,
             &self.address,
             self.store.path(),
@@ -181,7 +164,6 @@ impl Nats {
             &self.extra,
         );
         self.child = Some(child);
-        self.log = log;
     }
 
     /// A lanchat node joined to this server as cluster `name` (plus `extra` flags), on
@@ -216,15 +198,9 @@ fn nats_server() -> std::path::PathBuf {
 }
 
 /// Start `nats-server` (behind `prefix`) with its store under `dir` on `address` and `port`
-/// (`-1`: any), plus `extra` flags, and wait until it says it is ready; returns it, the port it
-/// listens on and its later log lines.
-fn spawn(
-    prefix: &[&str],
-    address: &str,
-    dir: &Path,
-    port: &str,
-    extra: &[String],
-) -> (Child, u16, mpsc::Receiver<String>) {
+/// (`-1`: any), plus `extra` flags, and wait until it says it is ready; returns it and the port
+/// it listens on.
+fn spawn(prefix: &[&str], address: &str, dir: &Path, port: &str, extra: &[String]) -> (Child, u16) {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut cmd = Command::new(first);
@@ -266,7 +242,7 @@ fn spawn(
         if ready {
             let port =
                 listening.unwrap_or_else(|| panic!("no client port in:\n{}", seen.join("\n")));
-            return (child, port, rx);
+            return (child, port);
         }
     }
 }
