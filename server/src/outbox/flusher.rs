@@ -43,8 +43,11 @@ const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
 /// The longest pause after a pass.
 const COALESCE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
-/// Queues written per poll before the flusher lets the other tasks run (and comes back).
-const QUEUES_PER_POLL: usize = 1024;
+/// Queues written before the flusher lets the sessions run (and comes back): about 150 us of
+/// sends.
+const QUEUES_PER_POLL: usize = 32;
+/// The list of queues to write keeps room for this many between passes.
+const LIST_KEPT: usize = 1024;
 
 /// The queues that have lines and nobody writing them, and the task that writes them.
 #[derive(Debug, Default)]
@@ -93,37 +96,41 @@ impl Flusher {
             // Let the rest of this turn run first: the other sessions' lines and their fan-out
             // land in the queues before any of them is written.
             tokio::task::yield_now().await;
-            let started = thread_cpu();
+            let mut started = thread_cpu();
+            let mut took = std::time::Duration::ZERO;
             // Those that got nothing since (their burst is over) give their buffer back.
             trim.drain(..)
                 .filter_map(|q| q.upgrade())
                 .for_each(|q| q.trim());
-            loop {
-                std::mem::swap(
-                    &mut list,
-                    &mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()),
-                );
-                if list.is_empty() {
-                    break;
+            // One pass writes the queues listed when it starts. The flusher lets the sessions
+            // run every few queues: a line read meanwhile goes out in this pass to the queues
+            // not yet written, and in the next one to the others, so that no line waits for a
+            // whole pass to end before it is even read. A queue written in this pass and
+            // pushed to again waits for the next pass.
+            std::mem::swap(
+                &mut list,
+                &mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()),
+            );
+            for (n, queue) in list.drain(..).enumerate() {
+                if queue.flush(&mut batch) {
+                    trim.push(Arc::downgrade(&queue));
                 }
-                for (n, queue) in list.drain(..).enumerate() {
-                    if queue.flush(&mut batch) {
-                        trim.push(Arc::downgrade(&queue));
-                    }
-                    if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
-                        tokio::task::yield_now().await;
-                    }
+                if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
+                    took += thread_cpu().saturating_sub(started);
+                    tokio::task::yield_now().await;
+                    started = thread_cpu();
                 }
-                if list.capacity() > 4 * QUEUES_PER_POLL {
-                    list = Vec::new();
-                }
+            }
+            if list.capacity() > 4 * LIST_KEPT {
+                list = Vec::new();
             }
             // A long pass means a busy server: give the sessions as long again to read and fan
             // out before the next one, so that each write carries more (at most half the CPU
             // goes to writing). Short passes (a quiet server) are followed at once. CPU time,
             // not wall time: a pass the scheduler interrupted (other processes on the machine)
-            // is not a busy server, and pausing after it would only add latency.
-            let took = thread_cpu().saturating_sub(started);
+            // is not a busy server, and pausing after it would only add latency. Only the
+            // flusher's own: what the sessions did while it let them run is theirs.
+            took += thread_cpu().saturating_sub(started);
             if took >= COALESCE_FROM {
                 tokio::time::sleep(took.min(COALESCE_MAX)).await;
             }
@@ -228,9 +235,9 @@ impl Queue {
     }
 }
 
-/// CPU time of the calling thread (the flusher does not move between threads within a pass, but
-/// for its yields every [`QUEUES_PER_POLL`] queues; then a pass may be under-counted, never
-/// over-counted by others' time). Zero where the clock is not available.
+/// CPU time of the calling thread (the flusher reads it on each side of its yields every
+/// [`QUEUES_PER_POLL`] queues, so a pass is never over-counted by the sessions' time nor by
+/// another thread's). Zero where the clock is not available.
 fn thread_cpu() -> std::time::Duration {
     use nix::time::{clock_gettime, ClockId};
     clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
@@ -465,6 +472,41 @@ mod tests {
         // Idle again: the next push is written too.
         assert!(outbox.push(line(100, 40)));
         assert_eq!(read_lines(&mut peer, 1, 40).await, [100]);
+    }
+
+    /// More queues than the flusher writes between its yields, and lines pushed to all of them
+    /// while it writes (the pusher runs at each of its yields): a queue written earlier in the
+    /// pass gets the later lines in the next pass, the others in this one. Every reader gets
+    /// every line, in order.
+    #[tokio::test]
+    async fn lines_pushed_during_a_pass_all_arrive_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let flusher = Flusher::new();
+        tokio::spawn(flusher.clone().run());
+        let mut outboxes = Vec::new();
+        let mut peers = Vec::new();
+        for _ in 0..3 * QUEUES_PER_POLL + 5 {
+            let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let write = accepted.unwrap().0.into_split().1;
+            let (outbox, receiver) =
+                direct_outbox(1000, 1 << 20, Framing::Lines, flusher.clone(), write);
+            outboxes.push((outbox, receiver));
+            peers.push(client.unwrap());
+        }
+        let lines = 200;
+        for n in 0..lines {
+            for (outbox, _) in &outboxes {
+                assert!(outbox.push(line(n, 40)));
+            }
+            tokio::task::yield_now().await;
+        }
+        for peer in &mut peers {
+            assert_eq!(
+                read_lines(peer, lines, 40).await,
+                (0..lines).collect::<Vec<_>>()
+            );
+        }
     }
 
     /// A reader that stops reading fills the socket: the flusher's write would block, a writer
