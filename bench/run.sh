@@ -3,8 +3,9 @@
 # with and without --data-dir (issue 7). Writes the results into BENCHMARKS.md (between the
 # results markers) and the raw reports into bench/results.jsonl.
 #
-#   bench/run.sh             # everything, about 5 minutes on 2 cores
+#   bench/run.sh             # everything, about 12 minutes on 2 cores
 #   ROUNDS=1 bench/run.sh    # one round per comparison, for a quick look
+#   IDLE_ROUNDS=5            # alternating registration runs of lanchat and Redis (the default)
 #
 # Everything listens on 127.0.0.1 only, every run is bounded by a message count and a timeout,
 # and every process started here is stopped on exit (trap). Installing the peers needs root.
@@ -13,6 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 ROUNDS=${ROUNDS:-3}
+IDLE_ROUNDS=${IDLE_ROUNDS:-5}
 RESULTS=$ROOT/bench/results.jsonl
 WORK=$(mktemp -d /tmp/lanchat-bench.XXXXXX)
 SERVER_PID=""
@@ -244,7 +246,15 @@ done
 for round in 1 2 3; do
     for s in "${SERVERS[@]}"; do measure "mixed-10x20x2" "$s" "$round" -- "${MIXED[@]}"; done
 done
-for s in "${SERVERS[@]}"; do measure "idle-10000" "$s" 1 -- "${IDLE[@]}"; done
+# Registrations and idle memory: one run of 10,000 moves by a fifth from run to run here, so
+# lanchat and Redis alternate IDLE_ROUNDS times (medians in the report); ngircd (under 600
+# registrations/s, 17 s a run) runs once.
+for round in $(seq 1 "$IDLE_ROUNDS"); do
+    order=(lanchat redis)
+    if [ $((round % 2)) = 0 ]; then order=(redis lanchat); fi
+    for s in "${order[@]}"; do measure "idle-10000" "$s" "$round" -- "${IDLE[@]}"; done
+done
+measure "idle-10000" ngircd 1 -- "${IDLE[@]}"
 
 # The generator is not the bottleneck: the many-rooms fan-out split over two generator
 # processes (25 rooms each, clocks started at the same instant, not pinned) against one

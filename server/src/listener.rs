@@ -108,9 +108,13 @@ pub async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(10);
+    // Made once: a cancellation future registers with the token when first polled and leaves
+    // when dropped, each under the token's lock.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = &mut cancelled => return,
             a = accept(&listener) => a,
         };
         match accepted {
@@ -123,7 +127,7 @@ pub async fn accept_loop(
                 // Most likely out of file descriptors: wait for sessions to end rather than spin.
                 warn!(error = %e, retry_in = ?backoff, "accept failed");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = &mut cancelled => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));

@@ -236,18 +236,33 @@ impl Conn {
                 self.replies("PING", 1).await
             }
             Proto::Lanchat => {
-                let hello = serde_json::json!({"type": "hello", "nick": self.nick, "client": "lanchat-load", "autojoin": false});
+                // Typed, not a `serde_json::Value` each way: registering is the whole of the
+                // idle scenario, and the generator (one core) must not be what limits its rate.
+                #[derive(serde::Serialize)]
+                struct Hello<'a> {
+                    r#type: &'static str,
+                    nick: &'a str,
+                    client: &'static str,
+                    autojoin: bool,
+                }
+                #[derive(serde::Deserialize)]
+                struct Welcome {
+                    #[serde(default)]
+                    rooms: Vec<String>,
+                }
+                let hello = Hello {
+                    r#type: "hello",
+                    nick: &self.nick,
+                    client: "lanchat-load",
+                    autojoin: false,
+                };
                 serde_json::to_writer(&mut self.out, &hello)?;
                 self.out.push(b'\n');
                 let mut rooms: Vec<String> = Vec::new();
                 self.wait("hello", |line, ev| match ev {
                     Event::Reply { ok: true } => {
-                        let v: serde_json::Value = serde_json::from_slice(line)?;
-                        for r in v["rooms"].as_array().into_iter().flatten() {
-                            if let Some(r) = r.as_str() {
-                                rooms.push(r.to_owned());
-                            }
-                        }
+                        let welcome: Welcome = serde_json::from_slice(line)?;
+                        rooms = welcome.rooms;
                         Ok(Step::Done)
                     }
                     Event::Reply { ok: false } => bail!("{}", String::from_utf8_lossy(line)),
