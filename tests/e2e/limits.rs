@@ -181,6 +181,20 @@ async fn slow_consumer_is_dropped_and_others_keep_receiving() {
     sender.expect_event("join").await;
     fast.expect_event("join").await;
 
+    sender_outlasts_a_slow_consumer(sender, fast, slow).await;
+}
+
+/// `sender` says 8,000 messages of 3 KB in `lobby`, where `fast` reads everything and `slow`
+/// (its session, held open) reads nothing: `fast` gets every message in order and `slow`'s
+/// `quit` "slow consumer", and `who` lists only the two that are left. Shared by the line and
+/// WebSocket tests of the same behaviour.
+pub(crate) async fn sender_outlasts_a_slow_consumer<S, T>(
+    mut sender: TestClient,
+    mut fast: TestClient<S>,
+    slow: T,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     const N: usize = 8000;
     let text = "x".repeat(3000);
     let reader = tokio::spawn(async move {
@@ -209,7 +223,7 @@ async fn slow_consumer_is_dropped_and_others_keep_receiving() {
     }
     let (texts, quit, _fast) = tokio::time::timeout(Duration::from_secs(60), reader)
         .await
-        .expect("fast reader kept up")
+        .expect("the fast reader kept up")
         .unwrap();
     let expected: Vec<String> = (0..N).map(|i| format!("{i:08}")).collect();
     assert_eq!(texts, expected);
@@ -218,7 +232,7 @@ async fn slow_consumer_is_dropped_and_others_keep_receiving() {
         json!({"type":"quit","nick":"slow","reason":"slow consumer"})
     );
     drop(slow);
-    // The nick is free again: the session is really gone.
+    // The session is really gone.
     let who = sender.request(json!({"type":"who","room":"lobby"})).await;
     let nicks: HashSet<_> = who["members"]
         .as_array()

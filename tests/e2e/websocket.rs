@@ -3,7 +3,6 @@
 //! every limit of a TCP session over WebSocket; the Origin rule; RFC 6455 rule breakers;
 //! `--no-web` and `--require-tls`.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -348,51 +347,7 @@ async fn a_websocket_that_stops_reading_is_dropped_and_the_room_goes_on() {
     sender.expect_event("join").await;
     fast.expect_event("join").await;
 
-    const N: usize = 8000;
-    let text = "x".repeat(3000);
-    let reader = tokio::spawn(async move {
-        let mut texts = Vec::new();
-        let mut quit: Option<Value> = None;
-        while texts.len() < N {
-            let v = fast.recv().await;
-            match v["type"].as_str() {
-                Some("message") => texts.push(v["text"].as_str().unwrap()[..8].to_owned()),
-                Some("quit") => quit = Some(v),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        if quit.is_none() {
-            quit = Some(fast.expect_event("quit").await);
-        }
-        (texts, quit.unwrap(), fast)
-    });
-    for i in 0..N {
-        sender
-            .send(json!({"type":"say","room":"lobby","text":format!("{i:08}{text}")}))
-            .await;
-        if i % 100 == 99 {
-            sender.sync().await;
-        }
-    }
-    let (texts, quit, _fast) = tokio::time::timeout(Duration::from_secs(60), reader)
-        .await
-        .expect("the fast WebSocket reader kept up")
-        .unwrap();
-    let expected: Vec<String> = (0..N).map(|i| format!("{i:08}")).collect();
-    assert_eq!(texts, expected);
-    assert_eq!(
-        quit,
-        json!({"type":"quit","nick":"slow","reason":"slow consumer"})
-    );
-    drop(slow);
-    let who = sender.request(json!({"type":"who","room":"lobby"})).await;
-    let nicks: HashSet<_> = who["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["nick"].clone())
-        .collect();
-    assert_eq!(nicks, HashSet::from([json!("sender"), json!("fast")]));
+    crate::limits::sender_outlasts_a_slow_consumer(sender, fast, slow).await;
 }
 
 #[tokio::test]
