@@ -16,7 +16,7 @@ use tracing::error;
 use crate::cluster::Link;
 use crate::effects::{Audience, Effects, Persist};
 use crate::outbox::{LineRef, Outbox};
-use crate::state::{Refusal, State};
+use crate::state::{Away, Refusal, State};
 use crate::store::StoreHandle;
 
 /// Something a line can be delivered to without waiting.
@@ -186,7 +186,7 @@ impl Chat {
     /// Cluster mode: deliver a `direct` line from another node to the user called by the
     /// folded nick `nick_key`; `None` if nobody here is, else their away text (see
     /// [`State::dm_target`]).
-    pub fn deliver_direct(&self, nick_key: &str, line: Bytes) -> Option<Option<Option<String>>> {
+    pub fn deliver_direct(&self, nick_key: &str, line: Bytes) -> Option<Away> {
         let state = self.lock();
         let (id, away) = state.dm_target(nick_key)?;
         let effects = Effects::default().with_event(Audience::User(id), line);

@@ -675,6 +675,7 @@ mod listing;
 mod lookalikes;
 mod privacy;
 mod remote;
+pub use remote::Away;
 mod users;
 
 #[cfg(test)]

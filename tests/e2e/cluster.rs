@@ -443,6 +443,19 @@ async fn a_dm_reaches_a_user_on_another_node() {
         (&direct["id"], &direct["from"], &direct["text"]),
         (&ok["id"], &json!("ann"), &json!("psst"))
     );
+    // Busy with no text: still reported, as on one server.
+    let ok = bob.request(json!({"type":"status","status":"busy"})).await;
+    assert_eq!(ok["cmd"], "status", "{ok}");
+    let ok = ann
+        .request(json!({"type":"dm","to":"bob","text":"now?"}))
+        .await;
+    assert_eq!(
+        (&ok["away"], &ok["away_text"]),
+        (&json!(true), &Value::Null),
+        "{ok}"
+    );
+    let direct = until(&mut bob, "direct", |v| v["type"] == "direct").await;
+    assert_eq!(direct["text"], "now?");
     // And back, to a user who is not away.
     let ok = bob
         .request(json!({"type":"dm","to":"ANN","text":"later"}))

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::wire::token;
 use super::Joined;
 use crate::history::new_message_id;
-use crate::state::Refusal;
+use crate::state::{Away, Refusal};
 use crate::Shared;
 
 /// How long the sender waits for the recipient's node.
@@ -35,8 +35,28 @@ struct Carry {
 #[derive(Serialize, Deserialize)]
 struct Carried {
     delivered: bool,
-    /// The recipient's away or busy text, when away or busy (`Some(None)`: no text).
-    away: Option<Option<String>>,
+    /// The recipient's away or busy text, when away or busy with one.
+    #[serde(default)]
+    away: Option<String>,
+    /// The recipient is away or busy, with a text or without. (Not an `Option<Option<_>>` in
+    /// `away`: JSON has one `null` for both of its `None`s, and away without a text arrived
+    /// as not away. A node without this field tells only an away with a text, as before.)
+    #[serde(default)]
+    is_away: bool,
+}
+
+impl Carried {
+    fn new(delivered: bool, away: Away) -> Carried {
+        Carried {
+            delivered,
+            is_away: away.is_some(),
+            away: away.flatten(),
+        }
+    }
+
+    fn away(&self) -> Option<Option<&str>> {
+        (self.is_away || self.away.is_some()).then_some(self.away.as_deref())
+    }
 }
 
 /// The subject a node's DMs arrive on.
@@ -89,8 +109,7 @@ pub async fn send(
     if !carried.delivered {
         return Err(nobody());
     }
-    let away = carried.away.as_ref().map(|t| t.as_deref());
-    Ok(sent.dm_reply_line(re, nick, away))
+    Ok(sent.dm_reply_line(re, nick, carried.away()))
 }
 
 /// Deliver the DMs other nodes send to this node's users.
@@ -104,20 +123,41 @@ pub async fn receive(joined: &Joined, shared: &Shared) {
         let carried = match serde_json::from_slice::<Carry>(&request.payload) {
             Ok(carry) => {
                 let line = Bytes::from(carry.line.into_bytes());
-                let found = shared.chat.deliver_direct(&carry.to, line);
-                Carried {
-                    delivered: found.is_some(),
-                    away: found.flatten(),
+                match shared.chat.deliver_direct(&carry.to, line) {
+                    Some(away) => Carried::new(true, away),
+                    None => Carried::new(false, None),
                 }
             }
-            Err(_) => Carried {
-                delivered: false,
-                away: None,
-            },
+            Err(_) => Carried::new(false, None),
         };
         if let Ok(payload) = serde_json::to_vec(&carried) {
             let _ = joined.client.publish(reply, payload.into()).await;
         }
     }
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Carried;
+
+    fn away(json: &str) -> Option<Option<String>> {
+        let carried: Carried = serde_json::from_str(json).unwrap();
+        carried.away().map(|t| t.map(str::to_owned))
+    }
+
+    /// Away with no text survives the trip (it arrived as not away while `away` was an
+    /// `Option<Option<_>>`), and an answer from a node without `is_away` still reads as before.
+    #[test]
+    fn away_with_and_without_a_text_cross_the_wire() {
+        for state in [None, Some(None), Some(Some("lunch".to_owned()))] {
+            let json = serde_json::to_string(&Carried::new(true, state.clone())).unwrap();
+            assert_eq!(away(&json), state, "{json}");
+        }
+        assert_eq!(
+            away(r#"{"delivered":true,"away":"lunch"}"#),
+            Some(Some("lunch".to_owned()))
+        );
+        assert_eq!(away(r#"{"delivered":true,"away":null}"#), None);
+    }
 }

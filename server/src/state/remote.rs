@@ -6,6 +6,10 @@ use lanchat_protocol::validate::name_key;
 use lanchat_protocol::{Member, Status};
 
 use super::{Audience, RoomKey, SessionId, State};
+
+/// Whether a user is away or busy, and their status text if they set one: `None` when they are
+/// neither, `Some(None)` when they are with no text.
+pub type Away = Option<Option<String>>;
 use crate::cluster::Roster;
 
 impl<M: Clone> State<M> {
@@ -83,7 +87,7 @@ impl<M: Clone> State<M> {
 
     /// The session called by the folded nick `nick_key`, and its away or busy text when away or
     /// busy (`Some(None)`: no text), for a `dm` from another node.
-    pub fn dm_target(&self, nick_key: &str) -> Option<(SessionId, Option<Option<String>>)> {
+    pub fn dm_target(&self, nick_key: &str) -> Option<(SessionId, Away)> {
         let id = *self.nicks.get(nick_key)?;
         let user = self.users.get(&id)?;
         let away =
