@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use lanchat_protocol::HistoryQuery;
+use lanchat_protocol::{HistoryQuery, SentMessage};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -20,6 +20,23 @@ pub struct StoredMessage {
 
 /// Memory a stored message costs besides its line: its slot, the id, the shared buffer's header.
 pub const MESSAGE_OVERHEAD: usize = 96;
+
+/// A new message from `from`: a fresh id (returned, and its text in `id_buf`, from
+/// `Uuid::encode_buffer`) and the same instant as its time.
+pub fn new_message<'a>(
+    id_buf: &'a mut [u8],
+    from: &'a str,
+    text: &'a str,
+) -> (Uuid, SentMessage<'a>) {
+    let (id, ts) = new_message_id();
+    let sent = SentMessage {
+        id: id.hyphenated().encode_lower(id_buf),
+        ts,
+        from,
+        text,
+    };
+    (id, sent)
+}
 
 /// A fresh message id (UUIDv7) and the same instant in milliseconds since the Unix epoch.
 pub fn new_message_id() -> (Uuid, u64) {

@@ -18,13 +18,12 @@ use bytes::Bytes;
 use lanchat_protocol::validate::{lookalike_keys, name_key, name_key_ref};
 use lanchat_protocol::{
     encode_history_reply, ErrorCode, HistoryQuery, LeaveEvent, Member, NickChange, QuitEvent,
-    Reply, ReplyData, RequestId, RoomNick, SentMessage, ServerFrame, Status, TopicChange,
-    MAX_ROOMS_PER_SESSION,
+    Reply, ReplyData, RequestId, RoomNick, ServerFrame, Status, TopicChange, MAX_ROOMS_PER_SESSION,
 };
 use uuid::Uuid;
 
 pub use crate::effects::{Audience, Delivery, Effects, Persist, RoomKey};
-use crate::history::{new_message_id, RoomHistory, StoredMessage};
+use crate::history::{new_message, RoomHistory, StoredMessage};
 pub use privacy::{KeyChange, RoomSettings, Rule, RuleChange};
 use users::{User, UserRooms};
 
@@ -404,14 +403,8 @@ impl<M: Clone> State<M> {
         };
         // The user is looked up in the map directly: `self.user` would borrow all of `self`.
         let from = &self.users[&who.id].nick;
-        let (msg_id, ts) = new_message_id();
         let mut id_buf = Uuid::encode_buffer();
-        let sent = SentMessage {
-            id: msg_id.hyphenated().encode_lower(&mut id_buf),
-            ts,
-            from,
-            text,
-        };
+        let (msg_id, sent) = new_message(&mut id_buf, from, text);
         let line = sent.message_line(&entry.name);
         let reply = sent.say_reply_line(re, &entry.name);
         let key = entry.key.clone();
@@ -455,14 +448,8 @@ impl<M: Clone> State<M> {
         else {
             return refuse(ErrorCode::NoSuchNick, format!("nobody is called \"{to}\""));
         };
-        let (msg_id, ts) = new_message_id();
         let mut id_buf = Uuid::encode_buffer();
-        let sent = SentMessage {
-            id: msg_id.hyphenated().encode_lower(&mut id_buf),
-            ts,
-            from: &self.user(who).nick,
-            text,
-        };
+        let (_, sent) = new_message(&mut id_buf, &self.user(who).nick, text);
         // Extension: the sender learns that the recipient is away or busy (and why).
         let away = matches!(target.status, Status::Away | Status::Busy)
             .then_some(target.status_text.as_deref());

@@ -9,13 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use lanchat_protocol::validate::name_key;
-use lanchat_protocol::{ErrorCode, RequestId, SentMessage};
+use lanchat_protocol::{ErrorCode, RequestId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::wire::token;
 use super::Joined;
-use crate::history::new_message_id;
+use crate::history::new_message;
 use crate::state::{Away, Refusal};
 use crate::Shared;
 
@@ -84,14 +84,8 @@ pub async fn send(
         .ok_or_else(nobody)?;
     let entry = std::str::from_utf8(&entry).map_err(|_| nobody())?;
     let (node, nick) = entry.split_once('\n').ok_or_else(nobody)?;
-    let (msg_id, ts) = new_message_id();
     let mut id_buf = Uuid::encode_buffer();
-    let sent = SentMessage {
-        id: msg_id.hyphenated().encode_lower(&mut id_buf),
-        ts,
-        from,
-        text,
-    };
+    let (_, sent) = new_message(&mut id_buf, from, text);
     let line = sent.direct_line(nick);
     let carry = Carry {
         to: key,
