@@ -65,6 +65,16 @@ def rng(values: list[float], scale: float = 1e6) -> str:
     return f" ({min(values) / scale:.2f}-{max(values) / scale:.2f})"
 
 
+def per_10k(reps: list[dict], field: str) -> str:
+    """CPU seconds per 10,000 registrations (median, and the range over several runs): steadier
+    than the rate, which also depends on the generator and the kernel's connect path."""
+    v = [10_000 * r[field] / r["registered"] for r in reps
+         if r.get(field) is not None and r.get("registered")]
+    if not v:
+        return "n/a"
+    return f"{med(v):.2f}" + (f" ({min(v):.2f}-{max(v):.2f})" if len(v) > 1 else "")
+
+
 def load(path: str) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -372,8 +382,8 @@ def main() -> None:
     out.append("lanchat and Redis: medians of the alternating runs, the range in parentheses "
                "(one run of 10,000 moves by a fifth on this machine); ngircd: one run.")
     out.append("")
-    out.append("| server | runs | registered | registrations/s | RSS before KiB | RSS after KiB | KiB per client |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| server | runs | registered | registrations/s | server CPU s per 10,000 | generator CPU s per 10,000 | RSS before KiB | RSS after KiB | KiB per client |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in SERVERS:
         reps = g.get(("idle-10000", s), [])
         if not reps:
@@ -384,6 +394,7 @@ def main() -> None:
         out.append(
             f"| {s} | {len(reps)} | {min(r.get('registered') or 0 for r in reps)} "
             f"| {med(regs):,.0f}{rng(regs, 1)} "
+            f"| {per_10k(reps, 'server_cpu_s')} | {per_10k(reps, 'gen_cpu_s')} "
             f"| {med([r.get('rss_before_kib') or 0 for r in reps]):.0f} "
             f"| {med([r.get('rss_after_kib') or 0 for r in reps]):.0f} "
             f"| **{med(kib):.2f}**{kib_range} |"
