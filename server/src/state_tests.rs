@@ -638,4 +638,4 @@ mod rooms;
 mod idle;
 
 #[path = "state_tests/privacy.rs"]
-mod privacy;
+pub(crate) mod privacy;

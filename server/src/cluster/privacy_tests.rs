@@ -2,13 +2,14 @@
 //! of a room made private on one hold on the other.
 
 use bytes::Bytes;
-use lanchat_protocol::{ErrorCode, ModeRequest, RoomNick, ServerFrame};
+use lanchat_protocol::{ErrorCode, RoomNick, ServerFrame};
 use serde_json::Value;
 
 use super::{apply, encode};
 use crate::cluster::inbound::apply as apply_event;
 use crate::cluster::wire::Origin;
 use crate::effects::{Audience, Effects};
+use crate::state::tests::privacy::mode;
 use crate::state::{Registered, RuleChange, State};
 
 fn origin(node: &str) -> Origin {
@@ -34,15 +35,6 @@ fn node(nicks: &[&str]) -> (State<()>, Vec<Registered>) {
         })
         .collect();
     (state, users)
-}
-
-fn mode(room: &str, invite_only: Option<bool>, key: Option<Option<&str>>) -> ModeRequest {
-    ModeRequest {
-        room: room.into(),
-        invite_only,
-        key: key.map(|k| k.map(str::to_owned)),
-        topic_lock: None,
-    }
 }
 
 /// The change a rule made (it must have made one).

@@ -4,7 +4,12 @@ use lanchat_protocol::ModeRequest;
 
 use super::*;
 
-fn mode(room: &str, invite_only: Option<bool>, key: Option<Option<&str>>) -> ModeRequest {
+/// A `mode` request (shared with the cluster's privacy tests).
+pub(crate) fn mode(
+    room: &str,
+    invite_only: Option<bool>,
+    key: Option<Option<&str>>,
+) -> ModeRequest {
     ModeRequest {
         room: room.into(),
         invite_only,
