@@ -51,20 +51,12 @@ impl Conn {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let reader = Prefixed::new(&prefix, reader);
-        self.tracker.spawn(session::serve_until(
-            reader,
-            codec,
-            writer,
-            self.peer,
-            self.shared,
-            self.shutdown,
-            permit,
-            self.hello_deadline,
-        ));
+        let (tracker, start) = self.start(permit);
+        tracker.spawn(session::serve_until(reader, codec, writer, start));
     }
 
-    /// Start a plain TCP session (JSON lines or WebSocket) on its own task, `prefix` first: its lines are
-    /// written by the server's flusher (see `session::serve_plain`).
+    /// Start a plain TCP session (JSON lines or WebSocket) on its own task, `prefix` first: its
+    /// lines are written by the server's flusher (see `session::serve_plain`).
     fn plain<C: Transport>(
         self,
         prefix: BytesMut,
@@ -73,16 +65,20 @@ impl Conn {
         writer: OwnedWriteHalf,
         permit: Permit,
     ) {
-        self.tracker.spawn(session::serve_plain(
-            Prefixed::new(&prefix, reader),
-            codec,
-            writer,
-            self.peer,
-            self.shared,
-            self.shutdown,
+        let reader = Prefixed::new(&prefix, reader);
+        let (tracker, start) = self.start(permit);
+        tracker.spawn(session::serve_plain(reader, codec, writer, start));
+    }
+
+    fn start(self, permit: Permit) -> (TaskTracker, session::Start) {
+        let start = session::Start {
+            peer: self.peer,
+            shared: self.shared,
+            shutdown: self.shutdown,
             permit,
-            self.hello_deadline,
-        ));
+            hello_deadline: self.hello_deadline,
+        };
+        (self.tracker, start)
     }
 
     fn lines(&self) -> LineCodec {

@@ -61,6 +61,18 @@ pub trait Transport: Decoder<Item = Line, Error = std::io::Error> + Send + 'stat
 
 impl Transport for LineCodec {}
 
+/// What a session starts from besides its streams: who is on the other end, what every session
+/// shares, the server's shutdown, the connection's slot, and when its `hello` is due.
+pub struct Start {
+    pub peer: Peer,
+    pub shared: Arc<Shared>,
+    pub shutdown: CancellationToken,
+    pub permit: Permit,
+    /// The hello timeout counts from the accept, so time spent on a TLS handshake (or an HTTP
+    /// upgrade) is part of it.
+    pub hello_deadline: Instant,
+}
+
 /// Serve one connection until it ends. Returns when the socket is closed.
 pub fn serve<R, W>(
     reader: R,
@@ -74,80 +86,57 @@ where
     R: Ready,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let hello_deadline = Instant::now() + shared.config.hello_timeout;
     let codec = LineCodec::new(shared.config.limits.max_line);
-    serve_until(
-        reader,
-        codec,
-        writer,
+    let start = Start {
         peer,
+        hello_deadline: Instant::now() + shared.config.hello_timeout,
         shared,
         shutdown,
         permit,
-        hello_deadline,
-    )
+    };
+    serve_until(reader, codec, writer, start)
 }
 
-/// [`serve`] a connection that must say hello by `hello_deadline`: the hello timeout counts from
-/// the accept, so time spent on a TLS handshake (or an HTTP upgrade) is part of it.
+/// [`serve`] a connection with its own writer task (TLS, Unix sockets), by `start.hello_deadline`.
 ///
 /// (These are plain functions returning the session's future, not `async fn`s: an `async fn`
 /// keeps its arguments in its future beside the one it awaits, and every connected client
 /// holds one session future.)
-#[allow(clippy::too_many_arguments)]
 pub fn serve_until<R, C, W>(
     reader: R,
     codec: C,
     writer: W,
-    peer: Peer,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    permit: Permit,
-    hello_deadline: Instant,
+    start: Start,
 ) -> impl Future<Output = ()> + Send
 where
     R: Ready,
     C: Transport,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let start = move |shared: &Shared, framing: Framing| {
+    let outbox = move |shared: &Shared, framing: Framing| {
         let config = &shared.config;
         let (outbox, receiver) = framed_outbox(config.outbox_frames, config.outbox_bytes, framing);
         let task = tokio::spawn(write_loop(writer, receiver, framing));
         (outbox, Writer::Task(task))
     };
-    session(
-        reader,
-        codec,
-        start,
-        peer,
-        shared,
-        shutdown,
-        permit,
-        hello_deadline,
-    )
+    session(reader, codec, outbox, start)
 }
 
 /// [`serve_until`] for a plain TCP connection (JSON lines or WebSocket): its lines are written
 /// by the server's flusher, once per turn of the runtime (see `outbox::Flusher`); a writer task
 /// exists only while the socket is full, and the session drains what is left when it ends.
 /// Needs the flusher running ([`crate::run`] starts it).
-#[allow(clippy::too_many_arguments)]
 pub fn serve_plain<R, C>(
     reader: R,
     codec: C,
     writer: tokio::net::tcp::OwnedWriteHalf,
-    peer: Peer,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    permit: Permit,
-    hello_deadline: Instant,
+    start: Start,
 ) -> impl Future<Output = ()> + Send
 where
     R: Ready,
     C: Transport,
 {
-    let start = move |shared: &Shared, framing: Framing| {
+    let outbox = move |shared: &Shared, framing: Framing| {
         let config = &shared.config;
         let (outbox, receiver) = direct_outbox(
             config.outbox_frames,
@@ -158,16 +147,7 @@ where
         );
         (outbox, Writer::Direct(receiver))
     };
-    session(
-        reader,
-        codec,
-        start,
-        peer,
-        shared,
-        shutdown,
-        permit,
-        hello_deadline,
-    )
+    session(reader, codec, outbox, start)
 }
 
 /// Who writes a session's socket, as the session sees it when it ends.
@@ -179,28 +159,30 @@ enum Writer {
     Direct(OutboxReceiver),
 }
 
-/// The body of a session, whichever its transport and however its lines are written: `start`
+/// The body of a session, whichever its transport and however its lines are written: `outbox`
 /// makes its outbox and whatever writes it.
 ///
 /// The session's parts are made here, before the future: an `async` body keeps a slot for each
 /// argument it moves into something else, and every connected client holds one such future.
-#[allow(clippy::too_many_arguments)]
-fn session<R, C, S>(
+fn session<R, C, O>(
     reader: R,
     mut codec: C,
-    start: S,
-    peer: Peer,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    permit: Permit,
-    hello_deadline: Instant,
+    outbox: O,
+    start: Start,
 ) -> impl Future<Output = ()> + Send
 where
     R: Ready,
     C: Transport,
-    S: FnOnce(&Shared, Framing) -> (Outbox, Writer),
+    O: FnOnce(&Shared, Framing) -> (Outbox, Writer),
 {
-    let (outbox, writer) = start(&shared, codec.framing());
+    let Start {
+        peer,
+        shared,
+        shutdown,
+        permit,
+        hello_deadline,
+    } = start;
+    let (outbox, writer) = outbox(&shared, codec.framing());
     let id = shared.next_session_id();
     debug!(%peer, session = id, "connected");
 
@@ -580,7 +562,14 @@ mod tests {
         let permit = shared.admit(crate::admission::Source::Unknown).unwrap();
         let token = CancellationToken::new();
         let deadline = Instant::now();
-        let fut = serve_plain(r, codec, w, Peer(None), shared, token, permit, deadline);
+        let start = Start {
+            peer: Peer(None),
+            shared,
+            shutdown: token,
+            permit,
+            hello_deadline: deadline,
+        };
+        let fut = serve_plain(r, codec, w, start);
         std::mem::size_of_val(&fut)
     }
 
