@@ -222,13 +222,7 @@ async fn a_nick_raced_on_two_nodes_is_won_exactly_once() {
             hello(nodes[0].addr, nick.clone()),
             hello(nodes[1].addr, upper)
         );
-        let won: Vec<&Value> = [&ra, &rb]
-            .into_iter()
-            .filter(|r| r["type"] == "welcome")
-            .collect();
-        assert_eq!(won.len(), 1, "round {round}: {ra} / {rb}");
-        let lost = if ra["type"] == "welcome" { &rb } else { &ra };
-        assert_eq!(lost["code"], "nick_taken", "round {round}: {lost}");
+        one_won(&ra, &rb, |r| r["type"] == "welcome", round);
         keep.push((a, b));
     }
 }
@@ -654,4 +648,21 @@ async fn a_secret_takes_a_nick_over_from_a_session_of_the_same_node() {
         assert!(Instant::now() < deadline, "ann never freed: {reply}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Of two answers to the same race, exactly one `won`; the other is refused `nick_taken`.
+/// Returns the winner.
+pub(crate) fn one_won<'a>(
+    ra: &'a Value,
+    rb: &'a Value,
+    won: impl Fn(&Value) -> bool,
+    round: impl std::fmt::Display,
+) -> &'a Value {
+    assert!(
+        won(ra) != won(rb),
+        "round {round}: exactly one wins: {ra} / {rb}"
+    );
+    let (winner, lost) = if won(ra) { (ra, rb) } else { (rb, ra) };
+    assert_eq!(lost["code"], "nick_taken", "round {round}: {lost}");
+    winner
 }

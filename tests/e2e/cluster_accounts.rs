@@ -97,14 +97,8 @@ async fn cluster_accounts_lookalikes_registered_at_once_on_two_nodes_are_won_exa
         let (mut on_b, _) = TestClient::hello(b.addr, &digit).await;
         let register = json!({"type":"register","secret":SECRET});
         let (ra, rb) = tokio::join!(on_a.request(register.clone()), on_b.request(register));
-        let won: Vec<&Value> = [&ra, &rb]
-            .into_iter()
-            .filter(|r| r["cmd"] == "register")
-            .collect();
-        assert_eq!(won.len(), 1, "round {round}: {ra} / {rb}");
-        let lost = if ra["cmd"] == "register" { &rb } else { &ra };
-        assert_eq!(lost["code"], "nick_taken", "round {round}: {lost}");
-        let winner = won[0]["nick"].as_str().unwrap().to_owned();
+        let won = crate::cluster::one_won(&ra, &rb, |r| r["cmd"] == "register", round);
+        let winner = won["nick"].as_str().unwrap().to_owned();
         // Both nodes hold the one winner: its nick needs the secret on each.
         leave(on_a).await;
         leave(on_b).await;
