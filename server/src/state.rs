@@ -451,10 +451,10 @@ impl<M: Clone> State<M> {
         let mut id_buf = Uuid::encode_buffer();
         let (_, sent) = new_message(&mut id_buf, &self.user(who).nick, text);
         // Extension: the sender learns that the recipient is away or busy (and why).
-        let away = matches!(target.status, Status::Away | Status::Busy)
-            .then_some(target.status_text.as_deref());
-        Ok(Effects::reply(sent.dm_reply_line(re, &target.nick, away))
-            .with_event(Audience::User(target_id), sent.direct_line(&target.nick)))
+        Ok(
+            Effects::reply(sent.dm_reply_line(re, &target.nick, target.away()))
+                .with_event(Audience::User(target_id), sent.direct_line(&target.nick)),
+        )
     }
 
     /// Every other user who shares at least one room with `who`, each once.

@@ -3,7 +3,7 @@
 //! `cluster::inbound`, in stream order.
 
 use lanchat_protocol::validate::name_key;
-use lanchat_protocol::{Member, Status};
+use lanchat_protocol::Member;
 
 use super::{Audience, RoomKey, SessionId, State};
 
@@ -90,8 +90,7 @@ impl<M: Clone> State<M> {
     pub fn dm_target(&self, nick_key: &str) -> Option<(SessionId, Away)> {
         let id = *self.nicks.get(nick_key)?;
         let user = self.users.get(&id)?;
-        let away =
-            matches!(user.status, Status::Away | Status::Busy).then(|| user.status_text.clone());
+        let away = user.away().map(|text| text.map(str::to_owned));
         Some((id, away))
     }
 

@@ -23,6 +23,12 @@ pub(super) struct User<M> {
 }
 
 impl<M> User<M> {
+    /// Whether a DM to this user should tell the sender they are away or busy, and their status
+    /// text if they set one (the `dm` reply's `away` and `away_text`, here and from other nodes).
+    pub(super) fn away(&self) -> Option<Option<&str>> {
+        matches!(self.status, Status::Away | Status::Busy).then_some(self.status_text.as_deref())
+    }
+
     pub(super) fn member(&self) -> Member {
         Member {
             nick: self.nick.clone(),
