@@ -42,8 +42,46 @@ pub fn fold(name: &str) -> String {
 /// key look alike, or differ only in case or width. For comparison only: it is never shown,
 /// stored or sent.
 pub fn skeleton_key(name: &str) -> String {
+    if let Some(key) = plain_skeleton(name, Case::Folded) {
+        return key;
+    }
     let skeleton: String = unicode_security::skeleton(&fold(name)).collect();
     fold(&skeleton)
+}
+
+/// Whether [`plain_skeleton`] folds the name first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Folded,
+    Kept,
+}
+
+/// The skeleton of a name of ASCII letters, digits and `_-.` only (every ASCII nick and room
+/// name), without Unicode tables: of those characters, TR39's confusables map only `0` to `O`,
+/// `1` and `I` to `l`, and `m` to `rn`, all ASCII, so the skeleton is a map byte by byte.
+/// Folded: [`skeleton_key`]'s key (lowercase first and again after, so `0` gives `o`). `None` for
+/// any other name (the Unicode path). The unit tests check it against `unicode_security` for
+/// every pair of these characters.
+fn plain_skeleton(name: &str, case: Case) -> Option<String> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if !name.bytes().all(plain) {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for b in name.bytes() {
+        let b = match case {
+            Case::Folded => b.to_ascii_lowercase(),
+            Case::Kept => b,
+        };
+        match (b, case) {
+            (b'm', _) => out.push_str("rn"),
+            (b'0', Case::Folded) => out.push('o'),
+            (b'0', Case::Kept) => out.push('O'),
+            (b'1' | b'I', _) => out.push('l'),
+            _ => out.push(char::from(b)),
+        }
+    }
+    Some(out)
 }
 
 /// The keys under which `name` is compared for looking alike: its [`skeleton_key`], then the TR39
@@ -51,7 +89,9 @@ pub fn skeleton_key(name: &str) -> String {
 /// `lan`; `alice` has one.
 pub fn lookalike_keys(name: &str) -> Vec<String> {
     let folded = skeleton_key(name);
-    let shown: String = if name.is_ascii() {
+    let shown: String = if let Some(shown) = plain_skeleton(name, Case::Kept) {
+        shown
+    } else if name.is_ascii() {
         unicode_security::skeleton(name).collect()
     } else {
         unicode_security::skeleton(&name.nfkc().collect::<String>()).collect()

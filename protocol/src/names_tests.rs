@@ -33,6 +33,35 @@ fn lookalikes_share_a_key() {
 }
 
 #[test]
+fn plain_names_skeletons_match_the_unicode_tables() {
+    // Every name of one or two of the plain characters, and some longer ones: the byte map
+    // gives what the Unicode path gives, so it may stand in for it.
+    let plain: Vec<char> = ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .chain(['_', '-', '.'])
+        .collect();
+    let singles = plain.iter().map(|c| c.to_string());
+    let pairs = plain
+        .iter()
+        .flat_map(|a| plain.iter().map(move |b| format!("{a}{b}")));
+    let longer = ["Ian", "m1ll10n", "IIlI1", "Room_42.lobby-mm", "Zoe"].map(String::from);
+    for name in singles.chain(pairs).chain(longer) {
+        let folded: String = unicode_security::skeleton(&fold(&name)).collect();
+        assert_eq!(
+            plain_skeleton(&name, Case::Folded),
+            Some(fold(&folded)),
+            "{name}"
+        );
+        let shown: String = unicode_security::skeleton(&name).collect();
+        assert_eq!(plain_skeleton(&name, Case::Kept), Some(shown), "{name}");
+    }
+    for other in ["a b", "a#b", "zoë", "|", "a%"] {
+        assert_eq!(plain_skeleton(other, Case::Kept), None, "{other}");
+    }
+}
+
+#[test]
 fn capitals_look_like_what_they_look_like() {
     // `I` folds to `i` but looks like `l` and `1`; `i` and `l` stay apart.
     for (a, b) in [
