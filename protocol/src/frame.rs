@@ -500,11 +500,26 @@ impl Fields<'_> {
 }
 
 /// Encode any serialisable frame as one compact JSON line with its LF.
+///
+/// Into a buffer kept by the thread, then copied out at its exact size: one allocation per
+/// line, where growing a fresh buffer took one per doubling (a `welcome` took three) and a
+/// `Bytes` made from a buffer with room to spare allocates its shared header at once.
 pub fn encode_line<T: Serialize + ?Sized>(frame: &T) -> Bytes {
-    let mut buf = Vec::with_capacity(128);
-    serde_json::to_writer(&mut buf, frame).expect("frames always serialise");
-    buf.push(b'\n');
-    Bytes::from(buf)
+    /// The buffer a thread keeps between lines; one grown past this (a large reply) is let go.
+    const KEPT: usize = 64 * 1024;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, frame).expect("frames always serialise");
+        buf.push(b'\n');
+        let line = Bytes::copy_from_slice(buf);
+        if buf.capacity() > KEPT {
+            *buf = Vec::new();
+        }
+        line
+    })
 }
 
 /// Everything the server sends. The variant name is the wire `type`.
@@ -966,6 +981,33 @@ pub fn encode_history_reply<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_lines_own_their_bytes() {
+        // The thread's buffer is reused, and let go once a large line has grown it: every line
+        // keeps what it was encoded as, whatever is encoded after it.
+        let message = |text: String| {
+            ServerFrame::Message(Message {
+                id: "m".into(),
+                ts: 1,
+                room: "Lobby".into(),
+                from: "Ann".into(),
+                text,
+            })
+        };
+        let frames = [
+            message("short".into()),
+            message("x".repeat(100_000)),
+            message("after the large one".into()),
+            message(String::new()),
+        ];
+        let lines: Vec<Bytes> = frames.iter().map(ServerFrame::encode_line).collect();
+        for (frame, line) in frames.iter().zip(&lines) {
+            assert_eq!(line.last(), Some(&b'\n'));
+            let json = &line[..line.len() - 1];
+            assert_eq!(ServerFrame::decode(json).unwrap(), *frame);
+        }
+    }
 
     #[test]
     fn sent_message_lines_equal_the_owned_frames() {
