@@ -75,6 +75,15 @@ def per_10k(reps: list[dict], field: str) -> str:
     return f"{med(v):.2f}" + (f" ({min(v):.2f}-{max(v):.2f})" if len(v) > 1 else "")
 
 
+def register_ms(reps: list[dict]) -> str:
+    """Medians over the runs of each run's p50 and p99 time from a connect to its welcome (or
+    PONG); n/a for results from a generator that did not measure it."""
+    v = [r["register_ms"] for r in reps if isinstance(r.get("register_ms"), dict)]
+    if not v:
+        return "n/a"
+    return f"{med([x['p50'] for x in v]):.2f} / {med([x['p99'] for x in v]):.1f}"
+
+
 def load(path: str) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -382,8 +391,8 @@ def main() -> None:
     out.append("lanchat and Redis: medians of the alternating runs, the range in parentheses "
                "(one run of 10,000 moves by a fifth on this machine); ngircd: one run.")
     out.append("")
-    out.append("| server | runs | registered | registrations/s | server CPU s per 10,000 | generator CPU s per 10,000 | RSS before KiB | RSS after KiB | KiB per client |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| server | runs | registered | registrations/s | connect to welcome p50 / p99 ms | server CPU s per 10,000 | generator CPU s per 10,000 | RSS before KiB | RSS after KiB | KiB per client |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in SERVERS:
         reps = g.get(("idle-10000", s), [])
         if not reps:
@@ -393,7 +402,7 @@ def main() -> None:
         kib_range = f" ({min(kib):.2f}-{max(kib):.2f})" if len(kib) > 1 else ""
         out.append(
             f"| {s} | {len(reps)} | {min(r.get('registered') or 0 for r in reps)} "
-            f"| {med(regs):,.0f}{rng(regs, 1)} "
+            f"| {med(regs):,.0f}{rng(regs, 1)} | {register_ms(reps)} "
             f"| {per_10k(reps, 'server_cpu_s')} | {per_10k(reps, 'gen_cpu_s')} "
             f"| {med([r.get('rss_before_kib') or 0 for r in reps]):.0f} "
             f"| {med([r.get('rss_after_kib') or 0 for r in reps]):.0f} "

@@ -261,8 +261,13 @@ impl Conn {
                 let mut rooms: Vec<String> = Vec::new();
                 self.wait("hello", |line, ev| match ev {
                     Event::Reply { ok: true } => {
-                        let welcome: Welcome = serde_json::from_slice(line)?;
-                        rooms = welcome.rooms;
+                        // `autojoin:false` honoured: no room to leave, and nothing to parse
+                        // (a lanchat client has no more to do on a welcome than a Redis one
+                        // on a PONG). A server without the extension named its default room.
+                        if memchr::memmem::find(line, b"\"rooms\":[]").is_none() {
+                            let welcome: Welcome = serde_json::from_slice(line)?;
+                            rooms = welcome.rooms;
+                        }
                         Ok(Step::Done)
                     }
                     Event::Reply { ok: false } => bail!("{}", String::from_utf8_lossy(line)),

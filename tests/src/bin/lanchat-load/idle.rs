@@ -40,13 +40,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
     let start = Instant::now();
     let sem = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
     let stop = CancellationToken::new();
-    let (ready_tx, mut ready_rx) = mpsc::channel::<anyhow::Result<()>>(1024);
+    // Each registration's time, from its connect (once its turn came) to the welcome.
+    let (ready_tx, mut ready_rx) = mpsc::channel::<anyhow::Result<Duration>>(1024);
     let mut tasks = Vec::with_capacity(cfg.clients);
     for i in 0..cfg.clients {
         let (sem, stop, ready, cfg) = (sem.clone(), stop.clone(), ready_tx.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
             let setup = async {
                 let _permit = sem.acquire().await?;
+                let began = Instant::now();
                 // Small read buffers: ten thousand idle connections must not cost the
                 // generator hundreds of megabytes.
                 let mut c = Conn::connect(
@@ -59,11 +61,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
                 )
                 .await?;
                 c.register(None).await?;
-                anyhow::Ok(c)
+                anyhow::Ok((c, began.elapsed()))
             };
             let mut conn = match setup.await {
-                Ok(c) => {
-                    let _ = ready.send(Ok(())).await;
+                Ok((c, took)) => {
+                    let _ = ready.send(Ok(took)).await;
                     c
                 }
                 Err(e) => {
@@ -78,10 +80,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
     drop(ready_tx);
     let mut registered = 0usize;
     let mut first_error = None;
+    let mut took_ms = Vec::with_capacity(cfg.clients);
     let wait_all = async {
         while let Some(r) = ready_rx.recv().await {
             match r {
-                Ok(()) => registered += 1,
+                Ok(took) => {
+                    registered += 1;
+                    took_ms.push(took.as_secs_f64() * 1e3);
+                }
                 Err(e) => {
                     first_error.get_or_insert(format!("{e:#}"));
                 }
@@ -113,6 +119,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
         "first_error": first_error,
         "register_s": register_s,
         "registrations_per_s": registered as f64 / register_s,
+        "register_ms": quantiles(&mut took_ms),
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "rss_after_hold_kib": rss_held,
@@ -120,6 +127,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<serde_json::Value> {
         "server_cpu_s": match (cpu0, cpu1) { (Some(a), Some(b)) => Some(b - a), _ => None },
         "gen_cpu_s": gen1 - gen0,
     }))
+}
+
+/// p50, p99 and max of `ms` (null when empty).
+fn quantiles(ms: &mut [f64]) -> serde_json::Value {
+    if ms.is_empty() {
+        return serde_json::Value::Null;
+    }
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    json!({ "p50": q(0.50), "p99": q(0.99), "max": q(1.0) })
 }
 
 /// Keep the connection open, answering keepalives, until stopped.

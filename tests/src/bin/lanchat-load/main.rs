@@ -321,13 +321,17 @@ fn fanout_config(
 fn print_text(r: &Value) {
     let num = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     if r["scenario"] == "idle" {
+        let took = |k: &str| r["register_ms"][k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "idle {} clients={} registered={} in {:.2}s ({:.0}/s)",
+            "idle {} clients={} registered={} in {:.2}s ({:.0}/s), each connect to welcome p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
             r["proto"].as_str().unwrap_or("?"),
             r["clients"],
             r["registered"],
             num("register_s"),
             num("registrations_per_s"),
+            took("p50"),
+            took("p99"),
+            took("max"),
         );
         println!(
             "server rss before={} KiB after={} KiB ({:.2} KiB per client), server cpu {:.2}s, generator cpu {:.2}s",
