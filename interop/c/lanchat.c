@@ -332,6 +332,19 @@ static const cJSON *field(const cJSON *obj, const char *name)
     return cJSON_IsNull(item) ? NULL : item;
 }
 
+/* The optional array field `name` of obj, and its size (0 when absent or empty). */
+static lc_status get_array(const cJSON *obj, const char *name, const cJSON **array, int *n)
+{
+    *array = field(obj, name);
+    *n = 0;
+    if (*array == NULL)
+        return LC_OK;
+    if (!cJSON_IsArray(*array))
+        return LC_ERR_PROTOCOL;
+    *n = cJSON_GetArraySize(*array);
+    return LC_OK;
+}
+
 /* Copy an optional string field into *dest (left NULL when absent). */
 static lc_status get_string(const cJSON *obj, const char *name, char **dest)
 {
@@ -442,55 +455,52 @@ static lc_status parse_re(const cJSON *obj, lc_event *ev)
 static lc_status parse_limits(const cJSON *obj, lc_event *ev)
 {
     const cJSON *limits = field(obj, "limits");
-    lc_status rc = LC_OK;
+    lc_limits *l = &ev->limits;
+    struct {
+        const char *name;
+        long long *dest;
+    } const each[] = {
+        {"max_line", &l->max_line},
+        {"max_text", &l->max_text},
+        {"rate_burst", &l->rate_burst},
+        {"rate_per_sec", &l->rate_per_sec},
+        {"ping_interval_s", &l->ping_interval_s},
+        {"event_burst", &l->event_burst},
+        {"events_per_sec", &l->events_per_sec},
+        {"reply_bytes_burst", &l->reply_bytes_burst},
+        {"reply_bytes_per_sec", &l->reply_bytes_per_sec},
+        {"rooms_page", &l->rooms_page},
+    };
+    size_t i;
 
     if (limits == NULL)
         return LC_OK;
     if (!cJSON_IsObject(limits))
         return LC_ERR_PROTOCOL;
     ev->has_limits = 1;
-    if (rc == LC_OK)
-        rc = get_integer(limits, "max_line", &ev->limits.max_line, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "max_text", &ev->limits.max_text, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "rate_burst", &ev->limits.rate_burst, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "rate_per_sec", &ev->limits.rate_per_sec, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "ping_interval_s", &ev->limits.ping_interval_s, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "event_burst", &ev->limits.event_burst, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "events_per_sec", &ev->limits.events_per_sec, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "reply_bytes_burst", &ev->limits.reply_bytes_burst, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "reply_bytes_per_sec", &ev->limits.reply_bytes_per_sec, NULL);
-    if (rc == LC_OK)
-        rc = get_integer(limits, "rooms_page", &ev->limits.rooms_page, NULL);
-    return rc;
+    for (i = 0; i < sizeof each / sizeof each[0]; i++) {
+        lc_status rc = get_integer(limits, each[i].name, each[i].dest, NULL);
+
+        if (rc != LC_OK)
+            return rc;
+    }
+    return LC_OK;
 }
 
 static lc_status parse_members(const cJSON *obj, lc_event *ev)
 {
-    const cJSON *array = field(obj, "members");
+    const cJSON *array;
     const cJSON *item;
     int n;
+    lc_status rc = get_array(obj, "members", &array, &n);
 
-    if (array == NULL)
-        return LC_OK;
-    if (!cJSON_IsArray(array))
-        return LC_ERR_PROTOCOL;
-    n = cJSON_GetArraySize(array);
-    if (n == 0)
-        return LC_OK;
+    if (rc != LC_OK || n == 0)
+        return rc;
     ev->members = calloc((size_t)n, sizeof *ev->members);
     if (ev->members == NULL)
         return LC_ERR_NOMEM;
     cJSON_ArrayForEach(item, array) {
         lc_member *m = &ev->members[ev->n_members++];
-        lc_status rc;
 
         if (!cJSON_IsObject(item))
             return LC_ERR_PROTOCOL;
@@ -512,18 +522,14 @@ static lc_status parse_members(const cJSON *obj, lc_event *ev)
 /* `rooms` is a list of names in welcome and a list of objects in ok rooms. */
 static lc_status parse_rooms(const cJSON *obj, lc_event *ev)
 {
-    const cJSON *array = field(obj, "rooms");
+    const cJSON *array;
     const cJSON *first;
     const cJSON *item;
     int n;
+    lc_status rc = get_array(obj, "rooms", &array, &n);
 
-    if (array == NULL)
-        return LC_OK;
-    if (!cJSON_IsArray(array))
-        return LC_ERR_PROTOCOL;
-    n = cJSON_GetArraySize(array);
-    if (n == 0)
-        return LC_OK;
+    if (rc != LC_OK || n == 0)
+        return rc;
     first = cJSON_GetArrayItem(array, 0);
     if (cJSON_IsString(first)) {
         ev->rooms = calloc((size_t)n, sizeof *ev->rooms);
@@ -545,7 +551,6 @@ static lc_status parse_rooms(const cJSON *obj, lc_event *ev)
     cJSON_ArrayForEach(item, array) {
         lc_room_info *r = &ev->room_list[ev->n_room_list++];
         int has_members = 0;
-        lc_status rc;
 
         if (!cJSON_IsObject(item))
             return LC_ERR_PROTOCOL;
@@ -567,23 +572,18 @@ static lc_status event_from_object(const cJSON *obj, lc_event *ev);
 /* ok history: each stored message is a full message frame. */
 static lc_status parse_messages(const cJSON *obj, lc_event *ev)
 {
-    const cJSON *array = field(obj, "messages");
+    const cJSON *array;
     const cJSON *item;
     int n;
+    lc_status rc = get_array(obj, "messages", &array, &n);
 
-    if (array == NULL)
-        return LC_OK;
-    if (!cJSON_IsArray(array))
-        return LC_ERR_PROTOCOL;
-    n = cJSON_GetArraySize(array);
-    if (n == 0)
-        return LC_OK;
+    if (rc != LC_OK || n == 0)
+        return rc;
     ev->messages = calloc((size_t)n, sizeof *ev->messages);
     if (ev->messages == NULL)
         return LC_ERR_NOMEM;
     cJSON_ArrayForEach(item, array) {
         lc_event *m = &ev->messages[ev->n_messages++];
-        lc_status rc;
 
         if (!cJSON_IsObject(item))
             return LC_ERR_PROTOCOL;
@@ -1790,199 +1790,141 @@ static lc_status request(lc_client *c, lc_request *req, lc_event *reply)
 
 lc_status lc_hello(lc_client *c, const char *nick, const char *password, lc_event *reply)
 {
-    lc_request req;
-
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_HELLO;
-    req.nick = nick;
-    req.password = password;
-    req.protocol = LC_PROTOCOL_VERSION;
-    req.client = LC_CLIENT_NAME;
-    return request(c, &req, reply);
+    return lc_hello_secret(c, nick, password, NULL, reply);
 }
 
 lc_status lc_hello_secret(lc_client *c, const char *nick, const char *password,
                           const char *secret, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {
+        .type = LC_REQ_HELLO,
+        .nick = nick,
+        .password = password,
+        .secret = secret,
+        .protocol = LC_PROTOCOL_VERSION,
+        .client = LC_CLIENT_NAME,
+    };
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_HELLO;
-    req.nick = nick;
-    req.password = password;
-    req.secret = secret;
-    req.protocol = LC_PROTOCOL_VERSION;
-    req.client = LC_CLIENT_NAME;
     return request(c, &req, reply);
 }
 
 lc_status lc_register(lc_client *c, const char *secret, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_REGISTER, .secret = secret};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_REGISTER;
-    req.secret = secret;
     return request(c, &req, reply);
 }
 
 lc_status lc_unregister(lc_client *c, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_UNREGISTER};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_UNREGISTER;
     return request(c, &req, reply);
 }
 
 lc_status lc_join(lc_client *c, const char *room, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_JOIN, .room = room};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_JOIN;
-    req.room = room;
     return request(c, &req, reply);
 }
 
 lc_status lc_join_key(lc_client *c, const char *room, const char *key, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_JOIN, .room = room, .key = key};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_JOIN;
-    req.room = room;
-    req.key = key;
     return request(c, &req, reply);
 }
 
 lc_status lc_mode(lc_client *c, const char *room, int invite_only, const char *key,
                   int clear_key, int topic_lock, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {
+        .type = LC_REQ_MODE,
+        .room = room,
+        .invite_only = invite_only,
+        .key = key,
+        .clear_key = clear_key,
+        .topic_lock = topic_lock,
+    };
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_MODE;
-    req.room = room;
-    req.invite_only = invite_only;
-    req.key = key;
-    req.clear_key = clear_key;
-    req.topic_lock = topic_lock;
     return request(c, &req, reply);
 }
 
 lc_status lc_invite(lc_client *c, const char *room, const char *nick, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_INVITE, .room = room, .nick = nick};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_INVITE;
-    req.room = room;
-    req.nick = nick;
     return request(c, &req, reply);
 }
 
 lc_status lc_kick(lc_client *c, const char *room, const char *nick, const char *reason,
                   lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_KICK, .room = room, .nick = nick, .reason = reason};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_KICK;
-    req.room = room;
-    req.nick = nick;
-    req.reason = reason;
     return request(c, &req, reply);
 }
 
 lc_status lc_op(lc_client *c, const char *room, const char *nick, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_OP, .room = room, .nick = nick};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_OP;
-    req.room = room;
-    req.nick = nick;
     return request(c, &req, reply);
 }
 
 lc_status lc_leave(lc_client *c, const char *room, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_LEAVE, .room = room};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_LEAVE;
-    req.room = room;
     return request(c, &req, reply);
 }
 
 lc_status lc_say(lc_client *c, const char *room, const char *text, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_SAY, .room = room, .text = text};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_SAY;
-    req.room = room;
-    req.text = text;
     return request(c, &req, reply);
 }
 
 lc_status lc_dm(lc_client *c, const char *to, const char *text, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_DM, .to = to, .text = text};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_DM;
-    req.to = to;
-    req.text = text;
     return request(c, &req, reply);
 }
 
 lc_status lc_nick(lc_client *c, const char *nick, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_NICK, .nick = nick};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_NICK;
-    req.nick = nick;
     return request(c, &req, reply);
 }
 
 lc_status lc_set_status(lc_client *c, const char *status, const char *text, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_STATUS, .status = status, .text = text};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_STATUS;
-    req.status = status;
-    req.text = text;
     return request(c, &req, reply);
 }
 
 lc_status lc_ping(lc_client *c, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_PING};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_PING;
     return request(c, &req, reply);
 }
 
 lc_status lc_quit(lc_client *c, const char *reason, lc_event *reply)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_QUIT, .reason = reason};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_QUIT;
-    req.reason = reason;
     return request(c, &req, reply);
 }
 
 lc_status lc_pong(lc_client *c)
 {
-    lc_request req;
+    lc_request req = {.type = LC_REQ_PONG};
 
-    memset(&req, 0, sizeof req);
-    req.type = LC_REQ_PONG;
     return lc_send(c, &req, NULL);
 }
