@@ -43,6 +43,10 @@ const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 const COALESCE_FROM: std::time::Duration = std::time::Duration::from_millis(1);
 /// The longest pause after a pass.
 const COALESCE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
+/// A pass whose writes carried this many lines each (on average) or more is followed by a pause
+/// of at least [`COALESCE_FROM`], however little CPU it took: lines come faster than the queues
+/// are written.
+const COALESCE_LINES: usize = 4;
 /// Queues written before the flusher lets the sessions run (and comes back): about 150 us of
 /// sends.
 const QUEUES_PER_POLL: usize = 32;
@@ -111,9 +115,15 @@ impl Flusher {
                 &mut list,
                 &mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()),
             );
+            let (mut writes, mut lines) = (0usize, 0usize);
             for (n, queue) in list.drain(..).enumerate() {
-                if queue.flush(&mut batch) {
+                let flushed = queue.flush(&mut batch);
+                if flushed.large {
                     trim.push(Arc::downgrade(&queue));
+                }
+                if flushed.lines > 0 {
+                    writes += 1;
+                    lines += flushed.lines;
                 }
                 if n % QUEUES_PER_POLL == QUEUES_PER_POLL - 1 {
                     took += thread_cpu().saturating_sub(started);
@@ -130,27 +140,44 @@ impl Flusher {
             // not wall time: a pass the scheduler interrupted (other processes on the machine)
             // is not a busy server, and pausing after it would only add latency. Only the
             // flusher's own: what the sessions did while it let them run is theirs.
+            //
+            // A short pass whose writes each carried several lines is a busy server too, one
+            // whose queues are few or whose lines are small: without a pause its passes would
+            // follow each other with a few lines a write, and stay too short to ever pause
+            // (one room of 100 at full rate settled either way from run to run, at 13 or 75
+            // deliveries a send: BENCHMARKS.md, fifth session). A quiet server's writes carry a
+            // line or two, and are never held back.
             took += thread_cpu().saturating_sub(started);
-            if took >= COALESCE_FROM {
-                tokio::time::sleep(took.min(COALESCE_MAX)).await;
+            if took >= COALESCE_FROM || (writes > 0 && lines >= COALESCE_LINES * writes) {
+                tokio::time::sleep(took.clamp(COALESCE_FROM, COALESCE_MAX)).await;
             }
         }
     }
 }
 
+/// What one [`Queue::flush`] did.
+#[derive(Debug, Default)]
+struct Flushed {
+    /// Lines taken to be written (all of them, or what a blocked write left to the writer task).
+    lines: usize,
+    /// The queue is left with a line buffer over [`LINES_KEPT`], for [`Queue::trim`] to look at
+    /// next pass.
+    large: bool,
+}
+
 impl Queue {
-    /// Write out what is queued, from the flusher, without blocking. True when the queue is
-    /// left with a line buffer over [`LINES_KEPT`], for [`Queue::trim`] to look at next pass.
-    fn flush(self: &Arc<Self>, batch: &mut Batch) -> bool {
+    /// Write out what is queued, from the flusher, without blocking.
+    fn flush(self: &Arc<Self>, batch: &mut Batch) -> Flushed {
+        let mut flushed = Flushed::default();
         let Some(direct) = &self.direct else {
-            return false;
+            return flushed;
         };
         loop {
             {
                 let mut state = self.lock();
                 if state.closed || state.handed_off {
                     state.flushing = false;
-                    return false;
+                    return flushed;
                 }
                 if state.lines.is_empty() {
                     state.flushing = false;
@@ -162,9 +189,11 @@ impl Queue {
                     if closing {
                         self.ready.notify_one();
                     }
-                    return large;
+                    flushed.large = large;
+                    return flushed;
                 }
                 std::mem::swap(&mut state.lines, &mut batch.lines);
+                flushed.lines += batch.lines.len();
                 batch.framing = if state.websocket {
                     Framing::WebSocket
                 } else {
@@ -216,7 +245,7 @@ impl Queue {
                     // (`handed_off` was false, and a task clears it last).
                     let task = tokio::spawn(write_handed(self.clone()));
                     *direct.handed.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-                    return false;
+                    return flushed;
                 }
             }
         }
