@@ -307,6 +307,13 @@ def main() -> None:
         if lan and red:
             lp = med([r["latency_ms"]["p99"] for r in lan])
             rp = med([r["latency_ms"]["p99"] for r in red])
+            if label.startswith("office"):
+                # A fixed rate (2 messages/s a member), not a max-rate row: issue 17's p99
+                # targets are at max rate and at 100k deliveries/s. Reported all the same.
+                out.append(f"- p99 at a fixed rate, {title} (not one of issue 17's targets, "
+                           f"which are at max rate and at 100k deliveries/s): lanchat {lp:.1f} ms "
+                           f"vs Redis {rp:.1f} ms: {'lower' if lp <= rp else '**higher**'}")
+                continue
             out.append(f"- p99 at max rate, {title}: lanchat {lp:.1f} ms vs Redis {rp:.1f} ms: "
                        f"{verdict(lp <= rp)}")
     rate = {s: g.get(("rate-100k", s), []) for s in SERVERS}
